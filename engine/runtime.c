@@ -1,0 +1,243 @@
+/* The Lua runtime: one lua_State with every module preloaded, the script
+ * search path, protected calls with tracebacks, and signal handling. */
+#include "benchrun/runtime.h"
+#include "benchrun/sched.h"
+#include "platform.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifdef BENCHRUN_HAVE_CJSON
+#include <lua-cjson.h>
+int luaopen_cjson_safe(lua_State *L);   /* in the same archive, not in the header */
+#endif
+
+static char exe_path[PATH_MAX];
+static char scripts_dir[PATH_MAX];
+static lua_State *signal_state;        /* the state Ctrl-C interrupts */
+static volatile sig_atomic_t stop_signal;
+
+const char *br_runtime_executable(void) { return exe_path; }
+const char *br_runtime_scripts_dir(void) { return scripts_dir; }
+int br_runtime_stop_signal(void) { return stop_signal; }
+
+static int is_dir(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* scripts/ is found, in order: next to the executable's folder (the build
+ * tree, build/../scripts), in the install prefix (bin/../share/benchrun/scripts),
+ * then the compiled-in source and install paths. BENCHRUN_PATH adds folders
+ * before all of them. */
+static void find_scripts_dir(void) {
+  char dir[PATH_MAX];
+  const char *candidates[4];
+  char a[PATH_MAX + 32], b[PATH_MAX + 32];
+  snprintf(dir, sizeof dir, "%s", exe_path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  snprintf(a, sizeof a, "%s/../scripts", dir);
+  snprintf(b, sizeof b, "%s/../share/benchrun/scripts", dir);
+  candidates[0] = a;
+  candidates[1] = b;
+  candidates[2] = BENCHRUN_SOURCE_SCRIPTS;
+  candidates[3] = BENCHRUN_INSTALL_SCRIPTS;
+  for (int i = 0; i < 4; i++) {
+    char probe[PATH_MAX + 64];
+    snprintf(probe, sizeof probe, "%s/bench", candidates[i]);
+    if (is_dir(probe)) {
+      if (!realpath(candidates[i], scripts_dir)) snprintf(scripts_dir, sizeof scripts_dir, "%s", candidates[i]);
+      return;
+    }
+  }
+  snprintf(scripts_dir, sizeof scripts_dir, "%s", BENCHRUN_SOURCE_SCRIPTS);
+}
+
+static void set_package_path(lua_State *L) {
+  luaL_Buffer b;
+  lua_getglobal(L, "package");
+  luaL_buffinit(L, &b);
+  const char *extra = getenv("BENCHRUN_PATH");
+  if (extra && *extra) {
+    /* each folder of BENCHRUN_PATH (colon-separated) */
+    const char *p = extra;
+    while (*p) {
+      const char *end = strchr(p, ':');
+      size_t n = end ? (size_t)(end - p) : strlen(p);
+      if (n) {
+        luaL_addlstring(&b, p, n); luaL_addstring(&b, "/?.lua;");
+        luaL_addlstring(&b, p, n); luaL_addstring(&b, "/?/init.lua;");
+      }
+      p += n + (end ? 1 : 0);
+    }
+  }
+  luaL_addstring(&b, scripts_dir); luaL_addstring(&b, "/?.lua;");
+  luaL_addstring(&b, scripts_dir); luaL_addstring(&b, "/?/init.lua;");
+  lua_getfield(L, -2, "path");
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+}
+
+static void preload(lua_State *L) {
+  static const luaL_Reg modules[] = {
+    {"bench", luaopen_bench},
+    {"bench.clock", luaopen_bench_clock},
+    {"bench.yaml", luaopen_bench_yaml},
+    {"bench.http", luaopen_bench_http},
+    {"bench.proc", luaopen_bench_proc},
+    {"bench.mem", luaopen_bench_mem},
+    {"bench.sys", luaopen_bench_sys},
+    {"bench.stats", luaopen_bench_stats},
+#ifdef BENCHRUN_HAVE_CJSON
+    {"cjson", luaopen_cjson},
+    {"cjson.safe", luaopen_cjson_safe},
+#endif
+    {NULL, NULL}};
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const luaL_Reg *m = modules; m->name; m++) {
+    lua_pushcfunction(L, m->func);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+}
+
+/* Globals every script and the REPL see: the C modules by short name. */
+static int set_globals(lua_State *L) {
+  static const char *const names[][2] = {
+    {"bench", "bench"}, {"clock", "bench.clock"}, {"yaml", "bench.yaml"},
+    {"http", "bench.http"}, {"proc", "bench.proc"}, {"mem", "bench.mem"},
+    {"sys", "bench.sys"}, {"stats", "bench.stats"}, {"json", "cjson"}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, names[i][1]);
+    lua_call(L, 1, 1);
+    lua_setglobal(L, names[i][0]);
+  }
+  /* bench.executable lets scripts start `benchrun sim` and friends. */
+  lua_getglobal(L, "bench");
+  lua_pushstring(L, exe_path);
+  lua_setfield(L, -2, "executable");
+  lua_pushstring(L, scripts_dir);
+  lua_setfield(L, -2, "scripts_dir");
+  lua_pushstring(L, BENCHRUN_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, BENCHRUN_GIT);
+  lua_setfield(L, -2, "git");
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int open_all(lua_State *L) {
+  luaL_openlibs(L);
+  br_sched_open(L);
+  preload(L);
+  set_package_path(L);
+  set_globals(L);
+  return 0;
+}
+
+lua_State *br_runtime_new(const char *argv0) {
+  if (br_platform_executable_path(exe_path, sizeof exe_path) != 0) {
+    if (!argv0 || !realpath(argv0, exe_path)) snprintf(exe_path, sizeof exe_path, "%s", argv0 ? argv0 : "benchrun");
+  }
+  find_scripts_dir();
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "benchrun: cannot create the Lua state (out of memory)\n");
+    return NULL;
+  }
+  lua_pushcfunction(L, open_all);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    fprintf(stderr, "benchrun: %s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+void br_runtime_close(lua_State *L) {
+  if (!L) return;
+  if (signal_state == L) signal_state = NULL;
+  br_sched_cancel_all(L);
+  lua_close(L);   /* __gc of every handle: children stopped, transfers cancelled, threads joined */
+}
+
+/* Message handler: the error plus a traceback (lua.c's msghandler). */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int br_runtime_pcall(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  int st = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  if (st == LUA_OK && br_sched_live(L) > 0) {
+    /* Tasks spawned by the chunk run to completion before we return. */
+    if (br_sched_drain(L) != 0) {
+      if (nresults != LUA_MULTRET) lua_pop(L, nresults);
+      st = LUA_ERRRUN;
+    }
+  }
+  if (st == LUA_OK) {
+    int failed = br_sched_take_failures(L);
+    if (failed) {
+      if (nresults != LUA_MULTRET) lua_pop(L, nresults);
+      lua_pushfstring(L, "%d task(s) failed (their errors are above)", failed);
+      st = LUA_ERRRUN;
+    }
+  }
+  return st;
+}
+
+void br_runtime_report(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "benchrun: %s\n", msg ? msg : "(error object is not a string)");
+  fflush(stderr);
+  lua_pop(L, 1);
+}
+
+/* ---- signals ---- */
+
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+static void on_signal(int sig) {
+  if (sig != SIGINT) stop_signal = sig;
+  lua_State *L = signal_state;
+  if (!L) return;
+  br_sched_interrupt(L);
+  /* Stop pure-Lua loops at their next instruction, as lua.c does. */
+  lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+void br_runtime_signals(lua_State *L) {
+  signal_state = L;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);   /* a closed socket is an error result, not a death */
+}

@@ -1,0 +1,559 @@
+/* Lua tasks (coroutines) scheduled by the event loop: the `bench` module
+ * (spawn, wait, run, sleep) and the waiting protocol of sched.h. */
+#include "benchrun/sched.h"
+#include "benchrun/runtime.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if LUA_VERSION_RELEASE_NUM >= 50406
+#define close_thread(co, from) lua_closethread(co, from)
+#else
+#define close_thread(co, from) lua_resetthread(co)
+#endif
+
+#define TASK_MT "bench.Task"
+
+enum { T_READY, T_RUNNING, T_WAITING, T_DONE, T_FAILED, T_CANCELLED };
+static const char *const task_state_names[] = {"ready", "running", "waiting", "done", "failed", "cancelled"};
+
+typedef struct multiwait multiwait;
+
+typedef struct br_task {
+  lua_State *co;
+  int state;
+  int nargs;              /* arguments waiting on co's stack for the first resume */
+  int started;
+  int cancel_requested;
+  int in_ready;
+  br_wait *wait;          /* the operation it is blocked on */
+  multiwait **joiners;    /* bench.wait calls waiting for this task */
+  int njoiners, capjoiners;
+  int id;
+} br_task;
+
+typedef struct br_sched {
+  br_loop *loop;
+  lua_State *main;
+  br_task **ready;        /* FIFO ring of runnable tasks */
+  size_t rhead, rlen, rcap;
+  br_task *current;       /* the task being resumed */
+  volatile sig_atomic_t interrupted;
+  int interrupt_seen;     /* waits have been cancelled for this interruption */
+  int live;               /* tasks not finished */
+  int unjoined_failures;  /* tasks that failed with nobody waiting for them */
+  int next_id;
+} br_sched;
+
+static const char SCHED_KEY = 'S';   /* registry: the sched userdata */
+static const char LIVE_KEY = 'L';    /* registry: {task userdata = true} for unfinished tasks */
+
+/* The scheduler pointer lives in the main thread's extra space, which Lua
+ * copies into every new thread, so any coroutine finds it in O(1). */
+static br_sched *sched_of(lua_State *L) { return *(br_sched **)lua_getextraspace(L); }
+
+br_loop *br_sched_loop(lua_State *L) { return sched_of(L)->loop; }
+
+/* ---- ready queue ---- */
+
+static void make_ready(br_sched *s, br_task *t) {
+  if (t->in_ready || t->state == T_RUNNING) return;
+  if (t->state >= T_DONE) return;
+  if (s->rlen == s->rcap) {
+    size_t cap = s->rcap ? s->rcap * 2 : 64;
+    br_task **r = malloc(cap * sizeof *r);
+    if (!r) abort();
+    for (size_t i = 0; i < s->rlen; i++) r[i] = s->ready[(s->rhead + i) % s->rcap];
+    free(s->ready);
+    s->ready = r;
+    s->rcap = cap;
+    s->rhead = 0;
+  }
+  s->ready[(s->rhead + s->rlen++) % s->rcap] = t;
+  t->in_ready = 1;
+  t->state = T_READY;
+}
+
+static br_task *pop_ready(br_sched *s) {
+  if (!s->rlen) return NULL;
+  br_task *t = s->ready[s->rhead];
+  s->rhead = (s->rhead + 1) % s->rcap;
+  s->rlen--;
+  t->in_ready = 0;
+  return t;
+}
+
+/* ---- waits ---- */
+
+void br_wait_init(br_wait *w, lua_State *L) {
+  memset(w, 0, sizeof *w);
+  w->L = L;
+}
+
+void br_wait_done(br_wait *w) {
+  if (w->state != BR_WAIT_PENDING) return;
+  w->state = BR_WAIT_DONE;
+  if (w->task) {
+    w->task->wait = NULL;
+    make_ready(sched_of(w->L), w->task);
+  }
+}
+
+static void cancel_wait(br_wait *w) {
+  if (w->state != BR_WAIT_PENDING) return;
+  w->state = BR_WAIT_CANCELLED;
+  if (w->cancel) w->cancel(w);
+}
+
+int br_wait_raise(lua_State *L, br_wait *w) {
+  br_sched *s = sched_of(L);
+  return luaL_error(L, "%s", s->interrupted ? "interrupted" : "cancelled");
+}
+
+static void sched_step(br_sched *s, int block);
+
+int br_await(lua_State *L, br_wait *w, lua_KContext ctx, lua_KFunction k) {
+  br_sched *s = sched_of(L);
+  w->L = L;
+  w->state = BR_WAIT_PENDING;
+  br_task *t = s->current;
+  if (t && t->co == L && lua_isyieldable(L)) {
+    w->task = t;
+    if (t->cancel_requested || s->interrupted) {
+      cancel_wait(w);
+      return k(L, LUA_OK, ctx);
+    }
+    t->wait = w;
+    return lua_yieldk(L, 0, ctx, k);
+  }
+  /* Main thread (or a context that cannot yield): run the loop here. */
+  w->task = NULL;
+  while (w->state == BR_WAIT_PENDING) {
+    if (s->interrupted) { cancel_wait(w); break; }
+    sched_step(s, 1);
+  }
+  return k(L, LUA_OK, ctx);
+}
+
+void br_sched_interrupt(lua_State *L) {
+  br_sched *s = sched_of(L);
+  s->interrupted = 1;
+  br_loop_wakeup(s->loop);
+}
+
+int br_sched_interrupted(lua_State *L) { return sched_of(L)->interrupted; }
+
+void br_sched_clear_interrupt(lua_State *L) {
+  br_sched *s = sched_of(L);
+  s->interrupted = 0;
+  s->interrupt_seen = 0;
+}
+
+/* ---- tasks ---- */
+
+static br_task *check_task(lua_State *L, int i) { return luaL_checkudata(L, i, TASK_MT); }
+
+struct multiwait {
+  br_wait w;
+  int pending;
+  int failed;
+  int fail_fast;
+};
+
+static void remove_joiner(br_task *t, multiwait *mw) {
+  for (int i = 0; i < t->njoiners; i++)
+    if (t->joiners[i] == mw) { t->joiners[i] = t->joiners[--t->njoiners]; return; }
+}
+
+static void task_finished(br_sched *s, br_task *t, int state) {
+  t->state = state;
+  s->live--;
+  for (int i = 0; i < t->njoiners; i++) {
+    multiwait *mw = t->joiners[i];
+    mw->pending--;
+    if (state != T_DONE) mw->failed++;
+    if (mw->pending == 0 || (mw->fail_fast && mw->failed)) br_wait_done(&mw->w);
+  }
+  free(t->joiners);
+  t->joiners = NULL;
+  t->njoiners = t->capjoiners = 0;
+}
+
+/* Resume t once. Results or the error (with traceback) go into the task's
+ * second user value; the finished task leaves the live set. */
+static void task_resume(br_sched *s, br_task *t) {
+  lua_State *L = s->main;
+  int nres = 0;
+  int nargs = t->started ? 0 : t->nargs;
+  t->started = 1;
+  t->state = T_RUNNING;
+  br_task *prev = s->current;
+  s->current = t;
+  int st = lua_resume(t->co, L, nargs, &nres);
+  s->current = prev;
+  if (st == LUA_YIELD) {
+    lua_pop(t->co, nres);
+    t->state = T_WAITING;
+    if (!t->wait) make_ready(s, t);   /* a plain coroutine.yield(): run again later */
+    return;
+  }
+  /* Find the userdata: it is the key in the live table whose task is t. */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &LIVE_KEY);
+  lua_pushlightuserdata(L, t);
+  lua_rawget(L, -2);                 /* live[t] = userdata */
+  int ud = lua_gettop(L);
+  if (st == LUA_OK) {
+    lua_createtable(L, nres, 1);
+    lua_xmove(t->co, L, nres);
+    for (int i = nres; i >= 1; i--) lua_rawseti(L, ud + 1, i);
+    lua_pushinteger(L, nres);
+    lua_setfield(L, -2, "n");
+    lua_setiuservalue(L, ud, 2);
+    task_finished(s, t, T_DONE);
+  } else {
+    const char *msg = lua_tostring(t->co, -1);
+    int cancelled = t->cancel_requested && msg && strstr(msg, "cancelled");
+    int interrupted = msg && strstr(msg, "interrupted");
+    if (!msg) msg = luaL_typename(t->co, -1);
+    luaL_traceback(L, t->co, msg, 0);
+    lua_setiuservalue(L, ud, 2);
+    int njoin = t->njoiners;
+    task_finished(s, t, cancelled || interrupted ? T_CANCELLED : T_FAILED);
+    if (!cancelled && !interrupted && njoin == 0) {
+      lua_getiuservalue(L, ud, 2);
+      fprintf(stderr, "benchrun: task %d failed: %s\n", t->id, lua_tostring(L, -1));
+      s->unjoined_failures++;
+      lua_pop(L, 1);
+    }
+  }
+  close_thread(t->co, L);            /* close pending to-be-closed variables */
+  lua_pushlightuserdata(L, t);
+  lua_pushnil(L);
+  lua_rawset(L, ud - 1);             /* live[t] = nil */
+  lua_settop(L, ud - 2);
+}
+
+static void sched_step(br_sched *s, int block) {
+  if (s->interrupted && !s->interrupt_seen) {
+    s->interrupt_seen = 1;
+    br_sched_cancel_all(s->main);
+  }
+  /* Run the tasks that are ready now; ones made ready meanwhile wait for the
+   * next step, so a busy task cannot starve the loop. */
+  size_t n = s->rlen;
+  for (size_t i = 0; i < n; i++) {
+    br_task *t = pop_ready(s);
+    if (!t) break;
+    task_resume(s, t);
+  }
+  /* Poll without blocking when tasks ran: one of them may have finished
+   * what the caller waits for. */
+  int64_t timeout = (!block || s->rlen || n) ? 0 : -1;
+  br_loop_run_once(s->loop, timeout);
+}
+
+void br_sched_cancel_all(lua_State *L) {
+  br_sched *s = sched_of(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &LIVE_KEY);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    br_task *t = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (t->state >= T_DONE) continue;
+    t->cancel_requested = 1;
+    if (t->wait) {
+      br_wait *w = t->wait;
+      t->wait = NULL;
+      cancel_wait(w);
+      make_ready(s, t);
+    } else if (t->state != T_RUNNING && !t->started) {
+      make_ready(s, t);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+int br_sched_drain(lua_State *L) {
+  br_sched *s = sched_of(L);
+  while (s->live > 0) {
+    if (s->interrupted && s->interrupt_seen && s->rlen == 0 && !br_loop_alive(s->loop)) break;
+    if (s->rlen == 0 && !br_loop_alive(s->loop) && !s->interrupted) {
+      lua_pushfstring(L, "%d task(s) are waiting for something that cannot happen (deadlock)", s->live);
+      return -1;
+    }
+    sched_step(s, 1);
+  }
+  if (s->interrupted) {
+    lua_pushliteral(L, "interrupted");
+    return -1;
+  }
+  return 0;
+}
+
+/* bench.spawn(fn, ...) -> task */
+static int l_spawn(lua_State *L) {
+  br_sched *s = sched_of(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int nargs = lua_gettop(L) - 1;
+  br_task *t = lua_newuserdatauv(L, sizeof *t, 2);
+  memset(t, 0, sizeof *t);
+  luaL_setmetatable(L, TASK_MT);
+  lua_State *co = lua_newthread(L);
+  lua_setiuservalue(L, -2, 1);       /* the thread stays alive with the task */
+  t->co = co;
+  t->id = ++s->next_id;
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  for (int i = 2; i <= nargs + 1; i++) lua_pushvalue(L, i);
+  lua_xmove(L, co, nargs);
+  t->nargs = nargs;
+  /* live[t] = userdata keeps unfinished tasks from being collected */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &LIVE_KEY);
+  lua_pushlightuserdata(L, t);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  s->live++;
+  t->state = T_WAITING;
+  make_ready(s, t);
+  return 1;
+}
+
+static void multiwait_cancel(br_wait *w) { (void)w; }
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Collect the tasks of bench.wait(t1, t2, ...) or bench.wait({t1, t2}, opts)
+ * into a table at the top of the stack. */
+static int collect_tasks(lua_State *L, int *fail_fast) {
+  *fail_fast = 0;
+  if (lua_istable(L, 1) && !luaL_testudata(L, 1, TASK_MT)) {
+    if (lua_istable(L, 2)) {
+      lua_getfield(L, 2, "fail_fast");
+      *fail_fast = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pushvalue(L, 1);
+  } else {
+    int n = lua_gettop(L);
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+      check_task(L, i);
+      lua_pushvalue(L, i);
+      lua_rawseti(L, -2, i);
+    }
+  }
+  return lua_gettop(L);
+}
+
+/* bench.wait(t1, t2, ...) or bench.wait({tasks}, {fail_fast = true}):
+ * wait for every task; -> true, or false, first error (with traceback).
+ * With fail_fast, the first failure cancels the rest. */
+static int l_wait(lua_State *L) {
+  int fail_fast;
+  int list = collect_tasks(L, &fail_fast);
+  lua_Integer n = luaL_len(L, list);
+  multiwait *mw = lua_newuserdatauv(L, sizeof *mw, 0);
+  memset(mw, 0, sizeof *mw);
+  br_wait_init(&mw->w, L);
+  mw->w.cancel = multiwait_cancel;
+  mw->fail_fast = fail_fast;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    br_task *t = check_task(L, -1);
+    lua_pop(L, 1);
+    if (t->state >= T_DONE) { if (t->state != T_DONE) mw->failed++; continue; }
+    if (t->co == L) return luaL_error(L, "bench.wait: a task cannot wait for itself");
+    if (t->njoiners == t->capjoiners) {
+      int cap = t->capjoiners ? t->capjoiners * 2 : 2;
+      multiwait **j = realloc(t->joiners, cap * sizeof *j);
+      if (!j) return luaL_error(L, "bench.wait: out of memory");
+      t->joiners = j;
+      t->capjoiners = cap;
+    }
+    t->joiners[t->njoiners++] = mw;
+    mw->pending++;
+  }
+  if (mw->pending == 0 || (mw->fail_fast && mw->failed)) {
+    mw->w.state = BR_WAIT_DONE;
+    return wait_k(L, LUA_OK, (lua_KContext)list);
+  }
+  return br_await(L, &mw->w, (lua_KContext)list, wait_k);
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  int list = (int)ctx;
+  multiwait *mw = lua_touserdata(L, list + 1);
+  lua_Integer n = luaL_len(L, list);
+  int first_error = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    br_task *t = lua_touserdata(L, -1);
+    remove_joiner(t, mw);
+    if (mw->fail_fast && mw->failed && t->state < T_DONE) {
+      t->cancel_requested = 1;
+      if (t->wait) { br_wait *w = t->wait; t->wait = NULL; cancel_wait(w); }
+      make_ready(sched_of(L), t);
+    }
+    if ((t->state == T_FAILED || t->state == T_CANCELLED) && !first_error) first_error = lua_gettop(L);
+    else lua_pop(L, 1);
+  }
+  if (br_wait_cancelled(&mw->w)) return br_wait_raise(L, &mw->w);
+  if (!first_error) { lua_pushboolean(L, 1); return 1; }
+  lua_pushboolean(L, 0);
+  lua_getiuservalue(L, first_error, 2);
+  return 2;
+}
+
+static int join_k(lua_State *L, int status, lua_KContext ctx) {
+  br_task *t = lua_touserdata(L, 1);
+  if (t->state < T_DONE) {   /* the wait was cancelled */
+    return luaL_error(L, "%s", sched_of(L)->interrupted ? "interrupted" : "cancelled");
+  }
+  lua_getiuservalue(L, 1, 2);
+  if (t->state != T_DONE) return lua_error(L);
+  int res = lua_gettop(L);
+  lua_getfield(L, res, "n");
+  int n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n, "too many results");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, res, i);
+  return n;
+}
+
+/* task:join() -> the task's results, or raises its error */
+static int task_join(lua_State *L) {
+  check_task(L, 1);
+  lua_settop(L, 1);
+  lua_pushcfunction(L, l_wait);
+  lua_pushvalue(L, 1);
+  lua_callk(L, 1, 0, 0, join_k);
+  return join_k(L, LUA_OK, 0);
+}
+
+/* bench.run(fn, ...) -> fn's results, running the loop until it ends */
+static int l_run(lua_State *L) {
+  int n = lua_gettop(L);
+  lua_pushcfunction(L, l_spawn);
+  lua_insert(L, 1);
+  lua_call(L, n, 1);
+  lua_pushcfunction(L, task_join);
+  lua_insert(L, 1);
+  lua_call(L, 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int task_cancel(lua_State *L) {
+  br_task *t = check_task(L, 1);
+  br_sched *s = sched_of(L);
+  if (t->state >= T_DONE) return 0;
+  t->cancel_requested = 1;
+  if (t->co == L) return luaL_error(L, "cancelled");
+  if (t->wait) { br_wait *w = t->wait; t->wait = NULL; cancel_wait(w); }
+  make_ready(s, t);
+  return 0;
+}
+
+static int task_status(lua_State *L) {
+  br_task *t = check_task(L, 1);
+  lua_pushstring(L, task_state_names[t->state]);
+  return 1;
+}
+
+/* task:result() -> true, results...  |  false, error */
+static int task_result(lua_State *L) {
+  br_task *t = check_task(L, 1);
+  if (t->state < T_DONE) { lua_pushnil(L); lua_pushstring(L, "not finished"); return 2; }
+  lua_settop(L, 1);
+  lua_pushboolean(L, t->state == T_DONE);
+  lua_getiuservalue(L, 1, 2);
+  if (t->state != T_DONE) return 2;
+  lua_getfield(L, 3, "n");
+  int n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n, "too many results");
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, 3, i);
+  lua_remove(L, 3);
+  return n + 1;
+}
+
+static int task_tostring(lua_State *L) {
+  br_task *t = check_task(L, 1);
+  lua_pushfstring(L, "bench.Task %d (%s)", t->id, task_state_names[t->state]);
+  return 1;
+}
+
+static int task_gc(lua_State *L) {
+  br_task *t = check_task(L, 1);
+  free(t->joiners);
+  t->joiners = NULL;
+  return 0;
+}
+
+/* ---- the scheduler object ---- */
+
+static int sched_gc(lua_State *L) {
+  br_sched *s = lua_touserdata(L, 1);
+  free(s->ready);
+  s->ready = NULL;
+  if (s->loop) br_loop_free(s->loop);
+  s->loop = NULL;
+  return 0;
+}
+
+/* Create the scheduler for a new state; called by the runtime before any
+ * module is opened. */
+int br_sched_open(lua_State *L) {
+  br_sched *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  s->loop = br_loop_new();
+  if (!s->loop) return luaL_error(L, "cannot create the event loop");
+  s->main = L;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, sched_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SCHED_KEY);
+  *(br_sched **)lua_getextraspace(L) = s;
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &LIVE_KEY);
+  return 0;
+}
+
+int br_sched_live(lua_State *L) { return sched_of(L)->live; }
+
+int br_sched_take_failures(lua_State *L) {
+  br_sched *s = sched_of(L);
+  int n = s->unjoined_failures;
+  s->unjoined_failures = 0;
+  return n;
+}
+
+static int l_running(lua_State *L) {
+  br_sched *s = sched_of(L);
+  lua_pushinteger(L, s->live);
+  return 1;
+}
+
+int luaopen_bench(lua_State *L) {
+  static const luaL_Reg task_methods[] = {
+    {"join", task_join}, {"cancel", task_cancel}, {"status", task_status},
+    {"result", task_result}, {NULL, NULL}};
+  static const luaL_Reg task_meta[] = {
+    {"__tostring", task_tostring}, {"__gc", task_gc}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+    {"spawn", l_spawn}, {"wait", l_wait}, {"run", l_run}, {"sleep", br_clock_sleep},
+    {"tasks", l_running}, {NULL, NULL}};
+  luaL_newmetatable(L, TASK_MT);
+  luaL_setfuncs(L, task_meta, 0);
+  luaL_newlib(L, task_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  return 1;
+}
+

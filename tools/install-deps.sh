@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what benchrun needs to build and test.
+#   Debian/Ubuntu (as root, or with sudo): apt packages.
+#   macOS: Homebrew packages, and lua-cjson through luarocks.
+set -euo pipefail
+if [ "$(uname -s)" = Darwin ]; then
+  brew install cmake pkg-config lua curl libyaml libedit luarocks hyperfine
+  luarocks install lua-cjson
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+pkgs=(build-essential cmake pkg-config clang llvm libclang-rt-dev
+      liblua5.4-dev lua5.4 libcurl4-openssl-dev libyaml-dev lua-cjson-dev libedit-dev
+      curl tmux hyperfine procps nodejs npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Build and run every test: once normally, once under ASan+UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+echo "== build (warnings are errors)"
+tools/build.sh build
+echo "== tests"
+(cd build && ctest --output-on-failure -j"$jobs" --timeout 600)
+if [ "${BENCHRUN_SKIP_ASAN:-0}" != 1 ]; then
+  echo "== build with AddressSanitizer + UndefinedBehaviorSanitizer"
+  tools/build.sh build-asan -DBENCHRUN_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  echo "== tests under ASan+UBSan"
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+     BENCHRUN_SANITIZED=1 ctest --output-on-failure -j"$jobs" --timeout 900 -LE no-asan)
+fi
