@@ -12,7 +12,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential cmake pkg-config clang llvm libclang-rt-dev
       liblua5.4-dev lua5.4 libcurl4-openssl-dev libyaml-dev lua-cjson-dev libedit-dev
-      curl tmux hyperfine procps nodejs npm)
+      curl tmux hyperfine procps)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
