@@ -52,17 +52,12 @@ function T.done()
   os.exit(failed == 0 and 0 or 1, true)
 end
 
--- T.tmpdir(): a fresh temporary folder (removed by the OS's tmp cleaning).
+-- T.tmpdir(): a fresh, empty temporary folder.
 function T.tmpdir()
   local p = os.tmpname()
   os.remove(p)
-  assert(os.execute == nil or true)
-  local ok = require("bench.sys").mkdir and require("bench.sys").mkdir(p)
-  if not ok then
-    -- portable fallback without a shell: lfs-less mkdir through io is not possible,
-    -- so use the tmpname itself as a prefix for files.
-    return p
-  end
+  local r = require("bench.proc").run{argv = {"mkdir", "-p", p}}
+  assert(r and r.code == 0, "mkdir " .. p)
   return p
 end
 
