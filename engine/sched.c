@@ -95,6 +95,10 @@ void br_wait_init(br_wait *w, lua_State *L) {
 }
 
 void br_wait_done(br_wait *w) {
+  if (w->state == BR_WAIT_IDLE) {   /* finished before br_await was reached */
+    w->state = BR_WAIT_DONE;
+    return;
+  }
   if (w->state != BR_WAIT_PENDING) return;
   w->state = BR_WAIT_DONE;
   if (w->task) {
@@ -119,6 +123,7 @@ static void sched_step(br_sched *s, int block);
 int br_await(lua_State *L, br_wait *w, lua_KContext ctx, lua_KFunction k) {
   br_sched *s = sched_of(L);
   w->L = L;
+  if (w->state == BR_WAIT_DONE) return k(L, LUA_OK, ctx);   /* completed synchronously */
   w->state = BR_WAIT_PENDING;
   br_task *t = s->current;
   if (t && t->co == L && lua_isyieldable(L)) {

@@ -40,7 +40,9 @@ br_loop *br_sched_loop(lua_State *L);
 void br_wait_init(br_wait *w, lua_State *L);
 /* Wait for w; see above. Never returns normally inside a task (it yields). */
 int br_await(lua_State *L, br_wait *w, lua_KContext ctx, lua_KFunction k);
-/* Mark w done and make its task runnable (from loop callbacks). Idempotent. */
+/* Mark w done and make its task runnable (from loop callbacks). Idempotent.
+ * May be called before br_await (the operation finished at once): br_await
+ * then calls the continuation directly. */
 void br_wait_done(br_wait *w);
 static inline int br_wait_cancelled(const br_wait *w) { return w->state == BR_WAIT_CANCELLED; }
 /* Raise the error that ends a cancelled wait ("interrupted" after Ctrl-C). */
