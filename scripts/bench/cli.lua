@@ -1,0 +1,163 @@
+-- bench.cli: the Lua side of benchrun's command line. engine/main.c calls
+-- cli.plan(planfile, args...) for `benchrun PLAN.yaml ...`, and
+-- cli.report(args...) / cli.compare(args...) for those commands. Each returns
+-- the exit status: 0 ok, 1 failure, 2 usage (an invalid plan is a usage error).
+local M = {}
+
+local plan_help = [[
+usage: benchrun PLAN.yaml [options]
+
+Runs a plan (plans/README.md): validates it, expands its matrix into cells,
+runs each cell (server start, warm-ups, repeats, memory sampling) and writes
+results/<name>-<UTC time>/ with report.md.
+
+  --check            validate, list the cells and estimate the run time; run nothing
+  --dry-run          every server replaced by `benchrun sim` with the figures of
+                     the plan's dry_run: section (fast); sysctl changes simulated
+  --set KEY=VALUE    override a plan key (YAML-typed value; repeatable), e.g.
+                     --set repeat=1 --set dry_run.decode_tps=500 --set matrix.model=[Q4_K_M]
+  --only PATTERN     run only matching cells: comma-separated globs over the cell
+                     id (Q4_K_M/*), an axis label (lmstudio) or axis=glob (model=Q8*)
+  --resume DIR       continue an interrupted run in DIR (finished cells are kept)
+  --out DIR          parent folder of the results (default: the plan's output:, or results)
+  --quiet            print nothing but errors and the report path
+  --json             progress as JSON lines on stdout
+  --help             this text
+]]
+
+local function usage(msg)
+  io.stderr:write("benchrun: ", msg, "\n(try 'benchrun PLAN.yaml --help')\n")
+  return 2
+end
+
+-- parse the options after the plan file -> opts or nil, message
+function M.parse_plan_args(args)
+  local o = {sets = {}}
+  local i = 1
+  local function value(name)
+    local v = args[i + 1]
+    if v == nil or (v:sub(1, 2) == "--" and v ~= "--") then return nil, name .. " needs a value" end
+    i = i + 1
+    return v
+  end
+  while i <= #args do
+    local a = args[i]
+    local name, inline = a:match("^(%-%-[%w-]+)=(.*)$")
+    if name then a = name end
+    local function val(n)
+      if inline then return inline end
+      return value(n)
+    end
+    local v, why
+    if a == "--check" then o.check = true
+    elseif a == "--dry-run" then o.dry_run = true
+    elseif a == "--quiet" or a == "-q" then o.quiet = true
+    elseif a == "--json" then o.json = true
+    elseif a == "--help" or a == "-h" then o.help = true
+    elseif a == "--set" or a == "-s" then
+      v, why = val(a); if not v then return nil, why end
+      o.sets[#o.sets + 1] = v
+    elseif a == "--only" then
+      v, why = val(a); if not v then return nil, why end
+      o.only = o.only and (o.only .. "," .. v) or v
+    elseif a == "--resume" then
+      v, why = val(a); if not v then return nil, why end
+      o.resume = v
+    elseif a == "--out" or a == "-o" then
+      v, why = val(a); if not v then return nil, why end
+      o.out = v
+    else
+      return nil, string.format("unknown option '%s' for a plan", args[i])
+    end
+    i = i + 1
+  end
+  if o.quiet and o.json then return nil, "--quiet and --json exclude each other" end
+  return o
+end
+
+local function pad(s, n)
+  s = tostring(s)
+  local len = utf8.len(s) or #s
+  if len >= n then return s end
+  return s .. string.rep(" ", n - len)
+end
+
+-- The text of --check: the cells and the time estimates.
+function M.check_text(P, plan, opts)
+  local out = {}
+  local function add(fmt, ...) out[#out + 1] = select("#", ...) > 0 and fmt:format(...) or fmt end
+  add("%s: valid plan '%s'%s, %d cell%s", plan.file, plan.name,
+      plan.script and (" (script " .. plan.script .. ")") or "", #plan.cells, #plan.cells == 1 and "" or "s")
+  for _, w in ipairs(plan.warnings or {}) do add("warning: %s", w) end
+  local total, per = P.estimate(plan, {dry_run = false})
+  local dtotal = P.estimate(plan, {dry_run = true})
+  local idw = 4
+  for _, c in ipairs(plan.cells) do idw = math.max(idw, utf8.len(c.id) or #c.id) end
+  idw = math.min(idw, 48)
+  add("")
+  add("  %s  %s  %s  %s  %s  %s", pad("#", 3), pad("cell", idw), pad("server", 13), pad("conc", 4),
+      pad("req", 5), "estimate")
+  local prev
+  for i, c in ipairs(plan.cells) do
+    local n = P.cell_requests(plan, c)
+    local key = P.server_key(c)
+    local restart = key ~= prev
+    prev = key
+    local extra = {}
+    if restart then extra[#extra + 1] = "start" end
+    local sk = {}
+    for k, v in pairs(c.sysctl or {}) do sk[#sk + 1] = k .. "=" .. tostring(v) end
+    table.sort(sk)
+    if #sk > 0 then extra[#extra + 1] = "sysctl " .. table.concat(sk, " ") end
+    local ek = {}
+    for k, v in pairs(c.server.env or {}) do ek[#ek + 1] = k .. "=" .. v end
+    table.sort(ek)
+    if #ek > 0 then extra[#extra + 1] = "env " .. table.concat(ek, " ") end
+    add("  %s  %s  %s  %s  %s  %s%s", pad(i, 3), pad(c.id, idw), pad(c.server.backend, 13),
+        pad(c.concurrency or 1, 4), pad(n and (n .. "x" .. (c["repeat"] > 1 and "" or "1")):gsub("x1$", ""):gsub("x$", "") or "dur", 5),
+        pad(P.format_duration(per[i]), 8), #extra > 0 and ("  " .. table.concat(extra, "; ")) or "")
+  end
+  add("")
+  local est = plan.estimate or {}
+  add("estimated time: %s for a real run (load %s per server start, %s tok/s decode: the plan's estimate: section or defaults)",
+      P.format_duration(total), P.format_duration(est.load_time or 60), tostring(est.decode_tps or 40))
+  add("                %s for --dry-run", P.format_duration(dtotal))
+  return table.concat(out, "\n")
+end
+
+-- benchrun PLAN.yaml [options]
+function M.plan(planfile, ...)
+  local args = {...}
+  if planfile == "--help" or planfile == "-h" then io.stdout:write(plan_help) return 0 end
+  local opts, why = M.parse_plan_args(args)
+  if not opts then return usage(why) end
+  if opts.help then io.stdout:write(plan_help) return 0 end
+  local P = require("bench.plan")
+  local plan, errs = P.load(planfile, {sets = opts.sets, only = opts.only, dry_run = opts.dry_run,
+                                       real = not opts.check and not opts.dry_run})
+  if not plan then
+    for _, e in ipairs(errs) do io.stderr:write(e, "\n") end
+    io.stderr:write(string.format("benchrun: %s: %d error%s; nothing was run\n", planfile, #errs, #errs == 1 and "" or "s"))
+    return 2
+  end
+  if opts.check then
+    io.stdout:write(M.check_text(P, plan, opts), "\n")
+    return 0
+  end
+  for _, w in ipairs(plan.warnings or {}) do io.stderr:write("warning: ", w, "\n") end
+  local runner = require("bench.runner")
+  opts.argv = {planfile, table.unpack(args)}
+  return runner.run(plan, opts)
+end
+
+-- benchrun report DIR... (the report module's)
+function M.report(...)
+  return require("bench.report").main(...)
+end
+
+-- benchrun compare A B (the report module's)
+function M.compare(...)
+  return require("bench.report").compare_main(...)
+end
+
+return M
