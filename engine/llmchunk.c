@@ -1,0 +1,403 @@
+/* Field extraction from streamed LLM events (see llmchunk.h). A small JSON
+ * walker that skips what it does not need: one pass over each event, no
+ * allocation beyond the request's amortised buffers. */
+#include "llmchunk.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- JSON scanning ---- */
+
+static const char *ws(const char *p, const char *e) {
+  while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+  return p;
+}
+
+/* p at the opening quote; returns the byte after the closing quote. */
+static const char *skip_string(const char *p, const char *e) {
+  p++;
+  while (p < e) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"') return p + 1;
+    if (c == '\\') { p += 2; continue; }
+    if (c < 0x20) return NULL;
+    p++;
+  }
+  return NULL;
+}
+
+static const char *skip_literal(const char *p, const char *e, const char *word) {
+  size_t n = strlen(word);
+  if ((size_t)(e - p) < n || memcmp(p, word, n) != 0) return NULL;
+  return p + n;
+}
+
+const char *br_json_skip(const char *p, const char *e) {
+  p = ws(p, e);
+  if (p >= e) return NULL;
+  switch (*p) {
+  case '"':
+    return skip_string(p, e);
+  case '{':
+  case '[': {
+    /* Brackets are counted, strings skipped whole; the walker that reads
+     * the parts it needs checks their structure itself. */
+    int depth = 0;
+    while (p < e) {
+      char c = *p;
+      if (c == '"') {
+        p = skip_string(p, e);
+        if (!p) return NULL;
+        continue;
+      }
+      if (c == '{' || c == '[') depth++;
+      else if (c == '}' || c == ']') {
+        if (--depth == 0) return p + 1;
+        if (depth < 0) return NULL;
+      }
+      p++;
+    }
+    return NULL;
+  }
+  case 't': return skip_literal(p, e, "true");
+  case 'f': return skip_literal(p, e, "false");
+  case 'n': return skip_literal(p, e, "null");
+  default: {
+    const char *s = p;
+    while (p < e && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E')) p++;
+    return p > s ? p : NULL;
+  }
+  }
+}
+
+typedef struct { const char *p, *e; int first; } objit;
+
+static int obj_begin(objit *it, const char *p, const char *e) {
+  p = ws(p, e);
+  if (p >= e || *p != '{') return -1;
+  it->p = p + 1;
+  it->e = e;
+  it->first = 1;
+  return 0;
+}
+
+/* Next member: 1 with the key (raw, between quotes) and the value span,
+ * 0 at the closing brace, -1 if malformed. */
+static int obj_next(objit *it, const char **k, size_t *kl, const char **v, const char **ve) {
+  const char *p = ws(it->p, it->e), *e = it->e;
+  if (p >= e) return -1;
+  if (*p == '}') { it->p = p + 1; return 0; }
+  if (!it->first) {
+    if (*p != ',') return -1;
+    p = ws(p + 1, e);
+  }
+  it->first = 0;
+  if (p >= e || *p != '"') return -1;
+  const char *ks = p + 1;
+  p = skip_string(p, e);
+  if (!p) return -1;
+  *k = ks;
+  *kl = (size_t)(p - 1 - ks);
+  p = ws(p, e);
+  if (p >= e || *p != ':') return -1;
+  p = ws(p + 1, e);
+  *v = p;
+  const char *end = br_json_skip(p, e);
+  if (!end) return -1;
+  *ve = end;
+  it->p = end;
+  return 1;
+}
+
+static int key_is(const char *k, size_t kl, const char *name) {
+  size_t n = strlen(name);
+  return kl == n && memcmp(k, name, n) == 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static int hex4(const char *s, const char *e, unsigned *out) {
+  if (e - s < 4) return -1;
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    int h = hexval(s[i]);
+    if (h < 0) return -1;
+    v = v * 16 + (unsigned)h;
+  }
+  *out = v;
+  return 0;
+}
+
+static size_t utf8_encode(unsigned cp, char *o) {
+  if (cp < 0x80) { o[0] = (char)cp; return 1; }
+  if (cp < 0x800) { o[0] = (char)(0xC0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  o[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+int br_json_unescape(br_sse_buf *b, const char *s, size_t n) {
+  const char *e = s + n;
+  while (s < e) {
+    const char *bs = memchr(s, '\\', (size_t)(e - s));
+    size_t run = (size_t)((bs ? bs : e) - s);
+    if (br_sse_buf_append(b, s, run)) return -2;
+    if (!bs) break;
+    s = bs + 1;
+    if (s >= e) return -1;
+    char c = *s++, out[4];
+    size_t len = 1;
+    switch (c) {
+    case '"': out[0] = '"'; break;
+    case '\\': out[0] = '\\'; break;
+    case '/': out[0] = '/'; break;
+    case 'b': out[0] = '\b'; break;
+    case 'f': out[0] = '\f'; break;
+    case 'n': out[0] = '\n'; break;
+    case 'r': out[0] = '\r'; break;
+    case 't': out[0] = '\t'; break;
+    case 'u': {
+      unsigned cp;
+      if (hex4(s, e, &cp)) return -1;
+      s += 4;
+      if (cp >= 0xD800 && cp < 0xDC00) {   /* a surrogate pair makes one code point */
+        unsigned lo;
+        if (e - s >= 6 && s[0] == '\\' && s[1] == 'u' && !hex4(s + 2, e, &lo) && lo >= 0xDC00 && lo < 0xE000) {
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          s += 6;
+        } else {
+          cp = 0xFFFD;
+        }
+      } else if (cp >= 0xDC00 && cp < 0xE000) {
+        cp = 0xFFFD;
+      }
+      len = utf8_encode(cp, out);
+      break;
+    }
+    default:
+      return -1;
+    }
+    if (br_sse_buf_append(b, out, len)) return -2;
+  }
+  return 0;
+}
+
+/* ---- per-event extraction ---- */
+
+void br_llm_init(br_llm *s) { memset(s, 0, sizeof *s); }
+
+void br_llm_free(br_llm *s) {
+  br_sse_buf *bufs[] = {&s->content, &s->reasoning, &s->usage, &s->timings, &s->stats,
+                        &s->final, &s->error, &s->scratch};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) br_sse_buf_free(bufs[i]);
+}
+
+static int set_raw(br_sse_buf *b, const char *v, const char *ve) {
+  b->len = 0;
+  return br_sse_buf_append(b, v, (size_t)(ve - v)) ? -2 : 0;
+}
+
+static int emit(br_llm *s, const char *p, size_t n) {
+  return br_sse_buf_append(s->in_think ? &s->reasoning : &s->content, p, n) ? -2 : 0;
+}
+
+/* Content text already appended at content[from..]: if it may hold a
+ * <think> tag (or we are inside one, or hold part of one), take it back and
+ * route it piece by piece. Returns 1 if a tag was seen in it. */
+static int route_think(br_llm *s, size_t from, int *tag_seen) {
+  const char *added = s->content.p + from;
+  size_t n = s->content.len - from;
+  if (!s->in_think && !s->nheld && !memchr(added, '<', n)) return 0;
+  s->scratch.len = 0;
+  if (br_sse_buf_append(&s->scratch, s->held, (size_t)s->nheld) ||
+      br_sse_buf_append(&s->scratch, added, n))
+    return -2;
+  s->nheld = 0;
+  s->content.len = from;
+  const char *q = s->scratch.p, *end = s->scratch.p + s->scratch.len;
+  while (q < end) {
+    const char *tag = s->in_think ? "</think>" : "<think>";
+    size_t tl = s->in_think ? 8 : 7;
+    const char *hit = memmem(q, (size_t)(end - q), tag, tl);
+    if (hit) {
+      if (emit(s, q, (size_t)(hit - q))) return -2;
+      q = hit + tl;
+      s->in_think = !s->in_think;
+      s->think_seen = 1;
+      *tag_seen = 1;
+      continue;
+    }
+    /* Hold back a tail that could be the start of the tag. */
+    size_t k = tl - 1 < (size_t)(end - q) ? tl - 1 : (size_t)(end - q);
+    while (k > 0 && memcmp(end - k, tag, k) != 0) k--;
+    if (emit(s, q, (size_t)(end - q) - k)) return -2;
+    memcpy(s->held, end - k, k);
+    s->nheld = (int)k;
+    break;
+  }
+  return 0;
+}
+
+typedef struct { int text; int tag; } seen;
+
+static int add_text(br_llm *s, const char *v, const char *ve, int reasoning, seen *sn) {
+  if (*v != '"' || ve - v < 2) return 0;   /* null or not a string */
+  size_t n = (size_t)(ve - v - 2);
+  if (n == 0) return 0;
+  sn->text = 1;
+  if (reasoning) return br_json_unescape(&s->reasoning, v + 1, n);
+  size_t from = s->content.len;
+  int rc = br_json_unescape(&s->content, v + 1, n);
+  if (rc) return rc;
+  return route_think(s, from, &sn->tag);
+}
+
+static void set_finish(br_llm *s, const char *v, const char *ve) {
+  if (*v != '"') return;
+  size_t n = (size_t)(ve - v - 2);
+  if (n >= sizeof s->finish) n = sizeof s->finish - 1;
+  memcpy(s->finish, v + 1, n);
+  s->finish[n] = 0;
+}
+
+static int parse_int(const char *v, const char *ve, int64_t *out) {
+  int neg = 0;
+  if (v < ve && *v == '-') { neg = 1; v++; }
+  if (v >= ve) return -1;
+  int64_t x = 0;
+  for (; v < ve && *v >= '0' && *v <= '9'; v++) x = x * 10 + (*v - '0');
+  if (v < ve && *v != '.' && *v != 'e' && *v != 'E') return -1;
+  *out = neg ? -x : x;
+  return 0;
+}
+
+/* A message-like object: {content, reasoning_content, reasoning, thinking}. */
+static int walk_message(br_llm *s, const char *v, const char *ve, seen *sn) {
+  objit it;
+  if (obj_begin(&it, v, ve)) return 0;   /* null */
+  const char *k, *x, *xe;
+  size_t kl;
+  int r;
+  while ((r = obj_next(&it, &k, &kl, &x, &xe)) == 1) {
+    int rc = 0;
+    if (key_is(k, kl, "content")) rc = add_text(s, x, xe, 0, sn);
+    else if (key_is(k, kl, "reasoning_content") || key_is(k, kl, "reasoning") || key_is(k, kl, "thinking"))
+      rc = add_text(s, x, xe, 1, sn);
+    if (rc) return rc;
+  }
+  return r;
+}
+
+static int walk_choices(br_llm *s, const char *v, const char *ve, seen *sn) {
+  const char *p = ws(v, ve);
+  if (p >= ve || *p != '[') return 0;
+  p = ws(p + 1, ve);
+  if (p >= ve || *p == ']') return 0;   /* an empty list (the usage-only chunk) */
+  objit it;
+  if (obj_begin(&it, p, ve)) return -1;
+  const char *k, *x, *xe;
+  size_t kl;
+  int r;
+  while ((r = obj_next(&it, &k, &kl, &x, &xe)) == 1) {
+    int rc = 0;
+    if (key_is(k, kl, "delta") || key_is(k, kl, "message")) rc = walk_message(s, x, xe, sn);
+    else if (key_is(k, kl, "text")) rc = add_text(s, x, xe, 0, sn);
+    else if (key_is(k, kl, "finish_reason")) set_finish(s, x, xe);
+    if (rc) return rc;
+  }
+  return r;
+}
+
+int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
+  memset(out, 0, sizeof *out);
+  s->events++;
+  const char *e = data + n, *p = ws(data, e);
+  while (e > p && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r' || e[-1] == '\t')) e--;
+  if (e - p == 6 && memcmp(p, "[DONE]", 6) == 0) {
+    s->done = out->done = 1;
+    return 0;
+  }
+  size_t c0 = s->content.len, r0 = s->reasoning.len;
+  int think0 = s->in_think, nheld0 = s->nheld;
+  char held0[sizeof s->held];
+  memcpy(held0, s->held, sizeof held0);
+  seen sn = {0, 0};
+  objit it;
+  int r = obj_begin(&it, p, e);
+  const char *k, *v, *ve;
+  size_t kl;
+  while (r == 0 && (r = obj_next(&it, &k, &kl, &v, &ve)) == 1) {
+    int rc = 0;
+    r = 0;
+    switch (k[0]) {
+    case 'c':
+      if (key_is(k, kl, "choices")) rc = walk_choices(s, v, ve, &sn);
+      else if (key_is(k, kl, "content")) rc = add_text(s, v, ve, 0, &sn);
+      break;
+    case 'u':
+      if (key_is(k, kl, "usage") && *v == '{') rc = set_raw(&s->usage, v, ve);
+      break;
+    case 't':
+      if (key_is(k, kl, "timings") && *v == '{') rc = set_raw(&s->timings, v, ve);
+      else if (key_is(k, kl, "thinking")) rc = add_text(s, v, ve, 1, &sn);
+      break;
+    case 's':
+      if (key_is(k, kl, "stats") && *v == '{') rc = set_raw(&s->stats, v, ve);
+      else if (key_is(k, kl, "stop") && *v == 't') s->done = out->done = 1;
+      else if (key_is(k, kl, "sim_ns") && parse_int(v, ve, &out->sim_ns) == 0) out->has_sim_ns = 1;
+      break;
+    case 'm':
+      if (key_is(k, kl, "message")) rc = walk_message(s, v, ve, &sn);
+      break;
+    case 'r':
+      if (key_is(k, kl, "response")) rc = add_text(s, v, ve, 0, &sn);
+      break;
+    case 'd':
+      if (key_is(k, kl, "done") && *v == 't') s->done = out->done = 1;
+      else if (key_is(k, kl, "done_reason")) set_finish(s, v, ve);
+      break;
+    case 'e':
+      if (key_is(k, kl, "error") && *v != 'n' && s->error.len == 0) rc = set_raw(&s->error, v, ve);
+      break;
+    default:
+      break;
+    }
+    if (rc == -2) return -2;
+    if (rc < 0) { r = -1; break; }
+  }
+  if (r < 0 || ws(it.p, e) != e) {
+    /* Not valid JSON: undo whatever text this event added. */
+    s->content.len = c0;
+    s->reasoning.len = r0;
+    s->in_think = think0;
+    s->nheld = nheld0;
+    memcpy(s->held, held0, sizeof held0);
+    memset(out, 0, sizeof *out);
+    s->bad_json++;
+    return -1;
+  }
+  if (out->done && s->final.len == 0 && set_raw(&s->final, p, e)) return -2;
+  out->content_added = s->content.len - c0;
+  out->reasoning_added = s->reasoning.len - r0;
+  if (out->content_added) out->kind = BR_LLM_CONTENT;
+  else if (out->reasoning_added) out->kind = BR_LLM_REASONING;
+  else if (sn.text) out->kind = (sn.tag || s->in_think || s->nheld) ? BR_LLM_REASONING : BR_LLM_CONTENT;
+  return 0;
+}
+
+void br_llm_finish(br_llm *s) {
+  if (s->nheld) {
+    emit(s, s->held, (size_t)s->nheld);
+    s->nheld = 0;
+  }
+}

@@ -1,0 +1,73 @@
+/* Pulling the fields an LLM benchmark needs out of each streamed event of an
+ * OpenAI-style (SSE) or Ollama-style (NDJSON) response, in C and without
+ * allocating per event: content and reasoning text are appended to
+ * per-request buffers, the rarer objects (usage, timings, stats, errors, the
+ * final Ollama object) are kept as raw JSON text for Lua to decode once at
+ * the end. No Lua here.
+ *
+ * Recognised, wherever the servers put them:
+ *   choices[0].delta|message .content / .reasoning_content / .reasoning,
+ *   choices[0].text, choices[0].finish_reason, usage, timings (llama.cpp),
+ *   stats (LM Studio /api/v0), content + stop (llama.cpp /completion),
+ *   message.content / message.thinking, response, thinking, done, done_reason
+ *   (Ollama), error, sim_ns (benchrun sim's send time), and "[DONE]".
+ * Text inside <think>...</think> in the content goes to the reasoning
+ * buffer, with tags split across events handled. */
+#ifndef BENCHRUN_LLMCHUNK_H
+#define BENCHRUN_LLMCHUNK_H
+
+#include "sse.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct br_llm {
+  br_sse_buf content;     /* answer text (unescaped UTF-8) */
+  br_sse_buf reasoning;   /* reasoning text, from fields or <think> */
+  br_sse_buf usage;       /* the last non-null "usage" object, raw JSON */
+  br_sse_buf timings;     /* the last "timings" object (llama.cpp) */
+  br_sse_buf stats;       /* the last "stats" object (LM Studio /api/v0) */
+  br_sse_buf final;       /* the whole event that said done (Ollama) */
+  br_sse_buf error;       /* the first in-stream "error" value, raw JSON */
+  char finish[32];        /* finish_reason / done_reason ("" if none) */
+  int done;               /* saw [DONE], done:true or stop:true */
+  int in_think;           /* inside <think> ... </think> */
+  int think_seen;         /* content used <think> tags */
+  char held[16];          /* the start of a possible tag, held back */
+  int nheld;
+  br_sse_buf scratch;     /* text being split at <think> tags */
+  uint64_t bad_json;      /* events that were not valid JSON */
+  uint64_t events;
+} br_llm;
+
+enum { BR_LLM_NONE = 0, BR_LLM_CONTENT = 1, BR_LLM_REASONING = 2 };
+
+/* What one event carried. */
+typedef struct br_llm_delta {
+  int kind;              /* BR_LLM_NONE (no text), BR_LLM_CONTENT or BR_LLM_REASONING */
+  size_t content_added;  /* bytes appended to content by this event */
+  size_t reasoning_added;
+  int has_sim_ns;
+  int64_t sim_ns;
+  int done;              /* this event ended the stream */
+} br_llm_delta;
+
+void br_llm_init(br_llm *s);
+void br_llm_free(br_llm *s);
+
+/* Decode one event's data. Returns 0, -1 if it was not valid JSON (counted
+ * in bad_json; the delta is then empty), or -2 when out of memory. */
+int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out);
+
+/* End of stream: release held-back bytes of an unfinished tag as text. */
+void br_llm_finish(br_llm *s);
+
+/* Append the JSON string body s[0..n) (between the quotes, escapes intact)
+ * to b as UTF-8. Returns 0, -1 on a bad escape, -2 out of memory. */
+int br_json_unescape(br_sse_buf *b, const char *s, size_t n);
+
+/* Skip one JSON value starting at p (after whitespace); returns the byte
+ * after it, or NULL if it is malformed or runs past end. */
+const char *br_json_skip(const char *p, const char *end);
+
+#endif
