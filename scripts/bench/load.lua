@@ -1,0 +1,354 @@
+-- bench.load: closed-loop and open-loop load, and sweeps over levels.
+--
+-- Every request goes through the client (bench.openai) as
+--   client:chat{messages = ... or prompt = ..., max_tokens = n, extra = {...}, on_event = fn?}
+-- and its record gets, beside the client's own fields:
+--   index (1..n; warm-up requests count 1..w separately), warmup (bool),
+--   name (the workload item's), user (closed loop: the virtual user),
+--   t_scheduled_ns (open loop: the intended send time; closed loop: when the
+--   user decided to send), and in open loop send_lag_ms and the
+--   *_from_scheduled_ms latencies (ttft, ttfb, ttfr, e2el), which include
+--   any delay between the intended and the actual send (no coordinated
+--   omission: a server that falls behind the rate shows it).
+local clock = require("bench.clock")
+local workload = require("bench.workload")
+local summary = require("bench.summary")
+
+local M = {}
+
+local spawn, wait = bench.spawn, bench.wait
+
+local function is_cancel(err)
+  return err == "cancelled" or err == "interrupted"
+end
+
+local function check_client(opts, who)
+  if type(opts) ~= "table" then error(who .. ": expected a table of options", 3) end
+  local c = opts.client
+  if opts.send == nil and (type(c) ~= "table" and type(c) ~= "userdata" or c.chat == nil) then
+    error(who .. ": client: expected a client with :chat (bench.openai.client{...}) or a send function", 3)
+  end
+  if opts.requests == nil and opts.duration == nil then
+    error(who .. ": expected requests = n or duration = seconds", 3)
+  end
+  if opts.requests ~= nil and (math.type(opts.requests) ~= "integer" or opts.requests < 0) then
+    error(who .. ": requests: expected an integer >= 0, got " .. tostring(opts.requests), 3)
+  end
+  if opts.duration ~= nil and (type(opts.duration) ~= "number" or opts.duration <= 0) then
+    error(who .. ": duration: expected seconds > 0, got " .. tostring(opts.duration), 3)
+  end
+  local w = opts.warmup or 0
+  if math.type(w) ~= "integer" or w < 0 then
+    error(who .. ": warmup: expected an integer >= 0, got " .. tostring(w), 3)
+  end
+end
+
+-- Build the client call for workload item `item`.
+local function make_args(opts, item, i)
+  local args = {}
+  for k, v in pairs(item) do args[k] = v end
+  if opts.max_tokens then args.max_tokens = opts.max_tokens end
+  if opts.extra then
+    local e = {}
+    for k, v in pairs(item.extra or {}) do e[k] = v end
+    for k, v in pairs(opts.extra) do e[k] = v end
+    args.extra = e
+  end
+  if opts.on_event then args.on_event = opts.on_event end
+  if opts.request then args = opts.request(args, i) or args end
+  return args
+end
+
+-- Send one request; never raises for the outside world's failures, and
+-- turns a raised error (a bug in a custom send or the client) into an error
+-- record of kind "exception" so one bad response cannot stop a run.
+local function send_one(opts, item, i)
+  local args = make_args(opts, item, i)
+  local t_call = clock.now()
+  local ok, rec = pcall(function()
+    if opts.send then return opts.send(args, i) end
+    if opts.api == "complete" or opts.api == "completions" then return opts.client:complete(args) end
+    return opts.client:chat(args)
+  end)
+  if not ok then
+    if is_cancel(rec) then error(rec, 0) end
+    rec = {ok = false, error = "exception: " .. tostring(rec), error_kind = "exception"}
+  elseif type(rec) ~= "table" then
+    rec = {ok = false, error = "exception: the client returned " .. type(rec), error_kind = "exception"}
+  end
+  rec.t_sent_ns = rec.t_sent_ns or t_call
+  rec.name = rec.name or item.name
+  rec.max_tokens = rec.max_tokens or args.max_tokens
+  if rec.ok == nil then rec.ok = rec.error == nil end
+  return rec
+end
+
+local function finish(opts, rec, records)
+  records[#records + 1] = rec
+  if opts.on_record then opts.on_record(rec) end
+end
+
+-- Wait for every task; a task that raised (on_record, cancellation) stops the run.
+local function wait_all(tasks, who)
+  if #tasks == 0 then return end
+  local ok, err = wait(tasks, {fail_fast = true})
+  if not ok then
+    if is_cancel(err) then error(err, 0) end
+    error(who .. ": " .. tostring(err), 0)
+  end
+end
+
+-- N users in a closed loop over indices 1..total (or until deadline_ns).
+local function closed_phase(opts, w, users, total, deadline_ns, warm, records, ramp_s)
+  local next_i = 0
+  local t0 = clock.now()
+  local tasks = {}
+  for u = 1, users do
+    tasks[u] = spawn(function()
+      if ramp_s and ramp_s > 0 and u > 1 then
+        clock.sleep_until(t0 + math.floor(ramp_s * 1e9 * (u - 1) / users))
+      end
+      while true do
+        if deadline_ns and clock.now() >= deadline_ns then return end
+        next_i = next_i + 1
+        local i = next_i
+        if total and i > total then return end
+        local t_sched = clock.now()
+        local rec = send_one(opts, w:next(i), i)
+        rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = i, warm, u, t_sched
+        finish(opts, rec, records)
+      end
+    end)
+  end
+  wait_all(tasks, warm and "load warm-up" or "load.closed")
+end
+
+-- If nothing succeeded and every failure was a raised error, the caller most
+-- likely made a mistake (a bad client or send function): say so loudly.
+local function raise_if_all_exceptions(records, who)
+  local first
+  for _, r in ipairs(records) do
+    if r.ok then return end
+    if r.error_kind ~= "exception" then return end
+    first = first or r.error
+  end
+  if first then error(who .. ": every request raised an error; the first: " .. first, 0) end
+end
+
+local function run_warmup(opts, w, users, records)
+  local n = opts.warmup or 0
+  if n > 0 then closed_phase(opts, w, math.min(users, n), n, nil, true, records, nil) end
+end
+
+local function sort_records(records)
+  table.sort(records, function(a, b)
+    if a.warmup ~= b.warmup then return a.warmup end
+    return a.index < b.index
+  end)
+end
+
+-- load.closed{client = c, concurrency = n, requests = n | duration = s,
+-- warmup = 0, ramp = s?, workload = w (default: the seed prompts),
+-- max_tokens = n?, extra = {...}?, on_record = fn(rec)?, on_event = fn?,
+-- request = fn(args, i) -> args?, send = fn(args, i) -> rec?,
+-- api = "chat" | "complete", slo = {...}?} -> result
+--   {records = {...} (warm-up first, then by index), summary = summary.of(...),
+--    level = {concurrency = n}, wall_s, t_start_ns, t_end_ns}
+-- `concurrency` users each send their next request when their last one
+-- ends. The warm-up requests run first (at up to `concurrency` at once)
+-- and are left out of the summary; `ramp` starts the users evenly over
+-- that many seconds. With `duration`, no request starts after it.
+function M.closed(opts)
+  check_client(opts, "load.closed")
+  local n = opts.concurrency or 1
+  if math.type(n) ~= "integer" or n < 1 then
+    error("load.closed: concurrency: expected an integer >= 1, got " .. tostring(opts.concurrency), 2)
+  end
+  local w = workload.from(opts.workload)
+  local records = {}
+  run_warmup(opts, w, n, records)
+  local t_start = clock.now()
+  local deadline = opts.duration and t_start + math.floor(opts.duration * 1e9)
+  closed_phase(opts, w, n, opts.requests, deadline, false, records, opts.ramp)
+  local t_end = clock.now()
+  raise_if_all_exceptions(records, "load.closed")
+  sort_records(records)
+  local wall = (t_end - t_start) / 1e9
+  return {records = records, level = {concurrency = n},
+          summary = summary.of(records, {wall_s = wall, slo = opts.slo}),
+          wall_s = wall, t_start_ns = t_start, t_end_ns = t_end}
+end
+
+-- Gamma(k, 1) variate (Marsaglia and Tsang; k < 1 by the boost u^(1/k)).
+local function gamma(rand, k)
+  if k < 1 then
+    local u = rand()
+    return gamma(rand, k + 1) * (u > 0 and u or 1e-300) ^ (1 / k)
+  end
+  local d = k - 1 / 3
+  local c = 1 / math.sqrt(9 * d)
+  while true do
+    local x, v
+    repeat
+      x = workload.normal(rand)
+      v = 1 + c * x
+    until v > 0
+    v = v * v * v
+    local u = rand()
+    if u < 1 - 0.0331 * x ^ 4 or math.log(u) < 0.5 * x * x + d * (1 - v + math.log(v)) then
+      return d * v
+    end
+  end
+end
+
+-- load.arrivals{rate = r, arrival = "poisson", burstiness = 1, seed = 0} ->
+-- fn() -> the next gap in seconds. Poisson: exponential gaps; constant:
+-- 1/rate; gamma: shape = burstiness (< 1 burstier than Poisson, > 1 more
+-- regular), mean gap 1/rate either way.
+function M.arrivals(opts)
+  local rate = opts.rate
+  if type(rate) ~= "number" or rate <= 0 then
+    error("load.open: rate: expected requests per second > 0, got " .. tostring(rate), 3)
+  end
+  local kind = opts.arrival or "poisson"
+  local rand = workload.rng(opts.seed or 0, 0x0a11)
+  if kind == "constant" then
+    return function() return 1 / rate end
+  elseif kind == "poisson" then
+    return function() return -math.log(1 - rand()) / rate end
+  elseif kind == "gamma" then
+    local k = opts.burstiness or 1
+    if type(k) ~= "number" or k <= 0 then
+      error("load.open: burstiness: expected a number > 0, got " .. tostring(k), 3)
+    end
+    return function() return gamma(rand, k) / (rate * k) end
+  end
+  error("load.open: arrival: expected \"poisson\", \"constant\" or \"gamma\", got " .. tostring(kind), 3)
+end
+
+local function add_scheduled(rec)
+  local lag = rec.t_sent_ns and rec.t_scheduled_ns and (rec.t_sent_ns - rec.t_scheduled_ns) / 1e6 or 0
+  if lag < 0 then lag = 0 end   -- sent a hair early: the timer fired before the instant
+  rec.send_lag_ms = lag
+  for _, k in ipairs{"ttft", "ttfb", "ttfr", "e2el"} do
+    local v = rec[k .. "_ms"]
+    if type(v) == "number" then rec[k .. "_from_scheduled_ms"] = v + lag end
+  end
+end
+
+-- load.open{client = c, rate = r (req/s), arrival = "poisson" | "constant"
+-- | "gamma", burstiness = k?, requests = n | duration = s, seed = 0,
+-- max_concurrency = n?, warmup = 0, workload = w, ...same as closed} -> result
+--   {records, summary, level = {rate, arrival, burstiness}, wall_s, ...}
+-- Send times are drawn ahead from the seeded arrival process and each
+-- request is sent at its time whatever the others are doing (with
+-- max_concurrency, at its time or when a slot frees, whichever is later).
+-- Records carry t_scheduled_ns and the *_from_scheduled_ms latencies.
+function M.open(opts)
+  check_client(opts, "load.open")
+  local gap = M.arrivals(opts)
+  local w = workload.from(opts.workload)
+  local mc = opts.max_concurrency
+  if mc ~= nil and (math.type(mc) ~= "integer" or mc < 1) then
+    error("load.open: max_concurrency: expected an integer >= 1, got " .. tostring(mc), 2)
+  end
+  local records = {}
+  run_warmup(opts, w, math.min(mc or 4, 4), records)
+  local t_start = clock.now()
+  local deadline = opts.duration and t_start + math.floor(opts.duration * 1e9)
+  local total = opts.requests
+  -- The schedule, drawn lazily in order (so a duration run needs no bound).
+  local sched, t_next = {}, t_start
+  local function when(i)
+    while #sched < i do
+      sched[#sched + 1] = t_next
+      t_next = t_next + math.floor(gap() * 1e9 + 0.5)
+    end
+    return sched[i]
+  end
+  local function in_run(i)
+    if total and i > total then return false end
+    if deadline and when(i) >= deadline then return false end
+    return true
+  end
+  local function one(i, t_sched)
+    local rec = send_one(opts, w:next(i), i)
+    rec.index, rec.warmup, rec.t_scheduled_ns = i, false, t_sched
+    add_scheduled(rec)
+    finish(opts, rec, records)
+  end
+  local tasks = {}
+  if mc then
+    -- A pool: each worker takes the next arrival, waits for its time, sends.
+    local next_i = 0
+    for u = 1, mc do
+      tasks[u] = spawn(function()
+        while true do
+          next_i = next_i + 1
+          local i = next_i
+          if not in_run(i) then return end
+          local t = when(i)
+          if t > clock.now() then clock.sleep_until(t) end
+          one(i, t)
+        end
+      end)
+    end
+  else
+    -- A dispatcher spawns each request at its time.
+    local i = 0
+    while true do
+      i = i + 1
+      if not in_run(i) then break end
+      local t = when(i)
+      if t > clock.now() then clock.sleep_until(t) end
+      tasks[#tasks + 1] = spawn(one, i, t)
+    end
+  end
+  wait_all(tasks, "load.open")
+  local t_end = clock.now()
+  raise_if_all_exceptions(records, "load.open")
+  sort_records(records)
+  local wall = (t_end - t_start) / 1e9
+  return {records = records,
+          level = {rate = opts.rate, arrival = opts.arrival or "poisson", burstiness = opts.burstiness,
+                   max_concurrency = mc},
+          summary = summary.of(records, {wall_s = wall, slo = opts.slo}),
+          wall_s = wall, t_start_ns = t_start, t_end_ns = t_end}
+end
+
+-- load.sweep{client = c, concurrency = {1, 2, 4, 8, 16} | rates = {...},
+-- pause = 0 (s between levels), on_level = fn(result, k)?,
+-- stop_when = fn(result, k) -> bool?, ...every option of closed / open} ->
+-- the list of level results, each summary with scaling = summary.scaling
+-- against the first level. stop_when ends the sweep after a level (e.g.
+-- when an SLO is broken); on_level sees each result as it ends.
+function M.sweep(opts)
+  if type(opts) ~= "table" then error("load.sweep: expected a table of options", 2) end
+  local levels, key, run
+  if opts.concurrency ~= nil then
+    levels, key, run = opts.concurrency, "concurrency", M.closed
+  elseif opts.rates ~= nil then
+    levels, key, run = opts.rates, "rate", M.open
+  else
+    error("load.sweep: expected concurrency = {levels} or rates = {levels}", 2)
+  end
+  if type(levels) ~= "table" or #levels == 0 then
+    error("load.sweep: " .. (key == "rate" and "rates" or key) .. ": expected a non-empty list", 2)
+  end
+  local results = {}
+  for k, level in ipairs(levels) do
+    local o = {}
+    for kk, v in pairs(opts) do o[kk] = v end
+    o.concurrency, o.rates, o.on_level, o.stop_when, o.pause = nil, nil, nil, nil, nil
+    o[key] = level
+    if opts.pause and opts.pause > 0 and k > 1 then clock.sleep(opts.pause) end
+    local r = run(o)
+    r.summary.scaling = summary.scaling(r.summary, results[1] and results[1].summary or r.summary)
+    results[k] = r
+    if opts.on_level then opts.on_level(r, k) end
+    if opts.stop_when and opts.stop_when(r, k) then break end
+  end
+  return results
+end
+
+return M

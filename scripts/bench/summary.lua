@@ -1,0 +1,321 @@
+-- bench.summary: one level's records -> the numbers people compare.
+--
+-- Every distribution comes from a bench.stats histogram (0.05% relative
+-- error, mergeable) and is reported as
+--   D = {n, p50, p90, p95, p99, mean, stddev, min, max}   (nil when n = 0)
+-- Latencies are milliseconds; rates are per second.
+local stats = require("bench.stats")
+
+local M = {}
+
+-- The per-request latencies summarised, in the order reports print them.
+M.LATENCIES = {"ttft_ms", "ttfb_ms", "ttfr_ms", "tpot_ms", "itl_ms", "e2el_ms"}
+-- Open loop adds latencies from the intended send time (see bench.load).
+M.SCHEDULED = {"ttft_from_scheduled_ms", "ttfb_from_scheduled_ms", "e2el_from_scheduled_ms",
+               "send_lag_ms"}
+
+local function dist(h)
+  if h:count() == 0 then return nil end
+  local s = h:summary()
+  s.n = s.count
+  s.count = nil
+  return s
+end
+
+local function num(v)
+  return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
+end
+
+-- summary.error_kind(rec) -> a short stable kind for an error record:
+-- rec.error_kind if the client set one, "http_<status>" for an HTTP error
+-- status, else the error text up to its first ':' or space ("timeout",
+-- "refused", "reset", ...).
+function M.error_kind(rec)
+  if rec.error_kind then return tostring(rec.error_kind) end
+  if type(rec.status) == "number" and rec.status >= 400 then return "http_" .. math.tointeger(rec.status) end
+  local e = tostring(rec.error or "error")
+  return e:match("^([%w_%-%.]+)") or "error"
+end
+
+-- A SLO key: "<metric>_p<NN>" (percentile), "<metric>_mean", or "<metric>"
+-- (every request). Metrics: ttft, ttfb, ttfr, tpot, itl, e2el (upper
+-- bounds, seconds) and decode_tps (a lower bound, tokens/s).
+local function parse_slo_key(k)
+  local metric, stat = k:match("^(.-)_(p%d+%.?%d*)$")
+  if not metric then metric, stat = k:match("^(.-)_(mean)$") end
+  if not metric then metric, stat = k, "max" end
+  local known = {ttft = true, ttfb = true, ttfr = true, tpot = true, itl = true, e2el = true,
+                 decode_tps = true}
+  if not known[metric] then
+    error("summary.of: slo." .. k .. ": unknown metric " .. string.format("%q", metric) ..
+          " (expected ttft, ttfb, ttfr, tpot, itl, e2el or decode_tps, with _pNN or _mean)", 3)
+  end
+  return metric, stat
+end
+
+-- "2s", "100ms", "250us", 2 (seconds) -> seconds.
+local function seconds(v, k)
+  if type(v) == "number" then return v end
+  if type(v) == "string" then
+    local n, unit = v:match("^%s*([%d%.]+)%s*(%a*)%s*$")
+    local scale = ({[""] = 1, s = 1, ms = 1e-3, us = 1e-6, m = 60})[unit or ""]
+    if n and tonumber(n) and scale then return tonumber(n) * scale end
+  end
+  error("summary.of: slo." .. k .. ": expected seconds (a number or \"2s\", \"100ms\"), got " .. tostring(v), 3)
+end
+
+-- The value a request is judged on for a metric. Open-loop records are
+-- judged from their intended send time (coordinated omission would hide
+-- queueing otherwise).
+local function request_value(rec, metric)
+  if metric == "decode_tps" then return rec.decode_tps end
+  if metric == "itl" then
+    local m
+    for _, v in ipairs(rec.itl_ms or {}) do if not m or v > m then m = v end end
+    return m and m / 1e3
+  end
+  local v = rec[metric .. "_from_scheduled_ms"] or rec[metric .. "_ms"]
+  return v and v / 1e3
+end
+
+-- summary.histograms(records) -> {ttft_ms = h, ..., decode_tps = h} of the
+-- successful, non-warm-up records (for merging across levels or repeats).
+function M.histograms(records)
+  local hs = {}
+  for _, k in ipairs(M.LATENCIES) do hs[k] = stats.histogram() end
+  for _, k in ipairs(M.SCHEDULED) do hs[k] = stats.histogram() end
+  hs.decode_tps = stats.histogram()
+  hs.queue_ms = stats.histogram()
+  for _, r in ipairs(records) do
+    if r.ok and not r.warmup then
+      for _, k in ipairs(M.LATENCIES) do
+        local v = r[k]
+        if k == "itl_ms" then
+          for _, g in ipairs(v or {}) do if num(g) and g >= 0 then hs.itl_ms:add(g) end end
+        elseif num(v) and v >= 0 then
+          hs[k]:add(v)
+        end
+      end
+      for _, k in ipairs(M.SCHEDULED) do
+        if num(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
+      end
+      if num(r.decode_tps) and r.decode_tps >= 0 then hs.decode_tps:add(r.decode_tps) end
+      if num(r.queue_ms) and r.queue_ms >= 0 then hs.queue_ms:add(r.queue_ms) end
+    end
+  end
+  return hs
+end
+
+-- The wall time the records span: first send (or scheduled send) to last end.
+local function span_s(records)
+  local t0, t1
+  for _, r in ipairs(records) do
+    local s = r.t_scheduled_ns or r.t_sent_ns
+    if s and r.t_sent_ns and r.t_sent_ns < s then s = r.t_sent_ns end
+    if s then
+      if not t0 or s < t0 then t0 = s end
+      local e = r.t_end_ns or (r.t_sent_ns and num(r.e2el_ms) and r.t_sent_ns + math.floor(r.e2el_ms * 1e6))
+      if e and (not t1 or e > t1) then t1 = e end
+    end
+  end
+  if t0 and t1 and t1 > t0 then return (t1 - t0) / 1e9 end
+  return nil
+end
+
+-- summary.of(records, {slo = {ttft_p95 = 2.0, tpot_p95 = "100ms", ...},
+-- wall_s = s?, by_name = true}) -> the summary of one level (warm-up
+-- records are left out):
+--   requests, ok, errors = {total, by_kind = {kind = n}}, wall_s,
+--   ttft_ms, ttfb_ms, ttfr_ms, tpot_ms, itl_ms, e2el_ms = D,
+--   ttft_from_scheduled_ms, e2el_from_scheduled_ms, send_lag_ms = D (open loop),
+--   decode_tps = D (per request), output_tokens_total, prompt_tokens_total,
+--   output_tps (aggregate over wall_s), request_throughput (ok req/s),
+--   fairness = {jain (of per-request decode tps), p99_p50 (of tpot)},
+--   goodput (req/s meeting every SLO), slo = {key = {target, value, met}},
+--   slo_met (every SLO met), token_sources = {usage = n, ...},
+--   finish_reasons = {stop = n, ...}, by_name = {name = <reduced summary>}.
+-- wall_s defaults to the span of the records' send and end times.
+function M.of(records, opts)
+  opts = opts or {}
+  local measured = {}
+  for _, r in ipairs(records) do if not r.warmup then measured[#measured + 1] = r end end
+  local s = {requests = #measured, ok = 0, errors = {total = 0, by_kind = {}},
+             output_tokens_total = 0, prompt_tokens_total = 0, token_sources = {},
+             finish_reasons = {}}
+  local tps_list = {}
+  for _, r in ipairs(measured) do
+    if r.ok then
+      s.ok = s.ok + 1
+      if num(r.output_tokens) then s.output_tokens_total = s.output_tokens_total + r.output_tokens end
+      if num(r.prompt_tokens) then s.prompt_tokens_total = s.prompt_tokens_total + r.prompt_tokens end
+      if num(r.decode_tps) then tps_list[#tps_list + 1] = r.decode_tps end
+      local src = r.token_source or "unknown"
+      s.token_sources[src] = (s.token_sources[src] or 0) + 1
+      local fr = r.finish_reason or "unknown"
+      s.finish_reasons[fr] = (s.finish_reasons[fr] or 0) + 1
+    else
+      s.errors.total = s.errors.total + 1
+      local kind = M.error_kind(r)
+      s.errors.by_kind[kind] = (s.errors.by_kind[kind] or 0) + 1
+    end
+  end
+  local hs = M.histograms(measured)
+  for k, h in pairs(hs) do s[k] = dist(h) end
+  s.histograms = nil
+  local wall = opts.wall_s or span_s(measured)
+  s.wall_s = wall
+  if wall and wall > 0 then
+    s.output_tps = s.output_tokens_total / wall
+    s.request_throughput = s.ok / wall
+  end
+  s.fairness = {jain = stats.jain(tps_list)}
+  if s.tpot_ms and s.tpot_ms.p50 > 0 then s.fairness.p99_p50 = s.tpot_ms.p99 / s.tpot_ms.p50 end
+
+  if opts.slo and next(opts.slo) then
+    s.slo = {}
+    local checks = {}
+    local all_met = true
+    local keys = {}
+    for k in pairs(opts.slo) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do
+      local metric, stat = parse_slo_key(k)
+      local target = metric == "decode_tps" and tonumber(opts.slo[k]) or seconds(opts.slo[k], k)
+      if not target then error("summary.of: slo." .. k .. ": expected a number", 2) end
+      checks[#checks + 1] = {metric = metric, target = target}
+      -- The level-wide check: the percentile (or mean, or max) of the metric.
+      local h = metric == "decode_tps" and hs.decode_tps or
+        (hs[metric .. "_from_scheduled_ms"] and hs[metric .. "_from_scheduled_ms"]:count() > 0 and
+         hs[metric .. "_from_scheduled_ms"]) or hs[metric .. "_ms"]
+      local value
+      if h:count() > 0 then
+        if stat == "mean" then value = h:mean()
+        elseif stat == "max" then value = metric == "decode_tps" and h:min() or h:max()
+        else
+          local p = tonumber(stat:sub(2))
+          value = metric == "decode_tps" and h:percentile(100 - p) or h:percentile(p)
+        end
+        if metric ~= "decode_tps" then value = value / 1e3 end
+      end
+      local met = value ~= nil and (metric == "decode_tps" and value >= target or
+                                    metric ~= "decode_tps" and value <= target)
+      s.slo[k] = {target = target, value = value, met = met}
+      if not met then all_met = false end
+    end
+    s.slo_met = all_met and s.ok > 0
+    -- Goodput: successful requests that meet every threshold by themselves.
+    local good = 0
+    for _, r in ipairs(measured) do
+      if r.ok then
+        local pass = true
+        for _, c in ipairs(checks) do
+          local v = request_value(r, c.metric)
+          if v == nil then pass = false
+          elseif c.metric == "decode_tps" then pass = pass and v >= c.target
+          else pass = pass and v <= c.target end
+        end
+        if pass then good = good + 1 end
+      end
+    end
+    s.good_requests = good
+    if wall and wall > 0 then s.goodput = good / wall end
+  end
+
+  if opts.by_name ~= false then
+    local groups, names = {}, {}
+    for _, r in ipairs(measured) do
+      local n = r.name or "?"
+      if not groups[n] then groups[n] = {}; names[#names + 1] = n end
+      table.insert(groups[n], r)
+    end
+    if #names > 1 then
+      s.by_name = {}
+      for _, n in ipairs(names) do
+        local g = M.of(groups[n], {by_name = false, wall_s = wall})
+        s.by_name[n] = {requests = g.requests, ok = g.ok, ttft_ms = g.ttft_ms, tpot_ms = g.tpot_ms,
+                        e2el_ms = g.e2el_ms, decode_tps = g.decode_tps,
+                        output_tokens_total = g.output_tokens_total}
+      end
+    end
+  end
+  return s
+end
+
+-- summary.scaling(s, base) -> {output_tps, request_throughput, decode_tps_p50,
+-- ttft_p50} as ratios of s to the base level (nil where either is missing).
+function M.scaling(s, base)
+  local function ratio(a, b) if num(a) and num(b) and b ~= 0 then return a / b end end
+  return {
+    output_tps = ratio(s.output_tps, base.output_tps),
+    request_throughput = ratio(s.request_throughput, base.request_throughput),
+    decode_tps_p50 = ratio(s.decode_tps and s.decode_tps.p50, base.decode_tps and base.decode_tps.p50),
+    ttft_p50 = ratio(s.ttft_ms and s.ttft_ms.p50, base.ttft_ms and base.ttft_ms.p50),
+  }
+end
+
+local function fmt(v, digits)
+  if not num(v) then return "-" end
+  return string.format("%." .. (digits or 1) .. "f", v)
+end
+
+-- summary.line(s) -> one line for humans:
+-- "12/12 ok  ttft p50 103.2 ms p99 140.1  tpot p50 20.1 ms  out 190.3 tok/s  4.1 req/s"
+function M.line(s)
+  local parts = {string.format("%d/%d ok", s.ok, s.requests)}
+  if s.ttft_ms then parts[#parts + 1] = string.format("ttft p50 %s ms p99 %s", fmt(s.ttft_ms.p50), fmt(s.ttft_ms.p99)) end
+  if s.tpot_ms then parts[#parts + 1] = string.format("tpot p50 %s ms", fmt(s.tpot_ms.p50)) end
+  parts[#parts + 1] = string.format("out %s tok/s", fmt(s.output_tps))
+  parts[#parts + 1] = string.format("%s req/s", fmt(s.request_throughput, 2))
+  if s.errors.total > 0 then
+    local kinds = {}
+    for k, n in pairs(s.errors.by_kind) do kinds[#kinds + 1] = k .. "=" .. n end
+    table.sort(kinds)
+    parts[#parts + 1] = "errors " .. table.concat(kinds, ",")
+  end
+  return table.concat(parts, "  ")
+end
+
+-- summary.table(results, columns?) -> a plain-text table, one row per
+-- level result (as returned by bench.load), for printing.
+function M.table(results, columns)
+  columns = columns or {
+    {"level", function(r) return r.level.concurrency and ("c=" .. r.level.concurrency) or
+                                  ("rate=" .. fmt(r.level.rate, 2)) end},
+    {"ok", function(r) return r.summary.ok .. "/" .. r.summary.requests end},
+    {"ttft p50", function(r) return fmt(r.summary.ttft_ms and r.summary.ttft_ms.p50) end},
+    {"ttft p99", function(r) return fmt(r.summary.ttft_ms and r.summary.ttft_ms.p99) end},
+    {"tpot p50", function(r) return fmt(r.summary.tpot_ms and r.summary.tpot_ms.p50) end},
+    {"tok/s/req", function(r) return fmt(r.summary.decode_tps and r.summary.decode_tps.p50) end},
+    {"out tok/s", function(r) return fmt(r.summary.output_tps) end},
+    {"req/s", function(r) return fmt(r.summary.request_throughput, 2) end},
+    {"scaling", function(r) return r.summary.scaling and fmt(r.summary.scaling.output_tps, 2) or "-" end},
+  }
+  local rows = {{}}
+  for c, col in ipairs(columns) do rows[1][c] = col[1] end
+  for _, r in ipairs(results) do
+    local row = {}
+    for c, col in ipairs(columns) do row[c] = tostring(col[2](r)) end
+    rows[#rows + 1] = row
+  end
+  local width = {}
+  for _, row in ipairs(rows) do
+    for c, v in ipairs(row) do width[c] = math.max(width[c] or 0, utf8.len(v) or #v) end
+  end
+  local out = {}
+  for i, row in ipairs(rows) do
+    local cells = {}
+    for c, v in ipairs(row) do
+      local pad = string.rep(" ", width[c] - (utf8.len(v) or #v))
+      cells[c] = c == 1 and (v .. pad) or (pad .. v)
+    end
+    out[#out + 1] = table.concat(cells, "  ")
+    if i == 1 then
+      local rule = {}
+      for c in ipairs(row) do rule[c] = string.rep("-", width[c]) end
+      out[#out + 1] = table.concat(rule, "  ")
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+return M
