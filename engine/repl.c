@@ -1,14 +1,428 @@
-/* The REPL — minimal until the libedit version lands. */
+/* The interactive REPL: lua.c's reading rules (try `return <line>` first,
+ * keep reading while the chunk is incomplete) plus line editing, history,
+ * completion of globals and fields, and a pretty-printer for tables.
+ *
+ * Line editing comes from libedit's readline interface when benchrun was
+ * built with it (BENCHRUN_HAVE_LIBEDIT) and stdin is a terminal; otherwise
+ * lines are read with fgets, with no prompt when stdin is not a terminal,
+ * so `echo 'return 1+1' | benchrun` prints just "2".
+ *
+ * Ctrl-C while a line runs: the runtime's SIGINT handler interrupts the Lua
+ * code and every wait; the REPL reports "interrupted" and prompts again.
+ * Ctrl-C while typing discards the line. Ctrl-D exits with status 0. */
 #include "benchrun/runtime.h"
+#include "benchrun/sched.h"
+
+#include <errno.h>
 #include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#ifdef BENCHRUN_HAVE_LIBEDIT
+#include <editline/readline.h>
+#endif
+
+#define PROMPT "> "
+#define PROMPT2 ">> "
+#define HISTORY_FILE ".benchrun_history"
+#define HISTORY_MAX 1000
+
+/* Helpers written in Lua: the pretty-printer, completion candidates and the
+ * lazy `probe` global. Compiled once when the REPL starts. */
+static const char helpers_lua[] =
+  "local M = {}\nlocal null = require('bench.yaml').null\n"
+  "local MAX_DEPTH, MAX_ITEMS, MAX_LINE = 4, 40, 78\n"
+  "local keywords = {'and','break','do','else','elseif','end','false','for','function',\n"
+  "  'goto','if','in','local','nil','not','or','repeat','return','then','true','until','while'}\n"
+  "local function quote(s)\n"
+  "  return '\"' .. s:gsub('[%c\"\\\\]', function(c)\n"
+  "    local named = {['\\n'] = '\\\\n', ['\\t'] = '\\\\t', ['\\r'] = '\\\\r', ['\"'] = '\\\\\"', ['\\\\'] = '\\\\\\\\'}\n"
+  "    return named[c] or string.format('\\\\%03d', c:byte())\n"
+  "  end) .. '\"'\n"
+  "end\n"
+  "local function scalar(v)\n"
+  "  if type(v) == 'string' then return quote(v) end\n"
+  "  if v == nil then return 'nil' end\n"
+  "  if v == null then return 'null' end\n"
+  "  return tostring(v)\n"
+  "end\n"
+  "local function key_order(a, b)\n"
+  "  local ta, tb = type(a), type(b)\n"
+  "  if ta ~= tb then return ta < tb end\n"
+  "  if ta == 'number' or ta == 'string' then return a < b end\n"
+  "  return tostring(a) < tostring(b)\n"
+  "end\n"
+  "local function render(v, depth, seen, indent)\n"
+  "  if type(v) ~= 'table' then return scalar(v) end\n"
+  "  local mt = getmetatable(v)\n"
+  "  if mt and mt.__tostring then return tostring(v) end\n"
+  "  if seen[v] then return '<cycle: ' .. tostring(v) .. '>' end\n"
+  "  if next(v) == nil then return '{}' end\n"
+  "  if depth >= MAX_DEPTH then return '{...}' end\n"
+  "  seen[v] = true\n"
+  "  local parts, n, shown = {}, #v, 0\n"
+  "  local total = 0\n"
+  "  for _ in pairs(v) do total = total + 1 end\n"
+  "  for i = 1, n do\n"
+  "    if shown >= MAX_ITEMS then break end\n"
+  "    parts[#parts + 1] = render(v[i], depth + 1, seen, indent .. '  ')\n"
+  "    shown = shown + 1\n"
+  "  end\n"
+  "  local keys = {}\n"
+  "  for k in pairs(v) do\n"
+  "    if not (math.type(k) == 'integer' and k >= 1 and k <= n) then keys[#keys + 1] = k end\n"
+  "  end\n"
+  "  table.sort(keys, key_order)\n"
+  "  for _, k in ipairs(keys) do\n"
+  "    if shown >= MAX_ITEMS then break end\n"
+  "    local ks = (type(k) == 'string' and k:match('^[%a_][%w_]*$')) and k or ('[' .. scalar(k) .. ']')\n"
+  "    parts[#parts + 1] = ks .. ' = ' .. render(v[k], depth + 1, seen, indent .. '  ')\n"
+  "    shown = shown + 1\n"
+  "  end\n"
+  "  if total > shown then parts[#parts + 1] = '... (' .. (total - shown) .. ' more)' end\n"
+  "  seen[v] = nil\n"
+  "  local one = '{' .. table.concat(parts, ', ') .. '}'\n"
+  "  if #one + #indent <= MAX_LINE and not one:find('\\n') then return one end\n"
+  "  return '{\\n' .. indent .. '  ' .. table.concat(parts, ',\\n' .. indent .. '  ') .. '\\n' .. indent .. '}'\n"
+  "end\n"
+  "-- M.show(...): the text the REPL prints for a line's results.\n"
+  "function M.show(...)\n"
+  "  local out = {}\n"
+  "  for i = 1, select('#', ...) do\n"
+  "    local v = select(i, ...)\n"
+  "    out[i] = type(v) == 'string' and v or render(v, 0, {}, '')\n"
+  "  end\n"
+  "  return table.concat(out, '\\t')\n"
+  "end\n"
+  "local function fields(v, methods_only, into)\n"
+  "  local seen = {}\n"
+  "  for _ = 1, 8 do\n"
+  "    if v == nil or seen[v] then break end\n"
+  "    seen[v] = true\n"
+  "    if type(v) == 'table' then\n"
+  "      for k, x in next, v do\n"
+  "        if type(k) == 'string' and (not methods_only or type(x) == 'function') then into[k] = true end\n"
+  "      end\n"
+  "    end\n"
+  "    local mt = getmetatable(v)\n"
+  "    local idx = type(mt) == 'table' and rawget(mt, '__index') or nil\n"
+  "    if type(idx) ~= 'table' then break end\n"
+  "    v = idx\n"
+  "  end\n"
+  "end\n"
+  "-- M.complete(word): candidates for a word such as `cl`, `clock.s`, `w:el`.\n"
+  "function M.complete(word)\n"
+  "  local base, sep, part = word:match('^(.-)([.:])([%w_]*)$')\n"
+  "  local names, value = {}, nil\n"
+  "  if not base then\n"
+  "    part, base, sep = word, '', ''\n"
+  "    for _, k in ipairs(keywords) do names[k] = true end\n"
+  "    fields(_G, false, names)\n"
+  "  else\n"
+  "    value = _G\n"
+  "    for name in (base .. '.'):gmatch('([^.:]*)[.:]') do\n"
+  "      if not name:match('^[%a_][%w_]*$') then return {} end\n"
+  "      local ok, x = pcall(function() return value[name] end)\n"
+  "      if not ok or x == nil then return {} end\n"
+  "      value = x\n"
+  "    end\n"
+  "    fields(value, sep == ':', names)\n"
+  "  end\n"
+  "  local out = {}\n"
+  "  for k in pairs(names) do\n"
+  "    if k:sub(1, #part) == part and k:match('^[%a_][%w_]*$') then out[#out + 1] = base .. sep .. k end\n"
+  "  end\n"
+  "  table.sort(out)\n"
+  "  return out\n"
+  "end\n"
+  "return M\n";
+
+/* `probe` is a global in the REPL: the first call loads bench.probe. */
+static int l_probe(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "bench.probe");
+  lua_call(L, 1, 1);
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int helpers_ref = LUA_NOREF;
+static lua_State *repl_state;          /* for the completion callback */
+static volatile sig_atomic_t line_interrupted;
+
+static void on_sigint_while_reading(int sig) {
+  (void)sig;
+  line_interrupted = 1;
+}
+
+/* ---- reading lines ---- */
+
+#ifdef BENCHRUN_HAVE_LIBEDIT
+static int use_libedit;
+static char history_path[4096];
+
+static char **matches;    /* candidates of the completion in progress */
+static size_t nmatches, next_match;
+
+static void free_matches(void) {
+  for (size_t i = next_match; i < nmatches; i++) free(matches[i]);
+  free(matches);
+  matches = NULL;
+  nmatches = next_match = 0;
+}
+
+/* Ask the Lua helper for candidates; errors just mean none. */
+static void compute_matches(const char *text) {
+  lua_State *L = repl_state;
+  free_matches();
+  int top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, helpers_ref);
+  lua_getfield(L, -1, "complete");
+  lua_pushstring(L, text);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+    size_t n = (size_t)lua_rawlen(L, -1);
+    matches = calloc(n ? n : 1, sizeof *matches);
+    for (size_t i = 0; matches && i < n; i++) {
+      lua_rawgeti(L, -1, (lua_Integer)i + 1);
+      const char *s = lua_tostring(L, -1);
+      if (s && (matches[nmatches] = strdup(s))) nmatches++;
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+}
+
+static char *match_generator(const char *text, int state) {
+  if (state == 0) compute_matches(text);
+  if (next_match < nmatches) return matches[next_match++];   /* libedit frees it */
+  free_matches();
+  return NULL;
+}
+
+static char **attempt_completion(const char *text, int start, int end) {
+  (void)start; (void)end;
+  rl_attempted_completion_over = 1;   /* never fall back to file names */
+  return rl_completion_matches(text, match_generator);
+}
+
+static void editline_init(void) {
+  rl_readline_name = "benchrun";
+  /* '.' and ':' are not word breaks, so `clock.sl<TAB>` completes as a whole. */
+  rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^~#";
+  rl_attempted_completion_function = attempt_completion;
+  rl_completion_append_character = '\0';
+  const char *home = getenv("HOME");
+  if (home && *home) {
+    snprintf(history_path, sizeof history_path, "%s/%s", home, HISTORY_FILE);
+    stifle_history(HISTORY_MAX);
+    read_history(history_path);
+  }
+}
+
+static void editline_add(const char *stmt) {
+  add_history(stmt);
+  if (history_path[0]) write_history(history_path);
+}
+#endif
+
+/* Read one line without its newline into a malloc'd string; NULL at end of
+ * input. *interrupted is set when Ctrl-C discarded the line. */
+static char *read_line(const char *prompt, int tty, int *interrupted) {
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint_while_reading;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old);
+  line_interrupted = 0;
+  *interrupted = 0;
+  char *line = NULL;
+#ifdef BENCHRUN_HAVE_LIBEDIT
+  if (use_libedit) {
+    line = readline(prompt);
+    sigaction(SIGINT, &old, NULL);
+    if (line_interrupted) {
+      free(line);
+      *interrupted = 1;
+      return NULL;
+    }
+    return line;
+  }
+#endif
+  if (tty) {
+    fputs(prompt, stdout);
+    fflush(stdout);
+  }
+  size_t cap = 256, len = 0;
+  line = malloc(cap);
+  for (;;) {
+    if (!line) break;
+    int c = getchar();
+    if (c == EOF) {
+      if (line_interrupted || (ferror(stdin) && errno == EINTR)) {
+        clearerr(stdin);
+        *interrupted = 1;
+        free(line);
+        line = NULL;
+        break;
+      }
+      if (len == 0) { free(line); line = NULL; }
+      break;
+    }
+    if (c == '\n') break;
+    if (len + 2 > cap) {
+      char *nl = realloc(line, cap *= 2);
+      if (!nl) { free(line); line = NULL; break; }
+      line = nl;
+    }
+    line[len++] = (char)c;
+  }
+  if (line) line[len] = 0;
+  sigaction(SIGINT, &old, NULL);
+  return line;
+}
+
+/* ---- evaluating ---- */
+
+/* An incomplete chunk: its syntax error is at <eof> (lua.c's rule). */
+static int incomplete(lua_State *L, int status) {
+  if (status != LUA_ERRSYNTAX) return 0;
+  size_t n;
+  const char *msg = lua_tolstring(L, -1, &n);
+  static const char mark[] = "<eof>";
+  return msg && n >= sizeof mark - 1 && strcmp(msg + n - (sizeof mark - 1), mark) == 0;
+}
+
+/* Read and compile one statement (several lines if incomplete). Leaves
+ * the function (or a syntax error message) on the stack and the source in
+ * *stmt. Returns the load status, or -1 at end of input, -2 when Ctrl-C
+ * discarded it. */
+static int read_statement(lua_State *L, int tty, char **stmt) {
+  int intr;
+  char *line = read_line(PROMPT, tty, &intr);
+  if (!line) return intr ? -2 : -1;
+  if (!*line) { free(line); *stmt = NULL; lua_pushnil(L); return LUA_OK; }
+  *stmt = line;
+  /* `return <line>` first, so an expression prints its value */
+  const char *ret = lua_pushfstring(L, "return %s;", line);
+  int st = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
+  lua_remove(L, -2);
+  if (st == LUA_OK) return st;
+  lua_pop(L, 1);
+  for (;;) {
+    st = luaL_loadbuffer(L, *stmt, strlen(*stmt), "=stdin");
+    if (!incomplete(L, st)) return st;
+    lua_pop(L, 1);
+    char *more = read_line(PROMPT2, tty, &intr);
+    if (!more) return intr ? -2 : -1;
+    size_t a = strlen(*stmt), b = strlen(more);
+    char *joined = realloc(*stmt, a + b + 2);
+    if (!joined) { free(more); return luaL_error(L, "out of memory"); }
+    joined[a] = '\n';
+    memcpy(joined + a + 1, more, b + 1);
+    free(more);
+    *stmt = joined;
+  }
+}
+
+static void print_results(lua_State *L, int base) {
+  int n = lua_gettop(L) - base;
+  if (n <= 0) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, helpers_ref);
+  lua_getfield(L, -1, "show");
+  lua_remove(L, -2);
+  lua_insert(L, base + 1);
+  if (lua_pcall(L, n, 1, 0) != LUA_OK) {
+    fprintf(stderr, "benchrun: cannot print the result: %s\n", lua_tostring(L, -1));
+  } else {
+    fwrite(lua_tostring(L, -1), 1, lua_rawlen(L, -1), stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+  }
+  lua_settop(L, base);
+}
+
+/* After an error or Ctrl-C: forget the interruption and the hook the
+ * signal handler set, so the next line starts clean. */
+static void reset_after_error(lua_State *L) {
+  br_sched_cancel_all(L);
+  br_sched_clear_interrupt(L);
+  lua_sethook(L, NULL, 0, 0);
+  br_sched_take_failures(L);
+}
+
+static int setup(lua_State *L) {
+  if (luaL_loadbuffer(L, helpers_lua, sizeof helpers_lua - 1, "=(repl helpers)") != LUA_OK) return lua_error(L);
+  lua_call(L, 0, 1);
+  helpers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushcfunction(L, l_probe);
+  lua_setglobal(L, "probe");
+  return 0;
+}
 
 int br_repl(lua_State *L) {
-  char line[4096];
-  while (fputs("> ", stdout), fflush(stdout), fgets(line, sizeof line, stdin)) {
-    if (luaL_loadstring(L, line) != LUA_OK) { br_runtime_report(L); continue; }
-    if (br_runtime_pcall(L, 0, 0) != LUA_OK) br_runtime_report(L);
+  int tty = isatty(STDIN_FILENO);
+  repl_state = L;
+  lua_pushcfunction(L, setup);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    br_runtime_report(L);
+    return 1;
   }
+#ifdef BENCHRUN_HAVE_LIBEDIT
+  use_libedit = tty;
+  if (use_libedit) editline_init();
+#endif
+  if (tty) {
+    printf("benchrun %s (%s) with %s; modules: bench clock http proc mem sys stats yaml json\n"
+           "Ctrl-C cancels the running line, Ctrl-D exits.\n",
+           BENCHRUN_VERSION, BENCHRUN_GIT, LUA_RELEASE);
+    fflush(stdout);
+  }
+  for (;;) {
+    if (br_runtime_stop_signal()) break;
+    int base = lua_gettop(L);
+    char *stmt = NULL;
+    int st = read_statement(L, tty, &stmt);
+    if (st == -1) {
+      free(stmt);
+      if (tty) fputc('\n', stdout);
+      break;
+    }
+    if (st == -2) {
+      free(stmt);
+      lua_settop(L, base);
+      fputc('\n', stdout);
+      fflush(stdout);
+      continue;
+    }
+    if (!stmt) { lua_settop(L, base); continue; }   /* empty line */
+#ifdef BENCHRUN_HAVE_LIBEDIT
+    if (use_libedit) editline_add(stmt);
+#endif
+    free(stmt);
+    if (st != LUA_OK) {
+      br_runtime_report(L);
+      lua_settop(L, base);
+      continue;
+    }
+    st = br_runtime_pcall(L, 0, LUA_MULTRET);
+    if (st != LUA_OK) {
+      br_runtime_report(L);
+      reset_after_error(L);
+      lua_settop(L, base);
+      continue;
+    }
+    print_results(L, base);
+  }
+#ifdef BENCHRUN_HAVE_LIBEDIT
+  free_matches();
+#endif
+  if (helpers_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, helpers_ref);
+  helpers_ref = LUA_NOREF;
+  repl_state = NULL;
   return 0;
 }
