@@ -27,4 +27,21 @@ int64_t br_platform_wall_ns(void);
 /* Absolute path of this executable into buf; 0 or -1. */
 int br_platform_executable_path(char *buf, size_t size);
 
+/* --- proc (bench.proc) --- */
+/* In a freshly forked child, before exec; async-signal-safe only. Arranges
+ * for the child to die with benchrun if benchrun is SIGKILLed (Linux:
+ * PR_SET_PDEATHSIG; macOS has no equivalent: nothing). parent_pid is the
+ * pid that forked; the child exits if it has already been re-parented. */
+void br_platform_child_prepare(int parent_pid);
+/* Close every fd >= 3 except keep_fd (-1: none); async-signal-safe. */
+void br_platform_close_fds(int keep_fd);
+/* The out-of-memory kill counter of benchrun's cgroup (Linux memory.events
+ * oom_kill), or -1 where there is none. */
+long long br_platform_oom_kill_count(void);
+/* Evidence that pid was killed for memory: cgroup oom_kill rising above
+ * oom_before, a kernel log line naming the pid (Linux, when readable),
+ * jetsam's signature (macOS). Writes a sentence into buf (possibly empty);
+ * returns 1 if something was found. */
+int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t size);
+
 #endif

@@ -91,3 +91,33 @@ int br_platform_executable_path(char *buf, size_t size) {
   strcpy(buf, resolved);
   return 0;
 }
+
+/* ---- proc (bench.proc) ---- */
+/* Never run on macOS by this project; written against the documented
+ * POSIX calls only. */
+#include <signal.h>
+#include <stdio.h>
+
+void br_platform_child_prepare(int parent_pid) {
+  /* macOS has no parent-death signal; a child of a SIGKILLed benchrun is
+   * found by the next run only through the process table. */
+  (void)parent_pid;
+}
+
+void br_platform_close_fds(int keep_fd) {
+  int max = getdtablesize();
+  if (max < 0 || max > 65536) max = 65536;
+  for (int fd = 3; fd < max; fd++)
+    if (fd != keep_fd) close(fd);
+}
+
+long long br_platform_oom_kill_count(void) { return -1; }
+
+int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t size) {
+  (void)pid;
+  (void)oom_before;
+  /* jetsam kills with SIGKILL and leaves no public trace a user process can
+   * read; the unexplained SIGKILL itself is its signature. */
+  snprintf(buf, size, "SIGKILL from outside benchrun is the signature of jetsam (memory pressure) on macOS");
+  return 0;
+}
