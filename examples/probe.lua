@@ -8,7 +8,7 @@
 -- In the REPL the same is one line: probe "http://127.0.0.1:1234"
 local probe = require("bench.probe")
 
-local srv <close> = probe.target(arg and arg[1], {"--decode-tps", "80", "--slots", "4", "--reasoning"})
+local srv <close> = probe.target(arg and arg[1], {"--decode-tps", "80", "--slots", "4", "--reasoning", "field"})
 
 local one = probe(srv.url)
 if one.error then os.exit(1) end
