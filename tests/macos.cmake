@@ -33,6 +33,16 @@ if(NOT APPLE)
   if(LIBEDIT_FOUND AND BENCHRUN_MACOS_EDIT_DIR AND EXISTS ${BENCHRUN_MACOS_EDIT_DIR}/editline/readline.h)
     string(APPEND _macos_flags "headers edit ${BENCHRUN_MACOS_EDIT_DIR}\n")
   endif()
+  # The shared libraries the real executable links: check.sh turns their
+  # exported symbols into macOS link stubs (.tbd), so the whole engine can be
+  # linked for macOS and a call to something no library has fails there.
+  foreach(k LUA CURL YAML CJSONC LIBEDIT)
+    foreach(lib ${${k}_LINK_LIBRARIES})
+      if(lib MATCHES "\\.so(\\.[0-9]+)*$")
+        string(APPEND _macos_flags "library ${lib}\n")
+      endif()
+    endforeach()
+  endforeach()
   file(GENERATE OUTPUT ${BENCHRUN_MACOS_WORK}/flags.txt CONTENT "${_macos_flags}")
 
   add_test(NAME macos/cross-compile

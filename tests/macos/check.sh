@@ -76,7 +76,7 @@ export ZIG_GLOBAL_CACHE_DIR=$work/zig-cache ZIG_LOCAL_CACHE_DIR=$work/zig-cache
 say "toolchain: zig $("$zig" version), $("$zig" cc --version | head -n1)"
 
 # --- the build's flags, as CMake computed them for the real targets ---
-engine_defs=() main_defs=() warnings=()
+engine_defs=() main_defs=() warnings=() libraries=()
 declare -A hdr=()
 while IFS=' ' read -r kind a b; do
   case $kind in
@@ -88,6 +88,7 @@ while IFS=' ' read -r kind a b; do
     main_define) main_defs+=("-D$a") ;;
     warning) warnings+=("$a") ;;
     headers) hdr[$a]=$b ;;
+    library) libraries+=("$a") ;;
     ''|'#'*) ;;
     *) die "$flags: unknown line '$kind $a $b'" ;;
   esac
@@ -127,6 +128,38 @@ if [ -n "${hdr[edit]:-}" ]; then
   cp -R "${hdr[edit]}/editline" "$shim/root/editline"
   incs+=(-I"$shim/root/editline")
 fi
+
+# --- the libraries, as macOS link stubs ---
+# A .tbd file is what Apple's SDK ships instead of a library: its name and
+# exported symbols. These are made from the Linux builds of the same
+# libraries (Debian's; Homebrew has the same or newer versions), so linking
+# the engine against them proves that it calls only functions that exist.
+stubs=$work/stubs
+rm -rf "$stubs"
+mkdir -p "$stubs"
+stub_libs=()
+if [ ${#libraries[@]} -gt 0 ]; then
+  command -v nm >/dev/null || die "nm not found (binutils): it reads the libraries' symbols"
+fi
+for lib in "${libraries[@]}"; do
+  name=$(basename "$lib")
+  name=${name#lib}
+  name=${name%%.so*}
+  syms=$(nm -D --defined-only --extern-only "$lib" |
+    awk 'NF == 3 && $2 != "A" { sub(/@.*/, "", $3); print "_" $3 }' | sort -u | paste -sd, - | sed 's/,/, /g')
+  [ -n "$syms" ] || die "no exported symbols in $lib"
+  cat >"$stubs/lib$name.tbd" <<EOF
+--- !tapi-tbd
+tbd-version:     4
+targets:         [ x86_64-macos, arm64-macos ]
+install-name:    '@rpath/lib$name.dylib'
+exports:
+  - targets:         [ x86_64-macos, arm64-macos ]
+    symbols:         [ $syms ]
+...
+EOF
+  stub_libs+=("-l$name")
+done
 
 # --- compile: every file, both targets, $jobs at a time ---
 sources=()
@@ -169,27 +202,44 @@ for t in "${targets[@]}"; do
   done
 done
 
-# --- link the platform layer: an undefined libSystem symbol fails here ---
+# --- link: an undefined symbol fails here ---
+# platform_main: the platform layer alone against libSystem. benchrun: the
+# whole program (every engine file and main.c) against libSystem and the
+# library stubs, which also catches a platform.h function that has a Linux
+# side but no macOS side.
 # Mach-O magic and CPU type, as the first 8 bytes read little-endian.
 declare -A magic=([aarch64]="cf fa ed fe 0c 00 00 01" [x86_64]="cf fa ed fe 07 00 00 01")
-linked=0
-for t in "${targets[@]}"; do
-  o=$obj/$t
-  if [ -e "$o/platform_darwin.o.failed" ] || [ -e "$o/platform_main.o.failed" ]; then continue; fi
-  exe=$o/platform_main
-  if ! "$zig" cc -target "$t" "$o/platform_darwin.o" "$o/platform_main.o" -o "$exe" >"$exe.log" 2>&1; then
+linked=()
+link() { # target executable-name why-it-may-fail objects-and-flags...
+  local t=$1 exe=$obj/$1/$2 why=$3 got
+  shift 3
+  if ! "$zig" cc -target "$t" "$@" -o "$exe" >"$exe.log" 2>&1; then
     failed=$((failed + 1))
-    say "FAILED to link platform_darwin.c for $t (a symbol macOS's libSystem does not have?):"
+    say "FAILED to link $(basename "$exe") for $t ($why):"
     cat "$exe.log"
-    continue
+    return
   fi
   got=$(od -An -tx1 -N8 "$exe" | tr -s ' ' | sed 's/^ //;s/ $//')
   if [ "$got" != "${magic[${t%%-*}]}" ]; then
     failed=$((failed + 1))
     say "FAILED: $exe is not a Mach-O ${t%%-*} executable (header bytes: $got)"
-    continue
+    return
   fi
-  linked=$((linked + 1))
+  linked+=("$t/$(basename "$exe")")
+}
+for t in "${targets[@]}"; do
+  o=$obj/$t
+  all_compiled=1
+  for src in "${sources[@]}" "$here/platform_main.c"; do
+    [ -e "$o/$(basename "$src" .c).o.failed" ] && all_compiled=0
+  done
+  [ "$all_compiled" = 1 ] || continue   # the compiler's messages say why
+  link "$t" platform_main "a function macOS's libSystem does not have?" \
+    "$o/platform_darwin.o" "$o/platform_main.o"
+  objects=()
+  for src in "${sources[@]}"; do objects+=("$o/$(basename "$src" .c).o"); done
+  link "$t" benchrun "a function neither libSystem nor ${stub_libs[*]} has, or one platform_darwin.c lacks?" \
+    "${objects[@]}" -L"$stubs" "${stub_libs[@]}"
 done
 
 secs=$(($(date +%s) - start))
@@ -197,4 +247,4 @@ if [ "$failed" -gt 0 ]; then
   say "$failed failure(s) above; ${#sources[@]} engine files checked for ${targets[*]} in ${secs}s"
   exit 1
 fi
-say "ok: ${#sources[@]} engine files compiled for ${targets[*]}; platform_darwin.c linked into $linked Mach-O executables (not run) in ${secs}s"
+say "ok: ${#sources[@]} engine files compiled for ${targets[*]}; linked (never run): ${linked[*]}; ${secs}s"
