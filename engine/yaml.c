@@ -984,10 +984,12 @@ static lua_Integer seq_len(lua_State *L, int idx) {
   return count == n ? n : 0;
 }
 
-/* Key order: numbers ascending, then strings bytewise, then booleans. */
+/* Key order: numbers ascending, then strings bytewise, then booleans, then null. */
 typedef struct { int kind; double num; const char *s; size_t n; int boolean; } keyref;
 
-static int key_rank(int kind) { return kind == LUA_TNUMBER ? 0 : kind == LUA_TSTRING ? 1 : 2; }
+static int key_rank(int kind) {
+  return kind == LUA_TNUMBER ? 0 : kind == LUA_TSTRING ? 1 : kind == LUA_TBOOLEAN ? 2 : 3;
+}
 
 static int key_cmp(const void *a, const void *b) {
   const keyref *x = a, *y = b;
@@ -1055,7 +1057,8 @@ static void put_map(encoder *e, int idx, int indent, int inline_first, const cha
     if (k->kind == LUA_TNUMBER) k->num = lua_tonumber(L, -1);
     else if (k->kind == LUA_TSTRING) k->s = lua_tolstring(L, -1, &k->n);   /* anchored by the table */
     else if (k->kind == LUA_TBOOLEAN) k->boolean = lua_toboolean(L, -1);
-    else luaL_error(L, "yaml.encode: %s: a %s key (expected string, number or boolean keys)", where,
+    else if (k->kind == LUA_TLIGHTUSERDATA && lua_touserdata(L, -1) == NULL) {}   /* null key */
+    else luaL_error(L, "yaml.encode: %s: a %s key (expected string, number, boolean or null keys)", where,
                     luaL_typename(L, -1));
   }
   qsort(keys, n, sizeof *keys, key_cmp);
@@ -1066,7 +1069,8 @@ static void put_map(encoder *e, int idx, int indent, int inline_first, const cha
       if (num == (double)(lua_Integer)num && fabs(num) < 9.2e18) lua_pushinteger(L, (lua_Integer)num);
       else lua_pushnumber(L, num);
     } else if (k->kind == LUA_TSTRING) lua_pushlstring(L, k->s, k->n);
-    else lua_pushboolean(L, k->boolean);
+    else if (k->kind == LUA_TBOOLEAN) lua_pushboolean(L, k->boolean);
+    else lua_pushlightuserdata(L, NULL);
     int key = lua_gettop(L);
     if (i > 0 || !inline_first) out_indent(e, indent);
     put_scalar(e, key, where);
