@@ -288,6 +288,7 @@ local MODEL = T.map({
   env = ENV,
   expect = T.enum({"ok", "oom", "fail"}), -- what the seed expects (BF16: oom)
   note = T.string(),
+  by_server = T.dict(T.string(), {what = "a mapping of server names to this model's id or path there"}),
 })
 
 local PROMPT = T.map({
@@ -380,7 +381,8 @@ M.schema = T.map({
   requests = T.int{min = 1},
   env = ENV,
   sysctl = SYSCTL,
-  matrix = T.dict(T.any(), {what = "a mapping of axis names to lists of values"}),
+  matrix = T.oneof({T.dict(T.any()), T.list(T.dict(T.any()), {nonempty = true})},
+                   {what = "a mapping of axis names to lists of values, or a list of such mappings"}),
   cells = T.list(cell_map(), {nonempty = true}),
   exclude = T.list(T.dict(T.any())),
   load = T.list(SCENARIO, {nonempty = true}),
@@ -906,6 +908,10 @@ function V:resolve(plan, cell, path)
   -- cell-level backend/args/env/unset_env and model apply to the server
   if cell.backend then sv.backend = cell.backend end
   if m and m.model then sv.model = m.model end
+  if m and m.by_server then
+    local alt = m.by_server[sv.name or ""] or m.by_server[sv.backend or ""]
+    if alt then sv.model = alt end
+  end
   local args = {}
   for _, a in ipairs(sv.args or {}) do args[#args + 1] = tostring(a) end
   for _, a in ipairs(m and m.args or {}) do args[#args + 1] = tostring(a) end
@@ -938,66 +944,71 @@ end
 
 -- Build the cell list. Returns cells (possibly empty after errors).
 function V:expand(plan, raw)
-  local axes = {}
+  local blocks = {}
   if raw.matrix ~= nil and plan.matrix ~= nil then
-    for _, name in ipairs(ordered_keys(self.where, {"matrix"}, raw.matrix)) do
-      local vals = self:axis(name, raw.matrix[name], {"matrix", name})
-      if vals then axes[#axes + 1] = {name = name, values = vals} end
+    local list = is_list(raw.matrix) and raw.matrix or {raw.matrix}
+    local listed = is_list(raw.matrix)
+    for bi, m in ipairs(list) do
+      local bpath = listed and {"matrix", bi} or {"matrix"}
+      local axes = {}
+      if listed then
+        local gname = m.name
+        if gname == nil then
+          self:err(bpath, "expected a name: for each matrix of a list (it starts the ids of its cells)")
+        else
+          axes[#axes + 1] = {name = "group", values = {{label = tostring(gname), settings = {group = tostring(gname)}}}}
+        end
+      end
+      for _, name in ipairs(ordered_keys(self.where, bpath, m)) do
+        if not (listed and name == "name") then
+          local vals = self:axis(name, m[name], child(bpath, name))
+          if vals then axes[#axes + 1] = {name = name, values = vals} end
+        end
+      end
+      blocks[#blocks + 1] = {axes = axes, path = bpath}
     end
   end
+  if #blocks == 0 then blocks[1] = {axes = {}, path = {"matrix"}} end
   if plan.load then
-    axes[#axes + 1] = {name = "load", values = expand_load(plan.load)}
+    for _, b in ipairs(blocks) do
+      b.axes[#b.axes + 1] = {name = "load", values = expand_load(plan.load)}
+    end
   end
   local base = {}
   for _, k in ipairs({"repeat", "warmup", "concurrency", "max_tokens", "requests"}) do base[k] = plan[k] end
 
-  -- combinations: explicit cells, or the cartesian product of axes, or one cell
-  local combos = {}
-  if plan.cells then
-    for i, c in ipairs(plan.cells) do
-      local labels = {cell = c.name or tostring(i)}
-      combos[#combos + 1] = {settings = {c}, labels = labels, order = {"cell"}, path = {"cells", i}}
-    end
-    if #axes > 0 then
-      -- explicit cells crossed with the axes (e.g. cells × load)
-      local crossed = {}
-      for _, cb in ipairs(combos) do
-        local partial = {cb}
-        for _, ax in ipairs(axes) do
-          local nxt = {}
-          for _, pc in ipairs(partial) do
-            for _, v in ipairs(ax.values) do
-              local s = table.move(pc.settings, 1, #pc.settings, 1, {})
-              s[#s + 1] = v.settings
-              local labels = shallow_copy(pc.labels)
-              labels[ax.name] = v.label
-              local order = table.move(pc.order, 1, #pc.order, 1, {})
-              order[#order + 1] = ax.name
-              nxt[#nxt + 1] = {settings = s, labels = labels, order = order, path = pc.path}
-            end
-          end
-          partial = nxt
-        end
-        for _, x in ipairs(partial) do crossed[#crossed + 1] = x end
-      end
-      combos = crossed
-    end
-  else
-    combos = {{settings = {}, labels = {}, order = {}, path = {"matrix"}}}
+  local function cross(partial, axes)
     for _, ax in ipairs(axes) do
       local nxt = {}
-      for _, pc in ipairs(combos) do
+      for _, pc in ipairs(partial) do
         for _, v in ipairs(ax.values) do
-          local s = table.move(pc.settings, 1, #pc.settings, 1, {})
-          s[#s + 1] = v.settings
+          local st = table.move(pc.settings, 1, #pc.settings, 1, {})
+          st[#st + 1] = v.settings
           local labels = shallow_copy(pc.labels)
           labels[ax.name] = v.label
           local order = table.move(pc.order, 1, #pc.order, 1, {})
           order[#order + 1] = ax.name
-          nxt[#nxt + 1] = {settings = s, labels = labels, order = order, path = pc.path}
+          nxt[#nxt + 1] = {settings = st, labels = labels, order = order, path = pc.path}
         end
       end
-      combos = nxt
+      partial = nxt
+    end
+    return partial
+  end
+
+  -- combinations: explicit cells (crossed with any axes), or the matrix
+  local combos = {}
+  if plan.cells then
+    for i, c in ipairs(plan.cells) do
+      local labels = {cell = c.name or tostring(i)}
+      local cb = {settings = {c}, labels = labels, order = {"cell"}, path = {"cells", i}}
+      for _, x in ipairs(cross({cb}, blocks[1].axes)) do combos[#combos + 1] = x end
+    end
+  else
+    for _, b in ipairs(blocks) do
+      for _, x in ipairs(cross({{settings = {}, labels = {}, order = {}, path = b.path}}, b.axes)) do
+        combos[#combos + 1] = x
+      end
     end
   end
 
@@ -1031,6 +1042,7 @@ function V:expand(plan, raw)
     cell.id = #parts > 0 and table.concat(parts, "/") or (plan.name or "cell")
     cell.axes = cb.labels
     cell.axis_order = cb.order
+    cell.group = nil
     cell.index = i
     cell["repeat"] = cell["repeat"] or 1
     cell.warmup = cell.warmup or 0
@@ -1144,7 +1156,8 @@ function M.validate(doc, opts)
         seen[m] = true
         local full = m:sub(1, 2) == "~/" and (os.getenv("HOME") or "") .. m:sub(2) or m
         if not file_exists(full) and not (io.open(full .. "/config.json")) then
-          local path = {"server", "model"}
+          local path = (c.model and plan.models and plan.models[c.model.name]) and {"models", c.model.name}
+                       or {"server", "model"}
           if opts.real then
             v:err(path, "expected an existing model file, '%s' not found (cell %s)", full, c.id)
           else
@@ -1275,7 +1288,6 @@ function M.cell_requests(plan, cell)
         toks = toks + rep * (cell.max_tokens or p.max_tokens)
       end
     end
-    if cell.max_tokens and not cell.prompt then n, toks = rep, rep * cell.max_tokens end
   end
   return n, toks
 end
@@ -1292,19 +1304,22 @@ function M.estimate(plan, opts)
   local prev_key
   for _, c in ipairs(plan.cells) do
     local t = 0
+    local sim = opts.dry_run or c.server.backend == "sim"
+    load = sim and (d.load_time or 0.05) or (e.load_time or 60)
+    dtps = sim and (d.decode_tps or 2000) or (e.decode_tps or 40)
     local key = M.server_key(c)
     if key ~= prev_key or c.restart then
       local lt = load
-      local dm = opts.dry_run and d.models and c.model and d.models[c.model.name]
+      local dm = sim and d.models and c.model and d.models[c.model.name]
       if dm and dm.load_time then lt = dm.load_time end
       t = t + lt
     end
     prev_key = key
     local n, toks = M.cell_requests(plan, c)
     local tps = dtps
-    local dm = opts.dry_run and d.models and c.model and d.models[c.model.name]
+    local dm = sim and d.models and c.model and d.models[c.model.name]
     if dm and dm.decode_tps then tps = dm.decode_tps end
-    if opts.dry_run and d.max_tokens and n then toks = math.min(toks, n * d.max_tokens) end
+    if sim and d.max_tokens and n then toks = math.min(toks, n * d.max_tokens) end
     if c.duration then
       t = t + c.duration * (c["repeat"] or 1)
     elseif n then

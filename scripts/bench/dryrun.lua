@@ -1,0 +1,103 @@
+-- bench.dryrun: rehearse a plan against the simulator. Every cell's server
+-- becomes backend "sim" (`benchrun sim`) with the figures of the plan's
+-- dry_run: section, scaled down so a plan of hours runs in seconds:
+--   decode_tps, prefill_tps, load_time   the simulated server's speed
+--   models: {NAME: {decode_tps, prefill_tps, load_time, model_memory}}
+--   memory_scale                         a model's size (models: size) times
+--                                        this is the memory the sim touches
+--   oom_at_memory                        the sim dies like an OOM kill when its
+--                                        memory would pass this (real units,
+--                                        scaled by memory_scale); a cell's
+--                                        sysctl iogpu.wired_limit_mb replaces it
+--   speedup_env: {NAME: factor}          the server's env var NAME (or
+--                                        NAME=VALUE) multiplies its speed
+--   max_tokens                           a cap on every request's max_tokens
+-- The server's env is kept, so an env configuration that the plan marks slow
+-- shows up slower. Nothing on the real machine changes: sysctl values are
+-- recorded as "simulated".
+local M = {}
+
+local P = require("bench.plan")
+
+M.DEFAULTS = {decode_tps = 2000, prefill_tps = 50000, load_time = 0.05, memory_scale = 1 / 4000,
+              model_memory = 32 * 1024 * 1024}
+
+local function ms(seconds) return string.format("%dms", math.floor(seconds * 1000 + 0.5)) end
+
+-- the fraction of a sysctl wired limit in MB, as bytes
+local function wired_limit_bytes(cell)
+  for k, v in pairs(cell.sysctl or {}) do
+    if k == "iogpu.wired_limit_mb" and math.type(v) == "integer" and v > 0 then return v * 1024 * 1024 end
+  end
+  return nil
+end
+
+-- dryrun.figures(plan, cell) -> the simulator figures for this cell
+function M.figures(plan, cell)
+  local d = plan.dry_run or {}
+  local f = {}
+  for k, v in pairs(M.DEFAULTS) do f[k] = v end
+  for _, k in ipairs({"decode_tps", "prefill_tps", "load_time", "model_memory", "memory_scale", "slots",
+                      "batch_slowdown", "max_tokens", "reasoning", "dialect"}) do
+    if d[k] ~= nil then f[k] = d[k] end
+  end
+  local m = cell.model
+  local scale = f.memory_scale
+  if m and m.size and not (d.models and d.models[m.name] and d.models[m.name].model_memory) then
+    f.model_memory = math.max(1024 * 1024, math.floor(m.size * scale))
+  end
+  local dm = m and d.models and d.models[m.name]
+  if dm then for k, v in pairs(dm) do f[k] = v end end
+  local limit = wired_limit_bytes(cell) or d.oom_at_memory
+  if limit then f.oom_at_memory = math.floor(limit * scale) end
+  f.speedup_env = d.speedup_env
+  return f
+end
+
+-- dryrun.server(plan, cell) -> the server spec that replaces cell.server
+function M.server(plan, cell)
+  local f = M.figures(plan, cell)
+  local real = cell.server
+  local name = (cell.model and cell.model.name) or real.model or "sim-model"
+  local args = {"--model", name,
+                "--load-time", ms(f.load_time),
+                "--decode-tps", tostring(f.decode_tps),
+                "--prefill-tps", tostring(f.prefill_tps),
+                "--model-memory", tostring(f.model_memory)}
+  if f.oom_at_memory then args[#args + 1] = "--oom-at-memory"; args[#args + 1] = tostring(f.oom_at_memory) end
+  if f.slots then args[#args + 1] = "--slots"; args[#args + 1] = tostring(f.slots) end
+  if f.batch_slowdown then args[#args + 1] = "--batch-slowdown"; args[#args + 1] = tostring(f.batch_slowdown) end
+  if f.reasoning then args[#args + 1] = "--reasoning" end
+  local dialect = f.dialect or ({lmstudio = "lmstudio", ["llama-server"] = "llama.cpp", vllm = "vllm",
+                                 ["vllm-mlx"] = "vllm", ollama = "ollama"})[real.backend]
+  if dialect then args[#args + 1] = "--dialect"; args[#args + 1] = dialect end
+  local keys = {}
+  for k in pairs(f.speedup_env or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    args[#args + 1] = "--speedup-env"
+    args[#args + 1] = k .. "=" .. tostring(f.speedup_env[k])
+  end
+  for _, a in ipairs((plan.dry_run or {}).args or {}) do args[#args + 1] = tostring(a) end
+  return {
+    backend = "sim", name = real.name, model = name, args = args,
+    env = real.env, unset_env = real.unset_env, ready_timeout = 30,
+    real_backend = real.backend, real_model = real.model, figures = f,
+  }
+end
+
+-- dryrun.apply(plan) -> plan with every cell's server replaced (in place).
+function M.apply(plan)
+  for _, c in ipairs(plan.cells) do
+    c.real_server = c.server
+    c.server = M.server(plan, c)
+    local cap = (plan.dry_run or {}).max_tokens
+    if cap then c.max_tokens_cap = cap end
+  end
+  plan.dry = true
+  return plan
+end
+
+M.ms = ms
+M.size = P.size
+return M

@@ -1,0 +1,21 @@
+-- Phase 1-2 baseline (and the demo): for each model variant, load time,
+-- TTFT, TPS, peak memory and the output of the test prompts. The runner
+-- does the measuring; this script names the phase, attaches the prompts'
+-- quality checks and prints a short table at the end.
+local C = require("phases.common")
+
+local phase = {phase = "baseline"}
+
+phase.checks = C.checks
+
+function phase.finish(ctx, cells)
+  local lines = {"", string.format("%-28s %10s %10s %10s %12s  %s", "variant", "load s", "TTFT ms", "tok/s", "peak", "status")}
+  for _, c in ipairs(cells) do
+    local f = C.figures(c)
+    lines[#lines + 1] = string.format("%-28s %10s %10s %10s %12s  %s", c.id, C.fmt(f.load_time_s, "", 2),
+      C.fmt(f.ttft_ms), C.fmt(f.decode_tps), f.peak and require("bench.plan").format_size(f.peak) or "n/a", c.status)
+  end
+  return {}, lines
+end
+
+return phase

@@ -1,0 +1,72 @@
+-- phases.common: helpers the phase scripts share (reading cell summaries,
+-- formatting, prompt checks from the plan).
+local M = {}
+
+-- a number out of a summary field that may be a distribution {p50, mean...}
+function M.num(v, which)
+  if type(v) == "number" then return v end
+  if type(v) == "table" then return v[which or "p50"] or v.mean end
+  return nil
+end
+
+-- cell figures: decode tps (p50 per request), ttft p50 ms, output tps, peak memory
+function M.figures(cell)
+  local s = cell.summary or {}
+  local srv = cell.server or {}
+  return {
+    decode_tps = M.num(s.decode_tps),
+    ttft_ms = M.num(s.ttft_ms),
+    ttft_p95 = M.num(s.ttft_ms, "p95"),
+    e2el_p50 = M.num(s.e2el_ms), e2el_p95 = M.num(s.e2el_ms, "p95"), e2el_p99 = M.num(s.e2el_ms, "p99"),
+    output_tps = M.num(s.output_tps),
+    queue_ms = M.num(s.queue_ms),
+    ok = s.ok, requests = s.requests,
+    peak = srv.peak_rss_bytes or srv.peak_gpu_bytes,
+    load_time_s = srv.load_time_s,
+  }
+end
+
+function M.fmt(v, unit, digits)
+  if v == nil then return "n/a" end
+  return string.format("%." .. (digits or 1) .. "f%s", v, unit or "")
+end
+
+function M.pct(a, b)
+  if not a or not b or b == 0 then return nil end
+  return (a - b) / b * 100
+end
+
+function M.fmt_pct(p)
+  if not p then return "n/a" end
+  return string.format("%+.1f%%", p)
+end
+
+-- cells by an id-independent key: labels
+function M.find(cells, pred)
+  local out = {}
+  for _, c in ipairs(cells) do if pred(c.labels or {}, c) then out[#out + 1] = c end end
+  return out
+end
+
+-- checks(plan) -> {[prompt] = fn(text) -> ok, detail} from prompts' check:
+-- expressions (Lua, with `text` in scope, returning a boolean or ok, detail).
+function M.checks(plan)
+  local w = plan.workload or {}
+  if type(w.prompts) ~= "table" then return nil end
+  local out
+  for _, p in ipairs(w.prompts) do
+    if p.check then
+      local fn, err = load("local text = ...; return " .. p.check, "=check " .. p.name, "t",
+                           {string = string, math = math, utf8 = utf8, tostring = tostring, tonumber = tonumber})
+      if not fn then error(string.format("workload.prompts %s: check: %s", p.name, err), 0) end
+      out = out or {}
+      out[p.name] = function(text)
+        local ok, detail = fn(text or "")
+        return ok and true or false, detail or (ok and "passed" or ("check failed: " .. p.check))
+      end
+    end
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,98 @@
+-- Phase 5: macOS VRAM limit (sysctl iogpu.wired_limit_mb) and llama.cpp
+-- Metal backend settings. The runner applies each cell's sysctl values
+-- (journaled, restored at the end whatever happens; simulated in a dry run)
+-- and restarts the server for every env configuration. This script marks the
+-- baseline of each group, and reports TPS / TTFT / memory deltas in % and
+-- stability (spread over the repeats, crashes or OOM).
+local C = require("phases.common")
+
+local phase = {phase = "tuning"}
+
+local function config_of(cell)
+  local a = cell.axes
+  return a.config or a.metal or a.sysctl or a.env or "default"
+end
+
+function phase.labels(ctx, cell, labels)
+  labels.config = config_of(cell)
+  labels.group = cell.axes.group
+  labels.variant = cell.model and cell.model.name
+  if labels.config == "default" or labels.config == "baseline" then labels.baseline = true end
+end
+
+function phase.after_cell(ctx, cell, res)
+  local c = config_of(cell)
+  if c == "default" or c == "baseline" then res.baseline = true end
+  res.repeats = cell["repeat"]
+end
+
+-- spread of per-repeat decode tps in a cell's records (stability)
+local function cv_of(ctx, cell)
+  local ok, data = pcall(require("bench.results").load, ctx.run.dir)
+  if not ok or type(data) ~= "table" then return nil end
+  local per = {}
+  for _, r in ipairs(data.records or {}) do
+    if r.cell == cell.id and not r.warmup and r.decode_tps then
+      local k = r["repeat"] or 1
+      per[k] = per[k] or {}
+      table.insert(per[k], r.decode_tps)
+    end
+  end
+  local means = {}
+  for _, l in pairs(per) do
+    local s = 0
+    for _, x in ipairs(l) do s = s + x end
+    means[#means + 1] = s / #l
+  end
+  if #means < 2 then return nil end
+  local m = 0
+  for _, x in ipairs(means) do m = m + x end
+  m = m / #means
+  local v = 0
+  for _, x in ipairs(means) do v = v + (x - m) ^ 2 end
+  return math.sqrt(v / (#means - 1)) / m * 100
+end
+
+function phase.finish(ctx, cells)
+  local notes = {deltas = {}, stability = {}}
+  local lines = {""}
+  local groups, order = {}, {}
+  for _, c in ipairs(cells) do
+    local g = (c.labels.group or "tuning") .. "/" .. tostring(c.labels.variant or "")
+    if not groups[g] then groups[g] = {} order[#order + 1] = g end
+    table.insert(groups[g], c)
+  end
+  for _, g in ipairs(order) do
+    local list = groups[g]
+    local base
+    for _, c in ipairs(list) do if c.baseline or c.labels.baseline then base = c break end end
+    local fb = base and C.figures(base) or {}
+    lines[#lines + 1] = string.format("%s (baseline: %s)", g, base and base.labels.config or "none")
+    lines[#lines + 1] = string.format("  %-22s %9s %9s %9s %9s %10s %12s  %s", "config", "TPS", "dTPS", "TTFT ms", "dTTFT",
+      "repeat CV", "peak", "status")
+    for _, c in ipairs(list) do
+      local f = C.figures(c)
+      local cv = cv_of(ctx, c)
+      local d = {cell = c.id, group = g, config = c.labels.config, tps = f.decode_tps,
+                 tps_delta_pct = C.pct(f.decode_tps, fb.decode_tps), ttft_delta_pct = C.pct(f.ttft_ms, fb.ttft_ms),
+                 peak_delta_pct = C.pct(f.peak, fb.peak), cv_pct = cv, status = c.status}
+      notes.deltas[#notes.deltas + 1] = d
+      lines[#lines + 1] = string.format("  %-22s %9s %9s %9s %9s %10s %12s  %s", tostring(c.labels.config), C.fmt(f.decode_tps),
+        C.fmt_pct(d.tps_delta_pct), C.fmt(f.ttft_ms), C.fmt_pct(d.ttft_delta_pct), cv and string.format("%.1f%%", cv) or "n/a",
+        f.peak and require("bench.plan").format_size(f.peak) or "n/a", c.status)
+    end
+  end
+  local bad = {}
+  for _, c in ipairs(cells) do if c.status ~= "ok" then bad[#bad + 1] = c.id .. " (" .. c.status .. ")" end end
+  notes.stability.crashes = bad
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Stability: " .. (#bad == 0 and "no crashes or OOM kills over every repeat" or ("crashes/OOM: " .. table.concat(bad, ", ")))
+  local log = ctx.sysctl and ctx.sysctl.log or {}
+  local restored = 0
+  for _, e in ipairs(log) do if e.restore or e.value == "default" then restored = restored + 1 end end
+  lines[#lines + 1] = string.format("Settings: %d sysctl change%s%s, restored at the end", #log, #log == 1 and "" or "s",
+    ctx.dry and " (simulated: a dry run never touches the machine)" or "")
+  return notes, lines
+end
+
+return phase
