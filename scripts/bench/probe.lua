@@ -46,19 +46,15 @@ function M.detect(url, opts)
   local timeout = opts and opts.timeout or 3
   for _, d in ipairs(M.DETECT) do
     local doc = get_json(base .. d.path, timeout)
-    -- /props and /slots answer without listing models; ask /v1/models too
     if doc then
+      -- /props and /slots describe the server, not its models: ask /v1/models
+      if d.path == "/props" or d.path == "/slots" then doc = get_json(base .. "/v1/models", timeout) or {} end
       local ids = {}
-      local list = doc.data or doc.models or (#doc > 0 and doc) or {}
-      for _, m in ipairs(list) do
+      for _, m in ipairs(doc.data or doc.models or {}) do
         if type(m) == "table" then ids[#ids + 1] = m.id or m.name or m.model
         elseif type(m) == "string" then ids[#ids + 1] = m end
       end
-      if #ids == 0 and d.path ~= "/v1/models" then
-        local v1 = get_json(base .. "/v1/models", timeout)
-        for _, m in ipairs(v1 and v1.data or {}) do ids[#ids + 1] = m.id end
-      end
-      if d.path ~= "/slots" or #ids > 0 then return d.dialect, ids end
+      return d.dialect, ids
     end
   end
   return nil, "probe: " .. base .. " does not answer /v1/models, /api/v0/models, /api/tags, /props or /slots"
@@ -85,9 +81,9 @@ end
 
 -- probe.run(url | {url, dialect?, model?, prompt?, max_tokens = 64,
 -- concurrency = 1, api_key_env?, quiet = false, out = print}) -> a report
--- table {url, dialect, models, model, record | result} whose tostring is
--- the printed summary. Prints as it goes unless quiet. A server that does
--- not answer is reported (error field), not raised.
+-- table {url, dialect, models, model, record | result, lines (what was
+-- printed)}. Prints as it goes unless quiet. A server that does not answer
+-- is reported (error field), not raised.
 function M.run(opts)
   if type(opts) == "string" then opts = {url = opts} end
   opts = opts or {}
@@ -151,7 +147,10 @@ function M.run(opts)
   end
   for _, l in ipairs(lines) do out(l) end
   rep.lines = lines
-  return setmetatable(rep, {__tostring = function(r) return table.concat(r.lines, "\n") end})
+  -- Short: the lines are already printed (the REPL prints what probe returns).
+  return setmetatable(rep, {__tostring = function(r)
+    return string.format("bench.probe report (%s, %s, %s)", r.url, r.dialect, tostring(r.model))
+  end})
 end
 
 -- probe.target(url?, sim_args?) -> {url, close}: the server at url, or, when
