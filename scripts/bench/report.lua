@@ -1,0 +1,434 @@
+-- bench.report: report.md, summary.csv, summary.json's analysis and charts
+-- from a results folder; `benchrun report` and `benchrun compare`.
+local results = require("bench.results")
+local A = require("bench.report.analysis")
+local MD = require("bench.report.markdown")
+local S = require("bench.report.svg")
+local Q = require("bench.report.quality")
+
+local R = {}
+
+-- ------------------------------------------------------------ charts
+local function chart_tps(an)
+  local items = {}
+  for _, c in ipairs(an.configs) do
+    if (tonumber(c.labels.concurrency) or 1) == 1 and #items < 60 then
+      local note
+      if c.status ~= "ok" then note = c.status:upper() end
+      local color = S.PALETTE[1]
+      if c.format == "gguf" then color = S.PALETTE[2] elseif c.format == "mlx" then color = S.PALETTE[1] end
+      items[#items + 1] = {label = c.name, value = c.status == "ok" and c.metrics.decode_tps or nil,
+                           note = note, color = color}
+    end
+  end
+  if #items == 0 then return nil end
+  local has = false
+  for _, it in ipairs(items) do if it.value then has = true end end
+  if not has then return nil end
+  return S.bars{title = "Decode TPS by configuration (single request)", unit = "tokens/s (mean per request)", items = items}
+end
+
+local function chart_scaling(groups)
+  if #groups == 0 then return nil end
+  local tput, lat = {}, {}
+  for i, g in ipairs(groups) do
+    local a, p50, p95, p99 = {}, {}, {}, {}
+    for _, r in ipairs(g.rows) do
+      a[#a + 1] = {r.conc, r.agg_tps}
+      p50[#p50 + 1] = {r.conc, r.config.metrics.e2el_p50}
+      p95[#p95 + 1] = {r.conc, r.config.metrics.e2el_p95}
+      p99[#p99 + 1] = {r.conc, r.config.metrics.e2el_p99}
+    end
+    local prefix = #groups > 1 and (g.name .. " ") or ""
+    local color = S.PALETTE[(i - 1) % #S.PALETTE + 1]
+    tput[#tput + 1] = {name = prefix .. "aggregate TPS", points = a, color = color}
+    local per = {}
+    for _, r in ipairs(g.rows) do per[#per + 1] = {r.conc, r.per_req_tps} end
+    tput[#tput + 1] = {name = prefix .. "per-request TPS", points = per, color = color, dash = "6,4"}
+    if #groups == 1 then
+      lat = {{name = "E2E p50", points = p50, color = S.PALETTE[1]},
+             {name = "E2E p95", points = p95, color = S.PALETTE[2]},
+             {name = "E2E p99", points = p99, color = S.PALETTE[4]}}
+    else
+      lat[#lat + 1] = {name = prefix .. "E2E p95", points = p95, color = color}
+    end
+  end
+  return S.lines{title = "Throughput vs concurrency", xlabel = "concurrent requests", ylabel = "tokens/s",
+                 series = tput, xcategories = true},
+         S.lines{title = "Latency vs concurrency", xlabel = "concurrent requests", ylabel = "end-to-end latency (ms)",
+                 series = lat, xcategories = true}
+end
+
+local function chart_tuning(groups)
+  local items = {}
+  for _, g in ipairs(groups) do
+    for _, r in ipairs(g.rows) do
+      if not r.is_base then
+        items[#items + 1] = {label = (#groups > 1 and (g.name .. " · ") or "") .. r.name, value = r.d_tps,
+                             flag = r.noise and r.noise.verdict, note = r.config.status ~= "ok" and r.config.status:upper() or nil}
+      end
+    end
+  end
+  if #items == 0 then return nil end
+  return S.deltas{title = "Decode TPS change vs baseline", items = items,
+                  caption = "faded bars: within run-to-run noise"}
+end
+
+-- Memory over time: one line per memory kind, bands for each cell's phases.
+local function chart_memory(an)
+  local samples = an.data.samples or {}
+  if #samples == 0 then return nil end
+  local t0 = tonumber((an.data.env or {}).t0_ns)
+  local first = math.huge
+  for _, s in ipairs(samples) do if type(s.t_ns) == "number" and s.t_ns < first then first = s.t_ns end end
+  if first == math.huge then return nil end
+  if not t0 or t0 > first then t0 = first end
+  local kinds = {{"rss", "server RSS / footprint"}, {"pss", "server PSS"}, {"gpu_used", "GPU memory"}, {"sys_used", "system memory in use"}}
+  local series = {}
+  local sorted = {}
+  for _, s in ipairs(samples) do if type(s.t_ns) == "number" then sorted[#sorted + 1] = s end end
+  table.sort(sorted, function(a, b) return a.t_ns < b.t_ns end)
+  -- at most ~1500 points per line: keep each bucket's maximum so peaks survive
+  local span = (sorted[#sorted].t_ns - t0) / 1e9
+  local buckets = 1500
+  for i, k in ipairs(kinds) do
+    local pts, last_b = {}, nil
+    for _, s in ipairs(sorted) do
+      local v = tonumber(s[k[1]])
+      if v then
+        local t = (s.t_ns - t0) / 1e9
+        local b = span > 0 and math.floor(t / span * buckets) or 0
+        if b == last_b and pts[#pts][2] < v / 1e9 then pts[#pts][2] = v / 1e9
+        elseif b ~= last_b then pts[#pts + 1] = {t, v / 1e9} last_b = b end
+      end
+    end
+    if #pts > 0 then series[#series + 1] = {name = k[2], points = pts, color = S.PALETTE[i]} end
+  end
+  if #series == 0 then return nil end
+  local bands, markers = {}, {}
+  local cur, last_cell
+  for _, s in ipairs(sorted) do
+    local t = (s.t_ns - t0) / 1e9
+    local phase = s.phase or "run"
+    if cur and cur.cell == s.cell and cur.kind == phase then cur.x1 = t
+    else
+      if cur then cur.x1 = math.max(cur.x1, t) end
+      cur = {x0 = t, x1 = t, kind = phase, cell = s.cell, label = tostring(s.cell or "") .. " " .. phase}
+      bands[#bands + 1] = cur
+    end
+    if s.cell ~= last_cell then
+      markers[#markers + 1] = {x = t, label = s.cell and tostring(s.cell) or nil}
+      last_cell = s.cell
+    end
+  end
+  if #markers > 24 then for _, m in ipairs(markers) do m.label = nil end end
+  return S.timeline{title = "Memory over time", ylabel = "GB", series = series, bands = bands, markers = markers}
+end
+
+-- ------------------------------------------------------------ csv
+local CSV_METRICS = {"status", "load_s", "ttft_p50", "ttft_p90", "ttft_p95", "ttft_p99", "tpot_p50", "tpot_p95",
+  "itl_p50", "itl_p99", "e2el_p50", "e2el_p90", "e2el_p95", "e2el_p99", "decode_tps", "output_tps",
+  "request_throughput", "goodput", "jain", "p99_p50", "peak_bytes", "gpu_peak_bytes", "sys_peak_bytes",
+  "model_bytes", "tps_per_gb", "requests", "ok", "errors", "tokens_total"}
+
+local function csv_field(v)
+  if v == nil then return "" end
+  if type(v) == "number" then
+    if math.type(v) == "integer" or (v == math.floor(v) and math.abs(v) < 2^53) then return string.format("%d", v) end
+    return string.format("%.6g", v)
+  end
+  local s = tostring(v)
+  if s:find('[,"\n\r]') then s = '"' .. s:gsub('"', '""') .. '"' end
+  return s
+end
+
+-- R.csv(an) -> text: one row per cell (repeats as separate cells stay separate).
+function R.csv(an)
+  local label_keys = {}
+  local seen = {}
+  for _, k in ipairs(A.LABEL_ORDER) do label_keys[#label_keys + 1] = k seen[k] = true end
+  local extra = {}
+  for _, c in ipairs(an.data.cells or {}) do
+    for k in pairs(c.labels or {}) do if not seen[k] then seen[k] = true extra[#extra + 1] = k end end
+  end
+  table.sort(extra)
+  for _, k in ipairs(extra) do label_keys[#label_keys + 1] = k end
+  local head = {"cell"}
+  for _, k in ipairs(label_keys) do head[#head + 1] = k end
+  for _, k in ipairs(CSV_METRICS) do head[#head + 1] = k end
+  local lines = {table.concat(head, ",")}
+  local recs_by_cell = {}
+  for _, r in ipairs(an.data.records or {}) do
+    if r.cell and r.warmup ~= true then
+      recs_by_cell[r.cell] = recs_by_cell[r.cell] or {}
+      table.insert(recs_by_cell[r.cell], r)
+    end
+  end
+  for _, cell in ipairs(an.data.cells or {}) do
+    local m = A.metrics_of(cell.summary, cell.server)
+    local recs = recs_by_cell[cell.id]
+    if recs and #recs > 0 then
+      local fromrec = A.metrics_of(A.summarize_records(recs), cell.server)
+      for k, v in pairs(fromrec) do if m[k] == nil then m[k] = v end end
+    end
+    m.status = cell.status or "ok"
+    local row = {csv_field(cell.id)}
+    for _, k in ipairs(label_keys) do
+      local v = (cell.labels or {})[k]
+      row[#row + 1] = csv_field(type(v) == "table" and A.label_text(v) or v)
+    end
+    for _, k in ipairs(CSV_METRICS) do row[#row + 1] = csv_field(m[k]) end
+    lines[#lines + 1] = table.concat(row, ",")
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- ------------------------------------------------------------ analysis JSON
+local function analysis_json(an, ctx)
+  local out = {configs = {}, scaling = {}, tuning = {}, pairs = {}, findings = ctx.findings}
+  for _, c in ipairs(an.configs) do
+    local cells = {}
+    for _, cell in ipairs(c.cells) do cells[#cells + 1] = cell.id end
+    out.configs[#out.configs + 1] = {name = c.name, labels = c.labels, status = c.status, cells = cells,
+      metrics = c.metrics, bits = c.bits, format = c.format,
+      repeats = {decode_tps = c.repeat_values.decode_tps, output_tps = c.repeat_values.output_tps}}
+  end
+  for _, g in ipairs(ctx.scaling) do
+    local rows = {}
+    for _, r in ipairs(g.rows) do
+      rows[#rows + 1] = {concurrency = r.conc, config = r.config.name, aggregate_tps = r.agg_tps,
+        per_request_tps = r.per_req_tps, scaling = r.scaling, e2el_p50_ms = r.config.metrics.e2el_p50,
+        e2el_p95_ms = r.config.metrics.e2el_p95, e2el_p99_ms = r.config.metrics.e2el_p99,
+        peak_bytes = r.config.metrics.peak_bytes}
+    end
+    out.scaling[#out.scaling + 1] = {name = g.name, rows = rows, mem_per_request_bytes = g.mem_per_request}
+  end
+  for _, g in ipairs(ctx.tuning) do
+    local rows = {}
+    for _, r in ipairs(g.rows) do
+      rows[#rows + 1] = {name = r.name, config = r.config.name, baseline = r.is_base or nil,
+        delta_tps_pct = r.d_tps, delta_ttft_pct = r.d_ttft, delta_peak_pct = r.d_peak, delta_load_pct = r.d_load,
+        beyond_noise = r.noise and r.noise.verdict or nil}
+    end
+    out.tuning[#out.tuning + 1] = {name = g.name, baseline = g.base.name, rows = rows}
+  end
+  for _, p in ipairs(ctx.pairs) do
+    out.pairs[#out.pairs + 1] = {bits = p.bits, mlx = p.mlx.name, gguf = p.gguf.name,
+      mlx_decode_tps = p.mlx.metrics.decode_tps, gguf_decode_tps = p.gguf.metrics.decode_tps}
+  end
+  if ctx.quality then
+    local q = {reference = ctx.quality.reference.name, prompts = {}}
+    for _, p in ipairs(ctx.quality.prompts) do
+      local rows = {}
+      for _, r in ipairs(p.rows) do
+        rows[#rows + 1] = {config = r.config.name, similarity = r.sim and r.sim.lcs, jaccard = r.sim and r.sim.jaccard,
+          check = r.check}
+      end
+      q.prompts[#q.prompts + 1] = {name = p.name, rows = rows}
+    end
+    out.quality = q
+  end
+  return out
+end
+
+local function must(ok, err) if not ok then error(err, 0) end return ok end
+
+-- Merge several loaded folders into one data set for the phase-6 analysis:
+-- cell ids are prefixed with their run's name so they stay unique, and each
+-- cell gets a `run` label only when the runs measured the same configurations.
+local function merge(datas)
+  if #datas == 1 then return datas[1] end
+  local merged = {dir = nil, summary = {name = "analysis", phase = "analysis", notes = {}, runs = {}},
+                  env = datas[1].env, cells = {}, records = {}, samples = {}}
+  local keys, clash = {}, false
+  for _, d in ipairs(datas) do
+    for _, c in ipairs(d.cells) do
+      local k = A.config_key(c.labels or {})
+      if keys[k] and keys[k] ~= d then clash = true end
+      keys[k] = d
+    end
+  end
+  for i, d in ipairs(datas) do
+    local name = tostring(d.summary.name or ("run" .. i))
+    merged.summary.runs[#merged.summary.runs + 1] = {name = name, dir = d.dir, phase = d.summary.phase,
+      started = d.summary.started, finished = d.summary.finished}
+    local prefix = name .. "/"
+    for _, c in ipairs(d.cells) do
+      local copy = {}
+      for k, v in pairs(c) do copy[k] = v end
+      copy.id = prefix .. tostring(c.id)
+      copy.labels = {}
+      for k, v in pairs(c.labels or {}) do copy.labels[k] = v end
+      if clash then copy.labels.run = name end
+      merged.cells[#merged.cells + 1] = copy
+    end
+    for _, r in ipairs(d.records) do
+      local copy = {}
+      for k, v in pairs(r) do copy[k] = v end
+      copy.cell = prefix .. tostring(r.cell)
+      merged.records[#merged.records + 1] = copy
+    end
+    if type(d.summary.notes) == "table" then
+      for k, v in pairs(d.summary.notes) do if merged.summary.notes[k] == nil then merged.summary.notes[k] = v end end
+    end
+  end
+  merged.summary.started = datas[1].summary.started
+  merged.summary.finished = datas[#datas].summary.finished
+  return merged
+end
+R.merge = merge
+
+-- R.build(data, opts) -> an, ctx (analysis + everything the writers need)
+function R.build(data, opts)
+  opts = opts or {}
+  local an = A.analyze(data)
+  local ctx = {phase = opts.phase or data.summary.phase, title = opts.title, charts = {}}
+  ctx.scaling = A.scaling(an)
+  ctx.tuning = A.tuning(an)
+  ctx.pairs = A.pairs(an)
+  ctx.quality = Q.compare(an.configs)
+  return an, ctx
+end
+
+-- R.render(dir_or_data, {phase=, out=, title=}) -> report path
+-- Writes report.md, summary.csv, charts/*.svg into `out` (default: the
+-- folder itself) and stores the analysis in the folder's summary.json.
+function R.render(src, opts)
+  opts = opts or {}
+  local data = src
+  if type(src) == "string" then data = assert(results.load(src)) end
+  if type(data) ~= "table" or type(data.summary) ~= "table" then
+    error("report.render: expected a results folder or results.load(dir) data", 2)
+  end
+  local out = opts.out or data.dir
+  if not out then error("report.render: no output folder (give opts.out)", 2) end
+  must(results.mkdir(out .. "/charts"))
+  local an, ctx = R.build(data, opts)
+  local charts = {}
+  local function add(file, title, svg)
+    if not svg then return end
+    local ok, why = S.well_formed(svg)
+    if not ok then error("report: chart " .. file .. " is not well-formed XML: " .. why, 0) end
+    must(results.write_atomic(out .. "/" .. file, svg))
+    charts[#charts + 1] = {file = file, title = title}
+  end
+  add("charts/tps_by_variant.svg", "Decode TPS by configuration", chart_tps(an))
+  local tput, lat = chart_scaling(ctx.scaling)
+  add("charts/throughput_vs_concurrency.svg", "Throughput vs concurrency", tput)
+  add("charts/latency_vs_concurrency.svg", "Latency vs concurrency", lat)
+  add("charts/tuning_deltas.svg", "Decode TPS change vs baseline", chart_tuning(ctx.tuning))
+  add("charts/memory.svg", "Memory over time", chart_memory(an))
+  ctx.charts = charts
+  ctx.findings = MD.recommendations(an, ctx)
+  local md = MD.render(an, ctx)
+  local path = out .. "/report.md"
+  must(results.write_atomic(path, md))
+  must(results.write_atomic(out .. "/summary.csv", R.csv(an)))
+  -- the analysis goes into summary.json beside the cells
+  local summary = {}
+  for k, v in pairs(data.summary) do summary[k] = v end
+  summary.cells = data.cells
+  summary.analysis = analysis_json(an, ctx)
+  must(results.write_atomic(out .. "/summary.json", results.json_pretty(summary)))
+  return path
+end
+
+-- ------------------------------------------------------------ CLI
+local report_help = [[
+usage: benchrun report DIR... [--out DIR] [--phase PHASE] [--title TEXT]
+
+Re-renders report.md, summary.csv, summary.json's analysis and charts/*.svg
+from the raw results in DIR. With several folders, writes one combined
+analysis (phase 6: every run's cells side by side, with the recommendations
+the data supports) into --out (default results/analysis-<UTC time>/).
+]]
+
+local compare_help = [[
+usage: benchrun compare DIR_A DIR_B [--out FILE] [--json]
+
+Compares two runs configuration by configuration: A's and B's figures, the
+change in %, and whether each change exceeds run-to-run noise
+(|Δ| > 2·sqrt(sA²/nA + sB²/nB) over per-repeat values; per-request values when
+a side has a single repeat, marked *). Markdown on stdout (or --out FILE);
+--json prints the comparison as JSON.
+]]
+
+local function usage(msg)
+  io.stderr:write("benchrun: " .. msg .. "\n(try 'benchrun report --help')\n")
+  return 2
+end
+
+-- report.main(...) -> exit code (benchrun report DIR...)
+function R.main(...)
+  local args = {...}
+  local dirs, out, phase, title = {}, nil, nil, nil
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--help" or a == "-h" then io.stdout:write(report_help) return 0
+    elseif a == "--out" or a == "--phase" or a == "--title" then
+      local v = args[i + 1]
+      if not v then return usage("report: " .. a .. " needs a value") end
+      if a == "--out" then out = v elseif a == "--phase" then phase = v else title = v end
+      i = i + 1
+    elseif a:sub(1, 2) == "--" then return usage("report: unknown option '" .. a .. "'")
+    else dirs[#dirs + 1] = a end
+    i = i + 1
+  end
+  if #dirs == 0 then return usage("report: missing DIR (a results folder)") end
+  local datas = {}
+  for _, d in ipairs(dirs) do
+    local data, err = results.load(d)
+    if not data then io.stderr:write("benchrun: report: " .. err .. "\n") return 1 end
+    datas[#datas + 1] = data
+  end
+  local data = merge(datas)
+  if #datas > 1 then
+    out = out or ("results/analysis-" .. os.date("!%Y%m%dT%H%M%SZ"))
+    local ok, err = results.mkdir(out)
+    if not ok then io.stderr:write("benchrun: report: " .. err .. "\n") return 1 end
+    data.dir = out
+    title = title or ("benchrun analysis: " .. #datas .. " runs")
+  end
+  local ok, path = pcall(R.render, data, {out = out, phase = phase, title = title})
+  if not ok then io.stderr:write("benchrun: report: " .. tostring(path) .. "\n") return 1 end
+  io.stdout:write(path, "\n")
+  return 0
+end
+
+-- report.compare_main(...) -> exit code (benchrun compare A B)
+function R.compare_main(...)
+  local args = {...}
+  local dirs, out, as_json = {}, nil, false
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--help" or a == "-h" then io.stdout:write(compare_help) return 0
+    elseif a == "--json" then as_json = true
+    elseif a == "--out" then
+      out = args[i + 1]
+      if not out then return usage("compare: --out needs a file") end
+      i = i + 1
+    elseif a:sub(1, 2) == "--" then return usage("compare: unknown option '" .. a .. "'")
+    else dirs[#dirs + 1] = a end
+    i = i + 1
+  end
+  if #dirs ~= 2 then return usage("compare: expected two results folders, got " .. #dirs) end
+  local C = require("bench.report.compare")
+  local da, err = results.load(dirs[1])
+  if not da then io.stderr:write("benchrun: compare: " .. err .. "\n") return 1 end
+  local db, err2 = results.load(dirs[2])
+  if not db then io.stderr:write("benchrun: compare: " .. err2 .. "\n") return 1 end
+  local cmp = C.compare(da, db)
+  local text = as_json and results.json_pretty(C.to_json(cmp)) or C.markdown(cmp)
+  if out then
+    local ok, werr = results.write_atomic(out, text)
+    if not ok then io.stderr:write("benchrun: compare: " .. werr .. "\n") return 1 end
+    io.stdout:write(out, "\n")
+  else
+    io.stdout:write(text)
+  end
+  return 0
+end
+
+return R

@@ -1,0 +1,603 @@
+-- bench.report.analysis: turn a results folder (results.load) into the numbers
+-- every report section, chart and comparison uses. Pure functions of the data:
+-- no files, no clocks, so the same folder always gives the same analysis.
+local A = {}
+
+-- ------------------------------------------------------------ small stats
+local function sorted_copy(xs)
+  local s = {}
+  for i, x in ipairs(xs) do s[i] = x end
+  table.sort(s)
+  return s
+end
+
+-- Percentile with linear interpolation between closest ranks (numpy's default).
+function A.percentile(xs, p)
+  local n = #xs
+  if n == 0 then return nil end
+  local s = sorted_copy(xs)
+  local h = (n - 1) * p / 100 + 1
+  local lo = math.floor(h)
+  if lo >= n then return s[n] end
+  return s[lo] + (h - lo) * (s[lo + 1] - s[lo])
+end
+
+function A.mean(xs)
+  local n = #xs
+  if n == 0 then return nil end
+  local sum = 0
+  for _, x in ipairs(xs) do sum = sum + x end
+  return sum / n
+end
+
+-- Sample standard deviation (n - 1); nil below two values.
+function A.stddev(xs)
+  local n = #xs
+  if n < 2 then return nil end
+  local m = A.mean(xs)
+  local ss = 0
+  for _, x in ipairs(xs) do ss = ss + (x - m) ^ 2 end
+  return math.sqrt(ss / (n - 1))
+end
+
+local function dist(xs)
+  if #xs == 0 then return nil end
+  local s = sorted_copy(xs)
+  return {n = #s, min = s[1], max = s[#s], mean = A.mean(s), stddev = A.stddev(s),
+          p50 = A.percentile(s, 50), p90 = A.percentile(s, 90),
+          p95 = A.percentile(s, 95), p99 = A.percentile(s, 99)}
+end
+A.dist = dist
+
+-- A number out of a figure that may be a distribution table or a number.
+local function num(v, field)
+  if type(v) == "number" then return (v == v and v ~= math.huge and v ~= -math.huge) and v or nil end
+  if type(v) == "table" then
+    local x = v[field or "mean"]
+    if type(x) == "number" and x == x then return x end
+  end
+  return nil
+end
+A.num = num
+
+-- ------------------------------------------------------------ records
+local function rec_ok(r)
+  if r.ok ~= nil then return r.ok == true end
+  return r.error == nil
+end
+
+-- Decode rate of one request: tokens after the first over the time after it.
+local function rec_decode_tps(r)
+  if type(r.decode_tps) == "number" then return r.decode_tps end
+  local n, e2e, ttft = r.output_tokens, r.e2el_ms, r.ttft_ms
+  if type(n) == "number" and type(e2e) == "number" and type(ttft) == "number" and n > 1 and e2e > ttft then
+    return (n - 1) / ((e2e - ttft) / 1000)
+  end
+  return nil
+end
+A.rec_decode_tps = rec_decode_tps
+
+local function rec_start_ns(r) return r.sent_ns or r.start_ns end
+
+-- Aggregate output rate of a set of requests: tokens over their joint span.
+local function span_tps(recs)
+  local first, last, tokens = nil, nil, 0
+  for _, r in ipairs(recs) do
+    local s = rec_start_ns(r)
+    if type(s) == "number" and type(r.e2el_ms) == "number" then
+      local e = s + r.e2el_ms * 1e6
+      if not first or s < first then first = s end
+      if not last or e > last then last = e end
+      tokens = tokens + (tonumber(r.output_tokens) or 0)
+    end
+  end
+  if first and last and last > first then return tokens / ((last - first) / 1e9) end
+  return nil
+end
+
+-- A summary (bench.summary's shape) computed from records: used where the
+-- cell carries none and for per-repeat figures.
+function A.summarize_records(recs)
+  local ttft, e2el, tpot, itl, dtps, tokens, ok, errors = {}, {}, {}, {}, {}, 0, 0, {}
+  for _, r in ipairs(recs) do
+    if rec_ok(r) then
+      ok = ok + 1
+      if type(r.ttft_ms) == "number" then ttft[#ttft + 1] = r.ttft_ms end
+      if type(r.e2el_ms) == "number" then e2el[#e2el + 1] = r.e2el_ms end
+      if type(r.tpot_ms) == "number" then tpot[#tpot + 1] = r.tpot_ms end
+      if type(r.itl_ms) == "table" then for _, g in ipairs(r.itl_ms) do itl[#itl + 1] = g end end
+      local d = rec_decode_tps(r)
+      if d then dtps[#dtps + 1] = d end
+      tokens = tokens + (tonumber(r.output_tokens) or 0)
+    else
+      local kind = type(r.error) == "table" and (r.error.kind or "error") or tostring(r.error_kind or r.error or "error")
+      errors[kind] = (errors[kind] or 0) + 1
+    end
+  end
+  return {requests = #recs, ok = ok, errors = {by_kind = errors}, ttft_ms = dist(ttft),
+          e2el_ms = dist(e2el), tpot_ms = dist(tpot), itl_ms = dist(itl), decode_tps = dist(dtps),
+          output_tps = span_tps(recs), output_tokens_total = tokens}
+end
+
+-- ------------------------------------------------------------ labels
+local LABEL_ORDER = {"model", "variant", "quant", "format", "backend", "config", "env", "sysctl",
+                     "scenario", "concurrency", "max_tokens"}
+A.LABEL_ORDER = LABEL_ORDER
+
+local function canon(v)
+  if type(v) ~= "table" then return tostring(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. canon(v[k]) end
+  return table.concat(parts, ",")
+end
+A.canon = canon
+
+-- The configuration a cell measures: its labels without `repeat`.
+function A.config_key(labels, drop)
+  local keys = {}
+  for k in pairs(labels or {}) do
+    if k ~= "repeat" and not (drop and drop[k]) then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = labels[k]
+    if not (type(v) == "table" and next(v) == nil) then parts[#parts + 1] = k .. "=" .. canon(v) end
+  end
+  return table.concat(parts, ";")
+end
+
+-- Bits of precision a quantization label names (Q4_K_M -> 4, 8bit -> 8, BF16 -> 16).
+function A.bits(labels)
+  local q = tostring(labels.quant or labels.variant or labels.model or ""):lower()
+  if q:find("bf16") or q:find("f16") or q:find("fp16") then return 16 end
+  if q:find("f32") or q:find("fp32") then return 32 end
+  local b = q:match("q(%d+)") or q:match("(%d+)[%-_]?bit") or q:match("int(%d+)")
+  return b and tonumber(b) or nil
+end
+
+-- The format: the label, else guessed from the model name.
+function A.format(labels)
+  if labels.format then return tostring(labels.format):lower() end
+  local m = tostring(labels.model or labels.variant or ""):lower()
+  if m:find("%.gguf$") or m:find("gguf") or m:match("q%d_") then return "gguf" end
+  if m:find("mlx") or m:find("%dbit") then return "mlx" end
+  return nil
+end
+
+local function label_text(v)
+  if v == nil then return "" end
+  if type(v) == "table" then
+    if next(v) == nil then return "default" end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    local parts = {}
+    for _, k in ipairs(keys) do parts[#parts + 1] = k:gsub("^GGML_METAL_", "") .. "=" .. tostring(v[k]) end
+    return table.concat(parts, " ")
+  end
+  return tostring(v)
+end
+A.label_text = label_text
+
+-- ------------------------------------------------------------ cells
+local function peak_bytes(server)
+  if type(server) ~= "table" then return nil end
+  return num(server.peak_rss_bytes) or num(server.peak_gpu_bytes) or num(server.sys_used_peak_bytes)
+end
+
+-- Flat metrics of one summary + server table.
+local function metrics_of(summary, server)
+  summary = summary or {}
+  server = server or {}
+  local m = {
+    requests = num(summary.requests), ok = num(summary.ok),
+    ttft_p50 = num(summary.ttft_ms, "p50"), ttft_p90 = num(summary.ttft_ms, "p90"),
+    ttft_p95 = num(summary.ttft_ms, "p95"), ttft_p99 = num(summary.ttft_ms, "p99"),
+    ttft_mean = num(summary.ttft_ms, "mean"),
+    tpot_p50 = num(summary.tpot_ms, "p50"), tpot_p95 = num(summary.tpot_ms, "p95"),
+    itl_p50 = num(summary.itl_ms, "p50"), itl_p99 = num(summary.itl_ms, "p99"),
+    e2el_p50 = num(summary.e2el_ms, "p50"), e2el_p90 = num(summary.e2el_ms, "p90"),
+    e2el_p95 = num(summary.e2el_ms, "p95"), e2el_p99 = num(summary.e2el_ms, "p99"),
+    e2el_mean = num(summary.e2el_ms, "mean"),
+    queue_p50 = num(summary.queue_ms, "p50"), queue_p95 = num(summary.queue_ms, "p95"),
+    decode_tps = num(summary.decode_tps, "mean"), decode_tps_p50 = num(summary.decode_tps, "p50"),
+    output_tps = num(summary.output_tps), request_throughput = num(summary.request_throughput),
+    goodput = num(summary.goodput),
+    jain = type(summary.fairness) == "table" and num(summary.fairness.jain) or nil,
+    p99_p50 = type(summary.fairness) == "table" and num(summary.fairness.p99_p50) or nil,
+    tokens_total = num(summary.output_tokens_total),
+    load_s = num(server.load_time_s),
+    peak_bytes = peak_bytes(server),
+    gpu_peak_bytes = num(server.peak_gpu_bytes),
+    sys_peak_bytes = num(server.sys_used_peak_bytes),
+    model_bytes = num(server.model_bytes),
+  }
+  local errs = 0
+  if type(summary.errors) == "table" and type(summary.errors.by_kind) == "table" then
+    for _, n in pairs(summary.errors.by_kind) do errs = errs + (tonumber(n) or 0) end
+  elseif m.requests and m.ok then
+    errs = m.requests - m.ok
+  end
+  m.errors = errs
+  if m.decode_tps and m.peak_bytes and m.peak_bytes > 0 then
+    m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9)
+  end
+  return m
+end
+A.metrics_of = metrics_of
+
+local function fill_missing(dst, src)
+  for k, v in pairs(src) do
+    if dst[k] == nil then dst[k] = v end
+  end
+end
+
+-- Average several metric tables key by key (repeats run as separate cells).
+local function average(list)
+  if #list == 1 then return list[1] end
+  local sums, counts = {}, {}
+  for _, m in ipairs(list) do
+    for k, v in pairs(m) do
+      sums[k] = (sums[k] or 0) + v
+      counts[k] = (counts[k] or 0) + 1
+    end
+  end
+  local out = {}
+  for k, s in pairs(sums) do
+    if k == "requests" or k == "ok" or k == "errors" or k == "tokens_total" then out[k] = s
+    elseif k == "peak_bytes" or k == "gpu_peak_bytes" or k == "sys_peak_bytes" then
+      local mx
+      for _, m in ipairs(list) do if m[k] and (not mx or m[k] > mx) then mx = m[k] end end
+      out[k] = mx
+    else out[k] = s / counts[k] end
+  end
+  return out
+end
+
+local STATUS_RANK = {ok = 1, skipped = 2, failed = 3, oom = 4}
+
+-- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
+-- data: results.load(dir). Configurations keep the order in which their first
+-- cell finished.
+function A.analyze(data)
+  local recs_by_cell = {}
+  for _, r in ipairs(data.records or {}) do
+    if r.cell and r.warmup ~= true then
+      local l = recs_by_cell[r.cell]
+      if not l then l = {} recs_by_cell[r.cell] = l end
+      l[#l + 1] = r
+    end
+  end
+  local configs, by_key = {}, {}
+  local statuses = {ok = 0, oom = 0, failed = 0, skipped = 0}
+  for _, cell in ipairs(data.cells or {}) do
+    local labels = cell.labels or {}
+    local key = A.config_key(labels)
+    if key == "" then key = "cell=" .. tostring(cell.id) end
+    local c = by_key[key]
+    if not c then
+      c = {key = key, labels = {}, cells = {}, per_cell = {}, records = {}, repeats = {},
+           status = "ok", outputs = {}, checks = {}}
+      for k, v in pairs(labels) do if k ~= "repeat" then c.labels[k] = v end end
+      by_key[key] = c
+      configs[#configs + 1] = c
+    end
+    c.cells[#c.cells + 1] = cell
+    local st = cell.status or "ok"
+    statuses[st] = (statuses[st] or 0) + 1
+    if (STATUS_RANK[st] or 0) > (STATUS_RANK[c.status] or 0) then c.status = st end
+    if cell.error and not c.error then c.error = cell.error end
+    if cell.baseline then c.baseline = true end
+    local recs = recs_by_cell[cell.id] or {}
+    local m = metrics_of(cell.summary, cell.server)
+    if #recs > 0 then fill_missing(m, metrics_of(A.summarize_records(recs), cell.server)) end
+    c.per_cell[#c.per_cell + 1] = m
+    for _, r in ipairs(recs) do
+      c.records[#c.records + 1] = r
+      local rep = labels["repeat"] or r["repeat"] or 1
+      local l = c.repeats[rep]
+      if not l then l = {} c.repeats[rep] = l end
+      l[#l + 1] = r
+    end
+    for k, v in pairs(cell.outputs or {}) do if c.outputs[k] == nil then c.outputs[k] = v end end
+    for k, v in pairs(cell.checks or {}) do if c.checks[k] == nil then c.checks[k] = v end end
+  end
+  for _, c in ipairs(configs) do
+    local okcells = {}
+    for i, cell in ipairs(c.cells) do
+      if (cell.status or "ok") == "ok" then okcells[#okcells + 1] = c.per_cell[i] end
+    end
+    c.metrics = average(#okcells > 0 and okcells or c.per_cell)
+    -- peak memory and load time of a failed cell still matter (an OOM's peak)
+    for _, m in ipairs(c.per_cell) do
+      if m.peak_bytes and (not c.metrics.peak_bytes or m.peak_bytes > c.metrics.peak_bytes) then
+        c.metrics.peak_bytes = m.peak_bytes
+      end
+    end
+    c.bits = A.bits(c.labels)
+    c.format = A.format(c.labels)
+    c.repeat_values = A.repeat_values(c)
+  end
+  -- Labels whose value differs between configurations name them in tables.
+  local varying = {}
+  local seen_label = {}
+  for _, c in ipairs(configs) do for k in pairs(c.labels) do seen_label[k] = true end end
+  local ordered = {}
+  for _, k in ipairs(LABEL_ORDER) do if seen_label[k] then ordered[#ordered + 1] = k seen_label[k] = nil end end
+  local rest = {}
+  for k in pairs(seen_label) do rest[#rest + 1] = k end
+  table.sort(rest)
+  for _, k in ipairs(rest) do ordered[#ordered + 1] = k end
+  for _, k in ipairs(ordered) do
+    local first, differs = nil, false
+    for i, c in ipairs(configs) do
+      local t = canon(c.labels[k] == nil and "" or c.labels[k])
+      if i == 1 then first = t elseif t ~= first then differs = true break end
+    end
+    if differs then varying[#varying + 1] = k end
+  end
+  -- Drop labels that only restate another varying one (model vs variant vs quant).
+  local shown = {}
+  local seen_cols = {}
+  for _, k in ipairs(varying) do
+    local sig = {}
+    for i, c in ipairs(configs) do sig[i] = canon(c.labels[k] == nil and "" or c.labels[k]) end
+    local pattern = {}
+    local ids, next_id = {}, 0
+    for i, s in ipairs(sig) do
+      if not ids[s] then next_id = next_id + 1 ids[s] = next_id end
+      pattern[i] = ids[s]
+    end
+    local p = table.concat(pattern, ",")
+    if not seen_cols[p] then seen_cols[p] = true shown[#shown + 1] = k end
+  end
+  for _, c in ipairs(configs) do c.name = A.config_name(c, shown) end
+  return {configs = configs, by_key = by_key, varying = varying, shown = shown,
+          statuses = statuses, data = data}
+end
+
+-- A short human name for a configuration from the labels that vary.
+function A.config_name(c, shown)
+  local parts = {}
+  for _, k in ipairs(shown) do
+    local v = c.labels[k]
+    if v ~= nil then
+      local t = label_text(v)
+      if k == "concurrency" then t = "c=" .. t
+      elseif k == "max_tokens" then t = t .. " tok"
+      elseif (k == "env" or k == "sysctl") and t == "default" then t = k == "env" and "env default" or "sysctl default" end
+      parts[#parts + 1] = t
+    end
+  end
+  if #parts == 0 then
+    local l = c.labels
+    local t = l.variant or l.quant or l.model or l.config or l.scenario or c.cells[1].id
+    return tostring(t)
+  end
+  return table.concat(parts, " · ")
+end
+
+-- Per-repeat values of the metrics compare's noise rule uses.
+function A.repeat_values(c)
+  local out = {decode_tps = {}, ttft_p50 = {}, e2el_p50 = {}, output_tps = {}, load_s = {}, peak_bytes = {}}
+  local reps = {}
+  for rep in pairs(c.repeats) do reps[#reps + 1] = rep end
+  table.sort(reps, function(a, b) return tostring(a) < tostring(b) end)
+  for _, rep in ipairs(reps) do
+    local s = A.summarize_records(c.repeats[rep])
+    local m = metrics_of(s)
+    for _, k in ipairs({"decode_tps", "ttft_p50", "e2el_p50", "output_tps"}) do
+      if m[k] then out[k][#out[k] + 1] = m[k] end
+    end
+  end
+  if #c.cells > 1 then
+    for _, m in ipairs(c.per_cell) do
+      if m.load_s then out.load_s[#out.load_s + 1] = m.load_s end
+      if m.peak_bytes then out.peak_bytes[#out.peak_bytes + 1] = m.peak_bytes end
+    end
+  end
+  -- the per-request spread, for when there is a single repeat
+  local per_req = {decode_tps = {}, ttft_p50 = {}, e2el_p50 = {}}
+  for _, r in ipairs(c.records) do
+    if rec_ok(r) then
+      local d = rec_decode_tps(r)
+      if d then per_req.decode_tps[#per_req.decode_tps + 1] = d end
+      if type(r.ttft_ms) == "number" then per_req.ttft_p50[#per_req.ttft_p50 + 1] = r.ttft_ms end
+      if type(r.e2el_ms) == "number" then per_req.e2el_p50[#per_req.e2el_p50 + 1] = r.e2el_ms end
+    end
+  end
+  out.per_request = per_req
+  return out
+end
+
+-- ------------------------------------------------------------ scaling
+-- Groups of configurations that differ only in concurrency (and scenario),
+-- each sorted by concurrency; the single-request cell is the baseline.
+function A.scaling(an)
+  local groups, order = {}, {}
+  for _, c in ipairs(an.configs) do
+    local conc = tonumber(c.labels.concurrency)
+    if conc and not (c.labels.mix or c.labels.scenario == "mixed") then
+      local key = A.config_key(c.labels, {concurrency = true, scenario = true})
+      local g = groups[key]
+      if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
+      g.rows[#g.rows + 1] = {conc = conc, config = c}
+    end
+  end
+  local out = {}
+  for _, g in ipairs(order) do
+    local distinct = {}
+    for _, r in ipairs(g.rows) do distinct[r.conc] = true end
+    local n = 0
+    for _ in pairs(distinct) do n = n + 1 end
+    if n >= 2 then
+      table.sort(g.rows, function(a, b) return a.conc < b.conc end)
+      local base = g.rows[1]
+      local base_tps = base.config.metrics.output_tps or base.config.metrics.decode_tps
+      for _, r in ipairs(g.rows) do
+        local m = r.config.metrics
+        r.agg_tps = m.output_tps or (m.decode_tps and r.conc == 1 and m.decode_tps) or nil
+        r.per_req_tps = m.decode_tps
+        if r.agg_tps and base_tps and base_tps > 0 then r.scaling = r.agg_tps / base_tps end
+      end
+      g.base_conc = base.conc
+      -- memory per concurrent request: least-squares slope of peak memory on concurrency
+      local xs, ys = {}, {}
+      for _, r in ipairs(g.rows) do
+        if r.config.metrics.peak_bytes then xs[#xs + 1] = r.conc ys[#ys + 1] = r.config.metrics.peak_bytes end
+      end
+      if #xs >= 2 then
+        local mx, my = A.mean(xs), A.mean(ys)
+        local sxy, sxx = 0, 0
+        for i = 1, #xs do sxy = sxy + (xs[i] - mx) * (ys[i] - my) sxx = sxx + (xs[i] - mx) ^ 2 end
+        if sxx > 0 then g.mem_per_request = sxy / sxx end
+      end
+      local label_cfg = {labels = {}}
+      for k, v in pairs(g.rows[1].config.labels) do
+        if k ~= "concurrency" and k ~= "scenario" then label_cfg.labels[k] = v end
+      end
+      local shown = {}
+      for _, k in ipairs(an.shown) do if k ~= "concurrency" and k ~= "scenario" then shown[#shown + 1] = k end end
+      label_cfg.cells = g.rows[1].config.cells
+      g.name = A.config_name(label_cfg, shown)
+      out[#out + 1] = g
+    end
+  end
+  return out
+end
+
+-- ------------------------------------------------------------ tuning deltas
+local function is_default_config(c)
+  if c.baseline then return true end
+  local l = c.labels
+  local name = l.config and tostring(l.config):lower()
+  if name then return name == "default" or name == "baseline" end
+  local env_empty = l.env == nil or (type(l.env) == "table" and next(l.env) == nil)
+  local sys_default = l.sysctl == nil or (type(l.sysctl) == "table" and next(l.sysctl) == nil)
+    or l.sysctl == "default"
+  return env_empty and sys_default
+end
+A.is_default_config = is_default_config
+
+-- Each group differs only in env / sysctl / config; rows carry % change vs the
+-- group's baseline (cell.baseline, config "default"/"baseline", or no env and
+-- no sysctl).
+function A.tuning(an)
+  local drop = {env = true, sysctl = true, config = true}
+  local groups, order = {}, {}
+  for _, c in ipairs(an.configs) do
+    local key = A.config_key(c.labels, drop)
+    local g = groups[key]
+    if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
+    g.rows[#g.rows + 1] = {config = c}
+  end
+  local out = {}
+  for _, g in ipairs(order) do
+    if #g.rows >= 2 then
+      local base
+      for _, r in ipairs(g.rows) do if r.config.baseline then base = r break end end
+      if not base then for _, r in ipairs(g.rows) do if is_default_config(r.config) then base = r break end end end
+      if base then
+        g.base = base
+        local bm = base.config.metrics
+        for _, r in ipairs(g.rows) do
+          local m = r.config.metrics
+          r.is_base = r == base
+          local function pct(k)
+            if m[k] and bm[k] and bm[k] ~= 0 then return (m[k] - bm[k]) / bm[k] * 100 end
+          end
+          r.d_tps = pct("decode_tps")
+          r.d_output_tps = pct("output_tps")
+          r.d_ttft = pct("ttft_p50")
+          r.d_peak = pct("peak_bytes")
+          r.d_load = pct("load_s")
+          if not r.is_base then
+            r.noise = A.noise(base.config.repeat_values, r.config.repeat_values, "decode_tps")
+          end
+        end
+        local label_cfg = {labels = {}, cells = base.config.cells}
+        for k, v in pairs(base.config.labels) do if not drop[k] then label_cfg.labels[k] = v end end
+        local shown = {}
+        for _, k in ipairs(an.shown) do if not drop[k] then shown[#shown + 1] = k end end
+        g.name = A.config_name(label_cfg, shown)
+        for _, r in ipairs(g.rows) do
+          local l = r.config.labels
+          local parts = {}
+          if l.config then parts[#parts + 1] = tostring(l.config) end
+          if l.sysctl ~= nil then parts[#parts + 1] = label_text(l.sysctl) end
+          if l.env ~= nil and not l.config then parts[#parts + 1] = label_text(l.env) end
+          if #parts == 0 then parts[1] = "default" end
+          if l.sysctl ~= nil and label_text(l.sysctl) == "default" and l.env ~= nil and not l.config then
+            parts = {label_text(l.env)}
+          end
+          r.name = table.concat(parts, " · ")
+        end
+        out[#out + 1] = g
+      end
+    end
+  end
+  return out
+end
+
+-- ------------------------------------------------------------ noise
+-- Does b differ from a by more than run-to-run noise? With at least two
+-- repeats on each side: |mean_b - mean_a| > 2 * sqrt(s_a^2/n_a + s_b^2/n_b)
+-- (about a 95% interval for the difference). With fewer, the spread of single
+-- requests stands in (weaker: requests of one run share its conditions); the
+-- verdict then says so.
+function A.noise(ra, rb, metric)
+  if not ra or not rb then return {verdict = "n/a"} end
+  local a, b = ra[metric] or {}, rb[metric] or {}
+  local basis = "repeats"
+  if #a < 2 or #b < 2 then
+    a = ra.per_request and ra.per_request[metric] or {}
+    b = rb.per_request and rb.per_request[metric] or {}
+    basis = "requests"
+  end
+  if #a < 2 or #b < 2 then return {verdict = "n/a", basis = "too few values"} end
+  local ma, mb = A.mean(a), A.mean(b)
+  local sa, sb = A.stddev(a), A.stddev(b)
+  local se = math.sqrt(sa ^ 2 / #a + sb ^ 2 / #b)
+  local diff = mb - ma
+  local exceeds = math.abs(diff) > 2 * se
+  return {verdict = exceeds and "yes" or "no", basis = basis, diff = diff, threshold = 2 * se,
+          n_a = #a, n_b = #b, mean_a = ma, mean_b = mb}
+end
+
+-- ------------------------------------------------------------ phase 3 pairs
+-- MLX vs GGUF configurations of the same bit width, at single concurrency.
+function A.pairs(an)
+  local by_bits = {}
+  for _, c in ipairs(an.configs) do
+    local conc = tonumber(c.labels.concurrency) or 1
+    if c.bits and c.format and conc == 1 and is_default_config(c) then
+      local b = by_bits[c.bits]
+      if not b then b = {} by_bits[c.bits] = b end
+      b[c.format] = b[c.format] or {}
+      table.insert(b[c.format], c)
+    end
+  end
+  local out = {}
+  local bits = {}
+  for b in pairs(by_bits) do bits[#bits + 1] = b end
+  table.sort(bits)
+  for _, b in ipairs(bits) do
+    local g = by_bits[b]
+    if g.mlx and g.gguf then
+      -- prefer the seed's named pairs: Q4_K_M for 4-bit, Q8_0 for 8-bit
+      local gg = g.gguf[1]
+      for _, c in ipairs(g.gguf) do
+        local q = tostring(c.labels.quant or c.labels.variant or c.labels.model or ""):upper()
+        if (b == 4 and q:find("Q4_K_M")) or (b == 8 and q:find("Q8_0")) then gg = c end
+      end
+      out[#out + 1] = {bits = b, mlx = g.mlx[1], gguf = gg}
+    end
+  end
+  return out
+end
+
+return A

@@ -1,0 +1,618 @@
+-- bench.report.markdown: report.md from an analysis (bench.report.analysis).
+-- Every figure printed here is a field of the analysis; sections whose data
+-- the run did not produce are left out rather than filled with guesses.
+local A = require("bench.report.analysis")
+local Q = require("bench.report.quality")
+
+local MD = {}
+
+-- ------------------------------------------------------------ formatting
+local function cellv(s) return (tostring(s):gsub("|", "\\|"):gsub("\n", " ")) end
+
+function MD.table(headers, rows, align)
+  local out = {}
+  out[#out + 1] = "| " .. table.concat(headers, " | ") .. " |"
+  local sep = {}
+  for i = 1, #headers do
+    local a = align and align[i] or (i == 1 and "l" or "r")
+    sep[i] = a == "l" and "---" or "---:"
+  end
+  out[#out + 1] = "|" .. table.concat(sep, "|") .. "|"
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for i = 1, #headers do cells[i] = cellv(r[i] == nil and "" or r[i]) end
+    out[#out + 1] = "| " .. table.concat(cells, " | ") .. " |"
+  end
+  return table.concat(out, "\n")
+end
+
+local function dash(x, f) if x == nil then return "–" end return f(x) end
+local function ms(x) return dash(x, function(v) return v >= 100 and string.format("%.0f", v) or string.format("%.1f", v) end) end
+local function tps(x) return dash(x, function(v) return string.format("%.1f", v) end) end
+local function gb(x) return dash(x, function(v) return string.format("%.1f", v / 1e9) end) end
+local function secs(x) return dash(x, function(v) return v >= 100 and string.format("%.0f", v) or string.format("%.1f", v) end) end
+local function pct(x) return dash(x, function(v) return string.format("%+.1f%%", v) end) end
+local function ratio(x) return dash(x, function(v) return string.format("%.2f×", v) end) end
+local function num2(x) return dash(x, function(v) return string.format("%.2f", v) end) end
+MD.fmt = {ms = ms, tps = tps, gb = gb, secs = secs, pct = pct, ratio = ratio}
+
+local STATUS_TEXT = {ok = "ok", oom = "**OOM**", failed = "**failed**", skipped = "skipped"}
+
+local function label_cols(an)
+  local cols = {}
+  for _, k in ipairs(an.shown) do cols[#cols + 1] = k end
+  if #cols == 0 then cols[1] = "variant" end
+  return cols
+end
+
+local LABEL_HEAD = {model = "Model", variant = "Variant", quant = "Quant", format = "Format",
+                    backend = "Backend", config = "Config", env = "Env", sysctl = "Sysctl",
+                    scenario = "Scenario", concurrency = "Conc.", max_tokens = "Max tokens"}
+
+local function label_values(c, cols)
+  local out = {}
+  for i, k in ipairs(cols) do
+    local v = c.labels[k]
+    if k == "variant" and v == nil then v = c.name end
+    out[i] = A.label_text(v)
+  end
+  return out
+end
+
+local function heads(cols, extra)
+  local h = {}
+  for i, k in ipairs(cols) do h[i] = LABEL_HEAD[k] or k end
+  for _, e in ipairs(extra) do h[#h + 1] = e end
+  return h
+end
+
+local function host_line(env)
+  local h = env.host or env.sys or {}
+  if type(h) ~= "table" then return nil end
+  local parts = {}
+  local function add(v) if v ~= nil and v ~= "" then parts[#parts + 1] = tostring(v) end end
+  add(h.model or h.hostname)
+  add(h.os and (h.os .. (h.os_version and (" " .. h.os_version) or "")) or nil)
+  add(h.cpu or h.cpu_model)
+  local ram = h.ram_bytes or h.memory_bytes or h.mem_total or h.total_memory
+  if type(ram) == "number" then add(string.format("%.0f GB RAM", ram / 1e9)) end
+  add(h.gpu or h.gpu_name)
+  if #parts == 0 then return nil end
+  return table.concat(parts, ", ")
+end
+
+-- ------------------------------------------------------------ sections
+local function section_header(out, an, opts)
+  local s = an.data.summary or {}
+  local env = an.data.env or {}
+  out[#out + 1] = "# " .. (opts.title or ("benchrun report: " .. tostring(s.name or an.data.dir)))
+  out[#out + 1] = ""
+  local facts = {}
+  if s.phase then facts[#facts + 1] = "- Phase: " .. s.phase end
+  if s.started then facts[#facts + 1] = "- Run: " .. s.started .. (s.finished and (" → " .. s.finished) or " (not finished)") end
+  local host = host_line(env)
+  if host then facts[#facts + 1] = "- Host: " .. host end
+  local br = s.benchrun or env.benchrun
+  if type(br) == "table" and br.version then
+    facts[#facts + 1] = "- benchrun " .. tostring(br.version) .. (br.git and (" (" .. tostring(br.git) .. ")") or "")
+  end
+  if type(env.servers) == "table" then
+    for name, v in pairs(env.servers) do
+      local ver = type(v) == "table" and (v.version or v.name) or v
+      facts[#facts + 1] = "- Server " .. tostring(name) .. ": " .. tostring(ver)
+    end
+    table.sort(facts)
+  end
+  local st = an.statuses
+  facts[#facts + 1] = string.format("- Cells: %d ok, %d OOM, %d failed, %d skipped",
+    st.ok or 0, st.oom or 0, st.failed or 0, st.skipped or 0)
+  if s.total_cells and not s.finished then
+    facts[#facts + 1] = string.format("- Planned cells: %d", s.total_cells)
+  end
+  for _, f in ipairs(facts) do out[#out + 1] = f end
+  out[#out + 1] = ""
+end
+
+local function section_variants(out, an)
+  local cols = label_cols(an)
+  local rows = {}
+  for _, c in ipairs(an.configs) do
+    local m = c.metrics
+    local r = label_values(c, cols)
+    for _, v in ipairs({secs(m.load_s), ms(m.ttft_p50), ms(m.ttft_p95), tps(m.decode_tps), tps(m.output_tps),
+                        gb(m.peak_bytes), num2(m.tps_per_gb),
+                        string.format("%d/%d", math.floor(m.ok or 0), math.floor(m.requests or 0)),
+                        (STATUS_TEXT[c.status] or c.status) .. (c.error and (": " .. tostring(c.error):sub(1, 60)) or "")}) do
+      r[#r + 1] = v
+    end
+    rows[#rows + 1] = r
+  end
+  out[#out + 1] = "## Results by configuration"
+  out[#out + 1] = ""
+  local align = {}
+  for i = 1, #cols do align[i] = "l" end
+  for i = #cols + 1, #cols + 8 do align[i] = "r" end
+  align[#cols + 9] = "l"
+  out[#out + 1] = MD.table(heads(cols, {"Load (s)", "TTFT p50 (ms)", "TTFT p95 (ms)", "TPS (decode)",
+    "TPS (output, aggregate)", "Peak mem (GB)", "TPS/GB", "OK/requests", "Status"}), rows, align)
+  out[#out + 1] = ""
+  out[#out + 1] = "TPS (decode) is the mean per-request decode rate, (output tokens − 1) / (e2e − TTFT); "
+    .. "TPS (output) is all output tokens over the cell's wall time. Peak memory is the server's process tree "
+    .. "(RSS/footprint), else GPU memory, in GB of 10⁹ bytes; TPS/GB = decode TPS / peak GB."
+  out[#out + 1] = ""
+end
+
+local function section_latency(out, an)
+  local cols = label_cols(an)
+  local rows = {}
+  for _, c in ipairs(an.configs) do
+    local m = c.metrics
+    if m.ttft_p50 or m.e2el_p50 then
+      local r = label_values(c, cols)
+      for _, v in ipairs({ms(m.ttft_p50), ms(m.ttft_p90), ms(m.ttft_p95), ms(m.ttft_p99),
+                          ms(m.tpot_p50), ms(m.tpot_p95), ms(m.itl_p50), ms(m.itl_p99),
+                          ms(m.e2el_p50), ms(m.e2el_p95), ms(m.e2el_p99)}) do r[#r + 1] = v end
+      rows[#rows + 1] = r
+    end
+  end
+  if #rows == 0 then return end
+  out[#out + 1] = "## Latency percentiles (ms)"
+  out[#out + 1] = ""
+  local align = {}
+  for i = 1, #cols do align[i] = "l" end
+  out[#out + 1] = MD.table(heads(cols, {"TTFT p50", "TTFT p90", "TTFT p95", "TTFT p99", "TPOT p50", "TPOT p95",
+    "ITL p50", "ITL p99", "E2E p50", "E2E p95", "E2E p99"}), rows, align)
+  out[#out + 1] = ""
+end
+
+local function section_scaling(out, an, groups)
+  if #groups == 0 then return end
+  out[#out + 1] = "## Throughput scaling with concurrency"
+  out[#out + 1] = ""
+  for _, g in ipairs(groups) do
+    if #groups > 1 then out[#out + 1] = "### " .. g.name out[#out + 1] = "" end
+    local rows = {}
+    for _, r in ipairs(g.rows) do
+      local m = r.config.metrics
+      rows[#rows + 1] = {tostring(r.conc), tps(r.agg_tps), tps(r.per_req_tps), ratio(r.scaling),
+        ms(m.e2el_p50), ms(m.e2el_p95), ms(m.e2el_p99), ms(m.ttft_p95), ms(m.queue_p50), gb(m.peak_bytes),
+        STATUS_TEXT[r.config.status] or r.config.status}
+    end
+    out[#out + 1] = MD.table({"Concurrency", "Aggregate TPS", "Per-request TPS", "Scaling vs c=" .. g.base_conc,
+      "E2E p50 (ms)", "E2E p95 (ms)", "E2E p99 (ms)", "TTFT p95 (ms)", "Queue p50 (ms)", "Peak mem (GB)", "Status"}, rows)
+    out[#out + 1] = ""
+    if g.mem_per_request then
+      out[#out + 1] = string.format("Memory per additional concurrent request (least-squares slope of peak memory): %.2f GB.",
+        g.mem_per_request / 1e9)
+      out[#out + 1] = ""
+    end
+  end
+end
+
+local function section_fairness(out, an)
+  local rows = {}
+  for _, c in ipairs(an.configs) do
+    local m = c.metrics
+    if (c.labels.scenario == "mixed" or c.labels.mix) or (m.jain and (tonumber(c.labels.concurrency) or 1) > 1) then
+      rows[#rows + 1] = {c.name, tostring(c.labels.concurrency or ""), num2(m.jain), num2(m.p99_p50),
+        ms(m.ttft_p50), ms(m.ttft_p99), ms(m.e2el_p50), ms(m.e2el_p99), tps(m.output_tps)}
+    end
+  end
+  if #rows == 0 then return end
+  out[#out + 1] = "## Fairness under mixed load"
+  out[#out + 1] = ""
+  out[#out + 1] = MD.table({"Configuration", "Conc.", "Jain index", "p99/p50", "TTFT p50", "TTFT p99",
+    "E2E p50", "E2E p99", "Aggregate TPS"}, rows)
+  out[#out + 1] = ""
+  out[#out + 1] = "Jain's index of per-request decode rates (1 = every request served at the same rate); "
+    .. "p99/p50 of latency (1 = no tail)."
+  out[#out + 1] = ""
+end
+
+local function section_pairs(out, an, pairs_)
+  if #pairs_ == 0 then return end
+  out[#out + 1] = "## MLX vs llama.cpp (GGUF) at the same bit width"
+  out[#out + 1] = ""
+  for _, p in ipairs(pairs_) do
+    out[#out + 1] = string.format("### %d-bit: %s vs %s", p.bits, p.mlx.name, p.gguf.name)
+    out[#out + 1] = ""
+    local mm, gm = p.mlx.metrics, p.gguf.metrics
+    local function row(name, k, f, higher_better)
+      local a, b = mm[k], gm[k]
+      local d = (a and b and a ~= 0) and (b - a) / a * 100 or nil
+      local better = ""
+      if a and b and a ~= b then
+        local gguf_wins = (b > a) == higher_better
+        better = gguf_wins and "GGUF" or "MLX"
+      end
+      return {name, f(a), f(b), pct(d), better}
+    end
+    local rows = {
+      row("Load time (s)", "load_s", secs, false),
+      row("TTFT p50 (ms)", "ttft_p50", ms, false),
+      row("Decode TPS", "decode_tps", tps, true),
+      row("Peak memory (GB)", "peak_bytes", gb, false),
+      row("TPS/GB", "tps_per_gb", num2, true),
+      row("Model size (GB)", "model_bytes", gb, false),
+    }
+    local n = A.noise(p.mlx.repeat_values, p.gguf.repeat_values, "decode_tps")
+    out[#out + 1] = MD.table({"Metric", "MLX", "GGUF", "GGUF vs MLX", "Better"}, rows)
+    out[#out + 1] = ""
+    if n.verdict ~= "n/a" then
+      out[#out + 1] = string.format("Decode TPS difference %s run-to-run noise (%s: |Δ| %.2f vs 2·SE %.2f).",
+        n.verdict == "yes" and "exceeds" or "is within", n.basis, math.abs(n.diff), n.threshold)
+      out[#out + 1] = ""
+    end
+    p.noise = n
+  end
+end
+
+local function expected_prompts(an)
+  local notes = an.data.summary.notes or {}
+  if tonumber(notes.expected_prompts) then return tonumber(notes.expected_prompts) end
+  local names = {}
+  for _, c in ipairs(an.configs) do
+    for k in pairs(Q.outputs_of(c)) do names[k] = true end
+    for _, r in ipairs(c.records) do if r.prompt then names[r.prompt] = true end end
+  end
+  local n = 0
+  for _ in pairs(names) do n = n + 1 end
+  return n
+end
+
+local function memory_limit(an)
+  local notes = an.data.summary.notes or {}
+  if tonumber(notes.memory_limit_bytes) then return tonumber(notes.memory_limit_bytes), "plan limit" end
+  local h = (an.data.env or {}).host
+  if type(h) == "table" then
+    local ram = h.ram_bytes or h.memory_bytes or h.mem_total or h.total_memory
+    if tonumber(ram) then return tonumber(ram), "host RAM" end
+  end
+  return nil
+end
+
+local function prompts_completed(c)
+  local done, failed = {}, {}
+  for _, r in ipairs(c.records) do
+    if r.prompt then
+      if r.ok == false or r.error ~= nil then failed[r.prompt] = true else done[r.prompt] = true end
+    end
+  end
+  local n = 0
+  for k in pairs(done) do if not failed[k] then n = n + 1 end end
+  if n == 0 then for _ in pairs(Q.outputs_of(c)) do n = n + 1 end end
+  return n
+end
+
+-- Phase 3's success criteria, one row per configuration at single concurrency.
+local function section_criteria(out, an, pairs_)
+  local expect = expected_prompts(an)
+  local limit, limit_src = memory_limit(an)
+  local rows = {}
+  local verdicts = {}
+  for _, c in ipairs(an.configs) do
+    if (tonumber(c.labels.concurrency) or 1) == 1 then
+      local done = prompts_completed(c)
+      local all = expect > 0 and done >= expect and c.status == "ok"
+      local within = nil
+      if limit and c.metrics.peak_bytes then within = c.metrics.peak_bytes <= limit end
+      local no_oom = c.status ~= "oom"
+      local better = nil
+      for _, p in ipairs(pairs_) do
+        if p.gguf == c then
+          local mm, gm = p.mlx.metrics, c.metrics
+          better = (gm.decode_tps and mm.decode_tps and gm.decode_tps >= mm.decode_tps)
+            or (gm.ttft_p50 and mm.ttft_p50 and gm.ttft_p50 <= mm.ttft_p50)
+            or (gm.peak_bytes and mm.peak_bytes and gm.peak_bytes <= mm.peak_bytes)
+            or (gm.load_s and mm.load_s and gm.load_s <= mm.load_s) or false
+        end
+      end
+      local function yn(v) if v == nil then return "–" end return v and "✅" or "❌" end
+      rows[#rows + 1] = {c.name, string.format("%s %d/%d", yn(all), done, expect), yn(within), yn(no_oom), yn(better)}
+      verdicts[#verdicts + 1] = {config = c, all = all, within = within, no_oom = no_oom}
+    end
+  end
+  if #rows == 0 then return end
+  out[#out + 1] = "## Success criteria (phase 3)"
+  out[#out + 1] = ""
+  out[#out + 1] = MD.table({"Configuration", "All prompts complete",
+    "Within memory limit" .. (limit and string.format(" (%.0f GB, %s)", limit / 1e9, limit_src) or ""),
+    "No OOM kill", "Comparable or better than MLX in some metric"}, rows, {"l", "l", "l", "l", "l"})
+  out[#out + 1] = ""
+  return verdicts
+end
+
+local SEED_REFERENCE = {scaling = 4.3, label = "M4 Max with vllm-mlx (≈450 → 1900 TPS at 16 concurrent, as quoted in the seed test plan)"}
+
+-- Phase 4's four questions, answered from the scaling groups where possible.
+local function section_questions(out, an, groups)
+  if #groups == 0 then return end
+  local notes = an.data.summary.notes or {}
+  local ref = type(notes.reference) == "table" and notes.reference or SEED_REFERENCE
+  out[#out + 1] = "## Phase 4 questions"
+  out[#out + 1] = ""
+  for _, g in ipairs(groups) do
+    local prefix = #groups > 1 and ("(" .. g.name .. ") ") or ""
+    local last = g.rows[#g.rows]
+    -- 1: scaling compared with the reference machine
+    if last.scaling and ref.scaling then
+      out[#out + 1] = string.format("1. %sDoes this machine scale better than the reference? At %d concurrent requests aggregate "
+        .. "throughput is %.2f× the c=%d figure (%.1f vs %.1f TPS); the reference, %s, is %.1f×: %s.",
+        prefix, last.conc, last.scaling, g.base_conc, last.agg_tps or 0, g.rows[1].agg_tps or 0, ref.label, ref.scaling,
+        last.scaling > ref.scaling and "yes, it scales better" or "no, it scales less")
+    else
+      out[#out + 1] = "1. " .. prefix .. "Scaling vs the reference: not answerable (no aggregate throughput at the highest concurrency)."
+    end
+    -- 2: optimal concurrency
+    local best
+    for _, r in ipairs(g.rows) do if r.agg_tps and (not best or r.agg_tps > best.agg_tps) then best = r end end
+    if best then
+      local knee
+      for _, r in ipairs(g.rows) do if r.agg_tps and r.agg_tps >= 0.9 * best.agg_tps then knee = r break end end
+      local slo = tonumber(notes.slo_e2el_p95_ms)
+      local slo_best
+      if slo then
+        for _, r in ipairs(g.rows) do
+          if r.config.metrics.e2el_p95 and r.config.metrics.e2el_p95 <= slo and r.agg_tps
+            and (not slo_best or r.agg_tps > slo_best.agg_tps) then slo_best = r end
+        end
+      end
+      out[#out + 1] = string.format("2. %sOptimal concurrency: the most throughput is at %d concurrent (%.1f TPS); "
+        .. "%d concurrent already reaches 90%% of it (%.1f TPS, E2E p95 %s ms)%s.",
+        prefix, best.conc, best.agg_tps, knee.conc, knee.agg_tps, ms(knee.config.metrics.e2el_p95),
+        slo and (slo_best and string.format("; within the E2E p95 SLO of %s ms the best is %d concurrent", ms(slo), slo_best.conc)
+          or string.format("; no level meets the E2E p95 SLO of %s ms", ms(slo))) or "")
+    end
+    -- 3: batching for one user
+    local single = {}
+    for _, c in ipairs(an.configs) do
+      if tonumber(c.labels.concurrency) == 1 and c.labels.backend and c.metrics.decode_tps then
+        single[#single + 1] = c
+      end
+    end
+    local backends = {}
+    for _, c in ipairs(single) do backends[tostring(c.labels.backend)] = backends[tostring(c.labels.backend)] or c end
+    local names = {}
+    for b in pairs(backends) do names[#names + 1] = b end
+    table.sort(names)
+    if #names >= 2 then
+      local parts = {}
+      for _, b in ipairs(names) do parts[#parts + 1] = string.format("%s %.1f TPS", b, backends[b].metrics.decode_tps) end
+      local batching = notes.batching_backend or "vllm-mlx"
+      local plain = notes.single_backend or "mlx-lm"
+      local verdict = ""
+      if backends[batching] and backends[plain] then
+        local d = (backends[batching].metrics.decode_tps - backends[plain].metrics.decode_tps) / backends[plain].metrics.decode_tps * 100
+        local n = A.noise(backends[plain].repeat_values, backends[batching].repeat_values, "decode_tps")
+        verdict = string.format(": %s is %+.1f%% vs %s for a single user%s", batching, d, plain,
+          n.verdict == "no" and " (within run-to-run noise)" or "")
+        verdict = verdict .. ((d > 0 and n.verdict ~= "no") and "; batching costs nothing for one user" or
+          "; for one user the batching server brings no gain")
+      end
+      out[#out + 1] = string.format("3. %sIs batching worth it for a single user? At concurrency 1: %s%s.", prefix,
+        table.concat(parts, ", "), verdict)
+    else
+      out[#out + 1] = "3. " .. prefix .. "Batching for a single user: not answerable from this run (single-request figures for "
+        .. (names[1] or "no server") .. " only; run the non-batching server at concurrency 1 too)."
+    end
+    -- 4: memory per request
+    if g.mem_per_request then
+      out[#out + 1] = string.format("4. %sMemory per concurrent request: %.2f GB (slope of peak memory over concurrency %d–%d).",
+        prefix, g.mem_per_request / 1e9, g.rows[1].conc, last.conc)
+    else
+      out[#out + 1] = "4. " .. prefix .. "Memory per concurrent request: not answerable (no peak memory per concurrency level)."
+    end
+  end
+  out[#out + 1] = ""
+end
+
+local function section_tuning(out, an, groups)
+  if #groups == 0 then return end
+  out[#out + 1] = "## Tuning: change vs baseline"
+  out[#out + 1] = ""
+  for _, g in ipairs(groups) do
+    out[#out + 1] = "### " .. g.name .. " (baseline: " .. g.base.name .. ")"
+    out[#out + 1] = ""
+    local rows = {}
+    for _, r in ipairs(g.rows) do
+      local m = r.config.metrics
+      rows[#rows + 1] = {r.name .. (r.is_base and " (baseline)" or ""), tps(m.decode_tps),
+        r.is_base and "–" or pct(r.d_tps),
+        r.is_base and "–" or (r.noise and (r.noise.verdict == "yes" and "yes" or r.noise.verdict == "no" and "no (noise)" or "n/a") or "n/a"),
+        ms(m.ttft_p50), r.is_base and "–" or pct(r.d_ttft), gb(m.peak_bytes), r.is_base and "–" or pct(r.d_peak),
+        secs(m.load_s), STATUS_TEXT[r.config.status] or r.config.status}
+    end
+    out[#out + 1] = MD.table({"Configuration", "TPS", "Δ TPS", "Beyond noise", "TTFT p50 (ms)", "Δ TTFT",
+      "Peak mem (GB)", "Δ mem", "Load (s)", "Status"}, rows)
+    out[#out + 1] = ""
+  end
+  -- stability: per-repeat spread and drift over repeats
+  local rows = {}
+  for _, g in ipairs(groups) do
+    for _, r in ipairs(g.rows) do
+      local c = r.config
+      local vals = c.repeat_values.decode_tps
+      local cv, drift
+      if #vals >= 2 then
+        cv = A.stddev(vals) / A.mean(vals) * 100
+        drift = (vals[#vals] - vals[1]) / vals[1] * 100
+      end
+      local bad = 0
+      for _, cell in ipairs(c.cells) do if cell.status == "oom" or cell.status == "failed" then bad = bad + 1 end end
+      rows[#rows + 1] = {g.name .. " · " .. r.name, tostring(#vals), cv and string.format("%.1f%%", cv) or "–",
+        pct(drift), string.format("%d/%d", #c.cells - bad, #c.cells)}
+    end
+  end
+  out[#out + 1] = "### Stability over repeats"
+  out[#out + 1] = ""
+  out[#out + 1] = MD.table({"Configuration", "Repeats", "TPS CV", "Last vs first repeat", "Cells without crash/OOM"}, rows)
+  out[#out + 1] = ""
+end
+
+local function excerpt(s, n)
+  s = tostring(s)
+  if #s <= n then return s end
+  local cut = s:sub(1, n)
+  -- do not cut a UTF-8 sequence in half
+  while #cut > 0 and cut:byte(#cut) >= 0x80 and cut:byte(#cut) < 0xC0 do cut = cut:sub(1, -2) end
+  if #cut > 0 and cut:byte(#cut) >= 0xC0 then cut = cut:sub(1, -2) end
+  return cut .. " …"
+end
+
+local function section_quality(out, an, qc)
+  if not qc then return end
+  out[#out + 1] = "## Output quality"
+  out[#out + 1] = ""
+  out[#out + 1] = "Reference: **" .. qc.reference.name .. "** (highest precision that ran). Similarity = "
+    .. "normalized LCS of tokens, 2·LCS/(|a|+|b|); Jaccard = shared distinct tokens / all distinct tokens."
+  out[#out + 1] = ""
+  for _, p in ipairs(qc.prompts) do
+    out[#out + 1] = "### " .. p.name
+    out[#out + 1] = ""
+    local rows = {}
+    for _, r in ipairs(p.rows) do
+      local chk = ""
+      if r.check then chk = (r.check.ok and "✅" or "❌") .. (r.check.detail and (" " .. r.check.detail) or "") end
+      rows[#rows + 1] = {r.config.name .. (r.is_ref and " (reference)" or ""),
+        r.sim and string.format("%.3f", r.sim.lcs) or "–", r.sim and string.format("%.3f", r.sim.jaccard) or "–",
+        r.sim and tostring(r.sim.tokens_b) or "", chk}
+    end
+    out[#out + 1] = MD.table({"Configuration", "Similarity", "Jaccard", "Tokens", "Check"}, rows, {"l", "r", "r", "r", "l"})
+    out[#out + 1] = ""
+    for _, r in ipairs(p.rows) do
+      out[#out + 1] = "<details><summary>" .. r.config.name:gsub("[<>&]", "") .. "</summary>"
+      out[#out + 1] = ""
+      out[#out + 1] = "```text"
+      out[#out + 1] = (excerpt(r.text, 1500):gsub("```", "``\\`"))
+      out[#out + 1] = "```"
+      out[#out + 1] = ""
+      out[#out + 1] = "</details>"
+      out[#out + 1] = ""
+    end
+  end
+end
+
+-- Recommendations the data supports; each cites its numbers.
+function MD.recommendations(an, ctx)
+  local recs = {}
+  local single = {}
+  for _, c in ipairs(an.configs) do
+    if (tonumber(c.labels.concurrency) or 1) == 1 and c.status == "ok" and c.metrics.decode_tps then single[#single + 1] = c end
+  end
+  if #single >= 2 then
+    table.sort(single, function(a, b) return a.metrics.decode_tps > b.metrics.decode_tps end)
+    local a, b = single[1], single[2]
+    local n = A.noise(b.repeat_values, a.repeat_values, "decode_tps")
+    recs[#recs + 1] = string.format("Fastest single-request decode: **%s** at %.1f TPS (next: %s at %.1f, %+.1f%%%s).",
+      a.name, a.metrics.decode_tps, b.name, b.metrics.decode_tps,
+      (a.metrics.decode_tps - b.metrics.decode_tps) / b.metrics.decode_tps * 100,
+      n.verdict == "no" and ", within run-to-run noise" or "")
+    local eff
+    for _, c in ipairs(single) do if c.metrics.tps_per_gb and (not eff or c.metrics.tps_per_gb > eff.metrics.tps_per_gb) then eff = c end end
+    if eff then
+      recs[#recs + 1] = string.format("Most memory-efficient: **%s** at %.2f TPS/GB (peak %.1f GB).", eff.name,
+        eff.metrics.tps_per_gb, eff.metrics.peak_bytes / 1e9)
+    end
+    local lat
+    for _, c in ipairs(single) do if c.metrics.ttft_p50 and (not lat or c.metrics.ttft_p50 < lat.metrics.ttft_p50) then lat = c end end
+    if lat then
+      recs[#recs + 1] = string.format("Lowest time to first token: **%s** (TTFT p50 %s ms).", lat.name, ms(lat.metrics.ttft_p50))
+    end
+  end
+  for _, p in ipairs(ctx.pairs or {}) do
+    local mm, gm = p.mlx.metrics, p.gguf.metrics
+    if mm.decode_tps and gm.decode_tps then
+      local n = p.noise or A.noise(p.mlx.repeat_values, p.gguf.repeat_values, "decode_tps")
+      local winner = gm.decode_tps > mm.decode_tps and "llama.cpp (GGUF)" or "MLX"
+      if n.verdict == "no" then
+        recs[#recs + 1] = string.format("At %d-bit, MLX (%s) and GGUF (%s) decode at the same speed within noise (%.1f vs %.1f TPS): choose on memory or compatibility.",
+          p.bits, p.mlx.name, p.gguf.name, mm.decode_tps, gm.decode_tps)
+      else
+        recs[#recs + 1] = string.format("At %d-bit, prefer **%s** for decode speed: %s %.1f TPS vs %s %.1f TPS (%+.1f%%).",
+          p.bits, winner, p.gguf.name, gm.decode_tps, p.mlx.name, mm.decode_tps, (gm.decode_tps - mm.decode_tps) / mm.decode_tps * 100)
+      end
+    end
+  end
+  for _, g in ipairs(ctx.scaling or {}) do
+    local best
+    for _, r in ipairs(g.rows) do if r.agg_tps and (not best or r.agg_tps > best.agg_tps) then best = r end end
+    if best and best.scaling then
+      recs[#recs + 1] = string.format("For many users%s, run about **%d concurrent requests**: %.1f aggregate TPS (%.2f× single-request), E2E p95 %s ms.",
+        #ctx.scaling > 1 and (" on " .. g.name) or "", best.conc, best.agg_tps, best.scaling, ms(best.config.metrics.e2el_p95))
+    end
+  end
+  for _, g in ipairs(ctx.tuning or {}) do
+    local best
+    for _, r in ipairs(g.rows) do
+      if not r.is_base and r.d_tps and r.noise and r.noise.verdict == "yes" and r.d_tps > 0 and r.config.status == "ok"
+        and (not best or r.d_tps > best.d_tps) then best = r end
+    end
+    if best then
+      recs[#recs + 1] = string.format("On %s, **%s** improves decode TPS by %+.1f%% over %s (beyond run-to-run noise).",
+        g.name, best.name, best.d_tps, g.base.name)
+    else
+      recs[#recs + 1] = string.format("On %s, no setting beat the baseline (%s) beyond run-to-run noise: keep the defaults.",
+        g.name, g.base.name)
+    end
+  end
+  for _, c in ipairs(an.configs) do
+    if c.status == "oom" then
+      recs[#recs + 1] = string.format("**%s** does not fit: the server was OOM-killed%s.", c.name,
+        c.metrics.peak_bytes and string.format(" at %.1f GB", c.metrics.peak_bytes / 1e9) or "")
+    elseif c.status == "failed" then
+      recs[#recs + 1] = string.format("**%s** failed: %s.", c.name, tostring(c.error or "see its cell file"))
+    end
+  end
+  return recs
+end
+
+-- MD.render(an, ctx) -> markdown text. ctx: {charts = {{file, title}}, pairs,
+-- scaling, tuning, quality, title, phase}
+function MD.render(an, ctx)
+  local out = {}
+  section_header(out, an, ctx)
+  local recs = MD.recommendations(an, ctx)
+  if #recs > 0 then
+    out[#out + 1] = "## Findings"
+    out[#out + 1] = ""
+    for _, r in ipairs(recs) do out[#out + 1] = "- " .. r end
+    out[#out + 1] = ""
+  end
+  if #an.configs == 0 then
+    out[#out + 1] = "No cell has finished yet."
+    out[#out + 1] = ""
+    return table.concat(out, "\n")
+  end
+  section_variants(out, an)
+  local phase = ctx.phase
+  if #ctx.pairs > 0 or phase == "compare" then
+    section_pairs(out, an, ctx.pairs)
+    if phase == "compare" or #ctx.pairs > 0 then section_criteria(out, an, ctx.pairs) end
+  end
+  section_scaling(out, an, ctx.scaling)
+  if phase == "batching" or #ctx.scaling > 0 then section_questions(out, an, ctx.scaling) end
+  section_fairness(out, an)
+  section_tuning(out, an, ctx.tuning)
+  section_latency(out, an)
+  section_quality(out, an, ctx.quality)
+  if #ctx.charts > 0 then
+    out[#out + 1] = "## Charts"
+    out[#out + 1] = ""
+    for _, ch in ipairs(ctx.charts) do
+      out[#out + 1] = string.format("![%s](%s)", ch.title, ch.file)
+      out[#out + 1] = ""
+    end
+  end
+  local notes = an.data.summary.notes
+  if type(notes) == "table" and type(notes.text) == "string" then
+    out[#out + 1] = "## Notes"
+    out[#out + 1] = ""
+    out[#out + 1] = notes.text
+    out[#out + 1] = ""
+  end
+  out[#out + 1] = "_Generated by `benchrun report` from summary.json, records.jsonl and samples.jsonl in this folder._"
+  out[#out + 1] = ""
+  return table.concat(out, "\n")
+end
+
+return MD

@@ -1,0 +1,567 @@
+-- bench.results: the results folder of one run (docs/results-format.md).
+-- Records are appended and flushed as each request ends; every other file is
+-- written atomically (temp file + rename) so a crash leaves whole files only,
+-- and a cell's file in cells/ is the marker --resume trusts.
+local M = {}
+
+local FORMAT = "benchrun-results/1"
+
+-- ---------------------------------------------------------------- JSON out
+-- Our own encoder: lua-cjson prints numbers with at most 14 significant
+-- digits, which would corrupt nanosecond timestamps; this one prints integers
+-- exactly, floats with the shortest round-tripping form, and sorts keys so the
+-- same data always gives the same bytes (resumed and uninterrupted runs compare
+-- equal).
+local escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+                 ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t'}
+
+local function encode_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    return escapes[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function encode_number(x)
+  if math.type(x) == "integer" then return string.format("%d", x) end
+  if x ~= x or x == math.huge or x == -math.huge then return "null" end
+  if x == math.floor(x) and math.abs(x) < 2^53 then return string.format("%d", math.tointeger(x)) end
+  for prec = 15, 17 do
+    local s = string.format("%." .. prec .. "g", x)
+    if tonumber(s) == x then return s end
+  end
+  return string.format("%.17g", x)
+end
+
+local function is_array(t)
+  local n = #t
+  if n == 0 then return false end
+  local count = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
+    count = count + 1
+  end
+  return count == n
+end
+
+local function encode_value(v, out, seen)
+  local tv = type(v)
+  if tv == "string" then out[#out + 1] = encode_string(v)
+  elseif tv == "number" then out[#out + 1] = encode_number(v)
+  elseif tv == "boolean" then out[#out + 1] = tostring(v)
+  elseif tv == "nil" then out[#out + 1] = "null"
+  elseif tv == "table" then
+    if seen[v] then error("results.json: a table refers to itself", 0) end
+    seen[v] = true
+    if is_array(v) then
+      out[#out + 1] = "["
+      for i = 1, #v do
+        if i > 1 then out[#out + 1] = "," end
+        encode_value(v[i], out, seen)
+      end
+      out[#out + 1] = "]"
+    else
+      local keys = {}
+      for k, val in pairs(v) do
+        if type(val) ~= "function" and type(val) ~= "userdata" and type(val) ~= "thread" then
+          keys[#keys + 1] = tostring(k)
+        end
+      end
+      table.sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = encode_string(k)
+        out[#out + 1] = ":"
+        local val = v[k]
+        if val == nil then val = v[tonumber(k)] end
+        encode_value(val, out, seen)
+      end
+      out[#out + 1] = "}"
+    end
+    seen[v] = nil
+  else
+    out[#out + 1] = "null"   -- functions, userdata (cjson.null): no JSON form
+  end
+end
+
+-- results.json_encode(v) -> string: compact JSON, sorted keys, exact integers.
+function M.json_encode(v)
+  local out = {}
+  encode_value(v, out, {})
+  return table.concat(out)
+end
+
+-- Pretty form for the files people open (summary.json, env.json, cells).
+local function encode_pretty(v, indent, out, seen)
+  if type(v) ~= "table" then encode_value(v, out, seen) return end
+  if seen[v] then error("results.json: a table refers to itself", 0) end
+  local pad = string.rep("  ", indent + 1)
+  if is_array(v) then
+    local simple = true
+    for _, x in ipairs(v) do if type(x) == "table" then simple = false break end end
+    if simple then encode_value(v, out, seen) return end
+    seen[v] = true
+    out[#out + 1] = "[\n"
+    for i = 1, #v do
+      out[#out + 1] = pad
+      encode_pretty(v[i], indent + 1, out, seen)
+      out[#out + 1] = i < #v and ",\n" or "\n"
+    end
+    out[#out + 1] = string.rep("  ", indent) .. "]"
+  else
+    local keys = {}
+    for k, val in pairs(v) do
+      if type(val) ~= "function" and type(val) ~= "userdata" and type(val) ~= "thread" then
+        keys[#keys + 1] = tostring(k)
+      end
+    end
+    if #keys == 0 then out[#out + 1] = "{}" return end
+    table.sort(keys)
+    seen[v] = true
+    out[#out + 1] = "{\n"
+    for i, k in ipairs(keys) do
+      local val = v[k]
+      if val == nil then val = v[tonumber(k)] end
+      out[#out + 1] = pad .. encode_string(k) .. ": "
+      encode_pretty(val, indent + 1, out, seen)
+      out[#out + 1] = i < #keys and ",\n" or "\n"
+    end
+    out[#out + 1] = string.rep("  ", indent) .. "}"
+  end
+  seen[v] = nil
+end
+
+-- results.json_pretty(v) -> string: indented JSON with sorted keys.
+function M.json_pretty(v)
+  local out = {}
+  encode_pretty(v, 0, out, {})
+  out[#out + 1] = "\n"
+  return table.concat(out)
+end
+
+-- JSON in: cjson.safe, with JSON null turned into nil.
+local cjson_safe = require("cjson.safe")
+
+-- cjson decodes every number as a float; integral values come back as
+-- integers so labels print as "4", not "4.0".
+local function fix_value(x)
+  if x == cjson_safe.null then return nil end
+  if math.type(x) == "float" and x == math.floor(x) and math.abs(x) < 2^53 then return math.tointeger(x) end
+  return x
+end
+
+local function strip_null(v)
+  if type(v) ~= "table" then return fix_value(v) end
+  for k, x in pairs(v) do
+    if type(x) == "table" then strip_null(x) else v[k] = fix_value(x) end
+  end
+  return v
+end
+
+-- results.json_decode(text) -> value | nil, message
+function M.json_decode(text)
+  local v, err = cjson_safe.decode(text)
+  if v == nil then return nil, err end
+  return strip_null(v)
+end
+
+-- ------------------------------------------------------------ files
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+M.exists = exists
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+M.read_file = read_file
+
+-- results.write_atomic(path, text) -> true | nil, message
+-- Written beside the target and renamed over it: readers and crashes see the
+-- old file or the new one, never a torn one.
+function M.write_atomic(path, text)
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, "results: cannot write " .. tmp .. ": " .. tostring(err) end
+  local ok, werr = f:write(text)
+  if ok then ok, werr = f:flush() end
+  f:close()
+  if not ok then
+    os.remove(tmp)
+    return nil, "results: cannot write " .. tmp .. ": " .. tostring(werr)
+  end
+  local rok, rerr = os.rename(tmp, path)
+  if not rok then
+    os.remove(tmp)
+    return nil, "results: cannot rename " .. tmp .. " to " .. path .. ": " .. tostring(rerr)
+  end
+  return true
+end
+
+-- results.mkdir(path) -> true | nil, message (creates parents; no shell).
+function M.mkdir(path)
+  local probe = path .. "/.benchrun-probe"
+  local f = io.open(probe, "wb")
+  if f then f:close() os.remove(probe) return true end
+  local proc = require("bench.proc")
+  if type(proc.run) ~= "function" then
+    return nil, "results: cannot create folder " .. path .. " (bench.proc.run is not available)"
+  end
+  local r, err = proc.run{argv = {"mkdir", "-p", path}}
+  if not r then return nil, "results: cannot create folder " .. path .. ": " .. tostring(err) end
+  if r.code ~= 0 then
+    return nil, "results: cannot create folder " .. path .. ": mkdir exited with " .. tostring(r.code)
+      .. (r.stderr and (": " .. r.stderr:gsub("%s+$", "")) or "")
+  end
+  return true
+end
+
+-- results.cell_file(id) -> "cells/<safe id>.json"
+function M.cell_file(id)
+  return "cells/" .. tostring(id):gsub("[^%w%._%-]", "_") .. ".json"
+end
+
+local function utc_iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", t) end
+
+local function monotonic_ns()
+  local ok, clock = pcall(require, "bench.clock")
+  if ok and clock.now then return clock.now() end
+  return math.floor(os.clock() * 1e9)
+end
+
+-- Keys that may carry secrets never reach a file.
+local SECRET_KEYS = {api_key = true, authorization = true, Authorization = true, headers = true}
+
+local function scrub(rec)
+  local out = {}
+  for k, v in pairs(rec) do
+    if not SECRET_KEYS[k] then out[k] = v end
+  end
+  return out
+end
+
+-- ------------------------------------------------------------ the run
+local Run = {}
+Run.__index = Run
+Run.__name = "bench.results.Run"
+
+function Run:__tostring()
+  return string.format("bench.results.Run (%s%s)", self.dir, self.closed and ", closed" or "")
+end
+
+local function check_open(self, fname)
+  if getmetatable(self) ~= Run then error("results." .. fname .. ": expected a run (use run:" .. fname .. ")", 3) end
+  if self.closed then error("results." .. fname .. ": the run " .. self.dir .. " is closed", 3) end
+end
+
+function Run:_write_summary()
+  local s = self.summary
+  s.cells = self.cell_list
+  local ok, err = M.write_atomic(self.dir .. "/summary.json", M.json_pretty(s))
+  s.cells = nil
+  if not ok then error(err, 0) end
+end
+
+-- run:done(cell_id) -> bool: the cell finished (any status) in this folder.
+function Run:done(cell_id)
+  check_open(self, "done")
+  if type(cell_id) ~= "string" then error("results.done: cell id must be a string, got " .. type(cell_id), 2) end
+  return self.done_ids[cell_id] == true
+end
+
+-- run:record(cell_id, rec): append one request record, flushed at once.
+function Run:record(cell_id, rec)
+  check_open(self, "record")
+  if type(cell_id) ~= "string" then error("results.record: cell id must be a string, got " .. type(cell_id), 2) end
+  if type(rec) ~= "table" then error("results.record: record must be a table, got " .. type(rec), 2) end
+  local r = scrub(rec)
+  r.cell = cell_id
+  r["repeat"] = math.tointeger(rec["repeat"]) or 1
+  r.warmup = rec.warmup == true
+  self.records_f:write(M.json_encode(r), "\n")
+  self.records_f:flush()
+  self.nrecords = self.nrecords + 1
+end
+
+-- run:sample(s): one time-series sample (buffered; flushed at cell end).
+function Run:sample(s)
+  check_open(self, "sample")
+  if type(s) ~= "table" then error("results.sample: sample must be a table, got " .. type(s), 2) end
+  self.samples_f:write(M.json_encode(s), "\n")
+  self.pending_samples = self.pending_samples + 1
+  if self.pending_samples >= 256 then self:flush() end
+end
+
+-- run:samples(list): many samples.
+function Run:samples(list)
+  check_open(self, "samples")
+  if type(list) ~= "table" then error("results.samples: expected a list of samples, got " .. type(list), 2) end
+  for _, s in ipairs(list) do self:sample(s) end
+end
+
+function Run:flush()
+  check_open(self, "flush")
+  self.samples_f:flush()
+  self.records_f:flush()
+  self.pending_samples = 0
+end
+
+local function run_checks(checks, cell)
+  if not checks or type(cell.outputs) ~= "table" then return nil end
+  local res = {}
+  for prompt, fn in pairs(checks) do
+    local text = cell.outputs[prompt]
+    if text ~= nil then
+      local ok, passed, detail = pcall(fn, text, {prompt = prompt, cell = cell})
+      if ok then
+        res[prompt] = {ok = passed == true, detail = detail ~= nil and tostring(detail) or nil}
+      else
+        res[prompt] = {ok = false, detail = "error: " .. tostring(passed)}
+      end
+    end
+  end
+  return next(res) and res or nil
+end
+M.run_checks = run_checks
+
+local STATUSES = {ok = true, oom = true, failed = true, skipped = true}
+
+-- run:cell(cell): the cell ended. summary.json is rewritten first and the
+-- cell's own file last: that file is the "done" marker, so a crash between the
+-- two only makes --resume run the cell again.
+function Run:cell(cell)
+  check_open(self, "cell")
+  if type(cell) ~= "table" then error("results.cell: cell must be a table, got " .. type(cell), 2) end
+  if type(cell.id) ~= "string" or cell.id == "" then error("results.cell: cell.id must be a non-empty string", 2) end
+  cell.status = cell.status or "ok"
+  if not STATUSES[cell.status] then
+    error("results.cell: cell " .. cell.id .. ": status must be ok, oom, failed or skipped, got " .. tostring(cell.status), 2)
+  end
+  local copy = {}
+  for k, v in pairs(cell) do copy[k] = v end
+  copy.finished = utc_iso()
+  local checked = run_checks(self.checks, copy)
+  if checked then
+    copy.checks = copy.checks or {}
+    for k, v in pairs(checked) do copy.checks[k] = v end
+  end
+  local replaced = false
+  for i, c in ipairs(self.cell_list) do
+    if c.id == copy.id then self.cell_list[i] = copy replaced = true break end
+  end
+  if not replaced then self.cell_list[#self.cell_list + 1] = copy end
+  self:flush()
+  self:_write_summary()
+  local ok, err = M.write_atomic(self.dir .. "/" .. M.cell_file(copy.id), M.json_pretty(copy))
+  if not ok then error(err, 0) end
+  self.done_ids[copy.id] = true
+  return copy
+end
+
+-- run:cells() -> finished cells in completion order.
+function Run:cells()
+  local out = {}
+  for i, c in ipairs(self.cell_list) do out[i] = c end
+  return out
+end
+
+-- run:finish{phase=, notes=} -> report path: summary.json, summary.csv,
+-- report.md and charts.
+function Run:finish(opts)
+  check_open(self, "finish")
+  opts = opts or {}
+  if type(opts) ~= "table" then error("results.finish: options must be a table, got " .. type(opts), 2) end
+  if opts.phase then self.summary.phase = opts.phase end
+  if opts.notes then self.summary.notes = opts.notes end
+  self.summary.finished = utc_iso()
+  self:flush()
+  self:_write_summary()
+  self:close()
+  return require("bench.report").render(self.dir, {phase = self.summary.phase})
+end
+
+-- run:close(): close the files (idempotent; also __close and __gc).
+function Run:close()
+  if self.closed then return end
+  self.closed = true
+  if self.records_f then self.records_f:close() end
+  if self.samples_f then self.samples_f:close() end
+end
+Run.__close = Run.close
+Run.__gc = Run.close
+
+local function open_streams(self)
+  local rf, err = io.open(self.dir .. "/records.jsonl", "ab")
+  if not rf then return nil, "results: cannot open " .. self.dir .. "/records.jsonl: " .. tostring(err) end
+  local sf, err2 = io.open(self.dir .. "/samples.jsonl", "ab")
+  if not sf then rf:close() return nil, "results: cannot open " .. self.dir .. "/samples.jsonl: " .. tostring(err2) end
+  sf:setvbuf("full")
+  self.records_f, self.samples_f = rf, sf
+  return true
+end
+
+local function new_run(dir)
+  return setmetatable({dir = dir, cell_list = {}, done_ids = {}, nrecords = 0,
+                       pending_samples = 0, closed = false}, Run)
+end
+
+local function plan_yaml(opts)
+  if opts.plan ~= nil then
+    local ok, yaml = pcall(require, "bench.yaml")
+    if ok and type(yaml.encode) == "function" then
+      local okenc, text = pcall(yaml.encode, opts.plan)
+      if okenc and type(text) == "string" then return text end
+    end
+  end
+  return opts.plan_text
+end
+
+-- results.create{root=, name=, dir=, plan=, plan_text=, env=, phase=, checks=,
+-- total_cells=} -> run | nil, message
+function M.create(opts)
+  if type(opts) ~= "table" then error("results.create: expected a table of options, got " .. type(opts), 2) end
+  local dir = opts.dir
+  if dir == nil then
+    if type(opts.name) ~= "string" or opts.name == "" then
+      error("results.create: name (the plan's name) must be a non-empty string", 2)
+    end
+    local name = opts.name:gsub("[^%w%._%-]", "_")
+    dir = (opts.root or "results") .. "/" .. name .. "-" .. os.date("!%Y%m%dT%H%M%SZ")
+  elseif type(dir) ~= "string" then
+    error("results.create: dir must be a string, got " .. type(dir), 2)
+  end
+  if opts.checks ~= nil and type(opts.checks) ~= "table" then
+    error("results.create: checks must be a table of functions by prompt name", 2)
+  end
+  for k, fn in pairs(opts.checks or {}) do
+    if type(fn) ~= "function" then error("results.create: checks." .. tostring(k) .. " must be a function", 2) end
+  end
+  if exists(dir .. "/summary.json") then
+    return nil, "results: " .. dir .. " already holds a run (use results.open to resume it)"
+  end
+  local ok, err = M.mkdir(dir .. "/cells")
+  if not ok then return nil, err end
+  local run = new_run(dir)
+  run.checks = opts.checks
+  local started = utc_iso()
+  run.summary = {format = FORMAT, name = opts.name, phase = opts.phase, started = started,
+                 total_cells = opts.total_cells,
+                 benchrun = {version = bench and bench.version, git = bench and bench.git}}
+  local env = {}
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  env.benchrun = env.benchrun or run.summary.benchrun
+  env.plan_text = env.plan_text or opts.plan_text
+  env.started = env.started or started
+  env.t0_ns = env.t0_ns or monotonic_ns()
+  run.t0_ns = env.t0_ns
+  local text = plan_yaml(opts)
+  if text then
+    ok, err = M.write_atomic(dir .. "/plan.yaml", text)
+    if not ok then return nil, err end
+  end
+  ok, err = M.write_atomic(dir .. "/env.json", M.json_pretty(env))
+  if not ok then return nil, err end
+  ok, err = open_streams(run)
+  if not ok then return nil, err end
+  run:_write_summary()
+  return run
+end
+
+-- Keep only the lines of a JSONL file whose cell finished (rewritten atomically).
+local function compact_jsonl(path, keep)
+  local f = io.open(path, "rb")
+  if not f then return true end
+  local out, dropped = {}, 0
+  for line in f:lines() do
+    local v = line ~= "" and M.json_decode(line)
+    if type(v) == "table" and (v.cell == nil or keep[v.cell]) then
+      out[#out + 1] = line
+    else
+      dropped = dropped + 1
+    end
+  end
+  f:close()
+  if dropped == 0 then return true end
+  return M.write_atomic(path, #out > 0 and table.concat(out, "\n") .. "\n" or "")
+end
+
+-- results.open(dir, {checks=}) -> run | nil, message
+-- Reopen for --resume: keep finished cells; drop records and samples of the
+-- cell that was interrupted so that it reruns from nothing.
+function M.open(dir, opts)
+  if type(dir) ~= "string" then error("results.open: dir must be a string, got " .. type(dir), 2) end
+  opts = opts or {}
+  local text = read_file(dir .. "/summary.json")
+  if not text then return nil, "results: " .. dir .. " is not a results folder (no summary.json)" end
+  local summary, err = M.json_decode(text)
+  if type(summary) ~= "table" then
+    return nil, "results: " .. dir .. "/summary.json: not valid JSON: " .. tostring(err)
+  end
+  local run = new_run(dir)
+  run.checks = opts.checks
+  for _, c in ipairs(summary.cells or {}) do
+    if type(c) == "table" and c.id and exists(dir .. "/" .. M.cell_file(c.id)) then
+      run.cell_list[#run.cell_list + 1] = c
+      run.done_ids[c.id] = true
+    end
+  end
+  summary.cells = nil
+  summary.finished = nil
+  run.summary = summary
+  local ok
+  ok, err = compact_jsonl(dir .. "/records.jsonl", run.done_ids)
+  if not ok then return nil, err end
+  ok, err = compact_jsonl(dir .. "/samples.jsonl", run.done_ids)
+  if not ok then return nil, err end
+  local envtext = read_file(dir .. "/env.json")
+  local env = envtext and M.json_decode(envtext)
+  run.t0_ns = type(env) == "table" and env.t0_ns or nil
+  ok, err = M.mkdir(dir .. "/cells")
+  if not ok then return nil, err end
+  ok, err = open_streams(run)
+  if not ok then return nil, err end
+  run:_write_summary()
+  return run
+end
+
+local function read_jsonl(path)
+  local list = {}
+  local f = io.open(path, "rb")
+  if not f then return list end
+  for line in f:lines() do
+    if line ~= "" then
+      local v = M.json_decode(line)
+      if type(v) == "table" then list[#list + 1] = v end
+    end
+  end
+  f:close()
+  return list
+end
+M.read_jsonl = read_jsonl
+
+-- results.load(dir) -> {dir, summary, env, cells, records, samples} | nil, message
+function M.load(dir)
+  if type(dir) ~= "string" then error("results.load: dir must be a string, got " .. type(dir), 2) end
+  dir = dir:gsub("/+$", "")
+  if dir == "" then dir = "/" end
+  local text = read_file(dir .. "/summary.json")
+  if not text then return nil, "results: " .. dir .. " is not a results folder (no summary.json)" end
+  local summary, err = M.json_decode(text)
+  if type(summary) ~= "table" then
+    return nil, "results: " .. dir .. "/summary.json: not valid JSON: " .. tostring(err)
+  end
+  local envtext = read_file(dir .. "/env.json")
+  local env = envtext and M.json_decode(envtext) or {}
+  return {dir = dir, summary = summary, env = env, cells = summary.cells or {},
+          records = read_jsonl(dir .. "/records.jsonl"),
+          samples = read_jsonl(dir .. "/samples.jsonl")}
+end
+
+M.FORMAT = FORMAT
+return M
