@@ -1,8 +1,499 @@
-/* bench.mem — being built (see the issues); this file only registers the name. */
+/* bench.mem: process-tree, system and GPU memory, and a background sampler.
+ *
+ * The sampler is the only other thread of benchrun. It shares nothing with
+ * Lua but a mutex-protected ring of samples (and the peaks); it reads the
+ * platform layer only, never the Lua state, and appends each sample as a JSON
+ * line to an optional file as it comes (a crash keeps what was sampled).
+ *
+ * Cost: RSS comes from a cheap source every sample; the "real" figure (PSS
+ * from smaps_rollup, which walks page tables and grows with the mapping) is
+ * read as often as keeps it under about 0.5% of one core, and the last value
+ * is carried between reads (real_ns says when it was measured). */
+#include "benchrun/loop.h"
 #include "benchrun/runtime.h"
+#include "platform.h"
+
 #include <lauxlib.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SAMPLER_MT "bench.mem.Sampler"
+
+enum { MAX_GPUS = 16 };
+
+/* ---- one-shot readings ---- */
+
+static void set_int(lua_State *L, const char *k, int64_t v) {
+  if (v < 0) return;   /* unknown on this platform */
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static int check_pid(lua_State *L, int arg) {
+  lua_Integer pid;
+  if (lua_isuserdata(L, arg)) {   /* a bench.proc.Process */
+    lua_getfield(L, arg, "pid");
+    pid = luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  } else {
+    pid = luaL_checkinteger(L, arg);
+  }
+  luaL_argcheck(L, pid > 0 && pid <= 0x7fffffff, arg, "expected a pid > 0");
+  return (int)pid;
+}
+
+/* mem.process(pid | process[, {tree = true, real = true}])
+ * -> {rss, real, pss|footprint, nprocs} (bytes) | nil, message */
+static int l_process(lua_State *L) {
+  int pid = check_pid(L, 1);
+  int tree = 1, real = 1;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "tree");
+    if (!lua_isnil(L, -1)) tree = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "real");
+    if (!lua_isnil(L, -1)) real = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+  }
+  br_proc_mem m;
+  int rc = br_platform_proc_mem(pid, tree, real, &m);
+  if (rc != 0) {
+    lua_pushnil(L);
+    if (rc == -ESRCH) lua_pushfstring(L, "mem.process: no process with pid %d", pid);
+    else lua_pushfstring(L, "mem.process: pid %d: %s", pid, strerror(-rc));
+    return 2;
+  }
+  lua_createtable(L, 0, 4);
+  set_int(L, "rss", m.rss);
+  if (real) {
+    set_int(L, "real", m.real);
+    set_int(L, br_platform_real_mem_name(), m.real);
+  }
+  lua_pushinteger(L, m.nprocs);
+  lua_setfield(L, -2, "nprocs");
+  return 1;
+}
+
+/* mem.system() -> {total, available, used, free, swap_used[, wired,
+ * compressed, gpu_wired_limit]} (bytes) */
+static int l_system(lua_State *L) {
+  br_sys_mem s;
+  if (br_platform_sys_mem(&s) != 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "mem.system: the system's memory figures are not readable");
+    return 2;
+  }
+  lua_createtable(L, 0, 8);
+  set_int(L, "total", s.total);
+  set_int(L, "available", s.available);
+  set_int(L, "used", s.used);
+  set_int(L, "free", s.free);
+  set_int(L, "swap_used", s.swap_used);
+  set_int(L, "wired", s.wired);
+  set_int(L, "compressed", s.compressed);
+  set_int(L, "gpu_wired_limit", s.gpu_wired_limit);
+  return 1;
+}
+
+/* mem.gpu() -> {{index, name, used, total}, ...} | nil, "not available: why" */
+static int l_gpu(lua_State *L) {
+  br_gpu_mem g[MAX_GPUS];
+  char why[200];
+  int n = br_platform_gpu_mem(g, MAX_GPUS, why, sizeof why);
+  if (n < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+  }
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, i);
+    lua_setfield(L, -2, "index");
+    lua_pushstring(L, g[i].name);
+    lua_setfield(L, -2, "name");
+    set_int(L, "used", g[i].used);
+    set_int(L, "total", g[i].total);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* ---- the sampler ---- */
+
+typedef struct {
+  int64_t t_ns, wall_ns;
+  int64_t rss, real, real_ns;      /* real_ns: when real was measured */
+  int64_t sys_used, sys_available;
+  int64_t gpu_used, gpu_total;     /* summed over devices; -1 unknown */
+  int nprocs;                      /* 0: the process is gone */
+} sample;
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_t thread;
+  int running;                     /* thread started and not joined */
+  int stop;                        /* ask the thread to end */
+  int pid;                         /* 0: system (and GPU) only */
+  int tree, gpu;
+  int64_t interval_ns;
+  FILE *file;
+  sample *ring;
+  size_t cap, len, head;           /* ring of the last cap samples */
+  uint64_t total;                  /* samples taken */
+  sample peak;                     /* field-wise maxima */
+  int64_t late_max_ns;             /* worst lateness against the schedule */
+  int64_t cpu_ns;                  /* time spent reading, for the cost report */
+  int64_t started_ns, stopped_ns;
+  char gpu_why[200];
+  int gpu_available;
+} sampler;
+
+static void sample_take(sampler *s, sample *out, int want_real, int64_t last_real, int64_t last_real_ns) {
+  memset(out, 0, sizeof *out);
+  out->t_ns = br_now();
+  out->wall_ns = br_platform_wall_ns();
+  out->rss = out->real = -1;
+  out->real_ns = last_real_ns;
+  if (s->pid > 0) {
+    br_proc_mem m;
+    if (br_platform_proc_mem(s->pid, s->tree, want_real, &m) == 0) {
+      out->rss = m.rss;
+      out->nprocs = m.nprocs;
+      if (want_real) { out->real = m.real; out->real_ns = out->t_ns; }
+      else out->real = last_real;
+    }
+  }
+  br_sys_mem sm;
+  if (br_platform_sys_mem(&sm) == 0) {
+    out->sys_used = sm.used;
+    out->sys_available = sm.available;
+  } else {
+    out->sys_used = out->sys_available = -1;
+  }
+  out->gpu_used = out->gpu_total = -1;
+  if (s->gpu) {
+    br_gpu_mem g[MAX_GPUS];
+    char why[200];
+    int n = br_platform_gpu_mem(g, MAX_GPUS, why, sizeof why);
+    if (n > 0) {
+      out->gpu_used = out->gpu_total = 0;
+      for (int i = 0; i < n; i++) { out->gpu_used += g[i].used; out->gpu_total += g[i].total; }
+    }
+  }
+}
+
+static void peak_update(sample *p, const sample *x) {
+#define PEAK(f) if (x->f > p->f) p->f = x->f
+  PEAK(rss); PEAK(real); PEAK(sys_used); PEAK(gpu_used);
+#undef PEAK
+}
+
+static void json_field(FILE *f, const char *k, int64_t v) {
+  if (v >= 0) fprintf(f, ",\"%s\":%lld", k, (long long)v);
+}
+
+static void sample_write(sampler *s, const sample *x) {
+  FILE *f = s->file;
+  fprintf(f, "{\"type\":\"memory\",\"t_ns\":%lld,\"wall\":%.6f", (long long)x->t_ns, (double)x->wall_ns / 1e9);
+  if (s->pid > 0) fprintf(f, ",\"pid\":%d,\"nprocs\":%d", s->pid, x->nprocs);
+  json_field(f, "rss", x->rss);
+  json_field(f, br_platform_real_mem_name(), x->real);
+  json_field(f, "sys_used", x->sys_used);
+  json_field(f, "sys_available", x->sys_available);
+  json_field(f, "gpu_used", x->gpu_used);
+  json_field(f, "gpu_total", x->gpu_total);
+  fputs("}\n", f);
+  fflush(f);
+}
+
+static void *sampler_main(void *arg) {
+  sampler *s = arg;
+  int64_t next = br_now();
+  int64_t last_real = -1, last_real_ns = 0;
+  int64_t real_cost = 0;           /* ns one real reading took */
+  int64_t real_every = 1, since_real = 0;
+  for (;;) {
+    int64_t t0 = br_now();
+    int want_real = ++since_real >= real_every;
+    sample x;
+    sample_take(s, &x, want_real, last_real, last_real_ns);
+    int64_t t1 = br_now();
+    if (want_real && x.real >= 0) {
+      since_real = 0;
+      last_real = x.real;
+      last_real_ns = x.real_ns;
+      /* Keep the real figure under ~0.5% of a core: read it every k samples. */
+      real_cost = t1 - t0;
+      real_every = real_cost * 200 / (s->interval_ns > 0 ? s->interval_ns : 1) + 1;
+    }
+    pthread_mutex_lock(&s->mu);
+    int64_t late = t0 - next;
+    if (late > s->late_max_ns) s->late_max_ns = late;
+    s->cpu_ns += t1 - t0;
+    if (s->len < s->cap) s->ring[(s->head + s->len++) % s->cap] = x;
+    else { s->ring[s->head] = x; s->head = (s->head + 1) % s->cap; }
+    if (s->total == 0) s->peak = x;
+    else peak_update(&s->peak, &x);
+    s->total++;
+    int stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    if (s->file) sample_write(s, &x);
+    if (stop) break;
+    /* Absolute schedule: no drift; after an overrun skip the missed slots. */
+    next += s->interval_ns;
+    int64_t now = br_now();
+    if (next <= now) next = now + s->interval_ns - (now - next) % s->interval_ns;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop && br_now() < next) {
+      pthread_mutex_unlock(&s->mu);
+      /* Sleep in slices so stop() is answered within 50 ms even at long intervals. */
+      int64_t until = next, cap = br_now() + 50000000;
+      br_platform_sleep_until(until < cap ? until : cap);
+      pthread_mutex_lock(&s->mu);
+    }
+    stop = s->stop;
+    pthread_mutex_unlock(&s->mu);
+    if (stop) {
+      /* one last sample at stop, so the series ends at the stop time */
+      continue;
+    }
+  }
+  return NULL;
+}
+
+static sampler *check_sampler(lua_State *L, int i) { return luaL_checkudata(L, i, SAMPLER_MT); }
+
+/* mem.sampler{pid = n | process, interval = 0.1, gpu = true, tree = true,
+ *             file = path, capacity = 100000} -> Sampler (not started) */
+static int l_sampler(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  sampler *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, SAMPLER_MT);
+  lua_getfield(L, 1, "pid");
+  if (!lua_isnil(L, -1)) s->pid = check_pid(L, lua_gettop(L));
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "interval");
+  lua_Number iv = lua_isnil(L, -1) ? 0.1 : lua_tonumber(L, -1);
+  if (!(iv >= 0.001 && iv <= 3600)) return luaL_error(L, "mem.sampler: interval: expected 0.001..3600 seconds");
+  lua_getfield(L, 1, "gpu");
+  s->gpu = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
+  lua_getfield(L, 1, "tree");
+  s->tree = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
+  lua_getfield(L, 1, "capacity");
+  lua_Integer cap = lua_isnil(L, -1) ? 100000 : lua_tointeger(L, -1);
+  if (cap < 1 || cap > 100000000) return luaL_error(L, "mem.sampler: capacity: expected 1..100000000");
+  lua_getfield(L, 1, "file");
+  const char *path = lua_tostring(L, -1);
+  s->interval_ns = (int64_t)(iv * 1e9);
+  s->cap = (size_t)cap;
+  s->ring = malloc(s->cap * sizeof *s->ring);
+  if (!s->ring) return luaL_error(L, "mem.sampler: out of memory for %d samples", (int)cap);
+  pthread_mutex_init(&s->mu, NULL);
+  if (s->gpu) {
+    br_gpu_mem g[MAX_GPUS];
+    s->gpu_available = br_platform_gpu_mem(g, MAX_GPUS, s->gpu_why, sizeof s->gpu_why) > 0;
+  }
+  if (path) {
+    s->file = fopen(path, "ae");
+    if (!s->file) {
+      int e = errno;
+      lua_pushnil(L);
+      lua_pushfstring(L, "mem.sampler: cannot open '%s': %s", path, strerror(e));
+      return 2;
+    }
+  }
+  lua_settop(L, lua_gettop(L) - 5);
+  return 1;
+}
+
+static int s_start(lua_State *L) {
+  sampler *s = check_sampler(L, 1);
+  if (!s->ring) return luaL_error(L, "mem.sampler: closed");
+  if (s->running) return luaL_error(L, "mem.sampler: already started");
+  s->stop = 0;
+  s->len = s->head = 0;
+  s->total = 0;
+  s->late_max_ns = s->cpu_ns = 0;
+  s->started_ns = br_now();
+  /* Signals belong to the main thread (Ctrl-C, SIGCHLD): block them here. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&s->thread, NULL, sampler_main, s);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "mem.sampler: cannot start the thread: %s", strerror(rc));
+    return 2;
+  }
+  s->running = 1;
+  lua_settop(L, 1);
+  return 1;
+}
+
+static void sampler_join(sampler *s) {
+  if (!s->running) return;
+  pthread_mutex_lock(&s->mu);
+  s->stop = 1;
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->thread, NULL);
+  s->running = 0;
+  s->stopped_ns = br_now();
+}
+
+static void push_sample(lua_State *L, const sample *x, int with_pid) {
+  lua_createtable(L, 0, 9);
+  lua_pushinteger(L, x->t_ns);
+  lua_setfield(L, -2, "t_ns");
+  lua_pushinteger(L, x->wall_ns);
+  lua_setfield(L, -2, "wall_ns");
+  if (with_pid) {
+    lua_pushinteger(L, x->nprocs);
+    lua_setfield(L, -2, "nprocs");
+  }
+  set_int(L, "rss", x->rss);
+  if (x->real >= 0) {
+    set_int(L, "real", x->real);
+    set_int(L, br_platform_real_mem_name(), x->real);
+  }
+  set_int(L, "sys_used", x->sys_used);
+  set_int(L, "sys_available", x->sys_available);
+  set_int(L, "gpu_used", x->gpu_used);
+  set_int(L, "gpu_total", x->gpu_total);
+}
+
+/* The series so far: {samples = {...}, peak = {...}, count, dropped,
+ * late_max_ms, cost = fraction of one core, real_kind, gpu_note} */
+static void push_series(lua_State *L, sampler *s) {
+  pthread_mutex_lock(&s->mu);
+  size_t len = s->len;
+  sample *copy = malloc((len ? len : 1) * sizeof *copy);
+  if (copy) for (size_t i = 0; i < len; i++) copy[i] = s->ring[(s->head + i) % s->cap];
+  sample peak = s->peak;
+  uint64_t total = s->total;
+  int64_t late = s->late_max_ns, cpu = s->cpu_ns;
+  int64_t end = s->running ? br_now() : s->stopped_ns;
+  pthread_mutex_unlock(&s->mu);
+  if (!copy) luaL_error(L, "mem.sampler: out of memory");
+  lua_createtable(L, 0, 8);
+  lua_createtable(L, (int)len, 0);
+  for (size_t i = 0; i < len; i++) {
+    push_sample(L, &copy[i], s->pid > 0);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  free(copy);
+  lua_setfield(L, -2, "samples");
+  if (total) {
+    push_sample(L, &peak, 0);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "t_ns");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "wall_ns");
+    lua_setfield(L, -2, "peak");
+  }
+  lua_pushinteger(L, (lua_Integer)total);
+  lua_setfield(L, -2, "count");
+  lua_pushinteger(L, (lua_Integer)(total - len));
+  lua_setfield(L, -2, "dropped");
+  lua_pushnumber(L, (lua_Number)late / 1e6);
+  lua_setfield(L, -2, "late_max_ms");
+  int64_t span = end - s->started_ns;
+  lua_pushnumber(L, span > 0 ? (lua_Number)cpu / (lua_Number)span : 0);
+  lua_setfield(L, -2, "cost");
+  lua_pushstring(L, br_platform_real_mem_name());
+  lua_setfield(L, -2, "real_kind");
+  if (s->gpu && !s->gpu_available) {
+    lua_pushstring(L, s->gpu_why);
+    lua_setfield(L, -2, "gpu_note");
+  }
+}
+
+/* sampler:stop() -> the series (see push_series); joins the thread */
+static int s_stop(lua_State *L) {
+  sampler *s = check_sampler(L, 1);
+  if (!s->ring) return luaL_error(L, "mem.sampler: closed");
+  sampler_join(s);
+  push_series(L, s);
+  return 1;
+}
+
+/* sampler:series() -> the series so far, without stopping */
+static int s_series(lua_State *L) {
+  sampler *s = check_sampler(L, 1);
+  if (!s->ring) return luaL_error(L, "mem.sampler: closed");
+  push_series(L, s);
+  return 1;
+}
+
+/* sampler:latest() -> the last sample, or nil before the first */
+static int s_latest(lua_State *L) {
+  sampler *s = check_sampler(L, 1);
+  if (!s->ring) return luaL_error(L, "mem.sampler: closed");
+  pthread_mutex_lock(&s->mu);
+  int have = s->len > 0;
+  sample x;
+  if (have) x = s->ring[(s->head + s->len - 1) % s->cap];
+  pthread_mutex_unlock(&s->mu);
+  if (!have) return 0;
+  push_sample(L, &x, s->pid > 0);
+  return 1;
+}
+
+/* sampler:peak() -> the field-wise maxima so far, or nil */
+static int s_peak(lua_State *L) {
+  sampler *s = check_sampler(L, 1);
+  if (!s->ring) return luaL_error(L, "mem.sampler: closed");
+  pthread_mutex_lock(&s->mu);
+  int have = s->total > 0;
+  sample x = s->peak;
+  pthread_mutex_unlock(&s->mu);
+  if (!have) return 0;
+  push_sample(L, &x, 0);
+  return 1;
+}
+
+static int s_close(lua_State *L) {
+  sampler *s = check_sampler(L, 1);
+  sampler_join(s);
+  if (s->file) { fclose(s->file); s->file = NULL; }
+  if (s->ring) {
+    free(s->ring);
+    s->ring = NULL;
+    pthread_mutex_destroy(&s->mu);
+  }
+  return 0;
+}
+
+static int s_tostring(lua_State *L) {
+  sampler *s = check_sampler(L, 1);
+  lua_pushfstring(L, "bench.mem.Sampler (pid %d, every %d ms, %s)", s->pid, (int)(s->interval_ns / 1000000),
+                  !s->ring ? "closed" : s->running ? "running" : "stopped");
+  return 1;
+}
 
 int luaopen_bench_mem(lua_State *L) {
-  lua_newtable(L);
+  static const luaL_Reg methods[] = {
+    {"start", s_start}, {"stop", s_stop}, {"series", s_series}, {"latest", s_latest},
+    {"peak", s_peak}, {"close", s_close}, {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+    {"process", l_process}, {"system", l_system}, {"gpu", l_gpu}, {"sampler", l_sampler}, {NULL, NULL}};
+  luaL_newmetatable(L, SAMPLER_MT);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, s_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, s_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, s_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+  luaL_newlib(L, funcs);
+  lua_pushstring(L, br_platform_real_mem_name());
+  lua_setfield(L, -2, "real_kind");
   return 1;
 }

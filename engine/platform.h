@@ -44,4 +44,28 @@ long long br_platform_oom_kill_count(void);
  * returns 1 if something was found. */
 int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t size);
 
+/* --- mem (bench.mem) --- */
+/* Memory of one process, or of it and all its descendants (tree != 0):
+ * rss and the platform's best "real" figure (Linux: PSS from smaps_rollup,
+ * falling back to RSS when unreadable; macOS: phys_footprint). want_real = 0
+ * skips the expensive real figure (real is then -1). Bytes. Returns 0, or
+ * -ESRCH when pid is gone, -errno otherwise. Thread-safe. */
+typedef struct { int64_t rss, real; int nprocs; } br_proc_mem;
+int br_platform_proc_mem(int pid, int tree, int want_real, br_proc_mem *out);
+/* The name of the "real" figure: "pss" or "footprint". */
+const char *br_platform_real_mem_name(void);
+/* System memory in bytes; -1 where the platform has no such figure.
+ * wired, compressed and gpu_wired_limit are macOS only. */
+typedef struct {
+  int64_t total, available, used, free, swap_used, wired, compressed, gpu_wired_limit;
+} br_sys_mem;
+int br_platform_sys_mem(br_sys_mem *out);
+/* GPU memory per device (Linux: NVML loaded with dlopen; macOS: IOKit
+ * accelerator statistics). Returns the count filled (0..max), or -1 with
+ * why filled ("not available: ..."). Thread-safe. */
+typedef struct { char name[96]; int64_t used, total; } br_gpu_mem;
+int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz);
+/* Sleep until the monotonic clock reaches when_ns (absolute; no drift). */
+void br_platform_sleep_until(int64_t when_ns);
+
 #endif

@@ -121,3 +121,188 @@ int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t si
   snprintf(buf, size, "SIGKILL from outside benchrun is the signature of jetsam (memory pressure) on macOS");
   return 0;
 }
+
+/* ---- mem (bench.mem) ---- */
+/* Never run on macOS by this project: written against the documented
+ * libproc, mach and sysctl APIs and cross-compiled only. IOKit and
+ * CoreFoundation are loaded with dlopen so the build needs no framework
+ * flags; the few CF/IOKit types used are declared here as the headers
+ * define them (opaque pointers, mach ports as unsigned int). */
+#include <dlfcn.h>
+#include <libproc.h>
+#include <mach/mach.h>
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/sysctl.h>
+
+const char *br_platform_real_mem_name(void) { return "footprint"; }
+
+static int one_proc_mem(int pid, int want_real, int64_t *rss, int64_t *real) {
+  struct rusage_info_v2 ri;
+  if (proc_pid_rusage(pid, RUSAGE_INFO_V2, (rusage_info_t *)&ri) != 0) return errno == ESRCH ? -ESRCH : -errno;
+  *rss = (int64_t)ri.ri_resident_size;
+  *real = want_real ? (int64_t)ri.ri_phys_footprint : -1;
+  return 0;
+}
+
+int br_platform_proc_mem(int pid, int tree, int want_real, br_proc_mem *out) {
+  enum { MAXP = 4096 };
+  memset(out, 0, sizeof *out);
+  out->real = want_real ? 0 : -1;
+  int64_t rss, real;
+  int rc = one_proc_mem(pid, want_real, &rss, &real);
+  if (rc != 0) return rc;
+  out->rss = rss;
+  if (want_real) out->real = real;
+  out->nprocs = 1;
+  if (!tree) return 0;
+  int *queue = malloc(MAXP * sizeof *queue);
+  if (!queue) return 0;
+  int head = 0, len = proc_listchildpids(pid, queue, MAXP * (int)sizeof *queue);
+  if (len < 0) len = 0;
+  while (head < len) {
+    int c = queue[head++];
+    if (one_proc_mem(c, want_real, &rss, &real) != 0) continue;
+    out->rss += rss;
+    if (want_real) out->real += real;
+    out->nprocs++;
+    if (len < MAXP) {
+      int k = proc_listchildpids(c, queue + len, (MAXP - len) * (int)sizeof *queue);
+      if (k > 0) len += k;
+    }
+  }
+  free(queue);
+  return 0;
+}
+
+int br_platform_sys_mem(br_sys_mem *out) {
+  uint64_t total = 0;
+  size_t sz = sizeof total;
+  out->total = sysctlbyname("hw.memsize", &total, &sz, NULL, 0) == 0 ? (int64_t)total : -1;
+  vm_statistics64_data_t vm;
+  mach_msg_type_number_t count = HOST_VM_INFO64_COUNT;
+  vm_size_t page = 0;
+  out->available = out->used = out->free = out->wired = out->compressed = -1;
+  if (host_page_size(mach_host_self(), &page) == KERN_SUCCESS &&
+      host_statistics64(mach_host_self(), HOST_VM_INFO64, (host_info64_t)&vm, &count) == KERN_SUCCESS) {
+    int64_t pg = (int64_t)page;
+    /* Activity Monitor's "Memory Used": app memory + wired + compressed. */
+    int64_t app = ((int64_t)vm.internal_page_count - (int64_t)vm.purgeable_count) * pg;
+    out->wired = (int64_t)vm.wire_count * pg;
+    out->compressed = (int64_t)vm.compressor_page_count * pg;
+    out->used = app + out->wired + out->compressed;
+    out->free = (int64_t)vm.free_count * pg;
+    if (out->total >= 0) out->available = out->total - out->used;
+  }
+  struct xsw_usage sw;
+  sz = sizeof sw;
+  out->swap_used = sysctlbyname("vm.swapusage", &sw, &sz, NULL, 0) == 0 ? (int64_t)sw.xsu_used : -1;
+  int mb = 0;
+  sz = sizeof mb;
+  out->gpu_wired_limit = sysctlbyname("iogpu.wired_limit_mb", &mb, &sz, NULL, 0) == 0 ? (int64_t)mb * 1048576 : -1;
+  return out->total >= 0 ? 0 : -1;
+}
+
+/* IOKit's accelerator statistics, through dlopen. */
+typedef const void *cf_type;
+typedef unsigned int io_obj;
+static struct {
+  cf_type (*matching)(const char *);
+  int (*get_services)(unsigned int, cf_type, io_obj *);
+  io_obj (*next)(io_obj);
+  int (*props)(io_obj, cf_type *, cf_type, unsigned int);
+  int (*release_obj)(io_obj);
+  cf_type (*dict_get)(cf_type, cf_type);
+  cf_type (*str)(cf_type, const char *, unsigned int);
+  int (*num_get)(cf_type, int, void *);
+  unsigned long (*type_id)(cf_type);
+  unsigned long (*num_type_id)(void);
+  void (*release)(cf_type);
+  int ok;
+  char why[160];
+} iokit;
+static pthread_once_t iokit_once = PTHREAD_ONCE_INIT;
+
+static void iokit_load(void) {
+  void *io = dlopen("/System/Library/Frameworks/IOKit.framework/IOKit", RTLD_NOW | RTLD_LOCAL);
+  void *cf = dlopen("/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation", RTLD_NOW | RTLD_LOCAL);
+  if (!io || !cf) { snprintf(iokit.why, sizeof iokit.why, "not available: cannot load IOKit"); return; }
+  *(void **)&iokit.matching = dlsym(io, "IOServiceMatching");
+  *(void **)&iokit.get_services = dlsym(io, "IOServiceGetMatchingServices");
+  *(void **)&iokit.next = dlsym(io, "IOIteratorNext");
+  *(void **)&iokit.props = dlsym(io, "IORegistryEntryCreateCFProperties");
+  *(void **)&iokit.release_obj = dlsym(io, "IOObjectRelease");
+  *(void **)&iokit.dict_get = dlsym(cf, "CFDictionaryGetValue");
+  *(void **)&iokit.str = dlsym(cf, "CFStringCreateWithCString");
+  *(void **)&iokit.num_get = dlsym(cf, "CFNumberGetValue");
+  *(void **)&iokit.type_id = dlsym(cf, "CFGetTypeID");
+  *(void **)&iokit.num_type_id = dlsym(cf, "CFNumberGetTypeID");
+  *(void **)&iokit.release = dlsym(cf, "CFRelease");
+  if (!iokit.matching || !iokit.get_services || !iokit.next || !iokit.props || !iokit.release_obj ||
+      !iokit.dict_get || !iokit.str || !iokit.num_get || !iokit.type_id || !iokit.num_type_id || !iokit.release) {
+    snprintf(iokit.why, sizeof iokit.why, "not available: IOKit/CoreFoundation symbols missing");
+    return;
+  }
+  iokit.ok = 1;
+}
+
+static int64_t cf_dict_int(cf_type dict, const char *key) {
+  cf_type k = iokit.str(NULL, key, 0x08000100 /* kCFStringEncodingUTF8 */);
+  if (!k) return -1;
+  cf_type v = iokit.dict_get(dict, k);
+  iokit.release(k);
+  int64_t out = -1;
+  if (v && iokit.type_id(v) == iokit.num_type_id()) {
+    long long n = 0;
+    if (iokit.num_get(v, 4 /* kCFNumberSInt64Type */, &n)) out = n;
+  }
+  return out;
+}
+
+int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz) {
+  pthread_once(&iokit_once, iokit_load);
+  if (!iokit.ok) { snprintf(why, whysz, "%s", iokit.why); return -1; }
+  io_obj iter = 0;
+  /* kIOMainPortDefault is 0; the matching dictionary is consumed. */
+  if (iokit.get_services(0, iokit.matching("IOAccelerator"), &iter) != 0) {
+    snprintf(why, whysz, "not available: no IOAccelerator service");
+    return -1;
+  }
+  br_sys_mem sm;
+  br_platform_sys_mem(&sm);
+  int k = 0;
+  io_obj svc;
+  while ((svc = iokit.next(iter)) != 0) {
+    cf_type props = NULL;
+    if (k < max && iokit.props(svc, &props, NULL, 0) == 0 && props) {
+      cf_type key = iokit.str(NULL, "PerformanceStatistics", 0x08000100);
+      cf_type stats = key ? iokit.dict_get(props, key) : NULL;
+      if (key) iokit.release(key);
+      if (stats) {
+        int64_t used = cf_dict_int(stats, "In use system memory");
+        if (used >= 0) {
+          snprintf(out[k].name, sizeof out[k].name, "Apple GPU %d", k);
+          out[k].used = used;
+          /* Unified memory: the ceiling is the wired limit when set, else RAM. */
+          out[k].total = sm.gpu_wired_limit > 0 ? sm.gpu_wired_limit : sm.total;
+          k++;
+        }
+      }
+      iokit.release(props);
+    }
+    iokit.release_obj(svc);
+  }
+  iokit.release_obj(iter);
+  if (k == 0) { snprintf(why, whysz, "not available: IOAccelerator reports no memory statistics"); return -1; }
+  return k;
+}
+
+void br_platform_sleep_until(int64_t when_ns) {
+  for (;;) {
+    int64_t now = br_platform_monotonic_ns();
+    if (now >= when_ns) return;
+    int64_t d = when_ns - now;
+    struct timespec ts = {(time_t)(d / 1000000000), (long)(d % 1000000000)};
+    if (nanosleep(&ts, NULL) == 0) return;
+  }
+}

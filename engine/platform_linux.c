@@ -202,3 +202,175 @@ int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t si
   }
   return found;
 }
+
+/* ---- mem (bench.mem) ---- */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <pthread.h>
+
+const char *br_platform_real_mem_name(void) { return "pss"; }
+
+/* "Key:   123 kB" lines of a /proc file, summed for the keys asked. */
+static int64_t proc_kb_field(const char *path, const char *key) {
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  char line[256];
+  size_t kl = strlen(key);
+  int64_t v = -1;
+  while (fgets(line, sizeof line, f)) {
+    if (!strncmp(line, key, kl) && line[kl] == ':') {
+      long long kb;
+      if (sscanf(line + kl + 1, "%lld", &kb) == 1) v = (int64_t)kb * 1024;
+      break;
+    }
+  }
+  fclose(f);
+  return v;
+}
+
+static int one_proc_mem(int pid, int want_real, int64_t *rss, int64_t *real) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/statm", pid);
+  FILE *f = fopen(path, "re");
+  if (!f) return errno == ENOENT ? -ESRCH : -errno;
+  long long size, resident;
+  int n = fscanf(f, "%lld %lld", &size, &resident);
+  fclose(f);
+  if (n != 2) return -ESRCH;   /* a zombie reads empty */
+  *rss = (int64_t)resident * sysconf(_SC_PAGESIZE);
+  *real = -1;
+  if (want_real) {
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
+    *real = proc_kb_field(path, "Pss");
+    if (*real < 0) *real = *rss;   /* another user's process: RSS is all we may read */
+  }
+  return 0;
+}
+
+/* Children of pid from /proc/<pid>/task/<tid>/children (every thread's:
+ * a server may fork from a worker thread). */
+static int proc_children(int pid, int *out, int max) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", pid);
+  DIR *d = opendir(path);
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < max) {
+    if (e->d_name[0] == '.') continue;
+    char cp[300];
+    snprintf(cp, sizeof cp, "/proc/%d/task/%s/children", pid, e->d_name);
+    FILE *f = fopen(cp, "re");
+    if (!f) continue;
+    int c;
+    while (n < max && fscanf(f, "%d", &c) == 1) out[n++] = c;
+    fclose(f);
+  }
+  closedir(d);
+  return n;
+}
+
+int br_platform_proc_mem(int pid, int tree, int want_real, br_proc_mem *out) {
+  enum { MAXP = 4096 };
+  memset(out, 0, sizeof *out);
+  out->real = want_real ? 0 : -1;
+  int64_t rss, real;
+  int rc = one_proc_mem(pid, want_real, &rss, &real);
+  if (rc != 0) return rc;
+  out->rss = rss;
+  if (want_real) out->real = real;
+  out->nprocs = 1;
+  if (!tree) return 0;
+  int *queue = malloc(MAXP * sizeof *queue);
+  if (!queue) return 0;
+  int head = 0, len = proc_children(pid, queue, MAXP);
+  while (head < len) {
+    int c = queue[head++];
+    if (one_proc_mem(c, want_real, &rss, &real) != 0) continue;
+    out->rss += rss;
+    if (want_real) out->real += real;
+    out->nprocs++;
+    len += proc_children(c, queue + len, MAXP - len);
+  }
+  free(queue);
+  return 0;
+}
+
+int br_platform_sys_mem(br_sys_mem *out) {
+  out->total = proc_kb_field("/proc/meminfo", "MemTotal");
+  out->available = proc_kb_field("/proc/meminfo", "MemAvailable");
+  out->free = proc_kb_field("/proc/meminfo", "MemFree");
+  int64_t st = proc_kb_field("/proc/meminfo", "SwapTotal"), sf = proc_kb_field("/proc/meminfo", "SwapFree");
+  out->swap_used = st >= 0 && sf >= 0 ? st - sf : -1;
+  out->used = out->total >= 0 && out->available >= 0 ? out->total - out->available : -1;
+  out->wired = out->compressed = out->gpu_wired_limit = -1;
+  return out->total >= 0 ? 0 : -1;
+}
+
+/* NVML, loaded at run time: no link-time dependency on the NVIDIA driver. */
+typedef struct nvml_device *nvml_dev;
+typedef struct { unsigned long long total, free, used; } nvml_memory;
+static struct {
+  int (*init)(void);
+  int (*count)(unsigned *);
+  int (*handle)(unsigned, nvml_dev *);
+  int (*meminfo)(nvml_dev, nvml_memory *);
+  int (*name)(nvml_dev, char *, unsigned);
+  const char *(*errstr)(int);
+  char why[160];
+  int ok;
+} nvml;
+static pthread_once_t nvml_once = PTHREAD_ONCE_INIT;
+
+static void nvml_load(void) {
+  void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!h) h = dlopen("libnvidia-ml.so", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    snprintf(nvml.why, sizeof nvml.why, "not available: no NVIDIA driver library (libnvidia-ml.so.1)");
+    return;
+  }
+  *(void **)&nvml.init = dlsym(h, "nvmlInit_v2");
+  *(void **)&nvml.count = dlsym(h, "nvmlDeviceGetCount_v2");
+  *(void **)&nvml.handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
+  *(void **)&nvml.meminfo = dlsym(h, "nvmlDeviceGetMemoryInfo");
+  *(void **)&nvml.name = dlsym(h, "nvmlDeviceGetName");
+  *(void **)&nvml.errstr = dlsym(h, "nvmlErrorString");
+  if (!nvml.init || !nvml.count || !nvml.handle || !nvml.meminfo || !nvml.name) {
+    snprintf(nvml.why, sizeof nvml.why, "not available: libnvidia-ml.so.1 lacks the NVML v2 functions");
+    return;
+  }
+  int rc = nvml.init();
+  if (rc != 0) {
+    snprintf(nvml.why, sizeof nvml.why, "not available: nvmlInit failed: %s",
+             nvml.errstr ? nvml.errstr(rc) : "error");
+    return;
+  }
+  nvml.ok = 1;
+}
+
+int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz) {
+  pthread_once(&nvml_once, nvml_load);
+  if (!nvml.ok) { snprintf(why, whysz, "%s", nvml.why); return -1; }
+  unsigned n = 0;
+  int rc = nvml.count(&n);
+  if (rc != 0) {
+    snprintf(why, whysz, "not available: nvmlDeviceGetCount: %s", nvml.errstr ? nvml.errstr(rc) : "error");
+    return -1;
+  }
+  int k = 0;
+  for (unsigned i = 0; i < n && k < max; i++) {
+    nvml_dev d;
+    nvml_memory m;
+    if (nvml.handle(i, &d) != 0 || nvml.meminfo(d, &m) != 0) continue;
+    if (nvml.name(d, out[k].name, sizeof out[k].name) != 0) snprintf(out[k].name, sizeof out[k].name, "GPU %u", i);
+    out[k].used = (int64_t)m.used;
+    out[k].total = (int64_t)m.total;
+    k++;
+  }
+  return k;
+}
+
+void br_platform_sleep_until(int64_t when_ns) {
+  struct timespec ts = {(time_t)(when_ns / 1000000000), (long)(when_ns % 1000000000)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
+}
