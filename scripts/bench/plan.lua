@@ -968,7 +968,7 @@ function V:expand(plan, raw)
       blocks[#blocks + 1] = {axes = axes, path = bpath}
     end
   end
-  if #blocks == 0 then blocks[1] = {axes = {}, path = {"matrix"}} end
+  if #blocks == 0 then blocks[1] = {axes = {}, path = {}} end
   if plan.load then
     for _, b in ipairs(blocks) do
       b.axes[#b.axes + 1] = {name = "load", values = expand_load(plan.load)}

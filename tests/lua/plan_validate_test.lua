@@ -1,0 +1,243 @@
+-- Plan validation: every error's message and its file:line:col position,
+-- units, --set, matrix expansion, cell ids and --only.
+local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
+local P = require("bench.plan")
+
+-- write text to a fresh file and validate it; returns plan, errs, path
+local dir = T.tmpdir()
+local n = 0
+local function load(text, opts)
+  n = n + 1
+  local path = string.format("%s/p%d.yaml", dir, n)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  local plan, errs = P.load(path, opts)
+  return plan, errs, path
+end
+
+-- expect exactly one error, equal to "<path>:<at>: <rest>"
+local function one_error(text, at, rest, opts)
+  local plan, errs, path = load(text, opts)
+  T.eq(plan, nil, "plan for an invalid document")
+  T.eq(#errs, 1, "number of errors (" .. table.concat(errs, " | ") .. ")")
+  T.eq(errs[1], path .. ":" .. at .. ": " .. rest, "error")
+end
+
+local BASE = "name: t\nserver: {backend: sim}\n"
+
+T.case("durations", function()
+  T.eq(P.duration("100ms"), 0.1, "100ms")
+  T.eq(P.duration("30s"), 30, "30s")
+  T.eq(P.duration("5m"), 300, "5m")
+  T.eq(P.duration("1h30m"), 5400, "1h30m")
+  T.eq(P.duration(2), 2, "number")
+  T.eq(P.duration("1.5s"), 1.5, "1.5s")
+  T.eq(P.duration("30"), 30, "bare")
+  T.eq(select(2, P.duration("30q")), "a duration unit (ms, s, m, h), got 'q'", "unit")
+  T.eq(P.duration("abc"), nil, "garbage")
+end)
+
+T.case("sizes", function()
+  T.eq(P.size("2GiB"), 2 * 1024 ^ 3 // 1, "2GiB")
+  T.eq(P.size("138GB"), 138000000000, "138GB")
+  T.eq(P.size("512MiB"), 512 * 1024 * 1024, "512MiB")
+  T.eq(P.size(1000), 1000, "bytes")
+  T.eq(P.size("12XB"), nil, "bad unit")
+end)
+
+T.case("a minimal plan is one cell", function()
+  local plan, errs = load(BASE)
+  assert(plan, errs and errs[1])
+  T.eq(#plan.cells, 1, "cells")
+  T.eq(plan.cells[1].id, "t", "id")
+  T.eq(plan.cells[1].server.backend, "sim", "backend")
+end)
+
+T.case("unknown key with did you mean", function()
+  one_error(BASE .. "repeet: 3\n", "3:1",
+    "repeet: unknown key, did you mean 'repeat'? (expected one of: cells, compare, concurrency, criteria, description, dry_run, env, estimate, exclude, expected, load, matrix, max_tokens, models, name, notes, output, params, questions, repeat, requests, safety, sampling, script, server, servers, slo, sysctl, warmup, workload)")
+end)
+
+T.case("nested unknown key", function()
+  local plan, errs, path = load("name: t\nserver:\n  backend: sim\n  ready_timout: 5m\n")
+  T.eq(plan, nil, "plan")
+  local want = path .. ":4:3: server.ready_timout: unknown key, did you mean 'ready_timeout'?"
+  T.eq(errs[1]:sub(1, #want), want, "error")
+end)
+
+T.case("wrong type", function()
+  one_error(BASE .. "repeat: three\n", "3:9", "repeat: expected a positive integer, got the string \"three\"")
+  one_error(BASE .. "warmup: -1\n", "3:9", "warmup: expected an integer >= 0, got -1")
+  one_error(BASE .. "sampling: {gpu: yes}\n", "3:17", "sampling.gpu: expected true or false, got the string \"yes\"")
+  one_error(BASE .. "sampling: [1]\n", "3:11", "sampling: expected a mapping, got a list")
+end)
+
+T.case("bad enum with suggestion", function()
+  one_error("name: t\nserver: {backend: llama-sever}\n", "2:19",
+    "server.backend: expected one of llama-server, lmstudio, mlx-lm, vllm, vllm-mlx, ollama, sglang, command, external, sim, got the string \"llama-sever\" (did you mean 'llama-server'?)")
+end)
+
+T.case("bad durations and sizes", function()
+  one_error("name: t\nserver: {backend: sim, ready_timeout: 30q}\n", "2:39",
+    "server.ready_timeout: expected a duration unit (ms, s, m, h), got the string \"30q\"")
+  one_error(BASE .. "sampling: {memory: fast}\n", "3:20",
+    "sampling.memory: expected a duration such as 100ms, 30s or 5m, got the string \"fast\"")
+  one_error(BASE .. "safety: {memory_ceiling: 2GBB}\n", "3:26",
+    "safety.memory_ceiling: expected a size unit (B, KB, MB, GB, KiB, MiB, GiB, TiB), got the string \"2GBB\"")
+  one_error(BASE .. "safety: {memory_ceiling: lots}\n", "3:26",
+    "safety.memory_ceiling: expected a size such as 512MiB, 2GiB or 138GB, got the string \"lots\"")
+end)
+
+T.case("missing files", function()
+  one_error(BASE .. "workload: {file: no-such-prompts.jsonl}\n", "3:18",
+    "workload.file: expected an existing file, '" .. dir .. "/no-such-prompts.jsonl' not found")
+  one_error(BASE .. "script: phases/nope.lua\n", "3:9",
+    "script: expected a Lua script under scripts/ (e.g. phases/baseline.lua), 'phases/nope.lua' not found")
+end)
+
+T.case("a model file missing is an error for a real run only", function()
+  local text = "name: t\nserver: {backend: llama-server, model: /no/such/model.gguf}\n"
+  local plan = load(text)
+  assert(plan, "--check accepts it")
+  T.eq(#plan.warnings, 1, "one warning")
+  local _, errs, path = load(text, {real = true})
+  T.eq(errs[1], path .. ":2:40: server.model: expected an existing model file, '/no/such/model.gguf' not found (cell t)", "error")
+  assert(load(text, {dry_run = true}), "a dry run needs no model")
+end)
+
+T.case("matrix that expands to zero cells", function()
+  one_error(BASE .. "matrix:\n  concurrency: []\n", "4:16",
+    "matrix.concurrency: expected a non-empty list (an empty axis makes zero cells)")
+  one_error(BASE .. "matrix:\n  concurrency: [1, 2]\nexclude:\n  - {concurrency: '*'}\n", "4:3",
+    "matrix: the matrix expands to zero cells (all 2 excluded by exclude:)")
+end)
+
+T.case("matrix item of the wrong type", function()
+  one_error(BASE .. "matrix:\n  env:\n    - {}\n    - [1]\n", "6:7",
+    "matrix.env[2]: expected a mapping of environment variables to values, got a list")
+end)
+
+T.case("unknown model and server names", function()
+  one_error(BASE .. "models:\n  q4: {model: a}\nmatrix:\n  model: [q5]\n", "6:3",
+    "matrix: unknown model 'q5', did you mean 'q4'? (models: q4)")
+  one_error("name: t\nservers:\n  lms: {backend: lmstudio}\nmatrix:\n  server: [lm]\n", "5:3",
+    "matrix: unknown server 'lm', did you mean 'lms'? (servers: lms)")
+end)
+
+T.case("a cell without a backend", function()
+  one_error("name: t\n", "1:1", "(plan): no server backend for this cell (set server.backend, or servers: with a backend)")
+end)
+
+T.case("matrix expansion and ids", function()
+  local plan = assert(load(BASE .. [[
+models:
+  a: {model: ma, size: 10GB}
+  b: {model: mb}
+matrix:
+  model: [a, b]
+  env:
+    - {}
+    - {name: fast, X: "1"}
+  concurrency: [1, 4]
+]]))
+  T.eq(#plan.cells, 8, "cells")
+  T.eq(plan.cells[1].id, "a/default/1", "first id")
+  T.eq(plan.cells[4].id, "a/fast/4", "fourth id")
+  T.eq(plan.cells[4].server.env.X, "1", "env applied")
+  T.eq(plan.cells[4].concurrency, 4, "concurrency")
+  T.eq(plan.cells[8].server.model, "mb", "model id")
+  T.eq(plan.cells[1].model.size, 10000000000, "size parsed")
+end)
+
+T.case("a list of matrices and load scenarios", function()
+  local plan = assert(load(BASE .. [[
+matrix:
+  - name: g1
+    concurrency: [1]
+  - name: g2
+    env: [{A: "1"}]
+load:
+  - {name: scale, concurrency: [2, 4], max_tokens: 500}
+]]))
+  local ids = {}
+  for i, c in ipairs(plan.cells) do ids[i] = c.id end
+  T.eq(table.concat(ids, " "), "g1/1/scale-2 g1/1/scale-4 g2/A=1/scale-2 g2/A=1/scale-4", "ids")
+  T.eq(plan.cells[2].concurrency, 4, "scenario concurrency wins")
+  T.eq(plan.cells[2].max_tokens, 500, "scenario max_tokens")
+end)
+
+T.case("--set overrides, typed", function()
+  local plan = assert(load(BASE .. "repeat: 3\n", {sets = {"repeat=1", "matrix.concurrency=[1, 2, 4]", "dry_run.decode_tps=500"}}))
+  T.eq(plan["repeat"], 1, "repeat")
+  T.eq(#plan.cells, 3, "cells from --set matrix")
+  T.eq(plan.dry_run.decode_tps, 500, "number")
+  local _, errs = load(BASE, {sets = {"repeat=zero"}})
+  T.eq(errs[1], "--set repeat=zero: repeat: expected a positive integer, got the string \"zero\"", "error at --set")
+  local _, errs2 = load(BASE, {sets = {"novalue"}})
+  T.eq(errs2[1], "--set novalue: expected key.path=value", "syntax")
+end)
+
+T.case("--only", function()
+  local text = BASE .. "matrix:\n  model: [a, b]\n  concurrency: [1, 4]\n"
+  local plan = assert(load(text, {only = "a/*"}))
+  T.eq(#plan.cells, 2, "glob over ids")
+  plan = assert(load(text, {only = "concurrency=4"}))
+  T.eq(#plan.cells, 2, "axis=value")
+  plan = assert(load(text, {only = "b/4,a/1"}))
+  T.eq(#plan.cells, 2, "two patterns")
+  local _, errs = load(text, {only = "zzz"})
+  T.eq(errs[1], "--only zzz: no cell matches (cells: a/1, a/4, b/1, b/4)", "nothing matches")
+end)
+
+T.case("several errors, sorted by position", function()
+  local _, errs, path = load("name: t\nserver: {backend: nope}\nrepeat: 0\nwarmup: x\n")
+  T.eq(#errs, 3, "count")
+  T.eq(errs[1]:sub(1, #path + 5), path .. ":2:19", "first")
+  T.eq(errs[2]:sub(1, #path + 4), path .. ":3:9", "second")
+  T.eq(errs[3]:sub(1, #path + 4), path .. ":4:9", "third")
+end)
+
+T.case("YAML syntax error carries its position", function()
+  local _, errs, path = load("name: t\nserver: {backend: sim\n")
+  assert(errs[1]:find(path, 1, true), errs[1])
+  assert(errs[1]:find(":%d+:%d+"), errs[1])
+end)
+
+T.case("every shipped plan validates", function()
+  local src = os.getenv("BENCHRUN_TESTS") .. "/../plans/"
+  for _, name in ipairs({"demo", "phase1-baseline", "phase2-baseline", "phase3", "phase4", "phase5"}) do
+    local plan, errs = P.load(src .. name .. ".yaml", {dry_run = true})
+    assert(plan, name .. ": " .. table.concat(errs or {}, "\n"))
+    assert(#plan.cells > 0, name)
+  end
+end)
+
+T.case("the shipped plans mirror the seed", function()
+  local src = os.getenv("BENCHRUN_TESTS") .. "/../plans/"
+  local function cells(name)
+    local plan = assert(P.load(src .. name .. ".yaml", {dry_run = true}))
+    local ids = {}
+    for _, c in ipairs(plan.cells) do ids[#ids + 1] = c.id end
+    return plan, table.concat(ids, " ")
+  end
+  local p3, ids3 = cells("phase3")
+  for _, q in ipairs({"Q4_K_S", "Q4_K_M", "Q6_K", "Q8_0", "BF16", "mlx-4bit", "mlx-6bit", "mlx-8bit"}) do
+    assert(ids3:find(q .. "/lmstudio", 1, true), q)
+  end
+  assert(ids3:find("Q4_K_M/llama-server", 1, true), "llama-server")
+  T.eq(p3.models.BF16.size, 457000000000, "BF16 size")
+  local _, ids4 = cells("phase4")
+  for _, c in ipairs({"baseline-100", "baseline-500", "baseline-2000", "scale-2", "scale-4", "scale-8", "scale-16", "mixed"}) do
+    assert(ids4:find("/" .. c, 1, true), c)
+  end
+  local p5, ids5 = cells("phase5")
+  T.eq(#p5.cells, 17, "phase 5 cells: 6 vram + 7 metal + 4 combined")
+  for _, c in ipairs({"default", "optimized", "aggressive", "private-vram", "die-0", "die-1", "cb-1", "cb-3", "combined"}) do
+    assert(ids5:find("/" .. c, 1, true), c)
+  end
+  T.eq(p5.cells[2].sysctl["iogpu.wired_limit_mb"], 458752, "458752")
+  T.eq(p5.cells[3].sysctl["iogpu.wired_limit_mb"], 491520, "491520")
+end)
+
+T.done()
