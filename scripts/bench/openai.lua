@@ -1,0 +1,435 @@
+-- bench.openai: an LLM client for OpenAI-style servers and their dialects
+-- (vLLM, SGLang, mlx_lm.server, vllm-mlx, llama.cpp's llama-server, LM Studio
+-- /v1 and /api/v0, Ollama /v1 and its native NDJSON API), measuring each
+-- request the way vLLM's `bench serve` does.
+--
+--   local openai = require("bench.openai")
+--   local client = openai.client{base_url = "http://127.0.0.1:1234", dialect = "openai", model = "m"}
+--   local rec = client:chat{prompt = "Hello", max_tokens = 64}
+--   print(rec.ok, rec.ttft_ms, rec.output_tokens, rec.token_source, rec.text)
+--
+-- Streamed events are timestamped and decoded in C (bench.http with
+-- decode = "openai"|"ollama"); this file only builds requests and turns one
+-- response into one record. A failed request is a record with ok = false and
+-- error = a short reason (see docs/openai.md), never a raised error.
+-- The API key is read from the environment variable named by api_key_env at
+-- each request and is never stored in the client, a record or a log.
+local http = require("bench.http")
+local json = require("cjson")
+
+local M = {}
+
+-- Each dialect: its endpoints, whether it takes stream_options, and the
+-- wire format of its streams.
+local OPENAI_PATHS = {chat = "/v1/chat/completions", complete = "/v1/completions", models = "/v1/models"}
+local DIALECTS = {
+  ["openai"] = {paths = OPENAI_PATHS, usage_option = true},
+  ["vllm"] = {paths = OPENAI_PATHS, usage_option = true},
+  ["sglang"] = {paths = OPENAI_PATHS, usage_option = true},
+  ["mlx-lm"] = {paths = OPENAI_PATHS, usage_option = true},
+  ["vllm-mlx"] = {paths = OPENAI_PATHS, usage_option = true},
+  ["llama.cpp"] = {paths = OPENAI_PATHS, usage_option = true, native_complete = "/completion"},
+  ["lmstudio"] = {paths = OPENAI_PATHS, usage_option = true},
+  ["lmstudio-v0"] = {paths = {chat = "/api/v0/chat/completions", complete = "/api/v0/completions",
+                              models = "/api/v0/models"}, usage_option = false},
+  ["ollama"] = {paths = OPENAI_PATHS, usage_option = true},
+  ["ollama-native"] = {paths = {chat = "/api/chat", complete = "/api/generate", models = "/api/tags"},
+                       ndjson = true},
+}
+local ALIASES = {["llama-server"] = "llama.cpp", ["llamacpp"] = "llama.cpp", ["mlx_lm"] = "mlx-lm",
+                 ["mlx"] = "mlx-lm", ["lm-studio"] = "lmstudio", ["lms"] = "lmstudio"}
+
+M.dialects = {}
+for name in pairs(DIALECTS) do M.dialects[#M.dialects + 1] = name end
+table.sort(M.dialects)
+
+-- Ollama's native API takes sampling options under "options".
+local OLLAMA_OPTIONS = {temperature = true, seed = true, top_p = true, top_k = true, min_p = true,
+                       num_ctx = true, repeat_penalty = true, stop = true, num_predict = true,
+                       presence_penalty = true, frequency_penalty = true, typical_p = true}
+
+local DEFAULT_TIMEOUT = {connect = 30, idle = 300}
+
+local Client = {}
+Client.__index = Client
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t or {}) do c[k] = v end
+  return c
+end
+
+local function merge(into, from)
+  for k, v in pairs(from or {}) do into[k] = v end
+  return into
+end
+
+local function check_timeout(t, who)
+  if t == nil or type(t) == "number" then return end
+  if type(t) ~= "table" then error(who .. ": timeout: expected seconds or {connect, first_byte, idle, total}", 3) end
+  for k, v in pairs(t) do
+    if k ~= "connect" and k ~= "first_byte" and k ~= "idle" and k ~= "total" then
+      error(who .. ": timeout: unknown field " .. tostring(k) .. " (expected connect, first_byte, idle, total)", 3)
+    end
+    if type(v) ~= "number" or v <= 0 then error(who .. ": timeout." .. k .. ": expected seconds > 0", 3) end
+  end
+end
+
+-- openai.client{base_url, dialect?, model?, api_key_env?, timeout?, extra?,
+--   include_usage? (default true where the dialect takes it), headers?}
+function M.client(opts)
+  if type(opts) ~= "table" then error("openai.client: expected a table of options", 2) end
+  local base = opts.base_url or opts.url
+  if type(base) ~= "string" or not base:match("^https?://") then
+    error("openai.client: base_url: expected \"http://host:port\" or \"https://...\", got " .. tostring(base), 2)
+  end
+  base = base:gsub("/+$", ""):gsub("/v1$", "")
+  local dialect = opts.dialect or "openai"
+  dialect = ALIASES[dialect] or dialect
+  if not DIALECTS[dialect] then
+    error("openai.client: dialect: expected one of " .. table.concat(M.dialects, ", ") .. ", got " .. tostring(dialect), 2)
+  end
+  if opts.api_key_env ~= nil and type(opts.api_key_env) ~= "string" then
+    error("openai.client: api_key_env: expected the name of an environment variable", 2)
+  end
+  if opts.extra ~= nil and type(opts.extra) ~= "table" then error("openai.client: extra: expected a table", 2) end
+  check_timeout(opts.timeout, "openai.client")
+  return setmetatable({
+    base_url = base,
+    dialect = dialect,
+    model = opts.model,
+    api_key_env = opts.api_key_env,
+    timeout = opts.timeout or DEFAULT_TIMEOUT,
+    extra = copy(opts.extra),
+    headers = copy(opts.headers),
+    include_usage = opts.include_usage ~= false and DIALECTS[dialect].usage_option or false,
+    insecure = opts.insecure,
+    http2 = opts.http2,
+  }, Client)
+end
+
+function Client:__tostring()
+  return string.format("bench.openai client (%s, %s%s)", self.base_url, self.dialect,
+                       self.model and (", " .. self.model) or "")
+end
+
+local function request_headers(self, extra)
+  local h = {["Content-Type"] = "application/json", ["Accept"] = "application/json, text/event-stream"}
+  merge(h, self.headers)
+  merge(h, extra)
+  if self.api_key_env then
+    local key = os.getenv(self.api_key_env)
+    if key and key ~= "" then h["Authorization"] = "Bearer " .. key end
+  end
+  return h
+end
+
+local function send(self, method, path, body, stream, opts)
+  return http.request{
+    url = self.base_url .. path, method = method, body = body,
+    headers = request_headers(self, opts and opts.headers),
+    stream = stream or false,
+    decode = stream and (stream == "ndjson" and "ollama" or "openai") or nil,
+    raw = opts and opts.raw,
+    timeout = (opts and opts.timeout) or self.timeout,
+    on_event = opts and opts.on_event,
+    max_event_bytes = opts and opts.max_event_bytes,
+    insecure = self.insecure, http2 = self.http2,
+  }
+end
+
+-- A short human reason from an error body (OpenAI {"error": {"message"}},
+-- Ollama {"error": "..."}), else its first bytes.
+local function error_detail(body)
+  if not body or body == "" then return nil end
+  local ok, v = pcall(json.decode, body)
+  if ok and type(v) == "table" then
+    local e = v.error or v.detail or v.message
+    if type(e) == "table" then e = e.message or e.msg end
+    if type(e) == "string" then return e end
+  end
+  return body:sub(1, 200)
+end
+
+-- client:models() -> list of model ids, or nil, error
+function Client:models()
+  local d = DIALECTS[self.dialect]
+  local r = send(self, "GET", d.paths.models, nil, false, nil)
+  if r.error then return nil, r.error .. (r.body and r.body ~= "" and (": " .. (error_detail(r.body) or "")) or "") end
+  local ok, v = pcall(json.decode, r.body)
+  if not ok or type(v) ~= "table" then return nil, "bad_json: " .. self.base_url .. d.paths.models .. " did not answer JSON" end
+  local list = {}
+  for _, m in ipairs(v.data or v.models or {}) do
+    local id = type(m) == "table" and (m.id or m.name or m.model) or m
+    if type(id) == "string" then list[#list + 1] = id end
+  end
+  return list
+end
+
+-- ---- request bodies ----
+
+local function messages_of(args, who)
+  if args.messages ~= nil then
+    if type(args.messages) ~= "table" then error(who .. ": messages: expected a list of {role, content}", 3) end
+    return args.messages
+  end
+  if type(args.prompt) ~= "string" then error(who .. ": expected messages = {...} or prompt = \"text\"", 3) end
+  local m = {}
+  if args.system then m[1] = {role = "system", content = args.system} end
+  m[#m + 1] = {role = "user", content = args.prompt}
+  return m
+end
+
+local function model_of(self, args, who)
+  local model = args.model or self.model
+  if model == nil then
+    -- OpenAI servers that serve one model accept any name; Ollama does not.
+    if self.dialect == "ollama-native" or self.dialect == "ollama" then
+      error(who .. ": model: this dialect needs a model name (client{model = ...} or the call's model)", 3)
+    end
+    model = "default"
+  end
+  return model
+end
+
+local function build_body(self, kind, args, who)
+  local native_ollama = self.dialect == "ollama-native"
+  local stream = args.stream ~= false
+  local extra = merge(copy(self.extra), args.extra)
+  local body = {}
+  if kind == "chat" then
+    body.messages = messages_of(args, who)
+  else
+    if type(args.prompt) ~= "string" then error(who .. ": prompt: expected a string", 3) end
+    body.prompt = args.prompt
+  end
+  local native_llama = kind == "complete" and args.native and self.dialect == "llama.cpp"
+  if not native_llama then body.model = model_of(self, args, who) end
+  body.stream = stream
+  if args.max_tokens ~= nil and (math.type(args.max_tokens) ~= "integer" or args.max_tokens <= 0) then
+    error(who .. ": max_tokens: expected an integer > 0, got " .. tostring(args.max_tokens), 3)
+  end
+  if native_ollama then
+    local options = {}
+    if args.max_tokens then options.num_predict = args.max_tokens end
+    for k, v in pairs(extra) do
+      if OLLAMA_OPTIONS[k] then options[k] = v
+      elseif k == "options" and type(v) == "table" then merge(options, v)
+      else body[k] = v end
+    end
+    if next(options) then body.options = options end
+  else
+    if args.max_tokens then
+      if native_llama then body.n_predict = args.max_tokens else body.max_tokens = args.max_tokens end
+    end
+    if stream and self.include_usage and not native_llama then body.stream_options = {include_usage = true} end
+    merge(body, extra)
+  end
+  return json.encode(body)
+end
+
+-- ---- records ----
+
+local function ms(a, b)
+  if a == nil or b == nil then return nil end
+  return (a - b) / 1e6
+end
+
+local function decode_json(s)
+  if not s or s == "" then return nil end
+  local ok, v = pcall(json.decode, s)
+  if ok and type(v) == "table" then return v end
+  return nil
+end
+
+local function num(v)
+  return type(v) == "number" and v or nil
+end
+
+-- Token counts and server-side timings, best source first:
+-- usage > server timings (llama.cpp timings, Ollama eval_count, LM Studio stats) > chunks.
+local function fill_counts(rec, usage, timings, stats, final, chunk_tokens)
+  local server = nil
+  if timings then server = timings end
+  if stats then server = merge(server or {}, stats) end
+  if final and (final.eval_count or final.eval_duration or final.total_duration) then
+    server = server or {}
+    for _, k in ipairs{"eval_count", "eval_duration", "load_duration", "prompt_eval_count",
+                       "prompt_eval_duration", "total_duration"} do
+      if final[k] ~= nil then server[k] = final[k] end
+    end
+  end
+  rec.server = server
+  local out = usage and num(usage.completion_tokens or usage.output_tokens)
+  if out then
+    rec.output_tokens, rec.token_source = math.tointeger(out) or out, "usage"
+  else
+    local st = server and num(server.predicted_n or server.eval_count or server.tokens or server.predicted_tokens_count)
+    if st then rec.output_tokens, rec.token_source = math.tointeger(st) or st, "server_timings"
+    elseif chunk_tokens then rec.output_tokens, rec.token_source = chunk_tokens, "chunks" end
+  end
+  local p = usage and num(usage.prompt_tokens or usage.input_tokens)
+    or server and num(server.prompt_n or server.prompt_eval_count)
+  if p then rec.prompt_tokens = math.tointeger(p) or p end
+  local details = usage and usage.completion_tokens_details
+  local rt = type(details) == "table" and num(details.reasoning_tokens) or (usage and num(usage.reasoning_tokens))
+  if rt then rec.reasoning_tokens = math.tointeger(rt) or rt end
+end
+
+-- Split <think>...</think> out of a whole (non-streamed) answer.
+local function split_think(text)
+  local before, inner, after = text:match("^(.-)<think>(.-)</think>(.*)$")
+  if inner then return before .. after, inner end
+  local open = text:match("^%s*<think>(.*)$")
+  if open then return "", open end
+  return text, nil
+end
+
+local function percentile(sorted, p)
+  if #sorted == 0 then return nil end
+  local i = math.max(1, math.min(#sorted, math.ceil(p * #sorted)))
+  return sorted[i]
+end
+
+local function streamed_record(rec, r)
+  local m = r.llm
+  local t0 = rec.t_sent_ns
+  rec.text = m.content
+  rec.reasoning = m.reasoning ~= "" and m.reasoning or nil
+  rec.finish_reason = m.finish_reason
+  rec.chunks = m.chunks
+  local tt = m.token_t
+  local n = #tt
+  rec.ttft_ms = ms(m.first_content_t, t0)
+  rec.ttfr_ms = ms(m.first_reasoning_t, t0)
+  local itl = {}
+  for i = 2, n do itl[i - 1] = (tt[i] - tt[i - 1]) / 1e6 end
+  rec.itl_ms = itl
+  rec.content_events, rec.reasoning_events = m.content_events, m.reasoning_events
+  fill_counts(rec, decode_json(m.usage), decode_json(m.timings), decode_json(m.stats), decode_json(m.final),
+              n > 0 and n or nil)
+  if rec.reasoning_tokens == nil and m.reasoning_events > 0 and rec.token_source == "chunks" then
+    rec.reasoning_tokens = m.reasoning_events
+  end
+  -- tpot over every generated token (reasoning included), as vLLM does.
+  local first = tt[1]
+  local tokens = rec.output_tokens
+  if first and tokens and tokens > 1 and rec.t_end_ns > first then
+    rec.tpot_ms = (rec.t_end_ns - first) / 1e6 / (tokens - 1)
+    rec.decode_tps = (tokens - 1) / ((rec.t_end_ns - first) / 1e9)
+  end
+  if m.sim_lag_ns and #m.sim_lag_ns > 0 then
+    local lag = m.sim_lag_ns
+    rec.sim_ttft_err_ms = lag[1] / 1e6
+    local errs, sorted = {}, {}
+    for i = 2, #lag do errs[i - 1] = (lag[i] - lag[i - 1]) / 1e6 end
+    for i = 1, #lag do sorted[i] = lag[i] / 1e6 end
+    table.sort(sorted)
+    rec.sim_itl_err_ms = errs
+    rec.sim_lag_ms = {p50 = percentile(sorted, 0.5), p99 = percentile(sorted, 0.99), max = sorted[#sorted]}
+  end
+  -- Errors the transport could not see.
+  if not rec.error then
+    if m.error then
+      local e = decode_json(m.error)
+      rec.error = "server_error"
+      rec.error_detail = type(e) == "table" and (e.message or (type(e.error) == "string" and e.error)) or m.error
+      if type(rec.error_detail) ~= "string" then rec.error_detail = m.error end
+    elseif m.bad_json > 0 then
+      rec.error = "bad_json"
+      rec.error_detail = m.bad_json .. " event(s) were not valid JSON"
+    end
+  end
+end
+
+local function whole_record(rec, r, kind, dialect)
+  local v = decode_json(r.body)
+  if not v then
+    if not rec.error then
+      rec.error = "bad_json"
+      rec.error_detail = "the response body is not a JSON object"
+    end
+    return
+  end
+  local text, reasoning
+  if dialect == "ollama-native" then
+    local msg = v.message or {}
+    text = msg.content or v.response
+    reasoning = msg.thinking or v.thinking
+    rec.finish_reason = v.done_reason
+    fill_counts(rec, nil, nil, nil, v, nil)
+  else
+    local c = type(v.choices) == "table" and v.choices[1] or {}
+    local msg = c.message or {}
+    text = msg.content or c.text or v.content
+    reasoning = msg.reasoning_content or msg.reasoning
+    rec.finish_reason = c.finish_reason
+    if v.stop_type then rec.finish_reason = v.stop_type end
+    fill_counts(rec, v.usage, v.timings, v.stats, nil, nil)
+    if v.error and not rec.error then
+      rec.error = "server_error"
+      rec.error_detail = type(v.error) == "table" and v.error.message or tostring(v.error)
+    end
+  end
+  text = type(text) == "string" and text or ""
+  if not reasoning then
+    local t, r2 = split_think(text)
+    text, reasoning = t, r2
+  end
+  rec.text = text
+  rec.reasoning = type(reasoning) == "string" and reasoning ~= "" and reasoning or nil
+  rec.chunks = 0
+  rec.itl_ms = {}
+end
+
+local function make_record(self, r, kind, stream)
+  local t = r.timings
+  local rec = {
+    ok = false, error = r.error, error_detail = r.error_detail, status = r.status,
+    dialect = self.dialect, api = kind,
+    t_sent_ns = t.start, t_first_byte_ns = t.first_byte, t_end_ns = t["end"],
+  }
+  if t.sent then rec.t_wire_sent_ns = t.sent end
+  rec.ttfb_ms = ms(t.first_byte, t.start)
+  rec.e2el_ms = ms(t["end"], t.start)
+  if r.error and r.error:match("^http_") or r.error == "bad_content_type" then
+    rec.error_detail = error_detail(r.body) or rec.error_detail
+  end
+  if r.llm then
+    streamed_record(rec, r)
+  elseif not r.error then
+    whole_record(rec, r, kind, self.dialect)
+  end
+  if r.events and r.llm then rec.events = r.events end
+  rec.ok = rec.error == nil
+  return rec
+end
+
+local function call(self, kind, args, who)
+  if type(args) ~= "table" then error(who .. ": expected a table of arguments", 3) end
+  if args.on_event ~= nil and type(args.on_event) ~= "function" then error(who .. ": on_event: expected a function", 3) end
+  check_timeout(args.timeout, who)
+  local d = DIALECTS[self.dialect]
+  local path = d.paths[kind]
+  if kind == "complete" and args.native then
+    if not d.native_complete then error(who .. ": native = true is only for the llama.cpp dialect", 3) end
+    path = d.native_complete
+  end
+  local body = build_body(self, kind, args, who)
+  local stream = args.stream ~= false and (d.ndjson and "ndjson" or "sse") or nil
+  local r = send(self, "POST", path, body, stream, args)
+  return make_record(self, r, kind, stream)
+end
+
+-- client:chat{messages = {...} | prompt = "text", system?, model?, max_tokens?,
+--   stream? (default true), extra?, headers?, timeout?, on_event?, raw?} -> record
+function Client:chat(args)
+  return call(self, "chat", args, "openai.chat")
+end
+
+-- client:complete{prompt, model?, max_tokens?, stream?, extra?, native? (llama.cpp /completion), ...} -> record
+function Client:complete(args)
+  return call(self, "complete", args, "openai.complete")
+end
+
+return M
