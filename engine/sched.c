@@ -44,6 +44,7 @@ typedef struct br_sched {
   br_task *current;       /* the task being resumed */
   volatile sig_atomic_t interrupted;
   int interrupt_seen;     /* waits have been cancelled for this interruption */
+  int deadlocked;         /* a main-thread wait was cancelled: nothing could end it */
   int live;               /* tasks not finished */
   int unjoined_failures;  /* tasks that failed with nobody waiting for them */
   int next_id;
@@ -115,6 +116,11 @@ static void cancel_wait(br_wait *w) {
 
 int br_wait_raise(lua_State *L, br_wait *w) {
   br_sched *s = sched_of(L);
+  if (s->deadlocked && !w->task) {
+    s->deadlocked = 0;
+    return luaL_error(L, "deadlock: this wait can never finish (%d task(s) blocked; no timer, I/O or "
+                      "reference left in the event loop)", s->live);
+  }
   return luaL_error(L, "%s", s->interrupted ? "interrupted" : "cancelled");
 }
 
@@ -137,8 +143,13 @@ int br_await(lua_State *L, br_wait *w, lua_KContext ctx, lua_KFunction k) {
   }
   /* Main thread (or a context that cannot yield): run the loop here. */
   w->task = NULL;
+  s->deadlocked = 0;
   while (w->state == BR_WAIT_PENDING) {
     if (s->interrupted) { cancel_wait(w); break; }
+    /* Nothing runnable and nothing in the loop: blocking would hang forever
+     * (tasks waiting for each other). Whatever can still end a wait keeps
+     * the loop alive: a timer, a watcher, or br_loop_ref. */
+    if (s->rlen == 0 && !br_loop_alive(s->loop)) { s->deadlocked = 1; cancel_wait(w); break; }
     sched_step(s, 1);
   }
   return k(L, LUA_OK, ctx);
