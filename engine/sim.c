@@ -132,7 +132,13 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
 /* A double as JSON (finite only; the sim never produces others). */
 static void sb_double(sbuf *b, double v) {
   if (!isfinite(v)) v = 0;
-  sb_printf(b, "%.17g", v);
+  char tmp[40];
+  for (int prec = 15; prec <= 17; prec++) {   /* shortest text that reads back exactly */
+    snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+    if (strtod(tmp, NULL) == v) break;
+  }
+  if (!strpbrk(tmp, ".eEn")) strcat(tmp, ".0");
+  sb_str(b, tmp);
 }
 /* JSON string contents (no quotes), escaped. */
 static void sb_json_esc(sbuf *b, const char *s, size_t n) {
@@ -1770,7 +1776,7 @@ static int parse_generation(conn *c, cJSON *root) {
   h ^= (uint64_t)bytes * 0x9e3779b97f4a7c15ULL;
   c->rng = h;
   static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  const char *pre = is_chat(c) ? "chatcmpl-" : (G.cfg.dialect == D_OPENAI ? "cmpl-" : "chatcmpl-");
+  const char *pre = is_chat(c) || G.cfg.dialect == D_LLAMA ? "chatcmpl-" : "cmpl-";
   size_t pl = strlen(pre);
   memcpy(c->id, pre, pl);
   uint64_t idr = G.rng ^ (c->req_id * 0x9e3779b97f4a7c15ULL);
@@ -2365,9 +2371,6 @@ static void listen_cb(br_loop *loop, br_io *io, int events) {
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-#ifdef SO_NOSIGPIPE
-    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-#endif
     conn *c = calloc(1, sizeof *c);
     if (!c) { close(fd); return; }
     c->fd = fd;
