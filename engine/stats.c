@@ -339,7 +339,7 @@ static int l_decode(lua_State *L) {
     unsigned long long c;
     int k = 0;
     if (sscanf(p, " %lld:%llu%n", &gap, &c, &k) != 2 || gap < 0 || c == 0 ||
-        i + gap > h->top) {
+        gap > h->top - i || c > UINT64_MAX - total) {
       lua_pushnil(L);
       lua_pushfstring(L, "stats.decode: malformed bucket at offset %d", (int)(p - s));
       return 2;
