@@ -205,12 +205,21 @@ static void task_resume(br_sched *s, br_task *t) {
   lua_State *L = s->main;
   int nres = 0;
   int nargs = t->started ? 0 : t->nargs;
-  t->started = 1;
-  t->state = T_RUNNING;
-  br_task *prev = s->current;
-  s->current = t;
-  int st = lua_resume(t->co, L, nargs, &nres);
-  s->current = prev;
+  int st;
+  if (!t->started && t->cancel_requested) {
+    /* cancelled before it ever ran: its body must not run at all */
+    t->started = 1;
+    lua_settop(t->co, 0);
+    lua_pushliteral(t->co, "cancelled");
+    st = LUA_ERRRUN;
+  } else {
+    t->started = 1;
+    t->state = T_RUNNING;
+    br_task *prev = s->current;
+    s->current = t;
+    st = lua_resume(t->co, L, nargs, &nres);
+    s->current = prev;
+  }
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     t->state = T_WAITING;
