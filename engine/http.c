@@ -523,6 +523,13 @@ static void deadline_fired(br_loop *loop, br_timer *t) {
     if (now >= last + x->to_idle) why = "timeout_idle";
   }
   if (why) {
+    const char *what = why[8] == 't' ? "the whole request took longer than total = %s s"
+                     : why[8] == 'f' ? "no response byte within first_byte = %s s"
+                                     : "no data for idle = %s s";
+    char secs[32];
+    int64_t limit = why[8] == 't' ? x->to_total : why[8] == 'f' ? x->to_first_byte : x->to_idle;
+    snprintf(secs, sizeof secs, "%g", (double)limit / 1e9);
+    set_detail(x, what, secs);
     xfer_abort(x, why);
     return;
   }

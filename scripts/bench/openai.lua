@@ -392,7 +392,7 @@ local function make_record(self, r, kind, stream)
   if t.sent then rec.t_wire_sent_ns = t.sent end
   rec.ttfb_ms = ms(t.first_byte, t.start)
   rec.e2el_ms = ms(t["end"], t.start)
-  if r.error and r.error:match("^http_") or r.error == "bad_content_type" then
+  if r.error and r.error:match("^http_") then
     rec.error_detail = error_detail(r.body) or rec.error_detail
   end
   if r.llm then

@@ -1,0 +1,185 @@
+-- bench.http against `benchrun sim` over loopback: plain and streamed
+-- requests, timings, SSE and NDJSON decoding, errors of every kind the
+-- simulator can produce, concurrency, cancellation and on_event.
+local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
+local http = require("bench.http")
+local clock = require("bench.clock")
+
+local sim <close> = T.sim{"--decode-tps", "1000", "--slots", "64"}
+local fast <close> = T.sim{"--decode-tps", "0", "--slots", "256", "--prefill-tps", "1000000"}
+
+local function chat_body(n, extra)
+  local b = {model = "m", stream = true, max_tokens = n, messages = {{role = "user", content = "hi"}},
+             stream_options = {include_usage = true}}
+  for k, v in pairs(extra or {}) do b[k] = v end
+  return json.encode(b)
+end
+
+local JSON = {["Content-Type"] = "application/json"}
+
+local function chat(url, n, opts)
+  local req = {url = url .. "/v1/chat/completions", body = chat_body(n), headers = {["Content-Type"] = "application/json"},
+               stream = "sse", decode = "openai", timeout = {connect = 5, first_byte = 10, idle = 10}}
+  for k, v in pairs(opts or {}) do req[k] = v end
+  return http.request(req)
+end
+
+T.case("GET on the main thread: status, headers, body, ordered timings", function()
+  local r = http.request{url = sim.url .. "/v1/models"}
+  T.eq(r.error, nil, "error")
+  T.eq(r.status, 200, "status")
+  T.eq(r.headers["content-type"]:match("^application/json") ~= nil, true, "content-type header")
+  T.eq(json.decode(r.body).object, "list", "body")
+  local t = r.timings
+  assert(t.start <= t.first_byte and t.first_byte <= t["end"], "start <= first_byte <= end")
+  if t.connect then assert(t.start <= t.connect and t.connect <= t.first_byte, "connect between start and first byte") end
+  if t.sent then assert(t.sent <= t.first_byte, "sent before first byte") end
+  local r2 = http.request{url = sim.url .. "/v1/models"}
+  T.eq(r2.reused, true, "second request reuses the connection")
+end)
+
+T.case("SSE events, raw, in arrival order", function()
+  local r = http.request{url = sim.url .. "/v1/chat/completions", body = chat_body(6), headers = JSON, stream = "sse"}
+  T.eq(r.error, nil, "error")
+  T.eq(r.body, nil, "no body for a stream")
+  -- role chunk + 6 tokens + usage chunk + [DONE]
+  T.eq(#r.events, 9, "events")
+  T.eq(r.events[#r.events].data, "[DONE]", "last event")
+  for i = 2, #r.events do assert(r.events[i].t >= r.events[i - 1].t, "arrival times are monotonic") end
+  T.eq(#r.timings.events, 9, "timings.events")
+  assert(r.events[1].t >= r.timings.first_byte, "events after the first byte")
+end)
+
+T.case("decode = openai: text, tokens, usage, sim_ns lag", function()
+  local r = chat(sim.url, 16)
+  T.eq(r.error, nil, "error")
+  local m = r.llm
+  T.eq(#m.token_t, 16, "token events")
+  T.eq(m.content_events, 16, "content events")
+  T.eq(m.done, true, "done")
+  T.eq(m.finish_reason, "length", "finish_reason")
+  T.eq(json.decode(m.usage).completion_tokens, 16, "usage")
+  assert(#m.content > 16, "content text")
+  T.eq(#m.sim_lag_ns, 16, "a lag per token")
+  for _, lag in ipairs(m.sim_lag_ns) do assert(lag >= 0 and lag < 5e9, "lag is sane: " .. lag) end
+  T.eq(r.events, nil, "no raw events unless raw = true")
+  local r2 = chat(sim.url, 4, {raw = true})
+  T.eq(#r2.events, 7, "raw events kept on request")
+end)
+
+T.case("NDJSON (Ollama native)", function()
+  local o <close> = T.sim{"--dialect", "ollama", "--decode-tps", "1000"}
+  local body = json.encode{model = "m", stream = true, messages = {{role = "user", content = "hi"}},
+                           options = {num_predict = 5}}
+  local r = http.request{url = o.url .. "/api/chat", body = body, headers = JSON, stream = "ndjson", decode = "ollama"}
+  T.eq(r.error, nil, "error")
+  T.eq(#r.llm.token_t, 5, "tokens")
+  T.eq(r.llm.done, true, "done")
+  T.eq(json.decode(r.llm.final).eval_count, 5, "final object")
+  local raw = http.request{url = o.url .. "/api/chat", body = body, headers = JSON, stream = "ndjson"}
+  T.eq(#raw.events, 6, "raw NDJSON lines")
+end)
+
+T.case("refused connection", function()
+  local r = http.request{url = "http://127.0.0.1:1/v1/models"}
+  T.eq(r.error, "refused", "error")
+  T.eq(r.status, 0, "status")
+  assert(r.error_detail, "a detail")
+end)
+
+T.case("faults of the simulator, each a result with its reason", function()
+  local cases = {
+    {"http500", "http_500"}, {"http503", "http_503"}, {"stall-first-byte", "timeout_first_byte"},
+    {"stall-mid", "timeout_idle"}, {"drop", "truncated"}, {"content-type", "bad_content_type"},
+    {"huge-event", "event_too_large"}, {"endless-line", "event_too_large"}, {"refuse", "reset"},
+  }
+  for _, c in ipairs(cases) do
+    local r = chat(sim.url, 32, {headers = {["Content-Type"] = "application/json", ["X-Sim-Fault"] = c[1]},
+                                 timeout = {connect = 5, first_byte = 0.3, idle = 0.3, total = 20}})
+    T.eq(r.error, c[2], "error for fault " .. c[1])
+    if c[2]:match("^http_") then
+      assert(#r.body > 0 and #r.body <= 16384, "error body kept for " .. c[1])
+    end
+  end
+  local r = chat(sim.url, 8, {headers = {["Content-Type"] = "application/json", ["X-Sim-Fault"] = "bad-json"}})
+  T.eq(r.error, nil, "bad-json is not a transport error")
+  assert(r.llm.bad_json > 0, "bad json counted")
+  local r2 = chat(sim.url, 100000, {timeout = {total = 0.2}})
+  T.eq(r2.error, "timeout_total", "total timeout")
+  local r3 = chat(sim.url, 64, {max_event_bytes = 64})
+  T.eq(r3.error, "event_too_large", "max_event_bytes")
+end)
+
+T.case("many concurrent streams", function()
+  local n = os.getenv("BENCHRUN_SANITIZED") and 100 or 400
+  local tasks, results = {}, {}
+  for i = 1, n do
+    tasks[i] = bench.spawn(function()
+      results[i] = chat(fast.url, 32)
+    end)
+  end
+  local ok, err = bench.wait(tasks)
+  assert(ok, err)
+  local good, tokens = 0, 0
+  for i = 1, n do
+    if results[i].error == nil then good = good + 1 end
+    tokens = tokens + #results[i].llm.token_t
+  end
+  T.eq(good, n, "requests without error")
+  T.eq(tokens, n * 32, "tokens")
+  T.eq(http.active(), 0, "nothing left in flight")
+end)
+
+T.case("cancellation of a task in flight", function()
+  local t = bench.spawn(function()
+    return chat(sim.url, 8, {headers = {["Content-Type"] = "application/json", ["X-Sim-Fault"] = "stall-first-byte"},
+                             timeout = {first_byte = 30}})
+  end)
+  bench.spawn(function()
+    clock.sleep(0.05)
+    T.eq(http.active(), 1, "one transfer in flight")
+    t:cancel()
+  end):join()
+  bench.wait(t)
+  T.eq(t:status(), "cancelled", "task status")
+  T.eq(http.active(), 0, "the transfer left the multi handle")
+  -- the connection machinery still works afterwards
+  T.eq(chat(sim.url, 2).error, nil, "a request after cancellation")
+end)
+
+T.case("on_event: per event, can stop, errors are results", function()
+  local seen, content = 0, {}
+  local r = chat(sim.url, 5, {on_event = function(ev)
+    seen = seen + 1
+    assert(math.type(ev.t) == "integer", "ev.t")
+    if ev.content then content[#content + 1] = ev.content end
+  end})
+  T.eq(r.error, nil, "error")
+  T.eq(seen, r.event_count, "on_event calls")
+  T.eq(table.concat(content), r.llm.content, "content deltas")
+  local n = 0
+  local r2 = chat(sim.url, 50, {on_event = function(ev) n = n + 1; if n == 3 then return false end end})
+  T.eq(r2.error, "stopped", "returning false stops")
+  T.eq(n, 3, "no events after stopping")
+  local r3 = chat(sim.url, 5, {on_event = function() error("boom") end})
+  T.eq(r3.error, "on_event", "an error in on_event")
+  assert(r3.error_detail:find("boom", 1, true), "detail has the message")
+  local r4 = chat(sim.url, 5, {on_event = function() http.request{url = sim.url} end})
+  T.eq(r4.error, "on_event", "no requests from on_event")
+  assert(r4.error_detail:find("inside on_event", 1, true), r4.error_detail)
+end)
+
+T.case("a caller's mistakes raise", function()
+  T.checkerr("expected a url field", http.request, {})
+  T.checkerr("stream: expected", http.request, {url = sim.url, stream = "xml"})
+  T.checkerr("decode needs stream", http.request, {url = sim.url, decode = "openai"})
+  T.checkerr("timeout.idle: expected seconds", http.request, {url = sim.url, timeout = {idle = -1}})
+  T.checkerr("headers: expected a table", http.request, {url = sim.url, headers = "x"})
+end)
+
+T.case("fd limit", function()
+  local n = http.max_fds(4096)
+  assert(math.type(n) == "integer" and n >= 256, "max_fds: " .. tostring(n))
+end)
+
+T.done()
