@@ -78,19 +78,20 @@ say "toolchain: zig $("$zig" version), $("$zig" cc --version | head -n1)"
 # --- the build's flags, as CMake computed them for the real targets ---
 engine_defs=() main_defs=() warnings=() libraries=()
 declare -A hdr=()
-while IFS=' ' read -r kind a b; do
+while IFS=' ' read -r kind rest; do
+  # Values may hold spaces (a path in a definition): all but the key is one.
   case $kind in
-    engine_define|main_define) [ -n "$a" ] || continue ;;&
+    engine_define|main_define) [ -n "$rest" ] || continue ;;&
     engine_define)
       # Homebrew ships lua-cjson as a run-time module, not the static archive
       # CMake looks for, so a Mac build compiles without this definition.
-      [ "$a" = BENCHRUN_HAVE_CJSON=1 ] || engine_defs+=("-D$a") ;;
-    main_define) main_defs+=("-D$a") ;;
-    warning) warnings+=("$a") ;;
-    headers) hdr[$a]=$b ;;
-    library) libraries+=("$a") ;;
+      [ "$rest" = BENCHRUN_HAVE_CJSON=1 ] || engine_defs+=("-D$rest") ;;
+    main_define) main_defs+=("-D$rest") ;;
+    warning) warnings+=("$rest") ;;
+    headers) hdr[${rest%% *}]=${rest#* } ;;
+    library) libraries+=("$rest") ;;
     ''|'#'*) ;;
-    *) die "$flags: unknown line '$kind $a $b'" ;;
+    *) die "$flags: unknown line '$kind $rest'" ;;
   esac
 done <"$flags"
 [ ${#warnings[@]} -gt 0 ] && [ ${#engine_defs[@]} -gt 0 ] || die "$flags: no warnings or definitions"
