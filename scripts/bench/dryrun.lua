@@ -67,21 +67,36 @@ function M.server(plan, cell)
   if f.oom_at_memory then args[#args + 1] = "--oom-at-memory"; args[#args + 1] = tostring(f.oom_at_memory) end
   if f.slots then args[#args + 1] = "--slots"; args[#args + 1] = tostring(f.slots) end
   if f.batch_slowdown then args[#args + 1] = "--batch-slowdown"; args[#args + 1] = tostring(f.batch_slowdown) end
-  if f.reasoning then args[#args + 1] = "--reasoning" end
-  local dialect = f.dialect or ({lmstudio = "lmstudio", ["llama-server"] = "llama.cpp", vllm = "vllm",
-                                 ["vllm-mlx"] = "vllm", ollama = "ollama"})[real.backend]
+  if f.reasoning then args[#args + 1] = "--reasoning"; args[#args + 1] = "field" end
+  local dialect = f.dialect or ({lmstudio = "lmstudio", ["llama-server"] = "llama.cpp",
+                                 ollama = "ollama"})[real.backend]
   if dialect then args[#args + 1] = "--dialect"; args[#args + 1] = dialect end
   local keys = {}
   for k in pairs(f.speedup_env or {}) do keys[#keys + 1] = k end
   table.sort(keys)
-  for _, k in ipairs(keys) do
-    args[#args + 1] = "--speedup-env"
-    args[#args + 1] = k .. "=" .. tostring(f.speedup_env[k])
+  -- the sim's --speedup-env looks at whether NAME is set; a NAME=VALUE key
+  -- becomes a marker variable set only when the server's env has that value
+  local env = {}
+  for k, v in pairs(real.env or {}) do env[k] = v end
+  for i, k in ipairs(keys) do
+    local name, want = k:match("^([^=]+)=(.*)$")
+    local factor = tostring(f.speedup_env[k])
+    if name then
+      if env[name] == want then
+        local marker = "BENCHRUN_DRY_SPEED_" .. i
+        env[marker] = "1"
+        args[#args + 1] = "--speedup-env"
+        args[#args + 1] = marker .. "=" .. factor
+      end
+    else
+      args[#args + 1] = "--speedup-env"
+      args[#args + 1] = k .. "=" .. factor
+    end
   end
   for _, a in ipairs((plan.dry_run or {}).args or {}) do args[#args + 1] = tostring(a) end
   return {
     backend = "sim", name = real.name, model = name, args = args,
-    env = real.env, unset_env = real.unset_env, ready_timeout = 30,
+    env = env, unset_env = real.unset_env, ready_timeout = 30,
     real_backend = real.backend, real_model = real.model, figures = f,
   }
 end

@@ -150,14 +150,59 @@ local function labels_of(plan, cell)
 end
 M.labels_of = labels_of
 
+-- Start `benchrun sim` directly (the simulator needs no adapter): used when
+-- bench.backends is not available.
+local function start_sim_direct(s, log)
+  local proc = require("bench.proc")
+  local portfile = os.tmpname()
+  os.remove(portfile)
+  local argv = {bench.executable, "sim", "--port", "0", "--port-file", portfile}
+  for _, a in ipairs(s.args or {}) do argv[#argv + 1] = tostring(a) end
+  local t0 = now_ns()
+  local p, err = proc.spawn{argv = argv, env = {set = s.env or {}, unset = s.unset_env or {}}, log = log}
+  if not p then return nil, err end
+  local port
+  local deadline = t0 + math.floor((s.ready_timeout or 30) * 1e9)
+  while now_ns() < deadline do
+    local f = io.open(portfile)
+    if f then port = tonumber(f:read("a")) f:close() end
+    if port then
+      local st = proc.probe_http(string.format("http://127.0.0.1:%d/health", port), 1)
+      if st == 200 then break end
+    end
+    if not p:alive() then
+      os.remove(portfile)
+      local info = p:exit_info() or {}
+      return nil, string.format("benchrun sim exited while loading (%s)",
+        info.signal and ("killed by signal " .. info.signal .. (info.signal == 9 and ", SIGKILL: out of memory" or ""))
+          or ("exit code " .. tostring(info.code)))
+    end
+    clock.sleep(0.005)
+  end
+  os.remove(portfile)
+  if not port then p:stop(1) return nil, "benchrun sim did not start in time" end
+  local model
+  for i = 1, #argv - 1 do if argv[i] == "--model" then model = argv[i + 1] end end
+  local srv = {base_url = "http://127.0.0.1:" .. port, dialect = "openai", model = model or "sim-model",
+               load_time_s = (now_ns() - t0) / 1e9, pid = p.pid, proc = p}
+  for i = 1, #argv - 1 do if argv[i] == "--dialect" then srv.dialect = argv[i + 1] end end
+  function srv:stop() return self.proc:stop(2) end
+  function srv:alive() return self.proc:alive() end
+  function srv:exit_info() return self.proc:exit_info() end
+  function srv:tail(n) return self.proc:tail(n) end
+  function srv:version() return "benchrun sim " .. tostring(bench.version) end
+  return srv
+end
+
 local function start_server(ctx, cell)
-  local backends = require("bench.backends")
   local s = cell.server
+  local backends = try_require("bench.backends")
+  -- server logs beside the results: server-<cell>.log
+  local log = s.log or string.format("%s/server-%s.log", ctx.run.dir, (cell.id:gsub("[^%w%._-]", "_")))
+  if not backends and s.backend == "sim" then return start_sim_direct(s, log) end
+  if not backends then return nil, "bench.backends is not available" end
   local b, err = backends.get(s.backend)
   if not b then return nil, err or ("no backend " .. tostring(s.backend)) end
-  local logdir = ctx.run.dir .. "/logs"
-  os.execute(string.format("mkdir -p '%s'", logdir:gsub("'", "'\\''")))
-  local log = s.log or string.format("%s/%s.log", logdir, (cell.id:gsub("[^%w%._-]", "_")))
   return b.start{model = s.model, args = s.args, env = {set = s.env, unset = s.unset_env},
                  port = s.port, ready_timeout = s.ready_timeout, log = log, binary = s.binary,
                  base_url = s.base_url, dialect = s.dialect, extra = s.extra, name = s.name}
