@@ -86,8 +86,15 @@ local function chart_memory(an)
   local kinds = {{"rss", "server RSS / footprint"}, {"pss", "server PSS"}, {"gpu_used", "GPU memory"}, {"sys_used", "system memory in use"}}
   local series = {}
   local sorted = {}
-  for _, s in ipairs(samples) do if type(s.t_ns) == "number" then sorted[#sorted + 1] = s end end
-  table.sort(sorted, function(a, b) return a.t_ns < b.t_ns end)
+  local index = {}
+  for i, s in ipairs(samples) do
+    if type(s.t_ns) == "number" then sorted[#sorted + 1] = s index[s] = i end
+  end
+  -- stable: samples with the same time keep their file order
+  table.sort(sorted, function(a, b)
+    if a.t_ns ~= b.t_ns then return a.t_ns < b.t_ns end
+    return index[a] < index[b]
+  end)
   -- at most ~1500 points per line: keep each bucket's maximum so peaks survive
   local span = (sorted[#sorted].t_ns - t0) / 1e9
   local buckets = 1500
@@ -95,10 +102,14 @@ local function chart_memory(an)
     local pts, last_b = {}, nil
     for _, s in ipairs(sorted) do
       local v = tonumber(s[k[1]])
+      if not v and #pts > 0 and pts[#pts][2] then
+        pts[#pts + 1] = {(s.t_ns - t0) / 1e9, nil}
+        last_b = nil
+      end
       if v then
         local t = (s.t_ns - t0) / 1e9
         local b = span > 0 and math.floor(t / span * buckets) or 0
-        if b == last_b and pts[#pts][2] < v / 1e9 then pts[#pts][2] = v / 1e9
+        if b == last_b and pts[#pts][2] and pts[#pts][2] < v / 1e9 then pts[#pts][2] = v / 1e9
         elseif b ~= last_b then pts[#pts + 1] = {t, v / 1e9} last_b = b end
       end
     end

@@ -132,7 +132,8 @@ function S.deltas(o)
   local out = open_svg(w, h, o.title)
   local m = 1
   for _, it in ipairs(items) do if it.value then m = math.max(m, math.abs(it.value)) end end
-  local ticks = S.ticks(-m, m, 6)
+  -- room beyond the longest bar for its label
+  local ticks = S.ticks(-m * 1.35, m * 1.35, 6)
   local lo, hi = ticks[1], ticks[#ticks]
   local function X(v) return left + (v - lo) / (hi - lo) * plot_w end
   local bottom = top + #items * (bar_h + gap)
@@ -293,21 +294,29 @@ function S.timeline(o)
   for _, m in ipairs(o.markers or {}) do
     line(out, X(m.x), top, X(m.x), top + plot_h, 'stroke="#999" stroke-width="1" stroke-dasharray="3,3"')
     if m.label then
-      out[#out + 1] = string.format('<text x="%s" y="%s" font-size="10" fill="#555" transform="rotate(-90 %s %s)">%s</text>',
-        f(X(m.x) + 10), f(top + 4), f(X(m.x) + 10), f(top + 4), esc(truncate(m.label, 28)))
+      out[#out + 1] = string.format('<text x="%s" y="%s" font-size="10" fill="#555" text-anchor="end" transform="rotate(-90 %s %s)">%s</text>',
+        f(X(m.x) + 11), f(top + 4), f(X(m.x) + 11), f(top + 4), esc(truncate(m.label, 28)))
     end
   end
   line(out, left, top, left, top + plot_h, 'stroke="#888"')
   line(out, left, top + plot_h, left + plot_w, top + plot_h, 'stroke="#888"')
   for i, s in ipairs(series) do
     local color = s.color or PALETTE[(i - 1) % #PALETTE + 1]
+    -- a point without a value breaks the line: no sample of that kind there
     local pts = {}
+    local function flush_line()
+      if #pts > 1 then
+        out[#out + 1] = string.format('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(pts, " "))
+      elseif #pts == 1 then
+        local x, y = pts[1]:match("([^,]+),(.+)")
+        out[#out + 1] = string.format('<circle cx="%s" cy="%s" r="2" fill="%s"/>', x, y, color)
+      end
+      pts = {}
+    end
     for _, p in ipairs(s.points) do
-      if p[2] then pts[#pts + 1] = f(X(p[1])) .. "," .. f(Y(p[2])) end
+      if p[2] then pts[#pts + 1] = f(X(p[1])) .. "," .. f(Y(p[2])) else flush_line() end
     end
-    if #pts > 0 then
-      out[#out + 1] = string.format('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(pts, " "))
-    end
+    flush_line()
   end
   legend(out, series, left + plot_w + 24, top + 10)
   local ly = top + 10 + #series * 18 + 10
