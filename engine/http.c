@@ -246,7 +246,12 @@ static int ctx_close(lua_State *L) {
     }
     if (x->easy) curl_easy_cleanup(x->easy);
     x->easy = NULL;
-    if (x->owner) x->owner->x = NULL;
+    if (x->owner) {
+      /* The waiting task must not keep a pointer into freed memory: wake
+       * it; it finds its request closed and ends as cancelled. */
+      x->owner->x = NULL;
+      br_wait_done(&x->wait);
+    }
     xfer_free(x);
   }
   for (int i = 0; i < c->npool; i++) curl_easy_cleanup(c->pool[i]);
@@ -860,7 +865,7 @@ static void push_response(lua_State *L, const xfer *x) {
 static int request_k(lua_State *L, int status, lua_KContext kctx) {
   req_ud *u = (req_ud *)kctx;
   xfer *x = u->x;
-  if (!x) return luaL_error(L, "http.request: the transfer was closed with the state");
+  if (!x) return br_wait_raise(L, NULL);   /* closed with the state */
   if (br_wait_cancelled(&x->wait)) {
     br_wait w = x->wait;
     u->x = NULL;
