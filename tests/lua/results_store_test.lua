@@ -1,0 +1,165 @@
+-- bench.results: the folder layout, atomic writes, flushed records, resume.
+local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
+local results = require("bench.results")
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function lines(path)
+  local out = {}
+  for l in io.lines(path) do out[#out + 1] = l end
+  return out
+end
+
+local function new_run(extra)
+  local dir = T.tmpdir() .. "/run"
+  local opts = {dir = dir, name = "unit", plan_text = "name: unit\n", env = {host = {os = "test"}}, phase = "demo"}
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return assert(results.create(opts)), dir
+end
+
+T.case("json: exact integers, shortest floats, sorted keys, escapes", function()
+  T.eq(results.json_encode({b = 1, a = 2}), '{"a":2,"b":1}', "sorted keys")
+  T.eq(results.json_encode({t_ns = 1234567890123456789}), '{"t_ns":1234567890123456789}', "big integer")
+  T.eq(results.json_encode({0.1, 45.73, 3.0}), "[0.1,45.73,3]", "floats")
+  T.eq(results.json_encode({x = 0 / 0, y = math.huge}), '{"x":null,"y":null}', "non-finite")
+  T.eq(results.json_encode({s = 'a"b\\c\n\1'}), '{"s":"a\\"b\\\\c\\n\\u0001"}', "escapes")
+  T.eq(results.json_encode({s = "量子"}), '{"s":"量子"}', "utf-8 kept")
+  local back = results.json_decode(results.json_encode({a = {1, 2, {b = "x"}}, n = 500}))
+  T.eq(back.a[3].b, "x", "round trip")
+  T.eq(math.type(back.n), "integer", "integral numbers decode as integers")
+  T.checkerr("refers to itself", function() local t = {} t.t = t results.json_encode(t) end)
+end)
+
+T.case("create writes plan.yaml, env.json, summary.json; a second create refuses", function()
+  local run, dir = new_run()
+  T.eq(read(dir .. "/plan.yaml"), "name: unit\n", "plan text")
+  local env = results.json_decode(read(dir .. "/env.json"))
+  T.eq(env.host.os, "test", "env host")
+  T.eq(env.plan_text, "name: unit\n", "plan text in env")
+  T.eq(type(env.t0_ns), "number", "t0_ns")
+  local s = results.json_decode(read(dir .. "/summary.json"))
+  T.eq(s.format, "benchrun-results/1", "format")
+  T.eq(s.name, "unit", "name")
+  run:close()
+  local again, why = results.create{dir = dir, name = "unit"}
+  T.eq(again, nil, "second create")
+  T.eq(why:find("already holds a run", 1, true) ~= nil, true, "message: " .. tostring(why))
+end)
+
+T.case("create names the folder <root>/<name>-<UTC time>", function()
+  local root = T.tmpdir()
+  local run = assert(results.create{root = root, name = "phase 5/x"})
+  T.eq(run.dir:match("^" .. root:gsub("%p", "%%%0") .. "/phase_5_x%-%d%d%d%d%d%d%d%dT%d%d%d%d%d%dZ$") ~= nil, true, run.dir)
+  run:close()
+end)
+
+T.case("records are flushed per line, carry cell/repeat/warmup, lose secrets", function()
+  local run, dir = new_run()
+  run:record("c1", {ttft_ms = 12.5, output_tokens = 10, ["repeat"] = 2, api_key = "sk-x", headers = {a = 1}})
+  -- visible before any close or flush
+  local l = lines(dir .. "/records.jsonl")
+  T.eq(#l, 1, "one line")
+  local r = results.json_decode(l[1])
+  T.eq(r.cell, "c1", "cell")
+  T.eq(r["repeat"], 2, "repeat")
+  T.eq(r.warmup, false, "warmup")
+  T.eq(r.ttft_ms, 12.5, "value")
+  T.eq(r.api_key, nil, "api key dropped")
+  T.eq(r.headers, nil, "headers dropped")
+  T.eq(read(dir .. "/records.jsonl"):find("sk-x", 1, true), nil, "secret never written")
+  run:record("c1", {warmup = true})
+  T.eq(results.json_decode(lines(dir .. "/records.jsonl")[2]).warmup, true, "warmup flag")
+  run:close()
+end)
+
+T.case("cell: file written atomically, done marker, summary rewritten, checks run", function()
+  local run, dir = new_run{checks = {
+    medium = function(text) return text:find("sort") ~= nil, "mentions sort" end,
+    short = function() error("boom") end,
+  }}
+  T.eq(run:done("a"), false, "not done yet")
+  run:sample{t_ns = 5, cell = "a", phase = "load", rss = 100}
+  local c = run:cell{id = "a/1", labels = {model = "m"}, outputs = {medium = "quicksort", short = "x"},
+                     summary = {requests = 1}}
+  T.eq(run:done("a/1"), true, "done")
+  T.eq(results.exists(dir .. "/cells/a_1.json"), true, "cell file with a safe name")
+  T.eq(results.exists(dir .. "/cells/a_1.json.tmp"), false, "no temp file left")
+  T.eq(results.exists(dir .. "/summary.json.tmp"), false, "no temp summary left")
+  local s = results.json_decode(read(dir .. "/summary.json"))
+  T.eq(#s.cells, 1, "summary has the cell")
+  T.eq(s.cells[1].checks.medium.ok, true, "check passed")
+  T.eq(s.cells[1].checks.medium.detail, "mentions sort", "check detail")
+  T.eq(s.cells[1].checks.short.ok, false, "a check that raises fails")
+  T.eq(s.cells[1].checks.short.detail:find("boom", 1, true) ~= nil, true, "its error is kept")
+  T.eq(c.status, "ok", "status defaults to ok")
+  T.eq(#lines(dir .. "/samples.jsonl"), 1, "samples flushed at cell end")
+  -- the same cell again replaces it
+  run:cell{id = "a/1", status = "failed", error = "x"}
+  s = results.json_decode(read(dir .. "/summary.json"))
+  T.eq(#s.cells, 1, "replaced, not duplicated")
+  T.eq(s.cells[1].status, "failed", "new status")
+  run:close()
+end)
+
+T.case("caller mistakes raise with the function's name", function()
+  local run = new_run()
+  T.checkerr("results.cell: cell.id must be a non-empty string", function() run:cell{} end)
+  T.checkerr("status must be ok, oom, failed or skipped", function() run:cell{id = "x", status = "weird"} end)
+  T.checkerr("results.record: record must be a table", function() run:record("x", 5) end)
+  T.checkerr("results.done: cell id must be a string", function() run:done(5) end)
+  T.checkerr("results.create: checks.x must be a function", function() results.create{dir = "/tmp/nowhere", checks = {x = 1}} end)
+  run:close()
+  T.checkerr("is closed", function() run:record("x", {}) end)
+  run:close()   -- idempotent
+end)
+
+T.case("open (resume) keeps finished cells and drops the interrupted cell's lines", function()
+  local run, dir = new_run()
+  run:record("done1", {ttft_ms = 1})
+  run:sample{t_ns = 1, cell = "done1", phase = "run", rss = 1}
+  run:cell{id = "done1"}
+  run:record("half", {ttft_ms = 2})
+  run:record("half", {ttft_ms = 3})
+  run:sample{t_ns = 2, cell = "half", phase = "run", rss = 2}
+  run:flush()
+  -- a torn last line, as a crash mid-write leaves
+  local f = assert(io.open(dir .. "/records.jsonl", "ab"))
+  f:write('{"cell":"half","ttft')
+  f:close()
+  run:close()
+  local again = assert(results.open(dir))
+  T.eq(again:done("done1"), true, "finished cell kept")
+  T.eq(again:done("half"), false, "interrupted cell not done")
+  local l = lines(dir .. "/records.jsonl")
+  T.eq(#l, 1, "only the finished cell's records remain")
+  T.eq(results.json_decode(l[1]).cell, "done1", "the right one")
+  T.eq(#lines(dir .. "/samples.jsonl"), 1, "samples of the interrupted cell dropped")
+  again:record("half", {ttft_ms = 4})
+  again:cell{id = "half"}
+  T.eq(#again:cells(), 2, "two cells")
+  again:close()
+  local data = assert(results.load(dir))
+  T.eq(#data.records, 2, "records after resume")
+  T.eq(#data.cells, 2, "cells after resume")
+end)
+
+T.case("open: a cell in summary.json without its file is not done", function()
+  local run, dir = new_run()
+  run:cell{id = "x"}
+  run:close()
+  os.remove(dir .. "/cells/x.json")
+  local again = assert(results.open(dir))
+  T.eq(again:done("x"), false, "not done without its marker file")
+  T.eq(#again:cells(), 0, "dropped from the list")
+  again:close()
+  local none, why = results.open(T.tmpdir())
+  T.eq(none, nil, "not a results folder")
+  T.eq(why:find("no summary.json", 1, true) ~= nil, true, why)
+end)
+
+T.done()
