@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build}; shift || true
 cmake -S . -B "$dir" -DBENCHRUN_WERROR=ON "$@" >/dev/null
-cmake --build "$dir" -j"$(nproc)"
+cmake --build "$dir" -j"$(getconf _NPROCESSORS_ONLN)"

@@ -2,7 +2,7 @@
 # Build and run every test: once normally, once under ASan+UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-jobs=$(nproc)
+jobs=$(getconf _NPROCESSORS_ONLN)
 echo "== build (warnings are errors)"
 tools/build.sh build
 echo "== tests"
