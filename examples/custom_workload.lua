@@ -3,15 +3,16 @@
 -- The workload is any object with :next(i) -> request; here a function
 -- builds prompts that ask for lists of growing length. The on_event
 -- callback runs for every streamed event of every request (it costs
--- nothing when not given): here it measures the gap between events
--- itself and counts the events that took longer than 3x the median.
+-- nothing when not given) with the event (its arrival time `t` in ns,
+-- taken in C before parsing, and the `content` it added) and the request's
+-- index: here it measures the gaps between a request's content events and
+-- counts those longer than 3x the median.
 --
 --   benchrun run examples/custom_workload.lua [URL]
 local probe = require("bench.probe")
 local openai = require("bench.openai")
 local load = require("bench.load")
 local workload = require("bench.workload")
-local clock = require("bench.clock")
 
 local srv <close> = probe.target(arg and arg[1], {"--decode-tps", "200", "--slots", "2"})
 local client = openai.client{base_url = srv.url}
@@ -26,13 +27,13 @@ end)
 local events, last, gaps = 0, {}, {}
 local res = load.closed{
   client = client, concurrency = 2, requests = 8, workload = w,
-  on_event = function(ev)
-    -- one callback per streamed event; keep it cheap
+  on_event = function(ev, i)
+    -- one call per streamed event; keep it cheap
     events = events + 1
-    local now = clock.now()
-    local key = ev and ev.request or "all"
-    if last[key] then gaps[#gaps + 1] = (now - last[key]) / 1e6 end
-    last[key] = now
+    if ev.content then
+      if last[i] then gaps[#gaps + 1] = (ev.t - last[i]) / 1e6 end
+      last[i] = ev.t
+    end
   end,
 }
 

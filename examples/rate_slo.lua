@@ -19,7 +19,7 @@ local best
 local results = load.sweep{
   client = client,
   rates = {2, 4, 8, 16, 32},          -- requests per second
-  arrival = "poisson", seed = 1,
+  arrival = "poisson", seed = 3,
   duration = 1.5,                    -- seconds of arrivals per level
   workload = workload.synthetic{input = 32, output = 40, seed = 1},
   slo = slo,

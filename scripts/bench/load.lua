@@ -54,7 +54,10 @@ local function make_args(opts, item, i)
     for k, v in pairs(opts.extra) do e[k] = v end
     args.extra = e
   end
-  if opts.on_event then args.on_event = opts.on_event end
+  if opts.on_event then
+    local f = opts.on_event
+    args.on_event = function(ev) return f(ev, i) end
+  end
   if opts.request then args = opts.request(args, i) or args end
   return args
 end
@@ -152,6 +155,9 @@ end
 -- max_tokens = n?, extra = {...}?, on_record = fn(rec)?, on_event = fn?,
 -- request = fn(args, i) -> args?, send = fn(args, i) -> rec?,
 -- api = "chat" | "complete", slo = {...}?} -> result
+-- on_event(ev, index) runs for each streamed event of request `index` (ev as
+-- bench.http gives it: t (ns), data, content, reasoning, kind, index);
+-- returning false stops that request.
 --   {records = {...} (warm-up first, then by index), summary = summary.of(...),
 --    level = {concurrency = n}, wall_s, t_start_ns, t_end_ns}
 -- `concurrency` users each send their next request when their last one
@@ -308,7 +314,9 @@ function M.open(opts)
   local t_end = clock.now()
   raise_if_all_exceptions(records, "load.open")
   sort_records(records)
-  local wall = (t_end - t_start) / 1e9
+  -- The arrival window is the duration even when the last request ends
+  -- early: rates over less would overstate a sparse schedule.
+  local wall = math.max((t_end - t_start) / 1e9, opts.duration or 0)
   return {records = records,
           level = {rate = opts.rate, arrival = opts.arrival or "poisson", burstiness = opts.burstiness,
                    max_concurrency = mc},

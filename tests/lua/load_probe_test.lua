@@ -13,7 +13,7 @@ T.case("detect each dialect and its models", function()
 end)
 
 T.case("one request, then a burst", function()
-  local sim <close> = T.sim{"--decode-tps", "500", "--model", "tiny", "--reasoning", "field"}
+  local sim <close> = T.sim{"--decode-tps", "500", "--model", "tiny", "--reasoning", "field", "--reasoning-tokens", "4"}
   local lines = {}
   local rep = probe{url = sim.url, max_tokens = 16, out = function(l) lines[#lines + 1] = l end}
   T.eq(rep.dialect, "openai", "dialect")

@@ -1,0 +1,86 @@
+-- bench.load + bench.summary against `benchrun sim` through the real
+-- client: batching throughput, open-loop corrected latencies, a mixed
+-- workload's fairness, and errors counted by kind. Tolerances are wide:
+-- these check the arithmetic, not the machine's speed.
+local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
+local openai = require("bench.openai")
+local load = require("bench.load")
+local workload = require("bench.workload")
+local summary = require("bench.summary")
+
+T.case("closed: 4 users on 4 slots get ~4x the aggregate tokens/s of one", function()
+  local sim <close> = T.sim{"--decode-tps", "200", "--slots", "4", "--batch-slowdown", "0",
+                            "--prefill-tps", "100000"}
+  local c = openai.client{base_url = sim.url}
+  local w = workload.synthetic{input = 8, output = 60, seed = 1}
+  local rs = load.sweep{client = c, concurrency = {1, 4}, requests = 8, workload = w}
+  local one, four = rs[1].summary, rs[2].summary
+  T.eq(one.ok, 8, "c=1 ok")
+  T.eq(four.ok, 8, "c=4 ok")
+  T.eq(four.output_tokens_total, 8 * 60, "tokens")
+  T.near(one.decode_tps.p50, 200, 50, "one sequence decodes at the sim's rate")
+  T.near(four.decode_tps.p50, 200, 50, "no slowdown per sequence with 4 slots")
+  T.near(four.output_tps, 4 * four.decode_tps.p50, 0.3 * 4 * four.decode_tps.p50,
+         "aggregate ~ 4 x per-sequence")
+  T.near(four.scaling.output_tps, 4, 1.2, "scaling vs c=1")
+  T.eq(rs[2].records[1].token_source ~= nil, true, "token source recorded")
+end)
+
+T.case("open: a server slower than the rate; corrected latencies grow", function()
+  -- one slot, ~50 ms a request, asked for 50 req/s
+  local sim <close> = T.sim{"--decode-tps", "400", "--slots", "1", "--prefill-tps", "100000"}
+  local c = openai.client{base_url = sim.url}
+  local w = workload.synthetic{input = 8, output = 20, seed = 2}
+  local r = load.open{client = c, rate = 50, arrival = "constant", requests = 12, workload = w}
+  local s = r.summary
+  T.eq(s.ok, 12, "ok")
+  T.eq(s.send_lag_ms.p50 < 25, true, "uncapped: sent on schedule (lag p50 " .. s.send_lag_ms.p50 .. " ms)")
+  T.eq(r.records[12].ttft_ms > r.records[1].ttft_ms + 150, true,
+       "the sim queues them: ttft grows from " .. r.records[1].ttft_ms .. " to " .. r.records[12].ttft_ms)
+  local capped = load.open{client = c, rate = 50, arrival = "constant", requests = 12, workload = w,
+                           max_concurrency = 1, slo = {e2el_p95 = 0.2}}
+  local cs = capped.summary
+  local last = capped.records[12]
+  T.eq(last.send_lag_ms > 150, true, "capped: the last request went out late (" .. last.send_lag_ms .. " ms)")
+  T.near(last.e2el_from_scheduled_ms, last.e2el_ms + last.send_lag_ms, 1e-6, "e2el from schedule")
+  T.eq(cs.e2el_from_scheduled_ms.p99 > 2 * cs.e2el_ms.p99, true, "the corrected tail shows the backlog")
+  T.eq(cs.slo.e2el_p95.met, false, "SLO judged from the schedule")
+  T.eq(cs.slo.e2el_p95.value > 0.2, true, "SLO value")
+end)
+
+T.case("mixed workload: 100/500/2000 tokens at once, fair per-token rates", function()
+  local sim <close> = T.sim{"--decode-tps", "5000", "--slots", "4", "--prefill-tps", "100000"}
+  local c = openai.client{base_url = sim.url}
+  local r = load.closed{client = c, concurrency = 3, requests = 6, workload = workload.mix{short = 1, medium = 1, long = 1}}
+  local s = r.summary
+  T.eq(s.ok, 6, "ok")
+  T.eq(s.by_name.short.requests, 2, "short")
+  T.eq(s.by_name.long.requests, 2, "long")
+  T.eq(s.output_tokens_total, 2 * (100 + 500 + 2000), "every request ran to max_tokens")
+  T.eq(s.fairness.jain > 0.8, true, "Jain's index of per-request tps " .. tostring(s.fairness.jain))
+  T.eq(s.fairness.p99_p50 ~= nil, true, "p99/p50")
+end)
+
+T.case("errors counted by kind; the run goes on", function()
+  local sim <close> = T.sim{"--decode-tps", "0", "--slots", "8"}
+  local c = openai.client{base_url = sim.url}
+  local faults = {"http500", false, "http503", false, "bad-json", false, "drop", false}
+  local r = load.closed{client = c, concurrency = 2, requests = 8,
+                        workload = workload.synthetic{input = 4, output = 10},
+                        request = function(args, i)
+                          if faults[i] then args.extra = {sim_fault = faults[i]} end
+                          return args
+                        end}
+  local s = r.summary
+  local kinds = {}
+  for k, n in pairs(s.errors.by_kind) do kinds[#kinds + 1] = k .. "=" .. n end
+  table.sort(kinds)
+  T.eq(s.ok, 4, "ok (" .. table.concat(kinds, ",") .. ")")
+  T.eq(s.errors.total, 4, "errors")
+  T.eq(s.errors.by_kind.http_500, 1, "http_500")
+  T.eq(s.errors.by_kind.http_503, 1, "http_503")
+  T.eq(#kinds, 4, "four kinds: " .. table.concat(kinds, ","))
+  T.eq(summary.line(s):find("errors ", 1, true) ~= nil, true, "line names errors")
+end)
+
+T.done()
