@@ -152,6 +152,7 @@ end
 
 -- Bits of precision a quantization label names (Q4_K_M -> 4, 8bit -> 8, BF16 -> 16).
 function A.bits(labels)
+  if tonumber(labels.bits) then return tonumber(labels.bits) end
   local q = tostring(labels.quant or labels.variant or labels.model or ""):lower()
   if q:find("bf16") or q:find("f16") or q:find("fp16") then return 16 end
   if q:find("f32") or q:find("fp32") then return 32 end
@@ -363,9 +364,22 @@ end
 -- A short human name for a configuration from the labels that vary.
 function A.config_name(c, shown)
   local parts = {}
+  -- one label names the model (variant, else model, else quant); a named
+  -- config stands for its env and sysctl values
+  local is_shown = {}
+  for _, k in ipairs(shown) do is_shown[k] = true end
+  local identity
+  for _, k in ipairs({"variant", "model", "quant"}) do
+    if is_shown[k] and c.labels[k] ~= nil then identity = k break end
+  end
+  local skip = {}
+  if identity then
+    for _, k in ipairs({"variant", "model", "quant"}) do if k ~= identity then skip[k] = true end end
+  end
+  if c.labels.config ~= nil and is_shown.config then skip.env, skip.sysctl = true, true end
   for _, k in ipairs(shown) do
     local v = c.labels[k]
-    if v ~= nil then
+    if v ~= nil and not skip[k] then
       local t = label_text(v)
       if k == "concurrency" then t = "c=" .. t
       elseif k == "max_tokens" then t = t .. " tok"
@@ -589,12 +603,18 @@ function A.pairs(an)
     local g = by_bits[b]
     if g.mlx and g.gguf then
       -- prefer the seed's named pairs: Q4_K_M for 4-bit, Q8_0 for 8-bit
-      local gg = g.gguf[1]
+      -- prefer the seed's named pairs (Q4_K_M for 4-bit, Q8_0 for 8-bit), then
+      -- the same server as the MLX side (LM Studio for both, in the seed)
+      local mlx = g.mlx[1]
+      local best, best_score = nil, -1
       for _, c in ipairs(g.gguf) do
         local q = tostring(c.labels.quant or c.labels.variant or c.labels.model or ""):upper()
-        if (b == 4 and q:find("Q4_K_M")) or (b == 8 and q:find("Q8_0")) then gg = c end
+        local score = 0
+        if (b == 4 and q:find("Q4_K_M")) or (b == 8 and q:find("Q8_0")) then score = score + 2 end
+        if c.labels.backend ~= nil and c.labels.backend == mlx.labels.backend then score = score + 1 end
+        if score > best_score then best, best_score = c, score end
       end
-      out[#out + 1] = {bits = b, mlx = g.mlx[1], gguf = gg}
+      out[#out + 1] = {bits = b, mlx = mlx, gguf = best}
     end
   end
   return out
