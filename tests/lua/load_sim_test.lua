@@ -63,9 +63,9 @@ end)
 
 T.case("errors counted by kind; the run goes on", function()
   local sim <close> = T.sim{"--decode-tps", "0", "--slots", "8"}
-  local c = openai.client{base_url = sim.url}
-  local faults = {"http500", false, "http503", false, "bad-json", false, "drop", false}
-  local r = load.closed{client = c, concurrency = 2, requests = 8,
+  local c = openai.client{base_url = sim.url, timeout = {first_byte = 0.3}}
+  local faults = {"http500", false, "http503", false, "bad-json", false, "drop", false, "stall-first-byte", false}
+  local r = load.closed{client = c, concurrency = 2, requests = 10,
                         workload = workload.synthetic{input = 4, output = 10},
                         request = function(args, i)
                           if faults[i] then args.extra = {sim_fault = faults[i]} end
@@ -75,12 +75,22 @@ T.case("errors counted by kind; the run goes on", function()
   local kinds = {}
   for k, n in pairs(s.errors.by_kind) do kinds[#kinds + 1] = k .. "=" .. n end
   table.sort(kinds)
-  T.eq(s.ok, 4, "ok (" .. table.concat(kinds, ",") .. ")")
-  T.eq(s.errors.total, 4, "errors")
-  T.eq(s.errors.by_kind.http_500, 1, "http_500")
-  T.eq(s.errors.by_kind.http_503, 1, "http_503")
-  T.eq(#kinds, 4, "four kinds: " .. table.concat(kinds, ","))
-  T.eq(summary.line(s):find("errors ", 1, true) ~= nil, true, "line names errors")
+  T.eq(s.ok, 5, "ok (" .. table.concat(kinds, ",") .. ")")
+  T.eq(s.errors.total, 5, "errors")
+  T.eq(table.concat(kinds, ","), "bad_json=1,http_500=1,http_503=1,timeout_first_byte=1,truncated=1", "kinds")
+  T.eq(summary.line(s):find("errors bad_json=1,", 1, true) ~= nil, true, "line names errors")
+  T.eq(s.ttft_ms.n, 5, "latencies only from successful requests")
+end)
+
+T.case("sim --fault at 50%: every request accounted for", function()
+  local sim <close> = T.sim{"--decode-tps", "0", "--fault", "http503:0.5", "--seed", "7"}
+  local c = openai.client{base_url = sim.url}
+  local r = load.closed{client = c, concurrency = 4, requests = 24,
+                        workload = workload.synthetic{input = 4, output = 5}}
+  local s = r.summary
+  T.eq(s.ok + s.errors.total, 24, "ok + errors")
+  T.eq(s.errors.by_kind.http_503, s.errors.total, "all errors are 503s")
+  T.eq(s.errors.total >= 4 and s.errors.total <= 20, true, "about half fail: " .. s.errors.total)
 end)
 
 T.done()
