@@ -365,7 +365,8 @@ a side has a single repeat, marked *). Markdown on stdout (or --out FILE);
 ]]
 
 local function usage(msg)
-  io.stderr:write("benchrun: " .. msg .. "\n(try 'benchrun report --help')\n")
+  local cmd = msg:match("^(%a+):") or "report"
+  io.stderr:write("benchrun: " .. msg .. "\n(try 'benchrun " .. cmd .. " --help')\n")
   return 2
 end
 

@@ -604,6 +604,24 @@ function MD.render(an, ctx)
     end
   end
   local notes = an.data.summary.notes
+  -- what the phase script itself checked and answered (its finish hook)
+  if type(notes) == "table" and type(notes.criteria) == "table" and #notes.criteria > 0 then
+    out[#out + 1] = "## Phase script checks"
+    out[#out + 1] = ""
+    for _, c in ipairs(notes.criteria) do
+      if type(c) == "table" then
+        out[#out + 1] = string.format("- %s %s%s", c.pass and "✅" or "❌", tostring(c.name or "?"),
+          c.detail and (": " .. tostring(c.detail)) or "")
+      end
+    end
+    out[#out + 1] = ""
+  end
+  if type(notes) == "table" and type(notes.answers) == "table" and #notes.answers > 0 then
+    out[#out + 1] = "## Phase script answers"
+    out[#out + 1] = ""
+    for _, a in ipairs(notes.answers) do out[#out + 1] = "- " .. tostring(a) end
+    out[#out + 1] = ""
+  end
   if type(notes) == "table" and type(notes.text) == "string" then
     out[#out + 1] = "## Notes"
     out[#out + 1] = ""
