@@ -68,4 +68,19 @@ int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz);
 /* Sleep until the monotonic clock reaches when_ns (absolute; no drift). */
 void br_platform_sleep_until(int64_t when_ns);
 
+/* --- sys (bench.sys) --- */
+/* Host facts; strings empty and numbers 0 where unknown. */
+typedef struct {
+  char os[32], os_version[128], kernel[128], arch[32], hostname[256], cpu_model[160];
+  int cores_logical, cores_physical, cores_performance, cores_efficiency;
+  int64_t ram, page_size;
+} br_sys_info;
+int br_platform_sys_info(br_sys_info *out);
+/* Read a kernel parameter by its sysctl name ("vm.swappiness",
+ * "iogpu.wired_limit_mb") without any helper program (Linux /proc/sys,
+ * macOS sysctlbyname), as text. 0 or -errno. */
+int br_platform_sysctl_read(const char *name, char *buf, size_t size);
+/* Write one directly (needs root). 0 or -errno. */
+int br_platform_sysctl_write(const char *name, const char *value);
+
 #endif

@@ -306,3 +306,73 @@ void br_platform_sleep_until(int64_t when_ns) {
     if (nanosleep(&ts, NULL) == 0) return;
   }
 }
+
+/* ---- sys (bench.sys) ---- */
+/* Never run on macOS by this project (cross-compiled only). */
+#include <sys/utsname.h>
+
+static void sysctl_str(const char *name, char *buf, size_t size) {
+  size_t sz = size;
+  if (sysctlbyname(name, buf, &sz, NULL, 0) != 0) buf[0] = 0;
+  else buf[size - 1] = 0;
+}
+
+static int sysctl_int(const char *name) {
+  int v = 0;
+  size_t sz = sizeof v;
+  if (sysctlbyname(name, &v, &sz, NULL, 0) != 0) return 0;
+  return v;
+}
+
+int br_platform_sys_info(br_sys_info *out) {
+  memset(out, 0, sizeof *out);
+  snprintf(out->os, sizeof out->os, "macOS");
+  struct utsname u;
+  if (uname(&u) == 0) {
+    snprintf(out->kernel, sizeof out->kernel, "Darwin %s", u.release);
+    snprintf(out->arch, sizeof out->arch, "%s", u.machine);
+    snprintf(out->hostname, sizeof out->hostname, "%s", u.nodename);
+  }
+  sysctl_str("kern.osproductversion", out->os_version, sizeof out->os_version);
+  sysctl_str("machdep.cpu.brand_string", out->cpu_model, sizeof out->cpu_model);
+  out->cores_logical = sysctl_int("hw.logicalcpu");
+  out->cores_physical = sysctl_int("hw.physicalcpu");
+  /* Apple silicon: perflevel0 is the performance cluster, perflevel1 the
+   * efficiency one; Intel Macs have neither. */
+  out->cores_performance = sysctl_int("hw.perflevel0.physicalcpu");
+  out->cores_efficiency = sysctl_int("hw.perflevel1.physicalcpu");
+  uint64_t mem = 0;
+  size_t sz = sizeof mem;
+  if (sysctlbyname("hw.memsize", &mem, &sz, NULL, 0) == 0) out->ram = (int64_t)mem;
+  out->page_size = (int64_t)getpagesize();
+  return 0;
+}
+
+/* sysctl values are untyped bytes here: a NUL-terminated printable run is
+ * a string, 4 or 8 bytes an integer. */
+int br_platform_sysctl_read(const char *name, char *buf, size_t size) {
+  unsigned char raw[1024];
+  size_t sz = sizeof raw;
+  if (sysctlbyname(name, raw, &sz, NULL, 0) != 0) return -errno;
+  int printable = sz > 0 && raw[sz - 1] == 0;
+  for (size_t i = 0; printable && i + 1 < sz; i++) if (raw[i] < 32 || raw[i] > 126) printable = 0;
+  if (printable) snprintf(buf, size, "%s", (char *)raw);
+  else if (sz == 4) { int32_t v; memcpy(&v, raw, 4); snprintf(buf, size, "%d", (int)v); }
+  else if (sz == 8) { int64_t v; memcpy(&v, raw, 8); snprintf(buf, size, "%lld", (long long)v); }
+  else return -EINVAL;
+  return 0;
+}
+
+int br_platform_sysctl_write(const char *name, const char *value) {
+  unsigned char raw[1024];
+  size_t sz = sizeof raw;
+  if (sysctlbyname(name, raw, &sz, NULL, 0) != 0) return -errno;
+  char *end;
+  long long v = strtoll(value, &end, 10);
+  int numeric = *value && !*end;
+  int rc;
+  if (numeric && sz == 4) { int32_t x = (int32_t)v; rc = sysctlbyname(name, NULL, NULL, &x, sizeof x); }
+  else if (numeric && sz == 8) { int64_t x = v; rc = sysctlbyname(name, NULL, NULL, &x, sizeof x); }
+  else rc = sysctlbyname(name, NULL, NULL, (void *)value, strlen(value) + 1);
+  return rc == 0 ? 0 : -errno;
+}

@@ -374,3 +374,113 @@ void br_platform_sleep_until(int64_t when_ns) {
   struct timespec ts = {(time_t)(when_ns / 1000000000), (long)(when_ns % 1000000000)};
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
 }
+
+/* ---- sys (bench.sys) ---- */
+#include <sys/utsname.h>
+
+static void copy_str(char *dst, size_t size, const char *src) {
+  size_t n = strlen(src);
+  if (n >= size) n = size - 1;
+  memcpy(dst, src, n);
+  dst[n] = 0;
+}
+
+static void read_os_release(char *buf, size_t size) {
+  FILE *f = fopen("/etc/os-release", "re");
+  if (!f) f = fopen("/usr/lib/os-release", "re");
+  if (!f) return;
+  char line[256];
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "PRETTY_NAME=", 12)) continue;
+    char *v = line + 12;
+    v[strcspn(v, "\n")] = 0;
+    size_t n = strlen(v);
+    if (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0]) { v[n - 1] = 0; v++; }
+    copy_str(buf, size, v);
+    break;
+  }
+  fclose(f);
+}
+
+int br_platform_sys_info(br_sys_info *out) {
+  memset(out, 0, sizeof *out);
+  snprintf(out->os, sizeof out->os, "Linux");
+  struct utsname u;
+  if (uname(&u) == 0) {
+    copy_str(out->kernel, sizeof out->kernel, u.release);
+    copy_str(out->arch, sizeof out->arch, u.machine);
+    copy_str(out->hostname, sizeof out->hostname, u.nodename);
+  }
+  read_os_release(out->os_version, sizeof out->os_version);
+  FILE *f = fopen("/proc/cpuinfo", "re");
+  if (f) {
+    char line[512];
+    /* physical cores: distinct (physical id, core id) pairs */
+    enum { MAXC = 1024 };
+    static const int none = -1;
+    int phys = none, pairs[MAXC][2], npairs = 0;
+    while (fgets(line, sizeof line, f)) {
+      char *colon = strchr(line, ':');
+      if (!colon) continue;
+      char *v = colon + 1;
+      while (*v == ' ' || *v == '\t') v++;
+      v[strcspn(v, "\n")] = 0;
+      if (!out->cpu_model[0] && (!strncmp(line, "model name", 10) || !strncmp(line, "Model", 5) ||
+                                 !strncmp(line, "Hardware", 8)))
+        copy_str(out->cpu_model, sizeof out->cpu_model, v);
+      if (!strncmp(line, "physical id", 11)) phys = atoi(v);
+      if (!strncmp(line, "core id", 7) && npairs < MAXC) {
+        int core = atoi(v), seen = 0;
+        for (int i = 0; i < npairs; i++) if (pairs[i][0] == phys && pairs[i][1] == core) seen = 1;
+        if (!seen) { pairs[npairs][0] = phys; pairs[npairs][1] = core; npairs++; }
+      }
+    }
+    fclose(f);
+    out->cores_physical = npairs;
+  }
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  out->cores_logical = n > 0 ? (int)n : 0;
+  if (!out->cores_physical) out->cores_physical = out->cores_logical;
+  long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+  out->page_size = psz > 0 ? psz : 0;
+  out->ram = pages > 0 && psz > 0 ? (int64_t)pages * psz : 0;
+  return 0;
+}
+
+static int sysctl_path(const char *name, char *path, size_t size) {
+  if (!*name || strstr(name, "..") || name[0] == '/' || name[0] == '.') return -EINVAL;
+  int n = snprintf(path, size, "/proc/sys/%s", name);
+  if (n < 0 || (size_t)n >= size) return -ENAMETOOLONG;
+  for (char *p = path + 10; *p; p++) if (*p == '.') *p = '/';
+  return 0;
+}
+
+int br_platform_sysctl_read(const char *name, char *buf, size_t size) {
+  char path[512];
+  int rc = sysctl_path(name, path, sizeof path);
+  if (rc) return rc;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  ssize_t n = read(fd, buf, size - 1);
+  int e = errno;
+  close(fd);
+  if (n < 0) return -e;
+  buf[n] = 0;
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
+  for (char *p = buf; *p; p++) if (*p == '\t') *p = ' ';
+  return 0;
+}
+
+int br_platform_sysctl_write(const char *name, const char *value) {
+  char path[512];
+  int rc = sysctl_path(name, path, sizeof path);
+  if (rc) return rc;
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  size_t n = strlen(value);
+  ssize_t w = write(fd, value, n);
+  int e = errno;
+  close(fd);
+  if (w < 0) return -e;
+  return (size_t)w == n ? 0 : -EIO;
+}

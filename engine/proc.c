@@ -176,8 +176,11 @@ static void buf_free(buf *b) {
 
 /* ---- waiters ---- */
 
+/* A linked waiter holds a loop reference: a child being waited for is
+ * something the loop will hear about (SIGCHLD, EOF) even with no timer. */
 static void waiter_unlink(pwait *pw) {
   if (!pw->linked) return;
+  br_loop_unref(pw->loop);
   if (pw->prev) pw->prev->next = pw->next;
   else pw->c->waiters = pw->next;
   if (pw->next) pw->next->prev = pw->prev;
@@ -192,6 +195,7 @@ static void waiter_link(pwait *pw) {
   if (pw->next) pw->next->prev = pw;
   pw->c->waiters = pw;
   pw->linked = 1;
+  br_loop_ref(pw->loop);
 }
 
 /* Wake the waiters interested in ev; each continuation re-checks its own

@@ -1,0 +1,139 @@
+-- bench.sys: host facts, sysctl through a fake sysctl/sudo, and the restore
+-- journal after a normal end, an error, SIGTERM and SIGKILL of benchrun.
+local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
+local proc, sys = require("bench.proc"), require("bench.sys")
+local fixtures = os.getenv("BENCHRUN_TESTS") .. "/fixtures-bin"
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return (s:gsub("%s+$", ""))
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text .. "\n")
+  f:close()
+end
+
+-- A fresh fake machine: one sysctl value, a state folder, env for benchrun.
+local function machine(extra)
+  local dir = T.tmpdir()
+  proc.run{argv = {"mkdir", dir .. "/values", dir .. "/state"}}
+  write(dir .. "/values/iogpu.wired_limit_mb", "0")
+  local env = {BENCHRUN_STATE_DIR = dir .. "/state", BENCHRUN_SYSCTL = fixtures .. "/sysctl",
+               BENCHRUN_SUDO = fixtures .. "/sudo", FAKE_SYSCTL_DIR = dir .. "/values",
+               FAKE_SUDO_LOG = dir .. "/sudo.log"}
+  for k, v in pairs(extra or {}) do env[k] = v end
+  return {dir = dir, env = env, value = function() return read(dir .. "/values/iogpu.wired_limit_mb") end}
+end
+
+local function benchrun(m, code, opts)
+  opts = opts or {}
+  return proc.run{argv = {bench.executable, "-e", code}, env = {set = m.env}, timeout = 20}
+end
+
+T.case("info names the host", function()
+  local i = sys.info()
+  assert(i.os and i.kernel and i.arch and i.hostname, "os, kernel, arch, hostname")
+  assert(i.cpu.cores >= 1, "cores")
+  assert(i.ram > 0, "ram")
+  assert(type(i.gpus) == "table", "gpus")
+end)
+
+T.case("sysctl_get reads directly; bad names raise", function()
+  if proc.run{argv = {"test", "-r", "/proc/sys/kernel/ostype"}}.code == 0 then
+    T.eq(sys.sysctl_get("kernel.ostype"), "Linux", "kernel.ostype")
+  end
+  local v, err = sys.sysctl_get("benchrun.no.such.knob")
+  T.eq(v, nil, "missing")
+  assert(err:find("cannot read sysctl benchrun.no.such.knob", 1, true), err)
+  T.checkerr("is not a sysctl name", sys.sysctl_get, "../etc/passwd")
+  T.checkerr("is not a sysctl name", sys.sysctl_set, "a b", 1)
+end)
+
+T.case("a change is restored at a normal end", function()
+  local m = machine()
+  local r = benchrun(m, [[
+    assert(sys.sysctl_set("iogpu.wired_limit_mb", 65536) == "0")
+    assert(sys.sysctl_get("iogpu.wired_limit_mb") == "65536")
+    assert(#sys.journal() == 1)
+    return "changed"]])
+  T.eq(r.code, 0, "exit: " .. r.stderr)
+  T.eq(r.stdout, "changed\n", "stdout")
+  T.eq(m.value(), "0", "restored")
+  T.eq(read(m.dir .. "/state/restore.json"), nil, "journal removed")
+  assert(read(m.dir .. "/sudo.log"):find("sudo -n " .. fixtures .. "/sysctl -w iogpu.wired_limit_mb=65536", 1, true),
+         "went through sudo -n: " .. read(m.dir .. "/sudo.log"))
+end)
+
+T.case("a change is restored after an error", function()
+  local m = machine()
+  local r = benchrun(m, [[sys.sysctl_set("iogpu.wired_limit_mb", 1000); error("phase failed")]])
+  T.eq(r.code, 1, "exit")
+  assert(r.stderr:find("phase failed", 1, true), r.stderr)
+  T.eq(m.value(), "0", "restored")
+end)
+
+T.case("restore_all undoes in-run changes, keeping the first original", function()
+  local m = machine()
+  local r = benchrun(m, [[
+    sys.sysctl_set("iogpu.wired_limit_mb", 1)
+    sys.sysctl_set("iogpu.wired_limit_mb", 2)
+    local list = sys.restore_all()
+    assert(#list == 1 and list[1].ok and list[1].value == "0", json.encode(list))
+    return sys.sysctl_get("iogpu.wired_limit_mb")]])
+  T.eq(r.stdout, "0\n", "value after restore_all: " .. r.stderr)
+end)
+
+T.case("a change is restored when benchrun gets SIGTERM", function()
+  local m = machine()
+  local p = assert(proc.spawn{argv = {bench.executable, "-e",
+    [[sys.sysctl_set("iogpu.wired_limit_mb", 4096); print("set"); io.stdout:flush(); clock.sleep(60)]]},
+    env = {set = m.env}})
+  assert(p:wait_for_line("^set$", 20))
+  T.eq(m.value(), "4096", "changed")
+  p:signal("TERM")
+  local info = p:wait(20)
+  T.eq(info.code, 128 + 15, "exit status")
+  T.eq(m.value(), "0", "restored")
+end)
+
+T.case("a change left by a SIGKILLed benchrun is restored by the next one", function()
+  local m = machine()
+  local p = assert(proc.spawn{argv = {bench.executable, "-e",
+    [[sys.sysctl_set("iogpu.wired_limit_mb", 8192); print("set"); io.stdout:flush(); clock.sleep(60)]]},
+    env = {set = m.env}})
+  assert(p:wait_for_line("^set$", 20))
+  p:signal("KILL")
+  p:wait(20)
+  T.eq(m.value(), "8192", "still changed after SIGKILL")
+  local journal = read(m.dir .. "/state/restore.json")
+  assert(journal and journal:find('"original":%s*"0"'), "journal on disk: " .. tostring(journal))
+  local r = benchrun(m, [[return #sys.journal()]])
+  T.eq(r.stdout, "0\n", "journal empty in the next run")
+  assert(r.stderr:find("restored sysctl iogpu.wired_limit_mb=0", 1, true), r.stderr)
+  T.eq(m.value(), "0", "restored by the next run")
+end)
+
+T.case("sudo refused: a clear error, nothing changed, nothing journaled", function()
+  local m = machine{FAKE_SUDO_REFUSE = "1"}
+  local r = benchrun(m, [[
+    local ok, err = sys.sysctl_set("iogpu.wired_limit_mb", 1)
+    assert(ok == nil)
+    print(err)
+    return #sys.journal()]])
+  assert(r.stdout:find("sudo refused (sudo: a password is required)", 1, true), r.stdout .. r.stderr)
+  assert(r.stdout:find("0\n$"), "journal empty: " .. r.stdout)
+  T.eq(m.value(), "0", "unchanged")
+end)
+
+T.case("a parameter that does not exist is an error before any change", function()
+  local m = machine()
+  local r = benchrun(m, [[return select(2, sys.sysctl_set("iogpu.no_such", 1))]])
+  assert(r.stdout:find("cannot read sysctl iogpu.no_such", 1, true), r.stdout .. r.stderr)
+end)
+
+T.done()
