@@ -93,4 +93,20 @@ T.case("sim --fault at 50%: every request accounted for", function()
   T.eq(s.errors.total >= 4 and s.errors.total <= 20, true, "about half fail: " .. s.errors.total)
 end)
 
+T.case("multiturn: each turn sends a longer prompt", function()
+  local sim <close> = T.sim{"--decode-tps", "0"}
+  local c = openai.client{base_url = sim.url}
+  local r = load.closed{client = c, concurrency = 2, requests = 6,
+                        workload = workload.multiturn{conversations = 2, turns = 3, system_tokens = 100,
+                                                      user_tokens = 10, reply_tokens = 10, max_tokens = 5}}
+  T.eq(r.summary.ok, 6, "ok")
+  local by = {}
+  for _, rec in ipairs(r.records) do by[rec.name] = rec.prompt_tokens end
+  for conv = 1, 2 do
+    local t1, t2, t3 = by["conv" .. conv .. "-turn1"], by["conv" .. conv .. "-turn2"], by["conv" .. conv .. "-turn3"]
+    T.eq(t1 >= 100 and t2 > t1 + 15 and t3 > t2 + 15, true,
+         string.format("conversation %d prompt tokens grow: %s %s %s", conv, t1, t2, t3))
+  end
+end)
+
 T.done()
