@@ -29,7 +29,13 @@ end
 local function dash(x, f) if x == nil then return "–" end return f(x) end
 local function ms(x) return dash(x, function(v) return v >= 100 and string.format("%.0f", v) or string.format("%.1f", v) end) end
 local function tps(x) return dash(x, function(v) return string.format("%.1f", v) end) end
-local function gb(x) return dash(x, function(v) return string.format("%.1f", v / 1e9) end) end
+local function gb(x)
+  return dash(x, function(v)
+    local g = v / 1e9
+    if g ~= 0 and math.abs(g) < 1 then return string.format("%.3g", g) end
+    return string.format("%.1f", g)
+  end)
+end
 local function secs(x) return dash(x, function(v) return v >= 100 and string.format("%.0f", v) or string.format("%.1f", v) end) end
 local function pct(x) return dash(x, function(v) return string.format("%+.1f%%", v) end) end
 local function ratio(x) return dash(x, function(v) return string.format("%.2f×", v) end) end
@@ -66,17 +72,34 @@ local function heads(cols, extra)
   return h
 end
 
+local function host_ram(h)
+  if type(h) ~= "table" then return nil end
+  local ram = h.ram_bytes or h.ram or h.memory_bytes or h.mem_total or h.total_memory
+  return tonumber(ram)
+end
+MD.host_ram = host_ram
+
 local function host_line(env)
   local h = env.host or env.sys or {}
   if type(h) ~= "table" then return nil end
   local parts = {}
-  local function add(v) if v ~= nil and v ~= "" then parts[#parts + 1] = tostring(v) end end
+  local function add(v) if type(v) == "string" and v ~= "" then parts[#parts + 1] = v end end
   add(h.model or h.hostname)
-  add(h.os and (h.os .. (h.os_version and (" " .. h.os_version) or "")) or nil)
-  add(h.cpu or h.cpu_model)
-  local ram = h.ram_bytes or h.memory_bytes or h.mem_total or h.total_memory
-  if type(ram) == "number" then add(string.format("%.0f GB RAM", ram / 1e9)) end
-  add(h.gpu or h.gpu_name)
+  if type(h.os) == "string" then add(h.os .. (type(h.os_version) == "string" and (" " .. h.os_version) or "")) end
+  local cpu = h.cpu
+  if type(cpu) == "table" then
+    add(cpu.model and (cpu.model .. (cpu.cores and string.format(" (%d cores)", cpu.cores) or "")) or nil)
+  else
+    add(cpu or h.cpu_model)
+  end
+  local ram = host_ram(h)
+  if ram then add(string.format("%.0f GB RAM", ram / 1e9)) end
+  local gpus = h.gpus or h.gpu
+  if type(gpus) == "table" then
+    for _, g in ipairs(gpus) do add(type(g) == "table" and (g.name or g.model) or g) end
+  else
+    add(gpus)
+  end
   if #parts == 0 then return nil end
   return table.concat(parts, ", ")
 end
@@ -96,12 +119,21 @@ local function section_header(out, an, opts)
   if type(br) == "table" and br.version then
     facts[#facts + 1] = "- benchrun " .. tostring(br.version) .. (br.git and (" (" .. tostring(br.git) .. ")") or "")
   end
-  if type(env.servers) == "table" then
-    for name, v in pairs(env.servers) do
-      local ver = type(v) == "table" and (v.version or v.name) or v
-      facts[#facts + 1] = "- Server " .. tostring(name) .. ": " .. tostring(ver)
+  -- server versions as the cells recorded them
+  local versions, seen = {}, {}
+  for _, cell in ipairs(an.data.cells or {}) do
+    local srv = cell.server
+    local backend = cell.labels and cell.labels.backend
+    if type(srv) == "table" and type(srv.version) == "string" then
+      local t = (backend and (tostring(backend) .. ": ") or "") .. srv.version
+      if not seen[t] then seen[t] = true versions[#versions + 1] = t end
     end
-    table.sort(facts)
+  end
+  table.sort(versions)
+  if #versions > 0 then facts[#facts + 1] = "- Servers: " .. table.concat(versions, "; ") end
+  local notes = s.notes or {}
+  if notes.dry_run or env.dry_run == true then
+    facts[#facts + 1] = "- **Dry run**: every server was replaced by `benchrun sim`; the figures are the simulator's, not the real servers'."
   end
   local st = an.statuses
   facts[#facts + 1] = string.format("- Cells: %d ok, %d OOM, %d failed, %d skipped",
@@ -263,11 +295,8 @@ end
 local function memory_limit(an)
   local notes = an.data.summary.notes or {}
   if tonumber(notes.memory_limit_bytes) then return tonumber(notes.memory_limit_bytes), "plan limit" end
-  local h = (an.data.env or {}).host
-  if type(h) == "table" then
-    local ram = h.ram_bytes or h.memory_bytes or h.mem_total or h.total_memory
-    if tonumber(ram) then return tonumber(ram), "host RAM" end
-  end
+  local ram = host_ram((an.data.env or {}).host)
+  if ram then return ram, "host RAM" end
   return nil
 end
 
@@ -510,8 +539,8 @@ function MD.recommendations(an, ctx)
     local eff
     for _, c in ipairs(single) do if c.metrics.tps_per_gb and (not eff or c.metrics.tps_per_gb > eff.metrics.tps_per_gb) then eff = c end end
     if eff then
-      recs[#recs + 1] = string.format("Most memory-efficient: **%s** at %.2f TPS/GB (peak %.1f GB).", eff.name,
-        eff.metrics.tps_per_gb, eff.metrics.peak_bytes / 1e9)
+      recs[#recs + 1] = string.format("Most memory-efficient: **%s** at %s TPS/GB (peak %s GB).", eff.name,
+        num2(eff.metrics.tps_per_gb), gb(eff.metrics.peak_bytes))
     end
     local lat
     for _, c in ipairs(single) do if c.metrics.ttft_p50 and (not lat or c.metrics.ttft_p50 < lat.metrics.ttft_p50) then lat = c end end

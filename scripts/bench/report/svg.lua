@@ -278,7 +278,7 @@ function S.timeline(o)
                  warmup = {"#76b7b2", 0.2, "warm-up"}, unload = {"#bab0ac", 0.3, "unload"}}
   local used = {}
   for _, b in ipairs(o.bands or {}) do
-    local k = kinds[b.kind] or kinds.run
+    local k = kinds[b.kind] or {"#ffffff", 0, b.kind}   -- idle and unknown phases: unshaded
     used[b.kind] = true
     out[#out + 1] = string.format('<rect x="%s" y="%d" width="%s" height="%d" fill="%s" fill-opacity="%.2f"><title>%s</title></rect>',
       f(X(b.x0)), top, f(math.max(X(b.x1) - X(b.x0), 0.5)), plot_h, k[1], k[2], esc(b.label or b.kind))
