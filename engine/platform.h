@@ -83,4 +83,9 @@ int br_platform_sysctl_read(const char *name, char *buf, size_t size);
 /* Write one directly (needs root). 0 or -errno. */
 int br_platform_sysctl_write(const char *name, const char *value);
 
+/* --- http (bench.http's client figures) --- */
+/* Peak resident set size of this process in bytes (getrusage's ru_maxrss
+ * is KiB on Linux and bytes on macOS); -1 on failure. */
+int64_t br_platform_self_maxrss(void);
+
 #endif

@@ -376,3 +376,10 @@ int br_platform_sysctl_write(const char *name, const char *value) {
   else rc = sysctlbyname(name, NULL, NULL, (void *)value, strlen(value) + 1);
   return rc == 0 ? 0 : -errno;
 }
+
+/* ---- http ---- */
+int64_t br_platform_self_maxrss(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+  return (int64_t)ru.ru_maxrss;   /* bytes on macOS */
+}

@@ -484,3 +484,12 @@ int br_platform_sysctl_write(const char *name, const char *value) {
   if (w < 0) return -e;
   return (size_t)w == n ? 0 : -EIO;
 }
+
+/* ---- http ---- */
+#include <sys/resource.h>
+
+int64_t br_platform_self_maxrss(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+  return (int64_t)ru.ru_maxrss * 1024;   /* KiB on Linux */
+}
