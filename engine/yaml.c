@@ -756,6 +756,7 @@ static int load_file(lua_State *L, int all) {
   struct stat st;
   if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) cap = (size_t)st.st_size + 1;
   box->file_buf = malloc(cap);
+  errno = 0;
   while (box->file_buf) {
     size_t r = fread(box->file_buf + len, 1, cap - len, f);
     len += r;
@@ -765,11 +766,11 @@ static int load_file(lua_State *L, int all) {
     box->file_buf = nb;
     cap *= 2;
   }
-  int err = ferror(f);
+  int err = ferror(f) ? (errno ? errno : EIO) : 0;
   fclose(f);
   if (!box->file_buf || err) {
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", path, box->file_buf ? "read error" : "out of memory");
+    lua_pushfstring(L, "%s: %s", path, box->file_buf ? strerror(err) : "out of memory");
     ybox_close(box);
     return 2;
   }
