@@ -26,7 +26,7 @@ check() {  # dir, description, lua-expression
   if ! "$BR" -e "local d = require('bench.results').load('$dir'); local c = {}
       for _, x in ipairs(d.cells) do c[x.id] = x end
       local function tps(id) local s = c[id].summary.decode_tps; return type(s) == 'table' and s.p50 or s end
-      assert($expr, '$what')" >/dev/null 2>"$OUT/check.err"; then
+      assert($expr, [[$what]])" >/dev/null 2>"$OUT/check.err"; then
     echo "FAILED $what ($dir)"; cat "$OUT/check.err"; fail=1
   else
     echo "ok     $what"
