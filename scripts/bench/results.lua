@@ -213,17 +213,7 @@ function M.mkdir(path)
   if type(proc.run) ~= "function" then
     return nil, "results: cannot create folder " .. path .. " (bench.proc.run is not available)"
   end
-  local function mk() return proc.run{argv = {"mkdir", "-p", path}} end
-  local r, err
-  if coroutine.isyieldable() then
-    r, err = mk()
-  else
-    -- outside a task, run it as one: bench.proc's wait for a child is only
-    -- reliable inside a task (seen with the engine of 2026-11-26)
-    local task = bench.spawn(function() return table.pack(mk()) end)
-    local res = task:join()
-    if type(res) == "table" then r, err = res[1], res[2] else r, err = nil, tostring(res) end
-  end
+  local r, err = proc.run{argv = {"mkdir", "-p", path}}
   if not r then return nil, "results: cannot create folder " .. path .. ": " .. tostring(err) end
   if r.code ~= 0 then
     return nil, "results: cannot create folder " .. path .. ": mkdir exited with " .. tostring(r.code)
