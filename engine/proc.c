@@ -95,6 +95,8 @@ struct child {
   char evidence[600];          /* OOM evidence, filled at reaping */
   int oom_likely;
   int keep_group;              /* proc.run: a daemon it started may stay */
+  int64_t sync_deadline;       /* stop_all_sync's per-child schedule */
+  int sync_killed;
 };
 
 struct proc_state {
@@ -409,44 +411,45 @@ static void child_free(child *c) {
   free(c);
 }
 
-/* Stop every child now, without the loop: SIGTERM to all groups, up to
- * grace for them to go, then SIGKILL. Used when the state closes. */
+/* Stop every child now, without the loop: SIGTERM to every group, then
+ * SIGKILL to each one still there after its own grace. Used when the state
+ * closes (normal end, error, signals). */
 static void stop_all_sync(proc_state *ps) {
-  int64_t grace = 0;
+  int64_t t0 = br_now();
   for (child *c = ps->children; c; c = c->next) {
-    if (!c->running) continue;
-    send_group(c, SIGTERM);
-    if (c->grace_ns > grace) grace = c->grace_ns;
+    c->sync_deadline = t0 + c->grace_ns;
+    c->sync_killed = 0;
+    if (c->running && !(c->sent_mask & (1ULL << SIGTERM))) send_group(c, SIGTERM);
   }
-  int64_t deadline = br_now() + grace;
-  for (int killed = 0;;) {
+  for (;;) {
     int left = 0;
+    int64_t now = br_now();
     for (child *c = ps->children; c; c = c->next) {
       if (!c->running) continue;
       int status;
       pid_t r = waitpid(c->pid, &status, WNOHANG);
       if (r == c->pid || (r < 0 && errno == ECHILD)) {
         c->running = 0;
-        kill(-c->pid, SIGKILL);
-      } else {
-        left++;
+        c->status = status;
+        kill(-c->pid, SIGKILL);   /* the rest of its group */
+        continue;
       }
+      if (now >= c->sync_deadline) {
+        if (c->sync_killed) {
+          /* 5 s after SIGKILL (uninterruptible I/O): nothing more a
+           * process can do; say so. */
+          fprintf(stderr, "benchrun: child %d (%s) survived SIGKILL\n", (int)c->pid, c->name);
+          c->running = 0;
+          continue;
+        }
+        send_group(c, SIGKILL);
+        c->sync_killed = 1;
+        c->sync_deadline = now + 5 * NS;
+      }
+      left++;
     }
     if (!left) break;
-    int64_t now = br_now();
-    if (now >= deadline) {
-      if (killed) {
-        /* SIGKILL sent 5 s ago and still there (uninterruptible I/O):
-         * nothing more a process can do; report it. */
-        for (child *c = ps->children; c; c = c->next)
-          if (c->running) fprintf(stderr, "benchrun: child %d (%s) survived SIGKILL\n", (int)c->pid, c->name);
-        break;
-      }
-      for (child *c = ps->children; c; c = c->next) send_group(c, SIGKILL);
-      killed = 1;
-      deadline = now + 5 * NS;
-    }
-    struct timespec ts = {0, 10 * 1000 * 1000};
+    struct timespec ts = {0, 5 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
 }
