@@ -168,6 +168,9 @@ void br_runtime_close(lua_State *L) {
   if (!L) return;
   if (signal_state == L) signal_state = NULL;
   br_sched_cancel_all(L);
+  /* Run the cancelled tasks to their end so their <close> handlers run;
+   * a cancelled task cannot wait again, so this cannot block. */
+  if (br_sched_live(L) > 0 && br_sched_drain(L) != 0) lua_pop(L, 1);
   lua_close(L);   /* __gc of every handle: children stopped, transfers cancelled, threads joined */
 }
 

@@ -145,7 +145,17 @@ int br_await(lua_State *L, br_wait *w, lua_KContext ctx, lua_KFunction k) {
   w->task = NULL;
   s->deadlocked = 0;
   while (w->state == BR_WAIT_PENDING) {
-    if (s->interrupted) { cancel_wait(w); break; }
+    if (s->interrupted) {
+      /* Cancel every task and let them unwind now, so their <close>
+       * handlers run before the interruption reaches the caller. */
+      if (!s->interrupt_seen) {
+        s->interrupt_seen = 1;
+        br_sched_cancel_all(s->main);
+      }
+      for (int i = 0; i < 100 && s->rlen; i++) sched_step(s, 0);
+      cancel_wait(w);
+      break;
+    }
     /* Nothing runnable and nothing in the loop: blocking would hang forever
      * (tasks waiting for each other). Whatever can still end a wait keeps
      * the loop alive: a timer, a watcher, or br_loop_ref. */

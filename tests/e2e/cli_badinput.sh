@@ -98,6 +98,8 @@ printf 'local a, b\na = bench.spawn(function() clock.sleep(0); bench.wait(b) end
 check "deadlocked tasks"              1 "(deadlock)" "$B" run "$tmp/deadlock.lua"
 printf 'local a, b\na = bench.spawn(function() clock.sleep(0); bench.wait(b) end)\nb = bench.spawn(function() clock.sleep(0); bench.wait(a) end)\nbench.wait(a)\n' > "$tmp/deadlock2.lua"
 check "deadlock seen from the main thread" 1 "deadlock: this wait can never finish" "$B" run "$tmp/deadlock2.lua"
+printf 'bench.spawn(function() local c <close> = setmetatable({}, {__close = function() print("closed at exit") end}); clock.sleep(100) end)\nclock.sleep(0.01)\nerror("main fails")\n' > "$tmp/unwind.lua"
+check "a failing script unwinds its tasks" 1 "closed at exit" "$B" run "$tmp/unwind.lua"
 check "infinite recursion"            1 "stack overflow" "$B" -e "local function f() return 1 + f() end return f()"
 
 [ $fails = 0 ] || { echo "$fails failure(s)"; exit 1; }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Ctrl-C (SIGINT) interrupts a sleep, a busy Lua loop and running tasks with
+# "interrupted" and exit status 1; SIGTERM stops benchrun with 128+15.
+# Usage: cli_signals.sh BENCHRUN
+set -u
+B=${1:?usage: cli_signals.sh path/to/benchrun}
+tmp=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+fails=0
+
+# interrupt NAME SIGNAL WANT_RC WANT_TEXT CODE: run `benchrun -e CODE`, which
+# prints "ready" first, send SIGNAL, expect WANT_RC and WANT_TEXT within 30 s.
+interrupt() {
+  local name=$1 sig=$2 want_rc=$3 want_text=$4 code=$5
+  "$B" -e "io.stdout:write('ready\n'); io.stdout:flush(); $code" >"$tmp/out" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do grep -q ready "$tmp/out" 2>/dev/null && break; sleep 0.1; done
+  sleep 0.2
+  kill -"$sig" "$pid"
+  local rc=
+  for _ in $(seq 300); do
+    if ! kill -0 "$pid" 2>/dev/null; then wait "$pid"; rc=$?; break; fi
+    sleep 0.1
+  done
+  if [ -z "$rc" ]; then
+    echo "FAILED $name: still running 30 s after SIG$sig"; kill -KILL "$pid"; wait "$pid" 2>/dev/null
+    fails=$((fails + 1)); pid=; return
+  fi
+  pid=
+  if [ "$rc" != "$want_rc" ] || ! grep -qF -- "$want_text" "$tmp/out"; then
+    echo "FAILED $name: exit $rc (expected $want_rc), output:"; cat "$tmp/out"; fails=$((fails + 1)); return
+  fi
+  echo "ok     $name"
+}
+
+interrupt "SIGINT during clock.sleep"      INT 1 "interrupted" "clock.sleep(100)"
+interrupt "SIGINT during a busy Lua loop"  INT 1 "interrupted" "local n = 0; while true do n = n + 1 end"
+interrupt "SIGINT cancels running tasks"   INT 1 "interrupted" \
+  "local ts = {}; for i = 1, 10 do ts[i] = bench.spawn(clock.sleep, 100) end; bench.wait(ts)"
+interrupt "SIGINT with tasks left at exit" INT 1 "interrupted" \
+  "for i = 1, 10 do bench.spawn(function() clock.sleep(100) end) end"
+interrupt "SIGINT runs <close> handlers"   INT 1 "closed" \
+  "bench.run(function() local c <close> = setmetatable({}, {__close = function() print('closed') end}); clock.sleep(100) end)"
+interrupt "SIGTERM stops benchrun"         TERM 143 "stopped by signal 15" "clock.sleep(100)"
+
+[ $fails = 0 ] || { echo "$fails failure(s)"; exit 1; }
+echo "all ok"
