@@ -16,6 +16,7 @@
 #include "benchrun/runtime.h"
 #include "benchrun/sched.h"
 #include "llmchunk.h"
+#include "platform.h"
 #include "sse.h"
 
 #include <curl/curl.h>
@@ -1117,6 +1118,21 @@ static int l_max_fds(lua_State *L) {
   return 1;
 }
 
+/* http.rusage() -> {user_ns, sys_ns, cpu_ns, maxrss} of this process: what
+ * the client benchmark divides by the tokens it received. */
+static int l_rusage(lua_State *L) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return luaL_fileresult(L, 0, "getrusage");
+  int64_t user = (int64_t)ru.ru_utime.tv_sec * 1000000000 + (int64_t)ru.ru_utime.tv_usec * 1000;
+  int64_t sys = (int64_t)ru.ru_stime.tv_sec * 1000000000 + (int64_t)ru.ru_stime.tv_usec * 1000;
+  lua_createtable(L, 0, 4);
+  set_int(L, "user_ns", user);
+  set_int(L, "sys_ns", sys);
+  set_int(L, "cpu_ns", user + sys);
+  set_int(L, "maxrss", br_platform_self_maxrss());
+  return 1;
+}
+
 /* http.active() -> transfers in flight */
 static int l_active(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
@@ -1149,6 +1165,7 @@ static int ctx_tostring(lua_State *L) {
 int luaopen_bench_http(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"request", l_request}, {"max_fds", l_max_fds}, {"active", l_active}, {"version", l_version},
+    {"rusage", l_rusage},
     {NULL, NULL}};
   curl_global_init(CURL_GLOBAL_DEFAULT);
   luaL_newmetatable(L, CTX_MT);

@@ -33,3 +33,11 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${_HTTP_CORPUS} ${_HTTP_FIXTURES})
   set_tests_properties(fuzz/sse PROPERTIES LABELS "fuzz;no-asan" TIMEOUT 120)
 endif()
+
+# The floor of the client benchmark (tools/bench-client.sh): a minimal
+# reader on the engine's loop. Built with the tests, run only by the script.
+add_executable(bench_client_reader ${CMAKE_CURRENT_SOURCE_DIR}/bench/client_reader.c)
+target_include_directories(bench_client_reader PRIVATE ${PROJECT_SOURCE_DIR}/engine)
+target_compile_definitions(bench_client_reader PRIVATE _GNU_SOURCE)
+target_compile_options(bench_client_reader PRIVATE ${BENCHRUN_WARNINGS})
+target_link_libraries(bench_client_reader PRIVATE benchrun_engine)

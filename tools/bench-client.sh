@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Client benchmark (issue 4, "Speed"): bench.http + bench.openai against
+# `benchrun sim` on loopback, beside a minimal C reader on the same loop as
+# the floor. For each load and each number of concurrent streams it prints
+# client CPU µs per token (getrusage), tokens/s, peak RSS and the client's
+# ttft/itl timestamp error (p50/p99, ms) against the simulator's own send
+# times (the sim_ns field of each event).
+#
+#   paced:   50 tokens/s per stream, ttft 100 ms (one wake-up per event)
+#   unpaced: as fast as the simulator can write (events packed many per
+#            read: this measures parsing alone)
+#
+#   tools/bench-client.sh [BUILD_DIR]     (default build/; needs the targets
+#                                          benchrun and bench_client_reader)
+# Environment: LEVELS="1 64 256 1024", TOKENS=256, LOADS="paced unpaced",
+# BIG=4096 (an extra unpaced run with that many streams; 0 skips it).
+# Not a test: figures vary with the machine and what else runs on it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+bin=$build/benchrun
+reader=$build/tests/bench_client_reader
+levels=${LEVELS:-"1 64 256 1024"}
+tokens=${TOKENS:-256}
+loads=${LOADS:-"paced unpaced"}
+big=${BIG:-4096}
+for f in "$bin" "$reader"; do
+  [ -x "$f" ] || { echo "bench-client: $f is missing (cmake --build $build --target benchrun bench_client_reader)" >&2; exit 2; }
+done
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+tmp=$(mktemp -d)
+sim_pid=
+cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+start_sim() {
+  rm -f "$tmp/port"
+  "$bin" sim --port 0 --port-file "$tmp/port" --slots 100000 --batch-slowdown 0 "$@" >"$tmp/sim.log" 2>&1 &
+  sim_pid=$!
+  for _ in $(seq 500); do [ -s "$tmp/port" ] && break; sleep 0.01; done
+  [ -s "$tmp/port" ] || { echo "bench-client: the simulator did not start:" >&2; cat "$tmp/sim.log" >&2; exit 1; }
+  port=$(cat "$tmp/port")
+}
+
+stop_sim() { kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; sim_pid=; }
+
+out=$tmp/results.jsonl
+run_level() {   # mode streams
+  local mode=$1 n=$2
+  "$reader" "$port" "$n" "$tokens" | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
+  "$bin" run tests/bench/client_bench.lua "http://127.0.0.1:$port" "$n" "$tokens" \
+    | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
+}
+
+echo "bench-client: $(nproc 2>/dev/null || sysctl -n hw.ncpu) cpus, $(uname -sm), $tokens tokens per stream" >&2
+for mode in $loads; do
+  case $mode in
+    # the simulator counts the prompt "hi" as 1 token: 10 tokens/s of prefill is a 100 ms ttft
+    paced) start_sim --decode-tps 50 --prefill-tps 10 ;;
+    unpaced) start_sim --decode-tps 0 --prefill-tps 1000000000 ;;
+    *) echo "bench-client: unknown load $mode" >&2; exit 2 ;;
+  esac
+  for n in $levels; do run_level "$mode" "$n"; done
+  if [ "$mode" = unpaced ] && [ "$big" != 0 ]; then run_level "$mode" "$big"; fi
+  stop_sim
+done
+echo
+"$bin" run tests/bench/client_table.lua "$out"
