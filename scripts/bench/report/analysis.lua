@@ -344,7 +344,10 @@ function A.analyze(data)
   -- Drop labels that only restate another varying one (model vs variant vs quant).
   local shown = {}
   local seen_cols = {}
+  -- derived labels restate others (bits from the quant, the file size)
+  local derived = {bits = true, size_bytes = true}
   for _, k in ipairs(varying) do
+    if derived[k] then goto continue end
     local sig = {}
     for i, c in ipairs(configs) do sig[i] = canon(c.labels[k] == nil and "" or c.labels[k]) end
     local pattern = {}
@@ -355,6 +358,7 @@ function A.analyze(data)
     end
     local p = table.concat(pattern, ",")
     if not seen_cols[p] then seen_cols[p] = true shown[#shown + 1] = k end
+    ::continue::
   end
   for _, c in ipairs(configs) do c.name = A.config_name(c, shown) end
   return {configs = configs, by_key = by_key, varying = varying, shown = shown,
@@ -377,6 +381,7 @@ function A.config_name(c, shown)
     for _, k in ipairs({"variant", "model", "quant"}) do if k ~= identity then skip[k] = true end end
   end
   if c.labels.config ~= nil and is_shown.config then skip.env, skip.sysctl = true, true end
+  skip.expect = true   -- what the plan expects (e.g. oom) is not part of the name
   for _, k in ipairs(shown) do
     local v = c.labels[k]
     if v ~= nil and not skip[k] then

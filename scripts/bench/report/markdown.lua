@@ -327,9 +327,20 @@ local function section_criteria(out, an, pairs_)
       if limit and c.metrics.peak_bytes then within = c.metrics.peak_bytes <= limit end
       local no_oom = c.status ~= "oom"
       local better = nil
-      for _, p in ipairs(pairs_) do
-        if p.gguf == c then
-          local mm, gm = p.mlx.metrics, c.metrics
+      -- GGUF against the MLX configuration of the same bit width
+      local mlx_peer
+      for _, p in ipairs(pairs_) do if p.gguf == c then mlx_peer = p.mlx end end
+      if not mlx_peer and c.format == "gguf" and c.bits then
+        for _, o in ipairs(an.configs) do
+          if o.format == "mlx" and o.bits == c.bits and (tonumber(o.labels.concurrency) or 1) == 1 and o.status == "ok" then
+            mlx_peer = o
+            break
+          end
+        end
+      end
+      if mlx_peer and c.status == "ok" then
+        do
+          local mm, gm = mlx_peer.metrics, c.metrics
           better = (gm.decode_tps and mm.decode_tps and gm.decode_tps >= mm.decode_tps)
             or (gm.ttft_p50 and mm.ttft_p50 and gm.ttft_p50 <= mm.ttft_p50)
             or (gm.peak_bytes and mm.peak_bytes and gm.peak_bytes <= mm.peak_bytes)
@@ -499,14 +510,18 @@ local function section_quality(out, an, qc)
     out[#out + 1] = "### " .. p.name
     out[#out + 1] = ""
     local rows = {}
+    local any_check = false
+    for _, r in ipairs(p.rows) do if r.check then any_check = true end end
     for _, r in ipairs(p.rows) do
       local chk = ""
       if r.check then chk = (r.check.ok and "✅" or "❌") .. (r.check.detail and (" " .. r.check.detail) or "") end
       rows[#rows + 1] = {r.config.name .. (r.is_ref and " (reference)" or ""),
         r.sim and string.format("%.3f", r.sim.lcs) or "–", r.sim and string.format("%.3f", r.sim.jaccard) or "–",
-        r.sim and tostring(r.sim.tokens_b) or "", chk}
+        r.sim and tostring(r.sim.tokens_b) or "", any_check and chk or nil}
     end
-    out[#out + 1] = MD.table({"Configuration", "Similarity", "Jaccard", "Tokens", "Check"}, rows, {"l", "r", "r", "r", "l"})
+    local head = {"Configuration", "Similarity", "Jaccard", "Tokens"}
+    if any_check then head[5] = "Check" end
+    out[#out + 1] = MD.table(head, rows, {"l", "r", "r", "r", "l"})
     out[#out + 1] = ""
     for _, r in ipairs(p.rows) do
       out[#out + 1] = "<details><summary>" .. r.config.name:gsub("[<>&]", "") .. "</summary>"
