@@ -116,20 +116,24 @@ local function chart_memory(an)
     if #pts > 0 then series[#series + 1] = {name = k[2], points = pts, color = S.PALETTE[i]} end
   end
   if #series == 0 then return nil end
+  local owners = A.sample_cells(an.data)
+  local owner = {}
+  for i, s in ipairs(samples) do owner[s] = owners[i] end
   local bands, markers = {}, {}
   local cur, last_cell
   for _, s in ipairs(sorted) do
     local t = (s.t_ns - t0) / 1e9
     local phase = s.phase or "run"
-    if cur and cur.cell == s.cell and cur.kind == phase then cur.x1 = t
+    local cell = owner[s]
+    if cur and cur.cell == cell and cur.kind == phase then cur.x1 = t
     else
       if cur then cur.x1 = math.max(cur.x1, t) end
-      cur = {x0 = t, x1 = t, kind = phase, cell = s.cell, label = tostring(s.cell or "") .. " " .. phase}
+      cur = {x0 = t, x1 = t, kind = phase, cell = cell, label = tostring(cell or "") .. " " .. phase}
       bands[#bands + 1] = cur
     end
-    if s.cell ~= last_cell then
-      markers[#markers + 1] = {x = t, label = s.cell and tostring(s.cell) or nil}
-      last_cell = s.cell
+    if cell ~= last_cell then
+      markers[#markers + 1] = {x = t, label = cell and tostring(cell) or nil}
+      last_cell = cell
     end
   end
   if #markers > 24 then for _, m in ipairs(markers) do m.label = nil end end

@@ -139,7 +139,7 @@ T.case("phase 4: scaling table, the four questions, fairness", function()
   local mx, my = A.mean(xs), A.mean(ys)
   local sxy, sxx = 0, 0
   for i = 1, #xs do sxy = sxy + (xs[i] - mx) * (ys[i] - my) sxx = sxx + (xs[i] - mx) ^ 2 end
-  has(md, string.format("Memory per concurrent request: %.2f GB", sxy / sxx), "question 4")
+  has(md, string.format("Memory per concurrent request: %.1f GB", sxy / sxx), "question 4")
   has(md, "1. Does this machine scale better than the reference? At 16 concurrent requests aggregate throughput is 4.40×", "question 1")
   has(md, "yes, it scales better", "4.40 > 4.3")
   has(md, "2. Optimal concurrency: the most throughput is at 16 concurrent (198.0 TPS); 8 concurrent already reaches 90% of it", "question 2")

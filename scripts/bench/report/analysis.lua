@@ -261,6 +261,43 @@ end
 
 local STATUS_RANK = {ok = 1, skipped = 2, failed = 3, oom = 4}
 
+-- The cell each sample belongs to: by the cells' [started_ns, ended_ns]
+-- windows when the cells carry them (a server kept across cells has its
+-- samples flushed under the last cell's id), else the sample's own `cell`.
+function A.sample_cells(data)
+  local windows = {}
+  for _, c in ipairs(data.cells or {}) do
+    if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then
+      windows[#windows + 1] = {c.started_ns, c.ended_ns, c.id}
+    end
+  end
+  table.sort(windows, function(a, b) return a[1] < b[1] end)
+  local out = {}
+  for i, smp in ipairs(data.samples or {}) do
+    local id = smp.cell
+    local t = smp.t_ns
+    if type(t) == "number" then
+      for _, w in ipairs(windows) do
+        if t >= w[1] and t <= w[2] then id = w[3] break end
+      end
+    end
+    out[i] = id
+  end
+  return out
+end
+
+-- Peak server memory per cell from the samples (rss, else footprint/pss).
+local function sample_peaks(data)
+  local owners = A.sample_cells(data)
+  local peaks = {}
+  for i, smp in ipairs(data.samples or {}) do
+    local id = owners[i]
+    local v = tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
+    if id and v and (not peaks[id] or v > peaks[id]) then peaks[id] = v end
+  end
+  return peaks
+end
+
 -- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
 -- data: results.load(dir). Configurations keep the order in which their first
 -- cell finished.
@@ -275,6 +312,7 @@ function A.analyze(data)
   end
   local configs, by_key = {}, {}
   local statuses = {ok = 0, oom = 0, failed = 0, skipped = 0}
+  local peaks = sample_peaks(data)
   for _, cell in ipairs(data.cells or {}) do
     local labels = cell.labels or {}
     local key = A.config_key(labels)
@@ -296,6 +334,11 @@ function A.analyze(data)
     local recs = recs_by_cell[cell.id] or {}
     local m = metrics_of(cell.summary, cell.server)
     if #recs > 0 then fill_missing(m, metrics_of(A.summarize_records(recs), cell.server)) end
+    if not m.peak_bytes and peaks[cell.id] then
+      m.peak_bytes = peaks[cell.id]
+      m.peak_from_samples = true
+      if m.decode_tps and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
+    end
     c.per_cell[#c.per_cell + 1] = m
     for _, r in ipairs(recs) do
       c.records[#c.records + 1] = r

@@ -204,18 +204,30 @@ local function section_scaling(out, an, groups)
   for _, g in ipairs(groups) do
     if #groups > 1 then out[#out + 1] = "### " .. g.name out[#out + 1] = "" end
     local rows = {}
+    local has_queue = false
+    for _, r in ipairs(g.rows) do if r.config.metrics.queue_p50 then has_queue = true end end
     for _, r in ipairs(g.rows) do
       local m = r.config.metrics
-      rows[#rows + 1] = {tostring(r.conc), tps(r.agg_tps), tps(r.per_req_tps), ratio(r.scaling),
-        ms(m.e2el_p50), ms(m.e2el_p95), ms(m.e2el_p99), ms(m.ttft_p95), ms(m.queue_p50), gb(m.peak_bytes),
-        STATUS_TEXT[r.config.status] or r.config.status}
+      local row = {tostring(r.conc), tps(r.agg_tps), tps(r.per_req_tps), ratio(r.scaling),
+        ms(m.e2el_p50), ms(m.e2el_p95), ms(m.e2el_p99), ms(m.ttft_p95)}
+      if has_queue then row[#row + 1] = ms(m.queue_p50) end
+      row[#row + 1] = gb(m.peak_bytes)
+      row[#row + 1] = STATUS_TEXT[r.config.status] or r.config.status
+      rows[#rows + 1] = row
     end
-    out[#out + 1] = MD.table({"Concurrency", "Aggregate TPS", "Per-request TPS", "Scaling vs c=" .. g.base_conc,
-      "E2E p50 (ms)", "E2E p95 (ms)", "E2E p99 (ms)", "TTFT p95 (ms)", "Queue p50 (ms)", "Peak mem (GB)", "Status"}, rows)
+    local head = {"Concurrency", "Aggregate TPS", "Per-request TPS", "Scaling vs c=" .. g.base_conc,
+      "E2E p50 (ms)", "E2E p95 (ms)", "E2E p99 (ms)", "TTFT p95 (ms)"}
+    if has_queue then head[#head + 1] = "Queue p50 (ms)" end
+    head[#head + 1] = "Peak mem (GB)"
+    head[#head + 1] = "Status"
+    local align = {}
+    for i = 1, #head do align[i] = "r" end
+    align[#head] = "l"
+    out[#out + 1] = MD.table(head, rows, align)
     out[#out + 1] = ""
     if g.mem_per_request then
-      out[#out + 1] = string.format("Memory per additional concurrent request (least-squares slope of peak memory): %.2f GB.",
-        g.mem_per_request / 1e9)
+      out[#out + 1] = string.format("Memory per additional concurrent request (least-squares slope of peak memory): %s GB.",
+        gb(g.mem_per_request))
       out[#out + 1] = ""
     end
   end
@@ -223,9 +235,14 @@ end
 
 local function section_fairness(out, an)
   local rows = {}
+  local any_mixed = false
+  for _, c in ipairs(an.configs) do
+    if c.labels.scenario == "mixed" or c.labels.mix then any_mixed = true end
+  end
   for _, c in ipairs(an.configs) do
     local m = c.metrics
-    if (c.labels.scenario == "mixed" or c.labels.mix) or (m.jain and (tonumber(c.labels.concurrency) or 1) > 1) then
+    local mixed = c.labels.scenario == "mixed" or c.labels.mix
+    if mixed or (not any_mixed and m.jain and (tonumber(c.labels.concurrency) or 1) > 1) then
       rows[#rows + 1] = {c.name, tostring(c.labels.concurrency or ""), num2(m.jain), num2(m.p99_p50),
         ms(m.ttft_p50), ms(m.ttft_p99), ms(m.e2el_p50), ms(m.e2el_p99), tps(m.output_tps)}
     end
@@ -397,9 +414,12 @@ local function section_questions(out, an, groups)
             and (not slo_best or r.agg_tps > slo_best.agg_tps) then slo_best = r end
         end
       end
-      out[#out + 1] = string.format("2. %sOptimal concurrency: the most throughput is at %d concurrent (%.1f TPS); "
-        .. "%d concurrent already reaches 90%% of it (%.1f TPS, E2E p95 %s ms)%s.",
-        prefix, best.conc, best.agg_tps, knee.conc, knee.agg_tps, ms(knee.config.metrics.e2el_p95),
+      local knee_text = knee == best and string.format(" (E2E p95 %s ms); no lower level reaches 90%% of it",
+          ms(best.config.metrics.e2el_p95))
+        or string.format("; %d concurrent already reaches 90%% of it (%.1f TPS, E2E p95 %s ms)",
+          knee.conc, knee.agg_tps, ms(knee.config.metrics.e2el_p95))
+      out[#out + 1] = string.format("2. %sOptimal concurrency: the most throughput is at %d concurrent (%.1f TPS)%s%s.",
+        prefix, best.conc, best.agg_tps, knee_text,
         slo and (slo_best and string.format("; within the E2E p95 SLO of %s ms the best is %d concurrent", ms(slo), slo_best.conc)
           or string.format("; no level meets the E2E p95 SLO of %s ms", ms(slo))) or "")
     end
@@ -437,8 +457,8 @@ local function section_questions(out, an, groups)
     end
     -- 4: memory per request
     if g.mem_per_request then
-      out[#out + 1] = string.format("4. %sMemory per concurrent request: %.2f GB (slope of peak memory over concurrency %d–%d).",
-        prefix, g.mem_per_request / 1e9, g.rows[1].conc, last.conc)
+      out[#out + 1] = string.format("4. %sMemory per concurrent request: %s GB (slope of peak memory over concurrency %d–%d).",
+        prefix, gb(g.mem_per_request), g.rows[1].conc, last.conc)
     else
       out[#out + 1] = "4. " .. prefix .. "Memory per concurrent request: not answerable (no peak memory per concurrency level)."
     end
