@@ -60,13 +60,23 @@ function M.detect(url, opts)
   return nil, "probe: " .. base .. " does not answer /v1/models, /api/v0/models, /api/tags, /props or /slots"
 end
 
-local function first_words(s, n)
+-- The first `words` words of s, at most `chars` characters (CJK text has
+-- no spaces), with an ellipsis when cut.
+local function first_words(s, words, chars)
   if type(s) ~= "string" or s == "" then return "" end
   s = s:gsub("%s+", " "):gsub("^ ", "")
-  if utf8.len(s) and utf8.len(s) > n then
-    s = s:sub(1, (utf8.offset(s, n + 1) or #s + 1) - 1) .. "…"
+  local out, n, cut = {}, 0, false
+  for w in s:gmatch("%S+") do
+    n = n + 1
+    if n > words then cut = true break end
+    out[n] = w
   end
-  return s
+  s = table.concat(out, " ")
+  if utf8.len(s) and utf8.len(s) > chars then
+    s = s:sub(1, (utf8.offset(s, chars + 1) or #s + 1) - 1)
+    cut = true
+  end
+  return cut and (s .. "…") or s
 end
 
 local function answer(rec)
@@ -131,7 +141,7 @@ function M.run(opts)
         fmt(rec.ttft_ms), fmt(rec.decode_tps), tostring(rec.output_tokens), tostring(rec.token_source),
         tostring(rec.finish_reason), fmt(rec.e2el_ms))
       if rec.ttfr_ms then lines[1] = lines[1] .. string.format("  (reasoning from %s ms)", fmt(rec.ttfr_ms)) end
-      lines[2] = "> " .. first_words(answer(rec), 24)
+      lines[2] = "> " .. first_words(answer(rec), 12, 80)
     end
   else
     local load = require("bench.load")
@@ -143,7 +153,7 @@ function M.run(opts)
     lines[1] = string.format("%d at once: %s", n, require("bench.summary").line(s))
     local first
     for _, r in ipairs(res.records) do if r.ok then first = r break end end
-    if first then lines[2] = "> " .. first_words(answer(first), 24) end
+    if first then lines[2] = "> " .. first_words(answer(first), 12, 80) end
   end
   for _, l in ipairs(lines) do out(l) end
   rep.lines = lines
