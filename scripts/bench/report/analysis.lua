@@ -427,8 +427,9 @@ function A.config_name(c, shown)
   skip.expect = true   -- what the plan expects (e.g. oom) is not part of the name
   for _, k in ipairs(shown) do
     local v = c.labels[k]
+    if v == false then v = nil end
     if v ~= nil and not skip[k] then
-      local t = label_text(v)
+      local t = v == true and k or label_text(v)
       if k == "concurrency" then t = "c=" .. t
       elseif k == "max_tokens" then t = t .. " tok"
       elseif (k == "env" or k == "sysctl") and t == "default" then t = k == "env" and "env default" or "sysctl default" end
@@ -534,7 +535,7 @@ end
 
 -- ------------------------------------------------------------ tuning deltas
 local function is_default_config(c)
-  if c.baseline then return true end
+  if c.baseline or c.labels.baseline == true then return true end
   local l = c.labels
   local name = l.config and tostring(l.config):lower()
   if name then return name == "default" or name == "baseline" end
@@ -549,7 +550,7 @@ A.is_default_config = is_default_config
 -- group's baseline (cell.baseline, config "default"/"baseline", or no env and
 -- no sysctl).
 function A.tuning(an)
-  local drop = {env = true, sysctl = true, config = true}
+  local drop = {env = true, sysctl = true, config = true, baseline = true}
   local groups, order = {}, {}
   for _, c in ipairs(an.configs) do
     local key = A.config_key(c.labels, drop)
@@ -561,7 +562,9 @@ function A.tuning(an)
   for _, g in ipairs(order) do
     if #g.rows >= 2 then
       local base
-      for _, r in ipairs(g.rows) do if r.config.baseline then base = r break end end
+      for _, r in ipairs(g.rows) do
+        if r.config.baseline or r.config.labels.baseline == true then base = r break end
+      end
       if not base then for _, r in ipairs(g.rows) do if is_default_config(r.config) then base = r break end end end
       if base then
         g.base = base

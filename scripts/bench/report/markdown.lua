@@ -556,6 +556,15 @@ local function section_quality(out, an, qc)
   end
 end
 
+-- The MLX-vs-GGUF sections belong to phase 3 and to analyses; a tuning or
+-- batching run that happens to hold both formats does not compare them.
+function MD.shows_pairs(ctx)
+  local phase = ctx.phase
+  if phase == "compare" then return true end
+  if phase == nil or phase == "analysis" then return #ctx.pairs > 0 end
+  return false
+end
+
 -- Recommendations the data supports; each cites its numbers.
 function MD.recommendations(an, ctx)
   local recs = {}
@@ -583,7 +592,7 @@ function MD.recommendations(an, ctx)
       recs[#recs + 1] = string.format("Lowest time to first token: **%s** (TTFT p50 %s ms).", lat.name, ms(lat.metrics.ttft_p50))
     end
   end
-  for _, p in ipairs(ctx.pairs or {}) do
+  for _, p in ipairs(MD.shows_pairs(ctx) and ctx.pairs or {}) do
     local mm, gm = p.mlx.metrics, p.gguf.metrics
     if mm.decode_tps and gm.decode_tps then
       local n = p.noise or A.noise(p.mlx.repeat_values, p.gguf.repeat_values, "decode_tps")
@@ -618,6 +627,11 @@ function MD.recommendations(an, ctx)
       recs[#recs + 1] = string.format("On %s, no setting beat the baseline (%s) beyond run-to-run noise: keep the defaults.",
         g.name, g.base.name)
     end
+    for _, r in ipairs(g.rows) do
+      if not r.is_base and r.d_tps and r.d_tps < 0 and r.noise and r.noise.verdict == "yes" then
+        recs[#recs + 1] = string.format("On %s, avoid **%s**: decode TPS %+.1f%% vs %s.", g.name, r.name, r.d_tps, g.base.name)
+      end
+    end
   end
   for _, c in ipairs(an.configs) do
     if c.status == "oom" then
@@ -649,9 +663,9 @@ function MD.render(an, ctx)
   end
   section_variants(out, an)
   local phase = ctx.phase
-  if #ctx.pairs > 0 or phase == "compare" then
+  if MD.shows_pairs(ctx) then
     section_pairs(out, an, ctx.pairs)
-    if phase == "compare" or #ctx.pairs > 0 then section_criteria(out, an, ctx.pairs) end
+    section_criteria(out, an, ctx.pairs)
   end
   section_scaling(out, an, ctx.scaling)
   if phase == "batching" or #ctx.scaling > 0 then section_questions(out, an, ctx.scaling) end
