@@ -5,7 +5,6 @@
 --
 -- Without URLs it starts two simulators: B decodes 50% faster.
 local probe = require("bench.probe")
-local openai = require("bench.openai")
 local load = require("bench.load")
 local workload = require("bench.workload")
 
@@ -14,7 +13,7 @@ local b <close> = probe.target(arg and arg[2], {"--decode-tps", "300", "--slots"
 
 local w = workload.seed{max_tokens = 40}   -- the same requests, index for index
 local function run(url)
-  local client = openai.client{base_url = url}
+  local client = assert(probe.client(url))
   local single = load.closed{client = client, concurrency = 1, requests = 5, workload = w}
   local burst = load.closed{client = client, concurrency = 4, requests = 8, workload = w}
   return single.summary, burst.summary

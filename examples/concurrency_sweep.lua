@@ -7,14 +7,13 @@
 -- Against the simulator (4 slots, 100 tokens/s each, 5% slower per extra
 -- sequence in the batch) throughput grows until the slots are full.
 local probe = require("bench.probe")
-local openai = require("bench.openai")
 local load = require("bench.load")
 local summary = require("bench.summary")
 local workload = require("bench.workload")
 
 local srv <close> = probe.target(arg and arg[1], {"--decode-tps", "100", "--slots", "4"})
 local max_tokens = tonumber(arg and arg[2]) or 50
-local client = openai.client{base_url = srv.url}
+local client = assert(probe.client(srv))
 
 local results = load.sweep{
   client = client,

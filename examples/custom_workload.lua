@@ -10,12 +10,11 @@
 --
 --   benchrun run examples/custom_workload.lua [URL]
 local probe = require("bench.probe")
-local openai = require("bench.openai")
 local load = require("bench.load")
 local workload = require("bench.workload")
 
 local srv <close> = probe.target(arg and arg[1], {"--decode-tps", "200", "--slots", "2"})
-local client = openai.client{base_url = srv.url}
+local client = assert(probe.client(srv))
 
 local topics = {"rivers", "mountains", "programming languages", "birds"}
 local w = workload.new("lists", function(i)

@@ -6,14 +6,13 @@
 --
 --   benchrun run examples/rate_slo.lua [URL] [ttft_p95_seconds]
 local probe = require("bench.probe")
-local openai = require("bench.openai")
 local load = require("bench.load")
 local summary = require("bench.summary")
 local workload = require("bench.workload")
 
 local srv <close> = probe.target(arg and arg[1], {"--decode-tps", "400", "--slots", "2"})
 local slo = {ttft_p95 = tonumber(arg and arg[2]) or 0.25}
-local client = openai.client{base_url = srv.url}
+local client = assert(probe.client(srv))
 
 local best
 local results = load.sweep{

@@ -163,6 +163,25 @@ function M.run(opts)
   end})
 end
 
+-- probe.client(url, {dialect?, model?, api_key_env?, extra?, timeout?}) ->
+-- a bench.openai client for the server at url, with the dialect detected
+-- and the first listed model when not given (nil, message when nothing
+-- answers). Lets a script point at LM Studio, llama-server, Ollama or
+-- vLLM alike.
+function M.client(url, opts)
+  opts = opts or {}
+  if type(url) == "table" then url = url.url end
+  local base = M.base(url)
+  local dialect, models = opts.dialect, nil
+  if not dialect then
+    dialect, models = M.detect(base, opts)
+    if not dialect then return nil, models end
+  end
+  return require("bench.openai").client{base_url = base, dialect = dialect,
+    model = opts.model or (models and models[1]), api_key_env = opts.api_key_env,
+    extra = opts.extra, timeout = opts.timeout}
+end
+
 -- probe.target(url?, sim_args?) -> {url, close}: the server at url, or, when
 -- url is nil or "", a fresh `benchrun sim` on a free loopback port started
 -- with sim_args (a list of strings) and stopped when the handle is closed
