@@ -28,6 +28,18 @@ T.case("one request, then a burst", function()
   T.eq(burst.lines[1]:sub(1, 17), "4 at once: 4/4 ok", "burst line: " .. burst.lines[1])
 end)
 
+T.case("probe.client: detected dialect and model", function()
+  local sim <close> = T.sim{"--dialect", "ollama", "--model", "llama3:8b", "--strict-models", "--decode-tps", "0"}
+  local c = assert(probe.client(sim.url))
+  T.eq(c.dialect, "ollama", "dialect")
+  T.eq(c.model, "llama3:8b", "model")
+  local rec = c:chat{prompt = "hi", max_tokens = 4}
+  T.eq(rec.ok, true, "a request with the listed model: " .. tostring(rec.error))
+  local nope, msg = probe.client("http://127.0.0.1:1", {timeout = 1})
+  T.eq(nope, nil, "nothing there")
+  T.eq(msg:find("does not answer", 1, true) ~= nil, true, msg)
+end)
+
 T.case("nothing there", function()
   local sim = T.sim{}
   local url = sim.url
