@@ -9,6 +9,12 @@ local Q = require("bench.report.quality")
 local R = {}
 
 -- ------------------------------------------------------------ charts
+-- Chart labels drop folder and repository prefixes of model names
+-- ("mlx-community/MiniMax-M2.1-4bit" -> "MiniMax-M2.1-4bit"): bars have less room than tables.
+local function short(name)
+  return (tostring(name):gsub("[^%s·]*/", ""))
+end
+
 local function chart_tps(an)
   local items = {}
   for _, c in ipairs(an.configs) do
@@ -17,7 +23,7 @@ local function chart_tps(an)
       if c.status ~= "ok" then note = c.status:upper() end
       local color = S.PALETTE[1]
       if c.format == "gguf" then color = S.PALETTE[2] elseif c.format == "mlx" then color = S.PALETTE[1] end
-      items[#items + 1] = {label = c.name, value = c.status == "ok" and c.metrics.decode_tps or nil,
+      items[#items + 1] = {label = short(c.name), value = c.status == "ok" and c.metrics.decode_tps or nil,
                            note = note, color = color}
     end
   end
@@ -64,7 +70,7 @@ local function chart_tuning(groups)
   for _, g in ipairs(groups) do
     for _, r in ipairs(g.rows) do
       if not r.is_base then
-        items[#items + 1] = {label = (#groups > 1 and (g.name .. " · ") or "") .. r.name, value = r.d_tps,
+        items[#items + 1] = {label = short((#groups > 1 and (g.name .. " · ") or "") .. r.name), value = r.d_tps,
                              flag = r.noise and r.noise.verdict, note = r.config.status ~= "ok" and r.config.status:upper() or nil}
       end
     end

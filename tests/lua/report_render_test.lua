@@ -123,6 +123,9 @@ T.case("svg.well_formed catches broken markup", function()
   T.eq(S.well_formed('<svg a=1></svg>'), nil, "unquoted attribute")
   T.eq(S.well_formed('<svg>a & b</svg>'), nil, "bare ampersand")
   T.eq(S.well_formed('<svg>'), nil, "unclosed")
+  T.eq(S.well_formed('<svg>\226\128</svg>'), nil, "invalid UTF-8")
+  local cut = S.truncate(string.rep("a · ", 30), 10)
+  T.eq(utf8.len(cut), 10, "truncate counts characters and keeps UTF-8 valid")
 end)
 
 local p4 = T.tmpdir() .. "/p4"

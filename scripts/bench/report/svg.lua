@@ -68,22 +68,28 @@ local function line(out, x1, y1, x2, y2, attrs)
   out[#out + 1] = string.format('<line x1="%s" y1="%s" x2="%s" y2="%s" %s/>', f(x1), f(y1), f(x2), f(y2), attrs)
 end
 
--- Text width estimate (no font metrics in Lua): 0.6 em per character.
-local function text_w(s, size) return #tostring(s) * (size or 12) * 0.58 end
+-- Characters, not bytes: labels hold "·" and CJK text.
+local function ulen(s) return utf8.len(s) or #s end
 
+-- Text width estimate (no font metrics in Lua): 0.58 em per character.
+local function text_w(s, size) return ulen(tostring(s)) * (size or 12) * 0.58 end
+
+-- Cut to at most max characters, never inside a UTF-8 sequence.
 local function truncate(s, max)
   s = tostring(s)
-  if #s <= max then return s end
-  return s:sub(1, max - 1) .. "…"
+  if not utf8.len(s) then s = s:gsub("[\128-\255]", "?") end
+  if ulen(s) <= max then return s end
+  return s:sub(1, utf8.offset(s, max) - 1) .. "…"
 end
+S.truncate = truncate
 
 -- S.bars{title=, unit=, items={{label=, value=, color=, note=}}} -> svg text
 -- Horizontal bars, one per item, value printed at the bar's end.
 function S.bars(o)
   local items = o.items or {}
   local label_w = 0
-  for _, it in ipairs(items) do label_w = math.max(label_w, text_w(truncate(it.label, 48))) end
-  label_w = math.min(math.max(label_w + 16, 80), 360)
+  for _, it in ipairs(items) do label_w = math.max(label_w, text_w(truncate(it.label, 64))) end
+  label_w = math.min(math.max(label_w + 16, 80), 460)
   local bar_h, gap = 22, 8
   local plot_w = 520
   local top, left = 48, 16 + label_w
@@ -102,7 +108,7 @@ function S.bars(o)
   end
   for i, it in ipairs(items) do
     local y = top + (i - 1) * (bar_h + gap)
-    text(out, left - 8, y + bar_h / 2 + 4, truncate(it.label, 48), 'text-anchor="end" fill="#222"')
+    text(out, left - 8, y + bar_h / 2 + 4, truncate(it.label, 64), 'text-anchor="end" fill="#222"')
     if it.value then
       out[#out + 1] = string.format('<rect x="%s" y="%s" width="%s" height="%d" fill="%s" rx="2"/>',
         f(left), f(y), f(math.max(X(it.value) - left, 1)), bar_h, it.color or PALETTE[1])
@@ -122,8 +128,8 @@ end
 function S.deltas(o)
   local items = o.items or {}
   local label_w = 0
-  for _, it in ipairs(items) do label_w = math.max(label_w, text_w(truncate(it.label, 52))) end
-  label_w = math.min(math.max(label_w + 16, 80), 380)
+  for _, it in ipairs(items) do label_w = math.max(label_w, text_w(truncate(it.label, 72))) end
+  label_w = math.min(math.max(label_w + 16, 80), 520)
   local bar_h, gap = 20, 8
   local plot_w = 480
   local top, left = 48, 16 + label_w
@@ -145,7 +151,7 @@ function S.deltas(o)
   local hib = o.higher_is_better ~= false
   for i, it in ipairs(items) do
     local y = top + (i - 1) * (bar_h + gap)
-    text(out, left - 8, y + bar_h / 2 + 4, truncate(it.label, 52), 'text-anchor="end" fill="#222"')
+    text(out, left - 8, y + bar_h / 2 + 4, truncate(it.label, 72), 'text-anchor="end" fill="#222"')
     if it.value then
       local good = (it.value >= 0) == hib
       local x0, x1 = X(math.min(0, it.value)), X(math.max(0, it.value))
@@ -339,6 +345,10 @@ end
 -- S.well_formed(text) -> true | nil, why: a small XML check (tags balance,
 -- attributes quoted, entities known) used by tests and before writing.
 function S.well_formed(s)
+  if not utf8.len(s) then
+    local _, bad = utf8.len(s)
+    return nil, "not valid UTF-8 at byte " .. tostring(bad)
+  end
   local stack = {}
   local pos = 1
   s = s:gsub("^%s*<%?xml.-%?>", "")
