@@ -110,8 +110,13 @@ end
 local seed_cache
 local function seed_prompts()
   if not seed_cache then
-    local path = here() .. "/prompts/seed.json"
-    local s = assert(read_file(path, "workload.seed"))
+    local s, err = read_file(here() .. "/prompts/seed.json", "workload.seed")
+    -- Loaded from somewhere other than a file (a preloaded chunk): look
+    -- in the scripts folder benchrun uses.
+    if not s and bench and bench.scripts_dir then
+      s = read_file(bench.scripts_dir .. "/bench/prompts/seed.json", "workload.seed")
+    end
+    if not s then error(err, 0) end
     seed_cache = json.decode(s).prompts
     for _, p in ipairs(seed_cache) do p.max_tokens = math.tointeger(p.max_tokens) end
   end
