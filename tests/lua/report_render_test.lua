@@ -215,6 +215,30 @@ T.case("an interrupted run resumed gives the same report as an uninterrupted one
   T.eq(read(part .. "/summary.csv"), read(full .. "/summary.csv"), "summary.csv")
 end)
 
+T.case("samples belong to cells by the cells' time windows; peaks come from them", function()
+  local dir = T.tmpdir() .. "/win"
+  local run = assert(results.create{dir = dir, name = "win"})
+  -- one server kept across two cells: the runner flushes every sample under the last cell's id
+  for i = 0, 9 do
+    run:sample{t_ns = 1000 + i * 100, cell = "c2", phase = "run", rss = (i < 5 and 10 or 20) * 1000000000 + i}
+  end
+  run:cell{id = "c1", labels = {concurrency = 1}, started_ns = 1000, ended_ns = 1450,
+           summary = {requests = 1, ok = 1, decode_tps = {mean = 10}}}
+  run:cell{id = "c2", labels = {concurrency = 2}, started_ns = 1500, ended_ns = 1900,
+           server = {peak_rss_bytes = 25000000000}, summary = {requests = 1, ok = 1, decode_tps = {mean = 8}}}
+  run:close()
+  local data = assert(results.load(dir))
+  local owners = A.sample_cells(data)
+  T.eq(owners[1], "c1", "first sample")
+  T.eq(owners[5], "c1", "last sample of c1's window")
+  T.eq(owners[6], "c2", "first sample of c2's window")
+  local an = A.analyze(data)
+  T.eq(an.by_key["concurrency=1"].metrics.peak_bytes, 10000000004, "c1 peak from its samples")
+  T.eq(an.by_key["concurrency=2"].metrics.peak_bytes, 25000000000, "c2 keeps the server's own peak")
+  local svg = S.timeline{title = "t", series = {{name = "x", points = {{0, 1}, {1, nil}, {2, 3}, {3, 4}}}}}
+  T.eq(select(2, svg:gsub("<polyline", "")), 1, "a missing value breaks the line")
+end)
+
 T.case("quality: tokens, LCS similarity, Jaccard", function()
   local toks = Q.tokens("Hello, World! 量子计算")
   T.eq(table.concat(toks, "|"), "hello|world|量|子|计|算", "tokens")
