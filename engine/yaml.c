@@ -864,6 +864,8 @@ static int needs_quotes(lua_State *L, const char *s, size_t n) {
     if (!(s[0] == '-' || s[0] == '?' || s[0] == ':') || n == 1 || s[1] == ' ') return 1;
   }
   if (s[0] == ' ' || s[n - 1] == ' ' || s[n - 1] == ':') return 1;
+  /* document markers */
+  if (n >= 3 && (!memcmp(s, "---", 3) || !memcmp(s, "...", 3))) return 1;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c < 0x20 || c == 0x7F) return 1;
