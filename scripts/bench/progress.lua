@@ -28,14 +28,36 @@ local function json_line(t)
   return require("bench.results").json_encode(t) .. "\n"
 end
 
+-- progress.isatty(fd) -> bool: is this file descriptor (2 = stderr) a terminal?
+-- bench.sys.isatty when the engine has it; otherwise `test -t FD` run with
+-- that descriptor inherited (argv only, no shell), once per run.
+function P.isatty(fd)
+  fd = fd or 2
+  local ok, sys = pcall(require, "bench.sys")
+  if ok and type(sys.isatty) == "function" then return sys.isatty(fd) == true end
+  local pok, proc = pcall(require, "bench.proc")
+  if not pok or type(proc.spawn) ~= "function" then return false end
+  local streams = {stdout = "null", stderr = "null"}
+  if fd == 1 then streams.stdout = "inherit" elseif fd == 2 then streams.stderr = "inherit" else return false end
+  local sok, child = pcall(proc.spawn, {argv = {"test", "-t", tostring(fd)}, stdout = streams.stdout, stderr = streams.stderr})
+  if not sok or not child then return false end
+  local wok, res = pcall(child.wait, child)
+  return wok and type(res) == "table" and res.code == 0
+end
+
 -- progress.new{total=, mode=, tty=, out=, json_out=, clock=} -> progress
+-- tty = nil in auto mode asks progress.isatty(2).
 -- clock: a function returning seconds (tests); default bench.clock.now.
 function P.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("progress.new: expected a table of options, got " .. type(opts), 2) end
   local mode = opts.mode or "auto"
   if not MODES[mode] then error("progress.new: mode must be auto, tty, plain, quiet or json, got " .. tostring(mode), 2) end
-  if mode == "auto" then mode = opts.tty and "tty" or "plain" end
+  if mode == "auto" then
+    local tty = opts.tty
+    if tty == nil then tty = P.isatty(2) end
+    mode = tty and "tty" or "plain"
+  end
   local self = setmetatable({mode = mode, total = tonumber(opts.total) or 0, out = opts.out or io.stderr,
     json_out = opts.json_out or io.stdout, clock = opts.clock, i = 0, cells_done = 0,
     req_done = 0, req_expected = nil, tokens = 0, cell_tokens = 0, work_done = 0,
