@@ -809,24 +809,65 @@ static void push_llm(lua_State *L, const xfer *x) {
   if (x->first_content_t) set_int(L, "first_content_t", x->first_content_t);
   if (x->first_reasoning_t) set_int(L, "first_reasoning_t", x->first_reasoning_t);
   size_t nc = 0, nr = 0;
-  lua_createtable(L, (int)x->ntok, 0);
   for (size_t i = 0; i < x->ntok; i++) {
-    lua_pushinteger(L, x->tok_t[i]);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
     if (x->tok_kind[i] == BR_LLM_CONTENT) nc++; else nr++;
   }
-  lua_setfield(L, -2, "token_t");
+  set_int(L, "tokens", (lua_Integer)x->ntok);
   set_int(L, "content_events", (lua_Integer)nc);
   set_int(L, "reasoning_events", (lua_Integer)nr);
-  if (x->has_sim) {
+  if (x->ntok) {
+    set_int(L, "first_token_t", x->tok_t[0]);
+    set_int(L, "last_token_t", x->tok_t[x->ntok - 1]);
+  }
+  /* Gaps between token events, in ms, built here: a list per request
+   * costs far less in C than in Lua. */
+  lua_createtable(L, x->ntok ? (int)x->ntok - 1 : 0, 0);
+  for (size_t i = 1; i < x->ntok; i++) {
+    lua_pushnumber(L, (lua_Number)(x->tok_t[i] - x->tok_t[i - 1]) / 1e6);
+    lua_rawseti(L, -2, (lua_Integer)i);
+  }
+  lua_setfield(L, -2, "itl_ms");
+  if (x->raw) {
     lua_createtable(L, (int)x->ntok, 0);
-    lua_Integer j = 0;
     for (size_t i = 0; i < x->ntok; i++) {
-      if (x->tok_lag[i] == INT64_MIN) continue;
-      lua_pushinteger(L, x->tok_lag[i]);
-      lua_rawseti(L, -2, ++j);
+      lua_pushinteger(L, x->tok_t[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    lua_setfield(L, -2, "sim_lag_ns");
+    lua_setfield(L, -2, "token_t");
+  }
+  if (x->has_sim) {
+    /* The client's lateness against the simulator's send time of each
+     * token: the first one's is the ttft error, the change from one token
+     * to the next the itl error. */
+    int64_t prev = INT64_MIN, maxlag = INT64_MIN;
+    lua_Integer j = 0;
+    lua_createtable(L, (int)x->ntok, 0);
+    for (size_t i = 0; i < x->ntok; i++) {
+      int64_t lag = x->tok_lag[i];
+      if (lag == INT64_MIN) continue;
+      if (lag > maxlag) maxlag = lag;
+      if (prev == INT64_MIN) {
+        lua_pushnumber(L, (lua_Number)lag / 1e6);
+        lua_setfield(L, -3, "sim_ttft_err_ms");
+      } else {
+        lua_pushnumber(L, (lua_Number)(lag - prev) / 1e6);
+        lua_rawseti(L, -2, ++j);
+      }
+      prev = lag;
+    }
+    lua_setfield(L, -2, "sim_itl_err_ms");
+    lua_pushnumber(L, (lua_Number)maxlag / 1e6);
+    lua_setfield(L, -2, "sim_lag_max_ms");
+    if (x->raw) {
+      lua_createtable(L, (int)x->ntok, 0);
+      j = 0;
+      for (size_t i = 0; i < x->ntok; i++) {
+        if (x->tok_lag[i] == INT64_MIN) continue;
+        lua_pushinteger(L, x->tok_lag[i]);
+        lua_rawseti(L, -2, ++j);
+      }
+      lua_setfield(L, -2, "sim_lag_ns");
+    }
   }
   lua_setfield(L, -2, "llm");
 }

@@ -13,17 +13,18 @@ static const char *ws(const char *p, const char *e) {
   return p;
 }
 
-/* p at the opening quote; returns the byte after the closing quote. */
+/* p at the opening quote; returns the byte after the closing quote. A quote
+ * ends the string unless an odd number of backslashes precedes it. */
 static const char *skip_string(const char *p, const char *e) {
   p++;
-  while (p < e) {
-    unsigned char c = (unsigned char)*p;
-    if (c == '"') return p + 1;
-    if (c == '\\') { p += 2; continue; }
-    if (c < 0x20) return NULL;
-    p++;
+  for (;;) {
+    const char *q = memchr(p, '"', (size_t)(e - p));
+    if (!q) return NULL;
+    const char *b = q;
+    while (b > p && b[-1] == '\\') b--;
+    if (((q - b) & 1) == 0) return q + 1;
+    p = q + 1;
   }
-  return NULL;
 }
 
 static const char *skip_literal(const char *p, const char *e, const char *word) {
@@ -81,9 +82,10 @@ static int obj_begin(objit *it, const char *p, const char *e) {
   return 0;
 }
 
-/* Next member: 1 with the key (raw, between quotes) and the value span,
- * 0 at the closing brace, -1 if malformed. */
-static int obj_next(objit *it, const char **k, size_t *kl, const char **v, const char **ve) {
+/* Next member: 1 with the key (raw, between quotes) and where its value
+ * starts, 0 at the closing brace, -1 if malformed. The caller then reads or
+ * skips the value and hands its end to obj_end. */
+static int obj_next(objit *it, const char **k, size_t *kl, const char **v) {
   const char *p = ws(it->p, it->e), *e = it->e;
   if (p >= e) return -1;
   if (*p == '}') { it->p = p + 1; return 0; }
@@ -101,12 +103,16 @@ static int obj_next(objit *it, const char **k, size_t *kl, const char **v, const
   p = ws(p, e);
   if (p >= e || *p != ':') return -1;
   p = ws(p + 1, e);
+  if (p >= e) return -1;
   *v = p;
-  const char *end = br_json_skip(p, e);
-  if (!end) return -1;
-  *ve = end;
-  it->p = end;
   return 1;
+}
+
+/* The value that started the member ends at ve (NULL: malformed). */
+static int obj_end(objit *it, const char *ve) {
+  if (!ve) return -1;
+  it->p = ve;
+  return 0;
 }
 
 static int key_is(const char *k, size_t kl, const char *name) {
@@ -202,10 +208,6 @@ void br_llm_free(br_llm *s) {
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) br_sse_buf_free(bufs[i]);
 }
 
-static int set_raw(br_sse_buf *b, const char *v, const char *ve) {
-  b->len = 0;
-  return br_sse_buf_append(b, v, (size_t)(ve - v)) ? -2 : 0;
-}
 
 static int emit(br_llm *s, const char *p, size_t n) {
   return br_sse_buf_append(s->in_think ? &s->reasoning : &s->content, p, n) ? -2 : 0;
@@ -250,24 +252,47 @@ static int route_think(br_llm *s, size_t from, int *tag_seen) {
 
 typedef struct { int text; int tag; } seen;
 
-static int add_text(br_llm *s, const char *v, const char *ve, int reasoning, seen *sn) {
-  if (*v != '"' || ve - v < 2) return 0;   /* null or not a string */
+/* A string value at v: append it (content or reasoning) and return its end;
+ * anything else is skipped. NULL if malformed; *rc gets -2 when out of
+ * memory. */
+static const char *take_text(br_llm *s, const char *v, const char *e, int reasoning, seen *sn, int *rc) {
+  if (*v != '"') return br_json_skip(v, e);
+  const char *ve = skip_string(v, e);
+  if (!ve) return NULL;
   size_t n = (size_t)(ve - v - 2);
-  if (n == 0) return 0;
+  if (n == 0) return ve;
   sn->text = 1;
-  if (reasoning) return br_json_unescape(&s->reasoning, v + 1, n);
-  size_t from = s->content.len;
-  int rc = br_json_unescape(&s->content, v + 1, n);
-  if (rc) return rc;
-  return route_think(s, from, &sn->tag);
+  int r;
+  if (reasoning) {
+    r = br_json_unescape(&s->reasoning, v + 1, n);
+  } else {
+    size_t from = s->content.len;
+    r = br_json_unescape(&s->content, v + 1, n);
+    if (r == 0) r = route_think(s, from, &sn->tag);
+  }
+  if (r == -2) *rc = -2;
+  return r == 0 ? ve : NULL;
 }
 
-static void set_finish(br_llm *s, const char *v, const char *ve) {
-  if (*v != '"') return;
+static const char *take_finish(br_llm *s, const char *v, const char *e) {
+  if (*v != '"') return br_json_skip(v, e);
+  const char *ve = skip_string(v, e);
+  if (!ve) return NULL;
   size_t n = (size_t)(ve - v - 2);
   if (n >= sizeof s->finish) n = sizeof s->finish - 1;
   memcpy(s->finish, v + 1, n);
   s->finish[n] = 0;
+  return ve;
+}
+
+static const char *take_raw(br_sse_buf *b, const char *v, const char *e, int *rc) {
+  const char *ve = br_json_skip(v, e);
+  if (!ve) return NULL;
+  if (*v == '{') {
+    b->len = 0;
+    if (br_sse_buf_append(b, v, (size_t)(ve - v))) *rc = -2;
+  }
+  return ve;
 }
 
 static int parse_int(const char *v, const char *ve, int64_t *out) {
@@ -281,41 +306,52 @@ static int parse_int(const char *v, const char *ve, int64_t *out) {
   return 0;
 }
 
-/* A message-like object: {content, reasoning_content, reasoning, thinking}. */
-static int walk_message(br_llm *s, const char *v, const char *ve, seen *sn) {
+/* A message-like object {content, reasoning_content, reasoning, thinking}
+ * (or null); returns its end. */
+static const char *walk_message(br_llm *s, const char *v, const char *e, seen *sn, int *rc) {
+  if (*v != '{') return br_json_skip(v, e);
   objit it;
-  if (obj_begin(&it, v, ve)) return 0;   /* null */
-  const char *k, *x, *xe;
+  if (obj_begin(&it, v, e)) return NULL;
+  const char *k, *x;
   size_t kl;
   int r;
-  while ((r = obj_next(&it, &k, &kl, &x, &xe)) == 1) {
-    int rc = 0;
-    if (key_is(k, kl, "content")) rc = add_text(s, x, xe, 0, sn);
+  while ((r = obj_next(&it, &k, &kl, &x)) == 1) {
+    const char *xe;
+    if (key_is(k, kl, "content")) xe = take_text(s, x, e, 0, sn, rc);
     else if (key_is(k, kl, "reasoning_content") || key_is(k, kl, "reasoning") || key_is(k, kl, "thinking"))
-      rc = add_text(s, x, xe, 1, sn);
-    if (rc) return rc;
+      xe = take_text(s, x, e, 1, sn, rc);
+    else xe = br_json_skip(x, e);
+    if (obj_end(&it, xe)) return NULL;
   }
-  return r;
+  return r == 0 ? it.p : NULL;
 }
 
-static int walk_choices(br_llm *s, const char *v, const char *ve, seen *sn) {
-  const char *p = ws(v, ve);
-  if (p >= ve || *p != '[') return 0;
-  p = ws(p + 1, ve);
-  if (p >= ve || *p == ']') return 0;   /* an empty list (the usage-only chunk) */
+/* "choices": the first element is read, the others skipped; returns the end. */
+static const char *walk_choices(br_llm *s, const char *v, const char *e, seen *sn, int *rc) {
+  if (*v != '[') return br_json_skip(v, e);
+  const char *p = ws(v + 1, e);
+  if (p < e && *p == ']') return p + 1;   /* an empty list (the usage-only chunk) */
   objit it;
-  if (obj_begin(&it, p, ve)) return -1;
-  const char *k, *x, *xe;
+  if (obj_begin(&it, p, e)) return NULL;
+  const char *k, *x;
   size_t kl;
   int r;
-  while ((r = obj_next(&it, &k, &kl, &x, &xe)) == 1) {
-    int rc = 0;
-    if (key_is(k, kl, "delta") || key_is(k, kl, "message")) rc = walk_message(s, x, xe, sn);
-    else if (key_is(k, kl, "text")) rc = add_text(s, x, xe, 0, sn);
-    else if (key_is(k, kl, "finish_reason")) set_finish(s, x, xe);
-    if (rc) return rc;
+  while ((r = obj_next(&it, &k, &kl, &x)) == 1) {
+    const char *xe;
+    if (key_is(k, kl, "delta") || key_is(k, kl, "message")) xe = walk_message(s, x, e, sn, rc);
+    else if (key_is(k, kl, "text")) xe = take_text(s, x, e, 0, sn, rc);
+    else if (key_is(k, kl, "finish_reason")) xe = take_finish(s, x, e);
+    else xe = br_json_skip(x, e);
+    if (obj_end(&it, xe)) return NULL;
   }
-  return r;
+  if (r != 0) return NULL;
+  p = ws(it.p, e);
+  while (p < e && *p == ',') {   /* further choices (n > 1): not measured */
+    p = br_json_skip(p + 1, e);
+    if (!p) return NULL;
+    p = ws(p, e);
+  }
+  return p < e && *p == ']' ? p + 1 : NULL;
 }
 
 int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
@@ -332,48 +368,55 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
   char held0[sizeof s->held];
   memcpy(held0, s->held, sizeof held0);
   seen sn = {0, 0};
+  int rc = 0;
   objit it;
   int r = obj_begin(&it, p, e);
-  const char *k, *v, *ve;
+  const char *k, *v;
   size_t kl;
-  while (r == 0 && (r = obj_next(&it, &k, &kl, &v, &ve)) == 1) {
-    int rc = 0;
-    r = 0;
+  while (r == 0 && (r = obj_next(&it, &k, &kl, &v)) == 1) {
+    const char *ve = v;   /* v: not read here, skip it below */
     switch (k[0]) {
     case 'c':
-      if (key_is(k, kl, "choices")) rc = walk_choices(s, v, ve, &sn);
-      else if (key_is(k, kl, "content")) rc = add_text(s, v, ve, 0, &sn);
+      if (key_is(k, kl, "choices")) ve = walk_choices(s, v, e, &sn, &rc);
+      else if (key_is(k, kl, "content")) ve = take_text(s, v, e, 0, &sn, &rc);
       break;
     case 'u':
-      if (key_is(k, kl, "usage") && *v == '{') rc = set_raw(&s->usage, v, ve);
+      if (key_is(k, kl, "usage")) ve = take_raw(&s->usage, v, e, &rc);
       break;
     case 't':
-      if (key_is(k, kl, "timings") && *v == '{') rc = set_raw(&s->timings, v, ve);
-      else if (key_is(k, kl, "thinking")) rc = add_text(s, v, ve, 1, &sn);
+      if (key_is(k, kl, "timings")) ve = take_raw(&s->timings, v, e, &rc);
+      else if (key_is(k, kl, "thinking")) ve = take_text(s, v, e, 1, &sn, &rc);
       break;
     case 's':
-      if (key_is(k, kl, "stats") && *v == '{') rc = set_raw(&s->stats, v, ve);
+      if (key_is(k, kl, "stats")) ve = take_raw(&s->stats, v, e, &rc);
       else if (key_is(k, kl, "stop") && *v == 't') s->done = out->done = 1;
-      else if (key_is(k, kl, "sim_ns") && parse_int(v, ve, &out->sim_ns) == 0) out->has_sim_ns = 1;
+      else if (key_is(k, kl, "sim_ns")) {
+        ve = br_json_skip(v, e);
+        if (ve && parse_int(v, ve, &out->sim_ns) == 0) out->has_sim_ns = 1;
+      }
       break;
     case 'm':
-      if (key_is(k, kl, "message")) rc = walk_message(s, v, ve, &sn);
+      if (key_is(k, kl, "message")) ve = walk_message(s, v, e, &sn, &rc);
       break;
     case 'r':
-      if (key_is(k, kl, "response")) rc = add_text(s, v, ve, 0, &sn);
+      if (key_is(k, kl, "response")) ve = take_text(s, v, e, 0, &sn, &rc);
       break;
     case 'd':
       if (key_is(k, kl, "done") && *v == 't') s->done = out->done = 1;
-      else if (key_is(k, kl, "done_reason")) set_finish(s, v, ve);
+      else if (key_is(k, kl, "done_reason")) ve = take_finish(s, v, e);
       break;
     case 'e':
-      if (key_is(k, kl, "error") && *v != 'n' && s->error.len == 0) rc = set_raw(&s->error, v, ve);
+      if (key_is(k, kl, "error") && *v != 'n' && s->error.len == 0) {
+        ve = br_json_skip(v, e);
+        if (ve && br_sse_buf_append(&s->error, v, (size_t)(ve - v))) rc = -2;
+      }
       break;
     default:
       break;
     }
     if (rc == -2) return -2;
-    if (rc < 0) { r = -1; break; }
+    if (ve == v) ve = br_json_skip(v, e);
+    r = obj_end(&it, ve);
   }
   if (r < 0 || ws(it.p, e) != e) {
     /* Not valid JSON: undo whatever text this event added. */
@@ -382,11 +425,12 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
     s->in_think = think0;
     s->nheld = nheld0;
     memcpy(s->held, held0, sizeof held0);
+    if (out->done && s->final.len == 0) s->done = 0;
     memset(out, 0, sizeof *out);
     s->bad_json++;
     return -1;
   }
-  if (out->done && s->final.len == 0 && set_raw(&s->final, p, e)) return -2;
+  if (out->done && s->final.len == 0 && br_sse_buf_append(&s->final, p, (size_t)(e - p))) return -2;
   out->content_added = s->content.len - c0;
   out->reasoning_added = s->reasoning.len - r0;
   if (out->content_added) out->kind = BR_LLM_CONTENT;

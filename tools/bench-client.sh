@@ -47,9 +47,11 @@ stop_sim() { kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null ||
 
 out=$tmp/results.jsonl
 run_level() {   # mode streams
-  local mode=$1 n=$2
-  "$reader" "$port" "$n" "$tokens" | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
-  "$bin" run tests/bench/client_bench.lua "http://127.0.0.1:$port" "$n" "$tokens" \
+  local mode=$1 n=$2 rounds=1
+  # unpaced runs are short: repeat them up to ~256k tokens for getrusage's resolution
+  [ "$mode" = unpaced ] && rounds=$(( (262144 + n * tokens - 1) / (n * tokens) ))
+  "$reader" "$port" "$n" "$tokens" "$rounds" | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
+  "$bin" run tests/bench/client_bench.lua "http://127.0.0.1:$port" "$n" "$tokens" "$rounds" \
     | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
 }
 

@@ -285,11 +285,6 @@ local function split_think(text)
   return text, nil
 end
 
-local function percentile(sorted, p)
-  if #sorted == 0 then return nil end
-  local i = math.max(1, math.min(#sorted, math.ceil(p * #sorted)))
-  return sorted[i]
-end
 
 local function streamed_record(rec, r)
   local m = r.llm
@@ -298,35 +293,26 @@ local function streamed_record(rec, r)
   rec.reasoning = m.reasoning ~= "" and m.reasoning or nil
   rec.finish_reason = m.finish_reason
   rec.chunks = m.chunks
-  local tt = m.token_t
-  local n = #tt
   rec.ttft_ms = ms(m.first_content_t, t0)
   rec.ttfr_ms = ms(m.first_reasoning_t, t0)
-  local itl = {}
-  for i = 2, n do itl[i - 1] = (tt[i] - tt[i - 1]) / 1e6 end
-  rec.itl_ms = itl
+  rec.itl_ms = m.itl_ms   -- gaps between token events (content and reasoning), built in C
   rec.content_events, rec.reasoning_events = m.content_events, m.reasoning_events
   fill_counts(rec, decode_json(m.usage), decode_json(m.timings), decode_json(m.stats), decode_json(m.final),
-              n > 0 and n or nil)
+              m.tokens > 0 and m.tokens or nil)
   if rec.reasoning_tokens == nil and m.reasoning_events > 0 and rec.token_source == "chunks" then
     rec.reasoning_tokens = m.reasoning_events
   end
   -- tpot over every generated token (reasoning included), as vLLM does.
-  local first = tt[1]
+  local first = m.first_token_t
   local tokens = rec.output_tokens
   if first and tokens and tokens > 1 and rec.t_end_ns > first then
     rec.tpot_ms = (rec.t_end_ns - first) / 1e6 / (tokens - 1)
     rec.decode_tps = (tokens - 1) / ((rec.t_end_ns - first) / 1e9)
   end
-  if m.sim_lag_ns and #m.sim_lag_ns > 0 then
-    local lag = m.sim_lag_ns
-    rec.sim_ttft_err_ms = lag[1] / 1e6
-    local errs, sorted = {}, {}
-    for i = 2, #lag do errs[i - 1] = (lag[i] - lag[i - 1]) / 1e6 end
-    for i = 1, #lag do sorted[i] = lag[i] / 1e6 end
-    table.sort(sorted)
-    rec.sim_itl_err_ms = errs
-    rec.sim_lag_ms = {p50 = percentile(sorted, 0.5), p99 = percentile(sorted, 0.99), max = sorted[#sorted]}
+  if m.sim_ttft_err_ms then
+    rec.sim_ttft_err_ms = m.sim_ttft_err_ms
+    rec.sim_itl_err_ms = m.sim_itl_err_ms
+    rec.sim_lag_max_ms = m.sim_lag_max_ms
   end
   -- Errors the transport could not see.
   if not rec.error then

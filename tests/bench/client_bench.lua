@@ -6,12 +6,14 @@
 -- send times (sim_ns): ttft error = a stream's first token lag, itl error =
 -- |difference of successive lags|.
 --
---   benchrun run tests/bench/client_bench.lua URL STREAMS TOKENS
+--   benchrun run tests/bench/client_bench.lua URL STREAMS TOKENS [ROUNDS]
+-- (each stream sends ROUNDS requests one after another: enough tokens for
+-- getrusage's resolution when the streams are few and fast)
 local openai = require("bench.openai")
 local http = require("bench.http")
 local clock = require("bench.clock")
 
-local url, n, tokens = arg[1], tonumber(arg[2]), tonumber(arg[3])
+local url, n, tokens, rounds = arg[1], tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4] or 1)
 assert(url and n and tokens, "usage: client_bench.lua URL STREAMS TOKENS")
 local fds = http.max_fds(n * 2 + 256)
 if fds < n + 64 then error(string.format("only %d file descriptors for %d streams", fds, n)) end
@@ -21,7 +23,9 @@ local recs, tasks = {}, {}
 collectgarbage()
 local r0, t0 = http.rusage(), clock.now()
 for i = 1, n do
-  tasks[i] = bench.spawn(function() recs[i] = client:chat{prompt = "hi", max_tokens = tokens} end)
+  tasks[i] = bench.spawn(function()
+    for k = 1, rounds do recs[(k - 1) * n + i] = client:chat{prompt = "hi", max_tokens = tokens} end
+  end)
 end
 assert(bench.wait(tasks))
 local wall_ns, r1 = clock.now() - t0, http.rusage()
@@ -33,7 +37,7 @@ local function pct(v, p)
 end
 
 local got, ok, ttft_err, itl_err, errors = 0, 0, {}, {}, {}
-for i = 1, n do
+for i = 1, n * rounds do
   local r = recs[i]
   if r.ok then ok = ok + 1 else errors[r.error] = (errors[r.error] or 0) + 1 end
   got = got + (r.content_events or 0) + (r.reasoning_events or 0)
@@ -44,7 +48,7 @@ local cpu_us = (r1.cpu_ns - r0.cpu_ns) / 1e3
 local e = {}
 for k, v in pairs(errors) do e[#e + 1] = k .. "=" .. v end
 print(json.encode{
-  client = "bench.openai", streams = n, ok = ok, tokens = got, wall_s = wall_ns / 1e9,
+  client = "bench.openai", streams = n, ok = ok, requests = n * rounds, tokens = got, wall_s = wall_ns / 1e9,
   cpu_us_per_token = got > 0 and cpu_us / got or 0, tokens_per_s = got / (wall_ns / 1e9),
   maxrss_mb = r1.maxrss / 1048576,
   ttft_err_p50_ms = pct(ttft_err, 0.5), ttft_err_p99_ms = pct(ttft_err, 0.99),

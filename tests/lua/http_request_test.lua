@@ -54,17 +54,22 @@ T.case("decode = openai: text, tokens, usage, sim_ns lag", function()
   local r = chat(sim.url, 16)
   T.eq(r.error, nil, "error")
   local m = r.llm
-  T.eq(#m.token_t, 16, "token events")
+  T.eq(m.tokens, 16, "token events")
+  T.eq(#m.itl_ms, 15, "a gap between each two tokens")
   T.eq(m.content_events, 16, "content events")
   T.eq(m.done, true, "done")
   T.eq(m.finish_reason, "length", "finish_reason")
   T.eq(json.decode(m.usage).completion_tokens, 16, "usage")
   assert(#m.content > 16, "content text")
-  T.eq(#m.sim_lag_ns, 16, "a lag per token")
-  for _, lag in ipairs(m.sim_lag_ns) do assert(lag >= 0 and lag < 5e9, "lag is sane: " .. lag) end
+  assert(m.sim_ttft_err_ms >= 0 and m.sim_ttft_err_ms < 5000, "first token's lag is sane: " .. m.sim_ttft_err_ms)
+  T.eq(#m.sim_itl_err_ms, 15, "an itl error per gap")
+  assert(m.sim_lag_max_ms >= m.sim_ttft_err_ms, "max lag")
   T.eq(r.events, nil, "no raw events unless raw = true")
   local r2 = chat(sim.url, 4, {raw = true})
   T.eq(#r2.events, 7, "raw events kept on request")
+  T.eq(#r2.llm.token_t, 4, "token arrival times with raw")
+  T.eq(#r2.llm.sim_lag_ns, 4, "a lag per token with raw")
+  for _, lag in ipairs(r2.llm.sim_lag_ns) do assert(lag >= 0 and lag < 5e9, "lag is sane: " .. lag) end
 end)
 
 T.case("NDJSON (Ollama native)", function()
@@ -73,7 +78,7 @@ T.case("NDJSON (Ollama native)", function()
                            options = {num_predict = 5}}
   local r = http.request{url = o.url .. "/api/chat", body = body, headers = JSON, stream = "ndjson", decode = "ollama"}
   T.eq(r.error, nil, "error")
-  T.eq(#r.llm.token_t, 5, "tokens")
+  T.eq(r.llm.tokens, 5, "tokens")
   T.eq(r.llm.done, true, "done")
   T.eq(json.decode(r.llm.final).eval_count, 5, "final object")
   local raw = http.request{url = o.url .. "/api/chat", body = body, headers = JSON, stream = "ndjson"}
@@ -123,7 +128,7 @@ T.case("many concurrent streams", function()
   local good, tokens = 0, 0
   for i = 1, n do
     if results[i].error == nil then good = good + 1 end
-    tokens = tokens + #results[i].llm.token_t
+    tokens = tokens + results[i].llm.tokens
   end
   T.eq(good, n, "requests without error")
   T.eq(tokens, n * 32, "tokens")
