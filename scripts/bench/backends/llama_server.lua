@@ -1,0 +1,30 @@
+-- llama.cpp's llama-server: `llama-server -m MODEL --host H --port P ARGS...`.
+-- Ready when GET /health answers 200 (503 while the model loads). Environment
+-- such as GGML_METAL_* or GGML_CUDA_* goes through env.set; --parallel and
+-- other flags through args.
+local B = require("bench.backends")
+local A = {name = "llama-server"}
+
+function A.start(opts)
+  B.check_opts("llama-server", opts, true)
+  local port = B.port(opts)
+  local host = opts.host or "127.0.0.1"
+  local binary = opts.binary or "llama-server"
+  local model = B.expand(opts.model)
+  local argv = {binary}
+  -- a Hugging Face reference (org/repo:quant) goes to -hf; a path to -m
+  if not tostring(model):find("/") or tostring(model):find("^[%./~]") or tostring(model):find("%.gguf$") then
+    B.args({"-m", model}, argv)
+  else
+    B.args({"-hf", model}, argv)
+  end
+  B.args({"--host", host, "--port", port}, argv)
+  B.args(opts.args, argv)
+  local alias = B.flag_value(argv, "--alias") or B.flag_value(argv, "-a")
+  return B.launch{backend = "llama-server", argv = argv, env = opts.env, log = opts.log, host = host,
+                  port = port, ready = {http = "/health"}, ready_timeout = opts.ready_timeout,
+                  dialect = opts.dialect or "llama.cpp", model = alias or B.basename(model),
+                  get_version = function() return B.version_of({binary, "--version"}, "(version: [^\n]+)") end}
+end
+
+return A

@@ -1,0 +1,49 @@
+-- Ollama: `ollama serve` with OLLAMA_HOST=host:port, ready when GET / answers
+-- 200; then the model is loaded without pulling by POST /api/generate with
+-- only {model, keep_alive} (Ollama loads it and answers with load_duration).
+-- load_time_s is spawn -> model loaded; server_load_s is Ollama's own figure.
+local B = require("bench.backends")
+local A = {name = "ollama"}
+
+function A.start(opts)
+  B.check_opts("ollama", opts, true)
+  local extra = opts.extra or {}
+  local port = B.port(opts)
+  local host = opts.host or "127.0.0.1"
+  local binary = opts.binary or "ollama"
+  local env = {set = {}, unset = opts.env and opts.env.unset}
+  for k, v in pairs(opts.env and opts.env.set or {}) do env.set[k] = v end
+  env.set.OLLAMA_HOST = string.format("%s:%d", host, port)
+  local argv = B.args({binary, "serve"})
+  B.args(opts.args, argv)
+  local model = tostring(opts.model)
+  return B.launch{backend = "ollama", argv = argv, env = env, log = opts.log, host = host, port = port,
+                  ready = {http = "/"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "ollama",
+                  model = model, models_path = "/api/tags",
+                  get_version = function(srv)
+                    local st, body = B.get_url(srv.base_url .. "/api/version", 5)
+                    if st ~= 200 then return nil end
+                    local ok, doc = pcall(require("cjson").decode, body)
+                    return ok and type(doc) == "table" and doc.version and ("ollama " .. doc.version) or nil
+                  end,
+                  after_ready = function(srv)
+                    local st, body = B.post_json(srv.base_url .. "/api/generate",
+                                                 {model = model, keep_alive = extra.keep_alive or "60m"},
+                                                 opts.ready_timeout or 600)
+                    if st ~= 200 then
+                      return nil, string.format("loading %s: %s %s", model, tostring(st), tostring(body):sub(1, 300))
+                    end
+                    local ok, doc = pcall(require("cjson").decode, body)
+                    if ok and type(doc) == "table" and tonumber(doc.load_duration) then
+                      srv.server_load_s = tonumber(doc.load_duration) / 1e9
+                    end
+                    srv.load_time_s = (require("bench.clock").now() - srv.proc.started_ns) / 1e9
+                    srv.on_stop = function(s)
+                      -- unload first so the memory is given back even if serve lingers
+                      B.post_json(s.base_url .. "/api/generate", {model = model, keep_alive = 0}, 30)
+                    end
+                    return true
+                  end}
+end
+
+return A

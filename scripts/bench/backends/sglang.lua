@@ -1,0 +1,22 @@
+-- SGLang: `python3 -m sglang.launch_server --model-path M --host H --port P`.
+-- binary names the Python to use. Ready when GET /health answers 200.
+local B = require("bench.backends")
+local A = {name = "sglang"}
+
+function A.start(opts)
+  B.check_opts("sglang", opts, true)
+  local port = B.port(opts)
+  local host = opts.host or "127.0.0.1"
+  local python = opts.binary or "python3"
+  local model = B.expand(opts.model)
+  local argv = B.args({python, "-m", "sglang.launch_server", "--model-path", model, "--host", host, "--port", port})
+  B.args(opts.args, argv)
+  return B.launch{backend = "sglang", argv = argv, env = opts.env, log = opts.log, host = host, port = port,
+                  ready = {http = "/health"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "sglang",
+                  model = B.flag_value(argv, "--served-model-name") or model,
+                  get_version = function()
+                    return B.version_of({python, "-c", "import sglang; print('sglang', sglang.__version__)"})
+                  end}
+end
+
+return A

@@ -1,0 +1,20 @@
+-- vLLM: `vllm serve MODEL --host H --port P ARGS...`. Ready when GET /health
+-- answers 200. The model id is --served-model-name when given.
+local B = require("bench.backends")
+local A = {name = "vllm"}
+
+function A.start(opts)
+  B.check_opts("vllm", opts, true)
+  local port = B.port(opts)
+  local host = opts.host or "127.0.0.1"
+  local binary = opts.binary or "vllm"
+  local model = B.expand(opts.model)
+  local argv = B.args({binary, "serve", model, "--host", host, "--port", port})
+  B.args(opts.args, argv)
+  return B.launch{backend = "vllm", argv = argv, env = opts.env, log = opts.log, host = host, port = port,
+                  ready = {http = "/health"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "vllm",
+                  model = B.flag_value(argv, "--served-model-name") or model,
+                  get_version = function() return B.version_of({binary, "--version"}) end}
+end
+
+return A
