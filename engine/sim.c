@@ -666,6 +666,20 @@ static int conn_send_body(conn *c, const char *p, size_t n) {
 
 static size_t conn_pending(const conn *c) { return c->out.len - c->out_off; }
 
+/* The events gen_step formatted into b after EV_RESERVE bytes: frame them
+ * as one HTTP chunk in place and send them with a single write. */
+enum { EV_RESERVE = 12 };
+static int send_events(conn *c, sbuf *b) {
+  size_t n = b->len - EV_RESERVE;
+  if (n == 0) return 0;
+  if (!c->chunked) return conn_send(c, b->p + EV_RESERVE, n);
+  char hdr[20];
+  int hl = snprintf(hdr, sizeof hdr, "%zx\r\n", n);
+  memcpy(b->p + EV_RESERVE - hl, hdr, (size_t)hl);
+  SB_LIT(b, "\r\n");
+  return conn_send(c, b->p + EV_RESERVE - hl, n + (size_t)hl + 2);
+}
+
 /* Write pending output. Returns -1 if the connection was closed. */
 static int conn_flush(conn *c) {
   while (c->out_off < c->out.len) {
@@ -1434,7 +1448,8 @@ static int mid_fault(conn *c, sbuf *b) {
 /* Called when tokens are due (timer) or the socket drained (packed mode). */
 static void gen_step(conn *c) {
   sbuf *b = &G.scratch;
-  b->len = 0;
+  if (b->cap < EV_RESERVE) sb_grow(b, 65536);
+  b->len = EV_RESERVE;
   int64_t now = br_now();
   int packed = G.cfg.decode_tps <= 0;
   int stop_now = 0;
@@ -1489,7 +1504,7 @@ static void gen_step(conn *c) {
   }
   if (stop_now) {
     int f = c->fault;
-    if (c->stream && conn_send_body(c, b->p, b->len) < 0) return;
+    if (c->stream && send_events(c, b) < 0) return;
     if (!c->stream && (f == F_STALL_MID || f == F_DROP || f == F_ENDLESS_LINE)) {
       /* a non-streaming answer breaks off after its headers promised more */
       sbuf h = {0};
@@ -1530,7 +1545,7 @@ static void gen_step(conn *c) {
     finish_request(c, b, br_now());
     return;
   }
-  if (c->stream && b->len && conn_send_body(c, b->p, b->len) < 0) return;
+  if (c->stream && send_events(c, b) < 0) return;
   if (packed) {
     if (conn_pending(c)) c->resume_on_drain = 1;
     else br_timer_start(G.loop, &c->tick, now, tick_cb, c);
@@ -1546,7 +1561,7 @@ static void finish_request(conn *c, sbuf *b, int64_t now) {
   if (c->emitted == 0) c->t_first = c->t_last = now;
   if (c->stream) {
     fmt_final(b, c, now);
-    if (conn_send_body(c, b->p, b->len) < 0) return;
+    if (send_events(c, b) < 0) return;
     if (c->chunked && conn_send(c, "0\r\n\r\n", 5) < 0) return;
     if (c->http10) c->keepalive = 0;
   } else {
