@@ -270,7 +270,8 @@ local function merge(datas)
     end
   end
   for i, d in ipairs(datas) do
-    local name = tostring(d.summary.name or ("run" .. i))
+    -- the folder's name is unique even when one plan ran twice
+    local name = tostring(d.dir and d.dir:match("([^/]+)/*$") or d.summary.name or ("run" .. i))
     merged.summary.runs[#merged.summary.runs + 1] = {name = name, dir = d.dir, phase = d.summary.phase,
       started = d.summary.started, finished = d.summary.finished}
     local prefix = name .. "/"

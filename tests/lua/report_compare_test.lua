@@ -86,6 +86,18 @@ T.case("compare_main: files, --json, usage errors", function()
   T.eq(report.compare_main("--bogus", a_dir, b_dir), 2, "unknown option")
 end)
 
+T.case("compare: environment differences are listed", function()
+  local da, db = assert(results.load(a_dir)), assert(results.load(b_dir))
+  db.env.host = {hostname = "other", ram = 512e9}
+  local cmp = C.compare(da, db)
+  local what = {}
+  for _, e in ipairs(cmp.env) do what[e.what] = e end
+  T.eq(what.host.b, "other", "host differs")
+  T.eq(what.ram.b, "512 GB", "ram differs")
+  T.eq(C.markdown(cmp):find("Environments differ:", 1, true) ~= nil, true, "shown")
+  T.eq(#C.compare(da, assert(results.load(a_dir))).env, 0, "same run, no differences")
+end)
+
 T.case("compare: configurations only in one run are listed", function()
   local p4 = root .. "/p4"
   G.phase4(p4):close()

@@ -28,7 +28,7 @@ function C.compare(da, db)
   local aa, ab = A.analyze(da), A.analyze(db)
   local cmp = {a = {name = da.summary.name, dir = da.dir, started = da.summary.started},
                b = {name = db.summary.name, dir = db.dir, started = db.summary.started},
-               rows = {}, only_a = {}, only_b = {}}
+               rows = {}, only_a = {}, only_b = {}, env = C.env_diff(da, db)}
   for _, ca in ipairs(aa.configs) do
     local cb = ab.by_key[ca.key]
     if not cb then
@@ -61,6 +61,38 @@ function C.compare(da, db)
   return cmp
 end
 
+-- What differs between the two runs' environments: host, benchrun, servers.
+local function env_facts(d)
+  local env = d.env or {}
+  local h = type(env.host) == "table" and env.host or {}
+  local cpu = h.cpu
+  if type(cpu) == "table" then cpu = cpu.model end
+  local br = d.summary.benchrun or env.benchrun or {}
+  local facts = {
+    host = h.hostname, os = h.os and (tostring(h.os) .. (h.os_version and (" " .. tostring(h.os_version)) or "")),
+    cpu = type(cpu) == "string" and cpu or nil, ram = MD.host_ram(h) and string.format("%.0f GB", MD.host_ram(h) / 1e9),
+    benchrun = br.version and (tostring(br.version) .. (br.git and (" (" .. tostring(br.git) .. ")") or "")),
+    dry_run = env.dry_run == true and "yes" or nil,
+  }
+  local versions, seen = {}, {}
+  for _, c in ipairs(d.cells or {}) do
+    local v = type(c.server) == "table" and c.server.version
+    if type(v) == "string" and not seen[v] then seen[v] = true versions[#versions + 1] = v end
+  end
+  table.sort(versions)
+  if #versions > 0 then facts.servers = table.concat(versions, "; ") end
+  return facts
+end
+
+function C.env_diff(da, db)
+  local fa, fb = env_facts(da), env_facts(db)
+  local out = {}
+  for _, k in ipairs({"host", "os", "cpu", "ram", "benchrun", "servers", "dry_run"}) do
+    if fa[k] ~= fb[k] then out[#out + 1] = {what = k, a = fa[k] or "–", b = fb[k] or "–"} end
+  end
+  return out
+end
+
 local BY_KEY = {}
 for _, m in ipairs(C.METRICS) do BY_KEY[m.key] = m end
 
@@ -72,6 +104,14 @@ function C.markdown(cmp)
   out[#out + 1] = string.format("- A: %s (%s)", tostring(cmp.a.dir), tostring(cmp.a.started or "?"))
   out[#out + 1] = string.format("- B: %s (%s)", tostring(cmp.b.dir), tostring(cmp.b.started or "?"))
   out[#out + 1] = ""
+  if #cmp.env > 0 then
+    local rows = {}
+    for _, e in ipairs(cmp.env) do rows[#rows + 1] = {e.what, e.a, e.b} end
+    out[#out + 1] = "Environments differ:"
+    out[#out + 1] = ""
+    out[#out + 1] = MD.table({"", "A", "B"}, rows, {"l", "l", "l"})
+    out[#out + 1] = ""
+  end
   if #cmp.rows == 0 then
     out[#out + 1] = "No configuration appears in both runs."
     out[#out + 1] = ""
@@ -117,7 +157,7 @@ function C.to_json(cmp)
     end
     rows[#rows + 1] = {config = r.name, status_a = r.status_a, status_b = r.status_b, metrics = ms}
   end
-  return {a = cmp.a, b = cmp.b, configs = rows, only_a = cmp.only_a, only_b = cmp.only_b}
+  return {a = cmp.a, b = cmp.b, configs = rows, only_a = cmp.only_a, only_b = cmp.only_b, env_differs = cmp.env}
 end
 
 return C
