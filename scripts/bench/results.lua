@@ -473,14 +473,22 @@ function M.create(opts)
   return run
 end
 
--- Keep only the lines of a JSONL file whose cell finished (rewritten atomically).
-local function compact_jsonl(path, keep)
+-- Keep only the lines of a JSONL file whose cell finished (rewritten
+-- atomically). A sample also stays when its time falls inside a finished
+-- cell's window: a server kept across cells labels all its samples with the
+-- cell that stopped it, which may be the one interrupted.
+local function compact_jsonl(path, keep, windows)
   local f = io.open(path, "rb")
   if not f then return true end
   local out, dropped = {}, 0
+  local function in_window(t)
+    if type(t) ~= "number" then return false end
+    for _, w in ipairs(windows or {}) do if t >= w[1] and t <= w[2] then return true end end
+    return false
+  end
   for line in f:lines() do
     local v = line ~= "" and M.json_decode(line)
-    if type(v) == "table" and (v.cell == nil or keep[v.cell]) then
+    if type(v) == "table" and (v.cell == nil or keep[v.cell] or in_window(v.t_ns)) then
       out[#out + 1] = line
     else
       dropped = dropped + 1
@@ -517,7 +525,13 @@ function M.open(dir, opts)
   local ok
   ok, err = compact_jsonl(dir .. "/records.jsonl", run.done_ids)
   if not ok then return nil, err end
-  ok, err = compact_jsonl(dir .. "/samples.jsonl", run.done_ids)
+  local windows = {}
+  for _, c in ipairs(run.cell_list) do
+    if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then
+      windows[#windows + 1] = {c.started_ns, c.ended_ns}
+    end
+  end
+  ok, err = compact_jsonl(dir .. "/samples.jsonl", run.done_ids, windows)
   if not ok then return nil, err end
   local envtext = read_file(dir .. "/env.json")
   local env = envtext and M.json_decode(envtext)

@@ -148,6 +148,20 @@ T.case("open (resume) keeps finished cells and drops the interrupted cell's line
   T.eq(#data.cells, 2, "cells after resume")
 end)
 
+T.case("open keeps samples inside a finished cell's window whatever their label", function()
+  local run, dir = new_run()
+  run:cell{id = "first", started_ns = 100, ended_ns = 200}
+  -- a server shared by "first" and "second" flushed its samples under "second"
+  run:sample{t_ns = 150, cell = "second", rss = 1}
+  run:sample{t_ns = 250, cell = "second", rss = 2}
+  run:close()
+  local again = assert(results.open(dir))
+  again:close()
+  local l = lines(dir .. "/samples.jsonl")
+  T.eq(#l, 1, "one sample kept")
+  T.eq(results.json_decode(l[1]).t_ns, 150, "the one inside the finished cell's window")
+end)
+
 T.case("open: a cell in summary.json without its file is not done", function()
   local run, dir = new_run()
   run:cell{id = "x"}

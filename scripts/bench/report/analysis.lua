@@ -286,16 +286,24 @@ function A.sample_cells(data)
   return out
 end
 
--- Peak server memory per cell from the samples (rss, else footprint/pss).
+-- Peak server memory per cell from the samples (rss, else footprint/pss):
+-- by_window for cells that carry their time window, by_label otherwise.
 local function sample_peaks(data)
   local owners = A.sample_cells(data)
-  local peaks = {}
+  local windowed = {}
+  for _, c in ipairs(data.cells or {}) do
+    if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then windowed[c.id] = true end
+  end
+  local by_window, by_label = {}, {}
   for i, smp in ipairs(data.samples or {}) do
     local id = owners[i]
     local v = tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
-    if id and v and (not peaks[id] or v > peaks[id]) then peaks[id] = v end
+    if id and v then
+      local t = windowed[id] and by_window or by_label
+      if not t[id] or v > t[id] then t[id] = v end
+    end
   end
-  return peaks
+  return by_window, by_label
 end
 
 -- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
@@ -312,7 +320,7 @@ function A.analyze(data)
   end
   local configs, by_key = {}, {}
   local statuses = {ok = 0, oom = 0, failed = 0, skipped = 0}
-  local peaks = sample_peaks(data)
+  local window_peaks, label_peaks = sample_peaks(data)
   for _, cell in ipairs(data.cells or {}) do
     local labels = cell.labels or {}
     local key = A.config_key(labels)
@@ -334,8 +342,11 @@ function A.analyze(data)
     local recs = recs_by_cell[cell.id] or {}
     local m = metrics_of(cell.summary, cell.server)
     if #recs > 0 then fill_missing(m, metrics_of(A.summarize_records(recs), cell.server)) end
-    if not m.peak_bytes and peaks[cell.id] then
-      m.peak_bytes = peaks[cell.id]
+    -- A server kept across cells reports one peak for all of them (to the
+    -- last); the samples inside a cell's own window say what that cell used.
+    local sp = window_peaks[cell.id] or (not m.peak_bytes and label_peaks[cell.id]) or nil
+    if sp then
+      m.peak_bytes = sp
       m.peak_from_samples = true
       if m.decode_tps and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
     end
