@@ -521,6 +521,7 @@ function M.open(dir, opts)
   end
   summary.cells = nil
   summary.finished = nil
+  summary.analysis = nil   -- rebuilt by the next finish
   run.summary = summary
   local ok
   ok, err = compact_jsonl(dir .. "/records.jsonl", run.done_ids)
