@@ -64,6 +64,16 @@ T.case("load window: health 503 and requests refused while loading, memory touch
   T.eq(code, 200, "request once loaded")
 end)
 
+T.case("ollama: a request during the load waits for it (load_duration)", function()
+  local s <close> = T.sim{"--dialect", "ollama", "--load-time", "500ms", "--decode-tps", "0"}
+  local code, body = curl(s.url .. "/api/generate", json.encode{model = "m", prompt = "hi", stream = false,
+                                                                 options = {num_predict = 2}})
+  T.eq(code, 200, "status")
+  local r = json.decode(body)
+  assert(r.load_duration > 0.2e9 and r.load_duration < 2e9, "load_duration " .. r.load_duration)
+  assert(r.total_duration >= r.load_duration, "total includes load")
+end)
+
 T.case("batching curve: aggregate tps at 1, 2, 4, 8, 16 concurrent", function()
   local d, k = 100, 0.05
   local s <close> = T.sim{"--decode-tps", tostring(d), "--batch-slowdown", tostring(k), "--slots", "16"}
