@@ -240,6 +240,26 @@ T.case("samples belong to cells by the cells' time windows; peaks come from them
   T.eq(select(2, svg:gsub("<polyline", "")), 1, "a missing value breaks the line")
 end)
 
+T.case("degenerate runs still render: no cells, every cell failed, no records", function()
+  local empty = T.tmpdir() .. "/empty"
+  local run = assert(results.create{dir = empty, name = "empty"})
+  local path = run:finish{}
+  has(read(path), "No cell has finished yet.", "empty run")
+  local bad = T.tmpdir() .. "/bad"
+  run = assert(results.create{dir = bad, name = "bad", phase = "batching"})
+  for _, c in ipairs({1, 2, 4}) do
+    run:record("c" .. c, {ok = false, error = {kind = "connect"}})
+    run:cell{id = "c" .. c, labels = {concurrency = c}, status = c == 4 and "oom" or "failed", error = "no server"}
+  end
+  path = run:finish{}
+  local md = read(path)
+  has(md, "**failed**: no server", "failed status")
+  has(md, "does not fit: the server was OOM-killed", "oom finding")
+  T.eq(md:find("nan", 1, true), nil, "no nan")
+  T.eq(md:find("inf", 1, true), nil, "no inf")
+  T.eq(report.main(bad), 0, "re-render")
+end)
+
 T.case("quality: tokens, LCS similarity, Jaccard", function()
   local toks = Q.tokens("Hello, World! 量子计算")
   T.eq(table.concat(toks, "|"), "hello|world|量|子|计|算", "tokens")

@@ -390,7 +390,9 @@ local function section_questions(out, an, groups)
   out[#out + 1] = ""
   for _, g in ipairs(groups) do
     local prefix = #groups > 1 and ("(" .. g.name .. ") ") or ""
+    -- the highest level that produced a figure (the top one may have failed)
     local last = g.rows[#g.rows]
+    for i = #g.rows, 1, -1 do if g.rows[i].scaling then last = g.rows[i] break end end
     -- 1: scaling compared with the reference machine
     if last.scaling and ref.scaling then
       out[#out + 1] = string.format("1. %sDoes this machine scale better than the reference? At %d concurrent requests aggregate "
@@ -493,9 +495,9 @@ local function section_tuning(out, an, groups)
       local c = r.config
       local vals = c.repeat_values.decode_tps
       local cv, drift
-      if #vals >= 2 then
+      if #vals >= 2 and A.mean(vals) > 0 then
         cv = A.stddev(vals) / A.mean(vals) * 100
-        drift = (vals[#vals] - vals[1]) / vals[1] * 100
+        if vals[1] > 0 then drift = (vals[#vals] - vals[1]) / vals[1] * 100 end
       end
       local bad = 0
       for _, cell in ipairs(c.cells) do if cell.status == "oom" or cell.status == "failed" then bad = bad + 1 end end
