@@ -35,7 +35,9 @@ local function chart_tps(an)
 end
 
 local function chart_scaling(groups)
-  if #groups == 0 then return nil end
+  local any = false
+  for _, g in ipairs(groups) do for _, r in ipairs(g.rows) do if r.agg_tps then any = true end end end
+  if not any then return nil end
   local tput, lat = {}, {}
   for i, g in ipairs(groups) do
     local a, p50, p95, p99 = {}, {}, {}, {}

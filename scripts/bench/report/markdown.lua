@@ -425,6 +425,9 @@ local function section_questions(out, an, groups)
         slo and (slo_best and string.format("; within the E2E p95 SLO of %s ms the best is %d concurrent", ms(slo), slo_best.conc)
           or string.format("; no level meets the E2E p95 SLO of %s ms", ms(slo))) or "")
     end
+    if not best then
+      out[#out + 1] = "2. " .. prefix .. "Optimal concurrency: not answerable (no level produced a throughput figure)."
+    end
     -- 3: batching for one user
     local single = {}
     for _, c in ipairs(an.configs) do
