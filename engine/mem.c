@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SAMPLER_MT "bench.mem.Sampler"
 
@@ -146,7 +147,8 @@ typedef struct {
   uint64_t total;                  /* samples taken */
   sample peak;                     /* field-wise maxima */
   int64_t late_max_ns;             /* worst lateness against the schedule */
-  int64_t cpu_ns;                  /* time spent reading, for the cost report */
+  int64_t cpu_ns;                  /* the thread's CPU time, for the cost report */
+  int64_t read_ns;                 /* wall time spent reading (NVML may block) */
   int64_t started_ns, stopped_ns;
   char gpu_why[200];
   int gpu_available;
@@ -210,6 +212,13 @@ static void sample_write(sampler *s, const sample *x) {
   fflush(f);
 }
 
+/* CPU time of the calling thread (POSIX; macOS 10.12+). */
+static int64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void *sampler_main(void *arg) {
   sampler *s = arg;
   int64_t next = br_now();
@@ -233,7 +242,8 @@ static void *sampler_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     int64_t late = t0 - next;
     if (late > s->late_max_ns) s->late_max_ns = late;
-    s->cpu_ns += t1 - t0;
+    s->read_ns += t1 - t0;
+    s->cpu_ns = thread_cpu_ns();
     if (s->len < s->cap) s->ring[(s->head + s->len++) % s->cap] = x;
     else { s->ring[s->head] = x; s->head = (s->head + 1) % s->cap; }
     if (s->total == 0) s->peak = x;
@@ -318,7 +328,7 @@ static int s_start(lua_State *L) {
   s->stop = 0;
   s->len = s->head = 0;
   s->total = 0;
-  s->late_max_ns = s->cpu_ns = 0;
+  s->late_max_ns = s->cpu_ns = s->read_ns = 0;
   s->started_ns = br_now();
   /* Signals belong to the main thread (Ctrl-C, SIGCHLD): block them here. */
   sigset_t all, old;
@@ -368,7 +378,9 @@ static void push_sample(lua_State *L, const sample *x, int with_pid) {
 }
 
 /* The series so far: {samples = {...}, peak = {...}, count, dropped,
- * late_max_ms, cost = fraction of one core, real_kind, gpu_note} */
+ * late_max_ms, cost = the thread's CPU time as a fraction of one core,
+ * read_share = wall time spent reading (blocking NVML calls included),
+ * real_kind, gpu_note} */
 static void push_series(lua_State *L, sampler *s) {
   pthread_mutex_lock(&s->mu);
   size_t len = s->len;
@@ -376,7 +388,7 @@ static void push_series(lua_State *L, sampler *s) {
   if (copy) for (size_t i = 0; i < len; i++) copy[i] = s->ring[(s->head + i) % s->cap];
   sample peak = s->peak;
   uint64_t total = s->total;
-  int64_t late = s->late_max_ns, cpu = s->cpu_ns;
+  int64_t late = s->late_max_ns, cpu = s->cpu_ns, rd = s->read_ns;
   int64_t end = s->running ? br_now() : s->stopped_ns;
   pthread_mutex_unlock(&s->mu);
   if (!copy) luaL_error(L, "mem.sampler: out of memory");
@@ -405,6 +417,8 @@ static void push_series(lua_State *L, sampler *s) {
   int64_t span = end - s->started_ns;
   lua_pushnumber(L, span > 0 ? (lua_Number)cpu / (lua_Number)span : 0);
   lua_setfield(L, -2, "cost");
+  lua_pushnumber(L, span > 0 ? (lua_Number)rd / (lua_Number)span : 0);
+  lua_setfield(L, -2, "read_share");
   lua_pushstring(L, br_platform_real_mem_name());
   lua_setfield(L, -2, "real_kind");
   if (s->gpu && !s->gpu_available) {

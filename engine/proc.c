@@ -571,6 +571,8 @@ static void push_exit_info(lua_State *L, child *c) {
     if (c->oom_likely) {
       lua_pushboolean(L, 1);
       lua_setfield(L, -2, "oom_likely");
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "oom");   /* the plan runner's name for it */
       if (c->evidence[0]) {
         lua_pushstring(L, c->evidence);
         lua_setfield(L, -2, "evidence");
