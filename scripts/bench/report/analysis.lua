@@ -77,15 +77,19 @@ local function rec_decode_tps(r)
 end
 A.rec_decode_tps = rec_decode_tps
 
-local function rec_start_ns(r) return r.sent_ns or r.start_ns end
+local function rec_start_ns(r) return r.t_sent_ns or r.sent_ns or r.start_ns end
+
+-- The prompt a record answered: bench.load names it `name`, the runner `prompt`.
+function A.rec_prompt(r) return r.prompt or r.name end
 
 -- Aggregate output rate of a set of requests: tokens over their joint span.
 local function span_tps(recs)
   local first, last, tokens = nil, nil, 0
   for _, r in ipairs(recs) do
     local s = rec_start_ns(r)
-    if type(s) == "number" and type(r.e2el_ms) == "number" then
-      local e = s + r.e2el_ms * 1e6
+    local e = type(r.t_end_ns) == "number" and r.t_end_ns
+      or (type(s) == "number" and type(r.e2el_ms) == "number" and s + r.e2el_ms * 1e6) or nil
+    if type(s) == "number" and e then
       if not first or s < first then first = s end
       if not last or e > last then last = e end
       tokens = tokens + (tonumber(r.output_tokens) or 0)

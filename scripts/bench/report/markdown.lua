@@ -302,7 +302,7 @@ local function expected_prompts(an)
   local names = {}
   for _, c in ipairs(an.configs) do
     for k in pairs(Q.outputs_of(c)) do names[k] = true end
-    for _, r in ipairs(c.records) do if r.prompt then names[r.prompt] = true end end
+    for _, r in ipairs(c.records) do if A.rec_prompt(r) then names[A.rec_prompt(r)] = true end end
   end
   local n = 0
   for _ in pairs(names) do n = n + 1 end
@@ -320,8 +320,9 @@ end
 local function prompts_completed(c)
   local done, failed = {}, {}
   for _, r in ipairs(c.records) do
-    if r.prompt then
-      if r.ok == false or r.error ~= nil then failed[r.prompt] = true else done[r.prompt] = true end
+    local p = A.rec_prompt(r)
+    if p then
+      if r.ok == false or r.error ~= nil then failed[p] = true else done[p] = true end
     end
   end
   local n = 0

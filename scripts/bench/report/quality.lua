@@ -90,7 +90,7 @@ local function outputs_of(c)
   local outs = {}
   for k, v in pairs(c.outputs or {}) do outs[k] = v end
   for _, r in ipairs(c.records or {}) do
-    local name = r.prompt
+    local name = r.prompt or r.name
     local txt = r.text or r.output
     if name and type(txt) == "string" and outs[name] == nil and (r.ok ~= false and r.error == nil) then
       outs[name] = txt
