@@ -1,6 +1,7 @@
 /* The interactive REPL: lua.c's reading rules (try `return <line>` first,
  * keep reading while the chunk is incomplete) plus line editing, history,
  * completion of globals and fields, and a pretty-printer for tables.
+ * (The lazy `probe` global comes from the runtime, for scripts too.)
  *
  * Line editing comes from libedit's readline interface when benchrun was
  * built with it (BENCHRUN_HAVE_LIBEDIT) and stdin is a terminal; otherwise
@@ -31,8 +32,8 @@
 #define HISTORY_FILE ".benchrun_history"
 #define HISTORY_MAX 1000
 
-/* Helpers written in Lua: the pretty-printer, completion candidates and the
- * lazy `probe` global. Compiled once when the REPL starts. */
+/* Helpers written in Lua: the pretty-printer and completion candidates.
+ * Compiled once when the REPL starts. */
 static const char helpers_lua[] =
   "local M = {}\nlocal null = require('bench.yaml').null\n"
   "local MAX_DEPTH, MAX_ITEMS, MAX_LINE = 4, 40, 78\n"
@@ -140,16 +141,6 @@ static const char helpers_lua[] =
   "  return out\n"
   "end\n"
   "return M\n";
-
-/* `probe` is a global in the REPL: the first call loads bench.probe. */
-static int l_probe(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "bench.probe");
-  lua_call(L, 1, 1);
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
-}
 
 static int helpers_ref = LUA_NOREF;
 static lua_State *repl_state;          /* for the completion callback */
@@ -359,8 +350,6 @@ static int setup(lua_State *L) {
   if (luaL_loadbuffer(L, helpers_lua, sizeof helpers_lua - 1, "=(repl helpers)") != LUA_OK) return lua_error(L);
   lua_call(L, 0, 1);
   helpers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushcfunction(L, l_probe);
-  lua_setglobal(L, "probe");
   return 0;
 }
 

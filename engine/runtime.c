@@ -110,6 +110,41 @@ static void preload(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* `probe` (scripts/bench/probe.lua, a callable module) is a global that
+ * loads the module on first use, so startup does not pay for it:
+ * probe(url) calls it, probe.field reads its fields. */
+static int push_probe_module(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "bench.probe");
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static int probe_call(lua_State *L) {
+  push_probe_module(L);
+  lua_replace(L, 1);   /* the proxy itself -> the module */
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int probe_index(lua_State *L) {
+  push_probe_module(L);
+  lua_pushvalue(L, 2);
+  lua_gettable(L, -2);
+  return 1;
+}
+
+static void set_probe_global(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, probe_call);
+  lua_setfield(L, -2, "__call");
+  lua_pushcfunction(L, probe_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_setglobal(L, "probe");
+}
+
 /* Globals every script and the REPL see: the C modules by short name. */
 static int set_globals(lua_State *L) {
   static const char *const names[][2] = {
@@ -133,6 +168,7 @@ static int set_globals(lua_State *L) {
   lua_pushstring(L, BENCHRUN_GIT);
   lua_setfield(L, -2, "git");
   lua_pop(L, 1);
+  set_probe_global(L);
   return 0;
 }
 

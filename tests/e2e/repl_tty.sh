@@ -73,8 +73,8 @@ expect "a task runs to its end" "task-finished"
 type_line 't:status()'
 expect "its status" "done"
 
-type_line 'return type(probe)'
-expect "probe is a global" "function"
+type_line 'return getmetatable(probe).__call and "probe-" .. "callable"'
+expect "probe is a global" "probe-callable"
 
 type_line 'error("oops-" .. "here")'
 expect "errors are reported" "oops-here"
