@@ -127,4 +127,11 @@ T.case("a server killed from outside is reported as a likely OOM", function()
   assert(info.reason:find("likely out of memory", 1, true), info.reason)
 end)
 
+T.case("a server the OOM killer takes while loading: the start fails as a likely OOM", function()
+  local srv, err = backends.get("sim").start{args = {"--model-memory", "64MiB", "--oom-at-memory", "16MiB",
+                                                     "--load-time", "0.2s"}}
+  T.eq(srv, nil, "started")
+  assert(err:find("killed (likely out of memory)", 1, true), err)
+end)
+
 T.done()
