@@ -63,6 +63,7 @@ struct hctx {
   br_timer timer;       /* curl's timeout; holds no loop reference (see weak_timer_*) */
   br_timer defer;       /* runs aborts asked for while curl was on the stack */
   int in_curl;          /* depth of calls into curl */
+  int npending;         /* transfers with an abort waiting for curl to return */
   xfer *xfers;          /* every transfer not yet freed */
   hsock *socks;
   CURL **pool;          /* reset easy handles for reuse */
@@ -213,6 +214,8 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static void deferred_fired(br_loop *loop, br_timer *t) { process_deferred(t->data); }
 
 static void process_deferred(hctx *c) {
+  if (c->npending == 0) return;   /* the common case: no list walk per event */
+  c->npending = 0;
   xfer *x = c->xfers, *next;
   for (; x; x = next) {
     next = x->next;
@@ -225,6 +228,7 @@ static void process_deferred(hctx *c) {
 static void xfer_abort(xfer *x, const char *reason) {
   if (!x->in_multi) return;
   if (x->ctx->in_curl) {
+    if (!x->abort_pending) x->ctx->npending++;
     x->abort_pending = 1;
     x->pending_error = reason;
     br_timer_start(x->ctx->loop, &x->ctx->defer, br_now(), deferred_fired, x->ctx);
@@ -1099,12 +1103,14 @@ static int l_request(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 16384L);
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                    h2 && strcmp(h2, "prior") == 0 ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
                    : h2 && strcmp(h2, "off") == 0 ? (long)CURL_HTTP_VERSION_1_1
                                                   : (long)CURL_HTTP_VERSION_2TLS);
+  /* Waiting to multiplex only pays where HTTP/2 is certain: on plain
+   * HTTP/1.1 it makes every other request wait for the first response. */
+  if (h2 && strcmp(h2, "prior") == 0) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   if (to_connect) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(to_connect / 1000000 > 0 ? to_connect / 1000000 : 1));
   if (opt_bool(L, 1, "insecure", 0)) {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
