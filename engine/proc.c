@@ -1221,8 +1221,9 @@ static int p_tail(lua_State *L) {
   child *c = check_child(L, 1);
   lua_Integer n = luaL_optinteger(L, 2, 20);
   if (c->running) reap_all(c->ps);
-  stream_read(c->ps->loop, &c->out);
-  stream_read(c->ps->loop, &c->err);
+  /* read what is waiting now; waiters hear about it as from the loop */
+  int ev = stream_read(c->ps->loop, &c->out) | stream_read(c->ps->loop, &c->err);
+  if (ev) notify(c, ev);
   push_tail(L, c, n);
   return 1;
 }

@@ -156,4 +156,23 @@ T.case("log file receives both streams", function()
   assert(text:find("to-out", 1, true) and text:find("to-err", 1, true), text)
 end)
 
+T.case("wait_ready by HTTP with a predicate; a task waiting for a line while another reads the tail", function()
+  local sim <close> = T.sim{"--load-time", "0.3s"}
+  local t = assert(proc.wait_ready{http = sim.url .. "/health", timeout = 10,
+                                   expect = function(status, body) return status == 200 and body:find('"ok"') ~= nil end})
+  assert(t >= 0, "ready")
+  local st, body = proc.probe_http(sim.url .. "/v1/models")
+  T.eq(st, 200, "status")
+  assert(body:find("sim-model", 1, true), body)
+  T.checkerr("expected http://host[:port]/path", proc.probe_http, "https://example.com/")
+  local p = assert(proc.spawn{argv = {"sh", "-c", "sleep 0.2; echo first; sleep 0.2; echo second; sleep 30"}})
+  local waiter = bench.spawn(function() return p:wait_for_line("second", 10) end)
+  local reader = bench.spawn(function()
+    for _ = 1, 40 do p:tail(1) clock.sleep(0.02) end
+  end)
+  T.eq(waiter:join(), "second", "line seen although tail() read the pipe")
+  reader:join()
+  p:stop(1)
+end)
+
 T.done()
