@@ -166,11 +166,14 @@ T.case("wait_ready by HTTP with a predicate; a task waiting for a line while ano
   assert(body:find("sim-model", 1, true), body)
   T.checkerr("expected http://host[:port]/path", proc.probe_http, "https://example.com/")
   local p = assert(proc.spawn{argv = {"sh", "-c", "sleep 0.2; echo first; sleep 0.2; echo second; sleep 30"}})
-  local waiter = bench.spawn(function() return p:wait_for_line("second", 10) end)
+  -- without the wake-up the waiter would only see the line at its 20 s timeout
+  local sw = clock.stopwatch()
+  local waiter = bench.spawn(function() return p:wait_for_line("second", 20) end)
   local reader = bench.spawn(function()
     for _ = 1, 40 do p:tail(1) clock.sleep(0.02) end
   end)
   T.eq(waiter:join(), "second", "line seen although tail() read the pipe")
+  assert(sw:elapsed() < 10, "woken by the line, not the timeout: " .. sw:elapsed())
   reader:join()
   p:stop(1)
 end)
