@@ -372,8 +372,8 @@ usage: benchrun compare DIR_A DIR_B [--out FILE] [--json]
 
 Compares two runs configuration by configuration: A's and B's figures, the
 change in %, and whether each change exceeds run-to-run noise
-(|Δ| > 2·sqrt(sA²/nA + sB²/nB) over per-repeat values; per-request values when
-a side has a single repeat, marked *). Markdown on stdout (or --out FILE);
+(|Δ| > max(2·sqrt(sA²/nA + sB²/nB), 1% of A) over per-repeat values;
+per-request values when a side has a single repeat, marked *). Markdown on stdout (or --out FILE);
 --json prints the comparison as JSON.
 ]]
 

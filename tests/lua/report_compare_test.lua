@@ -1,5 +1,5 @@
 -- benchrun compare: the same configurations in two runs, deltas, and the
--- noise rule (|Δ| > 2·sqrt(sA²/nA + sB²/nB) over per-repeat values).
+-- noise rule (|Δ| > max(2·sqrt(sA²/nA + sB²/nB), 1% of A) over per-repeat values).
 local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 local G = dofile(os.getenv("BENCHRUN_TESTS") .. "/data/gen_results.lua")
 local results = require("bench.results")
@@ -22,12 +22,13 @@ local function metric(cmp, config, key)
 end
 
 T.case("noise rule on known repeats", function()
-  -- repeats 0.995, 1.0, 1.005 of 41: s = 0.205, n = 3 on both sides
-  local ra = {decode_tps = {40.795, 41.0, 41.205}}
+  -- repeats 0.98, 1.0, 1.02 of 41: s = 0.82, n = 3 on both sides; 2·SE = 1.34 > 1% of 41
+  local ra = {decode_tps = {40.18, 41.0, 41.82}}
   local s = A.stddev(ra.decode_tps)
   local threshold = 2 * math.sqrt(2 * s ^ 2 / 3)
-  local rb_in = {decode_tps = {40.795 + threshold * 0.9, 41.0 + threshold * 0.9, 41.205 + threshold * 0.9}}
-  local rb_out = {decode_tps = {40.795 + threshold * 1.1, 41.0 + threshold * 1.1, 41.205 + threshold * 1.1}}
+  T.eq(threshold > 0.41, true, "the spread, not the 1% floor, decides here")
+  local rb_in = {decode_tps = {40.18 + threshold * 0.9, 41.0 + threshold * 0.9, 41.82 + threshold * 0.9}}
+  local rb_out = {decode_tps = {40.18 + threshold * 1.1, 41.0 + threshold * 1.1, 41.82 + threshold * 1.1}}
   local n_in = A.noise(ra, rb_in, "decode_tps")
   T.eq(n_in.verdict, "no", "0.9 × threshold is noise")
   T.near(n_in.threshold, threshold, 1e-9, "threshold")
@@ -40,6 +41,10 @@ T.case("noise rule on known repeats", function()
   T.eq(n.basis, "requests", "per-request basis")
   T.eq(n.verdict, "yes", "clear difference")
   T.eq(A.noise({decode_tps = {1}}, {decode_tps = {2}}, "decode_tps").verdict, "n/a", "too few values")
+  -- a perfectly steady server: 0.5% apart is still noise (the 1% floor), 1.5% is not
+  local steady = {decode_tps = {100, 100.001, 99.999}}
+  T.eq(A.noise(steady, {decode_tps = {100.5, 100.501, 100.499}}, "decode_tps").verdict, "no", "0.5% is under the floor")
+  T.eq(A.noise(steady, {decode_tps = {101.5, 101.501, 101.499}}, "decode_tps").verdict, "yes", "1.5% is over it")
 end)
 
 T.case("compare: deltas and verdicts per configuration", function()

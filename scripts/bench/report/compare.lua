@@ -2,11 +2,12 @@
 -- configuration, with the change and whether it exceeds run-to-run noise.
 --
 -- Noise rule (A.noise): with >= 2 repeats on both sides, a change is real when
--- |mean_B - mean_A| > 2 * sqrt(s_A^2/n_A + s_B^2/n_B) over the per-repeat
+-- |mean_B - mean_A| > max(2 * sqrt(s_A^2/n_A + s_B^2/n_B), 1% of mean_A) over the per-repeat
 -- values (about a 95% interval). With one repeat on a side, the per-request
 -- values stand in and the verdict is marked with * (requests within one run
 -- share its conditions, so this understates the noise between runs). Figures
 -- that exist once per run (peak memory, load time with one cell) get "n/a".
+-- A change smaller than 1% of A's value is never called real.
 local A = require("bench.report.analysis")
 local MD = require("bench.report.markdown")
 
@@ -137,8 +138,8 @@ function C.markdown(cmp)
     out[#out + 1] = MD.table({"Configuration", "Metric", "A", "B", "Change", "Beyond noise"}, rows,
       {"l", "l", "r", "r", "r", "l"})
     out[#out + 1] = ""
-    out[#out + 1] = "Beyond noise: |B − A| > 2·sqrt(s²A/nA + s²B/nB) over per-repeat values; * = per-request values "
-      .. "(a side had one repeat; weaker evidence); n/a = one value per run."
+    out[#out + 1] = "Beyond noise: |B − A| > max(2·sqrt(s²A/nA + s²B/nB), 1% of A) over per-repeat values; "
+      .. "* = per-request values (a side had one repeat; weaker evidence); n/a = one value per run."
     out[#out + 1] = ""
   end
   if #cmp.only_a > 0 then out[#out + 1] = "Only in A: " .. table.concat(cmp.only_a, ", ") out[#out + 1] = "" end

@@ -288,7 +288,7 @@ local function section_pairs(out, an, pairs_)
     out[#out + 1] = MD.table({"Metric", "MLX", "GGUF", "GGUF vs MLX", "Better"}, rows)
     out[#out + 1] = ""
     if n.verdict ~= "n/a" then
-      out[#out + 1] = string.format("Decode TPS difference %s run-to-run noise (%s: |Δ| %.2f vs 2·SE %.2f).",
+      out[#out + 1] = string.format("Decode TPS difference %s run-to-run noise (%s: |Δ| %.2f vs threshold %.2f).",
         n.verdict == "yes" and "exceeds" or "is within", n.basis, math.abs(n.diff), n.threshold)
       out[#out + 1] = ""
     end
