@@ -448,7 +448,9 @@ function A.config_name(c, shown)
       if k == "concurrency" then t = "c=" .. t
       elseif k == "max_tokens" then t = t .. " tok"
       elseif (k == "env" or k == "sysctl") and t == "default" then t = k == "env" and "env default" or "sysctl default" end
-      parts[#parts + 1] = t
+      local dup = false
+      for _, p in ipairs(parts) do if p == t then dup = true break end end
+      if not dup then parts[#parts + 1] = t end
     end
   end
   if #parts == 0 then

@@ -657,7 +657,7 @@ function MD.render(an, ctx)
   section_header(out, an, ctx)
   local recs = MD.recommendations(an, ctx)
   if #recs > 0 then
-    out[#out + 1] = "## Findings"
+    out[#out + 1] = ctx.phase == "analysis" and "## Framework recommendations" or "## Findings"
     out[#out + 1] = ""
     for _, r in ipairs(recs) do out[#out + 1] = "- " .. r end
     out[#out + 1] = ""
