@@ -127,6 +127,7 @@ function Progress:cell_start(i, cell_id, info)
   info = info or {}
   self.i, self.cell = i, cell_id
   self.req_done, self.cell_tokens = 0, 0
+  self.in_cell = true
   self.req_expected = tonumber(info.requests)
   self.cell_t0 = now_s(self)
   if self.mode == "json" then
@@ -160,6 +161,7 @@ end
 function Progress:cell_end(cell_id, status, cell)
   status = status or "ok"
   self.cells_done = self.cells_done + 1
+  self.in_cell = false
   self.req_expected = nil
   local el = now_s(self) - self.cell_t0
   if self.mode == "json" then
@@ -187,7 +189,7 @@ function Progress:log(msg)
   self:_clear()
   self.out:write(tostring(msg), "\n")
   self.out:flush()
-  if self.mode == "tty" and self.cell then self:_draw(true) end
+  if self.mode == "tty" and self.in_cell then self:_draw(true) end
 end
 
 -- p:finish(report_path)

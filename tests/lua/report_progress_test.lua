@@ -44,6 +44,8 @@ T.case("tty: one line rewritten in place, with rate and ETA", function()
   T.eq(text:find("\n", 1, true), nil, "no newline while a cell runs")
   p:cell_end("q4-c1", "ok")
   T.eq(out:text():sub(-1), "\n", "a cell's end is a kept line")
+  p:log("between cells")
+  T.eq(out:text():sub(-14), "between cells\n", "no status line redrawn between cells")
 end)
 
 T.case("plain: log lines, no escape sequences", function()
