@@ -265,8 +265,11 @@ static void on_signal(int sig) {
   lua_State *L = signal_state;
   if (!L) return;
   br_sched_interrupt(L);
-  /* Stop pure-Lua loops at their next instruction, as lua.c does. */
+  /* Stop pure-Lua loops at their next instruction, as lua.c does; also in
+   * the task running now (a coroutine has its own hook). */
   lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  lua_State *co = br_sched_running_thread(L);
+  if (co) lua_sethook(co, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 void br_runtime_signals(lua_State *L) {

@@ -173,6 +173,11 @@ void br_sched_interrupt(lua_State *L) {
 
 int br_sched_interrupted(lua_State *L) { return sched_of(L)->interrupted; }
 
+lua_State *br_sched_running_thread(lua_State *L) {
+  br_task *t = sched_of(L)->current;
+  return t ? t->co : NULL;
+}
+
 void br_sched_clear_interrupt(lua_State *L) {
   br_sched *s = sched_of(L);
   s->interrupted = 0;

@@ -52,6 +52,9 @@ int br_wait_raise(lua_State *L, br_wait *w);
  * delivered. While set, every wait is cancelled. */
 void br_sched_interrupt(lua_State *L);   /* async-signal-safe */
 int br_sched_interrupted(lua_State *L);
+/* The coroutine of the task being resumed now, or NULL on the main thread.
+ * Async-signal-safe: the SIGINT handler hooks it so a busy task stops too. */
+lua_State *br_sched_running_thread(lua_State *L);
 void br_sched_clear_interrupt(lua_State *L);
 
 /* Run the loop until no task is left (or interruption). Returns 0, or -1

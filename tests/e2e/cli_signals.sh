@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Ctrl-C (SIGINT) interrupts a sleep, a busy Lua loop and running tasks with
-# "interrupted" and exit status 1; SIGTERM stops benchrun with 128+15.
+# Ctrl-C (SIGINT) interrupts a sleep, a busy Lua loop (also inside a task)
+# and running tasks with "interrupted" and exit status 1; SIGTERM stops
+# benchrun with 128+15.
 # Usage: cli_signals.sh BENCHRUN
 set -u
 B=${1:?usage: cli_signals.sh path/to/benchrun}
@@ -36,6 +37,8 @@ interrupt() {
 
 interrupt "SIGINT during clock.sleep"      INT 1 "interrupted" "clock.sleep(100)"
 interrupt "SIGINT during a busy Lua loop"  INT 1 "interrupted" "local n = 0; while true do n = n + 1 end"
+interrupt "SIGINT stops a busy task"       INT 1 "interrupted" \
+  "bench.run(function() local n = 0; while true do n = n + 1 end end)"
 interrupt "SIGINT cancels running tasks"   INT 1 "interrupted" \
   "local ts = {}; for i = 1, 10 do ts[i] = bench.spawn(clock.sleep, 100) end; bench.wait(ts)"
 interrupt "SIGINT with tasks left at exit" INT 1 "interrupted" \
