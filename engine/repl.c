@@ -341,6 +341,8 @@ static void print_results(lua_State *L, int base) {
  * signal handler set, so the next line starts clean. */
 static void reset_after_error(lua_State *L) {
   br_sched_cancel_all(L);
+  /* let the cancelled tasks unwind now (their <close> handlers run) */
+  if (br_sched_live(L) > 0 && br_sched_drain(L) != 0) lua_pop(L, 1);
   br_sched_clear_interrupt(L);
   lua_sethook(L, NULL, 0, 0);
   br_sched_take_failures(L);
@@ -406,6 +408,8 @@ int br_repl(lua_State *L) {
       continue;
     }
     print_results(L, base);
+    /* a Ctrl-C that came as the line finished must not hit the next one */
+    if (br_sched_interrupted(L)) reset_after_error(L);
   }
 #ifdef BENCHRUN_HAVE_LIBEDIT
   free_matches();

@@ -50,6 +50,18 @@ expect "Ctrl-C interrupts the sleep" "interrupted"
 type_line 'return "still-" .. "alive"'
 expect "the REPL survives Ctrl-C" "still-alive"
 
+type_line 'bench.run(function() while true do end end)'
+sleep 0.5
+tmux_ send-keys C-c
+type_line 'return "busy-" .. "stopped"'
+expect "Ctrl-C stops a busy task" "busy-stopped"
+
+type_line 't1 = bench.spawn(clock.sleep, 100); t1:join()'
+sleep 0.5
+tmux_ send-keys C-c
+type_line 'return "task-" .. t1:status()'
+expect "Ctrl-C cancels a waiting task" "task-cancelled"
+
 tmux_ send-keys -l -- 'this line is discarded'
 tmux_ send-keys C-c
 type_line 'return "after-" .. "discard"'
