@@ -179,7 +179,9 @@ static int sysctl_write(const char *name, const char *value, const char *prog, c
   char out[1024];
   int rc = run_sync(argv, out, sizeof out, 10 * 1000000000LL);
   if (rc == 0) return 0;
-  if (use_sudo && (strstr(out, "password") || strstr(out, "sudo:") || rc == -1))
+  if (rc == -1)   /* the helper could not even run (not installed, timed out) */
+    snprintf(why, whysz, "cannot set sysctl %s=%s: %s", name, value, out);
+  else if (use_sudo && (strstr(out, "password") || strstr(out, "sudo:")))
     snprintf(why, whysz,
              "cannot set sysctl %s=%s: sudo refused (%s); run `sudo -v` first, allow `sysctl` in sudoers "
              "without a password, or run benchrun as root",
