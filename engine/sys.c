@@ -83,7 +83,11 @@ static char *find_program(const char *name) {
 static int run_sync(char *const argv[], char *out, size_t outsz, int64_t limit_ns) {
   out[0] = 0;
   char *path = find_program(argv[0]);
-  if (!path) { snprintf(out, outsz, "'%s' not found in PATH", argv[0]); return -1; }
+  if (!path) {
+    snprintf(out, outsz, strchr(argv[0], '/') ? "'%s' does not exist or is not executable" : "'%s' not found in PATH",
+             argv[0]);
+    return -1;
+  }
   int p[2];
   if (pipe(p) != 0) { free(path); snprintf(out, outsz, "pipe: %s", strerror(errno)); return -1; }
   fcntl(p[0], F_SETFD, FD_CLOEXEC);
