@@ -62,6 +62,17 @@ T.case("sim: the sampler sees --model-memory rise and fall", function()
   assert(last - first < 40 * MiB, string.format("fall: %d -> %d", first, last))
 end)
 
+T.case("sim: on_spawn starts a sampler that sees the load itself", function()
+  local s
+  local srv <close> = assert(backends.get("sim").start{
+    args = {"--model-memory", "64MiB", "--load-time", "0.4s"},
+    on_spawn = function(pid) s = assert(mem.sampler{pid = pid, interval = 0.02, gpu = false}) s:start() end})
+  clock.sleep(0.1)
+  local r = s:stop()
+  assert(r.samples[1].rss < 32 * MiB, "first sample before the load: " .. r.samples[1].rss)
+  assert(r.peak.rss > 60 * MiB, "peak after the load: " .. r.peak.rss)
+end)
+
 T.case("command: any argv with {port}; ready by HTTP", function()
   local b = backends.get("command")
   local srv <close> = assert(b.start{extra = {argv = {bench.executable, "sim", "--port", "{port}", "--model", "{model}"},

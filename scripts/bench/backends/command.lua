@@ -20,7 +20,7 @@ function A.start(opts)
   local subst = {port = tostring(port), host = host, model = opts.model and B.expand(tostring(opts.model)) or ""}
   for i, a in ipairs(argv) do argv[i] = a:gsub("{(%w+)}", function(k) return subst[k] end) end
   local ready = extra.ready or {port = true}
-  return B.launch{backend = "command", argv = argv, env = opts.env, log = opts.log, host = host, port = port,
+  return B.launch{backend = "command", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
                   ready = ready, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "openai",
                   model = opts.model, grace = extra.grace,
                   get_version = extra.version_argv and function() return B.version_of(extra.version_argv) end}

@@ -8,7 +8,9 @@
 --   srv:stop()
 --
 -- start{model, args, env = {set, unset}, port (0/nil: a free one), host,
---       ready_timeout (s), log (path), binary, base_url, dialect, extra}
+--       ready_timeout (s), log (path), binary, base_url, dialect, extra,
+--       on_spawn = function(pid, process) (called before waiting for
+--       readiness: start a memory sampler there to see the load)}
 --   -> srv | nil, message (the message carries the server's last lines).
 -- srv: base_url, dialect (for bench.openai), model (the id to send),
 --      load_time_s, pid (nil where the server is not our child), backend,
@@ -214,6 +216,7 @@ function M.launch(spec)
   local p, err = proc.spawn{argv = spec.argv, env = spec.env, log = spec.log, cwd = spec.cwd,
                             grace = spec.grace or 10}
   if not p then return nil, string.format("%s: %s", spec.backend, err) end
+  if spec.on_spawn then spec.on_spawn(p.pid, p) end
   local ready = spec.ready or {http = "/health"}
   local http_url = ready.http
   if http_url and not http_url:find("^http://") then http_url = base_url .. http_url end

@@ -21,7 +21,7 @@ function A.start(opts)
   B.args({"--host", host, "--port", port}, argv)
   B.args(opts.args, argv)
   local alias = B.flag_value(argv, "--alias") or B.flag_value(argv, "-a")
-  return B.launch{backend = "llama-server", argv = argv, env = opts.env, log = opts.log, host = host,
+  return B.launch{backend = "llama-server", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host,
                   port = port, ready = {http = "/health"}, ready_timeout = opts.ready_timeout,
                   dialect = opts.dialect or "llama.cpp", model = alias or B.basename(model),
                   get_version = function() return B.version_of({binary, "--version"}, "(version: [^\n]+)") end}

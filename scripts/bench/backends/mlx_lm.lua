@@ -11,7 +11,7 @@ function A.start(opts)
   local model = B.expand(opts.model)
   local argv = B.args({binary, "--model", model, "--host", host, "--port", port})
   B.args(opts.args, argv)
-  return B.launch{backend = "mlx-lm", argv = argv, env = opts.env, log = opts.log, host = host, port = port,
+  return B.launch{backend = "mlx-lm", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
                   ready = {http = "/v1/models"}, ready_timeout = opts.ready_timeout,
                   dialect = opts.dialect or "mlx-lm", model = model,
                   get_version = function()

@@ -17,7 +17,7 @@ function A.start(opts)
   local argv = B.args({binary, "serve"})
   B.args(opts.args, argv)
   local model = tostring(opts.model)
-  return B.launch{backend = "ollama", argv = argv, env = env, log = opts.log, host = host, port = port,
+  return B.launch{backend = "ollama", on_spawn = opts.on_spawn, argv = argv, env = env, log = opts.log, host = host, port = port,
                   ready = {http = "/"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "ollama",
                   model = model, models_path = "/api/tags",
                   get_version = function(srv)

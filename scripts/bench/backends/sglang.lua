@@ -11,7 +11,7 @@ function A.start(opts)
   local model = B.expand(opts.model)
   local argv = B.args({python, "-m", "sglang.launch_server", "--model-path", model, "--host", host, "--port", port})
   B.args(opts.args, argv)
-  return B.launch{backend = "sglang", argv = argv, env = opts.env, log = opts.log, host = host, port = port,
+  return B.launch{backend = "sglang", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
                   ready = {http = "/health"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "sglang",
                   model = B.flag_value(argv, "--served-model-name") or model,
                   get_version = function()

@@ -26,6 +26,7 @@ function A.start(opts)
   local model = B.flag_value(argv, "--model") or "sim-model"
   local p, err = proc.spawn{argv = argv, env = opts.env, log = opts.log, grace = 5}
   if not p then return nil, "sim: " .. err end
+  if opts.on_spawn then opts.on_spawn(p.pid, p) end
   local port = opts.port ~= 0 and opts.port or nil
   local deadline = clock.now() + math.floor((opts.ready_timeout or 60) * 1e9)
   while not port do

@@ -11,7 +11,7 @@ function A.start(opts)
   local model = B.expand(opts.model)
   local argv = B.args({binary, "serve", model, "--host", host, "--port", port})
   B.args(opts.args, argv)
-  return B.launch{backend = "vllm", argv = argv, env = opts.env, log = opts.log, host = host, port = port,
+  return B.launch{backend = "vllm", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
                   ready = {http = "/health"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "vllm",
                   model = B.flag_value(argv, "--served-model-name") or model,
                   get_version = function() return B.version_of({binary, "--version"}) end}
