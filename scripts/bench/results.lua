@@ -238,6 +238,38 @@ end
 -- Keys that may carry secrets never reach a file.
 local SECRET_KEYS = {api_key = true, authorization = true, Authorization = true, headers = true}
 
+-- Values under names that look like credentials (HF_TOKEN, OPENAI_API_KEY,
+-- password, ...) are replaced in env.json and cell files: server env tables
+-- and argv-derived settings end up there.
+-- Whole words only, so max_tokens or token_counts stay.
+local SECRET_WORD = {token = true, secret = true, password = true, passwd = true, apikey = true,
+                     authorization = true, credential = true, credentials = true}
+
+local function secret_name(k)
+  if type(k) ~= "string" then return false end
+  local prev
+  for w in k:lower():gmatch("[%a%d]+") do
+    if SECRET_WORD[w] or (prev == "api" and w == "key") then return true end
+    prev = w
+  end
+  return false
+end
+M.secret_name = secret_name
+
+local function redact(v, seen)
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local out = {}
+  seen[v] = out
+  for k, x in pairs(v) do
+    if secret_name(k) and (type(x) == "string" or type(x) == "number") then out[k] = "(redacted)"
+    else out[k] = redact(x, seen) end
+  end
+  return out
+end
+M.redact = redact
+
 local function scrub(rec)
   local out = {}
   for k, v in pairs(rec) do
@@ -345,6 +377,8 @@ function Run:cell(cell)
   end
   local copy = {}
   for k, v in pairs(cell) do copy[k] = v end
+  copy.labels = redact(copy.labels)
+  copy.server = redact(copy.server)
   copy.finished = utc_iso()
   local checked = run_checks(self.checks, copy)
   if checked then
@@ -465,7 +499,7 @@ function M.create(opts)
     ok, err = M.write_atomic(dir .. "/plan.yaml", text)
     if not ok then return nil, err end
   end
-  ok, err = M.write_atomic(dir .. "/env.json", M.json_pretty(env))
+  ok, err = M.write_atomic(dir .. "/env.json", M.json_pretty(redact(env)))
   if not ok then return nil, err end
   ok, err = open_streams(run)
   if not ok then return nil, err end

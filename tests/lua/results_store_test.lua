@@ -77,6 +77,27 @@ T.case("records are flushed per line, carry cell/repeat/warmup, lose secrets", f
   run:close()
 end)
 
+T.case("credentials in env tables and cell labels are redacted", function()
+  local run, dir = new_run{env = {servers = {vllm = {env = {HF_TOKEN = "hf_abc", CUDA_VISIBLE_DEVICES = "0"}}},
+                                  openai_api_key = "sk-1"}}
+  run:cell{id = "x", labels = {env = {MY_SECRET = "s3", GGML_METAL_N_CB = "2"}}}
+  run:close()
+  local env = read(dir .. "/env.json")
+  T.eq(env:find("hf_abc", 1, true), nil, "token gone from env.json")
+  T.eq(env:find("sk-1", 1, true), nil, "api key gone from env.json")
+  T.eq(results.json_decode(env).servers.vllm.env.CUDA_VISIBLE_DEVICES, "0", "other values kept")
+  local cell = read(dir .. "/cells/x.json")
+  T.eq(cell:find("s3", 1, true), nil, "secret gone from the cell")
+  T.eq(results.json_decode(cell).labels.env.GGML_METAL_N_CB, "2", "tuning env kept")
+  T.eq(read(dir .. "/summary.json"):find("s3", 1, true), nil, "and from summary.json")
+  for _, k in ipairs({"HF_TOKEN", "OPENAI_API_KEY", "api-key", "db_password", "Authorization"}) do
+    T.eq(results.secret_name(k), true, k)
+  end
+  for _, k in ipairs({"max_tokens", "tokens_total", "keyboard", "GGML_METAL_N_CB", "api_version"}) do
+    T.eq(results.secret_name(k), false, k)
+  end
+end)
+
 T.case("cell: file written atomically, done marker, summary rewritten, checks run", function()
   local run, dir = new_run{checks = {
     medium = function(text) return text:find("sort") ~= nil, "mentions sort" end,
