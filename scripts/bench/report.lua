@@ -306,7 +306,7 @@ R.merge = merge
 function R.build(data, opts)
   opts = opts or {}
   local an = A.analyze(data)
-  local ctx = {phase = opts.phase or data.summary.phase, title = opts.title, charts = {}}
+  local ctx = {phase = opts.phase or data.summary.phase, title = opts.title or data.summary.title, charts = {}}
   ctx.scaling = A.scaling(an)
   ctx.tuning = A.tuning(an)
   ctx.pairs = A.pairs(an)
@@ -352,6 +352,7 @@ function R.render(src, opts)
   local summary = {}
   for k, v in pairs(data.summary) do summary[k] = v end
   summary.cells = data.cells
+  summary.title = ctx.title
   summary.analysis = analysis_json(an, ctx)
   must(results.write_atomic(out .. "/summary.json", results.json_pretty(summary)))
   return path
@@ -414,6 +415,13 @@ function R.main(...)
     if not ok then io.stderr:write("benchrun: report: " .. err .. "\n") return 1 end
     data.dir = out
     title = title or ("benchrun analysis: " .. #datas .. " runs")
+    -- the merged records and the first run's environment go with the
+    -- analysis, so `benchrun report OUT` re-renders it on its own
+    local lines = {}
+    for _, r in ipairs(data.records) do lines[#lines + 1] = results.json_encode(r) end
+    local wok, werr = results.write_atomic(out .. "/records.jsonl", #lines > 0 and table.concat(lines, "\n") .. "\n" or "")
+    if wok then wok, werr = results.write_atomic(out .. "/env.json", results.json_pretty(data.env or {})) end
+    if not wok then io.stderr:write("benchrun: report: " .. werr .. "\n") return 1 end
   end
   local ok, path = pcall(R.render, data, {out = out, phase = phase, title = title})
   if not ok then io.stderr:write("benchrun: report: " .. tostring(path) .. "\n") return 1 end

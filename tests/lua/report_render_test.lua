@@ -282,6 +282,11 @@ T.case("report.main: several folders give one combined analysis", function()
   has(md, "At 4-bit, prefer **MLX** for decode speed", "pair recommendation carried over")
   has(md, "run about **16 concurrent requests**", "batching recommendation")
   has(md, "**private-vram** improves decode TPS", "tuning recommendation")
+  -- the analysis folder stands on its own
+  local again = read(out .. "/report.md")
+  T.eq(report.main(out), 0, "re-render the analysis")
+  local function strip(text) return (text:gsub("\n%- Run: [^\n]*", "")) end
+  T.eq(strip(read(out .. "/report.md")), strip(again), "same analysis from its own folder")
   T.eq(report.main(), 2, "no folder is a usage error")
   T.eq(report.main(T.tmpdir()), 1, "not a results folder")
 end)
