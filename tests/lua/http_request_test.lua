@@ -182,6 +182,36 @@ T.case("a caller's mistakes raise", function()
   T.checkerr("headers: expected a table", http.request, {url = sim.url, headers = "x"})
 end)
 
+T.case("TLS: verification on by default, insecure, ca_file", function()
+  local proc = require("bench.proc")
+  local dir = T.tmpdir()
+  local gen = proc.run{argv = {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                               "-subj", "/CN=localhost", "-keyout", dir .. "/k.pem", "-out", dir .. "/c.pem"}}
+  if not gen or gen.code ~= 0 then
+    print("       (skipped: no openssl program to make a certificate)")
+    return
+  end
+  local port = proc.free_port()
+  local srv <close> = assert(proc.spawn{argv = {"openssl", "s_server", "-accept", tostring(port), "-cert",
+                                               dir .. "/c.pem", "-key", dir .. "/k.pem", "-www", "-quiet"},
+                                       stdout = "null", stderr = "null"})
+  local url = "https://localhost:" .. port .. "/"
+  local r
+  for _ = 1, 100 do   -- until it listens
+    r = http.request{url = url, timeout = 5}
+    if r.error ~= "refused" then break end
+    clock.sleep(0.05)
+  end
+  T.eq(r.error, "tls", "a self-signed certificate is refused")
+  local r2 = http.request{url = url, timeout = 5, insecure = true}
+  T.eq(r2.error, nil, "insecure")
+  T.eq(r2.status, 200, "status")
+  local r3 = http.request{url = url, timeout = 5, ca_file = dir .. "/c.pem"}
+  T.eq(r3.error, nil, "trusted through ca_file")
+  assert(r3.timings.tls and r3.timings.tls >= r3.timings.connect, "tls handshake time")
+  proc.run{argv = {"rm", "-rf", dir}}
+end)
+
 T.case("fd limit", function()
   local n = http.max_fds(4096)
   assert(math.type(n) == "integer" and n >= 256, "max_fds: " .. tostring(n))
