@@ -108,9 +108,13 @@ struct xfer {
   uint64_t nevents;
   /* decoded */
   br_llm llm;
-  int64_t *tok_t, *tok_lag;
-  unsigned char *tok_kind;
-  size_t ntok, captok;
+  /* Per token event, 4 bytes each (long answers at high concurrency add
+   * up): arrival as µs since t_start, and, once an event carried sim_ns,
+   * the lateness in ns (saturated at ±2.1 s; NO_LAG where unknown). */
+  uint32_t *tok_us;
+  int32_t *tok_lag;
+  size_t ntok, captok, ncontent, nreasoning;
+  int64_t first_token_t, last_token_t;
   int64_t first_content_t, first_reasoning_t;
   int has_sim;
   /* curl's view, copied before the easy handle is recycled */
@@ -334,24 +338,37 @@ static void decide_body(xfer *x) {
   }
 }
 
+#define NO_LAG INT32_MIN
+
 static int push_token(xfer *x, int64_t t, int kind, const br_llm_delta *d) {
   if (x->ntok == x->captok) {
     size_t cap = x->captok ? x->captok * 2 : 64;
-    int64_t *a = realloc(x->tok_t, cap * sizeof *a);
+    uint32_t *a = realloc(x->tok_us, cap * sizeof *a);
     if (!a) return -1;
-    x->tok_t = a;
-    int64_t *b = realloc(x->tok_lag, cap * sizeof *b);
-    if (!b) return -1;
-    x->tok_lag = b;
-    unsigned char *k = realloc(x->tok_kind, cap);
-    if (!k) return -1;
-    x->tok_kind = k;
+    x->tok_us = a;
+    if (x->tok_lag) {
+      int32_t *b = realloc(x->tok_lag, cap * sizeof *b);
+      if (!b) return -1;
+      x->tok_lag = b;
+    }
     x->captok = cap;
   }
-  x->tok_t[x->ntok] = t;
-  x->tok_kind[x->ntok] = (unsigned char)kind;
-  x->tok_lag[x->ntok] = d->has_sim_ns ? t - d->sim_ns : INT64_MIN;
-  if (d->has_sim_ns) x->has_sim = 1;
+  if (d->has_sim_ns && !x->tok_lag) {   /* the first lateness seen: the list starts now */
+    x->tok_lag = malloc(x->captok * sizeof *x->tok_lag);
+    if (!x->tok_lag) return -1;
+    for (size_t i = 0; i < x->ntok; i++) x->tok_lag[i] = NO_LAG;
+    x->has_sim = 1;
+  }
+  int64_t us = (t - x->t_start) / 1000;
+  x->tok_us[x->ntok] = us < 0 ? 0 : us > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+  if (x->tok_lag) {
+    int64_t lag = d->has_sim_ns ? t - d->sim_ns : (int64_t)NO_LAG;
+    if (d->has_sim_ns) lag = lag < -INT32_MAX ? -INT32_MAX : lag > INT32_MAX ? INT32_MAX : lag;
+    x->tok_lag[x->ntok] = (int32_t)lag;
+  }
+  if (!x->ntok) x->first_token_t = t;
+  x->last_token_t = t;
+  if (kind == BR_LLM_CONTENT) x->ncontent++; else x->nreasoning++;
   x->ntok++;
   return 0;
 }
@@ -676,9 +693,8 @@ static void xfer_free(xfer *x) {
   br_sse_free(&x->sse);
   br_llm_free(&x->llm);
   free(x->evs);
-  free(x->tok_t);
+  free(x->tok_us);
   free(x->tok_lag);
-  free(x->tok_kind);
   if (x->on_event_ref != LUA_NOREF && !c->closed) luaL_unref(c->main, LUA_REGISTRYINDEX, x->on_event_ref);
   free(x);
 }
@@ -812,29 +828,25 @@ static void push_llm(lua_State *L, const xfer *x) {
   set_buf(L, "error", &m->error);
   if (x->first_content_t) set_int(L, "first_content_t", x->first_content_t);
   if (x->first_reasoning_t) set_int(L, "first_reasoning_t", x->first_reasoning_t);
-  size_t nc = 0, nr = 0;
-  for (size_t i = 0; i < x->ntok; i++) {
-    if (x->tok_kind[i] == BR_LLM_CONTENT) nc++; else nr++;
-  }
   set_int(L, "tokens", (lua_Integer)x->ntok);
-  set_int(L, "content_events", (lua_Integer)nc);
-  set_int(L, "reasoning_events", (lua_Integer)nr);
+  set_int(L, "content_events", (lua_Integer)x->ncontent);
+  set_int(L, "reasoning_events", (lua_Integer)x->nreasoning);
   if (x->ntok) {
-    set_int(L, "first_token_t", x->tok_t[0]);
-    set_int(L, "last_token_t", x->tok_t[x->ntok - 1]);
+    set_int(L, "first_token_t", x->first_token_t);
+    set_int(L, "last_token_t", x->last_token_t);
   }
   /* Gaps between token events, in ms, built here: a list per request
    * costs far less in C than in Lua. */
   lua_createtable(L, x->ntok ? (int)x->ntok - 1 : 0, 0);
   for (size_t i = 1; i < x->ntok; i++) {
-    lua_pushnumber(L, (lua_Number)(x->tok_t[i] - x->tok_t[i - 1]) / 1e6);
+    lua_pushnumber(L, (lua_Number)(x->tok_us[i] - x->tok_us[i - 1]) / 1e3);
     lua_rawseti(L, -2, (lua_Integer)i);
   }
   lua_setfield(L, -2, "itl_ms");
-  if (x->raw) {
+  if (x->raw) {   /* arrival times, µs resolution */
     lua_createtable(L, (int)x->ntok, 0);
     for (size_t i = 0; i < x->ntok; i++) {
-      lua_pushinteger(L, x->tok_t[i]);
+      lua_pushinteger(L, x->t_start + (int64_t)x->tok_us[i] * 1000);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "token_t");
@@ -848,7 +860,7 @@ static void push_llm(lua_State *L, const xfer *x) {
     lua_createtable(L, (int)x->ntok, 0);
     for (size_t i = 0; i < x->ntok; i++) {
       int64_t lag = x->tok_lag[i];
-      if (lag == INT64_MIN) continue;
+      if (lag == NO_LAG) continue;
       if (lag > maxlag) maxlag = lag;
       if (prev == INT64_MIN) {
         lua_pushnumber(L, (lua_Number)lag / 1e6);
@@ -866,7 +878,7 @@ static void push_llm(lua_State *L, const xfer *x) {
       lua_createtable(L, (int)x->ntok, 0);
       j = 0;
       for (size_t i = 0; i < x->ntok; i++) {
-        if (x->tok_lag[i] == INT64_MIN) continue;
+        if (x->tok_lag[i] == NO_LAG) continue;
         lua_pushinteger(L, x->tok_lag[i]);
         lua_rawseti(L, -2, ++j);
       }
