@@ -11,7 +11,8 @@ local expect = {
   ["probe.lua"] = {"models: ", "ttft ", " tok/s", "8 at once: 8/8 ok"},
   ["custom_workload.lua"] = {"8 requests, ", "events seen by on_event", "list-9", "8/8 ok"},
   ["concurrency_sweep.lua"] = {"level", "scaling", "c=1 ", "c=8 "},
-  ["rate_slo.lua"] = {"rate=2.00", "highest rate meeting ttft p95"},
+  -- whether a rate meets the SLO depends on the machine: either verdict line will do
+  ["rate_slo.lua"] = {"rate=2.00", "ttft p95 <= 0.25 s"},
   ["compare_servers.lua"] = {"metric", "decode tok/s p50, 1 user", "output tok/s, 4 users"},
 }
 
