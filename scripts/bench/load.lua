@@ -18,8 +18,22 @@ local M = {}
 
 local spawn, wait = bench.spawn, bench.wait
 
+-- A cancelled or interrupted wait raises "cancelled" / "interrupted",
+-- possibly after a "file:line: " prefix.
 local function is_cancel(err)
-  return err == "cancelled" or err == "interrupted"
+  local m = tostring(err)
+  return m:match("cancelled$") ~= nil or m:match("interrupted!?$") ~= nil
+end
+
+-- A to-be-closed guard that cancels `tasks` when its scope is left by an
+-- error (the load was cancelled, interrupted or failed), so no virtual user
+-- or scheduled request outlives the call that started it.
+local function cancel_on_error(tasks)
+  return setmetatable({}, {__close = function(_, err)
+    if err ~= nil then
+      for _, t in ipairs(tasks) do t:cancel() end
+    end
+  end})
 end
 
 local function check_client(opts, who)
@@ -106,6 +120,7 @@ local function closed_phase(opts, w, users, total, deadline_ns, warm, records, r
   local next_i = 0
   local t0 = clock.now()
   local tasks = {}
+  local guard <close> = cancel_on_error(tasks)
   for u = 1, users do
     tasks[u] = spawn(function()
       if ramp_s and ramp_s > 0 and u > 1 then
@@ -284,6 +299,7 @@ function M.open(opts)
     finish(opts, rec, records)
   end
   local tasks = {}
+  local guard <close> = cancel_on_error(tasks)
   if mc then
     -- A pool: each worker takes the next arrival, waits for its time, sends.
     local next_i = 0

@@ -109,4 +109,25 @@ T.case("multiturn: each turn sends a longer prompt", function()
   end
 end)
 
+T.case("cancelling a load stops its users and its scheduled requests", function()
+  local sim <close> = T.sim{"--decode-tps", "50"}
+  local c = openai.client{base_url = sim.url}
+  local clock = require("bench.clock")
+  for _, run in ipairs{
+    function() return load.closed{client = c, concurrency = 4, requests = 100} end,
+    function() return load.open{client = c, rate = 50, requests = 100} end,
+  } do
+    local t = bench.spawn(run)
+    clock.sleep(0.2)
+    T.eq(http.active() > 0, true, "requests in flight")
+    t:cancel()
+    local ok, err = bench.wait(t)
+    T.eq(ok, false, "the load raised")
+    T.eq(tostring(err):find("cancelled", 1, true) ~= nil, true, "cancelled: " .. tostring(err))
+    clock.sleep(0.05)
+    T.eq(http.active(), 0, "no request left in flight")
+    T.eq(bench.tasks(), 0, "no task left")
+  end
+end)
+
 T.done()
