@@ -329,7 +329,7 @@ local CELL_FIELDS = {
   max_tokens = T.int{min = 1},
   requests = T.int{min = 1},
   duration = T.duration(),
-  rate = T.number{min = 0},
+  rate = T.number{min = 0.001},
   arrival = T.enum({"poisson", "constant"}),
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   ["repeat"] = T.int{min = 1},
@@ -349,7 +349,7 @@ local SCENARIO = T.map({
   max_tokens = INT_OR_LIST,
   requests = T.int{min = 1},
   duration = T.duration(),
-  rate = T.number{min = 0},
+  rate = T.number{min = 0.001},
   arrival = T.enum({"poisson", "constant"}),
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = T.string(),         -- a prompt name of the workload
@@ -390,7 +390,6 @@ M.schema = T.map({
     memory = T.duration(),
     gpu = T.bool(),
     metrics = T.oneof({T.bool(), T.duration()}, {what = "true, false or a scrape interval"}),
-    system = T.bool(),
   }),
   slo = T.map({
     ttft_p50 = T.duration(), ttft_p95 = T.duration(), ttft_p99 = T.duration(),
@@ -401,7 +400,6 @@ M.schema = T.map({
   output = T.string(),
   safety = T.map({
     memory_ceiling = T.size(),
-    restore = T.bool(),
     max_sysctl = SYSCTL,
     stop_on_oom = T.bool(),
   }),
@@ -1046,7 +1044,12 @@ function V:expand(plan, raw)
     cell.index = i
     cell["repeat"] = cell["repeat"] or 1
     cell.warmup = cell.warmup or 0
+    -- an open-loop cell (rate) caps its senders only when concurrency was given
+    cell.concurrency_set = cell.concurrency ~= nil or nil
     cell.concurrency = cell.concurrency or 1
+    if cell.arrival and not cell.rate then
+      self:err(cb.path, "cell %s: arrival '%s' needs a rate (requests per second) in the same cell", cell.id, cell.arrival)
+    end
     if seen[cell.id] then
       self:err(cb.path, "two cells have the same id '%s' (give the values distinct names)", cell.id)
     end

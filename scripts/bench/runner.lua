@@ -12,12 +12,11 @@ local M = {}
 
 local P = require("bench.plan")
 local clock = require("bench.clock")
-
-local function try_require(name)
-  local ok, mod = pcall(require, name)
-  if ok then return mod end
-  return nil, mod
-end
+local mem = require("bench.mem")
+local sys = require("bench.sys")
+local http = require("bench.http")
+local backends = require("bench.backends")
+local progress_mod = require("bench.progress")
 
 local function now_ns() return clock.now() end
 
@@ -25,33 +24,10 @@ local function utc_stamp()
   return os.date("!%Y%m%dT%H%M%SZ")
 end
 
----------------------------------------------------------------------------
--- progress (bench.progress, or plain lines when it is missing)
----------------------------------------------------------------------------
-
-local function plain_progress(o)
-  local p = {total = o.total, mode = o.mode}
-  local function line(s) if p.mode ~= "quiet" and p.mode ~= "json" then io.stderr:write(s, "\n") end end
-  function p:cell_start(i, id) line(string.format("[%d/%d] %s", i, self.total, id)) end
-  function p:request() end
-  function p:cell_end(id, status)
-    if status ~= "ok" or self.mode ~= "quiet" then line(string.format("       %s: %s", id, status)) end
-  end
-  function p:log(msg) line(msg) end
-  function p:finish(path) if path then line("report: " .. path) end end
-  return p
-end
-
 local function new_progress(opts, total)
   local mode = opts.quiet and "quiet" or (opts.json and "json") or "auto"
-  local prog = try_require("bench.progress")
-  if prog and prog.new then
-    local tty = false
-    local sys = try_require("bench.sys")
-    if sys and sys.isatty then tty = sys.isatty(2) end
-    return prog.new{total = total, mode = mode, tty = tty, out = io.stderr}
-  end
-  return plain_progress{total = total, mode = mode}
+  -- tty = nil: bench.progress finds out whether stderr is a terminal
+  return progress_mod.new{total = total, mode = mode, out = io.stderr}
 end
 
 ---------------------------------------------------------------------------
@@ -76,7 +52,6 @@ function Sysctl:set(name, value)
   self.log[#self.log + 1] = {name = name, value = value, simulated = self.dry or nil, t = os.date("!%Y-%m-%dT%H:%M:%SZ")}
   self.current[name] = value
   if self.dry then return true end
-  local sys = require("bench.sys")
   if value == "default" then
     local orig = self.applied[name]
     if orig == nil then return true end
@@ -105,20 +80,27 @@ function Sysctl:restore()
     self.current = {}
     return true
   end
-  local sys = require("bench.sys")
   local errs = {}
   for name, orig in pairs(self.applied) do
     local ok, why = pcall(sys.sysctl_set, name, orig)
     if not ok or not why then errs[#errs + 1] = string.format("%s: %s", name, tostring(why)) end
   end
-  if sys.restore_all then pcall(sys.restore_all) end
+  -- the journal of bench.sys holds every original value, even one this
+  -- loop failed to put back
+  local ok, res = pcall(sys.restore_all)
+  if not ok then errs[#errs + 1] = "sys.restore_all: " .. tostring(res)
+  elseif type(res) == "table" then
+    for _, e in ipairs(res) do
+      if e.ok == false then errs[#errs + 1] = string.format("%s: %s", tostring(e.name), tostring(e.error)) end
+    end
+  end
   self.applied, self.current = {}, {}
   if #errs > 0 then return nil, table.concat(errs, "; ") end
   return true
 end
 
 ---------------------------------------------------------------------------
--- Servers
+-- Labels
 ---------------------------------------------------------------------------
 
 -- the cell's labels for the results store (docs/results-format.md)
@@ -150,118 +132,253 @@ local function labels_of(plan, cell)
 end
 M.labels_of = labels_of
 
--- Start `benchrun sim` directly (the simulator needs no adapter): used when
--- bench.backends is not available.
-local function start_sim_direct(s, log)
-  local proc = require("bench.proc")
-  local portfile = os.tmpname()
-  os.remove(portfile)
-  local argv = {bench.executable, "sim", "--port", "0", "--port-file", portfile}
-  for _, a in ipairs(s.args or {}) do argv[#argv + 1] = tostring(a) end
-  local t0 = now_ns()
-  local p, err = proc.spawn{argv = argv, env = {set = s.env or {}, unset = s.unset_env or {}}, log = log}
-  if not p then return nil, err end
-  local port
-  local deadline = t0 + math.floor((s.ready_timeout or 30) * 1e9)
-  while now_ns() < deadline do
-    local f = io.open(portfile)
-    if f then port = tonumber(f:read("a")) f:close() end
-    if port then
-      local st = proc.probe_http(string.format("http://127.0.0.1:%d/health", port), 1)
-      if st == 200 then break end
-    end
-    if not p:alive() then
-      os.remove(portfile)
-      local info = p:exit_info() or {}
-      return nil, string.format("benchrun sim exited while loading (%s)",
-        info.signal and ("killed by signal " .. info.signal .. (info.signal == 9 and ", SIGKILL: out of memory" or ""))
-          or ("exit code " .. tostring(info.code)))
-    end
-    clock.sleep(0.005)
-  end
-  os.remove(portfile)
-  if not port then p:stop(1) return nil, "benchrun sim did not start in time" end
-  local model
-  for i = 1, #argv - 1 do if argv[i] == "--model" then model = argv[i + 1] end end
-  local srv = {base_url = "http://127.0.0.1:" .. port, dialect = "openai", model = model or "sim-model",
-               load_time_s = (now_ns() - t0) / 1e9, pid = p.pid, proc = p}
-  for i = 1, #argv - 1 do if argv[i] == "--dialect" then srv.dialect = argv[i + 1] end end
-  function srv:stop() return self.proc:stop(2) end
-  function srv:alive() return self.proc:alive() end
-  function srv:exit_info() return self.proc:exit_info() end
-  function srv:tail(n) return self.proc:tail(n) end
-  function srv:version() return "benchrun sim " .. tostring(bench.version) end
-  return srv
+local function canon(v)
+  if type(v) ~= "table" then return tostring(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. canon(v[k]) end
+  return "{" .. table.concat(parts, ",") .. "}"
 end
+
+-- Every cell's labels (the phase script's hook included). The report merges
+-- cells with equal labels as repeats of one configuration, so two different
+-- cells whose labels came out equal get the axis labels that tell them apart
+-- (the id's parts), at worst the id itself.
+function M.assign_labels(plan, cells, phase_script, ctx)
+  for _, c in ipairs(cells) do
+    c.labels = labels_of(plan, c)
+    if phase_script and phase_script.labels then pcall(phase_script.labels, ctx, c, c.labels) end
+  end
+  local by_key = {}
+  for _, c in ipairs(cells) do
+    local k = canon(c.labels)
+    by_key[k] = by_key[k] or {}
+    table.insert(by_key[k], c)
+  end
+  for _, list in pairs(by_key) do
+    if #list > 1 then
+      for _, c in ipairs(list) do
+        for _, axis in ipairs(c.axis_order or {}) do
+          if c.labels[axis] == nil then c.labels[axis] = c.axes[axis] end
+        end
+      end
+      local seen, dup = {}, false
+      for _, c in ipairs(list) do
+        local k = canon(c.labels)
+        if seen[k] then dup = true end
+        seen[k] = true
+      end
+      if dup then for _, c in ipairs(list) do c.labels.cell = c.id end end
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Monitors of a running server: the memory sampler, the memory ceiling
+-- watch and the /metrics scraper. They live as long as the server (which
+-- may serve several cells) and are stopped with it.
+---------------------------------------------------------------------------
+
+-- where the run is: the cell and its phase (load, warmup, run, idle), for
+-- the samples of the sampler thread (attributed at the end by time) and of
+-- the scraper (labelled as they come)
+local function mark(ctx, phase, cell_id)
+  ctx.phase = phase
+  if cell_id then ctx.cell_id = cell_id end
+  ctx.marks[#ctx.marks + 1] = {t = now_ns(), phase = phase, cell = ctx.cell_id}
+end
+
+local function mark_at(marks, t)
+  local m
+  for _, x in ipairs(marks) do
+    if t >= x.t then m = x else break end
+  end
+  return m
+end
+
+local function cancel_task(t)
+  if t and t:status() ~= "done" and t:status() ~= "failed" and t:status() ~= "cancelled" then pcall(t.cancel, t) end
+end
+
+-- The ceiling in the units the sampler measures: a server of the simulator
+-- (a dry run, or a plan on backend sim) touches its model's size times
+-- memory_scale, so the ceiling is scaled alike.
+local function ceiling_of(plan, cell)
+  local c = plan.safety and plan.safety.memory_ceiling
+  if not c then return nil end
+  local f = cell.server.figures
+  if f and f.memory_scale then return math.floor(c * f.memory_scale), c end
+  return c, c
+end
+
+-- safety.memory_ceiling: the server's process tree (or, for a server that is
+-- not our child, the system's memory in use) above the ceiling stops the
+-- server; the cell is recorded as aborted.
+local function watch_ceiling(ctx, sampler, process, ceiling, shown, interval)
+  while true do
+    clock.sleep(interval)
+    local pk = sampler:peak() or {}
+    local v = pk.rss or pk.real
+    if not ctx.sampler_pid then v = pk.sys_used end
+    if v and v > ceiling then
+      ctx.ceiling_hit = {peak = v, ceiling = ceiling, shown = shown}
+      ctx.progress:log(string.format("cell %s: memory %s above safety.memory_ceiling %s%s: stopping the server",
+        tostring(ctx.cell_id), P.format_size(v), P.format_size(ceiling),
+        shown ~= ceiling and string.format(" (%s scaled like the simulated models)", P.format_size(shown)) or ""))
+      local target = process or ctx.server
+      if target then pcall(target.stop, target, 2) end
+      return
+    end
+  end
+end
+
+-- Prometheus text -> {name = value} (labels kept in the name; histogram
+-- buckets left out: their _sum and _count say enough for a time series)
+function M.parse_metrics(text)
+  local out, n = {}, 0
+  for line in text:gmatch("[^\n]+") do
+    if line:sub(1, 1) ~= "#" then
+      local name, labels, value = line:match("^([%a_:][%w_:]*)(%b{})%s+(%S+)")
+      if not name then name, value = line:match("^([%a_:][%w_:]*)%s+(%S+)") end
+      local v = value and tonumber(value)
+      if name and v and v == v and v ~= math.huge and v ~= -math.huge and not name:find("_bucket$") then
+        local key = name
+        if labels and labels ~= "{}" then key = name .. labels:gsub('"', "") end
+        out[key] = v
+        n = n + 1
+      end
+    end
+  end
+  return out, n
+end
+
+-- sampling.metrics: GET /metrics every interval into samples.jsonl
+-- ({type = "metrics", t_ns, cell, phase, <metric> = value...}). A server
+-- without the endpoint is said once and left alone.
+local function scrape_metrics(ctx, base_url, interval)
+  local url = base_url .. "/metrics"
+  local got = 0
+  while true do
+    local r = http.request{url = url, timeout = math.max(1, interval)}
+    local t = now_ns()
+    if r.status == 200 and r.body then
+      local vals, n = M.parse_metrics(r.body)
+      if n > 0 then
+        vals.type, vals.t_ns, vals.cell, vals.phase = "metrics", t, ctx.cell_id, ctx.phase
+        ctx.run:sample(vals)
+        got = got + 1
+      end
+    elseif got == 0 then
+      ctx.progress:log(string.format("sampling.metrics: %s answered %s; not scraping this server", url,
+        r.error and (r.error .. (r.error_detail and (": " .. r.error_detail) or "")) or ("HTTP " .. tostring(r.status))))
+      return
+    end
+    clock.sleep(interval)
+  end
+end
+
+-- start the memory sampler (and the ceiling watch) for a server: pid nil
+-- samples the system only (LM Studio's server is not our child)
+local function start_monitors(ctx, cell, pid, process)
+  if ctx.sampler then return end
+  local sp = ctx.plan.sampling or {}
+  local interval = sp.memory or 0.1
+  local ok, s = pcall(mem.sampler, {pid = pid, interval = interval, gpu = sp.gpu ~= false})
+  if ok and s then ok = pcall(s.start, s) end
+  if not ok or not s then
+    ctx.progress:log(string.format("cell %s: no memory sampling: %s", cell.id, tostring(s)))
+    return
+  end
+  ctx.sampler, ctx.sampler_pid = s, pid
+  local ceiling, shown = ceiling_of(ctx.plan, cell)
+  if ceiling then ctx.watch = bench.spawn(watch_ceiling, ctx, s, process, ceiling, shown, interval) end
+end
+
+local function start_scraper(ctx, srv)
+  local m = (ctx.plan.sampling or {}).metrics
+  if not m or not srv.base_url then return end
+  local interval = type(m) == "number" and m or ((ctx.plan.sampling or {}).memory or 1)
+  ctx.scraper = bench.spawn(scrape_metrics, ctx, srv.base_url, math.max(0.01, interval))
+end
+
+---------------------------------------------------------------------------
+-- Servers
+---------------------------------------------------------------------------
 
 local function start_server(ctx, cell)
   local s = cell.server
-  local backends = try_require("bench.backends")
   -- server logs beside the results: server-<cell>.log
   local log = s.log or string.format("%s/server-%s.log", ctx.run.dir, (cell.id:gsub("[^%w%._-]", "_")))
-  if not backends and s.backend == "sim" then return start_sim_direct(s, log) end
-  if not backends then return nil, "bench.backends is not available" end
   local b, err = backends.get(s.backend)
-  if not b then return nil, err or ("no backend " .. tostring(s.backend)) end
-  return b.start{model = s.model, args = s.args, env = {set = s.env, unset = s.unset_env},
-                 port = s.port, ready_timeout = s.ready_timeout, log = log, binary = s.binary,
-                 base_url = s.base_url, dialect = s.dialect, extra = s.extra, name = s.name}
+  if not b then return nil, err end
+  local srv, why = b.start{model = s.model, args = s.args, env = {set = s.env, unset = s.unset_env},
+                           port = s.port, ready_timeout = s.ready_timeout, log = log, binary = s.binary,
+                           base_url = s.base_url, dialect = s.dialect, extra = s.extra, name = s.name,
+                           -- sample from the spawn on, so the load is in the memory series
+                           on_spawn = function(pid, process) start_monitors(ctx, cell, pid, process) end}
+  if not srv then return nil, why end
+  -- lmstudio and external spawn nothing: sample what is known (extra.pid, else the system)
+  start_monitors(ctx, cell, srv.pid, nil)
+  start_scraper(ctx, srv)
+  return srv
+end
+
+-- collect the sampler's samples (at a server stop or the end); each is
+-- attributed to the cell and phase the run was in at its time
+local function flush_samples(ctx)
+  local s = ctx.sampler
+  ctx.sampler, ctx.sampler_pid = nil, nil
+  cancel_task(ctx.watch)
+  ctx.watch = nil
+  if not s then return nil end
+  local ok, res = pcall(s.stop, s)
+  if not ok or type(res) ~= "table" then return nil end
+  local list = {}
+  for _, x in ipairs(res.samples or {}) do
+    local m = mark_at(ctx.marks, x.t_ns) or ctx.marks[1] or {}
+    x.cell = x.cell or m.cell or ctx.cell_id
+    x.phase = x.phase or m.phase or "idle"
+    list[#list + 1] = x
+  end
+  if #list > 0 then ctx.run:samples(list) end
+  return res.peak
 end
 
 local function stop_server(ctx)
+  cancel_task(ctx.scraper)
+  ctx.scraper = nil
   local srv = ctx.server
   ctx.server, ctx.server_key = nil, nil
-  if srv then pcall(srv.stop, srv) end
-  if ctx.sampler then pcall(ctx.sampler.stop, ctx.sampler) ctx.sampler = nil end
+  if srv then
+    mark(ctx, "unload")
+    pcall(srv.stop, srv)
+  end
+  return flush_samples(ctx)
 end
 
--- why the server died: "oom" for a SIGKILL (what the kernel's OOM killer and
--- macOS's jetsam send) or the simulator's own OOM exit, "failed" otherwise.
+-- why the server died: "oom" for a SIGKILL benchrun did not send (what the
+-- kernel's OOM killer and macOS's jetsam send) or the simulator's own OOM
+-- exit, "failed" otherwise.
 local function death_status(srv)
   local info = srv.exit_info and srv:exit_info() or nil
   if type(info) == "table" then
-    if info.signal == 9 or info.signal == "SIGKILL" or info.oom then return "oom", info end
-    if info.code == 137 then return "oom", info end
+    if info.oom_likely or info.oom or info.signal == 9 or info.signal == "SIGKILL" or info.code == 137 then
+      return "oom", info
+    end
   end
   local tail = srv.tail and srv:tail(20) or ""
   if type(tail) == "table" then tail = table.concat(tail, "\n") end
-  if tostring(tail):lower():find("out of memory") or tostring(tail):lower():find("oom") then
-    return "oom", info
-  end
+  tail = tostring(tail):lower()
+  if tail:find("out of memory") or tail:find("oom") then return "oom", info end
   return "failed", info
 end
 
 local function server_alive(srv)
   if not srv then return false end
-  if srv.alive then
-    local ok, r = pcall(srv.alive, srv)
-    return ok and r ~= false
-  end
-  return true
-end
-
----------------------------------------------------------------------------
--- Memory sampling
----------------------------------------------------------------------------
-
-local function start_sampler(ctx, pid)
-  local mem = try_require("bench.mem")
-  if not (mem and mem.sampler and pid) then return nil end
-  local sp = ctx.plan.sampling or {}
-  local ok, s = pcall(mem.sampler, {pid = pid, interval = sp.memory or 0.1, gpu = sp.gpu ~= false})
-  if not ok or not s then return nil end
-  local ok2 = pcall(s.start, s)
-  if not ok2 then return nil end
-  return s
-end
-
--- phase of a sample time within a cell's marks
-local function phase_at(marks, t)
-  local ph = "idle"
-  for _, m in ipairs(marks) do
-    if t >= m.t then ph = m.phase else break end
-  end
-  return ph
+  local ok, r = pcall(srv.alive, srv)
+  return ok and r ~= false
 end
 
 ---------------------------------------------------------------------------
@@ -322,16 +439,36 @@ local function summarize(records, wall_s, slo)
   return {requests = #records, error = tostring(s)}
 end
 
+-- the sampler's peak (of a server that stopped after this cell) into the cell
+local function set_peaks(res, peak)
+  if type(peak) ~= "table" then return end
+  res.server.peak_rss_bytes = peak.rss or peak.real
+  res.server.peak_gpu_bytes = peak.gpu_used
+  res.server.sys_used_peak_bytes = peak.sys_used
+end
+
+-- the ceiling hit during this cell -> status "aborted" and why
+local function take_ceiling_hit(ctx, out)
+  local hit = ctx.ceiling_hit
+  if not hit then return false end
+  ctx.ceiling_hit = nil
+  -- the results store knows ok, oom, failed and skipped: an abort is a
+  -- failed cell that says why (and does not fail the run: the limit worked)
+  out.status = "failed"
+  out.aborted = "memory ceiling"
+  out.error = string.format("aborted: memory ceiling: the server reached %s, above safety.memory_ceiling %s%s; it was stopped",
+    P.format_size(hit.peak), P.format_size(hit.ceiling),
+    hit.shown ~= hit.ceiling and string.format(" (%s scaled like the simulated models)", P.format_size(hit.shown)) or "")
+  out.safety = {memory_ceiling_bytes = hit.shown, measured_ceiling_bytes = hit.ceiling, peak_bytes = hit.peak}
+  return true
+end
+
 -- run_cell(ctx, cell, i) -> the cell table written to the results store
 local function run_cell(ctx, cell, i)
   local plan, run = ctx.plan, ctx.run
-  local out = {id = cell.id, labels = labels_of(plan, cell), status = "ok", server = {},
+  local out = {id = cell.id, labels = cell.labels or labels_of(plan, cell), status = "ok", server = {},
                started_ns = now_ns(), outputs = {}, repeats = cell["repeat"], warmups = cell.warmup}
-  if ctx.phase_script and ctx.phase_script.labels then
-    pcall(ctx.phase_script.labels, ctx, cell, out.labels)
-  end
-  local marks = {}
-  local function mark(ph) marks[#marks + 1] = {t = now_ns(), phase = ph} end
+  ctx.cell_id = cell.id
 
   -- sysctl first: a model loads under the limits the cell asks for
   local keys = {}
@@ -341,29 +478,31 @@ local function run_cell(ctx, cell, i)
     local ok, why = ctx.sysctl:set(k, cell.sysctl[k])
     if not ok then
       out.status, out.error = "failed", why
+      out.ended_ns = now_ns()
       return out
     end
   end
   if #keys > 0 and ctx.dry then out.sysctl_simulated = true end
 
-  -- server: restart when its configuration changed
+  -- server: restart when its configuration changed or the cell asks for it
   local key = P.server_key(cell)
   if ctx.server and (ctx.server_key ~= key or cell.restart or not server_alive(ctx.server)) then
     stop_server(ctx)
   end
   local srv = ctx.server
   if not srv then
-    mark("load")
+    mark(ctx, "load", cell.id)
     local t0 = now_ns()
     local why
     srv, why = start_server(ctx, cell)
     if not srv then
       out.status, out.error = "failed", tostring(why)
       -- a start that failed because the process died: an OOM kill is a result
-      if tostring(why):lower():find("oom") or tostring(why):find("signal 9") or tostring(why):find("SIGKILL")
-         or tostring(why):lower():find("out of memory") or tostring(why):lower():find("killed") then
+      local w = tostring(why):lower()
+      if w:find("oom") or w:find("signal 9") or w:find("sigkill") or w:find("out of memory") or w:find("killed") then
         out.status = "oom"
       end
+      take_ceiling_hit(ctx, out)
       out.server.load_time_s = (now_ns() - t0) / 1e9
       out.ended_ns = now_ns()
       return out
@@ -371,17 +510,14 @@ local function run_cell(ctx, cell, i)
     ctx.server, ctx.server_key = srv, key
     ctx.server_load_time = srv.load_time_s or (now_ns() - t0) / 1e9
     ctx.server_started_cell = cell.id
-    ctx.sampler = start_sampler(ctx, srv.pid)
-    ctx.sampler_marks = {{t = t0, phase = "load"}}
     out.server.restarted = true
   end
   out.server.load_time_s = ctx.server_load_time
   out.server.started_by = ctx.server_started_cell
-  if srv.version then
-    local ok, v = pcall(srv.version, srv)
-    if ok then out.server.version = v end
-  end
+  local vok, v = pcall(srv.version, srv)
+  if vok then out.server.version = v end
   out.server.model_bytes = cell.model and cell.model.size
+  out.server.model_id = srv.model or cell.server.model
 
   local openai = require("bench.openai")
   local load = require("bench.load")
@@ -402,7 +538,6 @@ local function run_cell(ctx, cell, i)
   end
 
   local records = {}
-  local died
   local function on_record(r, rep, warm)
     r.cell = cell.id
     r["repeat"] = rep
@@ -417,20 +552,34 @@ local function run_cell(ctx, cell, i)
     end
   end
 
+  -- closed loop (N users) or, with a rate, open loop (arrivals at their
+  -- scheduled times whatever the server does; latency also from those times)
+  local function send(rep)
+    local args = {client = client, requests = requests, duration = cell.duration, workload = w,
+                  on_record = function(r) on_record(r, rep, false) end}
+    if cell.rate then
+      args.rate, args.arrival = cell.rate, cell.arrival or "poisson"
+      args.seed = rep
+      if cell.concurrency_set then args.max_concurrency = conc end
+      return load.open(args)
+    end
+    args.concurrency = conc
+    return load.closed(args)
+  end
+
   -- warm-ups, then the repeats
   local wall_total = 0
+  local died
   if (cell.warmup or 0) > 0 then
-    ctx.sampler_marks[#ctx.sampler_marks + 1] = {t = now_ns(), phase = "warmup"}
+    mark(ctx, "warmup")
     load.closed{client = client, concurrency = 1, requests = cell.warmup, workload = w,
                 on_record = function(r) on_record(r, 0, true) end}
   end
   for rep = 1, cell["repeat"] or 1 do
     if not server_alive(srv) then died = true break end
-    ctx.sampler_marks[#ctx.sampler_marks + 1] = {t = now_ns(), phase = "run"}
+    mark(ctx, "run")
     local t0 = now_ns()
-    local ok, res = pcall(load.closed, {client = client, concurrency = conc, requests = requests,
-                                        duration = cell.duration, workload = w,
-                                        on_record = function(r) on_record(r, rep, false) end})
+    local ok, res = pcall(send, rep)
     wall_total = wall_total + (now_ns() - t0) / 1e9
     if not ok then
       if tostring(res):find("interrupted") then error(res, 0) end
@@ -439,36 +588,18 @@ local function run_cell(ctx, cell, i)
     end
     if not server_alive(srv) then died = true break end
   end
-  ctx.sampler_marks[#ctx.sampler_marks + 1] = {t = now_ns(), phase = "idle"}
+  mark(ctx, "idle")
   if died or not server_alive(srv) then
     local status, info = death_status(srv)
     out.status = status
     out.error = status == "oom" and "the server was killed (out of memory) during the cell" or "the server exited during the cell"
     out.server.exit = info
-    stop_server(ctx)
+    take_ceiling_hit(ctx, out)
+    set_peaks(out, stop_server(ctx))
   end
   out.summary = summarize(records, wall_total, plan.slo)
   out.ended_ns = now_ns()
   return out
-end
-
--- collect the sampler's samples up to now (at a server stop or the end)
-local function flush_samples(ctx, cell_id)
-  if not ctx.sampler then return nil end
-  local ok, res = pcall(ctx.sampler.stop, ctx.sampler)
-  ctx.sampler = nil
-  if not ok or type(res) ~= "table" then return nil end
-  local list = {}
-  for _, s in ipairs(res.samples or {}) do
-    local x = {}
-    for k, v in pairs(s) do x[k] = v end
-    x.t_ns = x.t_ns or x.t
-    x.cell = x.cell or cell_id
-    x.phase = x.phase or (x.t_ns and phase_at(ctx.sampler_marks or {}, x.t_ns)) or "run"
-    list[#list + 1] = x
-  end
-  if #list > 0 then ctx.run:samples(list) end
-  return res.peak
 end
 
 ---------------------------------------------------------------------------
@@ -486,11 +617,8 @@ end
 
 local function env_of(plan, opts)
   local env = {dry_run = opts.dry_run or false, argv = opts.argv, sets = opts.sets, only = opts.only}
-  local sys = try_require("bench.sys")
-  if sys and sys.info then
-    local ok, info = pcall(sys.info)
-    if ok then env.host = info end
-  end
+  local ok, info = pcall(sys.info)
+  if ok then env.host = info end
   local models, servers = {}, {}
   for _, c in ipairs(plan.cells) do
     if c.model and c.model.name then models[c.model.name] = c.model end
@@ -548,8 +676,10 @@ function M.run(plan, opts)
   if opts.resume then progress:log(string.format("resuming %s: %d of %d cells left", run.dir, #todo, #plan.cells)) end
   local ceilings = plan.safety and plan.safety.max_sysctl or {}
   local ctx = {plan = plan, run = run, dry = opts.dry_run or false, progress = progress,
-               sysctl = new_sysctl(opts.dry_run, ceilings), phase_script = phase_script, opts = opts}
+               sysctl = new_sysctl(opts.dry_run, ceilings), phase_script = phase_script, opts = opts,
+               marks = {}, phase = "idle"}
 
+  M.assign_labels(plan, plan.cells, phase_script, ctx)
   local interrupted, fatal
   local status_count = {}
   local ok, err = xpcall(function()
@@ -559,22 +689,16 @@ function M.run(plan, opts)
       local res = run_cell(ctx, cell, i)
       -- the next cell restarts the server: its samples belong to this one
       local nxt = todo[i + 1]
-      local peak
       if not nxt or not ctx.server or P.server_key(nxt) ~= ctx.server_key or nxt.restart then
-        peak = flush_samples(ctx, cell.id)
-        stop_server(ctx)
-      end
-      if type(peak) == "table" then
-        res.server.peak_rss_bytes = peak.rss or peak.tree_rss or peak.rss_bytes
-        res.server.peak_gpu_bytes = peak.gpu_used or peak.gpu
-        res.server.sys_used_peak_bytes = peak.sys_used
+        set_peaks(res, stop_server(ctx))
       end
       if ctx.dry then
         res.dry_run = {figures = cell.server.figures, real_backend = cell.server.real_backend,
                        max_tokens_cap = cell.max_tokens_cap}
       end
       if phase_script.after_cell then pcall(phase_script.after_cell, ctx, cell, res) end
-      status_count[res.status] = (status_count[res.status] or 0) + 1
+      local st = res.aborted and "aborted" or res.status
+      status_count[st] = (status_count[st] or 0) + 1
       run:cell(res)
       progress:cell_end(cell.id, res.status, res)
       if res.status ~= "ok" and res.error then progress:log(string.format("cell %s: %s: %s", cell.id, res.status, res.error)) end
@@ -591,7 +715,6 @@ function M.run(plan, opts)
     if err == "interrupted" then interrupted = true else fatal = err end
   end
   -- whatever happened: stop the server, restore the machine's settings
-  pcall(flush_samples, ctx, "(interrupted)")
   stop_server(ctx)
   local rok, rwhy = ctx.sysctl:restore()
   if not rok then io.stderr:write("benchrun: WARNING: restoring sysctl values: ", tostring(rwhy), "\n") end
@@ -629,7 +752,7 @@ function M.run(plan, opts)
   progress:finish(report_path)
   if opts.quiet and report_path then io.stdout:write(report_path, "\n") end
   local bad = 0
-  for st, n in pairs(status_count) do if st ~= "ok" and st ~= "oom" then bad = bad + n end end
+  for st, n in pairs(status_count) do if st ~= "ok" and st ~= "oom" and st ~= "aborted" then bad = bad + n end end
   -- an OOM the plan expects (models: expect: oom) is a result, not a failure
   return bad > 0 and 1 or 0
 end
