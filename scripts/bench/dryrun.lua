@@ -101,8 +101,16 @@ function M.server(plan, cell)
   }
 end
 
+-- A rehearsal runs a cell in a fraction of a second: sampling every 500 ms
+-- would see nothing but the spawn. Intervals are capped at this.
+M.MAX_SAMPLING_INTERVAL = 0.02
+
 -- dryrun.apply(plan) -> plan with every cell's server replaced (in place).
 function M.apply(plan)
+  local sp = plan.sampling or {}
+  plan.sampling = sp
+  sp.memory = math.min(sp.memory or 0.1, M.MAX_SAMPLING_INTERVAL)
+  if type(sp.metrics) == "number" then sp.metrics = math.min(sp.metrics, M.MAX_SAMPLING_INTERVAL * 5) end
   for _, c in ipairs(plan.cells) do
     c.real_server = c.server
     c.server = M.server(plan, c)

@@ -363,7 +363,6 @@ local DRY_MODEL = T.map({
   prefill_tps = T.number{min = 0.001},
   load_time = T.duration(),
   model_memory = T.size(),
-  kv_memory = T.size(),
 })
 
 M.schema = T.map({
@@ -838,7 +837,7 @@ local function expand_load(scenarios)
         local settings = {scenario = s.name}
         if c then settings.concurrency = c end
         if m then settings.max_tokens = m end
-        for _, k in ipairs({"requests", "duration", "rate", "arrival", "mix", "prompt", "warmup", "repeat"}) do
+        for _, k in ipairs({"requests", "duration", "rate", "arrival", "mix", "prompt", "warmup", "repeat", "note"}) do
           if s[k] ~= nil then settings[k] = s[k] end
         end
         out[#out + 1] = {label = label, settings = settings}
@@ -1323,8 +1322,15 @@ function M.estimate(plan, opts)
     local dm = sim and d.models and c.model and d.models[c.model.name]
     if dm and dm.decode_tps then tps = dm.decode_tps end
     if sim and d.max_tokens and n then toks = math.min(toks, n * d.max_tokens) end
+    -- prefill: the plan's estimate of prompt tokens per request at prefill_tps
+    local ptoks = sim and 0 or (e.prompt_tokens or 0)
+    local ptps = sim and (d.prefill_tps or 50000) or (e.prefill_tps or 500)
+    if n and ptoks > 0 then t = t + n * ptoks / ptps end
     if c.duration then
       t = t + c.duration * (c["repeat"] or 1)
+    elseif n and c.rate then
+      -- open loop: the arrivals take n / rate, the last answer a little more
+      t = t + n / c.rate + toks / math.max(1, n) / tps
     elseif n then
       local conc = c.concurrency or 1
       -- batching: aggregate rate grows sublinearly with concurrency

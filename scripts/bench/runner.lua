@@ -107,7 +107,10 @@ end
 local function labels_of(plan, cell)
   local l = {}
   local m = cell.model or {}
-  l.model = (cell.real_server or cell.server).model
+  -- the plan's name of the model (the one in cell ids, --only and the
+  -- console), so report.md names a cell as the console does; the id or file
+  -- the server was given is the cell's server.model_id
+  l.model = m.name or (cell.real_server or cell.server).model
   l.variant = m.name
   l.quant = m.quant
   l.format = m.format
@@ -346,16 +349,17 @@ local function flush_samples(ctx)
   return res.peak
 end
 
+-- The sampler stops first: its last sample (taken as it stops) then still
+-- sees the server at full size, which matters when a cell is shorter than
+-- the sampling interval.
 local function stop_server(ctx)
   cancel_task(ctx.scraper)
   ctx.scraper = nil
+  local peak = flush_samples(ctx)
   local srv = ctx.server
   ctx.server, ctx.server_key = nil, nil
-  if srv then
-    mark(ctx, "unload")
-    pcall(srv.stop, srv)
-  end
-  return flush_samples(ctx)
+  if srv then pcall(srv.stop, srv) end
+  return peak
 end
 
 -- why the server died: "oom" for a SIGKILL benchrun did not send (what the
@@ -411,6 +415,7 @@ local function cell_workload(ctx, cell)
   end
   local over = {}
   if cell.max_tokens then over.max_tokens = cell.max_tokens end
+  if spec.temperature then over.extra = {temperature = spec.temperature} end
   if next(over) then w = w:with(over) end
   if cell.max_tokens_cap then
     local cap, base = cell.max_tokens_cap, w
@@ -517,6 +522,7 @@ local function run_cell(ctx, cell, i)
   local vok, v = pcall(srv.version, srv)
   if vok then out.server.version = v end
   out.server.model_bytes = cell.model and cell.model.size
+  out.note = cell.note
   out.server.model_id = srv.model or cell.server.model
 
   local openai = require("bench.openai")
@@ -533,9 +539,6 @@ local function run_cell(ctx, cell, i)
     else requests = conc * 4 end
   end
   out.requests_per_repeat = requests
-  if ctx.dry and plan.dry_run and plan.dry_run.requests_scale and requests then
-    requests = math.max(conc, math.ceil(requests * plan.dry_run.requests_scale))
-  end
 
   local records = {}
   local function on_record(r, rep, warm)

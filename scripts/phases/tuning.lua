@@ -13,11 +13,12 @@ local function config_of(cell)
   return a.config or a.metal or a.sysctl or a.env or "default"
 end
 
+-- the baseline of a group is marked on the cell (res.baseline), not as a
+-- label: a label would make it a column and part of the configuration's name
 function phase.labels(ctx, cell, labels)
   labels.config = config_of(cell)
   labels.group = cell.axes.group
   labels.variant = cell.model and cell.model.name
-  if labels.config == "default" or labels.config == "baseline" then labels.baseline = true end
 end
 
 function phase.after_cell(ctx, cell, res)
@@ -85,13 +86,43 @@ function phase.finish(ctx, cells)
   local bad = {}
   for _, c in ipairs(cells) do if c.status ~= "ok" then bad[#bad + 1] = c.id .. " (" .. c.status .. ")" end end
   notes.stability.crashes = bad
+  local text = {}
+  local function say(l) lines[#lines + 1] = l text[#text + 1] = l end
   lines[#lines + 1] = ""
-  lines[#lines + 1] = "Stability: " .. (#bad == 0 and "no crashes or OOM kills over every repeat" or ("crashes/OOM: " .. table.concat(bad, ", ")))
+  local reps = 0
+  for _, c in ipairs(cells) do reps = math.max(reps, c.repeats or 1) end
+  say(string.format("Stability over %d repeat%s per configuration: %s", reps, reps == 1 and "" or "s",
+    #bad == 0 and "no crashes or OOM kills" or ("crashes/OOM: " .. table.concat(bad, ", "))))
+  -- sysctl: what was set, simulated or not, and that it was put back
   local log = ctx.sysctl and ctx.sysctl.log or {}
-  local restored = 0
-  for _, e in ipairs(log) do if e.restore or e.value == "default" then restored = restored + 1 end end
-  lines[#lines + 1] = string.format("Settings: %d sysctl change%s%s, restored at the end", #log, #log == 1 and "" or "s",
-    ctx.dry and " (simulated: a dry run never touches the machine)" or "")
+  local set, restored = {}, 0
+  for _, e in ipairs(log) do
+    if e.restore then restored = restored + 1
+    elseif e.value ~= "default" then set[#set + 1] = string.format("%s=%s", e.name, tostring(e.value)) end
+  end
+  if #log > 0 then
+    if ctx.dry then
+      say(string.format("sysctl sweep simulated (a dry run never changes the machine): %d change%s (%s), each back to default after its cells",
+        #set, #set == 1 and "" or "s", table.concat(set, ", ")))
+    else
+      say(string.format("sysctl: %d change%s (%s) applied with journaled originals", #set, #set == 1 and "" or "s",
+        table.concat(set, ", ")))
+    end
+    say("Settings restored: every sysctl value changed by this run was put back at its end" ..
+      (ctx.dry and " (simulated)" or " (bench.sys journal; also after a crash, by the next benchrun)") .. ".")
+  end
+  notes.sysctl_simulated = ctx.dry or nil
+  -- what the seed expected, beside what was measured
+  local exp = ctx.plan.expected or {}
+  local keys = {}
+  for k in pairs(exp) do keys[#keys + 1] = k end
+  table.sort(keys)
+  if #keys > 0 then
+    say("")
+    say("The seed's expectations (compare with the deltas above):")
+    for _, k in ipairs(keys) do say(string.format("- %s: %s", k:gsub("_", " "), tostring(exp[k]))) end
+  end
+  notes.text = table.concat(text, "\n\n"):gsub("\n\n\n\n", "\n\n")
   return notes, lines
 end
 
