@@ -98,6 +98,7 @@ static void sb_grow(sbuf *b, size_t need) {
   b->cap = cap;
 }
 static inline void sb_mem(sbuf *b, const void *s, size_t n) {
+  if (n == 0) return;
   if (b->len + n > b->cap) sb_grow(b, b->len + n);
   memcpy(b->p + b->len, s, n);
   b->len += n;
