@@ -1076,7 +1076,17 @@ static void put_map(encoder *e, int idx, int indent, int inline_first, const cha
     else lua_pushlightuserdata(L, NULL);
     int key = lua_gettop(L);
     if (i > 0 || !inline_first) out_indent(e, indent);
+    size_t kstart = e->out->len;
     put_scalar(e, key, where);
+    size_t klen = e->out->len - kstart;
+    if (klen > 1000) {
+      /* YAML limits implicit keys to 1024 characters: write "? key\n:" */
+      out_add(e, "  ", 2);
+      memmove(e->out->p + kstart + 2, e->out->p + kstart, klen);
+      memcpy(e->out->p + kstart, "? ", 2);
+      out_add(e, "\n", 1);
+      out_indent(e, indent);
+    }
     out_add(e, ":", 1);
     lua_pushvalue(L, key);
     lua_rawget(L, idx);

@@ -137,6 +137,13 @@ T.case("encode: sorted keys, quoted look-alikes, round trip", function()
   T.eq(back.text, "line1\nline2", "newline")
   T.eq(back.nothing, yaml.null, "null")
   T.eq(yaml.encode(yaml.decode(text)), text, "stable")
+  -- keys longer than YAML's 1024-character limit for implicit keys
+  local long = ("k"):rep(1500)
+  local t2 = {[long] = {a = 1}, short = "v"}
+  local text2 = yaml.encode(t2)
+  T.eq(text2:sub(1, 2), "? ", "explicit key")
+  local back2 = assert(yaml.decode(text2))
+  T.eq(back2[long].a, 1, "long key round trip")
 end)
 
 T.case("encode refuses what YAML cannot hold", function()
