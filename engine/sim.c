@@ -1388,21 +1388,20 @@ static void stream_headers(conn *c) {
   sb_free(&b);
 }
 
-/* The generated text of the next token: " word", with <think> markers. */
-static size_t next_token_text(conn *c, char *buf, int escaped, int *wid) {
+/* The generated text of the next token: " word"; in think mode the first
+ * and last reasoning tokens are the tags themselves, as real models emit. */
+static size_t next_token_text(conn *c, char *buf, int *wid) {
   int w = (int)(splitmix(&c->rng) & 63);
   *wid = w;
-  size_t n = 0;
   int i = c->emitted;
-  if (c->think == R_THINK && c->reasoning_n > 0 && i == 0) { memcpy(buf, "<think>", 7); n = 7; }
-  buf[n++] = ' ';
-  memcpy(buf + n, words[w], word_len[w]);
-  n += word_len[w];
-  if (c->think == R_THINK && c->reasoning_n > 0 && i == c->reasoning_n - 1) {
-    if (escaped) { memcpy(buf + n, "</think>\\n\\n", 12); n += 12; }   /* JSON-escaped */
-    else { memcpy(buf + n, "</think>\n\n", 10); n += 10; }
+  if (c->think == R_THINK && i < c->reasoning_n) {
+    if (c->reasoning_n == 1) { memcpy(buf, "<think></think>", 15); return 15; }
+    if (i == 0) { memcpy(buf, "<think>", 7); return 7; }
+    if (i == c->reasoning_n - 1) { memcpy(buf, "</think>", 8); return 8; }
   }
-  return n;
+  buf[0] = ' ';
+  memcpy(buf + 1, words[w], word_len[w]);
+  return 1 + (size_t)word_len[w];
 }
 
 /* Stop strings: does the text so far contain one? Returns how many bytes of
@@ -1462,7 +1461,7 @@ static void gen_step(conn *c) {
     }
     char tok[64];
     int wid;
-    size_t n = next_token_text(c, tok, c->stream, &wid);
+    size_t n = next_token_text(c, tok, &wid);
     int reasoning = c->emitted < c->reasoning_n;
     long keep = c->n_stops && !reasoning ? stop_match(c, tok, n) : -1;
     if (keep == 0) { c->finished = 2; break; }   /* the stop string starts this token */

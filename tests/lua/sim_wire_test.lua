@@ -272,10 +272,42 @@ T.case("reasoning: field and <think>", function()
   T.eq(#evs, 7, "role + 5 + [DONE]")
   for i = 2, 4 do assert(json.decode(evs[i]).choices[1].delta.reasoning_content, "reasoning " .. i) end
   for i = 5, 6 do assert(json.decode(evs[i]).choices[1].delta.content, "content " .. i) end
-  local t <close> = T.sim{"--decode-tps", "0", "--reasoning", "think", "--reasoning-tokens", "2"}
-  _, _, body = curl(t.url .. "/v1/chat/completions", chat_body{max_tokens = 4})
+  local t <close> = T.sim{"--decode-tps", "0", "--reasoning", "think", "--reasoning-tokens", "4"}
+  _, _, body = curl(t.url .. "/v1/chat/completions", chat_body{max_tokens = 6})
   local text = json.decode(body).choices[1].message.content
-  assert(text:match("^<think> %a+ %a+</think>\n\n %a+ %a+$"), "think text: " .. text)
+  assert(text:match("^<think> %a+ %a+</think> %a+ %a+$"), "think text: " .. text)
+end)
+
+T.case("benchrun's own client reads every dialect (tokens, usage, sim_ns)", function()
+  local http = require("bench.http")
+  local cases = {
+    {"openai", "/v1/chat/completions", "openai", true},
+    {"llama.cpp", "/v1/chat/completions", "openai", false},
+    {"llama.cpp", "/completion", "openai", false},
+    {"lmstudio", "/api/v0/chat/completions", "openai", true},
+    {"ollama", "/api/chat", "ollama", false},
+    {"ollama", "/api/generate", "ollama", false},
+  }
+  for _, c in ipairs(cases) do
+    local dialect, path, decode, usage = c[1], c[2], c[3], c[4]
+    local s <close> = T.sim{"--dialect", dialect, "--decode-tps", "400", "--reasoning", "think", "--reasoning-tokens", "3"}
+    local what = dialect .. " " .. path
+    local r = http.request{url = s.url .. path, method = "POST", headers = {["Content-Type"] = "application/json"},
+      body = json.encode{messages = {{role = "user", content = "count these bytes"}}, prompt = "count these bytes",
+                         max_tokens = 6, n_predict = 6, options = {num_predict = 6}, stream = true,
+                         stream_options = usage and {include_usage = true} or nil},
+      stream = decode == "ollama" and "ndjson" or "sse", decode = decode, timeout = 10}
+    T.eq(r.error, nil, what .. " error")
+    T.eq(r.llm.tokens, 6, what .. " tokens")
+    T.eq(r.llm.reasoning_events, 3, what .. " reasoning events (<think>, a word, </think>)")
+    T.eq(r.llm.content_events, 3, what .. " content events")
+    T.eq(r.llm.done, true, what .. " end marker")
+    assert(r.llm.sim_lag_max_ms and r.llm.sim_lag_max_ms >= 0 and r.llm.sim_lag_max_ms < 1000,
+           what .. " sim_ns lag " .. tostring(r.llm.sim_lag_max_ms))
+    if dialect ~= "ollama" and path ~= "/completion" then
+      T.eq(json.decode(r.llm.usage).completion_tokens, 6, what .. " usage")
+    end
+  end
 end)
 
 T.done()
