@@ -79,6 +79,7 @@ typedef struct {
   double fault_prob[F_COUNT];
   long crash_after;          /* -1: never */
   uint64_t oom_at;           /* 0: never */
+  uint64_t kv_bytes_per_token;
   int64_t header_timeout_ns, idle_timeout_ns;
   size_t max_body, max_head;
   size_t huge_event_bytes;
@@ -274,6 +275,9 @@ typedef struct {
   int64_t t_start, t_loaded;
   char *mem;
   uint64_t mem_touched;
+  char *kv_mem;               /* KV-cache memory: touched up to its high-water mark */
+  uint64_t kv_cap, kv_touched;
+  int64_t kv_tokens;          /* prompt + generated tokens of the sequences in slots */
   uint64_t next_req_id;
   uint64_t gen_requests;      /* generation requests started (for --crash-after) */
   long nconns;
@@ -401,6 +405,7 @@ static const char *const sim_help =
   "                         content-type huge-event endless-line crash; per request also the\n"
   "                         header X-Sim-Fault: KIND or the body field \"sim_fault\": \"KIND\"\n"
   "  --crash-after N        SIGKILL itself when generation request N+1 arrives\n"
+  "  --kv-bytes-per-token SIZE  touch this much memory per token in the slots (default 0)\n"
   "  --oom-at-memory SIZE   SIGKILL itself when touched memory would exceed SIZE\n"
   "  --header-timeout DUR   request head and body must arrive within this (default 10s)\n"
   "  --idle-timeout DUR     close idle keep-alive connections after this (default 60s)\n"
@@ -482,6 +487,9 @@ static int parse_args(int argc, char **argv) {
     } else if (!strcmp(flag, "--model-memory")) {
       if (parse_size(v, &sz)) return bad_flag(flag, "expected a size like 512MiB", v);
       c->model_memory = sz;
+    } else if (!strcmp(flag, "--kv-bytes-per-token")) {
+      if (parse_size(v, &sz) || sz > (1ull << 30)) return bad_flag(flag, "expected a size like 160KiB", v);
+      c->kv_bytes_per_token = sz;
     } else if (!strcmp(flag, "--oom-at-memory")) {
       if (parse_size(v, &sz) || sz == 0) return bad_flag(flag, "expected a size like 1GiB", v);
       c->oom_at = sz;
@@ -580,8 +588,9 @@ static void oom_kill(void) {
 /* Touch memory up to `upto` bytes of the model (one write per page). */
 static void touch_memory(uint64_t upto) {
   if (upto > G.cfg.model_memory) upto = G.cfg.model_memory;
-  if (G.cfg.oom_at && upto > G.cfg.oom_at) {
-    touch_memory(G.cfg.oom_at);
+  if (G.cfg.oom_at && upto + G.kv_touched > G.cfg.oom_at) {
+    uint64_t room = G.cfg.oom_at > G.kv_touched ? G.cfg.oom_at - G.kv_touched : 0;
+    if (room > G.mem_touched) touch_memory(room);
     oom_kill();
   }
   if (upto <= G.mem_touched) return;
@@ -596,6 +605,25 @@ static void touch_memory(uint64_t upto) {
   for (uint64_t i = G.mem_touched; i < upto; i += 4096) G.mem[i] = (char)(i >> 12 | 1);
   G.mem[upto - 1] = 1;
   G.mem_touched = upto;
+}
+
+/* The KV cache grows with the tokens held in slots; like a real server's
+ * pool, what was touched stays touched (its high-water mark). */
+static void touch_kv(void) {
+  uint64_t need = (uint64_t)G.kv_tokens * G.cfg.kv_bytes_per_token;
+  if (need <= G.kv_touched) return;
+  if (G.cfg.oom_at && G.mem_touched + need > G.cfg.oom_at) oom_kill();
+  if (need > G.kv_cap) {
+    uint64_t cap = G.kv_cap ? G.kv_cap * 2 : (1u << 20);
+    if (cap < need) cap = need;
+    char *p = realloc(G.kv_mem, cap);
+    if (!p) oom_kill();   /* the allocator said no: die as an OOM kill would */
+    G.kv_mem = p;
+    G.kv_cap = cap;
+  }
+  for (uint64_t i = G.kv_touched; i < need; i += 4096) G.kv_mem[i] = 1;
+  G.kv_mem[need - 1] = 1;
+  G.kv_touched = need;
 }
 
 static void load_tick(br_loop *loop, br_timer *t) {
@@ -823,6 +851,7 @@ static void release_slot(conn *c) {
   if (!c->in_slot) return;
   c->in_slot = 0;
   G.active--;
+  G.kv_tokens -= c->prompt_tokens + c->emitted;
   br_timer_stop(G.loop, &c->tick);
   admit_queued();
 }
@@ -1496,6 +1525,8 @@ static void gen_step(conn *c) {
     c->emitted++;
     c->t_last = stamp;
     G.c_gen_tokens++;
+    G.kv_tokens++;
+    if (G.cfg.kv_bytes_per_token) touch_kv();
     if (keep > 0) break;
     if (!packed) c->next_due += decode_interval(c);
   }
@@ -1607,6 +1638,8 @@ static void start_sequence(conn *c) {
   c->state = CS_ACTIVE;
   c->in_slot = 1;
   G.active++;
+  G.kv_tokens += c->prompt_tokens;
+  if (G.cfg.kv_bytes_per_token) touch_kv();
   int64_t now = br_now();
   c->t_slot = now;
   if (!G.loaded) return;
@@ -1945,7 +1978,7 @@ static void get_metrics(conn *c) {
     "# HELP sim_memory_touched_bytes Model memory touched so far.\n# TYPE sim_memory_touched_bytes gauge\n"
     "sim_memory_touched_bytes %llu\n",
     (unsigned long long)G.c_events, (unsigned long long)G.c_writes, G.nconns,
-    (unsigned long long)G.mem_touched);
+    (unsigned long long)(G.mem_touched + G.kv_touched));
   SB_LIT(&b, "# HELP sim_event_lateness_seconds Event send time minus its scheduled time.\n"
              "# TYPE sim_event_lateness_seconds histogram\n");
   uint64_t cum = 0;
@@ -2531,6 +2564,7 @@ int br_sim_main(int argc, char **argv) {
   br_loop_free(G.loop);
   G.loop = NULL;
   free(G.mem);
+  free(G.kv_mem);
   sb_free(&G.scratch);
   return 0;
 }

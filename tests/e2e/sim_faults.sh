@@ -90,6 +90,13 @@ reap
 check "--oom-at-memory: killed while loading" eq "$RC" 137
 check "--oom-at-memory: says why" has "$T/sim.err" 'oom-at-memory'
 
+start --decode-tps 0 --kv-bytes-per-token 1MiB --oom-at-memory 40MiB
+chat 20; a=$CRC
+chat 100 -m 5
+reap
+check "--kv-bytes-per-token: 21 tokens fit in 40 MiB, 101 do not" eq "$a:$RC" "0:137"
+check "KV growth: the stream died mid-way" test "$CRC" -ne 0
+
 # ---- SIGTERM with a stream in flight, SIGINT
 start --decode-tps 20
 chat 100 -m 5 &
