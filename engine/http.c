@@ -35,7 +35,7 @@ static const char CTX_KEY = 'H';   /* registry: the context userdata */
 
 enum { STREAM_NONE = 0, STREAM_SSE = 1, STREAM_NDJSON = 2 };
 enum { BODY_UNDECIDED = 0, BODY_PLAIN, BODY_STREAM, BODY_ERROR };
-enum { DEFAULT_MAX_EVENT = 1 << 20, DEFAULT_ERROR_BODY = 16 << 10, MAX_HEADER_BYTES = 64 << 10, POOL_MAX = 8192 };
+enum { DEFAULT_MAX_EVENT = 1 << 20, DEFAULT_ERROR_BODY = 16 << 10, MAX_HEADER_BYTES = 64 << 10, POOL_MAX = 1024 };
 static const size_t DEFAULT_MAX_BODY = (size_t)256 << 20;
 
 typedef struct hctx hctx;
