@@ -1675,10 +1675,21 @@ static int json_text_bytes(const cJSON *content, size_t *bytes) {
   return -1;
 }
 
+/* The fault of this request: asked for (header, then body field), else
+ * drawn for --fault. -1: an unknown kind was asked for. */
 static int pick_fault(conn *c, const char *header_fault, size_t hlen, const cJSON *body) {
-  if (header_fault) return find_fault(header_fault, hlen);
+  if (header_fault) {
+    if (hlen == 4 && !strncasecmp(header_fault, "none", 4)) return F_NONE;
+    int k = find_fault(header_fault, hlen);
+    return k == F_NONE ? -1 : k;
+  }
   const cJSON *f = body ? cJSON_GetObjectItemCaseSensitive(body, "sim_fault") : NULL;
-  if (cJSON_IsString(f)) return find_fault(f->valuestring, strlen(f->valuestring));
+  if (f && !cJSON_IsNull(f)) {
+    if (!cJSON_IsString(f)) return -1;
+    if (!strcmp(f->valuestring, "none")) return F_NONE;
+    int k = find_fault(f->valuestring, strlen(f->valuestring));
+    return k == F_NONE ? -1 : k;
+  }
   for (int i = 1; i < F_COUNT; i++)
     if (G.cfg.fault_prob[i] > 0 && rng_unit(&G.rng) < G.cfg.fault_prob[i]) return i;
   return F_NONE;
@@ -2153,6 +2164,13 @@ static void handle_generation(conn *c, const char *fault_hdr, size_t fhl) {
     return;
   }
   int fault = pick_fault(c, fault_hdr, fhl, root);
+  if (fault < 0) {
+    cJSON_Delete(root);
+    send_error(c, 400, "invalid_request_error",
+               "X-Sim-Fault / sim_fault: unknown fault kind (refuse, http500, http503, stall-first-byte, "
+               "stall-mid, drop, bad-json, content-type, huge-event, endless-line, crash, none)");
+    return;
+  }
   int r = parse_generation(c, root);
   cJSON_Delete(root);
   if (r < 0) return;

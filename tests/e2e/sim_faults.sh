@@ -45,6 +45,7 @@ start --decode-tps 200
 chat 10 -H 'X-Sim-Fault: refuse'
 check "refuse: connection closed without a reply" eq "$CRC" 52
 check "http500 by header" eq "$(code "$URL/v1/chat/completions" -H 'X-Sim-Fault: http500' -d "$(body 5)")" 500
+check "unknown fault kind: 400" eq "$(code "$URL/v1/chat/completions" -H 'X-Sim-Fault: explode' -d "$(body 5)")" 400
 check "http503 by body field" eq "$(code "$URL/v1/chat/completions" -d "$(body 5 ',"sim_fault":"http503"')")" 503
 chat 10 -H 'X-Sim-Fault: stall-first-byte' -m 1
 check "stall-first-byte: timeout with nothing received" eq "$CRC:$(wc -c <"$T/o")" "28:0"

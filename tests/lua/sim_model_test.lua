@@ -129,6 +129,19 @@ T.case("queue: FIFO behind busy slots, then --max-queue rejects", function()
   T.eq(tonumber(m:match('\nvllm:generation_tokens_total{model_name="sim%-model"} (%d+)')), 20, "tokens counter")
 end)
 
+T.case("--jitter: intervals vary around the configured rate", function()
+  local s <close> = T.sim{"--decode-tps", "200", "--jitter", "0.5", "--seed", "3"}
+  local _, body = curl(s.url .. "/v1/chat/completions", chat(41))
+  local ts = stamps(body)
+  local gaps, sum = {}, 0
+  for i = 2, #ts do gaps[#gaps + 1] = (ts[i] - ts[i - 1]) / 1e6; sum = sum + gaps[#gaps] end
+  local mean = sum / #gaps
+  T.near(mean, 5, 1.5, "mean gap (ms)")
+  local lo, hi = math.huge, 0
+  for _, g in ipairs(gaps) do lo = math.min(lo, g); hi = math.max(hi, g) end
+  assert(hi - lo > 2, string.format("gaps spread: %.2f .. %.2f ms", lo, hi))
+end)
+
 T.case("--speedup-env: the factor applies only when the variable is set", function()
   local function rate(env)
     local pf = os.tmpname()
