@@ -926,7 +926,6 @@ static int conn_begin_next(conn *c) {
 /* ------------------------------------------------------------------ */
 /* generation: timing                                                  */
 
-static double rate_factor(void) { return G.cfg.speedup; }
 
 static int64_t jittered(int64_t ns, uint64_t *rng) {
   if (G.cfg.jitter <= 0 || ns <= 0) return ns;
@@ -937,12 +936,12 @@ static int64_t jittered(int64_t ns, uint64_t *rng) {
 /* Interval to the next token at the current batch size; 0 = packed. */
 static int64_t decode_interval(conn *c) {
   if (G.cfg.decode_tps <= 0) return 0;
-  double rate = G.cfg.decode_tps * rate_factor() / (1 + G.cfg.batch_slowdown * (G.active - 1));
+  double rate = G.cfg.decode_tps * G.cfg.speedup / (1 + G.cfg.batch_slowdown * (G.active - 1));
   return jittered((int64_t)(1e9 / rate), &c->rng);
 }
 
 static int64_t prefill_ns(conn *c) {
-  double s = c->prompt_tokens / (G.cfg.prefill_tps * rate_factor());
+  double s = c->prompt_tokens / (G.cfg.prefill_tps * G.cfg.speedup);
   return jittered((int64_t)(s * 1e9), &c->rng);
 }
 
@@ -1604,9 +1603,8 @@ static void finish_request(conn *c, sbuf *b, int64_t now) {
     G.c_success++;
     G.c_prompt_seconds += (double)(c->t_first - c->t_slot) / 1e9;
     G.c_gen_seconds += (double)(c->t_last - c->t_first) / 1e9;
-    int r = send_full(c, 200, ctype, body.p, body.len, NULL);
+    send_full(c, 200, ctype, body.p, body.len, NULL);   /* c may be gone after this */
     sb_free(&body);
-    (void)r;
     return;
   }
   release_slot(c);
@@ -1700,8 +1698,9 @@ static int pick_fault(conn *c, const char *header_fault, size_t hlen, const cJSO
 static int parse_generation(conn *c, cJSON *root) {
   char msg[160];
   if (!cJSON_IsObject(root)) {
-    return send_error(c, G.cfg.dialect == D_LLAMA ? 500 : 400, "invalid_request_error",
-                      "request body: expected a JSON object") < 0 ? -1 : -1;
+    send_error(c, G.cfg.dialect == D_LLAMA ? 500 : 400, "invalid_request_error",
+               "request body: expected a JSON object");
+    return -1;
   }
   int ollama = c->ep == EP_OLLAMA_CHAT || c->ep == EP_OLLAMA_GEN;
   size_t bytes = 0;
@@ -1851,7 +1850,6 @@ static int header_is(const char *name, size_t nl, const char *want) {
 /* ------------------------------------------------------------------ */
 /* GET endpoints                                                       */
 
-static int model_loaded_state(void) { return G.loaded; }
 
 static void get_models(conn *c, int lms) {
   sbuf b = {0};
@@ -1863,7 +1861,7 @@ static void get_models(conn *c, int lms) {
     if (lms) {
       SB_LIT(&b, "\",\"object\":\"model\",\"type\":\"llm\",\"publisher\":\"benchrun\",\"arch\":\"llama\","
                  "\"compatibility_type\":\"gguf\",\"quantization\":\"Q4_K_M\",\"state\":\"");
-      sb_str(&b, model_loaded_state() ? "loaded" : "not-loaded");
+      sb_str(&b, G.loaded ? "loaded" : "not-loaded");
       SB_LIT(&b, "\",\"max_context_length\":");
       sb_i64(&b, G.cfg.ctx_size);
       SB_LIT(&b, "}");
@@ -1979,9 +1977,12 @@ static void get_metrics(conn *c) {
     "sim_requests_total %llu\n"
     "# HELP sim_requests_rejected_total Requests rejected (loading, queue full).\n"
     "# TYPE sim_requests_rejected_total counter\nsim_requests_rejected_total %llu\n"
+    "# HELP sim_responses_error_total Error responses (4xx, 5xx) sent.\n"
+    "# TYPE sim_responses_error_total counter\nsim_responses_error_total %llu\n"
     "# HELP sim_requests_success_total Generation requests completed.\n"
     "# TYPE sim_requests_success_total counter\nsim_requests_success_total %llu\n",
-    (unsigned long long)G.c_requests, (unsigned long long)G.c_rejected, (unsigned long long)G.c_success);
+    (unsigned long long)G.c_requests, (unsigned long long)G.c_rejected, (unsigned long long)G.c_errors,
+    (unsigned long long)G.c_success);
   sb_printf(&b,
     "# HELP sim_events_total Streamed token events.\n# TYPE sim_events_total counter\nsim_events_total %llu\n"
     "# HELP sim_writes_total write system calls.\n# TYPE sim_writes_total counter\nsim_writes_total %llu\n"
@@ -2115,7 +2116,7 @@ static void handle_get(conn *c, const char *path, size_t pl) {
     sb_json_esc(&b, name.p, name.len - 1);
     SB_LIT(&b, "\",\"object\":\"model\",\"type\":\"llm\",\"publisher\":\"benchrun\",\"arch\":\"llama\","
                "\"compatibility_type\":\"gguf\",\"quantization\":\"Q4_K_M\",\"state\":\"");
-    sb_str(&b, model_loaded_state() ? "loaded" : "not-loaded");
+    sb_str(&b, G.loaded ? "loaded" : "not-loaded");
     SB_LIT(&b, "\",\"max_context_length\":");
     sb_i64(&b, G.cfg.ctx_size);
     SB_LIT(&b, "}");
