@@ -110,7 +110,7 @@ function M.apply(plan)
   local sp = plan.sampling or {}
   plan.sampling = sp
   sp.memory = math.min(sp.memory or 0.1, M.MAX_SAMPLING_INTERVAL)
-  if type(sp.metrics) == "number" then sp.metrics = math.min(sp.metrics, M.MAX_SAMPLING_INTERVAL * 5) end
+  if type(sp.metrics) == "number" then sp.metrics = math.min(sp.metrics, M.MAX_SAMPLING_INTERVAL) end
   for _, c in ipairs(plan.cells) do
     c.real_server = c.server
     c.server = M.server(plan, c)

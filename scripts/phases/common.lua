@@ -13,7 +13,46 @@ end
 -- per-request decode rate ("TPS (decode)"), output_tps all output tokens over
 -- the wall time of the repeats ("TPS (output, aggregate)"), ttft_ms the p50.
 M.TPS_NOTE = "decode tok/s = mean per-request decode rate; aggregate tok/s = all output tokens / wall time (as in report.md)"
-function M.figures(cell)
+-- The run's folder as bench.results reads it, loaded once per finish.
+function M.data(ctx)
+  if ctx.data == nil then
+    local ok, d = pcall(require("bench.results").load, ctx.run.dir)
+    ctx.data = ok and type(d) == "table" and d or false
+  end
+  return ctx.data or nil
+end
+
+-- Peak memory of each cell from its own samples (the runner labels each
+-- sample with the cell it fell in), as report.md takes it: a server kept
+-- across cells has its sampler's peak written only in the last one.
+function M.cell_peaks(ctx)
+  local d = M.data(ctx)
+  local peaks = {}
+  for _, smp in ipairs(d and d.samples or {}) do
+    local v = tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
+    if smp.cell and v and (not peaks[smp.cell] or v > peaks[smp.cell]) then peaks[smp.cell] = v end
+  end
+  return peaks
+end
+
+-- Mean of a /metrics series (keys starting with `prefix`, summed over
+-- labels) in a cell's samples of phase "run", or nil.
+function M.metric_mean(ctx, cell_id, prefix)
+  local d = M.data(ctx)
+  local sum, n = 0, 0
+  for _, smp in ipairs(d and d.samples or {}) do
+    if smp.type == "metrics" and smp.cell == cell_id and smp.phase == "run" then
+      local v, found = 0, false
+      for k, x in pairs(smp) do
+        if type(k) == "string" and k:sub(1, #prefix) == prefix and type(x) == "number" then v, found = v + x, true end
+      end
+      if found then sum, n = sum + v, n + 1 end
+    end
+  end
+  return n > 0 and sum / n or nil
+end
+
+function M.figures(cell, peaks)
   local s = cell.summary or {}
   local srv = cell.server or {}
   return {
@@ -24,7 +63,7 @@ function M.figures(cell)
     output_tps = M.num(s.output_tps),
     queue_ms = M.num(s.queue_ms),
     ok = s.ok, requests = s.requests,
-    peak = srv.peak_rss_bytes or srv.peak_gpu_bytes,
+    peak = (peaks and peaks[cell.id]) or srv.peak_rss_bytes or srv.peak_gpu_bytes,
     load_time_s = srv.load_time_s,
   }
 end

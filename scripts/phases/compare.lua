@@ -42,6 +42,7 @@ local function limit_bytes(ctx)
 end
 
 function phase.finish(ctx, cells)
+  local peaks = C.cell_peaks(ctx)
   local plan = ctx.plan
   local crit = plan.criteria or {}
   local nprompts = #P.prompt_budgets(plan)
@@ -54,7 +55,7 @@ function phase.finish(ctx, cells)
     "  TPS/GB peak = decode tok/s / peak GB measured, as in report.md; TPS/GB file = over the model's file size):",
     string.format(fmt, "cell", "load s", "TTFT p50 ms", "decode tok/s", "aggregate tok/s", "peak", "TPS/GB peak", "TPS/GB file", "status")}
   for _, c in ipairs(cells) do
-    local f = C.figures(c)
+    local f = C.figures(c, peaks)
     local t = tps_per_gb(f, c)
     notes.tps_per_gb[c.id] = tps_per_peak_gb(f)
     notes.tps_per_file_gb[c.id] = t
@@ -74,7 +75,7 @@ function phase.finish(ctx, cells)
     for _, b in ipairs(bs) do
       local a = as[1]
       if a and a.status == "ok" and b.status == "ok" then
-        local fa, fb = C.figures(a), C.figures(b)
+        local fa, fb = C.figures(a, peaks), C.figures(b, peaks)
         local better = {}
         if fa.decode_tps and fb.decode_tps and fb.decode_tps >= fa.decode_tps * 0.95 then better[#better + 1] = "TPS" end
         if fa.ttft_ms and fb.ttft_ms and fb.ttft_ms <= fa.ttft_ms * 1.05 then better[#better + 1] = "TTFT" end
@@ -107,7 +108,7 @@ function phase.finish(ctx, cells)
   if crit.all_prompts_complete ~= false then
     local missing = {}
     for _, c in ipairs(gguf) do
-      local f = C.figures(c)
+      local f = C.figures(c, peaks)
       local want = nprompts * (c.repeats or 1)
       if c.status ~= "ok" or (f.ok or 0) < want then
         missing[#missing + 1] = string.format("%s (%s, %d/%d ok)", c.id, c.status, f.ok or 0, want)
@@ -124,7 +125,7 @@ function phase.finish(ctx, cells)
   if lim then
     local over = {}
     for _, c in ipairs(cells) do
-      local f = C.figures(c)
+      local f = C.figures(c, peaks)
       if f.peak and f.peak > lim then over[#over + 1] = string.format("%s (%s)", c.id, P.format_size(f.peak)) end
     end
     add(string.format("memory usage stays within the %s limit", P.format_size(crit.memory_limit)), #over == 0,
