@@ -298,7 +298,6 @@ local PROMPT = T.map({
   system = T.string(),
   max_tokens = T.int{min = 1},
   check = T.string(),          -- a Lua expression over `text` (quality check)
-  category = T.string(),
 }, {required = {"name"}})
 
 local WORKLOAD = T.map({
@@ -332,6 +331,7 @@ local CELL_FIELDS = {
   rate = T.number{min = 0.001},
   arrival = T.enum({"poisson", "constant"}),
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
+  prompt = T.string(),         -- one prompt of the workload, by name
   ["repeat"] = T.int{min = 1},
   warmup = T.int{min = 0},
   restart = T.bool(),
@@ -432,7 +432,7 @@ M.schema = T.map({
     speedup_env = T.dict(T.number{min = 0.001}, {what = "a mapping of NAME or NAME=VALUE to a speed factor"}),
     models = T.dict(DRY_MODEL, {what = "a mapping of model names to simulator figures"}),
     reasoning = T.bool(),
-    dialect = T.string(),
+    dialect = T.enum({"openai", "llama.cpp", "lmstudio", "ollama"}),
     args = T.list(T.scalar()),
   }),
   params = T.any(),            -- free-form, for the phase script
@@ -639,13 +639,10 @@ end
 
 -- parse_value(text) -> a YAML-typed value ("3" -> 3, "true", "[1, 2]", "{a: 1}")
 local function parse_value(text)
-  if yaml.decode then
-    local ok, v = pcall(yaml.decode, text)
-    if ok and v ~= nil then return v end
-  end
-  if text == "true" then return true elseif text == "false" then return false end
-  if text == "null" or text == "~" then return yaml.null end
-  return math.tointeger(tonumber(text)) or tonumber(text) or text
+  local v = yaml.decode(text)
+  -- not YAML (e.g. "a: b: c"): the text itself, as a string
+  if v == nil then return text end
+  return v
 end
 
 -- plan.apply_set(doc, "key.path=value") -> path or nil, why. Creates
@@ -1046,6 +1043,17 @@ function V:expand(plan, raw)
     -- an open-loop cell (rate) caps its senders only when concurrency was given
     cell.concurrency_set = cell.concurrency ~= nil or nil
     cell.concurrency = cell.concurrency or 1
+    if cell.prompt then
+      local names = {}
+      for _, p in ipairs(M.prompt_budgets(plan)) do names[#names + 1] = p.name end
+      local found = false
+      for _, nm in ipairs(names) do if nm == cell.prompt then found = true end end
+      if not found and not (plan.workload and (plan.workload.file or plan.workload.synthetic)) then
+        local sug = M.suggest(cell.prompt, names)
+        self:err(cb.path, "cell %s: unknown prompt '%s'%s (prompts: %s)", cell.id, cell.prompt,
+                 sug and (", did you mean '" .. sug .. "'?") or "", table.concat(names, ", "))
+      end
+    end
     if cell.arrival and not cell.rate then
       self:err(cb.path, "cell %s: arrival '%s' needs a rate (requests per second) in the same cell", cell.id, cell.arrival)
     end
@@ -1094,7 +1102,7 @@ function V:cross(plan, raw)
     local p = plan.script
     local candidates = {
       p:sub(1, 1) == "/" and p or nil,
-      (bench and bench.scripts_dir or "scripts") .. "/" .. p,
+      bench.scripts_dir .. "/" .. p,
       self.dir .. "/" .. p,
     }
     local found

@@ -396,6 +396,19 @@ local function cell_workload(ctx, cell)
   for k, v in pairs(plan.workload or {prompts = "seed"}) do spec[k] = v end
   if spec.prompts == nil and spec.file == nil and spec.synthetic == nil then spec.prompts = "seed" end
   if spec.file then spec.prompts, spec.file = spec.file, nil end
+  if type(spec.prompts) == "table" then
+    -- a prompt's system text becomes the chat's first message
+    local list = {}
+    for i, p in ipairs(spec.prompts) do
+      if p.system and p.prompt and not p.messages then
+        list[i] = {name = p.name, max_tokens = p.max_tokens,
+                   messages = {{role = "system", content = p.system}, {role = "user", content = p.prompt}}}
+      else
+        list[i] = p
+      end
+    end
+    spec.prompts = list
+  end
   local w
   if cell.mix then
     w = W.mix(cell.mix)
@@ -528,8 +541,9 @@ local function run_cell(ctx, cell, i)
   local openai = require("bench.openai")
   local load = require("bench.load")
   local s = cell.server
+  -- server.extra is the backend's (docs/servers.md), never request fields
   local client = openai.client{base_url = srv.base_url, dialect = srv.dialect or s.dialect,
-                               model = srv.model or s.model, api_key_env = s.api_key_env, extra = s.extra}
+                               model = srv.model or s.model, api_key_env = s.api_key_env}
   local w, nprompts = cell_workload(ctx, cell)
   local conc = cell.concurrency or 1
   local requests = cell.requests
@@ -655,7 +669,9 @@ function M.run(plan, opts)
     end
   end
   local phase_script = load_phase_script(plan)
+  -- a prompt's check: runs whatever the phase script (unless it brings its own)
   local checks = phase_script.checks
+  if checks == nil then checks = require("phases.common").checks end
   if type(checks) == "function" then checks = checks(plan) end
 
   local run, why
@@ -762,4 +778,5 @@ end
 
 M.new_sysctl = new_sysctl
 M.run_cell = run_cell
+M.cell_workload = cell_workload
 return M

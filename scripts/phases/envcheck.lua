@@ -24,7 +24,7 @@ function phase.finish(ctx, cells)
       tostring(os_name or "?"), info.ram_bytes and require("bench.plan").format_size(info.ram_bytes)
         or tostring(info.memory or info.ram or "?"))
   end
-  lines[#lines + 1] = "benchrun " .. tostring(bench and bench.version) .. " (" .. tostring(bench and bench.git) .. ")"
+  lines[#lines + 1] = "benchrun " .. tostring(bench.version) .. " (" .. tostring(bench.git) .. ")"
   for _, c in ipairs(cells) do
     local f = C.figures(c)
     local reach = (c.status == "ok" and (f.ok or 0) > 0) and "reachable" or ("NOT reachable: " .. tostring(c.error or c.status))

@@ -164,6 +164,38 @@ matrix:
   T.eq(c.two.labels.load, "two", "axis label added")
 end)
 
+T.case("workload keys reach the requests: system, temperature, max_tokens, prompt", function()
+  local path = dir .. "/w.yaml"
+  local f = assert(io.open(path, "w"))
+  f:write([[
+name: w
+server: {backend: sim}
+workload:
+  temperature: 0.25
+  prompts:
+    - {name: a, prompt: "hello", system: "be brief", max_tokens: 8}
+    - {name: b, prompt: "bye", max_tokens: 9}
+cells:
+  - {name: one, prompt: b}
+  - {name: all, max_tokens: 5}
+]])
+  f:close()
+  local plan = assert(P.load(path, {}))
+  local ctx = {plan = plan}
+  local w, n = runner.cell_workload(ctx, plan.cells[1])
+  local r = w:next(1)
+  T.eq(n, 1, "a cell with prompt: sends that one")
+  T.eq(r.name, "b", "its name")
+  T.eq(r.extra.temperature, 0.25, "temperature in the request")
+  w, n = runner.cell_workload(ctx, plan.cells[2])
+  r = w:next(1)
+  T.eq(n, 2, "both prompts")
+  T.eq(r.messages[1].role, "system", "system message first")
+  T.eq(r.messages[1].content, "be brief", "system text")
+  T.eq(r.messages[2].content, "hello", "user text")
+  T.eq(r.max_tokens, 5, "the cell's max_tokens")
+end)
+
 T.case("parse_metrics", function()
   local m, count = runner.parse_metrics([[
 # HELP x a gauge
@@ -196,6 +228,10 @@ T.case("dropped and inconsistent keys are refused", function()
        true, "sampling.system")
   T.eq(errs("name: t\nserver: {backend: sim}\ncells: [{name: x, arrival: poisson}]\n"):find("arrival 'poisson' needs a rate", 1, true) ~= nil,
        true, "arrival without rate")
+  T.eq(errs("name: t\nserver: {backend: sim}\ncells: [{name: x, prompt: shor}]\n"):find("unknown prompt 'shor', did you mean 'short'?", 1, true) ~= nil,
+       true, "unknown prompt")
+  T.eq(errs("name: t\nserver: {backend: sim}\ndry_run: {dialect: vllm}\n"):find("dry_run.dialect: expected one of openai, llama.cpp, lmstudio, ollama", 1, true) ~= nil,
+       true, "dry_run.dialect")
 end)
 
 T.done()
