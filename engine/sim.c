@@ -205,7 +205,8 @@ enum conn_state {
   CS_ACTIVE,     /* holds a slot: prefill or decode */
   CS_STALLED,    /* a stall fault: send nothing more, keep the socket */
   CS_ENDLESS,    /* the endless-line fault */
-  CS_DRAIN       /* response done; write what is left, then close */
+  CS_DRAIN,      /* response done; write what is left, then close */
+  CS_LINGER      /* our side shut down; discard input until EOF, then close */
 };
 
 enum endpoint {
@@ -301,6 +302,8 @@ static const int64_t late_bounds_ns[10] = {
 };
 
 static void conn_close(conn *c);
+static void conn_linger(conn *c);
+static void tmo_cb(br_loop *loop, br_timer *t);
 static int conn_flush(conn *c);
 static int conn_begin_next(conn *c);
 static void gen_step(conn *c);
@@ -725,7 +728,7 @@ static int conn_flush(conn *c) {
   c->out.len = c->out_off = 0;
   if (c->out.cap > (1u << 20)) sb_free(&c->out);   /* after a huge event */
   want_write(c, 0);
-  if (c->close_after_write) { conn_close(c); return -1; }
+  if (c->close_after_write) { conn_linger(c); return -1; }
   return 0;
 }
 
@@ -889,6 +892,20 @@ static void conn_close(conn *c) {
   free(c);
 }
 
+/* Close after a last response without losing it: closing a socket with
+ * unread input makes the kernel send a reset, which can destroy the response
+ * before the client reads it. So shut down our side, read and discard until
+ * the client closes (or 2 s pass), then close. */
+static void conn_linger(conn *c) {
+  queue_remove(c);
+  release_slot(c);
+  br_timer_stop(G.loop, &c->tick);
+  want_write(c, 0);
+  c->state = CS_LINGER;
+  shutdown(c->fd, SHUT_WR);
+  br_timer_start(G.loop, &c->tmo, br_now() + 2000000000LL, tmo_cb, c);
+}
+
 static void tmo_cb(br_loop *loop, br_timer *t) {
   conn *c = t->data;
   if ((c->state == CS_HEAD || c->state == CS_BODY) && c->in.len > 0) {
@@ -907,7 +924,7 @@ static int conn_begin_next(conn *c) {
   if (!c->keepalive) {
     c->state = CS_DRAIN;
     c->close_after_write = 1;
-    if (conn_pending(c) == 0) { conn_close(c); return -1; }
+    if (conn_pending(c) == 0) { conn_linger(c); return -1; }
     return 0;
   }
   c->state = CS_HEAD;
@@ -1556,7 +1573,7 @@ static void gen_step(conn *c) {
       c->keepalive = 0;
       c->state = CS_DRAIN;
       c->close_after_write = 1;
-      if (conn_pending(c) == 0) conn_close(c);
+      if (conn_pending(c) == 0) conn_linger(c);
       return;
     }
     if (f == F_ENDLESS_LINE) {
@@ -2394,6 +2411,7 @@ static void conn_io(br_loop *loop, br_io *io, int events) {
         want = c->in.cap - c->in.len;
       }
       ssize_t r = read(c->fd, c->in.p + c->in.len, want);
+      if (r > 0 && c->state == CS_LINGER) continue;   /* discarded */
       if (r > 0) {
         if (c->state == CS_HEAD && c->in.len == 0)
           br_timer_start(G.loop, &c->tmo, br_now() + G.cfg.header_timeout_ns, tmo_cb, c);

@@ -145,6 +145,25 @@ exec 3<>"/dev/tcp/127.0.0.1/$port"
 printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ' >&3
 check "slowloris head: 408 after --header-timeout" has <(timeout 3 cat <&3) '^HTTP/1.1 408'
 exec 3>&-
+raw() {     # raw BYTES...: send to the sim, print the status line of the reply
+  exec 4<>"/dev/tcp/127.0.0.1/$port"
+  printf "$@" >&4
+  timeout 2 head -n 1 <&4 | tr -d '\r'
+  exec 4>&-
+}
+check "header line without a colon: 400" eq "$(raw 'GET /health HTTP/1.1\r\nNoColon\r\n\r\n')" "HTTP/1.1 400 Bad Request"
+check "Content-Length: abc: 400" eq "$(raw 'POST /v1/completions HTTP/1.1\r\nContent-Length: abc\r\n\r\n')" "HTTP/1.1 400 Bad Request"
+check "chunked request body: 411" eq "$(raw 'POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n')" "HTTP/1.1 411 Length Required"
+check "HTTP/2.0 request line: 505" eq "$(raw 'GET /health HTTP/2.0\r\n\r\n')" "HTTP/1.1 505 HTTP Version Not Supported"
+check "bare LF line ends are read" eq "$(raw 'GET /health HTTP/1.1\nHost: x\n\n')" "HTTP/1.1 200 OK"
+check "a 20 KB header: 431" eq "$(raw "GET /health HTTP/1.1\r\nX-Big: $(head -c 20000 /dev/zero | tr '\0' a)\r\n\r\n")" \
+  "HTTP/1.1 431 Request Header Fields Too Large"
+for _ in $(seq 30); do   # random bytes: never a crash
+  exec 4<>"/dev/tcp/127.0.0.1/$port"
+  head -c $((RANDOM % 3000 + 1)) /dev/urandom >&4 2>/dev/null
+  exec 4>&-
+done
+check "alive after garbage" eq "$(code "$URL/health")" 200
 wait $CP
 check "the other stream finished intact" eq "$(grep -c '"content":' "$T/stream"):$(grep -c '\[DONE\]' "$T/stream")" "41:1"
 stop
