@@ -476,8 +476,8 @@ static int event_cb(void *ud, const br_sse_event *ev) {
 }
 
 static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud) {
-  int64_t now = br_now();   /* first: the arrival time of these bytes */
   xfer *x = ud;
+  int64_t now = br_loop_event_time(x->ctx->loop);   /* first: the arrival time of these bytes */
   size_t n = size * nmemb;
   x->t_last_data = now;
   x->bytes += n;
@@ -514,8 +514,8 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud) {
 }
 
 static size_t header_cb(char *p, size_t size, size_t nmemb, void *ud) {
-  int64_t now = br_now();
   xfer *x = ud;
+  int64_t now = br_loop_event_time(x->ctx->loop);
   size_t n = size * nmemb;
   if (!x->t_first_byte) x->t_first_byte = now;
   x->t_last_data = now;

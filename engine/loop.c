@@ -22,6 +22,8 @@ struct br_loop {
   /* events of the batch being dispatched; stopped watchers are erased here */
   br_poll_event batch[BATCH];
   int batch_len;
+  int in_io;                /* dispatching I/O callbacks of a batch */
+  int64_t poll_time;        /* when the poll of that batch returned */
 };
 
 int64_t br_now(void) { return br_platform_monotonic_ns(); }
@@ -176,6 +178,10 @@ void br_timer_start(br_loop *loop, br_timer *t, int64_t when, br_timer_cb cb, vo
   heap_up(loop, t->heap_index - 1);
 }
 
+int64_t br_loop_event_time(const br_loop *loop) {
+  return loop->in_io ? loop->poll_time : br_now();
+}
+
 int64_t br_loop_next_timer(const br_loop *loop) {
   return loop->heap_len ? loop->heap[0]->when : INT64_MAX;
 }
@@ -204,7 +210,9 @@ int br_loop_run_once(br_loop *loop, int64_t timeout_ns) {
   }
   int n = br_poller_wait(loop->poller, timeout_ns, loop->batch, BATCH);
   if (n < 0) return n;
+  loop->poll_time = br_now();
   loop->batch_len = n;
+  loop->in_io = 1;
   int ran = 0;
   for (int i = 0; i < n; i++) {
     br_io *io = loop->batch[i].ptr;
@@ -216,5 +224,6 @@ int br_loop_run_once(br_loop *loop, int64_t timeout_ns) {
     ran++;
   }
   loop->batch_len = 0;
+  loop->in_io = 0;
   return ran + run_due_timers(loop);
 }

@@ -83,6 +83,12 @@ int br_loop_run_once(br_loop *loop, int64_t timeout_ns);
  * signal handlers. */
 void br_loop_wakeup(br_loop *loop);
 
+/* The best arrival time for data read now: while I/O callbacks of a batch
+ * run, the time the poll returned (every byte ready then had arrived by
+ * then, and later callbacks of a big batch would otherwise stamp it late);
+ * elsewhere, br_now(). */
+int64_t br_loop_event_time(const br_loop *loop);
+
 /* Time of the next timer, or INT64_MAX. */
 int64_t br_loop_next_timer(const br_loop *loop);
 
