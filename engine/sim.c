@@ -1454,16 +1454,26 @@ static size_t next_token_text(conn *c, char *buf, int *wid) {
 static long stop_match(conn *c, const char *t, size_t n) {
   size_t before = c->tail.len;
   sb_mem(&c->tail, t, n);
+  const char *first = NULL;
   for (int i = 0; i < c->n_stops; i++) {
     const char *hit = memmem(c->tail.p, c->tail.len, c->stops[i], strlen(c->stops[i]));
-    if (hit) {
-      long keep = (long)(hit - c->tail.p) - (long)before;
-      return keep < 0 ? 0 : keep;
-    }
+    if (hit && (!first || hit < first)) first = hit;
   }
-  if (c->tail.len > 256) {
-    memmove(c->tail.p, c->tail.p + c->tail.len - 128, 128);
-    c->tail.len = 128;
+  if (first) {
+    long keep = (long)(first - c->tail.p) - (long)before;
+    if (keep >= 0) return keep;
+    /* it began in earlier tokens: a whole answer can drop that part; a
+     * stream has sent it already */
+    size_t back = (size_t)-keep;
+    if (!c->stream) c->text.len = c->text.len > back ? c->text.len - back : 0;
+    return 0;
+  }
+  /* keep enough of the text for the longest stop string to span tokens */
+  size_t keep = 64;
+  for (int i = 0; i < c->n_stops; i++) if (strlen(c->stops[i]) + 64 > keep) keep = strlen(c->stops[i]) + 64;
+  if (c->tail.len > 2 * keep) {
+    memmove(c->tail.p, c->tail.p + c->tail.len - keep, keep);
+    c->tail.len = keep;
   }
   return -1;
 }

@@ -136,6 +136,29 @@ T.case("openai: non-streamed chat, completions, models, health", function()
   T.eq(text:sub(1, #r.choices[1].message.content), r.choices[1].message.content, "prefix of the full text")
 end)
 
+T.case("several models; --strict-models answers 404 for others", function()
+  local s <close> = T.sim{"--model", "a", "--model", "b", "--strict-models", "--decode-tps", "0"}
+  local _, _, body = curl(s.url .. "/v1/models")
+  local m = json.decode(body)
+  T.eq(#m.data, 2, "two models")
+  T.eq(m.data[2].id, "b", "second")
+  local st
+  st, _, body = curl(s.url .. "/v1/chat/completions", chat_body{model = "b", max_tokens = 1})
+  T.eq(st, 200, "listed model")
+  T.eq(json.decode(body).model, "b", "echoed")
+  st, _, body = curl(s.url .. "/v1/chat/completions", chat_body{model = "c", max_tokens = 1})
+  T.eq(st, 404, "unlisted model")
+  T.eq(json.decode(body).message, "The model `c` does not exist.", "vLLM's message")
+  -- a long stop string spanning many tokens
+  _, _, body = curl(s.url .. "/v1/chat/completions", chat_body{max_tokens = 200})
+  local text = json.decode(body).choices[1].message.content
+  local long = text:sub(101, 400)
+  _, _, body = curl(s.url .. "/v1/chat/completions", chat_body{max_tokens = 200, stop = long})
+  local r = json.decode(body)
+  T.eq(r.choices[1].finish_reason, "stop", "long stop string found")
+  T.eq(r.choices[1].message.content, text:sub(1, 100), "text before it")
+end)
+
 T.case("llama.cpp: the shapes of the captured fixtures", function()
   local s <close> = T.sim{"--dialect", "llama.cpp", "--decode-tps", "0", "--model", "tiny-random"}
   local st, h, body = curl(s.url .. "/v1/chat/completions", chat_body{max_tokens = 3, stream = true})
