@@ -101,7 +101,7 @@ function M.check_text(P, plan, opts)
   for i, c in ipairs(plan.cells) do
     local n = P.cell_requests(plan, c)
     local key = P.server_key(c)
-    local restart = key ~= prev
+    local restart = key ~= prev or c.restart
     prev = key
     local extra = {}
     if restart then extra[#extra + 1] = "start" end

@@ -1025,6 +1025,25 @@ function V:expand(plan, raw)
     combos = kept
   end
 
+  -- An axis with one value in every cell (server: [lmstudio]) names no
+  -- difference: it stays a label but is left out of the ids, so an id says
+  -- what sets a cell apart (unless every axis is constant).
+  local constant, nconst, naxes = {}, 0, 0
+  for _, cb in ipairs(combos) do
+    for _, a in ipairs(cb.order) do
+      if constant[a] == nil then
+        naxes = naxes + 1
+        local same = true
+        for _, other in ipairs(combos) do
+          if other.labels[a] ~= cb.labels[a] then same = false break end
+        end
+        constant[a] = same
+        if same then nconst = nconst + 1 end
+      end
+    end
+  end
+  if nconst == naxes then constant = {} end
+
   local cells, seen = {}, {}
   for i, cb in ipairs(combos) do
     local cell = shallow_copy(base)
@@ -1032,7 +1051,9 @@ function V:expand(plan, raw)
       for k, v in pairs(s) do set_field(cell, k, deep_copy(v)) end
     end
     local parts = {}
-    for _, a in ipairs(cb.order) do parts[#parts + 1] = cb.labels[a] end
+    for _, a in ipairs(cb.order) do
+      if not constant[a] then parts[#parts + 1] = cb.labels[a] end
+    end
     cell.id = #parts > 0 and table.concat(parts, "/") or (plan.name or "cell")
     cell.axes = cb.labels
     cell.axis_order = cb.order

@@ -52,7 +52,7 @@ d=$(ls -d "$OUT/phase3"/*/ 2>/dev/null | head -1)
 [ -n "$d" ] && check "$d" "phase3: BF16 is an OOM result, the plan went on" "c['BF16/lmstudio'].status == 'oom' and c['mlx-8bit/lmstudio'].status == 'ok'"
 
 ref=$(ls -d "$OUT/phase5"/*/ 2>/dev/null | head -1)
-[ -n "$ref" ] && check "$ref" "phase5: die-1 (slow in the rehearsal) is slower than baseline" "tps('metal/Q4_K_M/lmstudio/die-1') < 0.75 * tps('metal/Q4_K_M/lmstudio/baseline')"
+[ -n "$ref" ] && check "$ref" "phase5: die-1 (slow in the rehearsal) is slower than baseline" "tps('metal/Q4_K_M/die-1') < 0.75 * tps('metal/Q4_K_M/baseline')"
 
 # --- SIGINT in the middle of a cell, then --resume -------------------------
 # --json progress tells where the run is: wait until the third cell has
