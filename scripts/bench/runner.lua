@@ -328,8 +328,33 @@ local function start_server(ctx, cell)
   return srv
 end
 
--- collect the sampler's samples (at a server stop or the end); each is
--- attributed to the cell and phase the run was in at its time
+-- write the samples of a series not written yet, each attributed to the
+-- cell and phase the run was in at its time
+local function write_samples(ctx, series)
+  local list = {}
+  local last = ctx.samples_t or -1
+  for _, x in ipairs(series.samples or {}) do
+    if x.t_ns and x.t_ns > last then
+      local m = mark_at(ctx.marks, x.t_ns) or ctx.marks[1] or {}
+      x.cell = x.cell or m.cell or ctx.cell_id
+      x.phase = x.phase or m.phase or "idle"
+      list[#list + 1] = x
+      ctx.samples_t = x.t_ns
+    end
+  end
+  if #list > 0 then ctx.run:samples(list) end
+end
+
+-- at each cell's end: the samples so far (a server may serve many cells;
+-- a crash then loses at most the cell that was running)
+local function sync_samples(ctx)
+  local s = ctx.sampler
+  if not s then return end
+  local ok, series = pcall(s.series, s)
+  if ok and type(series) == "table" then write_samples(ctx, series) end
+end
+
+-- stop the sampler (at a server stop or the end) and write the rest
 local function flush_samples(ctx)
   local s = ctx.sampler
   ctx.sampler, ctx.sampler_pid = nil, nil
@@ -338,14 +363,7 @@ local function flush_samples(ctx)
   if not s then return nil end
   local ok, res = pcall(s.stop, s)
   if not ok or type(res) ~= "table" then return nil end
-  local list = {}
-  for _, x in ipairs(res.samples or {}) do
-    local m = mark_at(ctx.marks, x.t_ns) or ctx.marks[1] or {}
-    x.cell = x.cell or m.cell or ctx.cell_id
-    x.phase = x.phase or m.phase or "idle"
-    list[#list + 1] = x
-  end
-  if #list > 0 then ctx.run:samples(list) end
+  write_samples(ctx, res)
   return res.peak
 end
 
@@ -710,6 +728,8 @@ function M.run(plan, opts)
       local nxt = todo[i + 1]
       if not nxt or not ctx.server or P.server_key(nxt) ~= ctx.server_key or nxt.restart then
         set_peaks(res, stop_server(ctx))
+      else
+        sync_samples(ctx)
       end
       if ctx.dry then
         res.dry_run = {figures = cell.server.figures, real_backend = cell.server.real_backend,
