@@ -80,17 +80,15 @@ function Sysctl:restore()
     self.current = {}
     return true
   end
+  -- bench.sys journaled every original value as it changed it: restore_all
+  -- puts them back (and says which it could not)
   local errs = {}
-  for name, orig in pairs(self.applied) do
-    local ok, why = pcall(sys.sysctl_set, name, orig)
-    if not ok or not why then errs[#errs + 1] = string.format("%s: %s", name, tostring(why)) end
-  end
-  -- the journal of bench.sys holds every original value, even one this
-  -- loop failed to put back
   local ok, res = pcall(sys.restore_all)
   if not ok then errs[#errs + 1] = "sys.restore_all: " .. tostring(res)
   elseif type(res) == "table" then
     for _, e in ipairs(res) do
+      self.log[#self.log + 1] = {name = e.name, value = e.value, restore = true, ok = e.ok ~= false, error = e.error,
+                                 t = os.date("!%Y-%m-%dT%H:%M:%SZ")}
       if e.ok == false then errs[#errs + 1] = string.format("%s: %s", tostring(e.name), tostring(e.error)) end
     end
   end

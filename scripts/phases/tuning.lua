@@ -96,9 +96,10 @@ function phase.finish(ctx, cells)
     #bad == 0 and "no crashes or OOM kills" or ("crashes/OOM: " .. table.concat(bad, ", "))))
   -- sysctl: what was set, simulated or not, and that it was put back
   local log = ctx.sysctl and ctx.sysctl.log or {}
-  local set, restored = {}, 0
+  local set, failed = {}, {}
   for _, e in ipairs(log) do
-    if e.restore then restored = restored + 1
+    if e.restore then
+      if e.ok == false then failed[#failed + 1] = string.format("%s (%s)", tostring(e.name), tostring(e.error)) end
     elseif e.value ~= "default" then set[#set + 1] = string.format("%s=%s", e.name, tostring(e.value)) end
   end
   if #log > 0 then
@@ -109,8 +110,13 @@ function phase.finish(ctx, cells)
       say(string.format("sysctl: %d change%s (%s) applied with journaled originals", #set, #set == 1 and "" or "s",
         table.concat(set, ", ")))
     end
-    say("Settings restored: every sysctl value changed by this run was put back at its end" ..
-      (ctx.dry and " (simulated)" or " (bench.sys journal; also after a crash, by the next benchrun)") .. ".")
+    if #failed > 0 then
+      say("Settings NOT all restored: " .. table.concat(failed, "; ") ..
+        " (bench.sys keeps the originals in its journal: the next benchrun retries, or run sys.restore_all())")
+    else
+      say("Settings restored: every sysctl value changed by this run was put back at its end" ..
+        (ctx.dry and " (simulated)" or " (bench.sys journal; also after a crash, by the next benchrun)") .. ".")
+    end
   end
   notes.sysctl_simulated = ctx.dry or nil
   -- what the seed expected, beside what was measured

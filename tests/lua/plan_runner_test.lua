@@ -196,6 +196,58 @@ cells:
   T.eq(r.max_tokens, 5, "the cell's max_tokens")
 end)
 
+T.case("a real run sets each cell's sysctl values and restores them at the end", function()
+  local proc = require("bench.proc")
+  local fixtures = os.getenv("BENCHRUN_TESTS") .. "/fixtures-bin"
+  local m = T.tmpdir()
+  assert(proc.run{argv = {"mkdir", m .. "/values", m .. "/state"}}.code == 0)
+  local f = assert(io.open(m .. "/values/iogpu.wired_limit_mb", "w"))
+  f:write("0\n")
+  f:close()
+  local path = m .. "/plan.yaml"
+  f = assert(io.open(path, "w"))
+  f:write([[
+name: sysctl
+script: phases/tuning.lua
+server: {backend: sim}
+workload:
+  prompts:
+    - {name: a, prompt: "hi", max_tokens: 4}
+matrix:
+  config:
+    - {name: default, sysctl: {iogpu.wired_limit_mb: default}}
+    - {name: high, sysctl: {iogpu.wired_limit_mb: 458752}}
+    - {name: back, sysctl: {iogpu.wired_limit_mb: default}}
+    - {name: too-high, sysctl: {iogpu.wired_limit_mb: 600000}}
+    - {name: last, sysctl: {iogpu.wired_limit_mb: 491520}}
+safety: {max_sysctl: {iogpu.wired_limit_mb: 491520}}
+dry_run: {load_time: 10ms}
+]])
+  f:close()
+  local r = proc.run{argv = {bench.executable, path, "--quiet", "--out", m .. "/out"}, timeout = 60,
+                     env = {set = {BENCHRUN_STATE_DIR = m .. "/state", BENCHRUN_SYSCTL = fixtures .. "/sysctl",
+                                   BENCHRUN_SUDO = fixtures .. "/sudo", FAKE_SYSCTL_DIR = m .. "/values",
+                                   FAKE_SUDO_LOG = m .. "/sudo.log", FAKE_SYSCTL_LOG = m .. "/changes.log"}}}
+  T.eq(r.code, 1, "exit status (the too-high cell failed): " .. tostring(r.stderr))
+  local changes = {}
+  for line in io.lines(m .. "/changes.log") do changes[#changes + 1] = line end
+  T.eq(table.concat(changes, " "),
+       "iogpu.wired_limit_mb=458752 iogpu.wired_limit_mb=0 iogpu.wired_limit_mb=491520 iogpu.wired_limit_mb=0",
+       "changes: set, back to the original, set, restored at the end")
+  local cur = assert(io.open(m .. "/values/iogpu.wired_limit_mb")):read("l")
+  T.eq(cur, "0", "the value after the run")
+  local ls = assert(io.popen("ls -d " .. m .. "/out/*/"))
+  local data = assert(results.load(ls:read("l")))
+  ls:close()
+  local c = cells_by_id(data)
+  T.eq(c["too-high"].status, "failed", "the cell above safety.max_sysctl")
+  T.eq(tostring(c["too-high"].error):find("above the plan's safety.max_sysctl", 1, true) ~= nil, true,
+       "its error: " .. tostring(c["too-high"].error))
+  T.eq(c.last.status, "ok", "the plan went on")
+  local text = tostring(data.summary.notes and data.summary.notes.text)
+  T.eq(text:find("Settings restored", 1, true) ~= nil, true, "the report says the settings were restored: " .. text)
+end)
+
 T.case("parse_metrics", function()
   local m, count = runner.parse_metrics([[
 # HELP x a gauge
