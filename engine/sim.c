@@ -705,11 +705,13 @@ static int send_events(conn *c, sbuf *b) {
   size_t n = b->len - EV_RESERVE;
   if (n == 0) return 0;
   if (!c->chunked) return conn_send(c, b->p + EV_RESERVE, n);
-  char hdr[20];
-  int hl = snprintf(hdr, sizeof hdr, "%zx\r\n", n);
-  memcpy(b->p + EV_RESERVE - hl, hdr, (size_t)hl);
+  char *p = b->p + EV_RESERVE;   /* "<hex>\r\n" written backwards before the events */
+  *--p = '\n';
+  *--p = '\r';
+  size_t v = n;
+  do { *--p = "0123456789abcdef"[v & 15]; v >>= 4; } while (v);
   SB_LIT(b, "\r\n");
-  return conn_send(c, b->p + EV_RESERVE - hl, n + (size_t)hl + 2);
+  return conn_send(c, p, (size_t)(b->p + b->len - p));
 }
 
 /* Write pending output. Returns -1 if the connection was closed. */
