@@ -16,8 +16,7 @@ M.TPS_NOTE = "decode tok/s = mean per-request decode rate; aggregate tok/s = all
 -- The run's folder as bench.results reads it, loaded once per finish.
 function M.data(ctx)
   if ctx.data == nil then
-    local ok, d = pcall(require("bench.results").load, ctx.run.dir)
-    ctx.data = ok and type(d) == "table" and d or false
+    ctx.data = require("bench.results").load(ctx.run.dir) or false
   end
   return ctx.data or nil
 end
