@@ -715,7 +715,7 @@ function M.run(plan, opts)
                marks = {}, phase = "idle"}
 
   M.assign_labels(plan, plan.cells, phase_script, ctx)
-  local interrupted, fatal
+  local interrupted, fatal, stopped
   local status_count = {}
   local ok, err = xpcall(function()
     if phase_script.prepare then phase_script.prepare(ctx) end
@@ -739,8 +739,12 @@ function M.run(plan, opts)
       run:cell(res)
       progress:cell_end(cell.id, res.status, res)
       if res.status ~= "ok" and res.error then progress:log(string.format("cell %s: %s: %s", cell.id, res.status, res.error)) end
-      if res.status == "oom" and plan.safety and plan.safety.stop_on_oom then
-        progress:log("stopping: safety.stop_on_oom is set")
+      if res.status == "oom" and plan.safety and plan.safety.stop_on_oom and i < #todo then
+        -- the cells left are not recorded: --resume runs them
+        stopped = #todo - i
+        progress:log(string.format("stopping after the OOM kill in %s (safety.stop_on_oom): %d cell%s not run; " ..
+          "benchrun %s --resume %s runs them", cell.id, stopped, stopped == 1 and "" or "s",
+          (opts.argv and opts.argv[1]) or "PLAN.yaml", run.dir))
         break
       end
     end
@@ -790,8 +794,9 @@ function M.run(plan, opts)
   if opts.quiet and report_path then io.stdout:write(report_path, "\n") end
   local bad = 0
   for st, n in pairs(status_count) do if st ~= "ok" and st ~= "oom" and st ~= "aborted" then bad = bad + n end end
-  -- an OOM the plan expects (models: expect: oom) is a result, not a failure
-  return bad > 0 and 1 or 0
+  -- an OOM kill and an abort by the memory ceiling are results; cells left
+  -- out by stop_on_oom mean the plan did not finish
+  return (bad > 0 or stopped) and 1 or 0
 end
 
 M.new_sysctl = new_sysctl

@@ -72,6 +72,27 @@ safety: {memory_ceiling: 500GB}
   T.eq(c.big.safety.peak_bytes > 50000000, true, "peak above it")
 end)
 
+T.case("safety.stop_on_oom stops after an OOM kill, leaving the rest to --resume", function()
+  local rc, data = run([[
+name: stop
+server: {backend: sim}
+workload:
+  prompts:
+    - {name: a, prompt: "hello there", max_tokens: 16}
+models:
+  big: {model: big, size: 900GB}
+  small: {model: small, size: 100GB}
+matrix:
+  model: [big, small]
+dry_run: {load_time: 10ms, memory_scale: 0.0001, oom_at_memory: 500GB}
+safety: {stop_on_oom: true}
+]])
+  T.eq(rc, 1, "exit status: the plan did not finish")
+  local c = cells_by_id(data)
+  T.eq(c.big.status, "oom", "big was OOM-killed")
+  T.eq(#data.cells, 1, "cells recorded (small is left for --resume)")
+end)
+
 T.case("memory samples start at the spawn and carry cell and phase", function()
   local _, data = run("name: samples\n" .. SIM .. [[
 models:
