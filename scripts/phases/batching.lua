@@ -115,25 +115,44 @@ function phase.finish(ctx, cells)
       answers[2] = string.format("%s %s (the smallest level within 90%% of the best aggregate, %s tok/s at %d; E2E p95 there %s ms)",
         questions[2], knee and tostring(knee.conc) or "n/a", C.fmt(best and best.agg), best and best.conc or 0,
         C.fmt(knee and knee.p95, "", 0))
+      -- least-squares slope of peak memory over concurrency (as report.md)
+      local xs, ys = {}, {}
+      for _, p in ipairs(points) do if p.peak then xs[#xs + 1], ys[#ys + 1] = p.conc, p.peak end end
+      local per
+      if #xs >= 2 then
+        local mx, my = 0, 0
+        for i = 1, #xs do mx, my = mx + xs[i], my + ys[i] end
+        mx, my = mx / #xs, my / #xs
+        local sxy, sxx = 0, 0
+        for i = 1, #xs do sxy, sxx = sxy + (xs[i] - mx) * (ys[i] - my), sxx + (xs[i] - mx) ^ 2 end
+        if sxx > 0 then per = sxy / sxx end
+      end
       local lo, hi = points[1], points[#points]
-      if lo.peak and hi.peak and hi.conc > lo.conc then
-        local per = (hi.peak - lo.peak) / (hi.conc - lo.conc)
-        answers[4] = string.format("%s About %s per request (peak %s at %d vs %s at %d)", questions[4],
-          P.format_size(math.max(0, per)), P.format_size(hi.peak), hi.conc, P.format_size(lo.peak), lo.conc)
+      if per then
+        answers[4] = string.format("%s About %s per request (least-squares slope of peak memory over concurrency %d-%d; peak %s at %d, %s at %d)",
+          questions[4], P.format_size(math.max(0, per)), lo.conc, hi.conc,
+          P.format_size(hi.peak or 0), hi.conc, P.format_size(lo.peak or 0), lo.conc)
         notes.memory_per_request_bytes = per
       else
         answers[4] = questions[4] .. " No memory samples in the scenario 2 cells (the platform reported none)"
       end
     end
   end
-  -- question 3: single user, batching server vs the plain one
+  -- question 3: single user, batching server vs the plain one, over every
+  -- single-request cell (100, 500 and 2000 tokens) of each
+  local function single_user_tps(server)
+    local sum, n = 0, 0
+    for _, c in ipairs(by_server(cells, server)) do
+      local f = C.figures(c, peaks)
+      if c.labels.scenario == "baseline" and c.status == "ok" and f.decode_tps then sum, n = sum + f.decode_tps, n + 1 end
+    end
+    return n > 0 and sum / n or nil, n
+  end
   if #servers > 1 then
-    local a, b = baseline_cell(by_server(cells, servers[1])), baseline_cell(by_server(cells, servers[2]))
-    local fa, fb = a and C.figures(a, peaks), b and C.figures(b, peaks)
-    local ta, tb = fa and fa.decode_tps, fb and fb.decode_tps
-    answers[3] = string.format("%s %s %s decode tok/s vs %s %s (%s, single-request %s-token cells): %s", questions[3],
-      servers[1], C.fmt(ta), servers[2], C.fmt(tb), C.fmt_pct(C.pct(ta, tb)),
-      a and tostring(a.labels.max_tokens or "?") or "?",
+    local ta, na = single_user_tps(servers[1])
+    local tb, nb = single_user_tps(servers[2])
+    answers[3] = string.format("%s %s %s decode tok/s vs %s %s (%s; mean over %d and %d single-request cells): %s", questions[3],
+      servers[1], C.fmt(ta), servers[2], C.fmt(tb), C.fmt_pct(C.pct(ta, tb)), na, nb,
       (ta and tb) and (ta >= tb * 0.95 and "little or no single-user cost" or "a single-user cost; use it for concurrent users") or "no data")
     notes.batching_backend, notes.single_backend = servers[1], servers[2]
   else
@@ -145,7 +164,7 @@ function phase.finish(ctx, cells)
   for i = 1, 4 do
     if answers[i] then
       lines[#lines + 1] = string.format("  %d. %s", i, answers[i])
-      notes.answers[#notes.answers + 1] = string.format("%d. %s", i, answers[i])
+      notes.answers[#notes.answers + 1] = answers[i]
     end
   end
   if exp.headroom then lines[#lines + 1] = "  (seed: memory headroom " .. tostring(exp.headroom) .. ")" end
