@@ -4,7 +4,7 @@
 #   macOS: Homebrew packages, and lua-cjson through luarocks.
 set -euo pipefail
 if [ "$(uname -s)" = Darwin ]; then
-  brew install cmake pkg-config lua curl libyaml libedit cjson luarocks hyperfine
+  brew install cmake pkg-config lua curl libyaml libedit cjson luarocks hyperfine tmux
   luarocks install lua-cjson
   exit 0
 fi
