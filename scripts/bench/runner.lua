@@ -530,11 +530,17 @@ local function run_cell(ctx, cell, i)
     local why
     srv, why = start_server(ctx, cell)
     if not srv then
-      out.status, out.error = "failed", tostring(why)
+      -- the adapter's message: one line of why, then the server's last output
+      local text = tostring(why)
+      local head, rest = text:match("^([^\n]*)\n(.*)$")
+      head = (head or text):gsub(";? ?last output:%s*$", "")
+      out.status, out.error = "failed", "the server did not start: " .. head
+      if rest and rest ~= "" then out.server.last_output = rest end
       -- a start that failed because the process died: an OOM kill is a result
-      local w = tostring(why):lower()
+      local w = text:lower()
       if w:find("oom") or w:find("signal 9") or w:find("sigkill") or w:find("out of memory") or w:find("killed") then
         out.status = "oom"
+        out.error = "killed while loading (out of memory): " .. head
       end
       take_ceiling_hit(ctx, out)
       out.server.load_time_s = (now_ns() - t0) / 1e9
