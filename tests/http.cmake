@@ -10,7 +10,7 @@ set(_HTTP_FUZZ_SOURCES
   ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_sse.c
   ${PROJECT_SOURCE_DIR}/engine/sse.c
   ${PROJECT_SOURCE_DIR}/engine/llmchunk.c)
-set(_HTTP_FIXTURES ${PROJECT_SOURCE_DIR}/../shared/fixtures/llama-server)
+set(_HTTP_FIXTURES ${PROJECT_SOURCE_DIR}/tests/fixtures/llama-server)
 
 add_executable(fuzz_sse_replay ${_HTTP_FUZZ_SOURCES})
 target_include_directories(fuzz_sse_replay PRIVATE ${PROJECT_SOURCE_DIR}/engine)

@@ -1,7 +1,7 @@
 /* The SSE and NDJSON decoders against the WHATWG EventSource parsing rules
  * (the examples of the spec's "Server-sent events" section and its edge
  * cases), every split of the input across reads, and the llama-server
- * captures in shared/fixtures. */
+ * captures in tests/fixtures (copied from shared/fixtures). */
 #include "sse.h"
 
 #include <stdio.h>

@@ -4,7 +4,7 @@
 local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 local proc = require("bench.proc")
 local json = require("cjson")
-local FIX = (os.getenv("BENCHRUN_SHARED") or "") .. "/fixtures/llama-server/"
+local FIX = os.getenv("BENCHRUN_TESTS") .. "/fixtures/llama-server/"
 
 -- curl: returns status, headers (lower-case names), body
 local function curl(url, body, extra)
