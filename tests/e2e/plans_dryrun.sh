@@ -57,6 +57,10 @@ ref=$(ls -d "$OUT/phase5"/*/ 2>/dev/null | head -1)
 # --- SIGINT in the middle of a cell, then --resume -------------------------
 # --json progress tells where the run is: wait until the third cell has
 # answered a request (its server is up, the cell is half done), then SIGINT.
+# A busy machine may deliver the signal after cell 3 ended: then try again
+# (at most 3 times), so what is tested is always an interrupt mid-cell.
+for attempt in 1 2 3; do
+rm -rf "$OUT/int"
 "$BR" plans/phase5.yaml --dry-run --json --out "$OUT/int" >"$OUT/int.json" 2>"$OUT/int.err" &
 bgpid=$!
 midcell=
@@ -76,12 +80,17 @@ kill -INT $bgpid 2>/dev/null
 wait $bgpid
 rc=$?
 bgpid=
+starts=$(grep -c '"event":"cell_start"' "$OUT/int.json")
+ends=$(grep -c '"event":"cell_end"' "$OUT/int.json")
+[ -n "$midcell" ] && [ "$ends" -lt "$starts" ] && break
+echo "note   attempt $attempt: the signal came between cells ($ends of $starts cells ended); again"
+done
 dir=$(ls -d "$OUT/int"/*/ 2>/dev/null | head -1)
 if [ -z "$midcell" ]; then echo "FAILED interrupt: never saw cell 3 answer a request"; fail=1
 elif [ $rc -ne 130 ]; then echo "FAILED interrupt: exit $rc, expected 130"; cat "$OUT/int.err"; fail=1
 elif [ -z "$dir" ]; then echo "FAILED interrupt: no results folder"; fail=1
 else
-  echo "ok     SIGINT in the middle of cell 3: exit 130"
+  echo "ok     SIGINT in the middle of cell $starts: exit 130"
   [ -n "$kids" ] && echo "ok     the run had server processes: $(echo $kids)" || { echo "FAILED no server child seen before SIGINT"; fail=1; }
   left=
   for k in $kids; do
@@ -91,8 +100,8 @@ else
   done
   [ -z "$left" ] && echo "ok     the interrupted run stopped its servers" || { echo "FAILED servers left running:$left"; fail=1; }
   nfin=$(ls "$dir/cells" 2>/dev/null | wc -l)
-  [ "$nfin" -eq 2 ] && echo "ok     the interrupted run kept its 2 finished cells" \
-    || { echo "FAILED interrupted run: $nfin finished cells, expected 2 (cells 1-2 done, 3 interrupted)"; fail=1; }
+  [ "$ends" -lt "$starts" ] && [ "$nfin" -eq "$ends" ] && echo "ok     the interrupted run kept its $nfin finished cells (cell $starts interrupted)" \
+    || { echo "FAILED interrupted run: $nfin cells kept, $ends of $starts ended before the signal"; fail=1; }
   grep -q "continue with: benchrun plans/phase5.yaml" "$OUT/int.err" && echo "ok     it says how to resume" \
     || { echo "FAILED no resume hint"; cat "$OUT/int.err"; fail=1; }
 
