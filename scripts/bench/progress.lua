@@ -157,21 +157,46 @@ function Progress:request(rec)
   end
 end
 
+-- The cell's own rates from its summary: decode = mean per-request decode
+-- rate, aggregate = output tokens over the measured wall time (what
+-- report.md prints). Cell tokens over cell time would count the server's
+-- load and the warm-ups and match neither.
+local function cell_rates(cell)
+  local s = type(cell) == "table" and type(cell.summary) == "table" and cell.summary or nil
+  if not s then return nil, nil end
+  local function num(v)
+    if type(v) == "table" then v = v.mean end
+    if type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge then return v end
+    return nil
+  end
+  return num(s.decode_tps), num(s.output_tps)
+end
+P.cell_rates = cell_rates
+
 -- p:cell_end(cell_id, status, cell)
+-- A cell the runner stopped at the memory ceiling is recorded as failed
+-- with cell.aborted: it is shown as "aborted".
 function Progress:cell_end(cell_id, status, cell)
   status = status or "ok"
+  if type(cell) == "table" and cell.aborted and status == "failed" then status = "aborted" end
   self.cells_done = self.cells_done + 1
   self.in_cell = false
   self.req_expected = nil
   local el = now_s(self) - self.cell_t0
+  local decode, output = cell_rates(cell)
   if self.mode == "json" then
     self:_emit({event = "cell_end", i = self.i, total = self.total, cell = cell_id, status = status,
                 requests = self.req_done, tokens = self.cell_tokens, seconds = el,
+                decode_tps = decode, output_tps = output,
                 error = cell and cell.error or nil})
     return
   end
-  local msg = string.format("[%d/%d] %s: %s, %d requests, %.1f tok/s, %s%s", self.i, self.total, tostring(cell_id),
-    status, self.req_done, el > 0 and self.cell_tokens / el or 0, P.duration(el),
+  local rates = {}
+  if decode then rates[#rates + 1] = string.format("decode %.1f tok/s", decode) end
+  if output then rates[#rates + 1] = string.format("aggregate %.1f tok/s", output) end
+  if #rates == 0 then rates[1] = string.format("%d tokens", self.cell_tokens) end
+  local msg = string.format("[%d/%d] %s: %s, %d requests, %s, %s%s", self.i, self.total, tostring(cell_id),
+    status, self.req_done, table.concat(rates, ", "), P.duration(el),
     (cell and cell.error) and (" (" .. tostring(cell.error) .. ")") or "")
   if self.mode == "quiet" then
     if status ~= "ok" and status ~= "skipped" then self.out:write(msg, "\n") self.out:flush() end

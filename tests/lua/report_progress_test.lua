@@ -20,7 +20,8 @@ end
 local function run_two_cells(p, advance)
   p:cell_start(1, "q4-c1", {requests = 4})
   for _ = 1, 4 do advance(1) p:request{output_tokens = 50} end
-  p:cell_end("q4-c1", "ok")
+  -- the cell's own rates (its summary), not tokens over the cell's time
+  p:cell_end("q4-c1", "ok", {summary = {decode_tps = {mean = 1499.6, p50 = 1500}, output_tps = 1414.25}})
   p:cell_start(2, "q8-c1", {requests = 4})
   advance(2)
   p:request{output_tokens = 40}
@@ -57,8 +58,8 @@ T.case("plain: log lines, no escape sequences", function()
   local text = out:text()
   T.eq(text:find("\27", 1, true), nil, "no escapes")
   T.eq(text:find("[1/2] q4-c1: started\n", 1, true) ~= nil, true, "start line")
-  T.eq(text:find("[1/2] q4-c1: ok, 4 requests, 50.0 tok/s, 4.0s\n", 1, true) ~= nil, true, "end line: " .. text)
-  T.eq(text:find("[2/2] q8-c1: oom, 1 requests, 20.0 tok/s, 2.0s (killed)\n", 1, true) ~= nil, true, "oom line")
+  T.eq(text:find("[1/2] q4-c1: ok, 4 requests, decode 1499.6 tok/s, aggregate 1414.2 tok/s, 4.0s\n", 1, true) ~= nil, true, "end line: " .. text)
+  T.eq(text:find("[2/2] q8-c1: oom, 1 requests, 40 tokens, 2.0s (killed)\n", 1, true) ~= nil, true, "oom line")
   T.eq(text:find("a message\n", 1, true) ~= nil, true, "log")
   T.eq(text:find("done: 2/2 cells in 6.0s, report: results/x/report.md\n", 1, true) ~= nil, true, "finish")
 end)
@@ -68,7 +69,7 @@ T.case("quiet: only failures", function()
   local out = sink()
   local p = progress.new{total = 2, mode = "quiet", out = out, clock = clock}
   run_two_cells(p, advance)
-  T.eq(out:text(), "[2/2] q8-c1: oom, 1 requests, 20.0 tok/s, 2.0s (killed)\n", "only the OOM")
+  T.eq(out:text(), "[2/2] q8-c1: oom, 1 requests, 40 tokens, 2.0s (killed)\n", "only the OOM")
 end)
 
 T.case("json: one event per line", function()
@@ -86,6 +87,8 @@ T.case("json: one event per line", function()
   T.eq(events[6].event, "cell_end", "cell end")
   T.eq(events[6].status, "ok", "status")
   T.near(events[6].seconds, 4, 1e-9, "seconds")
+  T.near(events[6].decode_tps, 1499.6, 1e-9, "decode_tps from the summary")
+  T.near(events[6].output_tps, 1414.25, 1e-9, "output_tps from the summary")
   local last = events[#events]
   T.eq(last.event, "finish", "finish last")
   T.eq(last.report, "results/x/report.md", "report path")
@@ -94,6 +97,23 @@ T.case("json: one event per line", function()
   for _, e in ipairs(events) do kinds[e.event] = (kinds[e.event] or 0) + 1 end
   T.eq(kinds.log, 1, "log event")
   T.eq(kinds.request, 5, "request events")
+end)
+
+T.case("a cell stopped at the memory ceiling shows as aborted", function()
+  local clock, advance = fake_clock()
+  local out, jout = sink(), sink()
+  local p = progress.new{total = 1, mode = "quiet", out = out, clock = clock}
+  p:cell_start(1, "big", {})
+  advance(1)
+  p:cell_end("big", "failed", {aborted = "memory ceiling", error = "aborted: memory ceiling"})
+  T.eq(out:text(), "[1/1] big: aborted, 0 requests, 0 tokens, 1.0s (aborted: memory ceiling)\n", "aborted line")
+  local j = progress.new{total = 1, mode = "json", out = out, json_out = jout, clock = clock}
+  j:cell_start(1, "big", {})
+  j:cell_end("big", "failed", {aborted = "memory ceiling"})
+  local last
+  for line in jout:text():gmatch("[^\n]+") do last = assert(results.json_decode(line)) end
+  T.eq(last.status, "aborted", "json status")
+  T.eq(last.decode_tps, nil, "no rate without a summary")
 end)
 
 T.case("durations and bad options", function()
