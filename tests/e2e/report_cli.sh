@@ -31,8 +31,8 @@ if not ok then error(why) end
 EOF
 
 cmp=$("$B" compare "$tmp/a" "$tmp/b") || fail "benchrun compare exited $?"
-echo "$cmp" | grep -qF "| cb-1 | Decode TPS | 41.0 | 32.8 | -20.0% (A better) | yes |" || fail "compare row for cb-1: $cmp"
-echo "$cmp" | grep -qF "| combined | Decode TPS | 41.0 | 41.0 | +0.1% | no |" || fail "compare row for combined"
+echo "$cmp" | grep -qF "| q4km-cb-1 | Decode TPS | 41.0 | 32.8 | -20.0% (A better) | yes |" || fail "compare row for cb-1: $cmp"
+echo "$cmp" | grep -qF "| q4km-combined | Decode TPS | 41.0 | 41.0 | +0.1% | no |" || fail "compare row for combined"
 
 "$B" compare --json "$tmp/a" "$tmp/b" > "$tmp/cmp.json" || fail "compare --json exited $?"
 "$B" run - "$tmp/cmp.json" <<'EOF' || fail "compare --json is not the expected JSON"

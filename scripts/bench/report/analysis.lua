@@ -244,14 +244,20 @@ end
 -- Average several metric tables key by key (repeats run as separate cells).
 local function average(list)
   if #list == 1 then return list[1] end
-  local sums, counts = {}, {}
+  local sums, counts, flags = {}, {}, {}
   for _, m in ipairs(list) do
     for k, v in pairs(m) do
-      sums[k] = (sums[k] or 0) + v
-      counts[k] = (counts[k] or 0) + 1
+      -- flags (peak_from_samples, memory_simulated) hold when any cell's does
+      if type(v) == "number" then
+        sums[k] = (sums[k] or 0) + v
+        counts[k] = (counts[k] or 0) + 1
+      elseif v then
+        flags[k] = v
+      end
     end
   end
   local out = {}
+  for k, v in pairs(flags) do out[k] = v end
   for k, s in pairs(sums) do
     if k == "requests" or k == "ok" or k == "errors" or k == "tokens_total" then out[k] = s
     elseif k == "peak_bytes" or k == "gpu_peak_bytes" or k == "sys_peak_bytes" then
@@ -263,7 +269,26 @@ local function average(list)
   return out
 end
 
-local STATUS_RANK = {ok = 1, skipped = 2, failed = 3, oom = 4}
+local STATUS_RANK = {ok = 1, skipped = 2, failed = 3, aborted = 4, oom = 5}
+
+-- A cell's status as the report shows it: the runner records a cell it
+-- stopped at safety.memory_ceiling as failed with cell.aborted set.
+function A.cell_status(cell)
+  local st = cell.status or "ok"
+  if cell.aborted and st == "failed" then return "aborted" end
+  return st
+end
+
+-- The dry run's memory_scale of a cell: the simulator touches a model's size
+-- times it, so the server's measured memory divided by it is the figure the
+-- rehearsal stands for.
+function A.memory_scale(cell)
+  local d = type(cell) == "table" and cell.dry_run
+  local f = type(d) == "table" and d.figures
+  local s = type(f) == "table" and tonumber(f.memory_scale)
+  if s and s > 0 then return s end
+  return nil
+end
 
 -- The cell each sample belongs to: by the cells' [started_ns, ended_ns]
 -- windows when the cells carry them (a server kept across cells has its
@@ -323,7 +348,8 @@ function A.analyze(data)
     end
   end
   local configs, by_key = {}, {}
-  local statuses = {ok = 0, oom = 0, failed = 0, skipped = 0}
+  local statuses = {ok = 0, oom = 0, failed = 0, aborted = 0, skipped = 0}
+  local scales, dry = {}, false
   local window_peaks, label_peaks = sample_peaks(data)
   for _, cell in ipairs(data.cells or {}) do
     local labels = cell.labels or {}
@@ -338,9 +364,10 @@ function A.analyze(data)
       configs[#configs + 1] = c
     end
     c.cells[#c.cells + 1] = cell
-    local st = cell.status or "ok"
+    local st = A.cell_status(cell)
     statuses[st] = (statuses[st] or 0) + 1
     if (STATUS_RANK[st] or 0) > (STATUS_RANK[c.status] or 0) then c.status = st end
+    if cell.sysctl_simulated then c.sysctl_simulated = true end
     if cell.error and not c.error then c.error = cell.error end
     if cell.baseline then c.baseline = true end
     local recs = recs_by_cell[cell.id] or {}
@@ -352,8 +379,22 @@ function A.analyze(data)
     if sp then
       m.peak_bytes = sp
       m.peak_from_samples = true
-      if m.decode_tps and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
     end
+    -- a dry run: the simulator's memory, scaled back to what it stands for
+    local scale = A.memory_scale(cell)
+    local srv = type(cell.server) == "table" and cell.server or {}
+    -- the host's memory in use (the fallback peak) is real, never scaled
+    local measured = sp or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
+    if scale and measured then
+      scales[scale] = true
+      if m.peak_bytes then m.peak_bytes_measured = m.peak_bytes m.peak_bytes = m.peak_bytes / scale end
+      if m.gpu_peak_bytes then m.gpu_peak_bytes = m.gpu_peak_bytes / scale end
+      m.memory_simulated = true
+    end
+    if cell.dry_run ~= nil then dry = true end
+    m.tps_per_gb = nil
+    if m.decode_tps and m.peak_bytes and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
+    if m.decode_tps and m.model_bytes and m.model_bytes > 0 then m.tps_per_file_gb = m.decode_tps / (m.model_bytes / 1e9) end
     c.per_cell[#c.per_cell + 1] = m
     for _, r in ipairs(recs) do
       c.records[#c.records + 1] = r
@@ -368,7 +409,7 @@ function A.analyze(data)
   for _, c in ipairs(configs) do
     local okcells = {}
     for i, cell in ipairs(c.cells) do
-      if (cell.status or "ok") == "ok" then okcells[#okcells + 1] = c.per_cell[i] end
+      if A.cell_status(cell) == "ok" then okcells[#okcells + 1] = c.per_cell[i] end
     end
     c.metrics = average(#okcells > 0 and okcells or c.per_cell)
     -- peak memory and load time of a failed cell still matter (an OOM's peak)
@@ -418,9 +459,28 @@ function A.analyze(data)
     if not seen_cols[p] then seen_cols[p] = true shown[#shown + 1] = k end
     ::continue::
   end
-  for _, c in ipairs(configs) do c.name = A.config_name(c, shown) end
+  -- A configuration of one cell (the runner's case) is named by its cell id,
+  -- the name progress, summary.csv and the cell files use; repeats run as
+  -- separate cells share a name made of the labels that vary.
+  local all_single = #configs > 0
+  for _, c in ipairs(configs) do
+    if #c.cells == 1 then
+      c.name = tostring(c.cells[1].id)
+      c.name_is_id = true
+    else
+      c.name = A.config_name(c, shown)
+      all_single = false
+    end
+  end
+  -- one memory_scale for the whole dry run: limits in the notes are scaled alike
+  local mem_scale, nscales = nil, 0
+  for sc in pairs(scales) do mem_scale = sc nscales = nscales + 1 end
+  if nscales ~= 1 then mem_scale = nil end
+  local notes = type(data.summary) == "table" and data.summary.notes or nil
+  if type(notes) == "table" and notes.dry_run then dry = true end
   return {configs = configs, by_key = by_key, varying = varying, shown = shown,
-          statuses = statuses, data = data}
+          statuses = statuses, data = data, names_are_ids = all_single, dry_run = dry,
+          memory_scale = mem_scale}
 end
 
 -- A short human name for a configuration from the labels that vary.
@@ -599,6 +659,7 @@ function A.tuning(an)
           r.d_load = pct("load_s")
           if not r.is_base then
             r.noise = A.noise(base.config.repeat_values, r.config.repeat_values, "decode_tps")
+            r.noise_ttft = A.noise(base.config.repeat_values, r.config.repeat_values, "ttft_p50")
           end
         end
         local label_cfg = {labels = {}, cells = base.config.cells}
@@ -606,17 +667,21 @@ function A.tuning(an)
         local shown = {}
         for _, k in ipairs(an.shown) do if not drop[k] then shown[#shown + 1] = k end end
         g.name = A.config_name(label_cfg, shown)
+        -- a row is named by its config name alone (else its env, else its
+        -- sysctl values); the sysctl values go in their own column
         for _, r in ipairs(g.rows) do
           local l = r.config.labels
-          local parts = {}
-          if l.config then parts[#parts + 1] = tostring(l.config) end
-          if l.sysctl ~= nil then parts[#parts + 1] = label_text(l.sysctl) end
-          if l.env ~= nil and not l.config then parts[#parts + 1] = label_text(l.env) end
-          if #parts == 0 then parts[1] = "default" end
-          if l.sysctl ~= nil and label_text(l.sysctl) == "default" and l.env ~= nil and not l.config then
-            parts = {label_text(l.env)}
+          local env = l.env ~= nil and label_text(l.env) or nil
+          local sys = l.sysctl ~= nil and label_text(l.sysctl) or nil
+          if l.config ~= nil then r.name = tostring(l.config)
+          elseif env and env ~= "default" then r.name = env
+          elseif sys and sys ~= "default" then r.name = sys
+          else r.name = "default" end
+          if sys then
+            r.sysctl = sys
+            g.has_sysctl = true
+            if r.config.sysctl_simulated then r.sysctl_simulated = true g.sysctl_simulated = true end
           end
-          r.name = table.concat(parts, " · ")
         end
         out[#out + 1] = g
       end
@@ -627,6 +692,10 @@ end
 
 -- ------------------------------------------------------------ noise
 A.MIN_EFFECT = 0.01
+-- Below these absolute differences a latency change is not worth acting on,
+-- whatever the spread says (a steady simulator makes +300% of 0.4 ms
+-- "significant"): milliseconds.
+A.MIN_ABS = {ttft_p50 = 1, e2el_p50 = 1, ttft_ms = 1}
 
 -- Does b differ from a by more than run-to-run noise? With at least two
 -- repeats on each side: |mean_b - mean_a| > max(2 * sqrt(s_a^2/n_a + s_b^2/n_b), 1% of mean_a)
@@ -649,7 +718,7 @@ function A.noise(ra, rb, metric)
   local diff = mb - ma
   -- a very steady server (the simulator) makes tiny differences "significant";
   -- below A.MIN_EFFECT of the mean they are not worth acting on
-  local threshold = math.max(2 * se, A.MIN_EFFECT * math.abs(ma))
+  local threshold = math.max(2 * se, A.MIN_EFFECT * math.abs(ma), A.MIN_ABS[metric] or 0)
   local exceeds = math.abs(diff) > threshold
   return {verdict = exceeds and "yes" or "no", basis = basis, diff = diff, threshold = threshold,
           n_a = #a, n_b = #b, mean_a = ma, mean_b = mb}

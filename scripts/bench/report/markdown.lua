@@ -36,13 +36,27 @@ local function gb(x)
     return string.format("%.1f", g)
   end)
 end
+-- A size with a unit that suits it: 5.8 KB, 51.2 MB, 135 GB (powers of 10, as the tables' GB).
+local function size(x)
+  return dash(x, function(v)
+    local a = math.abs(v)
+    local units = {{1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "KB"}}
+    for _, u in ipairs(units) do
+      if a >= u[1] then
+        local q = v / u[1]
+        return (math.abs(q) >= 100 and string.format("%.0f", q) or string.format("%.3g", q)) .. " " .. u[2]
+      end
+    end
+    return string.format("%.0f B", v)
+  end)
+end
 local function secs(x) return dash(x, function(v) return v >= 100 and string.format("%.0f", v) or string.format("%.1f", v) end) end
 local function pct(x) return dash(x, function(v) return string.format("%+.1f%%", v) end) end
 local function ratio(x) return dash(x, function(v) return string.format("%.2f×", v) end) end
 local function num2(x) return dash(x, function(v) return string.format("%.2f", v) end) end
-MD.fmt = {ms = ms, tps = tps, gb = gb, secs = secs, pct = pct, ratio = ratio}
+MD.fmt = {ms = ms, tps = tps, gb = gb, secs = secs, pct = pct, ratio = ratio, size = size}
 
-local STATUS_TEXT = {ok = "ok", oom = "**OOM**", failed = "**failed**", skipped = "skipped"}
+local STATUS_TEXT = {ok = "ok", oom = "**OOM**", failed = "**failed**", aborted = "**aborted**", skipped = "skipped"}
 
 local function label_cols(an)
   local cols = {}
@@ -109,6 +123,7 @@ local function section_header(out, an, opts)
   local s = an.data.summary or {}
   local env = an.data.env or {}
   out[#out + 1] = "# " .. (opts.title or ("benchrun report: " .. tostring(s.name or an.data.dir)))
+    .. (an.dry_run and " (dry run: simulated figures)" or "")
   out[#out + 1] = ""
   local facts = {}
   if s.phase then facts[#facts + 1] = "- Phase: " .. s.phase end
@@ -132,12 +147,18 @@ local function section_header(out, an, opts)
   table.sort(versions)
   if #versions > 0 then facts[#facts + 1] = "- Servers: " .. table.concat(versions, "; ") end
   local notes = s.notes or {}
-  if notes.dry_run or env.dry_run == true then
-    facts[#facts + 1] = "- **Dry run**: every server was replaced by `benchrun sim`; the figures are the simulator's, not the real servers'."
+  if an.dry_run or env.dry_run == true then
+    local scale = an.memory_scale
+    facts[#facts + 1] = "- **Dry run — a rehearsal, not a measurement.** Every server was replaced by `benchrun sim`: "
+      .. "speeds, latencies, load times, OOM kills and sysctl settings are simulated, not the real servers'. "
+      .. (scale and string.format("The simulator touches each model's size × %g; memory figures here are its measured memory "
+        .. "÷ %g (what it stands for, including the simulator's own few MB scaled up alike).", scale, scale)
+        or "Memory figures are the simulator's.")
   end
   local st = an.statuses
   facts[#facts + 1] = string.format("- Cells: %d ok, %d OOM, %d failed, %d skipped",
     st.ok or 0, st.oom or 0, st.failed or 0, st.skipped or 0)
+    .. ((st.aborted or 0) > 0 and string.format(", %d aborted (memory ceiling)", st.aborted) or "")
   if s.total_cells and not s.finished then
     facts[#facts + 1] = string.format("- Planned cells: %d", s.total_cells)
   end
@@ -145,32 +166,55 @@ local function section_header(out, an, opts)
   out[#out + 1] = ""
 end
 
+-- The first columns of a per-configuration table: the cell id when every
+-- configuration is one cell (the name progress and summary.csv use), then
+-- the labels that vary.
+local function name_cols(an, c, cols)
+  local r = label_values(c, cols)
+  if an.names_are_ids then table.insert(r, 1, c.name) end
+  return r
+end
+local function name_heads(an, cols, extra)
+  local h = heads(cols, extra)
+  if an.names_are_ids then table.insert(h, 1, "Cell") end
+  return h
+end
+
 local function section_variants(out, an)
   local cols = label_cols(an)
   local rows = {}
+  local file_gb = false
+  for _, c in ipairs(an.configs) do if c.metrics.tps_per_file_gb then file_gb = true end end
   for _, c in ipairs(an.configs) do
     local m = c.metrics
-    local r = label_values(c, cols)
-    for _, v in ipairs({secs(m.load_s), ms(m.ttft_p50), ms(m.ttft_p95), tps(m.decode_tps), tps(m.output_tps),
-                        gb(m.peak_bytes), num2(m.tps_per_gb),
-                        string.format("%d/%d", math.floor(m.ok or 0), math.floor(m.requests or 0)),
-                        (STATUS_TEXT[c.status] or c.status) .. (c.error and (": " .. tostring(c.error):sub(1, 60)) or "")}) do
-      r[#r + 1] = v
-    end
+    local r = name_cols(an, c, cols)
+    local vals = {secs(m.load_s), ms(m.ttft_p50), ms(m.ttft_p95), tps(m.decode_tps), tps(m.output_tps),
+                  gb(m.peak_bytes), num2(m.tps_per_gb)}
+    if file_gb then vals[#vals + 1] = num2(m.tps_per_file_gb) end
+    vals[#vals + 1] = string.format("%d/%d", math.floor(m.ok or 0), math.floor(m.requests or 0))
+    vals[#vals + 1] = (STATUS_TEXT[c.status] or c.status) .. (c.error and (": " .. tostring(c.error):sub(1, 60)) or "")
+    for _, v in ipairs(vals) do r[#r + 1] = v end
     rows[#rows + 1] = r
   end
   out[#out + 1] = "## Results by configuration"
   out[#out + 1] = ""
+  local extra = {"Load (s)", "TTFT p50 (ms)", "TTFT p95 (ms)", "TPS (decode)", "TPS (output, aggregate)",
+    "Peak mem (GB)", "TPS/GB"}
+  if file_gb then extra[#extra + 1] = "TPS/GB (file)" end
+  extra[#extra + 1] = "OK/requests"
+  extra[#extra + 1] = "Status"
+  local h = name_heads(an, cols, extra)
+  local nlab = #h - #extra
   local align = {}
-  for i = 1, #cols do align[i] = "l" end
-  for i = #cols + 1, #cols + 8 do align[i] = "r" end
-  align[#cols + 9] = "l"
-  out[#out + 1] = MD.table(heads(cols, {"Load (s)", "TTFT p50 (ms)", "TTFT p95 (ms)", "TPS (decode)",
-    "TPS (output, aggregate)", "Peak mem (GB)", "TPS/GB", "OK/requests", "Status"}), rows, align)
+  for i = 1, #h do align[i] = i <= nlab and "l" or "r" end
+  align[#h] = "l"
+  out[#out + 1] = MD.table(h, rows, align)
   out[#out + 1] = ""
   out[#out + 1] = "TPS (decode) is the mean per-request decode rate, (output tokens − 1) / (e2e − TTFT); "
     .. "TPS (output) is all output tokens over the cell's wall time. Peak memory is the server's process tree "
-    .. "(RSS/footprint), else GPU memory, in GB of 10⁹ bytes; TPS/GB = decode TPS / peak GB."
+    .. "(RSS/footprint), else GPU memory, in GB of 10⁹ bytes; TPS/GB = decode TPS / peak GB"
+    .. (file_gb and "; TPS/GB (file) = decode TPS / the model file's size in GB" or "") .. "."
+    .. (an.memory_scale and " Dry run: peak memory is the simulator's ÷ memory_scale (simulated)." or "")
   out[#out + 1] = ""
 end
 
@@ -180,7 +224,7 @@ local function section_latency(out, an)
   for _, c in ipairs(an.configs) do
     local m = c.metrics
     if m.ttft_p50 or m.e2el_p50 then
-      local r = label_values(c, cols)
+      local r = name_cols(an, c, cols)
       for _, v in ipairs({ms(m.ttft_p50), ms(m.ttft_p90), ms(m.ttft_p95), ms(m.ttft_p99),
                           ms(m.tpot_p50), ms(m.tpot_p95), ms(m.itl_p50), ms(m.itl_p99),
                           ms(m.e2el_p50), ms(m.e2el_p95), ms(m.e2el_p99)}) do r[#r + 1] = v end
@@ -192,7 +236,8 @@ local function section_latency(out, an)
   out[#out + 1] = ""
   local align = {}
   for i = 1, #cols do align[i] = "l" end
-  out[#out + 1] = MD.table(heads(cols, {"TTFT p50", "TTFT p90", "TTFT p95", "TTFT p99", "TPOT p50", "TPOT p95",
+  if an.names_are_ids then table.insert(align, 1, "l") end
+  out[#out + 1] = MD.table(name_heads(an, cols, {"TTFT p50", "TTFT p90", "TTFT p95", "TTFT p99", "TPOT p50", "TPOT p95",
     "ITL p50", "ITL p99", "E2E p50", "E2E p95", "E2E p99"}), rows, align)
   out[#out + 1] = ""
 end
@@ -226,8 +271,8 @@ local function section_scaling(out, an, groups)
     out[#out + 1] = MD.table(head, rows, align)
     out[#out + 1] = ""
     if g.mem_per_request then
-      out[#out + 1] = string.format("Memory per additional concurrent request (least-squares slope of peak memory): %s GB.",
-        gb(g.mem_per_request))
+      out[#out + 1] = string.format("Memory per additional concurrent request (least-squares slope of peak memory): %s.",
+        size(g.mem_per_request))
       out[#out + 1] = ""
     end
   end
@@ -311,7 +356,13 @@ end
 
 local function memory_limit(an)
   local notes = an.data.summary.notes or {}
-  if tonumber(notes.memory_limit_bytes) then return tonumber(notes.memory_limit_bytes), "plan limit" end
+  if tonumber(notes.memory_limit_bytes) then
+    -- a dry run's phase script scales the limit like the models; the peaks
+    -- here are scaled back, so the limit is too
+    local lim = tonumber(notes.memory_limit_bytes)
+    if an.memory_scale and notes.dry_run then return lim / an.memory_scale, "plan limit, simulated" end
+    return lim, "plan limit"
+  end
   local ram = host_ram((an.data.env or {}).host)
   if ram then return ram, "host RAM" end
   return nil
@@ -337,6 +388,7 @@ local function section_criteria(out, an, pairs_)
   local limit, limit_src = memory_limit(an)
   local rows = {}
   local verdicts = {}
+  local any_expect = false
   for _, c in ipairs(an.configs) do
     if (tonumber(c.labels.concurrency) or 1) == 1 then
       local done = prompts_completed(c)
@@ -344,6 +396,11 @@ local function section_criteria(out, an, pairs_)
       local within = nil
       if limit and c.metrics.peak_bytes then within = c.metrics.peak_bytes <= limit end
       local no_oom = c.status ~= "oom"
+      -- what the plan expects of this configuration (labels.expect, e.g.
+      -- "oom": BF16 does not fit) turns that outcome into a pass
+      local expected = c.labels.expect ~= nil and tostring(c.labels.expect):lower() or nil
+      local as_expected = expected ~= nil and (expected == c.status or (expected == "ok" and c.status == "ok"))
+      if expected then any_expect = true end
       local better = nil
       -- GGUF against the MLX configuration of the same bit width
       local mlx_peer
@@ -366,16 +423,30 @@ local function section_criteria(out, an, pairs_)
         end
       end
       local function yn(v) if v == nil then return "–" end return v and "✅" or "❌" end
-      rows[#rows + 1] = {c.name, string.format("%s %d/%d", yn(all), done, expect), yn(within), yn(no_oom), yn(better)}
-      verdicts[#verdicts + 1] = {config = c, all = all, within = within, no_oom = no_oom}
+      local prompts_txt = string.format("%s %d/%d", yn(all), done, expect)
+      local oom_txt = yn(no_oom)
+      local within_txt = yn(within)
+      if as_expected and c.status ~= "ok" then
+        prompts_txt = string.format("– %d/%d (expected %s)", done, expect, expected)
+        oom_txt = no_oom and "–" or "✅ expected OOM"
+        within_txt = "–"
+      elseif expected and not as_expected then
+        oom_txt = oom_txt .. string.format(" (expected %s, got %s)", expected, c.status)
+      end
+      local row = {c.name, prompts_txt, within_txt, oom_txt, yn(better)}
+      if any_expect or expected then row[6] = expected and (as_expected and "✅ " .. expected or "❌ " .. expected) or "" end
+      rows[#rows + 1] = row
+      verdicts[#verdicts + 1] = {config = c, all = all, within = within, no_oom = no_oom, as_expected = as_expected}
     end
   end
   if #rows == 0 then return end
   out[#out + 1] = "## Success criteria (phase 3)"
   out[#out + 1] = ""
-  out[#out + 1] = MD.table({"Configuration", "All prompts complete",
-    "Within memory limit" .. (limit and string.format(" (%.0f GB, %s)", limit / 1e9, limit_src) or ""),
-    "No OOM kill", "Comparable or better than MLX in some metric"}, rows, {"l", "l", "l", "l", "l"})
+  local head = {an.names_are_ids and "Cell" or "Configuration", "All prompts complete",
+    "Within memory limit" .. (limit and string.format(" (%s, %s)", size(limit), limit_src) or ""),
+    "No OOM kill", "Comparable or better than MLX in some metric"}
+  if any_expect then head[6] = "As the plan expects" end
+  out[#out + 1] = MD.table(head, rows, {"l", "l", "l", "l", "l", "l"})
   out[#out + 1] = ""
   return verdicts
 end
@@ -430,26 +501,41 @@ local function section_questions(out, an, groups)
       out[#out + 1] = "2. " .. prefix .. "Optimal concurrency: not answerable (no level produced a throughput figure)."
     end
     -- 3: batching for one user
-    local single = {}
+    -- every single-request configuration of a backend (100, 500 and 2000
+    -- tokens...): the mean of their decode rates, their values pooled for
+    -- the noise rule
+    local backends = {}
     for _, c in ipairs(an.configs) do
-      if tonumber(c.labels.concurrency) == 1 and c.labels.backend and c.metrics.decode_tps then
-        single[#single + 1] = c
+      if tonumber(c.labels.concurrency) == 1 and c.labels.backend and c.metrics.decode_tps and c.status == "ok" then
+        local b = tostring(c.labels.backend)
+        local e = backends[b]
+        if not e then
+          e = {tps = {}, rv = {decode_tps = {}, per_request = {decode_tps = {}}}}
+          backends[b] = e
+        end
+        e.tps[#e.tps + 1] = c.metrics.decode_tps
+        for _, v in ipairs(c.repeat_values.decode_tps or {}) do e.rv.decode_tps[#e.rv.decode_tps + 1] = v end
+        local pr = c.repeat_values.per_request and c.repeat_values.per_request.decode_tps or {}
+        for _, v in ipairs(pr) do e.rv.per_request.decode_tps[#e.rv.per_request.decode_tps + 1] = v end
       end
     end
-    local backends = {}
-    for _, c in ipairs(single) do backends[tostring(c.labels.backend)] = backends[tostring(c.labels.backend)] or c end
+    for _, e in pairs(backends) do e.mean = A.mean(e.tps) end
     local names = {}
     for b in pairs(backends) do names[#names + 1] = b end
     table.sort(names)
     if #names >= 2 then
       local parts = {}
-      for _, b in ipairs(names) do parts[#parts + 1] = string.format("%s %.1f TPS", b, backends[b].metrics.decode_tps) end
+      for _, b in ipairs(names) do
+        local e = backends[b]
+        parts[#parts + 1] = string.format("%s %.1f TPS%s", b, e.mean,
+          #e.tps > 1 and string.format(" (mean of %d single-request cells)", #e.tps) or "")
+      end
       local batching = notes.batching_backend or "vllm-mlx"
       local plain = notes.single_backend or "mlx-lm"
       local verdict = ""
       if backends[batching] and backends[plain] then
-        local d = (backends[batching].metrics.decode_tps - backends[plain].metrics.decode_tps) / backends[plain].metrics.decode_tps * 100
-        local n = A.noise(backends[plain].repeat_values, backends[batching].repeat_values, "decode_tps")
+        local d = (backends[batching].mean - backends[plain].mean) / backends[plain].mean * 100
+        local n = A.noise(backends[plain].rv, backends[batching].rv, "decode_tps")
         verdict = string.format(": %s is %+.1f%% vs %s for a single user%s", batching, d, plain,
           n.verdict == "no" and " (within run-to-run noise)" or "")
         verdict = verdict .. ((d > 0 and n.verdict ~= "no") and "; batching costs nothing for one user" or
@@ -463,8 +549,8 @@ local function section_questions(out, an, groups)
     end
     -- 4: memory per request
     if g.mem_per_request then
-      out[#out + 1] = string.format("4. %sMemory per concurrent request: %s GB (slope of peak memory over concurrency %d–%d).",
-        prefix, gb(g.mem_per_request), g.rows[1].conc, last.conc)
+      out[#out + 1] = string.format("4. %sMemory per concurrent request: %s (slope of peak memory over concurrency %d–%d%s).",
+        prefix, size(g.mem_per_request), g.rows[1].conc, last.conc, an.memory_scale and "; simulated" or "")
     else
       out[#out + 1] = "4. " .. prefix .. "Memory per concurrent request: not answerable (no peak memory per concurrency level)."
     end
@@ -480,17 +566,36 @@ local function section_tuning(out, an, groups)
     out[#out + 1] = "### " .. g.name .. " (baseline: " .. g.base.name .. ")"
     out[#out + 1] = ""
     local rows = {}
+    local function verdict(n)
+      if not n then return "n/a" end
+      return n.verdict == "yes" and "yes" or n.verdict == "no" and "no (noise)" or "n/a"
+    end
     for _, r in ipairs(g.rows) do
       local m = r.config.metrics
-      rows[#rows + 1] = {r.name .. (r.is_base and " (baseline)" or ""), tps(m.decode_tps),
-        r.is_base and "–" or pct(r.d_tps),
-        r.is_base and "–" or (r.noise and (r.noise.verdict == "yes" and "yes" or r.noise.verdict == "no" and "no (noise)" or "n/a") or "n/a"),
-        ms(m.ttft_p50), r.is_base and "–" or pct(r.d_ttft), gb(m.peak_bytes), r.is_base and "–" or pct(r.d_peak),
-        secs(m.load_s), STATUS_TEXT[r.config.status] or r.config.status}
+      local row = {r.name .. (r.is_base and " (baseline)" or "")}
+      if g.has_sysctl then
+        row[#row + 1] = (r.sysctl or "") .. (r.sysctl_simulated and " (simulated)" or "")
+      end
+      -- a TTFT change within noise (or under 1 ms) is marked, like TPS's
+      local dttft = r.is_base and "–" or pct(r.d_ttft)
+      if not r.is_base and r.d_ttft and r.noise_ttft and r.noise_ttft.verdict == "no" then dttft = dttft .. " (noise)" end
+      for _, v in ipairs({tps(m.decode_tps), r.is_base and "–" or pct(r.d_tps), r.is_base and "–" or verdict(r.noise),
+        ms(m.ttft_p50), dttft, gb(m.peak_bytes), r.is_base and "–" or pct(r.d_peak),
+        secs(m.load_s), STATUS_TEXT[r.config.status] or r.config.status}) do row[#row + 1] = v end
+      rows[#rows + 1] = row
     end
-    out[#out + 1] = MD.table({"Configuration", "TPS", "Δ TPS", "Beyond noise", "TTFT p50 (ms)", "Δ TTFT",
-      "Peak mem (GB)", "Δ mem", "Load (s)", "Status"}, rows)
+    local head = {"Configuration"}
+    if g.has_sysctl then head[#head + 1] = "Sysctl" end
+    for _, h in ipairs({"TPS", "Δ TPS", "Beyond noise", "TTFT p50 (ms)", "Δ TTFT",
+      "Peak mem (GB)", "Δ mem", "Load (s)", "Status"}) do head[#head + 1] = h end
+    local align = {"l"}
+    if g.has_sysctl then align[2] = "l" end
+    out[#out + 1] = MD.table(head, rows, align)
     out[#out + 1] = ""
+    if g.sysctl_simulated then
+      out[#out + 1] = "Dry run: the sysctl values were not set on this machine (simulated); only the simulator's memory limit followed them."
+      out[#out + 1] = ""
+    end
   end
   -- stability: per-repeat spread and drift over repeats
   local rows = {}
@@ -505,6 +610,7 @@ local function section_tuning(out, an, groups)
       end
       local bad = 0
       for _, cell in ipairs(c.cells) do if cell.status == "oom" or cell.status == "failed" then bad = bad + 1 end end
+      -- (an abort at the memory ceiling is a failed cell with cell.aborted)
       rows[#rows + 1] = {g.name .. " · " .. r.name, tostring(#vals), cv and string.format("%.1f%%", cv) or "–",
         pct(drift), string.format("%d/%d", #c.cells - bad, #c.cells)}
     end
@@ -589,8 +695,8 @@ function MD.recommendations(an, ctx)
     local eff
     for _, c in ipairs(single) do if c.metrics.tps_per_gb and (not eff or c.metrics.tps_per_gb > eff.metrics.tps_per_gb) then eff = c end end
     if eff then
-      recs[#recs + 1] = string.format("Most memory-efficient: **%s** at %s TPS/GB (peak %s GB).", eff.name,
-        num2(eff.metrics.tps_per_gb), gb(eff.metrics.peak_bytes))
+      recs[#recs + 1] = string.format("Most memory-efficient: **%s** at %s TPS/GB (peak %s%s).", eff.name,
+        num2(eff.metrics.tps_per_gb), size(eff.metrics.peak_bytes), eff.metrics.memory_simulated and ", simulated" or "")
     end
     local lat
     for _, c in ipairs(single) do if c.metrics.ttft_p50 and (not lat or c.metrics.ttft_p50 < lat.metrics.ttft_p50) then lat = c end end
@@ -641,8 +747,14 @@ function MD.recommendations(an, ctx)
   end
   for _, c in ipairs(an.configs) do
     if c.status == "oom" then
-      recs[#recs + 1] = string.format("**%s** does not fit: the server was OOM-killed%s.", c.name,
-        c.metrics.peak_bytes and string.format(" at %.1f GB", c.metrics.peak_bytes / 1e9) or "")
+      local expected = c.labels.expect ~= nil and tostring(c.labels.expect):lower() == "oom"
+      recs[#recs + 1] = string.format("**%s** does not fit: the server was OOM-killed%s%s.", c.name,
+        c.metrics.peak_bytes and string.format(" at %s%s", size(c.metrics.peak_bytes),
+          c.metrics.memory_simulated and " (simulated)" or "") or "",
+        expected and ", as the plan expects" or "")
+    elseif c.status == "aborted" then
+      recs[#recs + 1] = string.format("**%s** was stopped at the plan's memory ceiling: %s.", c.name,
+        tostring(c.error or "see its cell file"))
     elseif c.status == "failed" then
       recs[#recs + 1] = string.format("**%s** failed: %s.", c.name, tostring(c.error or "see its cell file"))
     end
@@ -674,7 +786,11 @@ function MD.render(an, ctx)
     section_criteria(out, an, ctx.pairs)
   end
   section_scaling(out, an, ctx.scaling)
-  if phase == "batching" or #ctx.scaling > 0 then section_questions(out, an, ctx.scaling) end
+  local answered = false
+  if phase == "batching" or #ctx.scaling > 0 then
+    section_questions(out, an, ctx.scaling)
+    answered = #ctx.scaling > 0
+  end
   section_fairness(out, an)
   section_tuning(out, an, ctx.tuning)
   section_latency(out, an)
@@ -700,7 +816,8 @@ function MD.render(an, ctx)
     end
     out[#out + 1] = ""
   end
-  if type(notes) == "table" and type(notes.answers) == "table" and #notes.answers > 0 then
+  -- one set of answers: the report's own when it answered phase 4's questions
+  if not answered and type(notes) == "table" and type(notes.answers) == "table" and #notes.answers > 0 then
     out[#out + 1] = "## Phase script answers"
     out[#out + 1] = ""
     for _, a in ipairs(notes.answers) do out[#out + 1] = "- " .. tostring(a) end
