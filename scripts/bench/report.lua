@@ -23,7 +23,8 @@ local function chart_tps(an)
       if c.status ~= "ok" then note = c.status:upper() end
       local color = S.PALETTE[1]
       if c.format == "gguf" then color = S.PALETTE[2] elseif c.format == "mlx" then color = S.PALETTE[1] end
-      items[#items + 1] = {label = short(c.name), value = c.status == "ok" and c.metrics.decode_tps or nil,
+      -- a cell id is kept whole ("Q4_K_M/lmstudio" is not a repository path)
+      items[#items + 1] = {label = c.name_is_id and c.name or short(c.name), value = c.status == "ok" and c.metrics.decode_tps or nil,
                            note = note, color = color}
     end
   end
@@ -82,7 +83,11 @@ local function chart_tuning(groups)
                   caption = "faded bars: within run-to-run noise"}
 end
 
--- Memory over time: one line per memory kind, bands for each cell's phases.
+-- Memory over time: one line per memory kind of the server, bands for each
+-- cell's phases. The system's memory in use is left out: it is the whole
+-- machine's (tens of GB against a small server's few) and would flatten the
+-- server's lines; summary.csv keeps its peak per cell (sys_peak_bytes).
+-- A dry run's server memory is scaled back by its memory_scale, as in the tables.
 local function chart_memory(an)
   local samples = an.data.samples or {}
   if #samples == 0 then return nil end
@@ -91,7 +96,8 @@ local function chart_memory(an)
   for _, s in ipairs(samples) do if type(s.t_ns) == "number" and s.t_ns < first then first = s.t_ns end end
   if first == math.huge then return nil end
   if not t0 or t0 > first then t0 = first end
-  local kinds = {{"rss", "server RSS / footprint"}, {"pss", "server PSS"}, {"gpu_used", "GPU memory"}, {"sys_used", "system memory in use"}}
+  local kinds = {{"rss", "server RSS / footprint"}, {"pss", "server PSS"}, {"gpu_used", "GPU memory"}}
+  local scale = an.memory_scale or 1
   local series = {}
   local sorted = {}
   local index = {}
@@ -110,7 +116,11 @@ local function chart_memory(an)
     local pts, last_b = {}, nil
     for _, s in ipairs(sorted) do
       local v = tonumber(s[k[1]])
-      if not v and #pts > 0 and pts[#pts][2] then
+      if v then v = v / scale end
+      -- a server-metrics sample (type = "metrics") or one of another memory
+      -- kind carries none of this line's values: it does not break the line
+      local memory_sample = s.type ~= "metrics" and (s.rss or s.pss or s.gpu_used or s.real) ~= nil
+      if not v and memory_sample and #pts > 0 and pts[#pts][2] then
         pts[#pts + 1] = {(s.t_ns - t0) / 1e9, nil}
         last_b = nil
       end
@@ -145,7 +155,9 @@ local function chart_memory(an)
     end
   end
   if #markers > 24 then for _, m in ipairs(markers) do m.label = nil end end
-  return S.timeline{title = "Memory over time", ylabel = "GB", series = series, bands = bands, markers = markers}
+  return S.timeline{title = "Memory over time" .. (an.memory_scale and " (dry run: simulated)" or ""),
+                    ylabel = an.memory_scale and string.format("GB (simulator's memory ÷ %g)", an.memory_scale) or "GB",
+                    series = series, bands = bands, markers = markers}
 end
 
 -- ------------------------------------------------------------ csv
