@@ -24,9 +24,18 @@ local function tps_per_gb(f, c)
   return f.decode_tps / (size / 1e9)
 end
 
-local function tps_per_peak_gb(f)
-  if not (f.decode_tps and f.peak and f.peak > 0) then return nil end
-  return f.decode_tps / (f.peak / 1e9)
+-- a dry run's peak scaled back by its memory_scale, as report.md shows it
+local function shown_peak(f, c)
+  local d = c.dry_run and c.dry_run.figures
+  local scale = d and tonumber(d.memory_scale)
+  if f.peak and scale and scale > 0 then return f.peak / scale end
+  return f.peak
+end
+
+local function tps_per_peak_gb(f, c)
+  local peak = shown_peak(f, c)
+  if not (f.decode_tps and peak and peak > 0) then return nil end
+  return f.decode_tps / (peak / 1e9)
 end
 
 -- the memory limit in the units the run measured (a dry run scales memory)
@@ -57,10 +66,10 @@ function phase.finish(ctx, cells)
   for _, c in ipairs(cells) do
     local f = C.figures(c, peaks)
     local t = tps_per_gb(f, c)
-    notes.tps_per_gb[c.id] = tps_per_peak_gb(f)
+    notes.tps_per_gb[c.id] = tps_per_peak_gb(f, c)
     notes.tps_per_file_gb[c.id] = t
     lines[#lines + 1] = string.format(fmt, c.id, C.fmt(f.load_time_s, "", 2), C.fmt(f.ttft_ms), C.fmt(f.decode_tps),
-      C.fmt(f.output_tps), f.peak and P.format_size(f.peak) or "n/a", C.fmt(tps_per_peak_gb(f), "", 1), C.fmt(t, "", 3),
+      C.fmt(f.output_tps), f.peak and P.format_size(shown_peak(f, c)) or "n/a", C.fmt(tps_per_peak_gb(f, c), "", 2), C.fmt(t, "", 3),
       c.status .. (c.labels.expect == "oom" and c.status == "oom" and " (expected)" or ""))
   end
 
