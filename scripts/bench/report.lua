@@ -283,9 +283,17 @@ local function merge(datas)
       keys[k] = d
     end
   end
+  -- cells are prefixed with their plan's name, or, when one plan ran twice,
+  -- with the folder's name (unique, but carries the timestamp)
+  local plan_names = {}
+  for _, d in ipairs(datas) do
+    local n = d.summary.name
+    if n then plan_names[n] = (plan_names[n] or 0) + 1 end
+  end
   for i, d in ipairs(datas) do
-    -- the folder's name is unique even when one plan ran twice
     local name = tostring(d.dir and d.dir:match("([^/]+)/*$") or d.summary.name or ("run" .. i))
+    local pn = d.summary.name
+    if type(pn) == "string" and pn ~= "" and plan_names[pn] == 1 then name = pn end
     merged.summary.runs[#merged.summary.runs + 1] = {name = name, dir = d.dir, phase = d.summary.phase,
       started = d.summary.started, finished = d.summary.finished}
     local prefix = name .. "/"

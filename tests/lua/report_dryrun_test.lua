@@ -81,6 +81,7 @@ T.case("dry run: memory scaled back, expected OOM, rehearsal notice, cell-id nam
   has(md, "| BF16/lmstudio | – 0/5 (expected oom) | – | ✅ expected OOM | – | ✅ oom |", "expected OOM passes")
   has(md, "**BF16/lmstudio** does not fit: the server was OOM-killed at 334 GB (simulated), as the plan expects", "finding")
   hasnt(md, "0.0 GB", "no scaled-down sizes")
+  has(md, "at 0.4 ms, within run-to-run noise).", "a TTFT lead of hundredths of a ms is noise")
   local csv = read(dir .. "/summary.csv")
   has(csv, "\nQ4_K_M/lmstudio,", "summary.csv names the same cell")
 end)

@@ -701,7 +701,19 @@ function MD.recommendations(an, ctx)
     local lat
     for _, c in ipairs(single) do if c.metrics.ttft_p50 and (not lat or c.metrics.ttft_p50 < lat.metrics.ttft_p50) then lat = c end end
     if lat then
-      recs[#recs + 1] = string.format("Lowest time to first token: **%s** (TTFT p50 %s ms).", lat.name, ms(lat.metrics.ttft_p50))
+      -- the next lowest, and whether the lead is more than noise (1 ms at least)
+      local nxt
+      for _, c in ipairs(single) do
+        if c ~= lat and c.metrics.ttft_p50 and (not nxt or c.metrics.ttft_p50 < nxt.metrics.ttft_p50) then nxt = c end
+      end
+      local tail = ""
+      if nxt then
+        local n = A.noise(nxt.repeat_values, lat.repeat_values, "ttft_p50")
+        tail = string.format("; next: %s at %s ms%s", nxt.name, ms(nxt.metrics.ttft_p50),
+          n.verdict == "no" and ", within run-to-run noise" or "")
+      end
+      recs[#recs + 1] = string.format("Lowest time to first token: **%s** (TTFT p50 %s ms%s).", lat.name,
+        ms(lat.metrics.ttft_p50), tail)
     end
   end
   for _, p in ipairs(MD.shows_pairs(ctx) and ctx.pairs or {}) do
