@@ -206,7 +206,7 @@ function R.csv(an)
       local fromrec = A.metrics_of(A.summarize_records(recs), cell.server)
       for k, v in pairs(fromrec) do if m[k] == nil then m[k] = v end end
     end
-    m.status = cell.status or "ok"
+    m.status = A.cell_status(cell)
     local row = {csv_field(cell.id)}
     for _, k in ipairs(label_keys) do
       local v = (cell.labels or {})[k]

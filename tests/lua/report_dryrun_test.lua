@@ -102,6 +102,8 @@ T.case("aborted at the memory ceiling: its own status", function()
   has(md, "1 aborted (memory ceiling)", "header count")
   has(md, "**aborted**: aborted: memory ceiling", "table status")
   has(md, "**big** was stopped at the plan's memory ceiling", "finding")
+  local csv = read(dir .. "/summary.csv")
+  T.eq(csv:match("\nbig,[^\n]*,aborted,") ~= nil, true, "summary.csv status: " .. csv)
 end)
 
 T.case("repeats as cells sharing a configuration, peaks from samples: averaged", function()
