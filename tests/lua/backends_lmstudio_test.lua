@@ -65,6 +65,22 @@ T.case("lmstudio: a model that does not exist; a server already running is kept"
   require("bench.backends.lmstudio").lms(bin .. "/lms", {"server", "stop"}, 30, env)
 end)
 
+T.case("lmstudio: restart_server starts a fresh server (with the env) over a running one", function()
+  local dir = T.tmpdir()
+  local lm = backends.get("lmstudio")
+  local env = fake_env(dir, {FAKE_LMS_LOAD_TIME = "0"})
+  local port = proc.free_port()
+  assert(require("bench.backends.lmstudio").lms(bin .. "/lms", {"server", "start", "--port", port}, 30, env))
+  local srv = assert(lm.start{model = "m", binary = bin .. "/lms", port = port, env = env,
+                              extra = {restart_server = true}})
+  local log = calls(dir)
+  local stop_at = assert(log:find("server stop", 1, true), log)
+  local start_at = assert(log:find("server start --port " .. port, stop_at, true), "started again after the stop: " .. log)
+  assert(start_at > stop_at)
+  srv:stop()
+  T.eq(srv:alive(), false, "the server it started is stopped")
+end)
+
 T.case("ollama: serve on OLLAMA_HOST, load through /api/generate, version", function()
   local o = backends.get("ollama")
   local srv <close> = assert(o.start{model = "llama3", binary = bin .. "/ollama",

@@ -32,6 +32,14 @@ function A.start(opts)
   local running_port = tonumber(status:match("running on port (%d+)"))
   local port = opts.port
   local started_server = false
+  -- Environment variables (GGML_METAL_*) reach llama.cpp only through a
+  -- server process started with them: extra.restart_server stops a running
+  -- server first, so each configuration gets a fresh one (seed phase 5).
+  if running_port and extra.restart_server then
+    local out, err = lms(binary, {"server", "stop"}, 60, env)
+    if not out then return nil, "lmstudio: " .. err end
+    running_port = nil
+  end
   if running_port and (not port or port == 0 or port == running_port) then
     port = running_port
   else
