@@ -1115,7 +1115,7 @@ static int l_request(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 16384L);
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                    h2 && strcmp(h2, "prior") == 0 ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
                    : h2 && strcmp(h2, "off") == 0 ? (long)CURL_HTTP_VERSION_1_1
