@@ -191,30 +191,10 @@ function M.target(url, sim_args)
   if url and url ~= "" then
     return setmetatable({url = M.base(url)}, {__close = function() end})
   end
-  local proc = require("bench.proc")
-  local clock = require("bench.clock")
-  local portfile = os.tmpname()
-  local argv = {bench.executable, "sim", "--port", "0", "--port-file", portfile}
-  for _, a in ipairs(sim_args or {}) do argv[#argv + 1] = tostring(a) end
-  local p = assert(proc.spawn{argv = argv, stdout = "capture", stderr = "capture"})
-  local port
-  for _ = 1, 1000 do
-    local f = io.open(portfile)
-    if f then
-      port = tonumber(f:read("a"))
-      f:close()
-      if port then break end
-    end
-    if not p:alive() then break end
-    clock.sleep(0.01)
-  end
-  os.remove(portfile)
-  if not port then
-    p:stop(1)
-    error("probe.target: benchrun sim did not start: " .. tostring(p:tail(20)), 2)
-  end
-  local function close(self) if self.proc then self.proc:stop(2) self.proc = nil end end
-  return setmetatable({url = "http://127.0.0.1:" .. port, port = port, proc = p, sim = true},
+  local srv, err = require("bench.backends").get("sim").start{args = sim_args}
+  if not srv then error("probe.target: " .. err, 2) end
+  local function close(self) if self.server then self.server:stop(2) self.server = nil end end
+  return setmetatable({url = srv.base_url, port = srv.port, server = srv, sim = true},
                       {__close = close, __gc = close, __index = {close = close}})
 end
 
