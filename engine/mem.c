@@ -377,15 +377,19 @@ static void push_sample(lua_State *L, const sample *x, int with_pid) {
   set_int(L, "gpu_total", x->gpu_total);
 }
 
-/* The series so far: {samples = {...}, peak = {...}, count, dropped,
+/* The series so far (only the samples taken after `since` ns, when it is
+ * given, so a caller can collect as it goes without copying the whole ring
+ * each time): {samples = {...}, peak = {...}, count, dropped,
  * late_max_ms, cost = the thread's CPU time as a fraction of one core,
  * read_share = wall time spent reading (blocking NVML calls included),
  * real_kind, gpu_note} */
-static void push_series(lua_State *L, sampler *s) {
+static void push_series(lua_State *L, sampler *s, int64_t since) {
   pthread_mutex_lock(&s->mu);
-  size_t len = s->len;
+  size_t first = s->len;   /* samples are in time order: find the first after since */
+  while (first > 0 && s->ring[(s->head + first - 1) % s->cap].t_ns > since) first--;
+  size_t held = s->len, len = s->len - first;
   sample *copy = malloc((len ? len : 1) * sizeof *copy);
-  if (copy) for (size_t i = 0; i < len; i++) copy[i] = s->ring[(s->head + i) % s->cap];
+  if (copy) for (size_t i = 0; i < len; i++) copy[i] = s->ring[(s->head + first + i) % s->cap];
   sample peak = s->peak;
   uint64_t total = s->total;
   int64_t late = s->late_max_ns, cpu = s->cpu_ns, rd = s->read_ns;
@@ -410,7 +414,7 @@ static void push_series(lua_State *L, sampler *s) {
   }
   lua_pushinteger(L, (lua_Integer)total);
   lua_setfield(L, -2, "count");
-  lua_pushinteger(L, (lua_Integer)(total - len));
+  lua_pushinteger(L, (lua_Integer)(total - held));
   lua_setfield(L, -2, "dropped");
   lua_pushnumber(L, (lua_Number)late / 1e6);
   lua_setfield(L, -2, "late_max_ms");
@@ -432,15 +436,16 @@ static int s_stop(lua_State *L) {
   sampler *s = check_sampler(L, 1);
   if (!s->ring) return luaL_error(L, "mem.sampler: closed");
   sampler_join(s);
-  push_series(L, s);
+  push_series(L, s, INT64_MIN);
   return 1;
 }
 
-/* sampler:series() -> the series so far, without stopping */
+/* sampler:series([since_ns]) -> the series so far (samples after since_ns),
+ * without stopping */
 static int s_series(lua_State *L) {
   sampler *s = check_sampler(L, 1);
   if (!s->ring) return luaL_error(L, "mem.sampler: closed");
-  push_series(L, s);
+  push_series(L, s, (int64_t)luaL_optinteger(L, 2, INT64_MIN));
   return 1;
 }
 

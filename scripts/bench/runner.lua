@@ -282,6 +282,8 @@ end
 
 -- start the memory sampler (and the ceiling watch) for a server: pid nil
 -- samples the system only (LM Studio's server is not our child)
+local sync_every_second   -- below, beside the other sample writers
+
 local function start_monitors(ctx, cell, pid, process)
   if ctx.sampler then return end
   local sp = ctx.plan.sampling or {}
@@ -293,6 +295,7 @@ local function start_monitors(ctx, cell, pid, process)
     return
   end
   ctx.sampler, ctx.sampler_pid = s, pid
+  ctx.sampler_sync = bench.spawn(sync_every_second, ctx)
   local ceiling, shown = ceiling_of(ctx.plan, cell)
   if ceiling then ctx.watch = bench.spawn(watch_ceiling, ctx, s, process, ceiling, shown, interval) end
 end
@@ -343,13 +346,21 @@ local function write_samples(ctx, series)
   if #list > 0 then ctx.run:samples(list) end
 end
 
--- at each cell's end: the samples so far (a server may serve many cells;
--- a crash then loses at most the cell that was running)
+-- the samples taken since the last call, into samples.jsonl: every second
+-- while a server runs and at each cell's end, so samples reach the file as
+-- they come and a crash loses at most the last second
 local function sync_samples(ctx)
   local s = ctx.sampler
   if not s then return end
-  local ok, series = pcall(s.series, s)
+  local ok, series = pcall(s.series, s, ctx.samples_t or nil)
   if ok and type(series) == "table" then write_samples(ctx, series) end
+end
+
+function sync_every_second(ctx)
+  while true do
+    clock.sleep(1)
+    sync_samples(ctx)
+  end
 end
 
 -- stop the sampler (at a server stop or the end) and write the rest
@@ -357,7 +368,8 @@ local function flush_samples(ctx)
   local s = ctx.sampler
   ctx.sampler, ctx.sampler_pid = nil, nil
   cancel_task(ctx.watch)
-  ctx.watch = nil
+  cancel_task(ctx.sampler_sync)
+  ctx.watch, ctx.sampler_sync = nil, nil
   if not s then return nil end
   local ok, res = pcall(s.stop, s)
   if not ok or type(res) ~= "table" then return nil end
