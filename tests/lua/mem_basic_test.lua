@@ -93,4 +93,20 @@ T.case("sampler errors and lifecycle", function()
   collectgarbage()   -- __gc joins the running thread
 end)
 
+T.case("sampler:series(since_ns) returns only the newer samples", function()
+  local s = mem.sampler{interval = 0.02}
+  s:start()
+  clock.sleep(0.15)
+  local a = s:series()
+  assert(#a.samples >= 3, "samples so far: " .. #a.samples)
+  local t = a.samples[#a.samples].t_ns
+  clock.sleep(0.1)
+  local b = s:series(t)
+  local all = s:stop()
+  assert(#b.samples >= 1, "new samples")
+  for _, x in ipairs(b.samples) do assert(x.t_ns > t, "only after since_ns") end
+  assert(#b.samples < #all.samples, "not the whole series")
+  T.eq(b.dropped, 0, "dropped counts the ring, not the selection")
+end)
+
 T.done()
