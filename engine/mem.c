@@ -47,6 +47,36 @@ static int check_pid(lua_State *L, int arg) {
   return (int)pid;
 }
 
+/* Memory of pid, or of it and all its descendants (tree != 0), summed;
+ * the walk is breadth-first over the platform's child lists. Returns 0, or
+ * -ESRCH when pid is gone, -errno otherwise. Thread-safe (the sampler
+ * thread calls it). */
+typedef struct { int64_t rss, real; int nprocs; } proc_mem;
+
+static int proc_tree_mem(int pid, int tree, int want_real, proc_mem *out) {
+  enum { MAXP = 4096 };
+  int64_t rss, real;
+  int rc = br_platform_proc_one_mem(pid, want_real, &rss, &real);
+  if (rc != 0) return rc;
+  out->rss = rss;
+  out->real = want_real ? real : -1;
+  out->nprocs = 1;
+  if (!tree) return 0;
+  int *queue = malloc(MAXP * sizeof *queue);
+  if (!queue) return 0;
+  int head = 0, len = br_platform_proc_children(pid, queue, MAXP);
+  while (head < len) {
+    int c = queue[head++];
+    if (br_platform_proc_one_mem(c, want_real, &rss, &real) != 0) continue;
+    out->rss += rss;
+    if (want_real) out->real += real;
+    out->nprocs++;
+    len += br_platform_proc_children(c, queue + len, MAXP - len);
+  }
+  free(queue);
+  return 0;
+}
+
 /* mem.process(pid | process[, {tree = true, real = true}])
  * -> {rss, real, pss|footprint, nprocs} (bytes) | nil, message */
 static int l_process(lua_State *L) {
@@ -59,8 +89,8 @@ static int l_process(lua_State *L) {
     if (!lua_isnil(L, -1)) real = lua_toboolean(L, -1);
     lua_pop(L, 2);
   }
-  br_proc_mem m;
-  int rc = br_platform_proc_mem(pid, tree, real, &m);
+  proc_mem m;
+  int rc = proc_tree_mem(pid, tree, real, &m);
   if (rc != 0) {
     lua_pushnil(L);
     if (rc == -ESRCH) lua_pushfstring(L, "mem.process: no process with pid %d", pid);
@@ -161,8 +191,8 @@ static void sample_take(sampler *s, sample *out, int want_real, int64_t last_rea
   out->rss = out->real = -1;
   out->real_ns = last_real_ns;
   if (s->pid > 0) {
-    br_proc_mem m;
-    if (br_platform_proc_mem(s->pid, s->tree, want_real, &m) == 0) {
+    proc_mem m;
+    if (proc_tree_mem(s->pid, s->tree, want_real, &m) == 0) {
       out->rss = m.rss;
       out->nprocs = m.nprocs;
       if (want_real) { out->real = m.real; out->real_ns = out->t_ns; }

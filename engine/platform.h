@@ -45,13 +45,14 @@ long long br_platform_oom_kill_count(void);
 int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t size);
 
 /* --- mem (bench.mem) --- */
-/* Memory of one process, or of it and all its descendants (tree != 0):
- * rss and the platform's best "real" figure (Linux: PSS from smaps_rollup,
- * falling back to RSS when unreadable; macOS: phys_footprint). want_real = 0
- * skips the expensive real figure (real is then -1). Bytes. Returns 0, or
- * -ESRCH when pid is gone, -errno otherwise. Thread-safe. */
-typedef struct { int64_t rss, real; int nprocs; } br_proc_mem;
-int br_platform_proc_mem(int pid, int tree, int want_real, br_proc_mem *out);
+/* Memory of one process: rss and the platform's best "real" figure (Linux:
+ * PSS from smaps_rollup, falling back to RSS when unreadable; macOS:
+ * phys_footprint). want_real = 0 skips the expensive real figure (*real is
+ * then -1). Bytes. Returns 0, or -ESRCH when pid is gone, -errno otherwise.
+ * Thread-safe. (mem.c sums a process tree from this and the next one.) */
+int br_platform_proc_one_mem(int pid, int want_real, int64_t *rss, int64_t *real);
+/* The direct children of pid into out[max]; returns how many (0 if none or gone). */
+int br_platform_proc_children(int pid, int *out, int max);
 /* The name of the "real" figure: "pss" or "footprint". */
 const char *br_platform_real_mem_name(void);
 /* System memory in bytes; -1 where the platform has no such figure.

@@ -137,7 +137,7 @@ int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t si
 
 const char *br_platform_real_mem_name(void) { return "footprint"; }
 
-static int one_proc_mem(int pid, int want_real, int64_t *rss, int64_t *real) {
+int br_platform_proc_one_mem(int pid, int want_real, int64_t *rss, int64_t *real) {
   struct rusage_info_v2 ri;
   if (proc_pid_rusage(pid, RUSAGE_INFO_V2, (rusage_info_t *)&ri) != 0) return errno == ESRCH ? -ESRCH : -errno;
   *rss = (int64_t)ri.ri_resident_size;
@@ -145,34 +145,10 @@ static int one_proc_mem(int pid, int want_real, int64_t *rss, int64_t *real) {
   return 0;
 }
 
-int br_platform_proc_mem(int pid, int tree, int want_real, br_proc_mem *out) {
-  enum { MAXP = 4096 };
-  memset(out, 0, sizeof *out);
-  out->real = want_real ? 0 : -1;
-  int64_t rss, real;
-  int rc = one_proc_mem(pid, want_real, &rss, &real);
-  if (rc != 0) return rc;
-  out->rss = rss;
-  if (want_real) out->real = real;
-  out->nprocs = 1;
-  if (!tree) return 0;
-  int *queue = malloc(MAXP * sizeof *queue);
-  if (!queue) return 0;
-  int head = 0, len = proc_listchildpids(pid, queue, MAXP * (int)sizeof *queue);
-  if (len < 0) len = 0;
-  while (head < len) {
-    int c = queue[head++];
-    if (one_proc_mem(c, want_real, &rss, &real) != 0) continue;
-    out->rss += rss;
-    if (want_real) out->real += real;
-    out->nprocs++;
-    if (len < MAXP) {
-      int k = proc_listchildpids(c, queue + len, (MAXP - len) * (int)sizeof *queue);
-      if (k > 0) len += k;
-    }
-  }
-  free(queue);
-  return 0;
+int br_platform_proc_children(int pid, int *out, int max) {
+  if (max <= 0) return 0;
+  int n = proc_listchildpids(pid, out, max * (int)sizeof *out);
+  return n > 0 ? (n < max ? n : max) : 0;
 }
 
 int br_platform_sys_mem(br_sys_mem *out) {

@@ -249,7 +249,7 @@ static int64_t proc_kb_field(const char *path, const char *key) {
   return v;
 }
 
-static int one_proc_mem(int pid, int want_real, int64_t *rss, int64_t *real) {
+int br_platform_proc_one_mem(int pid, int want_real, int64_t *rss, int64_t *real) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/statm", pid);
   FILE *f = fopen(path, "re");
@@ -270,7 +270,7 @@ static int one_proc_mem(int pid, int want_real, int64_t *rss, int64_t *real) {
 
 /* Children of pid from /proc/<pid>/task/<tid>/children (every thread's:
  * a server may fork from a worker thread). */
-static int proc_children(int pid, int *out, int max) {
+int br_platform_proc_children(int pid, int *out, int max) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/task", pid);
   DIR *d = opendir(path);
@@ -289,32 +289,6 @@ static int proc_children(int pid, int *out, int max) {
   }
   closedir(d);
   return n;
-}
-
-int br_platform_proc_mem(int pid, int tree, int want_real, br_proc_mem *out) {
-  enum { MAXP = 4096 };
-  memset(out, 0, sizeof *out);
-  out->real = want_real ? 0 : -1;
-  int64_t rss, real;
-  int rc = one_proc_mem(pid, want_real, &rss, &real);
-  if (rc != 0) return rc;
-  out->rss = rss;
-  if (want_real) out->real = real;
-  out->nprocs = 1;
-  if (!tree) return 0;
-  int *queue = malloc(MAXP * sizeof *queue);
-  if (!queue) return 0;
-  int head = 0, len = proc_children(pid, queue, MAXP);
-  while (head < len) {
-    int c = queue[head++];
-    if (one_proc_mem(c, want_real, &rss, &real) != 0) continue;
-    out->rss += rss;
-    if (want_real) out->real += real;
-    out->nprocs++;
-    len += proc_children(c, queue + len, MAXP - len);
-  }
-  free(queue);
-  return 0;
 }
 
 int br_platform_sys_mem(br_sys_mem *out) {

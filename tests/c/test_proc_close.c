@@ -50,14 +50,27 @@ int main(void) {
   CHECK(!pid_exists((pid_t)b), "child b (pid %lld, ignores SIGTERM) still exists after lua_close", (long long)b);
 
   /* 2. platform readings */
-  br_proc_mem m;
-  CHECK(br_platform_proc_mem((int)getpid(), 1, 1, &m) == 0, "proc_mem self");
-  CHECK(m.rss > 0 && m.real > 0 && m.nprocs >= 1, "self rss %lld real %lld nprocs %d", (long long)m.rss,
-        (long long)m.real, m.nprocs);
+  int64_t rss_self = 0, real_self = 0;
+  CHECK(br_platform_proc_one_mem((int)getpid(), 1, &rss_self, &real_self) == 0, "proc_one_mem self");
+  CHECK(rss_self > 0 && real_self > 0, "self rss %lld real %lld", (long long)rss_self, (long long)real_self);
+  pid_t kid = fork();
+  if (kid == 0) { pause(); _exit(0); }
+  int kids[8];
+  int nk = 0;
+  int found = 0;
+  for (int i = 0; i < 100 && !found; i++) {
+    nk = br_platform_proc_children((int)getpid(), kids, 8);
+    for (int j = 0; j < nk; j++) found |= kids[j] == (int)kid;
+    if (!found) usleep(10000);
+  }
+  CHECK(found, "children of self: %d listed, %d not among them", nk, (int)kid);
+  kill(kid, SIGKILL);
+  waitpid(kid, NULL, 0);
   pid_t z = fork();
   if (z == 0) _exit(0);
   waitpid(z, NULL, 0);
-  int rc = br_platform_proc_mem((int)z, 0, 0, &m);
+  int64_t r1, r2;
+  int rc = br_platform_proc_one_mem((int)z, 0, &r1, &r2);
   CHECK(rc == -ESRCH, "gone pid: expected %d, got %d", -ESRCH, rc);
   br_sys_mem s;
   CHECK(br_platform_sys_mem(&s) == 0 && s.total > 0 && s.used > 0 && s.used <= s.total,
