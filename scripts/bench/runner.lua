@@ -133,15 +133,8 @@ local function labels_of(plan, cell)
 end
 M.labels_of = labels_of
 
-local function canon(v)
-  if type(v) ~= "table" then return tostring(v) end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. canon(v[k]) end
-  return "{" .. table.concat(parts, ",") .. "}"
-end
+-- one text per distinct label set (the report groups cells by the same rule)
+local canon = require("bench.report.analysis").canon
 
 -- Every cell's labels (the phase script's hook included). The report merges
 -- cells with equal labels as repeats of one configuration, so two different
