@@ -45,7 +45,7 @@ static const char *const e_help =
   "usage: benchrun -e CODE [args...]\n"
   "\n"
   "Runs CODE as a Lua chunk (args in `arg` and `...`). If CODE is an expression\n"
-  "or returns values, they are printed.\n";
+  "or returns values, they are printed (tables pretty-printed, as in the REPL).\n";
 
 static const char *const repl_help =
   "usage: benchrun [repl]\n"
@@ -93,15 +93,7 @@ static int call_main(lua_State *L, int argc, char **argv, int print_results) {
     return EXIT_FAIL;
   }
   int nres = lua_gettop(L) - fn + 1;
-  if (print_results && nres > 0) {
-    lua_getglobal(L, "print");
-    lua_insert(L, fn);
-    if (br_runtime_pcall(L, nres, 0) != LUA_OK) {
-      br_runtime_report(L);
-      return EXIT_FAIL;
-    }
-    return EXIT_OK;
-  }
+  if (print_results && nres > 0) return br_repl_print(L, fn - 1) == 0 ? EXIT_OK : EXIT_FAIL;
   int code = EXIT_OK;
   if (nres > 0 && lua_isinteger(L, fn)) code = (int)lua_tointeger(L, fn);
   lua_settop(L, fn - 1);

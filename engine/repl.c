@@ -355,6 +355,19 @@ static int setup(lua_State *L) {
   return 0;
 }
 
+int br_repl_print(lua_State *L, int base) {
+  if (helpers_ref == LUA_NOREF) {
+    lua_pushcfunction(L, setup);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+      br_runtime_report(L);
+      lua_settop(L, base);
+      return 1;
+    }
+  }
+  print_results(L, base);
+  return 0;
+}
+
 int br_repl(lua_State *L) {
   int tty = isatty(STDIN_FILENO);
   repl_state = L;

@@ -47,5 +47,8 @@ int br_clock_sleep(lua_State *L);
 /* Subcommands implemented in C. */
 int br_sim_main(int argc, char **argv);        /* benchrun sim */
 int br_repl(lua_State *L);                     /* the interactive REPL */
+/* Print the values above stack index base as the REPL does (tables
+ * pretty-printed) and pop them; 0, or 1 when printing failed. */
+int br_repl_print(lua_State *L, int base);
 
 #endif

@@ -49,6 +49,7 @@ check "-e without code"          2 "-e: missing CODE"               "$B" -e
 check "-e expression prints"     0 "2"                      "$B" -e "1 + 1"
 check "-e return prints"         0 "hello	3"               "$B" -e "return 'hello', 3"
 check "-e statement"             0 ""                       "$B" -e "local x = 1"
+check "-e table pretty-printed"  0 "{a = 1, b = {c = 2}}"   "$B" -e "return {a = 1, b = {c = 2}}"
 check "-e arguments"             0 "b	2"                   "$B" -e "return arg[2], #arg" a b
 check "-e modules are globals"   0 "true"                   "$B" -e "return type(clock.now) == 'function' and yaml ~= nil and json ~= nil and bench ~= nil and http ~= nil and proc ~= nil"
 check "-e runtime error"         1 "(command line):1: boom" "$B" -e "error('boom')"
