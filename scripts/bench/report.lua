@@ -162,7 +162,7 @@ end
 
 -- ------------------------------------------------------------ csv
 local CSV_METRICS = {"status", "load_s", "ttft_p50", "ttft_p90", "ttft_p95", "ttft_p99", "tpot_p50", "tpot_p95",
-  "itl_p50", "itl_p99", "e2el_p50", "e2el_p90", "e2el_p95", "e2el_p99", "decode_tps", "output_tps",
+  "itl_p50", "itl_p99", "e2el_p50", "e2el_p90", "e2el_p95", "e2el_p99", "decode_tps", "decode_tps_p50", "output_tps",
   "request_throughput", "goodput", "jain", "p99_p50", "peak_bytes", "gpu_peak_bytes", "sys_peak_bytes",
   "model_bytes", "tps_per_gb", "requests", "ok", "errors", "tokens_total"}
 

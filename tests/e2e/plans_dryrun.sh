@@ -140,8 +140,11 @@ for i = 1, #sa do assert(sa[i] == sb[i], "report differs at structure line " .. 
 local by = {}
 for _, c in ipairs(b.cells) do by[c.id] = c end
 for _, c in ipairs(a.cells) do
-  local x, y = c.summary.decode_tps.mean, by[c.id].summary.decode_tps.mean
-  assert(math.abs(x - y) <= 0.3 * x, string.format("%s: decode %.1f vs %.1f", c.id, x, y))
+  -- medians: on a loaded machine the simulator can send a late stretch of a
+  -- stream in one write, and that request's decode rate (and so the mean)
+  -- shoots up; the median of the cell's requests stays put
+  local x, y = c.summary.decode_tps.p50, by[c.id].summary.decode_tps.p50
+  assert(math.abs(x - y) <= 0.3 * x, string.format("%s: decode p50 %.1f vs %.1f", c.id, x, y))
   assert(c.summary.ok == by[c.id].summary.ok, c.id .. ": ok requests differ")
 end
 print(#sa .. " structure lines and " .. #a.cells .. " cells' figures agree")

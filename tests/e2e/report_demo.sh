@@ -31,9 +31,11 @@ for line in io.lines(dir .. "/summary.csv") do
 end
 local function near(cell, want)
   local r = assert(rows[cell], "no row for " .. cell)
-  local got = tonumber(r.decode_tps)
+  -- the median request: on a loaded machine the simulator can send a late
+  -- stretch of a stream in one write, which inflates that request's rate
+  local got = tonumber(r.decode_tps_p50)
   assert(got and math.abs(got - want) / want < 0.15,
-    string.format("%s: decode TPS %s, expected %d within 15%%", cell, tostring(r.decode_tps), want))
+    string.format("%s: decode TPS p50 %s, expected %d within 15%%", cell, tostring(r.decode_tps_p50), want))
   assert(r.status == "ok", cell .. " status " .. tostring(r.status))
 end
 near("sim-4bit", 1500)
