@@ -712,14 +712,14 @@ function M.run(plan, opts)
     if not run then io.stderr:write("benchrun: cannot create the results folder: ", tostring(why), "\n") return 1 end
   end
 
-  local todo = {}
+  local remaining = {}
   for _, c in ipairs(plan.cells) do
     if not (opts.resume and run:done(c.id)) then
-      todo[#todo + 1] = c
+      remaining[#remaining + 1] = c
     end
   end
-  local progress = new_progress(opts, #todo)
-  if opts.resume then progress:log(string.format("resuming %s: %d of %d cells left", run.dir, #todo, #plan.cells)) end
+  local progress = new_progress(opts, #remaining)
+  if opts.resume then progress:log(string.format("resuming %s: %d of %d cells left", run.dir, #remaining, #plan.cells)) end
   local ceilings = plan.safety and plan.safety.max_sysctl or {}
   local ctx = {plan = plan, run = run, dry = opts.dry_run or false, progress = progress,
                sysctl = new_sysctl(opts.dry_run, ceilings), phase_script = phase_script, opts = opts,
@@ -730,11 +730,11 @@ function M.run(plan, opts)
   local status_count = {}
   local ok, err = xpcall(function()
     if phase_script.prepare then phase_script.prepare(ctx) end
-    for i, cell in ipairs(todo) do
+    for i, cell in ipairs(remaining) do
       progress:cell_start(i, cell.id, {requests = P.cell_requests(plan, cell), labels = cell.axes})
       local res = run_cell(ctx, cell, i)
       -- the next cell restarts the server: its samples belong to this one
-      local nxt = todo[i + 1]
+      local nxt = remaining[i + 1]
       if not nxt or not ctx.server or P.server_key(nxt) ~= ctx.server_key or nxt.restart then
         set_peaks(res, stop_server(ctx))
       else
@@ -750,9 +750,9 @@ function M.run(plan, opts)
       run:cell(res)
       progress:cell_end(cell.id, res.status, res)
       if res.status ~= "ok" and res.error then progress:log(string.format("cell %s: %s: %s", cell.id, res.status, res.error)) end
-      if res.status == "oom" and plan.safety and plan.safety.stop_on_oom and i < #todo then
+      if res.status == "oom" and plan.safety and plan.safety.stop_on_oom and i < #remaining then
         -- the cells left are not recorded: --resume runs them
-        stopped = #todo - i
+        stopped = #remaining - i
         progress:log(string.format("stopping after the OOM kill in %s (safety.stop_on_oom): %d cell%s not run; " ..
           "benchrun %s --resume %s runs them", cell.id, stopped, stopped == 1 and "" or "s",
           (opts.argv and opts.argv[1]) or "PLAN.yaml", run.dir))

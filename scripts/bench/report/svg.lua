@@ -85,17 +85,24 @@ S.truncate = truncate
 
 -- S.bars{title=, unit=, items={{label=, value=, color=, note=}}} -> svg text
 -- Horizontal bars, one per item, value printed at the bar's end.
+-- The frame shared by the bar charts: one row per item, labels on the left
+-- (truncated to `chars`, at most max_label px wide), then plot_w px of plot
+-- and `right` px for the value text. -> out, top, left, h
+local function bar_frame(o, items, chars, max_label, bar_h, gap, plot_w, right)
+  local label_w = 0
+  for _, it in ipairs(items) do label_w = math.max(label_w, text_w(truncate(it.label, chars))) end
+  label_w = math.min(math.max(label_w + 16, 80), max_label)
+  local top, left = 48, 16 + label_w
+  local w = math.floor(left + plot_w + right)
+  local h = math.floor(top + #items * (bar_h + gap) + 44)
+  return open_svg(w, h, o.title), top, left, h
+end
+
 function S.bars(o)
   local items = o.items or {}
-  local label_w = 0
-  for _, it in ipairs(items) do label_w = math.max(label_w, text_w(truncate(it.label, 64))) end
-  label_w = math.min(math.max(label_w + 16, 80), 460)
   local bar_h, gap = 22, 8
   local plot_w = 520
-  local top, left = 48, 16 + label_w
-  local w = math.floor(left + plot_w + 90)
-  local h = math.floor(top + #items * (bar_h + gap) + 44)
-  local out = open_svg(w, h, o.title)
+  local out, top, left, h = bar_frame(o, items, 64, 460, bar_h, gap, plot_w, 90)
   local maxv = 0
   for _, it in ipairs(items) do if it.value and it.value > maxv then maxv = it.value end end
   local ticks = S.ticks(0, maxv > 0 and maxv or 1, 5)
@@ -127,15 +134,9 @@ end
 -- Bars left or right of zero; green when the change is an improvement.
 function S.deltas(o)
   local items = o.items or {}
-  local label_w = 0
-  for _, it in ipairs(items) do label_w = math.max(label_w, text_w(truncate(it.label, 72))) end
-  label_w = math.min(math.max(label_w + 16, 80), 520)
   local bar_h, gap = 20, 8
   local plot_w = 480
-  local top, left = 48, 16 + label_w
-  local w = math.floor(left + plot_w + 70)
-  local h = math.floor(top + #items * (bar_h + gap) + 44)
-  local out = open_svg(w, h, o.title)
+  local out, top, left, h = bar_frame(o, items, 72, 520, bar_h, gap, plot_w, 70)
   local m = 1
   for _, it in ipairs(items) do if it.value then m = math.max(m, math.abs(it.value)) end end
   -- room beyond the longest bar for its label
