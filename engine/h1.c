@@ -1,0 +1,306 @@
+/* An incremental HTTP/1.1 response parser (see h1.h). It follows RFC 9112
+ * for what a client must do with a response: interim 1xx responses are
+ * skipped, Transfer-Encoding: chunked wins over Content-Length, a response
+ * to HEAD and a 204 or 304 have no body, and a body with no framing runs
+ * until the connection closes. It is lenient where servers are sloppy and
+ * no harm comes of it (a bare LF ends a line, a status line may lack its
+ * reason phrase, chunk extensions are ignored) and strict where a mistake
+ * would misframe the stream (a bad chunk size, conflicting lengths). */
+#include "h1.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum {
+  S_STATUS = 0,    /* waiting for a status line */
+  S_HEADER,        /* header lines, until an empty one */
+  S_BODY_LEN,      /* left bytes of a Content-Length body */
+  S_BODY_CLOSE,    /* body until the connection closes */
+  S_CHUNK_SIZE,    /* a chunk-size line */
+  S_CHUNK_DATA,    /* left bytes of a chunk */
+  S_CHUNK_END,     /* the line end after a chunk's data */
+  S_TRAILER,       /* trailer lines, until an empty one */
+  S_DONE
+};
+
+void br_h1_init(br_h1 *p, int head_request) {
+  char *line = p->line;
+  size_t cap = p->line_cap;
+  memset(p, 0, sizeof *p);
+  p->line = line;
+  p->line_cap = cap;
+  p->no_body = head_request;
+  p->content_length = -1;
+  p->state = S_STATUS;
+}
+
+void br_h1_free(br_h1 *p) {
+  free(p->line);
+  p->line = NULL;
+  p->line_cap = p->line_len = 0;
+}
+
+int br_h1_started(const br_h1 *p) { return p->started; }
+
+int br_h1_head_complete(const br_h1 *p) { return p->state > S_HEADER; }
+
+static int fail(br_h1 *p, const char *why) {
+  p->error = why;
+  return BR_H1_ERROR;
+}
+
+/* The next line from s[*i..n): 1 with *line and *len set (its line end taken
+ * off; in place when it was not split across reads), 0 when the bytes ran
+ * out first (they are kept), -1 on error (p->error set). */
+static int take_line(br_h1 *p, const char *s, size_t n, size_t *i, size_t max, const char **line, size_t *len) {
+  const char *start = s + *i;
+  const char *lf = memchr(start, '\n', n - *i);
+  size_t k = lf ? (size_t)(lf - start) : n - *i;
+  if (p->line_len + k > max) {
+    p->error = "a line of the response is too long";
+    return -1;
+  }
+  if (!lf || p->line_len) {
+    if (p->line_len + k > p->line_cap) {
+      size_t cap = p->line_cap ? p->line_cap : 256;
+      while (cap < p->line_len + k) cap *= 2;
+      char *b = realloc(p->line, cap);
+      if (!b) {
+        p->error = "out of memory";
+        return -1;
+      }
+      p->line = b;
+      p->line_cap = cap;
+    }
+    memcpy(p->line + p->line_len, start, k);
+    p->line_len += k;
+  }
+  if (!lf) {
+    *i = n;
+    return 0;
+  }
+  *i += k + 1;
+  if (p->line_len) {
+    *line = p->line;
+    *len = p->line_len;
+    p->line_len = 0;
+  } else {
+    *line = start;
+    *len = k;
+  }
+  if (*len && (*line)[*len - 1] == '\r') (*len)--;
+  return 1;
+}
+
+/* "HTTP/1.x NNN[ reason]" */
+static int parse_status(br_h1 *p, const char *s, size_t n) {
+  if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[7] < '0' || s[7] > '9' || s[8] != ' ')
+    return fail(p, "not an HTTP/1.x status line");
+  if (s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' || (n > 12 && s[12] != ' '))
+    return fail(p, "a bad status code");
+  p->version_minor = s[7] - '0';
+  p->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
+  p->keep_alive = p->version_minor >= 1;
+  p->chunked = 0;
+  p->content_length = -1;
+  return BR_H1_MORE;
+}
+
+static int name_is(const char *s, size_t n, const char *name) {
+  return strlen(name) == n && strncasecmp(s, name, n) == 0;
+}
+
+/* Whether a comma-separated header value holds token (any case). */
+static int has_token(const char *v, size_t n, const char *token, int last_only) {
+  size_t tl = strlen(token);
+  int found = 0;
+  size_t i = 0;
+  while (i < n) {
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+    size_t b = i;
+    while (i < n && v[i] != ',') i++;
+    size_t e = i;
+    while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t')) e--;
+    if (e == b) continue;
+    found = (e - b == tl && strncasecmp(v + b, token, tl) == 0);
+    if (found && !last_only) return 1;
+  }
+  return found;
+}
+
+static int parse_header(br_h1 *p, const char *s, size_t n) {
+  if (s[0] == ' ' || s[0] == '\t') return BR_H1_MORE;   /* obsolete line folding: kept, not interpreted */
+  const char *colon = memchr(s, ':', n);
+  if (!colon || colon == s) return fail(p, "a header line without a name");
+  size_t nl = (size_t)(colon - s);
+  if (s[nl - 1] == ' ' || s[nl - 1] == '\t') return fail(p, "white space before a header's colon");
+  const char *v = colon + 1, *ve = s + n;
+  while (v < ve && (*v == ' ' || *v == '\t')) v++;
+  while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+  size_t vn = (size_t)(ve - v);
+  if (name_is(s, nl, "content-length")) {
+    if (!vn) return fail(p, "an empty Content-Length");
+    int64_t len = 0;
+    for (size_t i = 0; i < vn; i++) {
+      if (v[i] < '0' || v[i] > '9') return fail(p, "a bad Content-Length");
+      if (len > (INT64_MAX - 9) / 10) return fail(p, "a Content-Length out of range");
+      len = len * 10 + (v[i] - '0');
+    }
+    if (p->content_length >= 0 && p->content_length != len) return fail(p, "two different Content-Lengths");
+    p->content_length = len;
+  } else if (name_is(s, nl, "transfer-encoding")) {
+    /* chunked must be the last coding; any other coding alone means the
+     * body runs to the close. */
+    p->chunked = has_token(v, vn, "chunked", 1) ? 1 : -1;
+  } else if (name_is(s, nl, "connection")) {
+    if (has_token(v, vn, "close", 0)) p->keep_alive = 0;
+    else if (has_token(v, vn, "keep-alive", 0)) p->keep_alive = 1;
+  }
+  return BR_H1_MORE;
+}
+
+/* The head of a response ended: pick the body's framing. */
+static int head_end(br_h1 *p, const br_h1_callbacks *cb, void *ud) {
+  if (p->status < 200) {
+    if (p->status == 101) return fail(p, "an unexpected 101 Switching Protocols");
+    p->state = S_STATUS;   /* an interim response: the real one follows */
+    p->status = 0;
+    return BR_H1_MORE;
+  }
+  if (cb->head_done && cb->head_done(ud, p->status)) return BR_H1_STOP;
+  if (p->no_body || p->status == 204 || p->status == 304) {
+    p->state = S_DONE;
+  } else if (p->chunked == 1) {
+    if (p->content_length >= 0) p->keep_alive = 0;   /* both framings: trust chunked, then close */
+    p->content_length = -1;
+    p->state = S_CHUNK_SIZE;
+  } else if (p->chunked == 0 && p->content_length >= 0) {
+    p->left = (uint64_t)p->content_length;
+    p->state = p->left ? S_BODY_LEN : S_DONE;
+  } else {
+    p->keep_alive = 0;
+    p->state = S_BODY_CLOSE;
+  }
+  return BR_H1_MORE;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static int parse_chunk_size(br_h1 *p, const char *s, size_t n) {
+  size_t i = 0;
+  uint64_t size = 0;
+  while (i < n && hexval(s[i]) >= 0) {
+    if (size >> 56) return fail(p, "a chunk size out of range");
+    size = size * 16 + (uint64_t)hexval(s[i]);
+    i++;
+  }
+  if (i == 0) return fail(p, "a bad chunk size");
+  while (i < n && (s[i] == ' ' || s[i] == '\t')) i++;
+  if (i < n && s[i] != ';') return fail(p, "a bad chunk size");
+  p->left = size;
+  p->state = size ? S_CHUNK_DATA : S_TRAILER;
+  return BR_H1_MORE;
+}
+
+/* Hand body bytes to the callback. */
+static int body(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, void *ud) {
+  p->body_bytes += n;
+  return cb->body && cb->body(ud, s, n) ? BR_H1_STOP : BR_H1_MORE;
+}
+
+int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, void *ud, size_t *used) {
+  size_t i = 0;
+  int rc = BR_H1_MORE;
+  if (n) p->started = 1;
+  while (i < n && rc == BR_H1_MORE) {
+    const char *line;
+    size_t len;
+    int got;
+    switch (p->state) {
+    case S_STATUS:
+    case S_HEADER: {
+      size_t before = i;
+      got = take_line(p, s, n, &i, BR_H1_MAX_HEAD, &line, &len);
+      p->head_bytes += i - before;
+      if (got < 0) { rc = BR_H1_ERROR; break; }
+      if (p->head_bytes > BR_H1_MAX_HEAD) { rc = fail(p, "the response head is too large"); break; }
+      if (!got) break;
+      if (p->state == S_STATUS) {
+        if (len == 0) break;   /* stray empty lines before a status line */
+        if ((rc = parse_status(p, line, len)) != BR_H1_MORE) break;
+        p->state = S_HEADER;
+        if (cb->line && cb->line(ud, line, len)) rc = BR_H1_STOP;
+      } else if (len == 0) {
+        rc = head_end(p, cb, ud);
+      } else {
+        if ((rc = parse_header(p, line, len)) != BR_H1_MORE) break;
+        if (cb->line && cb->line(ud, line, len)) rc = BR_H1_STOP;
+      }
+      break;
+    }
+    case S_BODY_LEN: {
+      size_t k = n - i < p->left ? n - i : (size_t)p->left;
+      p->left -= k;
+      i += k;
+      rc = body(p, s + i - k, k, cb, ud);
+      if (!p->left) p->state = S_DONE;
+      break;
+    }
+    case S_BODY_CLOSE:
+      rc = body(p, s + i, n - i, cb, ud);
+      i = n;
+      break;
+    case S_CHUNK_SIZE:
+      got = take_line(p, s, n, &i, BR_H1_MAX_LINE, &line, &len);
+      if (got < 0) rc = BR_H1_ERROR;
+      else if (got) rc = parse_chunk_size(p, line, len);
+      break;
+    case S_CHUNK_DATA: {
+      size_t k = n - i < p->left ? n - i : (size_t)p->left;
+      p->left -= k;
+      i += k;
+      rc = body(p, s + i - k, k, cb, ud);
+      if (!p->left) p->state = S_CHUNK_END;
+      break;
+    }
+    case S_CHUNK_END:
+      got = take_line(p, s, n, &i, BR_H1_MAX_LINE, &line, &len);
+      if (got < 0) rc = BR_H1_ERROR;
+      else if (got && len) rc = fail(p, "chunk data longer than its size");
+      else if (got) p->state = S_CHUNK_SIZE;
+      break;
+    case S_TRAILER:
+      got = take_line(p, s, n, &i, BR_H1_MAX_LINE, &line, &len);
+      if (got < 0) rc = BR_H1_ERROR;
+      else if (got && !len) p->state = S_DONE;
+      break;
+    default:
+      break;
+    }
+    if (p->state == S_DONE && rc == BR_H1_MORE) rc = BR_H1_DONE;
+  }
+  if (rc == BR_H1_MORE && p->state == S_DONE) rc = BR_H1_DONE;
+  *used = i;
+  return rc;
+}
+
+int br_h1_eof(br_h1 *p) {
+  switch (p->state) {
+  case S_DONE:
+  case S_BODY_CLOSE:
+    p->state = S_DONE;
+    return BR_H1_DONE;
+  case S_STATUS:
+    return fail(p, p->started ? "the connection closed in the response head" : "the connection closed before the response");
+  case S_HEADER:
+    return fail(p, "the connection closed in the response head");
+  default:
+    return fail(p, "the connection closed mid-body");
+  }
+}
