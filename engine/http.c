@@ -15,18 +15,26 @@
 #include "benchrun/loop.h"
 #include "benchrun/runtime.h"
 #include "benchrun/sched.h"
+#include "h1.h"
 #include "llmchunk.h"
 #include "platform.h"
 #include "sse.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #define CTX_MT "bench.http.Context"
 #define REQ_MT "bench.http.Request"
@@ -36,11 +44,28 @@ static const char CTX_KEY = 'H';   /* registry: the context userdata */
 enum { STREAM_NONE = 0, STREAM_SSE = 1, STREAM_NDJSON = 2 };
 enum { BODY_UNDECIDED = 0, BODY_PLAIN, BODY_STREAM, BODY_ERROR };
 enum { DEFAULT_MAX_EVENT = 1 << 20, DEFAULT_ERROR_BODY = 16 << 10, MAX_HEADER_BYTES = 64 << 10, POOL_MAX = 1024 };
+/* The native transport: one read buffer for every connection (one thread
+ * reads one socket at a time), and how many idle connections it keeps. */
+enum { READ_BUF = 64 << 10, IDLE_MAX = 4096 };
+enum { TRANSPORT_AUTO = 0, TRANSPORT_CURL = 1, TRANSPORT_NATIVE = 2 };
 static const size_t DEFAULT_MAX_BODY = (size_t)256 << 20;
 
 typedef struct hctx hctx;
 typedef struct xfer xfer;
 typedef struct req_ud { xfer *x; } req_ud;
+
+/* A connection of the native transport. */
+typedef struct hconn {
+  br_io io;
+  hctx *ctx;
+  int fd;
+  xfer *x;                      /* the transfer on it; NULL while idle */
+  struct hconn *prev, *next;    /* the idle list */
+  struct sockaddr_storage addr; /* the peer, the key for reuse */
+  socklen_t addrlen;
+  int connected;
+  br_h1 h1;                     /* its response parser (keeps its line buffer) */
+} hconn;
 
 typedef struct hsock {
   br_io io;
@@ -62,14 +87,19 @@ struct hctx {
   lua_State *main;
   br_timer timer;       /* curl's timeout; holds no loop reference (see weak_timer_*) */
   br_timer defer;       /* runs aborts asked for while curl was on the stack */
-  int in_curl;          /* depth of calls into curl */
+  int in_curl;          /* depth of calls into curl or into the native transport's parsing */
   int npending;         /* transfers with an abort waiting for curl to return */
   xfer *xfers;          /* every transfer not yet freed */
   hsock *socks;
   CURL **pool;          /* reset easy handles for reuse */
   int npool;
-  long active;          /* transfers in the multi */
+  long active;          /* transfers in flight (both transports) */
   int closed;
+  int curl_ready;       /* multi created (curl is set up on first use) */
+  int default_transport;
+  hconn *idle;          /* native: idle connections, most recent first */
+  int nidle;
+  char *rbuf;           /* native: the shared read buffer */
 };
 
 struct xfer {
@@ -85,8 +115,18 @@ struct xfer {
   size_t max_event, max_body, error_body_max;
   int64_t to_first_byte, to_idle, to_total;   /* ns; 0: none */
   int on_event_ref;
+  br_sse_buf reqhdrs;    /* the caller's headers, "Name: value\r\n" each */
   struct curl_slist *hdrs;
   br_sse_buf reqbody;
+  /* native transport */
+  int native, head_request, retried, reused, conn_keep;
+  hconn *conn;
+  struct sockaddr_storage addrs[2];   /* where to connect: a literal, or localhost's two */
+  socklen_t addrlens[2];
+  int naddr, addr_i;
+  br_sse_buf reqhead;    /* the request line and headers */
+  size_t sent_off;       /* bytes of head + body written */
+  int64_t to_connect;
   /* progress */
   br_timer deadline;
   int64_t t_start, t_first_byte, t_last_data, t_chunk, t_end;
@@ -117,9 +157,9 @@ struct xfer {
   int64_t first_token_t, last_token_t;
   int64_t first_content_t, first_reasoning_t;
   int has_sim;
-  /* curl's view, copied before the easy handle is recycled */
-  curl_off_t i_dns, i_connect, i_tls, i_sent, i_starttransfer;
-  long num_connects;
+  /* when name resolution, connecting, TLS and sending the request ended
+   * (ns; 0: did not happen, e.g. on a reused connection) */
+  int64_t t_dns, t_connect, t_tls, t_sent;
   char content_type[128];
 };
 
@@ -154,6 +194,8 @@ static void check_multi_info(hctx *c);
 static void process_deferred(hctx *c);
 static void xfer_finish(xfer *x, CURLcode rc, const char *forced);
 static void xfer_free(xfer *x);
+static void conn_close(hconn *k);
+static void idle_unlink(hconn *k);
 
 static void socket_action(hctx *c, curl_socket_t fd, int flags) {
   int running;
@@ -248,7 +290,12 @@ static int ctx_close(lua_State *L) {
   while (c->xfers) {
     xfer *x = c->xfers;
     if (x->in_multi) {
-      curl_multi_remove_handle(c->multi, x->easy);
+      if (x->native) {
+        if (x->conn) conn_close(x->conn);
+        x->conn = NULL;
+      } else {
+        curl_multi_remove_handle(c->multi, x->easy);
+      }
       x->in_multi = 0;
       br_timer_stop(c->loop, &x->deadline);
       br_loop_unref(c->loop);
@@ -269,6 +316,13 @@ static int ctx_close(lua_State *L) {
   c->npool = 0;
   if (c->multi) curl_multi_cleanup(c->multi);
   c->multi = NULL;
+  while (c->idle) {
+    hconn *k = c->idle;
+    idle_unlink(k);
+    conn_close(k);
+  }
+  free(c->rbuf);
+  c->rbuf = NULL;
   while (c->socks) {
     hsock *s = c->socks;
     c->socks = s->next;
@@ -289,22 +343,34 @@ static hctx *get_ctx(lua_State *L) {
   lua_pop(L, 1);
   hctx *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
-  c->closed = 1;   /* closed until the multi handle exists */
   luaL_setmetatable(L, CTX_MT);
-  c->multi = curl_multi_init();
-  if (!c->multi) luaL_error(L, "http: cannot create a curl multi handle");
-  c->closed = 0;
   c->loop = br_sched_loop(L);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   c->main = lua_tothread(L, -1);
   lua_pop(L, 1);
+  const char *tr = getenv("BENCHRUN_HTTP_TRANSPORT");
+  c->default_transport = tr && strcmp(tr, "curl") == 0 ? TRANSPORT_CURL : TRANSPORT_AUTO;
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
+  return c;
+}
+
+/* curl is set up on its first use: a run that only talks plain HTTP to
+ * addresses never pays for it (curl_global_init alone touches ~2 MB of the
+ * TLS libraries). */
+static void curl_setup(lua_State *L, hctx *c) {
+  static int global_done;
+  if (c->curl_ready) return;
+  if (!global_done && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    luaL_error(L, "http: curl_global_init failed");
+  global_done = 1;
+  c->multi = curl_multi_init();
+  if (!c->multi) luaL_error(L, "http: cannot create a curl multi handle");
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
   curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
   curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &CTX_KEY);
-  return c;
+  c->curl_ready = 1;
 }
 
 /* ---- per-transfer callbacks ---- */
@@ -320,11 +386,10 @@ static int type_ok(const xfer *x, const char *ct) {
          starts_with_ci(ct, "application/jsonl") || starts_with_ci(ct, "application/ndjson");
 }
 
-static void decide_body(xfer *x) {
-  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
-  char *ct = NULL;
-  curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct);
-  if (ct) snprintf(x->content_type, sizeof x->content_type, "%s", ct);
+/* The head of the answer is in: x->status and x->content_type say what
+ * the body is to us. */
+static void decide_body_as(xfer *x) {
+  const char *ct = x->content_type[0] ? x->content_type : NULL;
   if (x->status >= 400) {
     snprintf(x->errtext, sizeof x->errtext, "http_%ld", x->status);
     fail(x, x->errtext);
@@ -336,6 +401,14 @@ static void decide_body(xfer *x) {
   } else {
     x->body_mode = x->stream ? BODY_STREAM : BODY_PLAIN;
   }
+}
+
+static void decide_body(xfer *x) {
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+  char *ct = NULL;
+  curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct);
+  if (ct) snprintf(x->content_type, sizeof x->content_type, "%s", ct);
+  decide_body_as(x);
 }
 
 #define NO_LAG INT32_MIN
@@ -475,42 +548,48 @@ static int event_cb(void *ud, const br_sse_event *ev) {
   return 0;
 }
 
-static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud) {
-  xfer *x = ud;
-  int64_t now = br_loop_event_time(x->ctx->loop);   /* first: the arrival time of these bytes */
-  size_t n = size * nmemb;
-  x->t_last_data = now;
+/* Body bytes that arrived at `now` (both transports): 0, or -1 to stop the
+ * transfer, its error set. */
+static int deliver(xfer *x, const char *p, size_t n, int64_t now) {
   x->bytes += n;
-  if (x->body_mode == BODY_UNDECIDED) decide_body(x);
   switch (x->body_mode) {
   case BODY_STREAM: {
     x->t_chunk = now;
     int rc = br_sse_feed(&x->sse, p, n, event_cb, x);
-    if (rc == BR_SSE_OK) return n;
+    if (rc == BR_SSE_OK) return 0;
     if (rc == BR_SSE_TOO_LARGE) {
       fail(x, "event_too_large");
       snprintf(x->detail, sizeof x->detail, "an event grew past max_event_bytes (%zu)", x->max_event);
     } else if (rc == BR_SSE_NOMEM) {
       fail(x, "nomem");
     }
-    return 0;
+    return -1;
   }
   case BODY_PLAIN:
     if (x->body.len + n > x->max_body) {
       fail(x, "body_too_large");
       snprintf(x->detail, sizeof x->detail, "the body grew past max_body_bytes (%zu)", x->max_body);
-      return 0;
+      return -1;
     }
-    if (br_sse_buf_append(&x->body, p, n)) { fail(x, "nomem"); return 0; }
-    return n;
+    if (br_sse_buf_append(&x->body, p, n)) { fail(x, "nomem"); return -1; }
+    return 0;
   default: {   /* an error body: keep its start */
     size_t room = x->error_body_max > x->body.len ? x->error_body_max - x->body.len : 0;
     size_t k = n < room ? n : room;
-    if (k && br_sse_buf_append(&x->body, p, k)) return 0;
-    if (k < n) { x->body_truncated = 1; return 0; }
-    return n;
+    if (k && br_sse_buf_append(&x->body, p, k)) return -1;
+    if (k < n) { x->body_truncated = 1; return -1; }
+    return 0;
   }
   }
+}
+
+static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud) {
+  xfer *x = ud;
+  int64_t now = br_loop_event_time(x->ctx->loop);   /* first: the arrival time of these bytes */
+  size_t n = size * nmemb;
+  x->t_last_data = now;
+  if (x->body_mode == BODY_UNDECIDED) decide_body(x);
+  return deliver(x, p, n, now) == 0 ? n : 0;
 }
 
 static size_t header_cb(char *p, size_t size, size_t nmemb, void *ud) {
@@ -526,9 +605,13 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *ud) {
 
 /* ---- deadlines ---- */
 
+static int connecting(const xfer *x) { return x->native && x->conn && !x->conn->connected; }
+
 static int64_t next_deadline(const xfer *x) {
   int64_t d = INT64_MAX;
   if (x->to_total) d = x->t_start + x->to_total;
+  /* curl keeps its own connect timeout; the native transport needs ours */
+  if (connecting(x) && x->to_connect && x->t_start + x->to_connect < d) d = x->t_start + x->to_connect;
   if (!x->t_first_byte && x->to_first_byte && x->t_start + x->to_first_byte < d) d = x->t_start + x->to_first_byte;
   if (x->t_first_byte && x->to_idle) {
     int64_t idle = (x->t_last_data > x->t_first_byte ? x->t_last_data : x->t_first_byte) + x->to_idle;
@@ -544,6 +627,7 @@ static void deadline_fired(br_loop *loop, br_timer *t) {
   int64_t now = br_now();
   const char *why = NULL;
   if (x->to_total && now >= x->t_start + x->to_total) why = "timeout_total";
+  else if (connecting(x) && x->to_connect && now >= x->t_start + x->to_connect) why = "timeout_connect";
   else if (!x->t_first_byte && x->to_first_byte && now >= x->t_start + x->to_first_byte) why = "timeout_first_byte";
   else if (x->t_first_byte && x->to_idle) {
     int64_t last = x->t_last_data > x->t_first_byte ? x->t_last_data : x->t_first_byte;
@@ -551,10 +635,12 @@ static void deadline_fired(br_loop *loop, br_timer *t) {
   }
   if (why) {
     const char *what = why[8] == 't' ? "the whole request took longer than total = %s s"
+                     : why[8] == 'c' ? "not connected within connect = %s s"
                      : why[8] == 'f' ? "no response byte within first_byte = %s s"
                                      : "no data for idle = %s s";
     char secs[32];
-    int64_t limit = why[8] == 't' ? x->to_total : why[8] == 'f' ? x->to_first_byte : x->to_idle;
+    int64_t limit = why[8] == 't' ? x->to_total : why[8] == 'c' ? x->to_connect
+                  : why[8] == 'f' ? x->to_first_byte : x->to_idle;
     snprintf(secs, sizeof secs, "%g", (double)limit / 1e9);
     set_detail(x, what, secs);
     xfer_abort(x, why);
@@ -562,6 +648,439 @@ static void deadline_fired(br_loop *loop, br_timer *t) {
   }
   int64_t d = next_deadline(x);
   if (d != INT64_MAX) br_timer_start(loop, &x->deadline, d, deadline_fired, x);
+}
+
+/* ---- the native transport: plain HTTP/1.1 to an address ----
+ *
+ * curl is general; the servers benchrun measures mostly sit on this host
+ * or the LAN and speak plain HTTP/1.1. For those the transfer is done
+ * here: one read per wake-up into a buffer shared by every connection,
+ * no poll() after each read (curl 7.88 checks its socket once more after
+ * every read), and a few hundred bytes of state per connection instead of
+ * curl's ~25 KB. Everything else (TLS, HTTP/2, host names, proxies) goes
+ * through curl; see native_target. */
+
+static void conn_close(hconn *k) {
+  br_io_stop(k->ctx->loop, &k->io);
+  if (k->fd >= 0) close(k->fd);
+  br_h1_free(&k->h1);
+  free(k);
+}
+
+static void idle_unlink(hconn *k) {
+  hctx *c = k->ctx;
+  if (k->prev) k->prev->next = k->next; else c->idle = k->next;
+  if (k->next) k->next->prev = k->prev;
+  k->prev = k->next = NULL;
+  c->nidle--;
+}
+
+/* An idle connection became readable: the server closed it (or sent what
+ * nobody asked for). Either way it cannot carry another request. */
+static void idle_cb(br_loop *loop, br_io *io, int events) {
+  hconn *k = io->data;
+  idle_unlink(k);
+  conn_close(k);
+}
+
+static void conn_park(hconn *k) {
+  hctx *c = k->ctx;
+  k->x = NULL;
+  if (c->closed || c->nidle >= IDLE_MAX || br_io_start(c->loop, &k->io, k->fd, BR_READ, idle_cb, k) != 0) {
+    conn_close(k);
+    return;
+  }
+  k->next = c->idle;
+  if (c->idle) c->idle->prev = k;
+  c->idle = k;
+  c->nidle++;
+}
+
+static hconn *idle_take(hctx *c, const struct sockaddr_storage *a, socklen_t len) {
+  for (hconn *k = c->idle; k; k = k->next) {
+    if (k->addrlen == len && memcmp(&k->addr, a, len) == 0) {
+      idle_unlink(k);
+      return k;
+    }
+  }
+  return NULL;
+}
+
+/* The transfer is over: a connection whose response ended cleanly goes
+ * back to the idle list, any other is closed. */
+static void native_detach(xfer *x) {
+  hconn *k = x->conn;
+  x->conn = NULL;
+  if (!k) return;
+  if (x->conn_keep) conn_park(k);
+  else conn_close(k);
+}
+
+static void native_end(xfer *x) { xfer_finish(x, CURLE_OK, NULL); }
+
+/* A system error ends the transfer: the reason by what failed and when. */
+static void native_os_error(xfer *x, int err, const char *during) {
+  const char *why;
+  if (err == ECONNREFUSED) why = "refused";
+  else if (err == ETIMEDOUT && connecting(x)) why = "timeout_connect";
+  else if (connecting(x) || !x->conn) why = "connect";
+  else why = "reset";
+  fail(x, why);
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s", during, strerror(err));
+  set_detail(x, "%s", msg);
+  native_end(x);
+}
+
+static void conn_io(br_loop *loop, br_io *io, int events);
+
+/* Open a connection to the next address; 0, or the error (the caller ends
+ * the transfer). Connecting goes on in the loop. */
+static int native_connect(xfer *x) {
+  hctx *c = x->ctx;
+  int err = 0;
+  for (; x->addr_i < x->naddr; x->addr_i++) {
+    const struct sockaddr_storage *a = &x->addrs[x->addr_i];
+    hconn *k = calloc(1, sizeof *k);
+    if (!k) return ENOMEM;
+    k->ctx = c;
+    k->x = x;
+    k->io.weak = 1;   /* the transfer keeps the loop alive, not its socket */
+    memcpy(&k->addr, a, x->addrlens[x->addr_i]);
+    k->addrlen = x->addrlens[x->addr_i];
+    k->fd = socket(a->ss_family, SOCK_STREAM, 0);
+    if (k->fd < 0) {
+      err = errno;
+      free(k);
+      return err;
+    }
+    int one = 1;
+    fcntl(k->fd, F_SETFD, FD_CLOEXEC);
+    fcntl(k->fd, F_SETFL, fcntl(k->fd, F_GETFL) | O_NONBLOCK);
+    setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#ifdef SO_NOSIGPIPE
+    setsockopt(k->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);   /* macOS: EPIPE, not a signal */
+#endif
+    if (!x->t_dns) x->t_dns = br_now();   /* an address literal: nothing to resolve */
+    int rc = connect(k->fd, (const struct sockaddr *)a, k->addrlen);
+    err = rc == 0 ? 0 : errno;
+    if (rc == 0 || err == EINPROGRESS) {
+      br_h1_init(&k->h1, x->head_request);
+      k->connected = rc == 0;
+      if (rc == 0) x->t_connect = br_now();
+      if (br_io_start(c->loop, &k->io, k->fd, BR_WRITE, conn_io, k) != 0) {
+        err = errno ? errno : EIO;
+        conn_close(k);
+        return err;
+      }
+      x->conn = k;
+      return 0;
+    }
+    conn_close(k);
+    if (err != ECONNREFUSED) return err;   /* refused: try the next address (localhost's ::1) */
+  }
+  return err ? err : ECONNREFUSED;
+}
+
+static void native_start(xfer *x) {
+  int err = native_connect(x);
+  if (err) native_os_error(x, err, "connect");
+}
+
+/* A reused connection failed before any byte of the answer: the server
+ * closed it while it sat idle. Send again on a new one, once. */
+static void native_retry(xfer *x) {
+  hconn *k = x->conn;
+  x->conn = NULL;
+  conn_close(k);
+  x->retried = 1;
+  x->reused = 0;
+  x->sent_off = 0;
+  x->headers.len = 0;
+  x->addr_i = 0;
+  native_start(x);
+}
+
+static void native_send(xfer *x, hconn *k) {
+  size_t hl = x->reqhead.len, total = hl + x->reqbody.len, off = x->sent_off;
+  struct iovec iov[2];
+  int n = 0;
+  if (off < hl) {
+    iov[n].iov_base = x->reqhead.p + off;
+    iov[n++].iov_len = hl - off;
+  }
+  if (x->reqbody.len) {
+    size_t b = off > hl ? off - hl : 0;
+    iov[n].iov_base = x->reqbody.p + b;
+    iov[n++].iov_len = x->reqbody.len - b;
+  }
+  ssize_t w = writev(k->fd, iov, n);
+  if (w < 0) {
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
+    if (x->reused && !x->retried && (err == EPIPE || err == ECONNRESET)) native_retry(x);
+    else native_os_error(x, err, "sending the request");
+    return;
+  }
+  x->sent_off += (size_t)w;
+  if (x->sent_off < total) return;   /* the rest when the socket has room */
+  x->t_sent = br_now();
+  if (br_io_start(x->ctx->loop, &k->io, k->fd, BR_READ, conn_io, k) != 0) native_os_error(x, errno, "epoll");
+}
+
+/* h1 callbacks: the head goes where curl's header callback puts it. */
+static int h1_line(void *ud, const char *p, size_t n) {
+  xfer *x = ud;
+  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {   /* a new response (after a 1xx) */
+    x->headers.len = 0;
+    x->content_type[0] = 0;
+  }
+  if (x->headers.len + n + 2 <= MAX_HEADER_BYTES) {
+    if (br_sse_buf_append(&x->headers, p, n) || br_sse_buf_append(&x->headers, "\r\n", 2)) {
+      fail(x, "nomem");
+      return 1;
+    }
+  }
+  if (n > 13 && strncasecmp(p, "content-type:", 13) == 0) {
+    const char *v = p + 13, *e = p + n;
+    while (v < e && (*v == ' ' || *v == '\t')) v++;
+    size_t vn = (size_t)(e - v) < sizeof x->content_type - 1 ? (size_t)(e - v) : sizeof x->content_type - 1;
+    memcpy(x->content_type, v, vn);
+    x->content_type[vn] = 0;
+  }
+  return 0;
+}
+
+static int h1_head_done(void *ud, int status) {
+  xfer *x = ud;
+  x->status = status;
+  decide_body_as(x);
+  return 0;
+}
+
+static int h1_body(void *ud, const char *p, size_t n) {
+  xfer *x = ud;
+  return deliver(x, p, n, x->t_last_data) != 0;
+}
+
+static const br_h1_callbacks h1_cbs = {h1_line, h1_head_done, h1_body};
+
+/* The connection closed (err 0) or failed while waiting for the answer. */
+static void native_closed(xfer *x, hconn *k, int err) {
+  if (!br_h1_started(&k->h1) && x->reused && !x->retried) {
+    native_retry(x);
+    return;
+  }
+  if (!err && br_h1_eof(&k->h1) == BR_H1_DONE) {   /* a body that runs to the close */
+    x->conn_keep = 0;
+    native_end(x);
+    return;
+  }
+  fail(x, br_h1_head_complete(&k->h1) ? "truncated" : "reset");
+  if (err) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "receiving the answer: %s", strerror(err));
+    set_detail(x, "%s", msg);
+  } else {
+    br_h1_eof(&k->h1);
+    set_detail(x, "%s", k->h1.error);
+  }
+  native_end(x);
+}
+
+static void native_read(xfer *x, hconn *k) {
+  hctx *c = x->ctx;
+  for (int round = 0; round < 16; round++) {
+    ssize_t n = recv(k->fd, c->rbuf, READ_BUF, 0);
+    if (n > 0) {
+      int64_t now = br_loop_event_time(c->loop);   /* first: the arrival time of these bytes */
+      if (!x->t_first_byte) x->t_first_byte = now;
+      x->t_last_data = now;
+      size_t used;
+      int rc = br_h1_feed(&k->h1, c->rbuf, (size_t)n, &h1_cbs, x, &used);
+      if (rc == BR_H1_MORE) {
+        if (n < READ_BUF) return;   /* a short read: the socket is drained */
+        continue;
+      }
+      if (rc == BR_H1_DONE) {
+        x->conn_keep = k->h1.keep_alive && used == (size_t)n;
+      } else if (rc == BR_H1_ERROR) {
+        fail(x, "bad_response");
+        set_detail(x, "%s", k->h1.error);
+      }   /* BR_H1_STOP: deliver() has set the error */
+      native_end(x);
+      return;
+    }
+    if (n == 0) {
+      native_closed(x, k, 0);
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) native_closed(x, k, errno);
+    return;
+  }
+}
+
+static void conn_io(br_loop *loop, br_io *io, int events) {
+  hconn *k = io->data;
+  xfer *x = k->x;
+  hctx *c = k->ctx;
+  if (!x) return;
+  c->in_curl++;   /* aborts asked for from on_event wait until this returns */
+  if (!k->connected) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == ECONNREFUSED && x->addr_i + 1 < x->naddr) {
+      x->conn = NULL;
+      conn_close(k);
+      x->addr_i++;
+      native_start(x);
+    } else if (err) {
+      native_os_error(x, err, "connect");
+    } else {
+      k->connected = 1;
+      x->t_connect = br_now();
+      native_send(x, k);
+    }
+  } else if (x->sent_off < x->reqhead.len + x->reqbody.len) {
+    native_send(x, k);
+  } else {
+    native_read(x, k);
+  }
+  c->in_curl--;
+  if (c->in_curl == 0) process_deferred(c);
+}
+
+/* Whether url is one for the native transport: http://, an IP address or
+ * localhost, no user info, a path of plain characters. Fills x->addrs and
+ * the request target; *authority and *alen: the Host header's value. */
+static int native_target(xfer *x, const char *url, size_t len, const char **authority, size_t *alen,
+                         const char **target, size_t *tlen) {
+  if (len < 8 || strncasecmp(url, "http://", 7) != 0) return 0;
+  const char *a = url + 7, *end = url + len;
+  const char *ae = a;
+  while (ae < end && *ae != '/' && *ae != '?' && *ae != '#') ae++;
+  if (ae == a || memchr(a, '@', (size_t)(ae - a))) return 0;
+  const char *h = a, *he, *port = NULL;
+  if (*h == '[') {
+    he = memchr(h, ']', (size_t)(ae - h));
+    if (!he) return 0;
+    h++;
+    if (he + 1 < ae) {
+      if (he[1] != ':') return 0;
+      port = he + 2;
+    }
+  } else {
+    he = memchr(h, ':', (size_t)(ae - h));
+    if (he) port = he + 1;
+    else he = ae;
+  }
+  long p = 80;
+  if (port) {
+    if (port == ae || ae - port > 5) return 0;
+    p = 0;
+    for (const char *q = port; q < ae; q++) {
+      if (*q < '0' || *q > '9') return 0;
+      p = p * 10 + (*q - '0');
+    }
+    if (p < 1 || p > 65535) return 0;
+  }
+  char host[64];
+  size_t hl = (size_t)(he - h);
+  if (hl == 0 || hl >= sizeof host) return 0;
+  memcpy(host, h, hl);
+  host[hl] = 0;
+  memset(x->addrs, 0, sizeof x->addrs);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&x->addrs[0];
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&x->addrs[0];
+  int loopback;
+  if (a[0] != '[' && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)p);
+    x->addrlens[0] = sizeof *v4;
+    x->naddr = 1;
+    loopback = (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+  } else if (a[0] == '[' && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)p);
+    x->addrlens[0] = sizeof *v6;
+    x->naddr = 1;
+    loopback = IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+  } else if (a[0] != '[' && strcasecmp(host, "localhost") == 0) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)p);
+    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    x->addrlens[0] = sizeof *v4;
+    struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)&x->addrs[1];
+    l6->sin6_family = AF_INET6;
+    l6->sin6_port = htons((uint16_t)p);
+    l6->sin6_addr = in6addr_loopback;
+    x->addrlens[1] = sizeof *l6;
+    x->naddr = 2;
+    loopback = 1;
+  } else {
+    return 0;   /* a name to resolve: curl has an asynchronous resolver */
+  }
+  if (!loopback) {   /* a proxy may be meant for it: curl knows the rules */
+    static const char *const vars[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+      const char *v = getenv(vars[i]);
+      if (v && *v) return 0;
+    }
+  }
+  const char *t = ae, *te = memchr(ae, '#', (size_t)(end - ae));
+  if (!te) te = end;
+  for (const char *q = t; q < te; q++)
+    if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f) return 0;   /* curl's rules for odd URLs */
+  *authority = a;
+  *alen = (size_t)(ae - a);
+  *target = t;
+  *tlen = (size_t)(te - t);
+  return 1;
+}
+
+/* Whether the caller's headers name `name` (then ours is not sent). */
+static int has_header(const xfer *x, const char *name) {
+  size_t nl = strlen(name);
+  const char *p = x->reqhdrs.p, *end = p + x->reqhdrs.len;
+  while (p && p < end) {
+    if ((size_t)(end - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') return 1;
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    p = eol ? eol + 1 : end;
+  }
+  return 0;
+}
+
+/* The request head, as curl would write it: the caller's headers, a header
+ * given with an empty value removes ours of that name. */
+static int native_head(xfer *x, const char *method, const char *authority, size_t alen, const char *target,
+                       size_t tlen, int has_body) {
+  br_sse_buf *b = &x->reqhead;
+  char line[64];
+  int bad = 0;
+  bad |= br_sse_buf_append(b, method, strlen(method)) || br_sse_buf_append(b, " ", 1);
+  if (tlen == 0 || target[0] == '?') bad |= br_sse_buf_append(b, "/", 1);
+  bad |= br_sse_buf_append(b, target, tlen) || br_sse_buf_append(b, " HTTP/1.1\r\n", 11);
+  if (!has_header(x, "host"))
+    bad |= br_sse_buf_append(b, "Host: ", 6) || br_sse_buf_append(b, authority, alen) || br_sse_buf_append(b, "\r\n", 2);
+  if (!has_header(x, "accept")) bad |= br_sse_buf_append(b, "Accept: */*\r\n", 13);
+  if (has_body && !has_header(x, "content-length")) {
+    snprintf(line, sizeof line, "Content-Length: %zu\r\n", x->reqbody.len);
+    bad |= br_sse_buf_append(b, line, strlen(line));
+  }
+  const char *p = x->reqhdrs.p, *end = p + x->reqhdrs.len;
+  while (p && p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *next = eol ? eol + 1 : end;
+    const char *colon = memchr(p, ':', (size_t)(next - p));
+    const char *v = colon ? colon + 1 : next;
+    while (v < next && (*v == ' ' || *v == '\t' || *v == '\r' || *v == '\n')) v++;
+    if (v < next) bad |= br_sse_buf_append(b, p, (size_t)(next - p));   /* empty: only removes ours */
+    p = next;
+  }
+  bad |= br_sse_buf_append(b, "\r\n", 2);
+  return bad ? -1 : 0;
 }
 
 /* ---- finishing ---- */
@@ -576,7 +1095,7 @@ static const char *curl_reason(xfer *x, CURLcode rc) {
   }
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY: return "dns";
-  case CURLE_OPERATION_TIMEDOUT: return x->i_connect > 0 || x->t_first_byte ? "timeout_total" : "timeout_connect";
+  case CURLE_OPERATION_TIMEDOUT: return x->t_connect || x->t_first_byte ? "timeout_total" : "timeout_connect";
   case CURLE_SSL_CONNECT_ERROR:
   case CURLE_PEER_FAILED_VERIFICATION:
   case CURLE_SSL_CERTPROBLEM:
@@ -623,18 +1142,23 @@ static void release_easy(hctx *c, xfer *x) {
 /* The transfer is over (curl said so, a deadline passed, or it was
  * cancelled): copy curl's figures, leave the multi, settle the error, wake
  * the waiter. Never called with curl on the stack. */
-static void xfer_finish(xfer *x, CURLcode rc, const char *forced) {
+static int64_t curl_time(const xfer *x, CURLINFO what) {
+  curl_off_t us = 0;
+  curl_easy_getinfo(x->easy, what, &us);
+  return us > 0 ? x->t_start + (int64_t)us * 1000 : 0;
+}
+
+/* curl's side of finishing: its figures, then the handle back to the pool. */
+static void curl_detach(xfer *x, CURLcode rc) {
   hctx *c = x->ctx;
-  if (!x->in_multi) return;
-  x->t_end = br_now();
-  if (forced) fail(x, forced);
   CURL *e = x->easy;
-  curl_easy_getinfo(e, CURLINFO_NAMELOOKUP_TIME_T, &x->i_dns);
-  curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &x->i_connect);
-  curl_easy_getinfo(e, CURLINFO_APPCONNECT_TIME_T, &x->i_tls);
-  curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME_T, &x->i_sent);
-  curl_easy_getinfo(e, CURLINFO_STARTTRANSFER_TIME_T, &x->i_starttransfer);
-  curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &x->num_connects);
+  x->t_dns = curl_time(x, CURLINFO_NAMELOOKUP_TIME_T);
+  x->t_connect = curl_time(x, CURLINFO_CONNECT_TIME_T);
+  x->t_tls = curl_time(x, CURLINFO_APPCONNECT_TIME_T);
+  x->t_sent = curl_time(x, CURLINFO_PRETRANSFER_TIME_T);
+  long connects = 0;
+  curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
+  x->reused = connects == 0 && x->t_first_byte;
   if (x->body_mode == BODY_UNDECIDED && x->t_first_byte) decide_body(x);
   else curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &x->status);
   if (rc != CURLE_OK && !x->error) {
@@ -644,10 +1168,21 @@ static void xfer_finish(xfer *x, CURLcode rc, const char *forced) {
   c->in_curl++;
   curl_multi_remove_handle(c->multi, e);
   c->in_curl--;
+  release_easy(c, x);
+}
+
+static void native_detach(xfer *x);
+
+static void xfer_finish(xfer *x, CURLcode rc, const char *forced) {
+  hctx *c = x->ctx;
+  if (!x->in_multi) return;
+  x->t_end = br_now();
+  if (forced) fail(x, forced);
+  if (x->native) native_detach(x);
+  else curl_detach(x, rc);
   x->in_multi = 0;
   x->abort_pending = 0;
   c->active--;
-  release_easy(c, x);
   br_timer_stop(c->loop, &x->deadline);
   br_loop_unref(c->loop);
   if (x->stream && x->body_mode == BODY_STREAM && !x->error) {
@@ -686,6 +1221,8 @@ static void xfer_free(xfer *x) {
   if (x->next) x->next->prev = x->prev;
   if (x->easy) curl_easy_cleanup(x->easy);
   curl_slist_free_all(x->hdrs);
+  br_sse_buf_free(&x->reqhdrs);
+  br_sse_buf_free(&x->reqhead);
   br_sse_buf_free(&x->reqbody);
   br_sse_buf_free(&x->headers);
   br_sse_buf_free(&x->body);
@@ -772,17 +1309,17 @@ static void push_headers(lua_State *L, const xfer *x) {
   }
 }
 
-static void set_time(lua_State *L, const char *k, const xfer *x, curl_off_t us) {
-  if (us > 0) set_int(L, k, x->t_start + (int64_t)us * 1000);
+static void set_time(lua_State *L, const char *k, int64_t t) {
+  if (t) set_int(L, k, t);
 }
 
 static void push_timings(lua_State *L, const xfer *x) {
   lua_createtable(L, 0, 8);
   set_int(L, "start", x->t_start);
-  set_time(L, "dns", x, x->i_dns);
-  set_time(L, "connect", x, x->i_connect);
-  set_time(L, "tls", x, x->i_tls);
-  set_time(L, "sent", x, x->i_sent);
+  set_time(L, "dns", x->t_dns);
+  set_time(L, "connect", x->t_connect);
+  set_time(L, "tls", x->t_tls);
+  set_time(L, "sent", x->t_sent);
   if (x->t_first_byte) set_int(L, "first_byte", x->t_first_byte);
   set_int(L, "end", x->t_end);
   if (x->nev) {
@@ -914,8 +1451,10 @@ static void push_response(lua_State *L, const xfer *x) {
   push_timings(L, x);
   set_int(L, "bytes", (lua_Integer)x->bytes);
   if (x->content_type[0]) set_str(L, "content_type", x->content_type, strlen(x->content_type));
-  lua_pushboolean(L, x->num_connects == 0 && x->t_first_byte);
+  lua_pushboolean(L, x->reused);
   lua_setfield(L, -2, "reused");
+  lua_pushstring(L, x->native ? "native" : "curl");
+  lua_setfield(L, -2, "transport");
 }
 
 /* ---- http.request ---- */
@@ -981,9 +1520,32 @@ static int opt_bool(lua_State *L, int t, const char *k, int dflt) {
 }
 
 static void add_header(lua_State *L, xfer *x, const char *line) {
-  struct curl_slist *l = curl_slist_append(x->hdrs, line);
-  if (!l) luaL_error(L, "http.request: out of memory");
+  if (br_sse_buf_append(&x->reqhdrs, line, strlen(line)) || br_sse_buf_append(&x->reqhdrs, "\r\n", 2))
+    luaL_error(L, "http.request: out of memory");
+}
+
+/* The caller's headers as curl takes them, and no 100-continue round trip
+ * for large bodies. */
+static int curl_headers(xfer *x) {
+  char line[1024];
+  const char *p = x->reqhdrs.p, *end = p + x->reqhdrs.len;
+  while (p && p < end) {
+    const char *eol = memchr(p, '\r', (size_t)(end - p));
+    size_t n = (size_t)((eol ? eol : end) - p);
+    char *big = n < sizeof line ? line : malloc(n + 1);
+    if (!big) return -1;
+    memcpy(big, p, n);
+    big[n] = 0;
+    struct curl_slist *l = curl_slist_append(x->hdrs, big);
+    if (big != line) free(big);
+    if (!l) return -1;
+    x->hdrs = l;
+    p = eol ? eol + 2 : end;
+  }
+  struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
+  if (!l) return -1;
   x->hdrs = l;
+  return 0;
 }
 
 static void read_headers(lua_State *L, xfer *x, int t) {
@@ -1070,6 +1632,14 @@ static int l_request(lua_State *L) {
   lua_pop(L, 1);
   const char *ca_file = opt_string(L, 1, "ca_file", NULL);
   const char *h2 = opt_string(L, 1, "http2", NULL);
+  int transport = c->default_transport;
+  const char *tr = opt_string(L, 1, "transport", NULL);
+  if (tr) {
+    if (strcmp(tr, "auto") == 0) transport = TRANSPORT_AUTO;
+    else if (strcmp(tr, "curl") == 0) transport = TRANSPORT_CURL;
+    else if (strcmp(tr, "native") == 0) transport = TRANSPORT_NATIVE;
+    else return luaL_error(L, "http.request: transport: expected \"auto\", \"curl\" or \"native\", got \"%s\"", tr);
+  }
 
   /* The userdata first, closed: an error below leaves nothing behind. */
   req_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
@@ -1097,11 +1667,48 @@ static int l_request(lua_State *L) {
   if (stream) br_sse_init(&x->sse, stream == STREAM_NDJSON ? BR_SSE_MODE_NDJSON : BR_SSE_MODE_SSE, x->max_event);
   br_llm_init(&x->llm);
   read_headers(L, x, 1);
-  add_header(L, x, "Expect:");   /* no 100-continue round trip for large bodies */
   if (lua_getfield(L, 1, "on_event") == LUA_TFUNCTION) x->on_event_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   else lua_pop(L, 1);
   if (body && br_sse_buf_append(&x->reqbody, body, bodylen)) return luaL_error(L, "http.request: out of memory");
+  x->to_connect = to_connect;
+  x->head_request = strcmp(method, "HEAD") == 0;
 
+  const char *authority, *target;
+  size_t alen, tlen;
+  int native_ok = !(h2 && strcmp(h2, "prior") == 0) && native_target(x, url, urllen, &authority, &alen, &target, &tlen);
+  if (transport == TRANSPORT_NATIVE && !native_ok)
+    return luaL_error(L, "http.request: transport \"native\" takes http:// to an IP address or localhost, not %s", url);
+  if (native_ok && transport != TRANSPORT_CURL) {
+    if (!c->rbuf && !(c->rbuf = malloc(READ_BUF))) return luaL_error(L, "http.request: out of memory");
+    if (native_head(x, method, authority, alen, target, tlen, body != NULL))
+      return luaL_error(L, "http.request: out of memory");
+    x->native = 1;
+    x->t_start = br_now();
+    br_wait_init(&x->wait, L);
+    x->wait.cancel = xfer_cancel;
+    x->in_multi = 1;
+    c->active++;
+    br_loop_ref(c->loop);
+    hconn *k = NULL;
+    for (int i = 0; i < x->naddr && !k; i++) k = idle_take(c, &x->addrs[i], x->addrlens[i]);
+    if (k) {   /* a kept connection: write as soon as the socket says so */
+      k->x = x;
+      x->conn = k;
+      x->reused = 1;
+      br_h1_init(&k->h1, x->head_request);
+      if (br_io_start(c->loop, &k->io, k->fd, BR_WRITE, conn_io, k) != 0) native_os_error(x, errno, "epoll");
+    } else {
+      native_start(x);
+    }
+    if (x->in_multi) {
+      int64_t d = next_deadline(x);
+      if (d != INT64_MAX) br_timer_start(c->loop, &x->deadline, d, deadline_fired, x);
+    }
+    return br_await(L, &x->wait, (lua_KContext)u, request_k);
+  }
+
+  curl_setup(L, c);
+  if (curl_headers(x)) return luaL_error(L, "http.request: out of memory");
   CURL *e = c->npool ? c->pool[--c->npool] : curl_easy_init();
   if (!e) return luaL_error(L, "http.request: cannot create a curl handle");
   x->easy = e;
@@ -1226,7 +1833,6 @@ int luaopen_bench_http(lua_State *L) {
     {"request", l_request}, {"max_fds", l_max_fds}, {"active", l_active}, {"version", l_version},
     {"rusage", l_rusage},
     {NULL, NULL}};
-  curl_global_init(CURL_GLOBAL_DEFAULT);
   luaL_newmetatable(L, CTX_MT);
   lua_pushcfunction(L, ctx_close);
   lua_setfield(L, -2, "__gc");

@@ -41,3 +41,13 @@ target_include_directories(bench_client_reader PRIVATE ${PROJECT_SOURCE_DIR}/eng
 target_compile_definitions(bench_client_reader PRIVATE _GNU_SOURCE)
 target_compile_options(bench_client_reader PRIVATE ${BENCHRUN_WARNINGS})
 target_link_libraries(bench_client_reader PRIVATE benchrun_engine)
+
+# The client's Lua tests once more with curl for every request: plain
+# http:// to an address normally takes the native transport (engine/http.c),
+# so without this curl's path would only see the TLS and HTTP/2 cases.
+foreach(name http_request_test openai_client_test load_sim_test)
+  add_test(NAME lua/${name}_curl COMMAND benchrun run ${CMAKE_CURRENT_SOURCE_DIR}/lua/${name}.lua)
+  set_tests_properties(lua/${name}_curl PROPERTIES
+    ENVIRONMENT "BENCHRUN_TESTS=${CMAKE_CURRENT_SOURCE_DIR};BENCHRUN_HTTP_TRANSPORT=curl"
+    TIMEOUT 300)
+endforeach()

@@ -36,6 +36,11 @@ T.case("GET on the main thread: status, headers, body, ordered timings", functio
   if t.sent then assert(t.sent <= t.first_byte, "sent before first byte") end
   local r2 = http.request{url = sim.url .. "/v1/models"}
   T.eq(r2.reused, true, "second request reuses the connection")
+  -- this file runs twice: plain http:// to an address takes the native
+  -- transport unless BENCHRUN_HTTP_TRANSPORT=curl
+  local want = os.getenv("BENCHRUN_HTTP_TRANSPORT") == "curl" and "curl" or "native"
+  T.eq(r.transport, want, "transport")
+  T.eq(r2.transport, want, "transport of the second")
 end)
 
 T.case("SSE events, raw, in arrival order", function()
