@@ -2,7 +2,9 @@
  * streaming reader on benchrun's own event loop, with no curl, no Lua and
  * no JSON. It opens N connections to `benchrun sim`, sends one streamed
  * chat request on each, and per read takes a timestamp, counts token events
- * and reads each event's "sim_ns" to measure its own lateness. Whatever
+ * and reads each event's "sim_ns" to measure its own lateness. One read()
+ * per wake-up (a short read means the socket is drained), stamped with the
+ * time poll returned: the least a client can do per event. Whatever
  * bench.http + bench.openai cost above this is the price of the real client.
  *
  *   bench_client_reader PORT STREAMS TOKENS [ROUNDS]
@@ -87,8 +89,9 @@ static void on_io(br_loop *loop, br_io *io, int events) {
   }
   for (;;) {
     if (s->ncarry == sizeof s->carry) s->ncarry = 0;   /* an absurd event: drop it */
-    ssize_t r = read(s->fd, s->carry + s->ncarry, sizeof s->carry - s->ncarry);
-    int64_t now = br_now();
+    size_t room = sizeof s->carry - s->ncarry;
+    ssize_t r = read(s->fd, s->carry + s->ncarry, room);
+    int64_t now = br_loop_event_time(loop);   /* when poll returned, as bench.http stamps */
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (r <= 0) break;
     s->ncarry += (size_t)r;
@@ -105,6 +108,7 @@ static void on_io(br_loop *loop, br_io *io, int events) {
       s->ncarry = 0;
       if (send(s->fd, s->req, s->reqlen, 0) != (ssize_t)s->reqlen) { perror("send"); exit(1); }
     }
+    if ((size_t)r < room) return;   /* a short read: drained, no second read() to hear EAGAIN */
   }
   br_io_stop(loop, io);
   close(s->fd);
