@@ -105,6 +105,7 @@ function M.client(opts)
     include_usage = opts.include_usage ~= false and DIALECTS[dialect].usage_option or false,
     insecure = opts.insecure,
     http2 = opts.http2,
+    transport = opts.transport,
   }, Client)
 end
 
@@ -134,7 +135,7 @@ local function send(self, method, path, body, stream, opts)
     timeout = (opts and opts.timeout) or self.timeout,
     on_event = opts and opts.on_event,
     max_event_bytes = opts and opts.max_event_bytes,
-    insecure = self.insecure, http2 = self.http2,
+    insecure = self.insecure, http2 = self.http2, transport = self.transport,
   }
 end
 
@@ -376,6 +377,7 @@ local function make_record(self, r, kind, stream)
     t_sent_ns = t.start, t_first_byte_ns = t.first_byte, t_end_ns = t["end"],
   }
   if t.sent then rec.t_wire_sent_ns = t.sent end
+  rec.transport = r.transport
   rec.ttfb_ms = ms(t.first_byte, t.start)
   rec.e2el_ms = ms(t["end"], t.start)
   if r.error and r.error:match("^http_") then
