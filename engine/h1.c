@@ -168,7 +168,6 @@ static int head_end(br_h1 *p, const br_h1_callbacks *cb, void *ud) {
     p->status = 0;
     return BR_H1_MORE;
   }
-  if (cb->head_done && cb->head_done(ud, p->status)) return BR_H1_STOP;
   if (p->no_body || p->status == 204 || p->status == 304) {
     p->state = S_DONE;
   } else if (p->chunked == 1) {
@@ -182,6 +181,8 @@ static int head_end(br_h1 *p, const br_h1_callbacks *cb, void *ud) {
     p->keep_alive = 0;
     p->state = S_BODY_CLOSE;
   }
+  /* after the framing is set: a stop here leaves a parser that goes on with the body */
+  if (cb->head_done && cb->head_done(ud, p->status)) return BR_H1_STOP;
   return BR_H1_MORE;
 }
 
