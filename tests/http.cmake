@@ -1,5 +1,6 @@
-# Tests of the http part (engine/sse.c, engine/llmchunk.c) beyond the
-# auto-registered ones: a fuzzer for the stream decoders.
+# Tests of the http part (engine/sse.c, engine/llmchunk.c, engine/h1.c)
+# beyond the auto-registered ones: fuzzers for the stream decoders and for
+# the HTTP/1.1 response parser.
 #
 #  - fuzz_sse_replay (any compiler): the fuzz target run over the llama-server
 #    captures and a few thousand pseudo-random streams; a normal ctest.
@@ -34,6 +35,50 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
   set_tests_properties(fuzz/sse PROPERTIES LABELS "fuzz;no-asan" TIMEOUT 120)
 endif()
 
+# The same pair for the HTTP/1.1 response parser (engine/h1.c):
+#  - fuzz_h1_replay (any compiler): built-in seeds, the llama-server captures
+#    sent as chunked responses (and two captured heads as they are), and a few
+#    thousand pseudo-random responses; a normal ctest.
+#  - fuzz_h1 (clang only, libFuzzer): `fuzz/h1` runs it for 15 s from a few
+#    seed responses written into its corpus here (an input's first byte picks
+#    the cut and HEAD; see fuzz_h1.c). Labelled no-asan as fuzz/sse is.
+set(_H1_FUZZ_SOURCES
+  ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_h1.c
+  ${PROJECT_SOURCE_DIR}/engine/h1.c)
+
+add_executable(fuzz_h1_replay ${_H1_FUZZ_SOURCES})
+target_include_directories(fuzz_h1_replay PRIVATE ${PROJECT_SOURCE_DIR}/engine)
+target_compile_definitions(fuzz_h1_replay PRIVATE _GNU_SOURCE FUZZ_REPLAY_MAIN)
+target_compile_options(fuzz_h1_replay PRIVATE ${BENCHRUN_WARNINGS})
+add_test(NAME fuzz/h1_replay COMMAND fuzz_h1_replay
+  ${_HTTP_FIXTURES}/chat-stream.sse ${_HTTP_FIXTURES}/completions-stream.sse
+  ${_HTTP_FIXTURES}/native-completion-stream.sse
+  ${_HTTP_FIXTURES}/chat-stream.headers ${_HTTP_FIXTURES}/bad-json.headers)
+set_tests_properties(fuzz/h1_replay PROPERTIES TIMEOUT 120)
+
+if(CMAKE_C_COMPILER_ID MATCHES "Clang")
+  add_executable(fuzz_h1 ${_H1_FUZZ_SOURCES})
+  target_include_directories(fuzz_h1 PRIVATE ${PROJECT_SOURCE_DIR}/engine)
+  target_compile_definitions(fuzz_h1 PRIVATE _GNU_SOURCE)
+  target_compile_options(fuzz_h1 PRIVATE -g -fsanitize=fuzzer,address,undefined)
+  target_link_options(fuzz_h1 PRIVATE -fsanitize=fuzzer,address,undefined)
+  set(_H1_CORPUS ${CMAKE_CURRENT_BINARY_DIR}/fuzz_h1_corpus)
+  file(MAKE_DIRECTORY ${_H1_CORPUS})
+  # "@" (0x40): cut about half way, not HEAD; "\xC0" would be the same with HEAD.
+  file(WRITE ${_H1_CORPUS}/seed-length
+    "@HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello")
+  file(WRITE ${_H1_CORPUS}/seed-chunked
+    "@HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\nA\r\n0123456789\r\n0\r\nT: 1\r\n\r\n")
+  file(WRITE ${_H1_CORPUS}/seed-interim
+    "@HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")
+  file(WRITE ${_H1_CORPUS}/seed-close
+    "@HTTP/1.0 200 OK\nConnection: keep-alive\nTransfer-Encoding: gzip\n\nto the close")
+  file(WRITE ${_H1_CORPUS}/seed-pipelined
+    "@HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 304 Not Modified\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 9\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n")
+  add_test(NAME fuzz/h1 COMMAND fuzz_h1 -max_total_time=15 -max_len=8192 -timeout=10 ${_H1_CORPUS})
+  set_tests_properties(fuzz/h1 PROPERTIES LABELS "fuzz;no-asan" TIMEOUT 120)
+endif()
+
 # The floor of the client benchmark (tools/bench-client.sh): a minimal
 # reader on the engine's loop. Built with the tests, run only by the script.
 add_executable(bench_client_reader ${CMAKE_CURRENT_SOURCE_DIR}/bench/client_reader.c)
@@ -51,3 +96,15 @@ foreach(name http_request_test openai_client_test load_sim_test)
     ENVIRONMENT "BENCHRUN_TESTS=${CMAKE_CURRENT_SOURCE_DIR};BENCHRUN_HTTP_TRANSPORT=curl"
     TIMEOUT 300)
 endforeach()
+
+# A scripted raw TCP server for the native transport's tests: they control
+# every byte the client reads (framing split across writes, resets, stalls,
+# garbage). lua/http_native_test finds it through BENCHRUN_RAWSERVER.
+add_executable(rawserver ${CMAKE_CURRENT_SOURCE_DIR}/helpers/rawserver.c)
+target_compile_definitions(rawserver PRIVATE _GNU_SOURCE)
+target_compile_options(rawserver PRIVATE ${BENCHRUN_WARNINGS})
+if(TEST lua/http_native_test)
+  set_tests_properties(lua/http_native_test PROPERTIES
+    ENVIRONMENT "BENCHRUN_TESTS=${CMAKE_CURRENT_SOURCE_DIR};BENCHRUN_RAWSERVER=$<TARGET_FILE:rawserver>"
+    TIMEOUT 120)
+endif()
