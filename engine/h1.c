@@ -102,6 +102,7 @@ static int parse_status(br_h1 *p, const char *s, size_t n) {
   p->version_minor = s[7] - '0';
   p->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
   p->keep_alive = p->version_minor >= 1;
+  p->close_seen = 0;
   p->chunked = 0;
   p->content_length = -1;
   return BR_H1_MORE;
@@ -154,8 +155,9 @@ static int parse_header(br_h1 *p, const char *s, size_t n) {
      * body runs to the close. */
     p->chunked = has_token(v, vn, "chunked", 1) ? 1 : -1;
   } else if (name_is(s, nl, "connection")) {
-    if (has_token(v, vn, "close", 0)) p->keep_alive = 0;
-    else if (has_token(v, vn, "keep-alive", 0)) p->keep_alive = 1;
+    /* "close" anywhere wins, whatever other Connection lines say */
+    if (has_token(v, vn, "close", 0)) p->keep_alive = 0, p->close_seen = 1;
+    else if (has_token(v, vn, "keep-alive", 0) && !p->close_seen) p->keep_alive = 1;
   }
   return BR_H1_MORE;
 }
@@ -179,6 +181,7 @@ static int head_end(br_h1 *p, const br_h1_callbacks *cb, void *ud) {
     p->state = p->left ? S_BODY_LEN : S_DONE;
   } else {
     p->keep_alive = 0;
+    p->content_length = -1;   /* a coding other than chunked: the length is not the body's */
     p->state = S_BODY_CLOSE;
   }
   /* after the framing is set: a stop here leaves a parser that goes on with the body */

@@ -42,6 +42,7 @@ typedef struct br_h1 {
   int status;               /* the final response's status (0 until known) */
   int version_minor;        /* HTTP/1.<n> */
   int keep_alive;           /* the connection may carry another request */
+  int close_seen;           /* a Connection: close came */
   int chunked;
   int64_t content_length;   /* -1 when not given */
   uint64_t left;            /* bytes of the current chunk or of the body */
@@ -54,9 +55,9 @@ typedef struct br_h1 {
 } br_h1;
 
 /* Start parsing a response; head_request: it answers a HEAD (no body).
- * A parser may be initialised again for the next response on the same
- * connection once br_h1_free has released its line buffer (or kept: init
- * keeps an existing buffer). */
+ * The struct must be zeroed before its first init (init keeps the line
+ * buffer of an earlier response on the same connection); br_h1_free
+ * releases that buffer. */
 void br_h1_init(br_h1 *p, int head_request);
 void br_h1_free(br_h1 *p);
 

@@ -440,6 +440,11 @@ static void framing(void) {
                  .in = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
                  .rc = BR_H1_DONE, .log = "L HTTP/1.1 200 OK\nL Connection: close\nL Content-Length: 2\nH 200\n",
                  .body = "ok", .ka = KA_NO});
+  check((h1case){.name = "Connection: close on one line wins over keep-alive on a later one",
+                 .in = "HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+                 .rc = BR_H1_DONE,
+                 .log = "L HTTP/1.1 200 OK\nL Connection: close\nL Connection: keep-alive\nL Content-Length: 2\nH 200\n",
+                 .body = "ok", .ka = KA_NO});
   check((h1case){.name = "Connection: a list with close",
                  .in = "HTTP/1.1 200 OK\r\nConnection: Keep-Alive, CLOSE\r\nContent-Length: 0\r\n\r\n",
                  .rc = BR_H1_DONE, .log = "L HTTP/1.1 200 OK\nL Connection: Keep-Alive, CLOSE\nL Content-Length: 0\nH 200\n",
