@@ -97,7 +97,7 @@ static int take_line(br_h1 *p, const char *s, size_t n, size_t *i, size_t max, c
 static int parse_status(br_h1 *p, const char *s, size_t n) {
   if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[7] < '0' || s[7] > '9' || s[8] != ' ')
     return fail(p, "not an HTTP/1.x status line");
-  if (s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' || (n > 12 && s[12] != ' '))
+  if (s[9] < '1' || s[9] > '9' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' || (n > 12 && s[12] != ' '))
     return fail(p, "a bad status code");
   p->version_minor = s[7] - '0';
   p->status = (s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0');
@@ -135,21 +135,30 @@ static int parse_header(br_h1 *p, const char *s, size_t n) {
   const char *colon = memchr(s, ':', n);
   if (!colon || colon == s) return fail(p, "a header line without a name");
   size_t nl = (size_t)(colon - s);
-  if (s[nl - 1] == ' ' || s[nl - 1] == '\t') return fail(p, "white space before a header's colon");
+  while (nl && (s[nl - 1] == ' ' || s[nl - 1] == '\t')) nl--;   /* "Name :" is invalid, but harmless to read */
+  if (!nl) return fail(p, "a header line without a name");
   const char *v = colon + 1, *ve = s + n;
   while (v < ve && (*v == ' ' || *v == '\t')) v++;
   while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
   size_t vn = (size_t)(ve - v);
   if (name_is(s, nl, "content-length")) {
-    if (!vn) return fail(p, "an empty Content-Length");
-    int64_t len = 0;
-    for (size_t i = 0; i < vn; i++) {
-      if (v[i] < '0' || v[i] > '9') return fail(p, "a bad Content-Length");
-      if (len > (INT64_MAX - 9) / 10) return fail(p, "a Content-Length out of range");
-      len = len * 10 + (v[i] - '0');
-    }
-    if (p->content_length >= 0 && p->content_length != len) return fail(p, "two different Content-Lengths");
-    p->content_length = len;
+    /* a list of equal values is the same length (RFC 9110, 8.6) */
+    size_t i = 0;
+    do {
+      int first = i == 0;
+      while (i < vn && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+      if (i == vn) return fail(p, first ? "an empty Content-Length" : "a bad Content-Length");
+      int64_t len = 0;
+      for (; i < vn && v[i] != ',' && v[i] != ' ' && v[i] != '\t'; i++) {
+        if (v[i] < '0' || v[i] > '9') return fail(p, "a bad Content-Length");
+        if (len > (INT64_MAX - 9) / 10) return fail(p, "a Content-Length out of range");
+        len = len * 10 + (v[i] - '0');
+      }
+      if (p->content_length >= 0 && p->content_length != len) return fail(p, "two different Content-Lengths");
+      p->content_length = len;
+      while (i < vn && (v[i] == ' ' || v[i] == '\t')) i++;
+    } while (i < vn && v[i] == ',');
+    if (i < vn) return fail(p, "a bad Content-Length");
   } else if (name_is(s, nl, "transfer-encoding")) {
     /* chunked must be the last coding; any other coding alone means the
      * body runs to the close. */
@@ -234,7 +243,12 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       p->head_bytes += i - before;
       if (got < 0) { rc = BR_H1_ERROR; break; }
       if (p->head_bytes > BR_H1_MAX_HEAD) { rc = fail(p, "the response head is too large"); break; }
-      if (!got) break;
+      if (!got) {   /* a partial status line that cannot become one: say so now, not at the close */
+        if (p->state == S_STATUS && p->line_len &&
+            memcmp(p->line, "HTTP/1.", p->line_len < 7 ? p->line_len : 7) != 0 && p->line[0] != '\r')
+          rc = fail(p, "not an HTTP/1.x status line");
+        break;
+      }
       if (p->state == S_STATUS) {
         if (len == 0) break;   /* stray empty lines before a status line */
         if ((rc = parse_status(p, line, len)) != BR_H1_MORE) break;

@@ -119,7 +119,7 @@ struct xfer {
   struct curl_slist *hdrs;
   br_sse_buf reqbody;
   /* native transport */
-  int native, head_request, retried, reused, conn_keep;
+  int native, head_request, retried, reused, conn_keep, send_failed;
   hconn *conn;
   struct sockaddr_storage addrs[2];   /* where to connect: a literal, or localhost's two */
   socklen_t addrlens[2];
@@ -801,6 +801,11 @@ static void native_retry(xfer *x) {
   native_start(x);
 }
 
+static void native_read(xfer *x, hconn *k);
+
+/* Write what is left of the request. While a body is still going out the
+ * socket is watched for reading too: a server may answer early (413, 401)
+ * and stop reading, and that answer is the result. */
 static void native_send(xfer *x, hconn *k) {
   size_t hl = x->reqhead.len, total = hl + x->reqbody.len, off = x->sent_off;
   struct iovec iov[2];
@@ -818,12 +823,24 @@ static void native_send(xfer *x, hconn *k) {
   if (w < 0) {
     int err = errno;
     if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) return;
-    if (x->reused && !x->retried && (err == EPIPE || err == ECONNRESET)) native_retry(x);
-    else native_os_error(x, err, "sending the request");
+    if (x->reused && !x->retried && (err == EPIPE || err == ECONNRESET)) {
+      native_retry(x);
+    } else if (err == EPIPE || err == ECONNRESET) {
+      /* the server stopped reading: what it said before closing, if anything, is the answer */
+      x->send_failed = 1;
+      if (br_io_start(x->ctx->loop, &k->io, k->fd, BR_READ, conn_io, k) != 0) native_os_error(x, err, "sending the request");
+      else native_read(x, k);
+    } else {
+      native_os_error(x, err, "sending the request");
+    }
     return;
   }
   x->sent_off += (size_t)w;
-  if (x->sent_off < total) return;   /* the rest when the socket has room */
+  if (x->sent_off < total) {   /* the rest when the socket has room */
+    if (k->io.events != (BR_READ | BR_WRITE) && br_io_start(x->ctx->loop, &k->io, k->fd, BR_READ | BR_WRITE, conn_io, k) != 0)
+      native_os_error(x, errno, "epoll");
+    return;
+  }
   x->t_sent = br_now();
   if (br_io_start(x->ctx->loop, &k->io, k->fd, BR_READ, conn_io, k) != 0) native_os_error(x, errno, "epoll");
 }
@@ -876,7 +893,8 @@ static void native_closed(xfer *x, hconn *k, int err) {
     native_end(x);
     return;
   }
-  fail(x, br_h1_head_complete(&k->h1) ? "truncated" : "reset");
+  /* a reset is a reset wherever it came (as curl says); a close mid-body is a truncation */
+  fail(x, err || !br_h1_head_complete(&k->h1) ? "reset" : "truncated");
   if (err) {
     char msg[160];
     snprintf(msg, sizeof msg, "receiving the answer: %s", strerror(err));
@@ -902,8 +920,9 @@ static void native_read(xfer *x, hconn *k) {
         if (n < READ_BUF) return;   /* a short read: the socket is drained */
         continue;
       }
-      if (rc == BR_H1_DONE) {
-        x->conn_keep = k->h1.keep_alive && used == (size_t)n;
+      if (rc == BR_H1_DONE) {   /* reusable if nothing is left over on it either way */
+        x->conn_keep = k->h1.keep_alive && used == (size_t)n && !x->send_failed &&
+                       x->sent_off == x->reqhead.len + x->reqbody.len;
       } else if (rc == BR_H1_ERROR) {
         fail(x, "bad_response");
         set_detail(x, "%s", k->h1.error);
@@ -943,7 +962,7 @@ static void conn_io(br_loop *loop, br_io *io, int events) {
       x->t_connect = br_now();
       native_send(x, k);
     }
-  } else if (x->sent_off < x->reqhead.len + x->reqbody.len) {
+  } else if (x->sent_off < x->reqhead.len + x->reqbody.len && !x->send_failed && !(events & (BR_READ | BR_HUP))) {
     native_send(x, k);
   } else {
     native_read(x, k);
@@ -1116,8 +1135,9 @@ static const char *curl_reason(xfer *x, CURLcode rc) {
   case CURLE_PARTIAL_FILE: return "truncated";
   case CURLE_HTTP2:
   case CURLE_HTTP2_STREAM: return "http2";
-  case CURLE_URL_MALFORMAT:
-  case CURLE_UNSUPPORTED_PROTOCOL: return "bad_url";
+  case CURLE_UNSUPPORTED_PROTOCOL:   /* also what curl says of an answer that is not HTTP ("HTTP/0.9") */
+    return strstr(x->errbuf, "HTTP/0.9") ? "bad_response" : "bad_url";
+  case CURLE_URL_MALFORMAT: return "bad_url";
   case CURLE_WEIRD_SERVER_REPLY: return "bad_response";
   case CURLE_OUT_OF_MEMORY: return "nomem";
   default: return "curl";

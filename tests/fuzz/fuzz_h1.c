@@ -94,7 +94,7 @@ static int on_line(void *ud, const char *l, size_t n) {
 static int on_head(void *ud, int status) {
   sink *s = ud;
   CHECK(s->heads == 0);
-  CHECK(status >= 200 && status <= 599);
+  CHECK(status >= 200 && status <= 999);
   CHECK(status == s->p->status);
   CHECK(br_h1_head_complete(s->p));
   s->heads++;
@@ -122,7 +122,7 @@ static const br_h1_callbacks callbacks = {on_line, on_head, on_body};
 static void response_done(sink *s, const br_h1 *p, size_t end) {
   CHECK(s->heads == 1);
   CHECK(br_h1_head_complete(p) && br_h1_started(p));
-  CHECK(p->status >= 200 && p->status <= 599);
+  CHECK(p->status >= 200 && p->status <= 999);
   CHECK(p->body_bytes == s->body_now);
   CHECK(p->error == NULL);
   if (p->no_body || p->status == 204 || p->status == 304) CHECK(s->body_now == 0);

@@ -258,13 +258,11 @@ T.case("broken answers: reset, bad_response, truncated, http_500", function()
     local r = http.request{url = s.url .. "/"}
     T.eq(r.error, "truncated", "closed before Content-Length bytes")
   end
-  do   -- an RST in the middle of a stream. The native transport names a
-       -- failure after the head by where it happened (the head was complete:
-       -- truncated), whatever ended it, FIN or RST; the reset is in the
-       -- detail. curl says reset here (CURLE_RECV_ERROR).
+  do   -- an RST in the middle of a stream is a reset, as curl says
+       -- (CURLE_RECV_ERROR); a FIN there is a truncation (above).
     local s <close> = raw{"expect-request", send(CHUNKED_HEAD .. chunk(PART)), "sleep 100", "reset"}
     local r = chat(s.url)
-    T.eq(r.error, "truncated", "RST mid-stream")
+    T.eq(r.error, "reset", "RST mid-stream")
     assert(r.error_detail:find("reset", 1, true), "detail names the reset: " .. tostring(r.error_detail))
     T.eq(r.llm.content, "Hel", "what came before the RST is kept")
   end
@@ -282,6 +280,29 @@ T.case("broken answers: reset, bad_response, truncated, http_500", function()
     local r2 = http.request{url = s.url .. "/"}
     T.eq(r2.body, "next", "next: body")
     T.eq(r2.reused, true, "a complete 500 leaves the connection usable")
+  end
+end)
+
+T.case("an answer that comes before the request body is sent is the result", function()
+  -- the server answers 413 at once and stops reading an 8 MiB body: the
+  -- client, blocked on writing, must still hear it
+  local big = string.rep("x", 8 << 20)
+  local answer = send("HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+  do   -- the server keeps the connection open
+    local s <close> = raw{answer, "sleep 3000", "close"}
+    local t0 = clock.now()
+    local r = http.request{url = s.url .. "/x", body = big, timeout = 2}
+    T.eq(r.transport, "native", "transport")
+    T.eq(r.error, "http_413", "error")
+    T.eq(r.status, 413, "status")
+    T.eq(r.body, "big", "body")
+    assert(clock.now() - t0 < 1e9, "heard at once, not at the timeout")
+  end
+  do   -- the server closes right after answering (the write then fails)
+    local s <close> = raw{answer, "close"}
+    local r = http.request{url = s.url .. "/x", body = big, timeout = 2}
+    T.eq(r.error, "http_413", "error after a close")
+    T.eq(r.body, "big", "body after a close")
   end
 end)
 
