@@ -13,7 +13,10 @@
 #   tools/bench-client.sh [BUILD_DIR]     (default build/; needs the targets
 #                                          benchrun and bench_client_reader)
 # Environment: LEVELS="1 64 256 1024", TOKENS=256, LOADS="paced unpaced",
-# BIG=4096 (an extra unpaced run with that many streams; 0 skips it).
+# BIG=4096 (an extra unpaced run with that many streams; 0 skips it),
+# REPEAT=3 (runs of each level, the reader and the client in turn: the table
+# shows the median and the range, since one run on a shared VM can be off by
+# 2x when few streams make the CPU figure small).
 # Not a test: figures vary with the machine and what else runs on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,7 @@ levels=${LEVELS:-"1 64 256 1024"}
 tokens=${TOKENS:-256}
 loads=${LOADS:-"paced unpaced"}
 big=${BIG:-4096}
+repeat=${REPEAT:-3}
 for f in "$bin" "$reader"; do
   [ -x "$f" ] || { echo "bench-client: $f is missing (cmake --build $build --target benchrun bench_client_reader)" >&2; exit 2; }
 done
@@ -50,9 +54,11 @@ run_level() {   # mode streams
   local mode=$1 n=$2 rounds=1
   # unpaced runs are short: repeat them up to ~256k tokens for getrusage's resolution
   [ "$mode" = unpaced ] && rounds=$(( (262144 + n * tokens - 1) / (n * tokens) ))
-  "$reader" "$port" "$n" "$tokens" "$rounds" | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
-  "$bin" run tests/bench/client_bench.lua "http://127.0.0.1:$port" "$n" "$tokens" "$rounds" \
-    | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
+  for _ in $(seq "$repeat"); do
+    "$reader" "$port" "$n" "$tokens" "$rounds" | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
+    "$bin" run tests/bench/client_bench.lua "http://127.0.0.1:$port" "$n" "$tokens" "$rounds" \
+      | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
+  done
 }
 
 echo "bench-client: $(nproc 2>/dev/null || sysctl -n hw.ncpu) cpus, $(uname -sm), $tokens tokens per stream" >&2
