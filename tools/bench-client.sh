@@ -28,6 +28,14 @@ tokens=${TOKENS:-256}
 loads=${LOADS:-"paced unpaced"}
 big=${BIG:-4096}
 repeat=${REPEAT:-3}
+# The simulator on one CPU, the client on another, where taskset exists:
+# with one stream the CPU per token is mostly the cost of a wake-up, and
+# that doubles or halves with where the scheduler happens to put the two
+# processes (same CPU or not) from one run to the next. PIN=0 leaves it.
+pin_sim=() pin_client=()
+if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  pin_sim=(taskset -c 1) pin_client=(taskset -c 0)
+fi
 for f in "$bin" "$reader"; do
   [ -x "$f" ] || { echo "bench-client: $f is missing (cmake --build $build --target benchrun bench_client_reader)" >&2; exit 2; }
 done
@@ -40,7 +48,7 @@ trap cleanup EXIT
 
 start_sim() {
   rm -f "$tmp/port"
-  "$bin" sim --port 0 --port-file "$tmp/port" --slots 100000 --batch-slowdown 0 "$@" >"$tmp/sim.log" 2>&1 &
+  "${pin_sim[@]}" "$bin" sim --port 0 --port-file "$tmp/port" --slots 100000 --batch-slowdown 0 "$@" >"$tmp/sim.log" 2>&1 &
   sim_pid=$!
   for _ in $(seq 500); do [ -s "$tmp/port" ] && break; sleep 0.01; done
   [ -s "$tmp/port" ] || { echo "bench-client: the simulator did not start:" >&2; cat "$tmp/sim.log" >&2; exit 1; }
@@ -55,13 +63,13 @@ run_level() {   # mode streams
   # unpaced runs are short: repeat them up to ~256k tokens for getrusage's resolution
   [ "$mode" = unpaced ] && rounds=$(( (262144 + n * tokens - 1) / (n * tokens) ))
   for _ in $(seq "$repeat"); do
-    "$reader" "$port" "$n" "$tokens" "$rounds" | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
-    "$bin" run tests/bench/client_bench.lua "http://127.0.0.1:$port" "$n" "$tokens" "$rounds" \
+    "${pin_client[@]}" "$reader" "$port" "$n" "$tokens" "$rounds" | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
+    "${pin_client[@]}" "$bin" run tests/bench/client_bench.lua "http://127.0.0.1:$port" "$n" "$tokens" "$rounds" \
       | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
   done
 }
 
-echo "bench-client: $(nproc 2>/dev/null || sysctl -n hw.ncpu) cpus, $(uname -sm), $tokens tokens per stream" >&2
+echo "bench-client: $(nproc 2>/dev/null || sysctl -n hw.ncpu) cpus, $(uname -sm), $tokens tokens per stream${pin_sim:+, simulator on cpu 1, client on cpu 0}" >&2
 for mode in $loads; do
   case $mode in
     # the simulator counts the prompt "hi" as 1 token: 10 tokens/s of prefill is a 100 ms ttft
