@@ -727,7 +727,8 @@ static void native_os_error(xfer *x, int err, const char *during) {
   else why = "reset";
   fail(x, why);
   char msg[160];
-  snprintf(msg, sizeof msg, "%s: %s", during, strerror(err));
+  snprintf(msg, sizeof msg, "%s: %s%s", during, strerror(err),
+           err == EMFILE || err == ENFILE ? " (each stream needs a file descriptor: http.max_fds raises the limit)" : "");
   set_detail(x, "%s", msg);
   native_end(x);
 }
