@@ -227,6 +227,16 @@ static int body(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, vo
   return cb->body && cb->body(ud, s, n) ? BR_H1_STOP : BR_H1_MORE;
 }
 
+/* Up to p->left body bytes from s[*i..n); then the state `next`. */
+static int counted_body(br_h1 *p, const char *s, size_t n, size_t *i, const br_h1_callbacks *cb, void *ud, int next) {
+  size_t k = n - *i < p->left ? n - *i : (size_t)p->left;
+  const char *b = s + *i;
+  p->left -= k;
+  *i += k;
+  if (!p->left) p->state = next;
+  return body(p, b, k, cb, ud);
+}
+
 int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, void *ud, size_t *used) {
   size_t i = 0;
   int rc = BR_H1_MORE;
@@ -262,14 +272,9 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       }
       break;
     }
-    case S_BODY_LEN: {
-      size_t k = n - i < p->left ? n - i : (size_t)p->left;
-      p->left -= k;
-      i += k;
-      rc = body(p, s + i - k, k, cb, ud);
-      if (!p->left) p->state = S_DONE;
+    case S_BODY_LEN:
+      rc = counted_body(p, s, n, &i, cb, ud, S_DONE);
       break;
-    }
     case S_BODY_CLOSE:
       rc = body(p, s + i, n - i, cb, ud);
       i = n;
@@ -279,14 +284,9 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       if (got < 0) rc = BR_H1_ERROR;
       else if (got) rc = parse_chunk_size(p, line, len);
       break;
-    case S_CHUNK_DATA: {
-      size_t k = n - i < p->left ? n - i : (size_t)p->left;
-      p->left -= k;
-      i += k;
-      rc = body(p, s + i - k, k, cb, ud);
-      if (!p->left) p->state = S_CHUNK_END;
+    case S_CHUNK_DATA:
+      rc = counted_body(p, s, n, &i, cb, ud, S_CHUNK_END);
       break;
-    }
     case S_CHUNK_END:
       got = take_line(p, s, n, &i, BR_H1_MAX_LINE, &line, &len);
       if (got < 0) rc = BR_H1_ERROR;
