@@ -1091,6 +1091,18 @@ static void sb_llama_timings(sbuf *b, conn *c) {
   SB_LIT(b, "}");
 }
 
+/* The end of llama.cpp's last /completion object: from the prompt's text
+ * to the timings (streamed and not). */
+static void sb_llama_stop_fields(sbuf *b, conn *c) {
+  sb_mem(b, c->prompt_echo.p, c->prompt_echo.len);
+  SB_LIT(b, "\",\"has_new_line\":false,\"truncated\":false,\"stop_type\":\"");
+  sb_str(b, c->finished == 2 ? (c->n_stops ? "word" : "eos") : "limit");
+  SB_LIT(b, "\",\"stopping_word\":\"\",\"tokens_cached\":");
+  sb_i64(b, c->prompt_tokens + c->emitted);
+  SB_LIT(b, ",");
+  sb_llama_timings(b, c);
+}
+
 static void sb_lms_stats(sbuf *b, conn *c) {
   double gen_s = (double)(c->t_last - c->t_first) / 1e9;
   SB_LIT(b, "\"stats\":{\"tokens_per_second\":");
@@ -1244,13 +1256,7 @@ static void fmt_final(sbuf *b, conn *c, int64_t stamp) {
     SB_LIT(b, ",\"temperature\":0.800000011920929,\"top_k\":40,\"top_p\":0.949999988079071,\"stream\":true,\"max_tokens\":");
     sb_i64(b, c->max_tokens_set ? c->target : -1);
     SB_LIT(b, "},\"prompt\":\"");
-    sb_mem(b, c->prompt_echo.p, c->prompt_echo.len);
-    SB_LIT(b, "\",\"has_new_line\":false,\"truncated\":false,\"stop_type\":\"");
-    sb_str(b, c->finished == 2 ? (c->n_stops ? "word" : "eos") : "limit");
-    SB_LIT(b, "\",\"stopping_word\":\"\",\"tokens_cached\":");
-    sb_i64(b, c->prompt_tokens + c->emitted);
-    SB_LIT(b, ",");
-    sb_llama_timings(b, c);
+    sb_llama_stop_fields(b, c);
     sb_stamp_end(b, stamp);
     SB_LIT(b, "\n\n");
     return;
@@ -1344,13 +1350,7 @@ static void fmt_full(sbuf *b, conn *c, int64_t stamp) {
     SB_LIT(b, ",\"tokens_evaluated\":");
     sb_i64(b, c->prompt_tokens);
     SB_LIT(b, ",\"prompt\":\"");
-    sb_mem(b, c->prompt_echo.p, c->prompt_echo.len);
-    SB_LIT(b, "\",\"has_new_line\":false,\"truncated\":false,\"stop_type\":\"");
-    sb_str(b, c->finished == 2 ? (c->n_stops ? "word" : "eos") : "limit");
-    SB_LIT(b, "\",\"stopping_word\":\"\",\"tokens_cached\":");
-    sb_i64(b, c->prompt_tokens + c->emitted);
-    SB_LIT(b, ",");
-    sb_llama_timings(b, c);
+    sb_llama_stop_fields(b, c);
     sb_stamp_end(b, stamp);
     return;
   default:
