@@ -130,6 +130,10 @@ struct xfer {
   /* progress */
   br_timer deadline;
   int64_t t_start, t_first_byte, t_last_data, t_chunk, t_end;
+  /* the idle clock: the last body byte, or for a decoded LLM stream the last
+   * token event (comments, keep-alive events and empty deltas do not count,
+   * so a server that only pings cannot hold a request forever) */
+  int64_t t_progress;
   int body_mode;
   long status;
   const char *error;     /* static reason, or errtext */
@@ -441,6 +445,7 @@ static int push_token(xfer *x, int64_t t, int kind, const br_llm_delta *d) {
   }
   if (!x->ntok) x->first_token_t = t;
   x->last_token_t = t;
+  x->t_progress = t;
   if (kind == BR_LLM_CONTENT) x->ncontent++; else x->nreasoning++;
   x->ntok++;
   return 0;
@@ -535,7 +540,11 @@ static int event_cb(void *ud, const br_sse_event *ev) {
   br_llm_delta d;
   memset(&d, 0, sizeof d);
   size_t c0 = x->llm.content.len, r0 = x->llm.reasoning.len;
-  if (x->decode) {
+  if (x->decode && ev->type_len == 5 && memcmp(ev->type, "error", 5) == 0) {
+    /* an error event (llama.cpp's "error:" line): its data is the message */
+    if (x->llm.error.len == 0 && br_sse_buf_append(&x->llm.error, ev->data_len ? ev->data : "\"\"",
+                                                   ev->data_len ? ev->data_len : 2)) { fail(x, "nomem"); return 1; }
+  } else if (x->decode) {
     if (br_llm_event(&x->llm, ev->data, ev->data_len, &d) == -2) { fail(x, "nomem"); return 1; }
     if (d.kind) {
       if (d.kind == BR_LLM_CONTENT && !x->first_content_t) x->first_content_t = t;
@@ -552,6 +561,7 @@ static int event_cb(void *ud, const br_sse_event *ev) {
  * transfer, its error set. */
 static int deliver(xfer *x, const char *p, size_t n, int64_t now) {
   x->bytes += n;
+  if (!(x->decode && x->body_mode == BODY_STREAM)) x->t_progress = now;
   switch (x->body_mode) {
   case BODY_STREAM: {
     x->t_chunk = now;
@@ -607,6 +617,13 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *ud) {
 
 static int connecting(const xfer *x) { return x->native && x->conn && !x->conn->connected; }
 
+/* Where the idle clock starts: the last progress (see t_progress), else the
+ * first byte: head bytes do not reset it, so a head trickled a byte at a
+ * time cannot hold a request either. */
+static int64_t idle_since(const xfer *x) {
+  return x->t_progress > x->t_first_byte ? x->t_progress : x->t_first_byte;
+}
+
 static int64_t next_deadline(const xfer *x) {
   int64_t d = INT64_MAX;
   if (x->to_total) d = x->t_start + x->to_total;
@@ -614,7 +631,7 @@ static int64_t next_deadline(const xfer *x) {
   if (connecting(x) && x->to_connect && x->t_start + x->to_connect < d) d = x->t_start + x->to_connect;
   if (!x->t_first_byte && x->to_first_byte && x->t_start + x->to_first_byte < d) d = x->t_start + x->to_first_byte;
   if (x->t_first_byte && x->to_idle) {
-    int64_t idle = (x->t_last_data > x->t_first_byte ? x->t_last_data : x->t_first_byte) + x->to_idle;
+    int64_t idle = idle_since(x) + x->to_idle;
     if (idle < d) d = idle;
   }
   return d;
@@ -629,15 +646,13 @@ static void deadline_fired(br_loop *loop, br_timer *t) {
   if (x->to_total && now >= x->t_start + x->to_total) why = "timeout_total";
   else if (connecting(x) && x->to_connect && now >= x->t_start + x->to_connect) why = "timeout_connect";
   else if (!x->t_first_byte && x->to_first_byte && now >= x->t_start + x->to_first_byte) why = "timeout_first_byte";
-  else if (x->t_first_byte && x->to_idle) {
-    int64_t last = x->t_last_data > x->t_first_byte ? x->t_last_data : x->t_first_byte;
-    if (now >= last + x->to_idle) why = "timeout_idle";
-  }
+  else if (x->t_first_byte && x->to_idle && now >= idle_since(x) + x->to_idle) why = "timeout_idle";
   if (why) {
     const char *what = why[8] == 't' ? "the whole request took longer than total = %s s"
                      : why[8] == 'c' ? "not connected within connect = %s s"
                      : why[8] == 'f' ? "no response byte within first_byte = %s s"
-                                     : "no data for idle = %s s";
+                                     : x->decode && x->body_mode == BODY_STREAM ? "no token for idle = %s s"
+                     : "no data for idle = %s s";
     char secs[32];
     int64_t limit = why[8] == 't' ? x->to_total : why[8] == 'c' ? x->to_connect
                   : why[8] == 'f' ? x->to_first_byte : x->to_idle;

@@ -1,7 +1,10 @@
 /* Server-Sent Events and NDJSON decoders (see sse.h). The SSE rules are the
  * WHATWG HTML standard's "Interpreting an event stream": lines end in CRLF,
  * LF or CR; a blank line dispatches; "data" fields join with LF; a comment
- * starts with ':'; one leading UTF-8 BOM is dropped. */
+ * starts with ':'; one leading UTF-8 BOM is dropped. One addition: a line
+ * "error: VALUE" is read as "event: error" + "data: VALUE", since llama.cpp's
+ * server reports a failed generation that way (server_sent_event(sink,
+ * "error", ...)) and the standard rules would drop the message. */
 #include "sse.h"
 
 #include <stdlib.h>
@@ -118,6 +121,11 @@ static int sse_line(br_sse *d, const char *line, size_t len, int in_place, br_ss
       return BR_SSE_OK;
     }
     if (materialize(d) || br_sse_buf_append(&d->data, value, vlen) || br_sse_buf_append(&d->data, "\n", 1))
+      return BR_SSE_NOMEM;
+  } else if (field_is(line, flen, "error")) {   /* llama.cpp's in-stream error */
+    d->type.len = 0;
+    if (br_sse_buf_append(&d->type, "error", 5) || materialize(d) || br_sse_buf_append(&d->data, value, vlen) ||
+        br_sse_buf_append(&d->data, "\n", 1))
       return BR_SSE_NOMEM;
   } else if (field_is(line, flen, "event")) {
     d->type.len = 0;

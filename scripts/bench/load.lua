@@ -115,6 +115,17 @@ local function wait_all(tasks, who)
   end
 end
 
+-- opts.stop() -> a reason (a string) to send no further request, e.g. the
+-- server died: the requests in flight end as they will, and the result says
+-- why the load stopped early (result.stopped).
+local function stopped(opts)
+  if opts.stop_reason then return true end
+  if not opts.stop then return false end
+  local why = opts.stop()
+  if why then opts.stop_reason = type(why) == "string" and why or "stopped" return true end
+  return false
+end
+
 -- N users in a closed loop over indices 1..total (or until deadline_ns).
 local function closed_phase(opts, w, users, total, deadline_ns, warm, records, ramp_s)
   local next_i = 0
@@ -128,6 +139,7 @@ local function closed_phase(opts, w, users, total, deadline_ns, warm, records, r
       end
       while true do
         if deadline_ns and clock.now() >= deadline_ns then return end
+        if stopped(opts) then return end
         next_i = next_i + 1
         local i = next_i
         if total and i > total then return end
@@ -169,18 +181,25 @@ end
 -- warmup = 0, ramp = s?, workload = w (default: the seed prompts),
 -- max_tokens = n?, extra = {...}?, on_record = fn(rec)?, on_event = fn?,
 -- request = fn(args, i) -> args?, send = fn(args, i) -> rec?,
--- api = "chat" | "complete", slo = {...}?} -> result
+-- api = "chat" | "complete", slo = {...}?, stop = fn() -> reason?} -> result
 -- on_event(ev, index) runs for each streamed event of request `index` (ev as
 -- bench.http gives it: t (ns), data, content, reasoning, kind, index);
 -- returning false stops that request.
 --   {records = {...} (warm-up first, then by index), summary = summary.of(...),
---    level = {concurrency = n}, wall_s, t_start_ns, t_end_ns}
+--    level = {concurrency = n}, wall_s, t_start_ns, t_end_ns, stopped = reason?}
 -- `concurrency` users each send their next request when their last one
 -- ends. The warm-up requests run first (at up to `concurrency` at once)
 -- and are left out of the summary; `ramp` starts the users evenly over
 -- that many seconds. With `duration`, no request starts after it.
+-- A per-call view of the caller's options: the run's own state (why it
+-- stopped) is kept here, never written into the caller's table.
+local function call_state(opts)
+  return setmetatable({}, {__index = opts})
+end
+
 function M.closed(opts)
   check_client(opts, "load.closed")
+  opts = call_state(opts)
   local n = opts.concurrency or 1
   if math.type(n) ~= "integer" or n < 1 then
     error("load.closed: concurrency: expected an integer >= 1, got " .. tostring(opts.concurrency), 2)
@@ -197,7 +216,7 @@ function M.closed(opts)
   local wall = (t_end - t_start) / 1e9
   return {records = records, level = {concurrency = n},
           summary = summary.of(records, {wall_s = wall, slo = opts.slo}),
-          wall_s = wall, t_start_ns = t_start, t_end_ns = t_end}
+          wall_s = wall, t_start_ns = t_start, t_end_ns = t_end, stopped = opts.stop_reason}
 end
 
 -- Gamma(k, 1) variate (Marsaglia and Tsang; k < 1 by the boost u^(1/k)).
@@ -267,6 +286,7 @@ end
 -- Records carry t_scheduled_ns and the *_from_scheduled_ms latencies.
 function M.open(opts)
   check_client(opts, "load.open")
+  opts = call_state(opts)
   local gap = M.arrivals(opts)
   local w = workload.from(opts.workload)
   local mc = opts.max_concurrency
@@ -289,6 +309,7 @@ function M.open(opts)
   end
   local function in_run(i)
     if total and i > total then return false end
+    if stopped(opts) then return false end
     if deadline and when(i) >= deadline then return false end
     return true
   end
@@ -311,6 +332,7 @@ function M.open(opts)
           if not in_run(i) then return end
           local t = when(i)
           if t > clock.now() then clock.sleep_until(t) end
+          if stopped(opts) then return end
           one(i, t)
         end
       end)
@@ -323,6 +345,7 @@ function M.open(opts)
       if not in_run(i) then break end
       local t = when(i)
       if t > clock.now() then clock.sleep_until(t) end
+      if stopped(opts) then break end
       tasks[#tasks + 1] = spawn(one, i, t)
     end
   end
@@ -337,7 +360,7 @@ function M.open(opts)
           level = {rate = opts.rate, arrival = opts.arrival or "poisson", burstiness = opts.burstiness,
                    max_concurrency = mc},
           summary = summary.of(records, {wall_s = wall, slo = opts.slo}),
-          wall_s = wall, t_start_ns = t_start, t_end_ns = t_end}
+          wall_s = wall, t_start_ns = t_start, t_end_ns = t_end, stopped = opts.stop_reason}
 end
 
 -- load.sweep{client = c, concurrency = {1, 2, 4, 8, 16} | rates = {...},

@@ -48,7 +48,14 @@ local OLLAMA_OPTIONS = {temperature = true, seed = true, top_p = true, top_k = t
                        num_ctx = true, repeat_penalty = true, stop = true, num_predict = true,
                        presence_penalty = true, frequency_penalty = true, typical_p = true}
 
-local DEFAULT_TIMEOUT = {connect = 30, idle = 300}
+-- Every request ends: connect within 30 s, a first byte within 5 min (a long
+-- prefill, a model loaded on demand), never 5 min without a token, and a
+-- total of first_byte + max_tokens / min_tps (max_tokens unknown: 4,096), so
+-- a server that accepts and never answers, trickles its head, or sends only
+-- keep-alive comments still ends as a timeout of its kind (docs/openai.md).
+local DEFAULT_TIMEOUT = {connect = 30, first_byte = 300, idle = 300, min_tps = 1}
+local DEFAULT_MAX_TOKENS_FOR_TOTAL = 4096
+M.DEFAULT_TIMEOUT = DEFAULT_TIMEOUT
 
 local Client = {}
 Client.__index = Client
@@ -64,16 +71,40 @@ local function merge(into, from)
   return into
 end
 
+local TIMEOUT_FIELDS = {connect = true, first_byte = true, idle = true, total = true, min_tps = true}
+
 local function check_timeout(t, who)
-  if t == nil or type(t) == "number" then return end
-  if type(t) ~= "table" then error(who .. ": timeout: expected seconds or {connect, first_byte, idle, total}", 3) end
+  if t == nil then return end
+  if type(t) == "number" then
+    if t ~= t or t <= 0 then error(who .. ": timeout: expected seconds > 0", 3) end
+    return
+  end
+  if type(t) ~= "table" then error(who .. ": timeout: expected seconds or {connect, first_byte, idle, total, min_tps}", 3) end
   for k, v in pairs(t) do
-    if k ~= "connect" and k ~= "first_byte" and k ~= "idle" and k ~= "total" then
-      error(who .. ": timeout: unknown field " .. tostring(k) .. " (expected connect, first_byte, idle, total)", 3)
+    if not TIMEOUT_FIELDS[k] then
+      error(who .. ": timeout: unknown field " .. tostring(k) .. " (expected connect, first_byte, idle, total, min_tps)", 3)
     end
-    if type(v) ~= "number" or v <= 0 then error(who .. ": timeout." .. k .. ": expected seconds > 0", 3) end
+    if type(v) ~= "number" or v ~= v or v <= 0 then
+      error(who .. ": timeout." .. k .. ": expected " .. (k == "min_tps" and "tokens per second" or "seconds") .. " > 0", 3)
+    end
   end
 end
+
+-- The limits of one request: the defaults, then the client's, then the
+-- call's (a number is a total); total, unless given, follows from max_tokens.
+local function request_timeout(client_timeout, call_timeout, max_tokens)
+  local t = copy(DEFAULT_TIMEOUT)
+  for _, over in ipairs{client_timeout, call_timeout} do
+    if type(over) == "number" then t.total = over
+    elseif type(over) == "table" then merge(t, over) end
+  end
+  if not t.total then
+    t.total = t.first_byte + (max_tokens or DEFAULT_MAX_TOKENS_FOR_TOTAL) / t.min_tps
+  end
+  t.min_tps = nil
+  return t
+end
+M.request_timeout = request_timeout
 
 -- openai.client{base_url, dialect?, model?, api_key_env?, timeout?, extra?,
 --   include_usage? (default true where the dialect takes it), headers?}
@@ -99,7 +130,7 @@ function M.client(opts)
     dialect = dialect,
     model = opts.model,
     api_key_env = opts.api_key_env,
-    timeout = opts.timeout or DEFAULT_TIMEOUT,
+    timeout = opts.timeout,
     extra = copy(opts.extra),
     headers = copy(opts.headers),
     include_usage = opts.include_usage ~= false and DIALECTS[dialect].usage_option or false,
@@ -132,7 +163,7 @@ local function send(self, method, path, body, stream, opts)
     stream = stream or false,
     decode = stream and (stream == "ndjson" and "ollama" or "openai") or nil,
     raw = opts and opts.raw,
-    timeout = (opts and opts.timeout) or self.timeout,
+    timeout = request_timeout(self.timeout, opts and opts.timeout, opts and opts.max_tokens),
     on_event = opts and opts.on_event,
     max_event_bytes = opts and opts.max_event_bytes,
     insecure = self.insecure, http2 = self.http2, transport = self.transport,
@@ -231,6 +262,8 @@ end
 
 -- ---- records ----
 
+local stream_error_message, is_burst
+
 local function ms(a, b)
   if a == nil or b == nil then return nil end
   return (a - b) / 1e6
@@ -247,9 +280,28 @@ local function num(v)
   return type(v) == "number" and v or nil
 end
 
+-- A count a server reported: a finite integer >= 0, else nil and why.
+local function sane_count(v, what)
+  if v == nil then return nil end
+  if type(v) ~= "number" then return nil, string.format("%s is %s, not a number", what, type(v)) end
+  if v ~= v or v == math.huge or v == -math.huge then return nil, string.format("%s is not finite", what) end
+  if v < 0 then return nil, string.format("%s is negative (%s)", what, tostring(v)) end
+  if v ~= math.floor(v) then return nil, string.format("%s is not a whole number (%s)", what, tostring(v)) end
+  return math.tointeger(v) or v
+end
+
+-- The most output tokens that can stand behind what arrived: a token is at
+-- least one byte of text or one event of its own, plus a few that render as
+-- nothing (end of sequence, hidden markers).
+local TOKEN_SLACK = 16
+local function token_ceiling(events, bytes)
+  return (events or 0) + (bytes or 0) + TOKEN_SLACK
+end
+
 -- Token counts and server-side timings, best source first:
 -- usage > server timings (llama.cpp timings, Ollama eval_count, LM Studio stats) > chunks.
-local function fill_counts(rec, usage, timings, stats, final, chunk_tokens)
+-- arrived: {events, bytes} of what the stream or body really carried.
+local function fill_counts(rec, usage, timings, stats, final, chunk_tokens, arrived)
   local server = nil
   if timings then server = timings end
   if stats then server = merge(server or {}, stats) end
@@ -261,17 +313,39 @@ local function fill_counts(rec, usage, timings, stats, final, chunk_tokens)
     end
   end
   rec.server = server
-  local out = usage and num(usage.completion_tokens or usage.output_tokens)
+  -- a count that contradicts what arrived (negative, not finite, more tokens
+  -- than the text and events can hold, none for text that came) is noted
+  -- and not used: the next source is
+  local mismatch = {}
+  local function plausible(v, what)
+    local n, why = sane_count(v, what)
+    if why then mismatch[#mismatch + 1] = why return nil end
+    if n == nil then return nil end
+    if arrived and n > token_ceiling(arrived.events, arrived.bytes) then
+      mismatch[#mismatch + 1] = string.format("%s says %s output tokens for %d token events and %d bytes of text",
+                                              what, tostring(n), arrived.events or 0, arrived.bytes or 0)
+      return nil
+    end
+    if arrived and n == 0 and (arrived.bytes or 0) > 0 then
+      mismatch[#mismatch + 1] = string.format("%s says 0 output tokens for %d bytes of text", what, arrived.bytes)
+      return nil
+    end
+    return n
+  end
+  local out = usage and plausible(usage.completion_tokens or usage.output_tokens, "usage")
   if out then
-    rec.output_tokens, rec.token_source = math.tointeger(out) or out, "usage"
+    rec.output_tokens, rec.token_source = out, "usage"
   else
-    local st = server and num(server.predicted_n or server.eval_count or server.tokens or server.predicted_tokens_count)
-    if st then rec.output_tokens, rec.token_source = math.tointeger(st) or st, "server_timings"
+    local st = server and plausible(server.predicted_n or server.eval_count or server.tokens or server.predicted_tokens_count,
+                                    "the server's timings")
+    if st then rec.output_tokens, rec.token_source = st, "server_timings"
     elseif chunk_tokens then rec.output_tokens, rec.token_source = chunk_tokens, "chunks" end
   end
-  local p = usage and num(usage.prompt_tokens or usage.input_tokens)
-    or server and num(server.prompt_n or server.prompt_eval_count)
-  if p then rec.prompt_tokens = math.tointeger(p) or p end
+  if #mismatch > 0 then rec.token_mismatch = table.concat(mismatch, "; ") end
+  local p, pwhy = sane_count(usage and (usage.prompt_tokens or usage.input_tokens)
+    or server and (server.prompt_n or server.prompt_eval_count), "prompt_tokens")
+  if p then rec.prompt_tokens = p
+  elseif pwhy then rec.token_mismatch = (rec.token_mismatch and (rec.token_mismatch .. "; ") or "") .. pwhy end
   local details = usage and usage.completion_tokens_details
   local rt = type(details) == "table" and num(details.reasoning_tokens) or (usage and num(usage.reasoning_tokens))
   if rt then rec.reasoning_tokens = math.tointeger(rt) or rt end
@@ -287,6 +361,32 @@ local function split_think(text)
 end
 
 
+-- The message of an in-stream error: {"message"}, {"error": {"message"}},
+-- {"error": "text"}, a bare string, else the raw text.
+stream_error_message = function(raw)
+  local e = decode_json(raw)
+  if type(e) == "table" then
+    local inner = e.error
+    if type(inner) == "table" then inner = inner.message end
+    local msg = e.message or inner
+    if type(msg) == "string" and msg ~= "" then return msg end
+  end
+  local ok, v = pcall(json.decode, raw)
+  if ok and type(v) == "string" and v ~= "" then return v end
+  return raw
+end
+
+-- A stream whose token events all came at once: at least BURST_MIN_EVENTS
+-- of them within BURST_SPAN_NS, or faster than BURST_MAX_TPS (no model
+-- streams one sequence that fast; a server that buffers its answer does).
+local BURST_MIN_EVENTS, BURST_SPAN_NS, BURST_MAX_TPS = 4, 1e6, 20000
+is_burst = function(m)
+  local n = m.tokens or 0
+  if n < BURST_MIN_EVENTS or not m.first_token_t or not m.last_token_t then return false end
+  local span = m.last_token_t - m.first_token_t
+  return span < BURST_SPAN_NS or (n - 1) / (span / 1e9) > BURST_MAX_TPS
+end
+
 local function streamed_record(rec, r)
   local m = r.llm
   local t0 = rec.t_sent_ns
@@ -299,14 +399,22 @@ local function streamed_record(rec, r)
   rec.itl_ms = m.itl_ms   -- gaps between token events (content and reasoning), built in C
   rec.content_events, rec.reasoning_events = m.content_events, m.reasoning_events
   fill_counts(rec, decode_json(m.usage), decode_json(m.timings), decode_json(m.stats), decode_json(m.final),
-              m.tokens > 0 and m.tokens or nil)
+              m.tokens > 0 and m.tokens or nil,
+              {events = m.tokens, bytes = #(m.content or "") + #(m.reasoning or "")})
   if rec.reasoning_tokens == nil and m.reasoning_events > 0 and rec.token_source == "chunks" then
     rec.reasoning_tokens = m.reasoning_events
   end
   -- tpot over every generated token (reasoning included), as vLLM does.
   local first = m.first_token_t
   local tokens = rec.output_tokens
-  if first and tokens and tokens > 1 and rec.t_end_ns > first then
+  if is_burst(m) then
+    -- the whole answer in (nearly) one write: its gaps and rate are the
+    -- network's, not the model's; kept out of every rate (docs/openai.md)
+    rec.burst = true
+    rec.burst_detail = string.format("%d token events arrived within %.3f ms", m.tokens,
+                                     (m.last_token_t - m.first_token_t) / 1e6)
+    rec.itl_ms = {}
+  elseif first and tokens and tokens > 1 and rec.t_end_ns > first then
     rec.tpot_ms = (rec.t_end_ns - first) / 1e6 / (tokens - 1)
     rec.decode_tps = (tokens - 1) / ((rec.t_end_ns - first) / 1e9)
   end
@@ -315,16 +423,22 @@ local function streamed_record(rec, r)
     rec.sim_itl_err_ms = m.sim_itl_err_ms
     rec.sim_lag_max_ms = m.sim_lag_max_ms
   end
-  -- Errors the transport could not see.
-  if not rec.error then
-    if m.error then
-      local e = decode_json(m.error)
-      rec.error = "server_error"
-      rec.error_detail = type(e) == "table" and (e.message or (type(e.error) == "string" and e.error)) or m.error
-      if type(rec.error_detail) ~= "string" then rec.error_detail = m.error end
-    elseif m.bad_json > 0 then
+  -- Errors the transport could not see. The server's own error comes first:
+  -- a stream that said "CUDA out of memory" and then broke off is that
+  -- error, not a truncation (the transport's kind is kept beside it).
+  if m.error then
+    if rec.error then rec.transport_error, rec.transport_error_detail = rec.error, rec.error_detail end
+    rec.error = "server_error"
+    rec.error_detail = stream_error_message(m.error)
+  elseif not rec.error then
+    if m.bad_json > 0 then
       rec.error = "bad_json"
       rec.error_detail = m.bad_json .. " event(s) were not valid JSON"
+    elseif m.tokens == 0 then
+      -- 200 and [DONE], but nothing generated: not a generation
+      rec.error = "empty_response"
+      rec.error_detail = (m.chunks or 0) == 0 and "the stream ended without any event"
+        or string.format("the stream ended after %d event(s) without any content or reasoning", m.chunks)
     end
   end
 end
@@ -338,35 +452,42 @@ local function whole_record(rec, r, kind, dialect)
     end
     return
   end
-  local text, reasoning
+  local function str(x) return type(x) == "string" and x or nil end
+  local text, reasoning, usage, timings, stats, final
   if dialect == "ollama-native" then
-    local msg = v.message or {}
-    text = msg.content or v.response
-    reasoning = msg.thinking or v.thinking
+    local msg = type(v.message) == "table" and v.message or {}
+    text = str(msg.content) or str(v.response)
+    reasoning = str(msg.thinking) or str(v.thinking)
     rec.finish_reason = v.done_reason
-    fill_counts(rec, nil, nil, nil, v, nil)
+    final = v
   else
-    local c = type(v.choices) == "table" and v.choices[1] or {}
-    local msg = c.message or {}
-    text = msg.content or c.text or v.content
-    reasoning = msg.reasoning_content or msg.reasoning
+    local c = type(v.choices) == "table" and type(v.choices[1]) == "table" and v.choices[1] or {}
+    local msg = type(c.message) == "table" and c.message or {}
+    text = str(msg.content) or str(c.text) or str(v.content)
+    reasoning = str(msg.reasoning_content) or str(msg.reasoning)
     rec.finish_reason = c.finish_reason
     if v.stop_type then rec.finish_reason = v.stop_type end
-    fill_counts(rec, v.usage, v.timings, v.stats, nil, nil)
+    usage, timings, stats = type(v.usage) == "table" and v.usage or nil, type(v.timings) == "table" and v.timings or nil,
+                            type(v.stats) == "table" and v.stats or nil
     if v.error and not rec.error then
       rec.error = "server_error"
       rec.error_detail = type(v.error) == "table" and v.error.message or tostring(v.error)
     end
   end
-  text = type(text) == "string" and text or ""
+  text = text or ""
   if not reasoning then
     local t, r2 = split_think(text)
     text, reasoning = t, r2
   end
+  fill_counts(rec, usage, timings, stats, final, nil, {events = 0, bytes = #text + #(reasoning or "")})
   rec.text = text
-  rec.reasoning = type(reasoning) == "string" and reasoning ~= "" and reasoning or nil
+  rec.reasoning = reasoning ~= "" and reasoning or nil
   rec.chunks = 0
   rec.itl_ms = {}
+  if not rec.error and text == "" and not rec.reasoning then
+    rec.error = "empty_response"
+    rec.error_detail = "the answer has no content and no reasoning"
+  end
 end
 
 local function make_record(self, r, kind, stream)

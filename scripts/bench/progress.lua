@@ -188,16 +188,24 @@ function Progress:cell_end(cell_id, status, cell)
     self:_emit({event = "cell_end", i = self.i, total = self.total, cell = cell_id, status = status,
                 requests = self.req_done, tokens = self.cell_tokens, seconds = el,
                 decode_tps = decode, output_tps = output,
-                error = cell and cell.error or nil})
+                error = cell and cell.error or nil,
+                errors = type(cell) == "table" and type(cell.summary) == "table" and cell.summary.errors or nil})
     return
   end
   local rates = {}
   if decode then rates[#rates + 1] = string.format("decode %.1f tok/s", decode) end
   if output then rates[#rates + 1] = string.format("aggregate %.1f tok/s", output) end
   if #rates == 0 then rates[1] = string.format("%d tokens", self.cell_tokens) end
+  -- the cell's failed requests by kind, whatever its status
+  local errs = type(cell) == "table" and type(cell.summary) == "table" and type(cell.summary.errors) == "table"
+               and cell.summary.errors or nil
+  local why = cell and (cell.error or cell.warning)
+  if not why and errs and (errs.total or 0) > 0 then
+    why = string.format("%d failed: %s", errs.total, require("bench.summary").kinds_text(errs.by_kind))
+  end
   local msg = string.format("[%d/%d] %s: %s, %d requests, %s, %s%s", self.i, self.total, tostring(cell_id),
     status, self.req_done, table.concat(rates, ", "), P.duration(el),
-    (cell and cell.error) and (" (" .. tostring(cell.error) .. ")") or "")
+    why and (" (" .. tostring(why) .. ")") or "")
   if self.mode == "quiet" then
     if status ~= "ok" and status ~= "skipped" then self.out:write(msg, "\n") self.out:flush() end
     return

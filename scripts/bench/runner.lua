@@ -570,7 +570,8 @@ local function run_cell(ctx, cell, i)
   local s = cell.server
   -- server.extra is the backend's (docs/servers.md), never request fields
   local client = openai.client{base_url = srv.base_url, dialect = srv.dialect or s.dialect,
-                               model = srv.model or s.model, api_key_env = s.api_key_env}
+                               model = srv.model or s.model, api_key_env = s.api_key_env,
+                               timeout = M.cell_timeout(plan, cell)}
   local w, nprompts = cell_workload(ctx, cell)
   local conc = cell.concurrency or 1
   local requests = cell.requests
@@ -581,12 +582,29 @@ local function run_cell(ctx, cell, i)
   end
   out.requests_per_repeat = requests
 
+  -- as many open files as the cell's connections need, or a clear no
+  local fd_ok, fd_why = M.ensure_fds(cell)
+  if not fd_ok then
+    out.status, out.error = "failed", fd_why
+    out.ended_ns = now_ns()
+    return out
+  end
+
+  -- the load stops when the server is gone: its process exited, or a
+  -- refused connection and a probe say nobody listens any more
+  local gone
+  local function server_gone()
+    if not gone and srv.proc and not server_alive(srv) then gone = "the server exited" end
+    return gone
+  end
+
   local records = {}
   local function on_record(r, rep, warm)
     r.cell = cell.id
     r["repeat"] = rep
     if warm then r.warmup = true end
     run:record(cell.id, r)
+    if r.error == "refused" and not gone and not server_alive(srv) then gone = "the server stopped listening" end
     if not warm then
       records[#records + 1] = r
       if r.prompt == nil and r.name then r.prompt = r.name end
@@ -600,7 +618,7 @@ local function run_cell(ctx, cell, i)
   -- scheduled times whatever the server does; latency also from those times)
   local function send(rep)
     local args = {client = client, requests = requests, duration = cell.duration, workload = w,
-                  on_record = function(r) on_record(r, rep, false) end}
+                  on_record = function(r) on_record(r, rep, false) end, stop = server_gone}
     if cell.rate then
       args.rate, args.arrival = cell.rate, cell.arrival or "poisson"
       args.seed = rep
@@ -617,7 +635,7 @@ local function run_cell(ctx, cell, i)
   if (cell.warmup or 0) > 0 then
     mark(ctx, "warmup")
     load.closed{client = client, concurrency = 1, requests = cell.warmup, workload = w,
-                on_record = function(r) on_record(r, 0, true) end}
+                on_record = function(r) on_record(r, 0, true) end, stop = server_gone}
   end
   for rep = 1, cell["repeat"] or 1 do
     if not server_alive(srv) then died = true break end
@@ -630,7 +648,7 @@ local function run_cell(ctx, cell, i)
       out.status, out.error = "failed", tostring(res)
       break
     end
-    if not server_alive(srv) then died = true break end
+    if gone or not server_alive(srv) then died = true break end
   end
   mark(ctx, "idle")
   if died or not server_alive(srv) then
@@ -642,8 +660,56 @@ local function run_cell(ctx, cell, i)
     set_peaks(out, stop_server(ctx))
   end
   out.summary = summarize(records, wall_total, plan.slo)
+  if gone then out.stopped = gone end
+  -- a cell is what its requests were (bench.summary.verdict): none
+  -- succeeded is failed, errors above max_error_rate degraded
+  if out.status == "ok" then
+    local st, why = require("bench.summary").verdict(out.summary, {max_error_rate = M.max_error_rate(plan, cell)})
+    out.status = st
+    if st ~= "ok" then out.error = why elseif why then out.warning = why end
+  end
   out.ended_ns = now_ns()
   return out
+end
+
+-- The request limits of a cell: the plan's timeout:, then its server's,
+-- then the cell's (each a mapping of connect, first_byte, idle, total,
+-- min_tps); nil fields keep bench.openai's defaults.
+function M.cell_timeout(plan, cell)
+  local t
+  for _, over in ipairs{plan.timeout, (cell.real_server or cell.server or {}).timeout, cell.timeout} do
+    if type(over) == "table" then
+      t = t or {}
+      for k, v in pairs(over) do t[k] = v end
+    end
+  end
+  return t
+end
+
+-- The share of failed measured requests a cell may have and still be ok.
+function M.max_error_rate(plan, cell)
+  if cell.max_error_rate ~= nil then return cell.max_error_rate end
+  return plan.max_error_rate or 0
+end
+
+-- Open files: a connection each, plus what the runner and the sampler hold.
+local FD_RESERVE = 64
+
+-- ensure_fds(cell) -> true, note? | nil, why: raise the soft open-file limit
+-- to what the cell's concurrency needs (an open loop without a cap: as far
+-- as the hard limit allows), and say so when it cannot be raised enough.
+function M.ensure_fds(cell)
+  local conc = cell.concurrency or 1
+  local need = conc + FD_RESERVE
+  local capped = not cell.rate or cell.concurrency_set
+  local ok, got = pcall(http.max_fds, capped and need or nil)
+  if not ok then return nil, "cannot read or raise the open-file limit: " .. tostring(got) end
+  if capped and got < need then
+    return nil, string.format("concurrency %d needs about %d open files, but the limit is %d and cannot be raised " ..
+      "further (hard limit); raise it (ulimit -n %d, or launchctl limit maxfiles on macOS) or lower the concurrency",
+      conc, need, got, need)
+  end
+  return true
 end
 
 ---------------------------------------------------------------------------

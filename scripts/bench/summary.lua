@@ -122,6 +122,47 @@ local function span_s(records)
   return nil
 end
 
+-- The flags a successful record may carry (docs/openai.md): its answer
+-- came, but a figure of it is not what it seems.
+--   burst           every token arrived at once: no decode rate, no ITL
+--   token_mismatch  the server's token count contradicts what arrived
+--   invalid_utf8    the text had invalid UTF-8 (replaced when stored)
+M.RECORD_FLAGS = {"burst", "token_mismatch", "invalid_utf8"}
+
+-- summary.verdict(s, {max_error_rate = 0}) -> status, reason: what a cell
+-- whose measured requests summarise to `s` is.
+--   failed    no measured request, or none succeeded
+--   degraded  the share of failed requests is above max_error_rate (default
+--             0: any failed measured request)
+--   ok        otherwise
+-- reason names the error kinds and their counts ("reset ×5").
+function M.verdict(s, opts)
+  local limit = opts and opts.max_error_rate or 0
+  if (s.requests or 0) == 0 then return "failed", "no request was measured" end
+  local errors = s.errors and s.errors.total or 0
+  local kinds = M.kinds_text(s.errors and s.errors.by_kind)
+  if (s.ok or 0) == 0 then
+    return "failed", string.format("no request succeeded (%d of %d failed: %s)", errors, s.requests, kinds)
+  end
+  local rate = errors / s.requests
+  if rate > limit then
+    return "degraded", string.format("%d of %d requests failed (%s), above max_error_rate %g",
+                                     errors, s.requests, kinds, limit)
+  end
+  return "ok", errors > 0 and string.format("%d of %d requests failed (%s), within max_error_rate %g",
+                                              errors, s.requests, kinds, limit) or nil
+end
+
+-- "reset ×3, timeout_idle ×1": error kinds by count, most first
+function M.kinds_text(by_kind)
+  local list = {}
+  for k, n in pairs(by_kind or {}) do list[#list + 1] = {k, n} end
+  table.sort(list, function(a, b) if a[2] ~= b[2] then return a[2] > b[2] end return a[1] < b[1] end)
+  local parts = {}
+  for _, x in ipairs(list) do parts[#parts + 1] = string.format("%s ×%d", x[1], x[2]) end
+  return table.concat(parts, ", ")
+end
+
 -- summary.of(records, {slo = {ttft_p95 = 2.0, tpot_p95 = "100ms", ...},
 -- wall_s = s?, by_name = true}) -> the summary of one level (warm-up
 -- records are left out):
@@ -133,7 +174,8 @@ end
 --   fairness = {jain (of per-request decode tps), p99_p50 (of tpot)},
 --   goodput (req/s meeting every SLO), slo = {key = {target, value, met}},
 --   slo_met (every SLO met), token_sources = {usage = n, ...},
---   finish_reasons = {stop = n, ...}, by_name = {name = <reduced summary>}.
+--   finish_reasons = {stop = n, ...}, flags = {burst = n, ...} (when any),
+--   by_name = {name = <reduced summary>}.
 -- wall_s defaults to the span of the records' send and end times.
 function M.of(records, opts)
   opts = opts or {}
@@ -153,6 +195,13 @@ function M.of(records, opts)
       s.token_sources[src] = (s.token_sources[src] or 0) + 1
       local fr = r.finish_reason or "unknown"
       s.finish_reasons[fr] = (s.finish_reasons[fr] or 0) + 1
+      -- answers that arrived but whose figures cannot be trusted as they are
+      for _, f in ipairs(M.RECORD_FLAGS) do
+        if r[f] then
+          s.flags = s.flags or {}
+          s.flags[f] = (s.flags[f] or 0) + 1
+        end
+      end
     else
       s.errors.total = s.errors.total + 1
       local kind = M.error_kind(r)

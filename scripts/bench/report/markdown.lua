@@ -3,6 +3,7 @@
 -- the run did not produce are left out rather than filled with guesses.
 local A = require("bench.report.analysis")
 local Q = require("bench.report.quality")
+local summary = require("bench.summary")
 
 local MD = {}
 
@@ -56,7 +57,8 @@ local function ratio(x) return dash(x, function(v) return string.format("%.2f×"
 local function num2(x) return dash(x, function(v) return string.format("%.2f", v) end) end
 MD.fmt = {ms = ms, tps = tps, gb = gb, secs = secs, pct = pct, ratio = ratio, size = size}
 
-local STATUS_TEXT = {ok = "ok", oom = "**OOM**", failed = "**failed**", aborted = "**aborted**", skipped = "skipped"}
+local STATUS_TEXT = {ok = "ok", degraded = "**degraded**", oom = "**OOM**", failed = "**failed**", aborted = "**aborted**",
+                     skipped = "skipped"}
 
 local function label_cols(an)
   local cols = {}
@@ -156,8 +158,9 @@ local function section_header(out, an, opts)
         or "Memory figures are the simulator's.")
   end
   local st = an.statuses
-  facts[#facts + 1] = string.format("- Cells: %d ok, %d OOM, %d failed, %d skipped",
-    st.ok or 0, st.oom or 0, st.failed or 0, st.skipped or 0)
+  facts[#facts + 1] = string.format("- Cells: %d ok, %s%d OOM, %d failed, %d skipped",
+    st.ok or 0, (st.degraded or 0) > 0 and string.format("%d degraded, ", st.degraded) or "",
+    st.oom or 0, st.failed or 0, st.skipped or 0)
     .. ((st.aborted or 0) > 0 and string.format(", %d aborted (memory ceiling)", st.aborted) or "")
   if s.total_cells and not s.finished then
     facts[#facts + 1] = string.format("- Planned cells: %d", s.total_cells)
@@ -215,6 +218,47 @@ local function section_variants(out, an)
     .. "(RSS/footprint), else GPU memory, in GB of 10⁹ bytes; TPS/GB = decode TPS / peak GB"
     .. (file_gb and "; TPS/GB (file) = decode TPS / the model file's size in GB" or "") .. "."
     .. (an.memory_scale and " Dry run: peak memory is the simulator's ÷ memory_scale (simulated)." or "")
+  out[#out + 1] = ""
+end
+
+-- Every cell whose requests failed or whose answers carry a flag: the error
+-- kinds with their counts and the first error's words, so a figure is never
+-- read without knowing what stands behind it.
+local FLAG_TEXT = {burst = "whole answer at once (no decode rate)", token_mismatch = "server token count contradicted",
+                   invalid_utf8 = "invalid UTF-8 replaced"}
+local function section_errors(out, an)
+  local first = {}
+  for _, r in ipairs(an.data.records or {}) do
+    if r.cell and not r.warmup and r.ok == false and not first[r.cell] then
+      first[r.cell] = tostring(r.error or "error") .. (r.error_detail and (": " .. tostring(r.error_detail)) or "")
+    end
+  end
+  local rows = {}
+  for _, cell in ipairs(an.data.cells or {}) do
+    local s = type(cell.summary) == "table" and cell.summary or {}
+    local errs = type(s.errors) == "table" and s.errors or {}
+    local flags = {}
+    for _, f in ipairs(summary.RECORD_FLAGS) do
+      local n = type(s.flags) == "table" and s.flags[f]
+      if n and n > 0 then flags[#flags + 1] = string.format("%s ×%d", FLAG_TEXT[f] or f, n) end
+    end
+    if (errs.total or 0) > 0 or #flags > 0 or (cell.status ~= "ok" and cell.status ~= "skipped") then
+      local st = A.cell_status(cell)
+      rows[#rows + 1] = {tostring(cell.id), STATUS_TEXT[st] or st,
+                         string.format("%d/%d", errs.total or 0, s.requests or 0),
+                         summary.kinds_text(errs.by_kind) ~= "" and summary.kinds_text(errs.by_kind) or "-",
+                         tostring(first[cell.id] or cell.error or "-"):sub(1, 120),
+                         #flags > 0 and table.concat(flags, ", ") or "-"}
+    end
+  end
+  if #rows == 0 then return end
+  out[#out + 1] = "## Errors and warnings"
+  out[#out + 1] = ""
+  out[#out + 1] = "Failed measured requests per cell, by kind (docs/openai.md lists the kinds), and answers whose figures " ..
+                  "were set aside."
+  out[#out + 1] = ""
+  out[#out + 1] = MD.table({"Cell", "Status", "Failed", "Error kinds", "First error", "Flags"}, rows,
+                           {"l", "l", "r", "l", "l", "l"})
   out[#out + 1] = ""
 end
 
@@ -769,6 +813,9 @@ function MD.recommendations(an, ctx)
         tostring(c.error or "see its cell file"))
     elseif c.status == "failed" then
       recs[#recs + 1] = string.format("**%s** failed: %s.", c.name, tostring(c.error or "see its cell file"))
+    elseif c.status == "degraded" then
+      recs[#recs + 1] = string.format("**%s** is degraded: %s; its figures come from the requests that succeeded.",
+        c.name, tostring(c.error or "some requests failed"))
     end
   end
   return recs
@@ -792,6 +839,7 @@ function MD.render(an, ctx)
     return table.concat(out, "\n")
   end
   section_variants(out, an)
+  section_errors(out, an)
   local phase = ctx.phase
   if MD.shows_pairs(ctx) then
     section_pairs(out, an, ctx.pairs)
