@@ -593,6 +593,18 @@ static int deliver(xfer *x, const char *p, size_t n, int64_t now) {
   }
 }
 
+static int64_t next_deadline(const xfer *x);
+static void deadline_fired(br_loop *loop, br_timer *t);
+
+/* The first byte: from now on the idle limit applies, which may come before
+ * the deadline armed at the start (first_byte or total, or none at all). */
+static void first_byte_seen(xfer *x, int64_t now) {
+  x->t_first_byte = now;
+  int64_t d = next_deadline(x);
+  if (d != INT64_MAX && (!br_timer_active(&x->deadline) || d < x->deadline.when))
+    br_timer_start(x->ctx->loop, &x->deadline, d, deadline_fired, x);
+}
+
 static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud) {
   xfer *x = ud;
   int64_t now = br_loop_event_time(x->ctx->loop);   /* first: the arrival time of these bytes */
@@ -606,7 +618,7 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *ud) {
   xfer *x = ud;
   int64_t now = br_loop_event_time(x->ctx->loop);
   size_t n = size * nmemb;
-  if (!x->t_first_byte) x->t_first_byte = now;
+  if (!x->t_first_byte) first_byte_seen(x, now);
   x->t_last_data = now;
   if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) x->headers.len = 0;   /* a new response (after 1xx) */
   if (x->headers.len + n <= MAX_HEADER_BYTES) br_sse_buf_append(&x->headers, p, n);
@@ -928,7 +940,7 @@ static void native_read(xfer *x, hconn *k) {
     ssize_t n = recv(k->fd, c->rbuf, READ_BUF, 0);
     if (n > 0) {
       int64_t now = br_loop_event_time(c->loop);   /* first: the arrival time of these bytes */
-      if (!x->t_first_byte) x->t_first_byte = now;
+      if (!x->t_first_byte) first_byte_seen(x, now);
       x->t_last_data = now;
       size_t used;
       int rc = br_h1_feed(&k->h1, c->rbuf, (size_t)n, &h1_cbs, x, &used);

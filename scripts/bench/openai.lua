@@ -94,7 +94,7 @@ end
 -- call's (a number is a total); total, unless given, follows from max_tokens.
 local function request_timeout(client_timeout, call_timeout, max_tokens)
   local t = copy(DEFAULT_TIMEOUT)
-  for _, over in ipairs{client_timeout, call_timeout} do
+  for _, over in ipairs{client_timeout or false, call_timeout or false} do
     if type(over) == "number" then t.total = over
     elseif type(over) == "table" then merge(t, over) end
   end

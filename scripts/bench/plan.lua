@@ -258,6 +258,17 @@ M.DIALECTS = {"openai", "llama.cpp", "lmstudio", "vllm", "ollama", "sglang", "ml
 
 local ENV = T.dict(T.scalar(), {what = "a mapping of environment variables to values"})
 
+-- Request limits (bench.openai's timeout, docs/openai.md): a plan's, a
+-- server's and a cell's, each field over the one before.
+local TIMEOUT = T.map({
+  connect = T.duration{min = 0.001},
+  first_byte = T.duration{min = 0.001},
+  idle = T.duration{min = 0.001},
+  total = T.duration{min = 0.001},
+  min_tps = T.number{min = 0.001},
+})
+local ERROR_RATE = T.number{min = 0, max = 1}
+
 local SERVER_FIELDS = {
   name = T.string(),
   backend = T.enum(M.BACKENDS),
@@ -267,6 +278,7 @@ local SERVER_FIELDS = {
   unset_env = T.list(T.string()),
   port = T.int{min = 0, max = 65535},
   ready_timeout = T.duration(),
+  timeout = TIMEOUT,
   binary = T.string(),
   base_url = T.string(),
   dialect = T.enum(M.DIALECTS),
@@ -336,6 +348,8 @@ local CELL_FIELDS = {
   warmup = T.int{min = 0},
   restart = T.bool(),
   tags = T.dict(T.scalar()),
+  timeout = TIMEOUT,
+  max_error_rate = ERROR_RATE,
 }
 
 local function cell_map(o) return T.map(CELL_FIELDS, o) end
@@ -356,6 +370,8 @@ local SCENARIO = T.map({
   warmup = T.int{min = 0},
   ["repeat"] = T.int{min = 1},
   note = T.string(),
+  timeout = TIMEOUT,
+  max_error_rate = ERROR_RATE,
 }, {required = {"name"}})
 
 local DRY_MODEL = T.map({
@@ -397,6 +413,8 @@ M.schema = T.map({
     e2el_p50 = T.duration(), e2el_p95 = T.duration(), e2el_p99 = T.duration(),
   }),
   output = T.string(),
+  timeout = TIMEOUT,
+  max_error_rate = ERROR_RATE,
   safety = T.map({
     memory_ceiling = T.size(),
     max_sysctl = SYSCTL,
@@ -533,7 +551,11 @@ function V:check(nd, v, path)
     return v
   elseif k == "number" then
     if type(v) ~= "number" then self:err(path, "expected %s, got %s", expected(nd), describe(v)) return nil end
-    if nd.min and v < nd.min then self:err(path, "expected %s, got %s", expected(nd), tostring(v)) return nil end
+    if (nd.min and v < nd.min) or (nd.max and v > nd.max) or v ~= v then
+      self:err(path, "expected %s%s, got %s", expected(nd), nd.max and (" (at most " .. tostring(nd.max) .. ")") or "",
+               tostring(v))
+      return nil
+    end
     return v
   elseif k == "bool" then
     if type(v) ~= "boolean" then self:err(path, "expected %s, got %s", expected(nd), describe(v)) return nil end
@@ -541,6 +563,7 @@ function V:check(nd, v, path)
   elseif k == "duration" then
     local s, why = M.duration(v)
     if not s then self:err(path, "expected %s, got %s", why:find("unit") and why:gsub(", got.*", "") or expected(nd), describe(v)) return nil end
+    if nd.min and s < nd.min then self:err(path, "expected a duration above 0, got %s", describe(v)) return nil end
     return s
   elseif k == "size" then
     local b, why = M.size(v)
@@ -834,7 +857,8 @@ local function expand_load(scenarios)
         local settings = {scenario = s.name}
         if c then settings.concurrency = c end
         if m then settings.max_tokens = m end
-        for _, k in ipairs({"requests", "duration", "rate", "arrival", "mix", "prompt", "warmup", "repeat", "note"}) do
+        for _, k in ipairs({"requests", "duration", "rate", "arrival", "mix", "prompt", "warmup", "repeat", "note",
+                            "timeout", "max_error_rate"}) do
           if s[k] ~= nil then settings[k] = s[k] end
         end
         out[#out + 1] = {label = label, settings = settings}

@@ -677,7 +677,8 @@ end
 -- min_tps); nil fields keep bench.openai's defaults.
 function M.cell_timeout(plan, cell)
   local t
-  for _, over in ipairs{plan.timeout, (cell.real_server or cell.server or {}).timeout, cell.timeout} do
+  for _, over in ipairs{plan.timeout or false, (cell.real_server or cell.server or {}).timeout or false,
+                        cell.timeout or false} do
     if type(over) == "table" then
       t = t or {}
       for k, v in pairs(over) do t[k] = v end

@@ -91,4 +91,79 @@ function T.sim(args)
                           __gc = function(self) self.proc:stop(2) end})
 end
 
+-- T.run_plan(dir, text, opts): write `text` as a plan file in dir, validate
+-- and run it quietly (runner options over {out, quiet}); -> exit status, the
+-- loaded results (bench.results.load), the results folder.
+local plan_n = 0
+function T.run_plan(dir, text, opts)
+  local P, runner, results = require("bench.plan"), require("bench.runner"), require("bench.results")
+  plan_n = plan_n + 1
+  local path = string.format("%s/plan%d.yaml", dir, plan_n)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  local plan, errs = P.load(path, {})
+  if not plan then error("plan did not validate: " .. table.concat(errs, "\n"), 2) end
+  local out = string.format("%s/out%d", dir, plan_n)
+  local o = {out = out, quiet = true}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  -- quiet mode prints the report's path on stdout: keep it off the test's output
+  local stdout, tmp = io.stdout, os.tmpname()
+  io.stdout = assert(io.open(tmp, "w"))
+  local ok, rc = pcall(runner.run, plan, o)
+  io.stdout:close()
+  io.stdout = stdout
+  os.remove(tmp)
+  if not ok then error(rc, 2) end
+  local ls = assert(io.popen("ls -d " .. out .. "/*/"))
+  local rdir = ls:read("l")
+  ls:close()
+  return rc, assert(results.load(rdir)), rdir
+end
+
+-- T.raw{steps...}: tests/helpers/rawserver following these script lines (see
+-- its header), a hostile server whose every byte the test writes; returns
+-- {url, port, proc, log()}, stopped when closed. ctest passes the binary in
+-- BENCHRUN_RAWSERVER; by hand it is looked for beside benchrun.
+T.RAWSERVER = os.getenv("BENCHRUN_RAWSERVER") or (bench.executable:match("^(.*)/[^/]*$") or ".") .. "/tests/rawserver"
+
+-- a Lua string as a rawserver `send` step (control bytes and backslashes escaped)
+function T.send_step(s)
+  return "send " .. s:gsub("[%c\\\128-\255]", function(c) return string.format("\\x%02x", c:byte()) end)
+end
+
+function T.raw(steps)
+  local proc, clock = require("bench.proc"), require("bench.clock")
+  local script, log, portfile = os.tmpname(), os.tmpname(), os.tmpname()
+  local f = assert(io.open(script, "wb"))
+  f:write(table.concat(steps, "\n") .. "\n")
+  f:close()
+  local p = assert(proc.spawn{argv = {T.RAWSERVER, portfile, script, log}, stdout = "capture", stderr = "capture"})
+  local port
+  for _ = 1, 500 do
+    local pf = io.open(portfile)
+    if pf then port = tonumber(pf:read("a")) pf:close() end
+    if port or not p:alive() then break end
+    clock.sleep(0.01)
+  end
+  os.remove(portfile)
+  if not port then
+    p:stop(1)
+    error("rawserver did not start: " .. tostring(p:tail(20)), 2)
+  end
+  local s = {url = "http://127.0.0.1:" .. port, port = port, proc = p}
+  function s.log()
+    local lf = io.open(log, "rb")
+    if not lf then return nil end
+    local text = lf:read("a")
+    lf:close()
+    return text
+  end
+  return setmetatable(s, {__close = function(self)
+    self.proc:stop(2)
+    os.remove(script)
+    os.remove(log)
+  end})
+end
+
 return T
