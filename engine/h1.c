@@ -12,6 +12,10 @@
 #include <string.h>
 #include <strings.h>
 
+/* The error messages below name the limits of h1.h. */
+_Static_assert(BR_H1_MAX_HEAD == 300 << 10 && BR_H1_MAX_HEAD_LINE == 100 << 10 && BR_H1_MAX_HEADERS == 5000,
+               "the messages of the head limits say 300 KiB, 100 KiB and 5000");
+
 enum {
   S_STATUS = 0,    /* waiting for a status line */
   S_HEADER,        /* header lines, until an empty one */
@@ -58,7 +62,8 @@ static int take_line(br_h1 *p, const char *s, size_t n, size_t *i, size_t max, c
   const char *lf = memchr(start, '\n', n - *i);
   size_t k = lf ? (size_t)(lf - start) : n - *i;
   if (p->line_len + k > max) {
-    p->error = "a line of the response is too long";
+    p->error = max == BR_H1_MAX_HEAD_LINE ? "a line of the response head is longer than 100 KiB"
+                                          : "a line of the response is too long";
     return -1;
   }
   if (!lf || p->line_len) {
@@ -249,10 +254,10 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
     case S_STATUS:
     case S_HEADER: {
       size_t before = i;
-      got = take_line(p, s, n, &i, BR_H1_MAX_HEAD, &line, &len);
+      got = take_line(p, s, n, &i, BR_H1_MAX_HEAD_LINE, &line, &len);
       p->head_bytes += i - before;
       if (got < 0) { rc = BR_H1_ERROR; break; }
-      if (p->head_bytes > BR_H1_MAX_HEAD) { rc = fail(p, "the response head is too large"); break; }
+      if (p->head_bytes > BR_H1_MAX_HEAD) { rc = fail(p, "the response head is larger than 300 KiB"); break; }
       if (!got) {   /* a partial status line that cannot become one: say so now, not at the close */
         if (p->state == S_STATUS && p->line_len &&
             memcmp(p->line, "HTTP/1.", p->line_len < 7 ? p->line_len : 7) != 0 && p->line[0] != '\r')
@@ -267,6 +272,7 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       } else if (len == 0) {
         rc = head_end(p, cb, ud);
       } else {
+        if (++p->head_lines > BR_H1_MAX_HEADERS) { rc = fail(p, "the response head has more than 5000 header lines"); break; }
         if ((rc = parse_header(p, line, len)) != BR_H1_MORE) break;
         if (cb->line && cb->line(ud, line, len)) rc = BR_H1_STOP;
       }

@@ -657,7 +657,7 @@ static void limits(void) {
       if (extra) {
         /* every line comes through; the empty line that ends the head is one byte too many */
         check((h1case){.name = name, .in = in.p, .n = in.len, .rc = BR_H1_ERROR, .log = log.p, .sample = 1,
-                       .error = "too large"});
+                       .error = "larger than 300 KiB"});
       } else {
         buf_str(&log, "H 200\n");
         check((h1case){.name = name, .in = in.p, .n = in.len, .rc = BR_H1_DONE, .log = log.p, .body = "ok", .sample = 1});
@@ -667,16 +667,52 @@ static void limits(void) {
   buf_free(&in);
   buf_free(&log);
 
-  /* a single header line longer than BR_H1_MAX_HEAD */
-  buf_str(&in, "HTTP/1.1 200 OK\r\nX-Huge: ");
-  for (int i = 0; i < BR_H1_MAX_HEAD + 10; i++) buf_str(&in, "h");
-  buf_str(&in, "\r\nContent-Length: 0\r\n\r\n");
-  check((h1case){.name = "one header line longer than BR_H1_MAX_HEAD", .in = in.p, .n = in.len, .rc = BR_H1_ERROR,
-                 .sample = 1, .log = "L HTTP/1.1 200 OK\n"});
-  buf_free(&in);
+  /* header lines of BR_H1_MAX_HEAD_LINE bytes and one more (the limit
+   * counts the line with its CR, without its LF, as for chunk-size lines) */
+  for (int extra = 0; extra <= 1; extra++) {
+    buf_str(&in, "HTTP/1.1 200 OK\r\n");
+    size_t at = in.len;
+    buf_str(&in, "X-Huge: ");
+    while (in.len - at < (size_t)BR_H1_MAX_HEAD_LINE - 1 + (size_t)extra) buf_str(&in, "h");
+    buf_str(&in, "\r\nContent-Length: 0\r\n\r\n");
+    snprintf(name, sizeof name, "a header line of BR_H1_MAX_HEAD_LINE%s bytes", extra ? " + 1" : "");
+    if (extra) {
+      check((h1case){.name = name, .in = in.p, .n = in.len, .rc = BR_H1_ERROR, .sample = 1,
+                     .log = "L HTTP/1.1 200 OK\n", .error = "longer than 100 KiB"});
+    } else {
+      buf_free(&log);
+      buf_str(&log, "L HTTP/1.1 200 OK\nL ");
+      buf_add(&log, in.p + at, (size_t)BR_H1_MAX_HEAD_LINE - 1);
+      buf_str(&log, "\nL Content-Length: 0\nH 200\n");
+      check((h1case){.name = name, .in = in.p, .n = in.len, .rc = BR_H1_DONE, .sample = 1, .log = log.p});
+    }
+    buf_free(&in);
+  }
+  buf_free(&log);
+
+  /* BR_H1_MAX_HEADERS header lines (a 1xx head's count too), then one more */
+  for (int extra = 0; extra <= 1; extra++) {
+    buf_str(&in, "HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+    buf_str(&log, "L HTTP/1.1 100 Continue\nL X-A: 1\nL HTTP/1.1 200 OK\nL Content-Length: 2\n");
+    for (int i = 2; i < BR_H1_MAX_HEADERS + extra; i++) {
+      buf_str(&in, "a: b\r\n");
+      if (i < BR_H1_MAX_HEADERS) buf_str(&log, "L a: b\n");   /* the one too many is not handed out */
+    }
+    buf_str(&in, "\r\nok");
+    snprintf(name, sizeof name, "BR_H1_MAX_HEADERS%s header lines", extra ? " + 1" : "");
+    if (extra) {
+      check((h1case){.name = name, .in = in.p, .n = in.len, .rc = BR_H1_ERROR, .sample = 1, .log = log.p,
+                     .error = "more than 5000 header lines"});
+    } else {
+      buf_str(&log, "H 200\n");
+      check((h1case){.name = name, .in = in.p, .n = in.len, .rc = BR_H1_DONE, .sample = 1, .log = log.p, .body = "ok"});
+    }
+    buf_free(&in);
+    buf_free(&log);
+  }
 
   /* a first line that never ends */
-  for (int i = 0; i < BR_H1_MAX_HEAD + 10; i++) buf_str(&in, "H");
+  for (int i = 0; i < BR_H1_MAX_HEAD_LINE + 10; i++) buf_str(&in, "H");
   check((h1case){.name = "endless first line", .in = in.p, .n = in.len, .rc = BR_H1_ERROR, .sample = 1});
   buf_free(&in);
 
