@@ -5,7 +5,10 @@
  * until the connection closes. It is lenient where servers are sloppy and
  * no harm comes of it (a bare LF ends a line, a status line may lack its
  * reason phrase, chunk extensions are ignored) and strict where a mistake
- * would misframe the stream (a bad chunk size, conflicting lengths). */
+ * would misframe the stream (a bad chunk size, conflicting lengths). Where
+ * curl refuses a head, so does h1 (an empty line before the status line,
+ * HTTP/1.2, a NUL byte, folding right after the status line): the two
+ * transports of bench.http must give the same error for the same bytes. */
 #include "h1.h"
 
 #include <stdlib.h>
@@ -102,6 +105,7 @@ static int take_line(br_h1 *p, const char *s, size_t n, size_t *i, size_t max, c
 static int parse_status(br_h1 *p, const char *s, size_t n) {
   if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[7] < '0' || s[7] > '9' || s[8] != ' ')
     return fail(p, "not an HTTP/1.x status line");
+  if (s[7] > '1') return fail(p, "an HTTP/1.x version other than 1.0 and 1.1");   /* as curl */
   if (s[9] < '1' || s[9] > '9' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' || (n > 12 && s[12] != ' '))
     return fail(p, "a bad status code");
   p->version_minor = s[7] - '0';
@@ -110,6 +114,7 @@ static int parse_status(br_h1 *p, const char *s, size_t n) {
   p->close_seen = 0;
   p->chunked = 0;
   p->content_length = -1;
+  p->after_status = 1;
   return BR_H1_MORE;
 }
 
@@ -136,7 +141,14 @@ static int has_token(const char *v, size_t n, const char *token, int last_only) 
 }
 
 static int parse_header(br_h1 *p, const char *s, size_t n) {
-  if (s[0] == ' ' || s[0] == '\t') return BR_H1_MORE;   /* obsolete line folding: kept, not interpreted */
+  int first_line = p->after_status;
+  p->after_status = 0;
+  if (s[0] == ' ' || s[0] == '\t') {
+    /* obsolete line folding: kept, not interpreted; but there is nothing
+     * to fold into right after the status line (RFC 9112, 2.2; curl: "Header
+     * without colon") */
+    return first_line ? fail(p, "a header line starting with white space right after the status line") : BR_H1_MORE;
+  }
   const char *colon = memchr(s, ':', n);
   if (!colon || colon == s) return fail(p, "a header line without a name");
   size_t nl = (size_t)(colon - s);
@@ -259,13 +271,15 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       if (got < 0) { rc = BR_H1_ERROR; break; }
       if (p->head_bytes > BR_H1_MAX_HEAD) { rc = fail(p, "the response head is larger than 300 KiB"); break; }
       if (!got) {   /* a partial status line that cannot become one: say so now, not at the close */
-        if (p->state == S_STATUS && p->line_len &&
-            memcmp(p->line, "HTTP/1.", p->line_len < 7 ? p->line_len : 7) != 0 && p->line[0] != '\r')
+        if (p->state == S_STATUS && p->line_len && memcmp(p->line, "HTTP/1.", p->line_len < 7 ? p->line_len : 7) != 0)
           rc = fail(p, "not an HTTP/1.x status line");
         break;
       }
+      /* as curl (RFC 9110, 5.5: a recipient may reject a NUL) */
+      if (memchr(line, 0, len)) { rc = fail(p, "a NUL byte in the response head"); break; }
       if (p->state == S_STATUS) {
-        if (len == 0) break;   /* stray empty lines before a status line */
+        /* curl takes even an empty line before the status line for HTTP/0.9 */
+        if (len == 0) { rc = fail(p, "not an HTTP/1.x status line (an empty line)"); break; }
         if ((rc = parse_status(p, line, len)) != BR_H1_MORE) break;
         p->state = S_HEADER;
         if (cb->line && cb->line(ud, line, len)) rc = BR_H1_STOP;

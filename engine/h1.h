@@ -52,6 +52,7 @@ typedef struct br_h1 {
   int version_minor;        /* HTTP/1.<n> */
   int keep_alive;           /* the connection may carry another request */
   int close_seen;           /* a Connection: close came */
+  int after_status;         /* the status line was the last line */
   int chunked;
   int64_t content_length;   /* -1 when not given */
   uint64_t left;            /* bytes of the current chunk or of the body */

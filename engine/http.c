@@ -124,6 +124,7 @@ struct xfer {
    * transports refuse the same heads (see header_cb) */
   br_h1 hcheck;
   int hcheck_on;
+  int h1_only;           /* curl: plain http:// without http2 = "prior" speaks HTTP/1.x only */
   br_sse_buf reqbody;
   /* native transport */
   int native, head_request, retried, reused, conn_keep, send_failed;
@@ -447,6 +448,7 @@ static void decide_body_as(xfer *x) {
   const char *ct = x->content_type[0] ? x->content_type : NULL;
   size_t pos = 0, n = 0;
   const char *loc = x->status >= 300 && x->status < 400 ? next_header(x, "location", &pos, &n) : NULL;
+  if (loc && !n) loc = NULL;
   int has_body = !x->head_request && x->status != 204 && x->status != 304;
   const char *coding = NULL;
   /* Transfer codings other than chunked are never asked for (no TE header);
@@ -677,7 +679,9 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *ud) {
   x->t_last_data = now;
   if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {   /* a new response (after 1xx, or a proxy's CONNECT answer) */
     x->headers.len = 0;
-    x->hcheck_on = n >= 7 && memcmp(p, "HTTP/1.", 7) == 0;   /* HTTP/2 and 3 heads are curl's alone */
+    /* HTTP/2 and 3 heads are curl's alone; on a connection that can only
+     * be HTTP/1.x, "HTTP/2 200" is refused as the native transport does */
+    x->hcheck_on = x->h1_only || (n >= 7 && memcmp(p, "HTTP/1.", 7) == 0);
     if (br_h1_head_complete(&x->hcheck)) br_h1_init(&x->hcheck, x->head_request);
   }
   /* An HTTP/1.x head goes through the native transport's parser too: curl
@@ -1297,11 +1301,14 @@ static void curl_detach(xfer *x, CURLcode rc) {
   curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
   x->reused = connects == 0 && x->t_first_byte;
   const char *reason = curl_reason(x, rc, x->body_mode == BODY_UNDECIDED);
-  if (rc == CURLE_OK && x->hcheck_on && br_h1_started(&x->hcheck) && !br_h1_head_complete(&x->hcheck)) {
-    /* curl 7 takes a head cut short by the close for a whole answer with
-     * no body; the native transport (and so we) call it a reset */
-    fail(x, "reset");
-    set_detail(x, "%s", "the connection closed in the response head");
+  if (x->hcheck_on && br_h1_started(&x->hcheck) && !br_h1_head_complete(&x->hcheck)) {
+    /* The head did not end well: no status, as the native transport says.
+     * curl 7 takes a head cut short by the close for a whole answer with
+     * no body; like the native transport we call that a reset. */
+    if (rc == CURLE_OK) {
+      fail(x, "reset");
+      set_detail(x, "%s", "the connection closed in the response head");
+    }
   } else if (x->body_mode == BODY_UNDECIDED && x->t_first_byte) {
     decide_body(x);
   } else {
@@ -1752,7 +1759,7 @@ static void check_header(lua_State *L, const char *name, size_t nl, const char *
   if (c >= 0) {
     char hex[8];
     snprintf(hex, sizeof hex, "0x%02x", c);
-    luaL_error(L, "http.request: headers: the value of %s holds the control byte %s (CR or LF would end the line)",
+    luaL_error(L, "http.request: headers: the value of %s holds the control byte %s (no CR, LF or other control byte but tab)",
                printable(L, name, nl), hex);
   }
 }
@@ -1947,6 +1954,7 @@ static int l_request(lua_State *L) {
   if (!e) return luaL_error(L, "http.request: cannot create a curl handle");
   x->easy = e;
   curl_easy_setopt(e, CURLOPT_URL, url);
+  x->h1_only = strncasecmp(url, "http://", 7) == 0 && !(h2 && strcmp(h2, "prior") == 0);
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);

@@ -83,10 +83,13 @@ local function both(answer, req)
 end
 
 -- expect(answer, kind, what, req, detail): both transports end with error
--- `kind` (nil: success); detail, if given, is a plain substring both
--- error_details contain.
+-- `kind` (nil: success) and the same status; detail, if given, is a plain
+-- substring both error_details contain.
 local function expect(answer, kind, what, req, detail)
   local rs = both(answer, req)
+  if rs.native.status ~= rs.curl.status then
+    error(string.format("%s: status %s (native) and %s (curl)", what, rs.native.status, rs.curl.status), 2)
+  end
   for _, tr in ipairs(TRANSPORTS) do
     local r = rs[tr]
     if r.error ~= kind then
@@ -120,6 +123,19 @@ T.case("framing: chunk sizes and lengths", function()
   local rs = expect("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", nil,
                     "two equal Content-Lengths are one")
   for _, tr in ipairs(TRANSPORTS) do T.eq(rs[tr].body, "hello", tr .. ": body of equal lengths") end
+  expect("HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\nok", "bad_response", "an empty Content-Length")
+  expect("HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", "bad_response", "Content-Length: +2")
+  expect("HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nok", "bad_response",
+         "a Content-Length out of range")
+  expect(CHUNKED .. "2\r\nokXX0\r\n\r\n", "bad_response", "no line end after a chunk's data")
+  expect(CHUNKED .. " 2\r\nok\r\n0\r\n\r\n", "bad_response", "a space before a chunk size")
+  expect(CHUNKED .. "\r\nok\r\n0\r\n\r\n", "bad_response", "an empty chunk-size line")
+  rs = expect(CHUNKED .. "2;x=y\r\nok\r\n2 \r\nyz\r\n0\r\nX-T: 1\r\n\r\n", nil,
+              "chunk extensions, a space after a size, a trailer")
+  for _, tr in ipairs(TRANSPORTS) do T.eq(rs[tr].body, "okyz", tr .. ": chunked body") end
+  rs = expect("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n2\r\nok\r\n0\r\n\r\n", nil,
+              "chunked wins over Content-Length")
+  for _, tr in ipairs(TRANSPORTS) do T.eq(rs[tr].body, "ok", tr .. ": chunked, not the length") end
 end)
 
 T.case("a connection that ends early", function()
@@ -153,11 +169,25 @@ T.case("status lines", function()
   expect("HTTP/1.1 abc OK\r\nContent-Length: 2\r\n\r\nok", "bad_response", "a status that is no number")
   expect("HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok", "bad_response", "a two-digit status")
   expect("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", "bad_response", "a 101 not asked for")
+  expect("HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok", "bad_response", "a status below 100")
+  expect("\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "bad_response", "empty lines before the status line")
+  expect("HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok", "bad_response", "HTTP/1.2")
+  expect("HTTP/2 200 OK\r\nContent-Length: 2\r\n\r\nok", "bad_response", "HTTP/2 on an HTTP/1.1 connection")
+  expect("HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", nil, "no reason phrase")
+  local rs = expect("HTTP/1.0 200 OK\r\n\r\nto the close", nil, "HTTP/1.0, a body to the close")
+  for _, tr in ipairs(TRANSPORTS) do T.eq(rs[tr].body, "to the close", tr .. ": body to the close") end
+  expect("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", nil, "100 Continue, then 200")
+  expect("HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok", "http_600", "a status of 600")
 end)
 
 T.case("header lines", function()
   expect(head_with("NoColonHere\r\n"), "bad_response", "a header line without a colon")
   expect(head_with(": no name\r\n"), "bad_response", "a header line without a name")
+  expect(head_with(" folded\r\n"), "bad_response", "white space at the start of the first header line")
+  expect(head_with("X-A: a\0b\r\n"), "bad_response", "a NUL byte in a header")
+  expect(head_with("X-A: a\r\n folded\r\n"), nil, "a folded header line")
+  expect(head_with("X-A : a\r\n"), nil, "a space before the colon")
+  expect("HTTP/1.1 200 OK\nContent-Length: 2\n\nok", nil, "bare LF line ends")
   -- the limits of a head (docs/http.md), curl's: 5,000 header lines, 100 KiB
   -- for one line, 300 KiB in all
   local many = {}
@@ -211,6 +241,7 @@ T.case("a redirect is not followed: redirect", function()
          {stream = "sse", decode = "openai"}, "/v2/chat")
   local rs = expect("HTTP/1.1 300 Multiple Choices\r\nContent-Length: 2\r\n\r\nok", nil, "a 3xx without Location")
   for _, tr in ipairs(TRANSPORTS) do T.eq(rs[tr].status, 300, tr .. ": status 300") end
+  expect("HTTP/1.1 301 Moved\r\nLocation: \r\nContent-Length: 0\r\n\r\n", nil, "a 301 with an empty Location")
 end)
 
 -- A request that would inject a line is refused before anything is sent:
