@@ -286,7 +286,10 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       } else if (len == 0) {
         rc = head_end(p, cb, ud);
       } else {
-        if (++p->head_lines > BR_H1_MAX_HEADERS) { rc = fail(p, "the response head has more than 5000 header lines"); break; }
+        if (++p->head_lines > BR_H1_MAX_HEADERS) {
+          rc = fail(p, "the response head has more than 5000 header lines");
+          break;
+        }
         if ((rc = parse_header(p, line, len)) != BR_H1_MORE) break;
         if (cb->line && cb->line(ud, line, len)) rc = BR_H1_STOP;
       }

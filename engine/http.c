@@ -454,7 +454,8 @@ static void decide_body_as(xfer *x) {
   /* Transfer codings other than chunked are never asked for (no TE header);
    * a content coding only when the caller sent Accept-Encoding. */
   if (has_body) coding = other_coding(x, "transfer-encoding", "chunked", &n);
-  if (has_body && !coding && !has_header(x, "accept-encoding")) coding = other_coding(x, "content-encoding", "identity", &n);
+  if (has_body && !coding && !has_header(x, "accept-encoding"))
+    coding = other_coding(x, "content-encoding", "identity", &n);
   if (x->status >= 400) {
     snprintf(x->errtext, sizeof x->errtext, "http_%ld", x->status);
     fail(x, x->errtext);
@@ -468,8 +469,8 @@ static void decide_body_as(xfer *x) {
   } else if (coding) {
     fail(x, "unsupported_encoding");
     if (!x->detail[0])
-      snprintf(x->detail, sizeof x->detail, "the body is encoded with %.*s, which was not asked for", (int)(n < 64 ? n : 64),
-               coding);
+      snprintf(x->detail, sizeof x->detail, "the body is encoded with %.*s, which was not asked for",
+               (int)(n < 64 ? n : 64), coding);
     x->body_mode = BODY_ERROR;
   } else if (x->stream && !type_ok(x, ct)) {
     fail(x, "bad_content_type");
@@ -1759,8 +1760,8 @@ static void check_header(lua_State *L, const char *name, size_t nl, const char *
   if (c >= 0) {
     char hex[8];
     snprintf(hex, sizeof hex, "0x%02x", c);
-    luaL_error(L, "http.request: headers: the value of %s holds the control byte %s (no CR, LF or other control byte but tab)",
-               printable(L, name, nl), hex);
+    luaL_error(L, "http.request: headers: the value of %s holds the control byte %s (no CR, LF or other control "
+                  "byte but tab)", printable(L, name, nl), hex);
   }
 }
 
@@ -1774,9 +1775,11 @@ static void read_headers(lua_State *L, xfer *x, int t) {
     size_t nl, vl;
     const char *name, *value;
     if (lua_type(L, -2) == LUA_TSTRING) {
-      if (!lua_isstring(L, -1))
-        luaL_error(L, "http.request: headers[%s]: expected a string, got %s", printable(L, lua_tostring(L, -2),
-                   lua_rawlen(L, -2)), luaL_typename(L, -1));
+      if (!lua_isstring(L, -1)) {
+        const char *got = luaL_typename(L, -1);
+        luaL_error(L, "http.request: headers[%s]: expected a string, got %s",
+                   printable(L, lua_tostring(L, -2), lua_rawlen(L, -2)), got);
+      }
       name = lua_tolstring(L, -2, &nl);
       value = lua_tolstring(L, -1, &vl);
     } else if (lua_type(L, -1) == LUA_TSTRING) {   /* "Name: value" in a list */
