@@ -238,6 +238,27 @@ static int parse_chunk_size(br_h1 *p, const char *s, size_t n) {
   return BR_H1_MORE;
 }
 
+/* A chunk-size line longer than BR_H1_MAX_LINE: fine when the excess is a
+ * chunk extension (ignored anyway, and curl reads past extensions however
+ * long): the size part is kept, the rest read past (p->chunk_ext). 0, or -1
+ * when the size part itself is too long. */
+static int long_chunk_ext(br_h1 *p, const char *s, size_t n, size_t *i) {
+  const char *semi = p->line_len ? memchr(p->line, ';', p->line_len) : NULL;
+  if (semi) {
+    p->line_len = (size_t)(semi - p->line);
+  } else {
+    size_t room = BR_H1_MAX_LINE - p->line_len, k = n - *i < room ? n - *i : room;
+    semi = memchr(s + *i, ';', k);
+    const char *line;
+    size_t len;
+    /* the bytes before the ';' join the partial line (no line end in them) */
+    if (!semi || take_line(p, s, (size_t)(semi - s), i, BR_H1_MAX_LINE, &line, &len) < 0) return -1;
+  }
+  p->chunk_ext = 1;
+  p->error = NULL;
+  return 0;
+}
+
 /* Hand body bytes to the callback. */
 static int body(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, void *ud) {
   p->body_bytes += n;
@@ -303,7 +324,18 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       i = n;
       break;
     case S_CHUNK_SIZE:
+      if (p->chunk_ext) {   /* the rest of a long chunk extension: read past it */
+        const char *lf = memchr(s + i, '\n', n - i);
+        i = lf ? (size_t)(lf - s) + 1 : n;
+        if (lf) {
+          p->chunk_ext = 0;
+          rc = parse_chunk_size(p, p->line, p->line_len);
+          p->line_len = 0;
+        }
+        break;
+      }
       got = take_line(p, s, n, &i, BR_H1_MAX_LINE, &line, &len);
+      if (got < 0 && long_chunk_ext(p, s, n, &i) == 0) break;
       if (got < 0) rc = BR_H1_ERROR;
       else if (got) rc = parse_chunk_size(p, line, len);
       break;
@@ -320,6 +352,7 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       got = take_line(p, s, n, &i, BR_H1_MAX_LINE, &line, &len);
       if (got < 0) rc = BR_H1_ERROR;
       else if (got && !len) p->state = S_DONE;
+      else if (got && !memchr(line, ':', len)) rc = fail(p, "a trailer line without a colon");   /* as curl */
       break;
     default:
       break;

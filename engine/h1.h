@@ -60,6 +60,7 @@ typedef struct br_h1 {
   unsigned head_lines;      /* header lines so far (BR_H1_MAX_HEADERS) */
   uint64_t body_bytes;      /* body bytes handed out */
   int started;              /* a byte has been seen */
+  int chunk_ext;            /* reading past a long chunk extension */
   char *line;               /* a line split across reads (malloc'd when first needed) */
   size_t line_len, line_cap;
   const char *error;        /* with BR_H1_ERROR: what was wrong */

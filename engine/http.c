@@ -684,6 +684,18 @@ static size_t header_cb(char *p, size_t size, size_t nmemb, void *ud) {
      * be HTTP/1.x, "HTTP/2 200" is refused as the native transport does */
     x->hcheck_on = x->h1_only || (n >= 7 && memcmp(p, "HTTP/1.", 7) == 0);
     if (br_h1_head_complete(&x->hcheck)) br_h1_init(&x->hcheck, x->head_request);
+  } else if (x->hcheck_on && br_h1_head_complete(&x->hcheck)) {
+    /* a trailer after a chunked body: not one of the answer's headers (the
+     * native transport keeps none); one without a colon is refused as h1
+     * does (curl 7.88 refuses it itself before we see it: curl_reason) */
+    size_t k = n;
+    while (k && (p[k - 1] == '\r' || p[k - 1] == '\n')) k--;
+    if (k && !memchr(p, ':', k)) {
+      fail(x, "bad_response");
+      set_detail(x, "%s", "a trailer line without a colon");
+      return 0;
+    }
+    return n;
   }
   /* An HTTP/1.x head goes through the native transport's parser too: curl
    * is lenient where h1 is strict (a header line without a name, two
@@ -1251,6 +1263,9 @@ static const char *curl_reason(xfer *x, CURLcode rc, int in_head) {
      * ("HTTP/0.9", "Unsupported HTTP version", "Unsupported response code") */
     return x->t_connect ? "bad_response" : "bad_url";
   case CURLE_URL_MALFORMAT: return "bad_url";
+  case CURLE_BAD_FUNCTION_ARGUMENT:
+    /* what curl 7.88's header store says of a trailer line without a colon */
+    return x->hcheck_on && br_h1_head_complete(&x->hcheck) ? "bad_response" : "curl";
   case CURLE_WEIRD_SERVER_REPLY: return "bad_response";
   case CURLE_OUT_OF_MEMORY:
 #if LIBCURL_VERSION_NUM >= 0x080600

@@ -726,13 +726,15 @@ static void limits(void) {
   check((h1case){.name = "endless first line", .in = in.p, .n = in.len, .rc = BR_H1_ERROR, .sample = 1});
   buf_free(&in);
 
-  /* chunk-size lines at and past BR_H1_MAX_LINE (the limit counts the line with its CR, without its LF) */
+  /* chunk-size lines at and past BR_H1_MAX_LINE (the limit counts the line
+   * with its CR, without its LF): a size of leading zeros */
   for (int len = BR_H1_MAX_LINE - 1; len <= BR_H1_MAX_LINE + 1; len++) {
     for (int crlf = 0; crlf <= 1; crlf++) {
       buf_free(&in);
-      buf_str(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;");
-      int text = len - 2 - crlf;   /* "3;" + text (+ CR) = len */
-      for (int i = 0; i < text; i++) buf_str(&in, "e");
+      buf_str(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+      int text = len - 1 - crlf;   /* zeros + "3" (+ CR) = len */
+      for (int i = 0; i < text; i++) buf_str(&in, "0");
+      buf_str(&in, "3");
       buf_str(&in, crlf ? "\r\n" : "\n");
       buf_str(&in, "abc\r\n0\r\n\r\n");
       snprintf(name, sizeof name, "chunk-size line of %d bytes (%s)", len, crlf ? "CR LF" : "LF");
@@ -746,12 +748,39 @@ static void limits(void) {
   }
   buf_free(&in);
   /* a chunk-size line far too long, and a trailer line */
-  buf_str(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;");
-  for (int i = 0; i < 3 * BR_H1_MAX_LINE; i++) buf_str(&in, "x");
-  buf_str(&in, "\r\nhello\r\n0\r\n\r\n");
+  buf_str(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+  for (int i = 0; i < 3 * BR_H1_MAX_LINE; i++) buf_str(&in, "0");
+  buf_str(&in, "5\r\nhello\r\n0\r\n\r\n");
   check((h1case){.name = "chunk-size line of 3 x BR_H1_MAX_LINE", .in = in.p, .n = in.len, .rc = BR_H1_ERROR,
                  .log = "L HTTP/1.1 200 OK\nL Transfer-Encoding: chunked\nH 200\n", .error = "too long"});
   buf_free(&in);
+  /* chunk extensions of any length are read past (as curl does): a few
+   * lengths around the line limit, the ';' before and after it */
+  static const int ext_lens[] = {BR_H1_MAX_LINE - 3, BR_H1_MAX_LINE, BR_H1_MAX_LINE + 1, 3 * BR_H1_MAX_LINE};
+  for (size_t e = 0; e < sizeof ext_lens / sizeof *ext_lens; e++) {
+    for (int crlf = 0; crlf <= 1; crlf++) {
+      buf_str(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 ;");
+      for (int i = 0; i < ext_lens[e]; i++) buf_str(&in, i % 7 ? "x" : ";");
+      buf_str(&in, crlf ? "\r\nhello\r\n1;" : "\nhello\r\n1;");
+      for (int i = 0; i < ext_lens[e]; i++) buf_str(&in, "y");
+      buf_str(&in, "\r\n!\r\n0;z\r\n\r\n");
+      snprintf(name, sizeof name, "chunk extensions of %d bytes (%s)", ext_lens[e], crlf ? "CR LF" : "LF");
+      check((h1case){.name = name, .in = in.p, .n = in.len, .rc = BR_H1_DONE, .sample = 1,
+                     .log = "L HTTP/1.1 200 OK\nL Transfer-Encoding: chunked\nH 200\n", .body = "hello!"});
+      buf_free(&in);
+    }
+  }
+  /* ... but not a size that is too long before its ';' */
+  buf_str(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+  for (int i = 0; i < BR_H1_MAX_LINE + 10; i++) buf_str(&in, "0");
+  buf_str(&in, "5;x\r\nhello\r\n0\r\n\r\n");
+  check((h1case){.name = "a chunk size too long before its extension", .in = in.p, .n = in.len, .rc = BR_H1_ERROR,
+                 .sample = 1, .log = "L HTTP/1.1 200 OK\nL Transfer-Encoding: chunked\nH 200\n", .error = "too long"});
+  buf_free(&in);
+  check((h1case){.name = "a trailer line without a colon (curl refuses it)",
+                 .in = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n0\r\nbad trailer\r\n\r\n",
+                 .rc = BR_H1_ERROR, .log = "L HTTP/1.1 200 OK\nL Transfer-Encoding: chunked\nH 200\n", .body = "q",
+                 .error = "trailer line without a colon"});
   buf_str(&in, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n0\r\nX-T: ");
   for (int i = 0; i < 2 * BR_H1_MAX_LINE; i++) buf_str(&in, "t");
   buf_str(&in, "\r\n\r\n");

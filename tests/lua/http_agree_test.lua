@@ -132,7 +132,16 @@ T.case("framing: chunk sizes and lengths", function()
   expect(CHUNKED .. "\r\nok\r\n0\r\n\r\n", "bad_response", "an empty chunk-size line")
   rs = expect(CHUNKED .. "2;x=y\r\nok\r\n2 \r\nyz\r\n0\r\nX-T: 1\r\n\r\n", nil,
               "chunk extensions, a space after a size, a trailer")
-  for _, tr in ipairs(TRANSPORTS) do T.eq(rs[tr].body, "okyz", tr .. ": chunked body") end
+  for _, tr in ipairs(TRANSPORTS) do
+    T.eq(rs[tr].body, "okyz", tr .. ": chunked body")
+    T.eq(rs[tr].headers["x-t"], nil, tr .. ": a trailer is not a header of the answer")
+  end
+  rs = expect(CHUNKED .. "2;" .. string.rep("e", 70000) .. "\r\nok\r\n0\r\n\r\n", nil, "a 70 KB chunk extension")
+  for _, tr in ipairs(TRANSPORTS) do T.eq(rs[tr].body, "ok", tr .. ": body after a long extension") end
+  expect(CHUNKED .. string.rep("0", 5000) .. "2\r\nok\r\n0\r\n\r\n", "bad_response", "a 5,000-digit chunk size")
+  expect(CHUNKED .. "2\r\nok\r\n0\r\nX-T: " .. string.rep("t", 5000) .. "\r\n\r\n", "bad_response",
+         "a 5 KB trailer line")
+  expect(CHUNKED .. "2\r\nok\r\n0\r\nbad trailer\r\n\r\n", "bad_response", "a trailer line without a colon")
   rs = expect("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n2\r\nok\r\n0\r\n\r\n", nil,
               "chunked wins over Content-Length")
   for _, tr in ipairs(TRANSPORTS) do T.eq(rs[tr].body, "ok", tr .. ": chunked, not the length") end
