@@ -1773,7 +1773,7 @@ static void check_header(lua_State *L, const char *name, size_t nl, const char *
                printable(L, name, nl));
   int c = bad_byte(value, vl, 0, 1);
   if (c >= 0) {
-    char hex[8];
+    char hex[16];
     snprintf(hex, sizeof hex, "0x%02x", c);
     luaL_error(L, "http.request: headers: the value of %s holds the control byte %s (no CR, LF or other control "
                   "byte but tab)", printable(L, name, nl), hex);
