@@ -5,12 +5,19 @@
  * until the connection closes. It is lenient where servers are sloppy and
  * no harm comes of it (a bare LF ends a line, a status line may lack its
  * reason phrase, chunk extensions are ignored) and strict where a mistake
- * would misframe the stream (a bad chunk size, conflicting lengths). */
+ * would misframe the stream (a bad chunk size, conflicting lengths). Where
+ * curl refuses a head, so does h1 (an empty line before the status line,
+ * HTTP/1.2, a NUL byte, folding right after the status line): the two
+ * transports of bench.http must give the same error for the same bytes. */
 #include "h1.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* The error messages below name the limits of h1.h. */
+_Static_assert(BR_H1_MAX_HEAD == 300 << 10 && BR_H1_MAX_HEAD_LINE == 100 << 10 && BR_H1_MAX_HEADERS == 5000,
+               "the messages of the head limits say 300 KiB, 100 KiB and 5000");
 
 enum {
   S_STATUS = 0,    /* waiting for a status line */
@@ -58,7 +65,8 @@ static int take_line(br_h1 *p, const char *s, size_t n, size_t *i, size_t max, c
   const char *lf = memchr(start, '\n', n - *i);
   size_t k = lf ? (size_t)(lf - start) : n - *i;
   if (p->line_len + k > max) {
-    p->error = "a line of the response is too long";
+    p->error = max == BR_H1_MAX_HEAD_LINE ? "a line of the response head is longer than 100 KiB"
+                                          : "a line of the response is too long";
     return -1;
   }
   if (!lf || p->line_len) {
@@ -97,6 +105,7 @@ static int take_line(br_h1 *p, const char *s, size_t n, size_t *i, size_t max, c
 static int parse_status(br_h1 *p, const char *s, size_t n) {
   if (n < 12 || memcmp(s, "HTTP/1.", 7) != 0 || s[7] < '0' || s[7] > '9' || s[8] != ' ')
     return fail(p, "not an HTTP/1.x status line");
+  if (s[7] > '1') return fail(p, "an HTTP/1.x version other than 1.0 and 1.1");   /* as curl */
   if (s[9] < '1' || s[9] > '9' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' || (n > 12 && s[12] != ' '))
     return fail(p, "a bad status code");
   p->version_minor = s[7] - '0';
@@ -105,6 +114,7 @@ static int parse_status(br_h1 *p, const char *s, size_t n) {
   p->close_seen = 0;
   p->chunked = 0;
   p->content_length = -1;
+  p->after_status = 1;
   return BR_H1_MORE;
 }
 
@@ -131,7 +141,14 @@ static int has_token(const char *v, size_t n, const char *token, int last_only) 
 }
 
 static int parse_header(br_h1 *p, const char *s, size_t n) {
-  if (s[0] == ' ' || s[0] == '\t') return BR_H1_MORE;   /* obsolete line folding: kept, not interpreted */
+  int first_line = p->after_status;
+  p->after_status = 0;
+  if (s[0] == ' ' || s[0] == '\t') {
+    /* obsolete line folding: kept, not interpreted; but there is nothing
+     * to fold into right after the status line (RFC 9112, 2.2; curl: "Header
+     * without colon") */
+    return first_line ? fail(p, "a header line starting with white space right after the status line") : BR_H1_MORE;
+  }
   const char *colon = memchr(s, ':', n);
   if (!colon || colon == s) return fail(p, "a header line without a name");
   size_t nl = (size_t)(colon - s);
@@ -221,6 +238,27 @@ static int parse_chunk_size(br_h1 *p, const char *s, size_t n) {
   return BR_H1_MORE;
 }
 
+/* A chunk-size line longer than BR_H1_MAX_LINE: fine when the excess is a
+ * chunk extension (ignored anyway, and curl reads past extensions however
+ * long): the size part is kept, the rest read past (p->chunk_ext). 0, or -1
+ * when the size part itself is too long. */
+static int long_chunk_ext(br_h1 *p, const char *s, size_t n, size_t *i) {
+  const char *semi = p->line_len ? memchr(p->line, ';', p->line_len) : NULL;
+  if (semi) {
+    p->line_len = (size_t)(semi - p->line);
+  } else {
+    size_t room = BR_H1_MAX_LINE - p->line_len, k = n - *i < room ? n - *i : room;
+    semi = memchr(s + *i, ';', k);
+    const char *line;
+    size_t len;
+    /* the bytes before the ';' join the partial line (no line end in them) */
+    if (!semi || take_line(p, s, (size_t)(semi - s), i, BR_H1_MAX_LINE, &line, &len) < 0) return -1;
+  }
+  p->chunk_ext = 1;
+  p->error = NULL;
+  return 0;
+}
+
 /* Hand body bytes to the callback. */
 static int body(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, void *ud) {
   p->body_bytes += n;
@@ -249,24 +287,30 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
     case S_STATUS:
     case S_HEADER: {
       size_t before = i;
-      got = take_line(p, s, n, &i, BR_H1_MAX_HEAD, &line, &len);
+      got = take_line(p, s, n, &i, BR_H1_MAX_HEAD_LINE, &line, &len);
       p->head_bytes += i - before;
       if (got < 0) { rc = BR_H1_ERROR; break; }
-      if (p->head_bytes > BR_H1_MAX_HEAD) { rc = fail(p, "the response head is too large"); break; }
+      if (p->head_bytes > BR_H1_MAX_HEAD) { rc = fail(p, "the response head is larger than 300 KiB"); break; }
       if (!got) {   /* a partial status line that cannot become one: say so now, not at the close */
-        if (p->state == S_STATUS && p->line_len &&
-            memcmp(p->line, "HTTP/1.", p->line_len < 7 ? p->line_len : 7) != 0 && p->line[0] != '\r')
+        if (p->state == S_STATUS && p->line_len && memcmp(p->line, "HTTP/1.", p->line_len < 7 ? p->line_len : 7) != 0)
           rc = fail(p, "not an HTTP/1.x status line");
         break;
       }
+      /* as curl (RFC 9110, 5.5: a recipient may reject a NUL) */
+      if (memchr(line, 0, len)) { rc = fail(p, "a NUL byte in the response head"); break; }
       if (p->state == S_STATUS) {
-        if (len == 0) break;   /* stray empty lines before a status line */
+        /* curl takes even an empty line before the status line for HTTP/0.9 */
+        if (len == 0) { rc = fail(p, "not an HTTP/1.x status line (an empty line)"); break; }
         if ((rc = parse_status(p, line, len)) != BR_H1_MORE) break;
         p->state = S_HEADER;
         if (cb->line && cb->line(ud, line, len)) rc = BR_H1_STOP;
       } else if (len == 0) {
         rc = head_end(p, cb, ud);
       } else {
+        if (++p->head_lines > BR_H1_MAX_HEADERS) {
+          rc = fail(p, "the response head has more than 5000 header lines");
+          break;
+        }
         if ((rc = parse_header(p, line, len)) != BR_H1_MORE) break;
         if (cb->line && cb->line(ud, line, len)) rc = BR_H1_STOP;
       }
@@ -280,7 +324,18 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       i = n;
       break;
     case S_CHUNK_SIZE:
+      if (p->chunk_ext) {   /* the rest of a long chunk extension: read past it */
+        const char *lf = memchr(s + i, '\n', n - i);
+        i = lf ? (size_t)(lf - s) + 1 : n;
+        if (lf) {
+          p->chunk_ext = 0;
+          rc = parse_chunk_size(p, p->line, p->line_len);
+          p->line_len = 0;
+        }
+        break;
+      }
       got = take_line(p, s, n, &i, BR_H1_MAX_LINE, &line, &len);
+      if (got < 0 && long_chunk_ext(p, s, n, &i) == 0) break;
       if (got < 0) rc = BR_H1_ERROR;
       else if (got) rc = parse_chunk_size(p, line, len);
       break;
@@ -297,6 +352,7 @@ int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, voi
       got = take_line(p, s, n, &i, BR_H1_MAX_LINE, &line, &len);
       if (got < 0) rc = BR_H1_ERROR;
       else if (got && !len) p->state = S_DONE;
+      else if (got && !memchr(line, ':', len)) rc = fail(p, "a trailer line without a colon");   /* as curl */
       break;
     default:
       break;

@@ -21,9 +21,18 @@ enum {
   BR_H1_STOP = 3    /* a callback returned non-zero */
 };
 
-/* The longest head (status line and headers, 1xx responses included) and
- * the longest chunk-size or trailer line. */
-enum { BR_H1_MAX_HEAD = 64 << 10, BR_H1_MAX_LINE = 4096 };
+/* Limits on a response head: its bytes (status lines and headers, 1xx
+ * responses included), one line of it, and its header lines. They are
+ * curl's (MAX_HTTP_RESP_HEADER_SIZE, CURL_MAX_HTTP_HEADER and the header
+ * count of curl 8), and bench.http checks the head lines curl hands it
+ * against the same limits (engine/http.c), so both transports refuse the
+ * same heads: docs/http.md. Then the longest chunk-size or trailer line. */
+enum {
+  BR_H1_MAX_HEAD = 300 << 10,
+  BR_H1_MAX_HEAD_LINE = 100 << 10,
+  BR_H1_MAX_HEADERS = 5000,
+  BR_H1_MAX_LINE = 4096
+};
 
 typedef struct br_h1_callbacks {
   /* The status line, then each header line of a response, without its line
@@ -43,12 +52,15 @@ typedef struct br_h1 {
   int version_minor;        /* HTTP/1.<n> */
   int keep_alive;           /* the connection may carry another request */
   int close_seen;           /* a Connection: close came */
+  int after_status;         /* the status line was the last line */
   int chunked;
   int64_t content_length;   /* -1 when not given */
   uint64_t left;            /* bytes of the current chunk or of the body */
   size_t head_bytes;        /* bytes of head lines so far (BR_H1_MAX_HEAD) */
+  unsigned head_lines;      /* header lines so far (BR_H1_MAX_HEADERS) */
   uint64_t body_bytes;      /* body bytes handed out */
   int started;              /* a byte has been seen */
+  int chunk_ext;            /* reading past a long chunk extension */
   char *line;               /* a line split across reads (malloc'd when first needed) */
   size_t line_len, line_cap;
   const char *error;        /* with BR_H1_ERROR: what was wrong */

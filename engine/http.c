@@ -43,7 +43,10 @@ static const char CTX_KEY = 'H';   /* registry: the context userdata */
 
 enum { STREAM_NONE = 0, STREAM_SSE = 1, STREAM_NDJSON = 2 };
 enum { BODY_UNDECIDED = 0, BODY_PLAIN, BODY_STREAM, BODY_ERROR };
-enum { DEFAULT_MAX_EVENT = 1 << 20, DEFAULT_ERROR_BODY = 16 << 10, MAX_HEADER_BYTES = 64 << 10, POOL_MAX = 1024 };
+enum { DEFAULT_MAX_EVENT = 1 << 20, DEFAULT_ERROR_BODY = 16 << 10, POOL_MAX = 1024 };
+/* The head kept for r.headers: every head h1's limits let through fits,
+ * a bare LF of each line made CR LF. */
+enum { MAX_HEADER_BYTES = BR_H1_MAX_HEAD + BR_H1_MAX_HEADERS + 2 };
 /* The native transport: one read buffer for every connection (one thread
  * reads one socket at a time), and how many idle connections it keeps. */
 enum { READ_BUF = 64 << 10, IDLE_MAX = 4096 };
@@ -117,6 +120,11 @@ struct xfer {
   int on_event_ref;
   br_sse_buf reqhdrs;    /* the caller's headers, "Name: value\r\n" each */
   struct curl_slist *hdrs;
+  /* curl: the head lines curl hands over go through h1 too, so that both
+   * transports refuse the same heads (see header_cb) */
+  br_h1 hcheck;
+  int hcheck_on;
+  int h1_only;           /* curl: plain http:// without http2 = "prior" speaks HTTP/1.x only */
   br_sse_buf reqbody;
   /* native transport */
   int native, head_request, retried, reused, conn_keep, send_failed;
@@ -390,13 +398,83 @@ static int type_ok(const xfer *x, const char *ct) {
          starts_with_ci(ct, "application/jsonl") || starts_with_ci(ct, "application/ndjson");
 }
 
+/* The value of the next header line of the answer named `name` (any case)
+ * at or after *pos in x->headers, trimmed; NULL when there is none. */
+static const char *next_header(const xfer *x, const char *name, size_t *pos, size_t *vlen) {
+  size_t nl = strlen(name);
+  const char *base = x->headers.p, *end = base + x->headers.len;
+  const char *p = base ? base + *pos : NULL;
+  while (p && p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *next = eol ? eol + 1 : end;
+    *pos = (size_t)(next - base);
+    if ((size_t)(next - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+      const char *v = p + nl + 1, *ve = next;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == '\r' || ve[-1] == '\n' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      *vlen = (size_t)(ve - v);
+      return v;
+    }
+    p = next;
+  }
+  return NULL;
+}
+
+/* The first coding named in the `name` headers of the answer that is not
+ * `plain` ("identity" or "chunked"); NULL when all are. */
+static const char *other_coding(const xfer *x, const char *name, const char *plain, size_t *clen) {
+  size_t pos = 0, n, pl = strlen(plain);
+  const char *v;
+  while ((v = next_header(x, name, &pos, &n))) {
+    size_t i = 0;
+    while (i < n) {
+      while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+      size_t b = i;
+      while (i < n && v[i] != ',') i++;
+      size_t e = i;
+      while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t')) e--;
+      if (e > b && !(e - b == pl && strncasecmp(v + b, plain, pl) == 0)) {
+        *clen = e - b;
+        return v + b;
+      }
+    }
+  }
+  return NULL;
+}
+
+static int has_header(const xfer *x, const char *name);
+
 /* The head of the answer is in: x->status and x->content_type say what
- * the body is to us. */
+ * the body is to us. The same for both transports, so that they agree on
+ * what a head means: an error status, then a redirect (not followed), then
+ * a body in a coding we did not ask for, then a stream's content type. */
 static void decide_body_as(xfer *x) {
   const char *ct = x->content_type[0] ? x->content_type : NULL;
+  size_t pos = 0, n = 0;
+  const char *loc = x->status >= 300 && x->status < 400 ? next_header(x, "location", &pos, &n) : NULL;
+  if (loc && !n) loc = NULL;
+  int has_body = !x->head_request && x->status != 204 && x->status != 304;
+  const char *coding = NULL;
+  /* Transfer codings other than chunked are never asked for (no TE header);
+   * a content coding only when the caller sent Accept-Encoding. */
+  if (has_body) coding = other_coding(x, "transfer-encoding", "chunked", &n);
+  if (has_body && !coding && !has_header(x, "accept-encoding"))
+    coding = other_coding(x, "content-encoding", "identity", &n);
   if (x->status >= 400) {
     snprintf(x->errtext, sizeof x->errtext, "http_%ld", x->status);
     fail(x, x->errtext);
+    x->body_mode = BODY_ERROR;
+  } else if (loc && (x->status == 301 || x->status == 302 || x->status == 303 || x->status == 307 || x->status == 308)) {
+    fail(x, "redirect");
+    if (!x->detail[0])
+      snprintf(x->detail, sizeof x->detail, "a %ld redirect to %.*s (bench.http does not follow redirects)", x->status,
+               (int)(n < 200 ? n : 200), loc);
+    x->body_mode = BODY_ERROR;
+  } else if (coding) {
+    fail(x, "unsupported_encoding");
+    if (!x->detail[0])
+      snprintf(x->detail, sizeof x->detail, "the body is encoded with %.*s, which was not asked for",
+               (int)(n < 64 ? n : 64), coding);
     x->body_mode = BODY_ERROR;
   } else if (x->stream && !type_ok(x, ct)) {
     fail(x, "bad_content_type");
@@ -614,13 +692,46 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud) {
   return deliver(x, p, n, now) == 0 ? n : 0;
 }
 
+static const br_h1_callbacks no_h1_cbs = {NULL, NULL, NULL};
+
 static size_t header_cb(char *p, size_t size, size_t nmemb, void *ud) {
   xfer *x = ud;
   int64_t now = br_loop_event_time(x->ctx->loop);
   size_t n = size * nmemb;
   if (!x->t_first_byte) first_byte_seen(x, now);
   x->t_last_data = now;
-  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) x->headers.len = 0;   /* a new response (after 1xx) */
+  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {   /* a new response (after 1xx, or a proxy's CONNECT answer) */
+    x->headers.len = 0;
+    /* HTTP/2 and 3 heads are curl's alone; on a connection that can only
+     * be HTTP/1.x, "HTTP/2 200" is refused as the native transport does */
+    x->hcheck_on = x->h1_only || (n >= 7 && memcmp(p, "HTTP/1.", 7) == 0);
+    if (br_h1_head_complete(&x->hcheck)) br_h1_init(&x->hcheck, x->head_request);
+  } else if (x->hcheck_on && br_h1_head_complete(&x->hcheck)) {
+    /* a trailer after a chunked body: not one of the answer's headers (the
+     * native transport keeps none); one without a colon is refused as h1
+     * does (curl 7.88 refuses it itself before we see it: curl_reason) */
+    size_t k = n;
+    while (k && (p[k - 1] == '\r' || p[k - 1] == '\n')) k--;
+    if (k && !memchr(p, ':', k)) {
+      fail(x, "bad_response");
+      set_detail(x, "%s", "a trailer line without a colon");
+      return 0;
+    }
+    return n;
+  }
+  /* An HTTP/1.x head goes through the native transport's parser too: curl
+   * is lenient where h1 is strict (a header line without a name, two
+   * different Content-Lengths, an unasked-for 101) and has no limit on
+   * header lines (curl 7), and the same bytes must give the same error.
+   * Only head lines: trailers after the body are curl's. */
+  if (x->hcheck_on && !br_h1_head_complete(&x->hcheck)) {
+    size_t used;
+    if (br_h1_feed(&x->hcheck, p, n, &no_h1_cbs, NULL, &used) == BR_H1_ERROR) {
+      fail(x, "bad_response");
+      set_detail(x, "%s", x->hcheck.error);
+      return 0;   /* curl stops with CURLE_WRITE_ERROR; the reason is ours */
+    }
+  }
   if (x->headers.len + n <= MAX_HEADER_BYTES) br_sse_buf_append(&x->headers, p, n);
   return n;
 }
@@ -1132,7 +1243,9 @@ static int native_head(xfer *x, const char *method, const char *authority, size_
 
 /* ---- finishing ---- */
 
-static const char *curl_reason(xfer *x, CURLcode rc) {
+/* curl's result as one of our reasons (docs/http.md): the one place where
+ * curl's codes are read. in_head: no byte of the body had come. */
+static const char *curl_reason(xfer *x, CURLcode rc, int in_head) {
   switch (rc) {
   case CURLE_OK: return NULL;
   case CURLE_COULDNT_CONNECT: {
@@ -1157,17 +1270,40 @@ static const char *curl_reason(xfer *x, CURLcode rc) {
   case CURLE_SSL_ENGINE_INITFAILED:
   case CURLE_SSL_SHUTDOWN_FAILED:
   case CURLE_SSL_CRL_BADFILE: return "tls";
-  case CURLE_RECV_ERROR:
+  case CURLE_RECV_ERROR: {
+    /* a socket error ("Recv failure: Connection reset by peer"), or what
+     * curl found wrong in the bytes (a bad chunk; a head too large in curl
+     * 8). curl keeps the errno of an earlier failure (of another transfer
+     * on a reused handle, too): a socket error is one whose message names
+     * its errno. */
+    long oserr = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
+    return oserr && strstr(x->errbuf, strerror((int)oserr)) ? "reset" : "bad_response";
+  }
   case CURLE_SEND_ERROR:
   case CURLE_GOT_NOTHING: return "reset";
   case CURLE_PARTIAL_FILE: return "truncated";
   case CURLE_HTTP2:
   case CURLE_HTTP2_STREAM: return "http2";
-  case CURLE_UNSUPPORTED_PROTOCOL:   /* also what curl says of an answer that is not HTTP ("HTTP/0.9") */
-    return strstr(x->errbuf, "HTTP/0.9") ? "bad_response" : "bad_url";
+  case CURLE_UNSUPPORTED_PROTOCOL:
+    /* after a connection, what curl says of an answer that is not HTTP/1.x
+     * ("HTTP/0.9", "Unsupported HTTP version", "Unsupported response code") */
+    return x->t_connect ? "bad_response" : "bad_url";
   case CURLE_URL_MALFORMAT: return "bad_url";
+  case CURLE_BAD_FUNCTION_ARGUMENT:
+    /* what curl 7.88's header store says of a trailer line without a colon */
+    return x->hcheck_on && br_h1_head_complete(&x->hcheck) ? "bad_response" : "curl";
   case CURLE_WEIRD_SERVER_REPLY: return "bad_response";
-  case CURLE_OUT_OF_MEMORY: return "nomem";
+  case CURLE_OUT_OF_MEMORY:
+#if LIBCURL_VERSION_NUM >= 0x080600
+  case CURLE_TOO_LARGE:   /* curl 8.6+ */
+#endif
+    /* curl 7 says "out of memory" of a head line over its limit (100 KiB,
+     * BR_H1_MAX_HEAD_LINE), curl 8.6+ "too large": say which */
+    if (!in_head || !x->t_connect) return "nomem";
+    snprintf(x->detail, sizeof x->detail, "a line of the response head is longer than 100 KiB (curl: %.150s)",
+             x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+    return "bad_response";
   default: return "curl";
   }
 }
@@ -1207,10 +1343,22 @@ static void curl_detach(xfer *x, CURLcode rc) {
   long connects = 0;
   curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
   x->reused = connects == 0 && x->t_first_byte;
-  if (x->body_mode == BODY_UNDECIDED && x->t_first_byte) decide_body(x);
-  else curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &x->status);
-  if (rc != CURLE_OK && !x->error) {
-    fail(x, curl_reason(x, rc));
+  const char *reason = curl_reason(x, rc, x->body_mode == BODY_UNDECIDED);
+  if (x->hcheck_on && br_h1_started(&x->hcheck) && !br_h1_head_complete(&x->hcheck)) {
+    /* The head did not end well: no status, as the native transport says.
+     * curl 7 takes a head cut short by the close for a whole answer with
+     * no body; like the native transport we call that a reset. */
+    if (rc == CURLE_OK) {
+      fail(x, "reset");
+      set_detail(x, "%s", "the connection closed in the response head");
+    }
+  } else if (x->body_mode == BODY_UNDECIDED && x->t_first_byte) {
+    decide_body(x);
+  } else {
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &x->status);
+  }
+  if (reason && !x->error) {
+    fail(x, reason);
     set_detail(x, "%s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
   }
   c->in_curl++;
@@ -1269,6 +1417,7 @@ static void xfer_free(xfer *x) {
   if (x->next) x->next->prev = x->prev;
   if (x->easy) curl_easy_cleanup(x->easy);
   curl_slist_free_all(x->hdrs);
+  br_h1_free(&x->hcheck);
   br_sse_buf_free(&x->reqhdrs);
   br_sse_buf_free(&x->reqhead);
   br_sse_buf_free(&x->reqbody);
@@ -1483,6 +1632,9 @@ static void push_response(lua_State *L, const xfer *x) {
       lua_pushstring(L, x->detail);
       lua_setfield(L, -2, "error_detail");
     }
+    size_t pos = 0, n;
+    const char *loc = strcmp(x->error, "redirect") == 0 ? next_header(x, "location", &pos, &n) : NULL;
+    if (loc) set_str(L, "location", loc, n);
   }
   push_headers(L, x);
   lua_setfield(L, -2, "headers");
@@ -1596,6 +1748,65 @@ static int curl_headers(xfer *x) {
   return 0;
 }
 
+/* A token of RFC 9110 (a method, a header name): letters, digits and
+ * !#$%&'*+-.^_`|~, nothing else (no space, no control byte, no colon). */
+static int is_token(const char *s, size_t n) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c)) ||
+        c == 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* The first control byte (or, with space, space) in s; -1 when none. Tab
+ * is let through where allow_tab (header values). */
+static int bad_byte(const char *s, size_t n, int space, int allow_tab) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c < 0x20 && !(allow_tab && c == '\t')) || c == 0x7f || (space && c == ' ')) return c;
+  }
+  return -1;
+}
+
+/* s as printable text for an error message: control bytes, quotes and
+ * backslashes written as \r, \n or \xNN (the message stays on one line). */
+static const char *printable(lua_State *L, const char *s, size_t n) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (size_t i = 0; i < n && i < 200; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\r') luaL_addstring(&b, "\\r");
+    else if (c == '\n') luaL_addstring(&b, "\\n");
+    else if (c < 0x20 || c == 0x7f || c == '"' || c == '\\') {
+      char e[8];
+      snprintf(e, sizeof e, "\\x%02x", c);
+      luaL_addstring(&b, e);
+    } else {
+      luaL_addchar(&b, (char)c);
+    }
+  }
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
+/* A header of the caller as a name and a value: a Lua error when it would
+ * put anything but that one line into the request (CR LF injection). */
+static void check_header(lua_State *L, const char *name, size_t nl, const char *value, size_t vl) {
+  if (!is_token(name, nl))
+    luaL_error(L, "http.request: headers: \"%s\" is not a header name (letters, digits and !#$%%&'*+-.^_`|~ only)",
+               printable(L, name, nl));
+  int c = bad_byte(value, vl, 0, 1);
+  if (c >= 0) {
+    char hex[16];
+    snprintf(hex, sizeof hex, "0x%02x", c);
+    luaL_error(L, "http.request: headers: the value of %s holds the control byte %s (no CR, LF or other control "
+                  "byte but tab)", printable(L, name, nl), hex);
+  }
+}
+
 static void read_headers(lua_State *L, xfer *x, int t) {
   int ty = lua_getfield(L, t, "headers");
   if (ty == LUA_TNIL) { lua_pop(L, 1); return; }
@@ -1603,19 +1814,37 @@ static void read_headers(lua_State *L, xfer *x, int t) {
   int h = lua_gettop(L);
   lua_pushnil(L);
   while (lua_next(L, h)) {
+    size_t nl, vl;
+    const char *name, *value;
     if (lua_type(L, -2) == LUA_TSTRING) {
-      if (!lua_isstring(L, -1))
-        luaL_error(L, "http.request: headers[%s]: expected a string, got %s", lua_tostring(L, -2), luaL_typename(L, -1));
-      lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
-    } else if (lua_type(L, -1) == LUA_TSTRING) {
-      lua_pushvalue(L, -1);   /* "Name: value" in a list */
+      if (!lua_isstring(L, -1)) {
+        const char *got = luaL_typename(L, -1);
+        luaL_error(L, "http.request: headers[%s]: expected a string, got %s",
+                   printable(L, lua_tostring(L, -2), lua_rawlen(L, -2)), got);
+      }
+      name = lua_tolstring(L, -2, &nl);
+      value = lua_tolstring(L, -1, &vl);
+    } else if (lua_type(L, -1) == LUA_TSTRING) {   /* "Name: value" in a list */
+      size_t n;
+      name = lua_tolstring(L, -1, &n);
+      const char *colon = memchr(name, ':', n);
+      if (!colon)
+        luaL_error(L, "http.request: headers: \"%s\" is not \"Name: value\"", printable(L, name, n));
+      nl = (size_t)(colon - name);
+      value = colon + 1;
+      while (value < name + n && (*value == ' ' || *value == '\t')) value++;
+      vl = (size_t)(name + n - value);
     } else {
       luaL_error(L, "http.request: headers: expected name = value or \"Name: value\" entries");
+      return;
     }
-    const char *line = lua_tostring(L, -1);
-    if (strchr(line, '\r') || strchr(line, '\n')) luaL_error(L, "http.request: headers: a header contains a line break");
-    add_header(L, x, line);
-    lua_pop(L, 2);
+    check_header(L, name, nl, value, vl);
+    lua_pushlstring(L, name, nl);
+    lua_pushliteral(L, ": ");
+    lua_pushlstring(L, value, vl);
+    lua_concat(L, 3);
+    add_header(L, x, lua_tostring(L, -1));
+    lua_pop(L, 2);   /* the line and the value; the key stays for lua_next */
   }
   lua_pop(L, 1);
 }
@@ -1635,8 +1864,16 @@ static int l_request(lua_State *L) {
   if (!url) return luaL_argerror(L, 1, "expected a url field (a string)");
   size_t bodylen = 0;
   const char *body = opt_string(L, 1, "body", &bodylen);
-  const char *method = opt_string(L, 1, "method", NULL);
+  size_t mlen = 0;
+  const char *method = opt_string(L, 1, "method", &mlen);
   if (!method) method = body ? "POST" : "GET";
+  else if (!is_token(method, mlen))
+    return luaL_error(L, "http.request: method: \"%s\" is not a method (letters, digits and !#$%%&'*+-.^_`|~ only: "
+                         "no space, CR, LF or other control byte)", printable(L, method, mlen));
+  int bad = bad_byte(url, urllen, 1, 0);
+  if (bad >= 0)
+    return luaL_error(L, "http.request: url: \"%s\" holds %s (percent-encode it)", printable(L, url, urllen),
+                      bad == ' ' ? "a space" : "a control byte");
   size_t sl;
   int stream = STREAM_NONE;
   int ty = lua_getfield(L, 1, "stream");
@@ -1757,10 +1994,12 @@ static int l_request(lua_State *L) {
 
   curl_setup(L, c);
   if (curl_headers(x)) return luaL_error(L, "http.request: out of memory");
+  br_h1_init(&x->hcheck, x->head_request);
   CURL *e = c->npool ? c->pool[--c->npool] : curl_easy_init();
   if (!e) return luaL_error(L, "http.request: cannot create a curl handle");
   x->easy = e;
   curl_easy_setopt(e, CURLOPT_URL, url);
+  x->h1_only = strncasecmp(url, "http://", 7) == 0 && !(h2 && strcmp(h2, "prior") == 0);
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
