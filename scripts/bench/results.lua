@@ -362,7 +362,7 @@ local function run_checks(checks, cell)
 end
 M.run_checks = run_checks
 
-local STATUSES = {ok = true, oom = true, failed = true, skipped = true}
+local STATUSES = {ok = true, oom = true, crashed = true, failed = true, skipped = true}
 
 -- run:cell(cell): the cell ended. summary.json is rewritten first and the
 -- cell's own file last: that file is the "done" marker, so a crash between the
@@ -373,7 +373,7 @@ function Run:cell(cell)
   if type(cell.id) ~= "string" or cell.id == "" then error("results.cell: cell.id must be a non-empty string", 2) end
   cell.status = cell.status or "ok"
   if not STATUSES[cell.status] then
-    error("results.cell: cell " .. cell.id .. ": status must be ok, oom, failed or skipped, got " .. tostring(cell.status), 2)
+    error("results.cell: cell " .. cell.id .. ": status must be ok, oom, crashed, failed or skipped, got " .. tostring(cell.status), 2)
   end
   local copy = {}
   for k, v in pairs(cell) do copy[k] = v end
