@@ -413,7 +413,7 @@ static const char *const sim_help =
   "  --kv-bytes-per-token SIZE  touch this much memory per token in the slots (default 0)\n"
   "  --oom-at-memory SIZE   SIGKILL itself when touched memory would exceed SIZE\n"
   "  --oom-record FILE      before that SIGKILL, write the simulated kernel's OOM record\n"
-  "                         (one JSON line: pid, touched and limit bytes) to FILE\n"
+  "                         (one JSON line: pid, needed and limit bytes) to FILE\n"
   "  --reuse-port           bind with SO_REUSEPORT, as llama-server does\n"
   "  --header-timeout DUR   request head and body must arrive within this (default 10s)\n"
   "  --idle-timeout DUR     close idle keep-alive connections after this (default 60s)\n"
@@ -592,14 +592,14 @@ static int parse_args(int argc, char **argv) {
  * tells a supervisor that it was memory is not the signal but the kernel's
  * record of the kill; the simulator plays the kernel too and writes that
  * record to --oom-record (the supervisor's /dev/kmsg), never to its output. */
-static void oom_kill(uint64_t touched) {
+static void oom_kill(uint64_t needed) {
   fprintf(stderr, "benchrun sim: touched memory would exceed --oom-at-memory; killing itself\n");
   fflush(stderr);
   if (G.cfg.oom_record) {
     FILE *f = fopen(G.cfg.oom_record, "a");
     if (f) {
-      fprintf(f, "{\"oom_kill\":true,\"pid\":%ld,\"touched_bytes\":%llu,\"limit_bytes\":%llu}\n", (long)getpid(),
-              (unsigned long long)touched, (unsigned long long)G.cfg.oom_at);
+      fprintf(f, "{\"oom_kill\":true,\"pid\":%ld,\"needed_bytes\":%llu,\"limit_bytes\":%llu}\n", (long)getpid(),
+              (unsigned long long)needed, (unsigned long long)G.cfg.oom_at);
       fclose(f);
     }
   }

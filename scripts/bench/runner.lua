@@ -537,12 +537,12 @@ local function run_cell(ctx, cell, i)
       if rest and rest ~= "" then out.server.last_output = rest end
       -- a start that failed because the process died by a signal: an OOM
       -- kill (with evidence) or a crash, from the exit info, never the text
-      local status, c = death_status(exit)
+      local status = death_status(exit)
       if exit and status ~= "failed" then
         out.status = status
         out.server.exit = exit
-        out.error = (status == "oom" and "killed while loading (out of memory: " .. tostring(c.evidence) .. "): "
-          or "crashed while loading (" .. c.reason .. "): ") .. head
+        -- (head says how it ended: the exit's reason, with its evidence)
+        out.error = (status == "oom" and "killed while loading (out of memory): " or "crashed while loading: ") .. head
       end
       take_ceiling_hit(ctx, out)
       out.server.load_time_s = (now_ns() - t0) / 1e9

@@ -26,8 +26,8 @@ local function with_oom_record(info, record, pid)
       local copy = {}
       for k, v in pairs(info) do copy[k] = v end
       copy.oom = true
-      copy.evidence = string.format("the simulator's OOM record: %s touched above its --oom-at-memory limit of %s"
-        .. " (a simulated kernel OOM kill)", tostring(r.touched_bytes), tostring(r.limit_bytes))
+      copy.evidence = string.format("the simulator's OOM record: it needed %s bytes, above its --oom-at-memory"
+        .. " limit of %s (a simulated kernel OOM kill)", tostring(r.needed_bytes), tostring(r.limit_bytes))
       copy.reason = "killed by SIGKILL (out of memory: " .. copy.evidence .. ")"
       return copy
     end
@@ -67,7 +67,12 @@ function A.start(opts)
   if opts.on_spawn then opts.on_spawn(p.pid, p) end
   -- the exit of a start that failed, with its evidence; the record goes
   local function fail(msg, grace)
-    local info = with_oom_record(p:exit_info(), record, p.pid)
+    local raw = p:exit_info()
+    local info = with_oom_record(raw, record, p.pid)
+    if info ~= raw then   -- the message says what the evidence says
+      local at = msg:find(raw.reason, 1, true)
+      if at then msg = msg:sub(1, at - 1) .. info.reason .. msg:sub(at + #raw.reason) end
+    end
     p:stop(grace)
     if record then os.remove(record) end
     return nil, msg, info or p:exit_info()
