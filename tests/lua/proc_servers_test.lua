@@ -195,15 +195,33 @@ T.case("a port already in use is refused before the spawn, naming the process", 
       port = port, extra = {argv = {bench.executable, "sim", "--port", "{port}", "--reuse-port"},
                             ready = {http = "/health"}}, ready_timeout = 10}
     if srv then srv:stop() end
+    local s2, err2 = backends.get("sim").start{port = port}
+    if s2 then s2:stop() end
+    f:stop(5)   -- before the checks: a failed case leaves nothing behind
     T.eq(srv, nil, "started beside a foreign listener (reuse " .. tostring(reuse) .. ")")
     assert(err:find(string.format("port %d is already in use by pid %d (", port, f.pid), 1, true), err)
     assert(err:find("sim --port " .. port, 1, true), "the command line: " .. err)
-    local s2, err2 = backends.get("sim").start{port = port}
-    if s2 then s2:stop() end
     T.eq(s2, nil, "the sim backend too")
     assert(err2:find("already in use by pid " .. f.pid, 1, true), err2)
-    f:stop(5)
   end
+end)
+
+T.case("runner: a cell whose server's port is taken fails, naming the holder; nothing of it is measured", function()
+  if not linux then print("skipped: " .. "no /proc/net/tcp") return end
+  local port = assert(proc.free_port())
+  local f = foreign_sim(port, false)
+  -- the "server" never listens: whatever answers on the port is the foreign one
+  local rc, data, report = run_plan(string.format([[
+name: taken
+server: {backend: command, port: %d, extra: {argv: [sleep, "30"], ready: {http: /health}}}
+]], port) .. PROMPTS)
+  f:stop(5)
+  local cell = data.cells[1]
+  T.eq(cell.status, "failed", "status")
+  assert(cell.error:find(string.format("port %d is already in use by pid %d (", port, f.pid), 1, true), cell.error)
+  T.eq(cell.summary and cell.summary.requests or 0, 0, "requests measured")
+  T.eq(rc, 1, "exit status")
+  assert(report:find("already in use", 1, true), report)
 end)
 
 T.case("after the spawn, a foreign listener beside ours (SO_REUSEPORT) is found", function()
