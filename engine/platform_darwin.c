@@ -113,9 +113,10 @@ void br_platform_close_fds(int keep_fd) {
 
 long long br_platform_oom_kill_count(void) { return -1; }
 
-int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t size) {
+int br_platform_oom_evidence(int pid, long long oom_before, int64_t since_ns, char *buf, size_t size) {
   (void)pid;
   (void)oom_before;
+  (void)since_ns;
   /* jetsam kills with SIGKILL and leaves no public trace a user process can
    * read; the unexplained SIGKILL itself is its signature. */
   snprintf(buf, size, "SIGKILL from outside benchrun is the signature of jetsam (memory pressure) on macOS");

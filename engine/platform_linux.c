@@ -180,8 +180,10 @@ long long br_platform_oom_kill_count(void) {
 }
 
 /* Scan the kernel log (/dev/kmsg, one record per read) for the OOM killer
- * naming pid. Usually only readable by root (dmesg_restrict). */
-static int kmsg_names_pid(int pid, char *line_out, size_t size) {
+ * naming pid after since_ns. Usually only readable by root (dmesg_restrict).
+ * A record is "prio,seq,usec,flags;message": usec is the kernel's monotonic
+ * clock, ours too (a second of slack for the clocks' small difference). */
+static int kmsg_names_pid(int pid, int64_t since_ns, char *line_out, size_t size) {
   int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return 0;
   char rec[8192], needle1[64], needle2[64];
@@ -193,6 +195,8 @@ static int kmsg_names_pid(int pid, char *line_out, size_t size) {
     if (n < 0 && errno == EPIPE) continue;   /* overwritten records: keep going */
     if (n <= 0) break;
     rec[n] = 0;
+    unsigned long long usec = 0;
+    if (sscanf(rec, "%*u,%*u,%llu", &usec) == 1 && (int64_t)usec * 1000 + 1000000000 < since_ns) continue;
     char *msg = strchr(rec, ';');
     msg = msg ? msg + 1 : rec;
     if (strstr(msg, needle1) || (strstr(msg, "oom-kill") && strstr(msg, needle2))) {
@@ -207,7 +211,7 @@ static int kmsg_names_pid(int pid, char *line_out, size_t size) {
   return found;
 }
 
-int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t size) {
+int br_platform_oom_evidence(int pid, long long oom_before, int64_t since_ns, char *buf, size_t size) {
   buf[0] = 0;
   int found = 0;
   size_t used = 0;
@@ -217,7 +221,7 @@ int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t si
     found = 1;
   }
   char kline[512];
-  if (used < size && kmsg_names_pid(pid, kline, sizeof kline)) {
+  if (used < size && kmsg_names_pid(pid, since_ns, kline, sizeof kline)) {
     snprintf(buf + used, size - used, "%skernel log: %s", used ? "; " : "", kline);
     found = 1;
   }

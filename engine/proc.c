@@ -347,7 +347,7 @@ static void child_reaped(child *c, int status) {
   /* The OOM killer sends SIGKILL; so do people and other tools. Only a
    * record of the kill (cgroup counter, kernel log) makes it an OOM. */
   if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !(c->sent_mask & (1ULL << SIGKILL)))
-    c->oom = br_platform_oom_evidence((int)c->pid, c->oom_before, c->evidence, sizeof c->evidence);
+    c->oom = br_platform_oom_evidence((int)c->pid, c->oom_before, c->t_spawn, c->evidence, sizeof c->evidence);
   /* Whatever a server's group left behind goes with it: no orphans. */
   if (!c->keep_group) kill(-c->pid, SIGKILL);
   int ev = EV_EXIT | stream_read(ps->loop, &c->out) | stream_read(ps->loop, &c->err);

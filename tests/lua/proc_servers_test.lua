@@ -70,6 +70,32 @@ T.case("classify_exit: crash signals, codes, benchrun's own stop; never the outp
        "crashed", "oom without evidence")
 end)
 
+T.case("a real kernel OOM kill (a memory cgroup of 32 MiB) is an OOM with the kernel's evidence", function()
+  -- needs root and a writable cgroup-v1 memory hierarchy (as in the test
+  -- container); elsewhere skipped
+  local path
+  for line in io.lines("/proc/self/cgroup") do
+    local p = line:match("^%d+:memory:(.*)$")
+    if p then path = "/sys/fs/cgroup/memory" .. p:gsub("/$", "") end
+  end
+  local probe = path and io.open(path .. "/memory.limit_in_bytes")
+  if probe then probe:close() end
+  if not probe or not proc.run{argv = {"mkdir", "-p", path .. "/benchrun-oom-test"}} then
+    print("skipped: no writable cgroup-v1 memory hierarchy") return
+  end
+  local cg = path .. "/benchrun-oom-test"
+  local p = assert(proc.spawn{argv = {"sh", "-c", 'echo 32M > "$0/memory.limit_in_bytes" && echo $$ > "$0/cgroup.procs"'
+    .. ' && exec "$1" sim --port 0 --model-memory 256MiB', cg, bench.executable}})
+  local info = p:wait(30)
+  proc.run{argv = {"rmdir", cg}}
+  if info.code then print("skipped: could not enter the cgroup: " .. p:tail(3)) return end
+  T.eq(info.signal_name, "SIGKILL", "killed by the kernel")
+  local c = proc.classify_exit(info)
+  T.eq(c.status, "oom", "status (" .. info.reason .. ")")
+  assert(c.evidence:find("Killed process " .. p.pid, 1, true) or c.evidence:find("oom_kill count rose", 1, true),
+         c.evidence)
+end)
+
 T.case("the simulator: --fault crash aborts; --oom-at-memory is an OOM only through its kernel record", function()
   local srv = assert(backends.get("sim").start{args = {"--decode-tps", "0"}})
   local st = backends.get_url(srv.base_url .. "/health")
