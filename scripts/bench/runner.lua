@@ -7,7 +7,8 @@
 -- repeat's requests through bench.load, write every record to the results
 -- store as it ends, and write the cell's summary when it ends. A server that
 -- dies makes that cell's result "oom" (only with evidence of an OOM kill),
--- "crashed" (killed by a signal) or "failed", and the plan goes on. Ctrl-C keeps every finished cell; `--resume DIR` continues.
+-- "crashed" (killed by a signal) or "failed", and the plan goes on. Ctrl-C
+-- keeps every finished cell; `--resume DIR` continues.
 local M = {}
 
 local P = require("bench.plan")
@@ -538,9 +539,9 @@ local function run_cell(ctx, cell, i)
       -- a start that failed because the process died by a signal: an OOM
       -- kill (with evidence) or a crash, from the exit info, never the text
       local status = death_status(exit)
+      out.server.exit = exit
       if exit and status ~= "failed" then
         out.status = status
-        out.server.exit = exit
         -- (head says how it ended: the exit's reason, with its evidence)
         out.error = (status == "oom" and "killed while loading (out of memory): " or "crashed while loading: ") .. head
       end

@@ -145,7 +145,10 @@ local function run_plan(text)
   local rf = assert(io.open(rdir .. "report.md"))
   local report = rf:read("a")
   rf:close()
-  return rc, assert(results.load(rdir)), report
+  local cf = assert(io.open(rdir .. "summary.csv"))
+  local csv = cf:read("a")
+  cf:close()
+  return rc, assert(results.load(rdir)), report, csv
 end
 
 local PROMPTS = [[
@@ -168,7 +171,7 @@ end)
 -- server gone: a server that dies while the last request ends can still be
 -- seen alive by the runner's end-of-cell check, a race of its own)
 T.case("runner: a crash while loading and a crash during the cell are 'crashed', exit 1", function()
-  local rc, data, report = run_plan([[
+  local rc, data, report, csv = run_plan([[
 name: crashes
 ]] .. PROMPTS .. [[
 cells:
@@ -186,6 +189,7 @@ cells:
   assert(not report:find("does not fit", 1, true), report)
   assert(report:find("**fault** crashed", 1, true) or report:find("crashed:", 1, true), report)
   assert(report:find("2 crashed", 1, true), report)
+  assert(csv:find("\nsegv,.-,crashed,") and csv:find("\nfault,.-,crashed,"), csv)
 end)
 
 T.case("runner: a server SIGKILLed from outside during a cell crashed (no OOM record)", function()
