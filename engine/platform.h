@@ -39,10 +39,23 @@ void br_platform_close_fds(int keep_fd);
  * oom_kill), or -1 where there is none. */
 long long br_platform_oom_kill_count(void);
 /* Evidence that pid was killed for memory: cgroup oom_kill rising above
- * oom_before, a kernel log line naming the pid (Linux, when readable),
- * jetsam's signature (macOS). Writes a sentence into buf (possibly empty);
- * returns 1 if something was found. */
-int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t size);
+ * oom_before, a kernel log line naming the pid written after since_ns (the
+ * spawn, monotonic clock: an older line is about an earlier process that had
+ * the same pid) (Linux, when readable). Writes a sentence into buf; returns
+ * 1 if evidence was found, else 0 (buf may then hold a note: macOS says
+ * that jetsam leaves no trace). */
+int br_platform_oom_evidence(int pid, long long oom_before, int64_t since_ns, char *buf, size_t size);
+/* The processes holding a listening TCP socket on port (IPv4 or IPv6, any
+ * local address): their pids into pids[max] (each once). *unowned gets the
+ * number of listening sockets on that port whose process was not found (one
+ * benchrun may not inspect: another user's). Returns the pid count, or -1
+ * where the platform cannot tell. Linux: /proc/net/tcp{,6} and the socket
+ * inodes of /proc/PID/fd; macOS: proc_pidinfo / proc_pidfdinfo (another
+ * user's sockets are not seen there at all). */
+int br_platform_port_listeners(int port, int *pids, int max, int *unowned);
+/* The parent, process group and command line (arguments joined by spaces,
+ * cut to size) of pid. 0, or -1 when it is gone or cannot be read. */
+int br_platform_proc_info(int pid, int *ppid, int *pgid, char *cmd, size_t size);
 
 /* --- mem (bench.mem) --- */
 /* Memory of one process: rss and the platform's best "real" figure (Linux:

@@ -113,12 +113,93 @@ void br_platform_close_fds(int keep_fd) {
 
 long long br_platform_oom_kill_count(void) { return -1; }
 
-int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t size) {
+int br_platform_oom_evidence(int pid, long long oom_before, int64_t since_ns, char *buf, size_t size) {
   (void)pid;
   (void)oom_before;
+  (void)since_ns;
   /* jetsam kills with SIGKILL and leaves no public trace a user process can
    * read; the unexplained SIGKILL itself is its signature. */
   snprintf(buf, size, "SIGKILL from outside benchrun is the signature of jetsam (memory pressure) on macOS");
+  return 0;
+}
+
+/* ---- ports (bench.proc's port checks) ---- */
+/* Written against libproc's documented interface and cross-compiled only
+ * (never run here): every pid's fds, each socket's TCP state and local
+ * port. Another user's processes cannot be inspected without root, so
+ * their sockets are not seen at all. */
+#include <arpa/inet.h>
+#include <libproc.h>
+#include <sys/proc_info.h>
+#include <sys/sysctl.h>
+
+static int pid_listens_on(pid_t pid, int port) {
+  int bytes = proc_pidinfo(pid, PROC_PIDLISTFDS, 0, NULL, 0);
+  if (bytes <= 0) return 0;
+  struct proc_fdinfo *fds = malloc((size_t)bytes);
+  if (!fds) return 0;
+  bytes = proc_pidinfo(pid, PROC_PIDLISTFDS, 0, fds, bytes);
+  int holds = 0;
+  for (int i = 0; bytes > 0 && i < bytes / (int)PROC_PIDLISTFD_SIZE; i++) {
+    if (fds[i].proc_fdtype != PROX_FDTYPE_SOCKET) continue;
+    struct socket_fdinfo si;
+    if (proc_pidfdinfo(pid, fds[i].proc_fd, PROC_PIDFDSOCKETINFO, &si, PROC_PIDFDSOCKETINFO_SIZE) !=
+        PROC_PIDFDSOCKETINFO_SIZE) continue;
+    if (si.psi.soi_kind != SOCKINFO_TCP) continue;
+    const struct tcp_sockinfo *t = &si.psi.soi_proto.pri_tcp;
+    if (t->tcpsi_state != TSI_S_LISTEN || ntohs((uint16_t)t->tcpsi_ini.insi_lport) != port) continue;
+    holds = 1;
+  }
+  free(fds);
+  return holds;
+}
+
+int br_platform_port_listeners(int port, int *pids, int max, int *unowned) {
+  *unowned = 0;   /* another user's sockets are not seen at all */
+  int bytes = proc_listpids(PROC_ALL_PIDS, 0, NULL, 0);
+  if (bytes <= 0) return -1;
+  bytes += 64 * (int)sizeof(pid_t);   /* room for processes started meanwhile */
+  pid_t *all = malloc((size_t)bytes);
+  if (!all) return -1;
+  bytes = proc_listpids(PROC_ALL_PIDS, 0, all, bytes);
+  int count = 0;
+  for (int i = 0; bytes > 0 && i < bytes / (int)sizeof(pid_t) && count < max; i++)
+    if (all[i] > 0 && pid_listens_on(all[i], port)) pids[count++] = (int)all[i];
+  free(all);
+  return count;
+}
+
+int br_platform_proc_info(int pid, int *ppid, int *pgid, char *cmd, size_t size) {
+  struct proc_bsdinfo bi;
+  if (proc_pidinfo(pid, PROC_PIDTBSDINFO, 0, &bi, PROC_PIDTBSDINFO_SIZE) != PROC_PIDTBSDINFO_SIZE) return -1;
+  *ppid = (int)bi.pbi_ppid;
+  *pgid = (int)bi.pbi_pgid;
+  if (size == 0) return 0;
+  snprintf(cmd, size, "%s", bi.pbi_comm);
+  /* KERN_PROCARGS2: argc, the executable path, NULs, then argv[0..argc) */
+  int mib[3] = {CTL_KERN, KERN_PROCARGS2, pid};
+  size_t len = 0;
+  if (sysctl(mib, 3, NULL, &len, NULL, 0) != 0 || len <= sizeof(int)) return 0;
+  char *args = malloc(len);
+  if (!args) return 0;
+  if (sysctl(mib, 3, args, &len, NULL, 0) == 0 && len > sizeof(int)) {
+    int argc;
+    memcpy(&argc, args, sizeof argc);
+    char *p = args + sizeof argc, *end = args + len;
+    while (p < end && *p) p++;   /* the executable path */
+    while (p < end && !*p) p++;  /* its padding */
+    size_t used = 0;
+    for (int a = 0; a < argc && p < end && used + 1 < size; a++) {
+      size_t n = strnlen(p, (size_t)(end - p));
+      if (used && used + 1 < size) cmd[used++] = ' ';
+      size_t take = n < size - 1 - used ? n : size - 1 - used;
+      memcpy(cmd + used, p, take);
+      used += take;
+      p += n + 1;
+    }
+    if (used) cmd[used] = 0;
+  }
+  free(args);
   return 0;
 }
 

@@ -180,8 +180,10 @@ long long br_platform_oom_kill_count(void) {
 }
 
 /* Scan the kernel log (/dev/kmsg, one record per read) for the OOM killer
- * naming pid. Usually only readable by root (dmesg_restrict). */
-static int kmsg_names_pid(int pid, char *line_out, size_t size) {
+ * naming pid after since_ns. Usually only readable by root (dmesg_restrict).
+ * A record is "prio,seq,usec,flags;message": usec is the kernel's monotonic
+ * clock, ours too (a second of slack for the clocks' small difference). */
+static int kmsg_names_pid(int pid, int64_t since_ns, char *line_out, size_t size) {
   int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return 0;
   char rec[8192], needle1[64], needle2[64];
@@ -193,6 +195,8 @@ static int kmsg_names_pid(int pid, char *line_out, size_t size) {
     if (n < 0 && errno == EPIPE) continue;   /* overwritten records: keep going */
     if (n <= 0) break;
     rec[n] = 0;
+    unsigned long long usec = 0;
+    if (sscanf(rec, "%*u,%*u,%llu", &usec) == 1 && (int64_t)usec * 1000 + 1000000000 < since_ns) continue;
     char *msg = strchr(rec, ';');
     msg = msg ? msg + 1 : rec;
     if (strstr(msg, needle1) || (strstr(msg, "oom-kill") && strstr(msg, needle2))) {
@@ -207,7 +211,7 @@ static int kmsg_names_pid(int pid, char *line_out, size_t size) {
   return found;
 }
 
-int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t size) {
+int br_platform_oom_evidence(int pid, long long oom_before, int64_t since_ns, char *buf, size_t size) {
   buf[0] = 0;
   int found = 0;
   size_t used = 0;
@@ -217,11 +221,109 @@ int br_platform_oom_evidence(int pid, long long oom_before, char *buf, size_t si
     found = 1;
   }
   char kline[512];
-  if (used < size && kmsg_names_pid(pid, kline, sizeof kline)) {
+  if (used < size && kmsg_names_pid(pid, since_ns, kline, sizeof kline)) {
     snprintf(buf + used, size - used, "%skernel log: %s", used ? "; " : "", kline);
     found = 1;
   }
   return found;
+}
+
+/* ---- ports (bench.proc's port checks) ---- */
+#include <dirent.h>
+
+enum { MAX_LISTEN_INODES = 64 };
+
+/* Add the inodes of the LISTEN sockets on port in one /proc/net/tcp or
+ * tcp6 file ("sl local_address rem_address st ... uid timeout inode"). */
+static int listen_inodes(const char *path, int port, unsigned long *inodes, int n) {
+  FILE *f = fopen(path, "re");
+  if (!f) return n;
+  char line[512], local[128];
+  unsigned st;
+  unsigned long inode;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, " %*s %127s %*s %x %*s %*s %*s %*s %*s %lu", local, &st, &inode) != 3) continue;
+    if (st != 0x0A) continue;   /* TCP_LISTEN */
+    const char *colon = strrchr(local, ':');
+    if (!colon || strtol(colon + 1, NULL, 16) != port) continue;
+    if (n < MAX_LISTEN_INODES) inodes[n++] = inode;
+  }
+  fclose(f);
+  return n;
+}
+
+/* Whether one of pid's fds is one of the inodes (found[i] set for each). */
+static int pid_holds(int pid, const unsigned long *inodes, int n, char *found) {
+  char dir[64], path[384], link[64];
+  snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+  DIR *d = opendir(dir);
+  if (!d) return 0;   /* gone, or another user's */
+  int holds = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    ssize_t len = readlink(path, link, sizeof link - 1);
+    if (len <= 0) continue;
+    link[len] = 0;
+    unsigned long ino;
+    if (sscanf(link, "socket:[%lu]", &ino) != 1) continue;
+    for (int i = 0; i < n; i++)
+      if (inodes[i] == ino) { found[i] = 1; holds = 1; }
+  }
+  closedir(d);
+  return holds;
+}
+
+int br_platform_port_listeners(int port, int *pids, int max, int *unowned) {
+  unsigned long inodes[MAX_LISTEN_INODES];
+  char found[MAX_LISTEN_INODES] = {0};
+  int n = listen_inodes("/proc/net/tcp", port, inodes, 0);
+  n = listen_inodes("/proc/net/tcp6", port, inodes, n);
+  *unowned = 0;
+  if (n == 0) return 0;
+  DIR *d = opendir("/proc");
+  if (!d) return -1;
+  int count = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && count < max) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    int pid = atoi(e->d_name);
+    if (pid_holds(pid, inodes, n, found)) pids[count++] = pid;
+  }
+  closedir(d);
+  for (int i = 0; i < n; i++) *unowned += !found[i];
+  return count;
+}
+
+int br_platform_proc_info(int pid, int *ppid, int *pgid, char *cmd, size_t size) {
+  char path[64], stat[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, stat, sizeof stat - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  stat[n] = 0;
+  /* "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses */
+  char *rp = strrchr(stat, ')');
+  if (!rp || sscanf(rp + 1, " %*c %d %d", ppid, pgid) != 2) return -1;
+  cmd[0] = 0;
+  snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 && size > 1) {
+    n = read(fd, cmd, size - 1);
+    close(fd);
+    if (n < 0) n = 0;
+    while (n > 0 && cmd[n - 1] == 0) n--;   /* the last argument's NUL */
+    for (ssize_t i = 0; i < n; i++) if (cmd[i] == 0) cmd[i] = ' ';
+    cmd[n] = 0;
+  }
+  if (!cmd[0]) {   /* a kernel thread or a zombie: its name in brackets */
+    char *lp = strchr(stat, '(');
+    if (lp && rp > lp) snprintf(cmd, size, "[%.*s]", (int)(rp - lp - 1), lp + 1);
+  }
+  return 0;
 }
 
 /* ---- mem (bench.mem) ---- */

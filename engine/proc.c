@@ -4,7 +4,8 @@
  * cwd; stdout/stderr read through pipes on the loop into a ring of recent
  * lines, optionally kept whole or appended to a log file), wait / stop /
  * signal / wait_for_line that yield the task, run-and-capture, and the exit
- * explained (code, signal, whether benchrun sent it, likely OOM).
+ * explained (code, signal, whether benchrun sent it, OOM evidence), the
+ * exit classified (proc.classify_exit) and the port checks (who listens).
  *
  * Child exits arrive through a SIGCHLD self-pipe watched by a weak br_io;
  * each state reaps only its own pids (waitpid(pid), never -1), so
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -92,8 +94,8 @@ struct child {
   uint64_t nlines;             /* lines seen since spawn */
   pwait *waiters;
   br_timer kill_timer;         /* escalation for a detached child */
-  char evidence[600];          /* OOM evidence, filled at reaping */
-  int oom_likely;
+  char evidence[600];          /* OOM evidence (or a note), filled at reaping */
+  int oom;                     /* the platform found evidence of an OOM kill */
   int keep_group;              /* proc.run: a daemon it started may stay */
   int64_t sync_deadline;       /* stop_all_sync's per-child schedule */
   int sync_killed;
@@ -342,10 +344,10 @@ static void child_reaped(child *c, int status) {
   c->status = status;
   c->t_exit = br_now();
   br_timer_stop(ps->loop, &c->kill_timer);
-  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !(c->sent_mask & (1ULL << SIGKILL))) {
-    c->oom_likely = 1;
-    br_platform_oom_evidence((int)c->pid, c->oom_before, c->evidence, sizeof c->evidence);
-  }
+  /* The OOM killer sends SIGKILL; so do people and other tools. Only a
+   * record of the kill (cgroup counter, kernel log) makes it an OOM. */
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !(c->sent_mask & (1ULL << SIGKILL)))
+    c->oom = br_platform_oom_evidence((int)c->pid, c->oom_before, c->t_spawn, c->evidence, sizeof c->evidence);
   /* Whatever a server's group left behind goes with it: no orphans. */
   if (!c->keep_group) kill(-c->pid, SIGKILL);
   int ev = EV_EXIT | stream_read(ps->loop, &c->out) | stream_read(ps->loop, &c->err);
@@ -546,8 +548,8 @@ static int check_signal(lua_State *L, int arg) {
 }
 
 /* Push the exit of a reaped child as a table:
- * {code, signal, signal_name, sent_by_benchrun, oom_likely, evidence,
- *  reason, duration}. */
+ * {code, signal, signal_name, sent_by_benchrun, core_dumped, oom, evidence,
+ *  note, reason, duration}. oom only with evidence of an OOM kill. */
 static void push_exit_info(lua_State *L, child *c) {
   lua_createtable(L, 0, 8);
   char reason[800];
@@ -568,16 +570,24 @@ static void push_exit_info(lua_State *L, child *c) {
     }
     lua_pushboolean(L, sent);
     lua_setfield(L, -2, "sent_by_benchrun");
-    if (c->oom_likely) {
+#ifdef WCOREDUMP
+    if (WCOREDUMP(st)) {
       lua_pushboolean(L, 1);
-      lua_setfield(L, -2, "oom_likely");
+      lua_setfield(L, -2, "core_dumped");
+    }
+#endif
+    if (c->oom) {
       lua_pushboolean(L, 1);
-      lua_setfield(L, -2, "oom");   /* the plan runner's name for it */
-      if (c->evidence[0]) {
+      lua_setfield(L, -2, "oom");
+      lua_pushstring(L, c->evidence);
+      lua_setfield(L, -2, "evidence");
+      snprintf(reason, sizeof reason, "killed by SIGKILL (out of memory: %s)", c->evidence);
+    } else if (sig == SIGKILL && !sent) {
+      if (c->evidence[0]) {   /* what the platform can say without evidence (macOS) */
         lua_pushstring(L, c->evidence);
-        lua_setfield(L, -2, "evidence");
+        lua_setfield(L, -2, "note");
       }
-      snprintf(reason, sizeof reason, "killed (likely out of memory): SIGKILL not sent by benchrun%s%s",
+      snprintf(reason, sizeof reason, "killed by SIGKILL (not sent by benchrun; no record of an OOM kill%s%s)",
                c->evidence[0] ? "; " : "", c->evidence);
     } else {
       snprintf(reason, sizeof reason, "killed by SIG%s%s", nm ? nm : "?", sent ? " (sent by benchrun)" : "");
@@ -1443,6 +1453,29 @@ static void probe_finish(probe *p) {
   br_wait_done(&p->w);
 }
 
+/* Whether resp holds a whole response whose end is known without the
+ * connection closing: a body of Content-Length bytes, or none (204, 304).
+ * A server that keeps the connection open despite "Connection: close"
+ * (keep-alive by default) is then not waited for until the timeout. */
+static int resp_complete(const buf *b) {
+  if (!b->data) return 0;
+  const char *end = strstr(b->data, "\r\n\r\n");
+  if (!end) return 0;
+  size_t head = (size_t)(end + 4 - b->data);
+  int code = 0;
+  if (sscanf(b->data, "HTTP/%*d.%*d %d", &code) != 1 && sscanf(b->data, "HTTP/%*d %d", &code) != 1) return 0;
+  if (code == 204 || code == 304) return 1;
+  for (const char *l = strstr(b->data, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
+    if (strncasecmp(l + 2, "Content-Length:", 15) != 0) continue;
+    const char *v = l + 17;
+    while (*v == ' ' || *v == '\t') v++;
+    if (*v < '0' || *v > '9') return 0;   /* malformed: read to the close */
+    unsigned long long cl = strtoull(v, NULL, 10);
+    return b->len - head >= cl;
+  }
+  return 0;   /* chunked or close-delimited: read to the close */
+}
+
 static void probe_io(br_loop *loop, br_io *io, int events) {
   probe *p = io->data;
   if (!p->connected) {
@@ -1465,6 +1498,7 @@ static void probe_io(br_loop *loop, br_io *io, int events) {
     ssize_t n = recv(p->fd, chunk, sizeof chunk, 0);
     if (n > 0) {
       if (p->resp.len < (1 << 20)) buf_add(&p->resp, chunk, (size_t)n);
+      if (resp_complete(&p->resp)) { p->eof = 1; probe_finish(p); return; }
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -1691,6 +1725,141 @@ static int l_children(lua_State *L) {
   return 1;
 }
 
+/* ---- who listens on a port ---- */
+
+/* Push {pid, ppid, pgid, command} of pid; 0 (nothing pushed) when it is gone. */
+static int push_process_info(lua_State *L, int pid) {
+  int ppid = 0, pgid = 0;
+  char cmd[1024];
+  if (br_platform_proc_info(pid, &ppid, &pgid, cmd, sizeof cmd) != 0) return 0;
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, pid);
+  lua_setfield(L, -2, "pid");
+  lua_pushinteger(L, ppid);
+  lua_setfield(L, -2, "ppid");
+  lua_pushinteger(L, pgid);
+  lua_setfield(L, -2, "pgid");
+  lua_pushstring(L, cmd);
+  lua_setfield(L, -2, "command");
+  return 1;
+}
+
+/* proc.process_info(pid) -> {pid, ppid, pgid, command} | nil, message */
+static int l_process_info(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, pid > 0 && pid <= 0x7fffffff, 1, "expected a pid > 0");
+  if (push_process_info(L, (int)pid)) return 1;
+  lua_pushnil(L);
+  lua_pushfstring(L, "proc.process_info: no process with pid %d (or it cannot be read)", (int)pid);
+  return 2;
+}
+
+/* proc.port_owners(port) -> {owners = {{pid, ppid, pgid, command}...},
+ * unowned = n} | nil, message where the platform cannot tell. */
+static int l_port_owners(lua_State *L) {
+  lua_Integer port = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, port > 0 && port < 65536, 1, "expected a port 1..65535");
+  int pids[64], unowned = 0;
+  int n = br_platform_port_listeners((int)port, pids, 64, &unowned);
+  if (n < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "proc.port_owners: this platform cannot tell which process listens on a port");
+    return 2;
+  }
+  lua_createtable(L, 0, 2);
+  lua_createtable(L, n, 0);
+  int k = 1;
+  for (int i = 0; i < n; i++)
+    if (push_process_info(L, pids[i])) lua_rawseti(L, -2, k++);   /* a pid gone meanwhile is skipped */
+  lua_setfield(L, -2, "owners");
+  lua_pushinteger(L, unowned);
+  lua_setfield(L, -2, "unowned");
+  return 1;
+}
+
+/* The Lua half: exits classified and the port checks, written in Lua on the
+ * primitives above (proc.classify_exit, proc.check_port_free,
+ * proc.check_port_owner). */
+static const char servers_lua[] =
+  "local proc = ...\n"
+  "-- proc.classify_exit(info) -> {status, signal, signal_name, code, core_dumped, evidence, reason}.\n"
+  "-- The one place that says why a process ended, from its exit info only\n"
+  "-- (never from its output): 'oom' with evidence of an OOM kill (info.oom and\n"
+  "-- info.evidence), 'stopped' by a signal benchrun sent, 'crashed' by any\n"
+  "-- other signal, 'failed' for an exit with a code (or no exit info).\n"
+  "function proc.classify_exit(info)\n"
+  "  if type(info) ~= 'table' then\n"
+  "    return {status = 'failed', reason = 'no exit information'}\n"
+  "  end\n"
+  "  local c = {signal = info.signal, signal_name = info.signal_name, code = info.code,\n"
+  "             core_dumped = info.core_dumped, reason = info.reason}\n"
+  "  if info.oom and info.evidence then c.status, c.evidence = 'oom', info.evidence\n"
+  "  elseif info.signal and info.sent_by_benchrun then c.status = 'stopped'\n"
+  "  elseif info.signal then c.status = 'crashed'\n"
+  "  else c.status = 'failed' end\n"
+  "  if not c.reason then\n"
+  "    c.reason = c.signal and ('killed by ' .. (c.signal_name or ('signal ' .. c.signal)))\n"
+  "               or ('exited with code ' .. tostring(c.code))\n"
+  "  end\n"
+  "  return c\n"
+  "end\n"
+  "local function describe(o)\n"
+  "  local s = string.format('pid %d (%s)', o.pid, o.command ~= '' and o.command or '?')\n"
+  "  -- a group whose leader is gone: what a killed benchrun's server leaves\n"
+  "  if o.pgid ~= o.pid and o.pgid > 0 and not proc.process_info(o.pgid) then\n"
+  "    s = s .. string.format(', left behind: the leader of its process group (pid %d) is gone,'\n"
+  "      .. ' as when an earlier benchrun was killed', o.pgid)\n"
+  "  elseif o.ppid == 1 then\n"
+  "    s = s .. ', whose parent is gone (now a child of pid 1)'\n"
+  "  end\n"
+  "  return s\n"
+  "end\n"
+  "local function names(r, keep)\n"
+  "  local list = {}\n"
+  "  for _, o in ipairs(r.owners) do if keep(o) then list[#list + 1] = describe(o) end end\n"
+  "  if r.unowned > 0 then\n"
+  "    list[#list + 1] = string.format('%d socket%s of a process benchrun may not inspect (another user\\'s)',\n"
+  "      r.unowned, r.unowned == 1 and '' or 's')\n"
+  "  end\n"
+  "  return list\n"
+  "end\n"
+  "-- proc.check_port_free(port[, host]) -> true | nil, message naming who holds it.\n"
+  "-- Before a spawn: whatever listens there would be measured instead of (or\n"
+  "-- besides, with SO_REUSEPORT) the server benchrun starts.\n"
+  "function proc.check_port_free(port, host)\n"
+  "  local r = proc.port_owners(port)\n"
+  "  local held = r and names(r, function() return true end) or {}\n"
+  "  if #held == 0 and proc.probe_port(port, host or '127.0.0.1', 1) then\n"
+  "    held[1] = 'a process benchrun cannot see (a connect to ' .. (host or '127.0.0.1') .. ' succeeds)'\n"
+  "  end\n"
+  "  if #held == 0 then return true end\n"
+  "  return nil, string.format('port %d is already in use by %s; benchrun measures only a server it starts:'\n"
+  "    .. ' stop that process or give the server another port', port, table.concat(held, '; '))\n"
+  "end\n"
+  "-- proc.check_port_owner(p, port) -> true[, note] | nil, message.\n"
+  "-- After a spawn: every listener on port must be p, in its process group or\n"
+  "-- a descendant of it. note: why it could not be checked (platform).\n"
+  "function proc.check_port_owner(p, port)\n"
+  "  local r, why = proc.port_owners(port)\n"
+  "  if not r then return true, why end\n"
+  "  local function ours(o)\n"
+  "    if o.pid == p.pid or o.pgid == p.pid then return true end\n"
+  "    local q = o.ppid\n"
+  "    for _ = 1, 64 do\n"
+  "      if q == p.pid then return true end\n"
+  "      if q <= 1 then return false end\n"
+  "      local i = proc.process_info(q)\n"
+  "      if not i then return false end\n"
+  "      q = i.ppid\n"
+  "    end\n"
+  "    return false\n"
+  "  end\n"
+  "  local foreign = names(r, function(o) return not ours(o) end)\n"
+  "  if #foreign == 0 then return true end\n"
+  "  return nil, string.format('port %d is also held by %s, not by the server benchrun started (%s, pid %d):'\n"
+  "    .. ' requests could reach that process instead', port, table.concat(foreign, '; '), p.name, p.pid)\n"
+  "end\n";
+
 /* The Lua half: readiness, written in Lua on the primitives above. */
 static const char wait_ready_lua[] =
   "local proc, clock = ...\n"
@@ -1754,7 +1923,8 @@ int luaopen_bench_proc(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"spawn", l_spawn}, {"run", l_run}, {"probe_http", l_probe_http}, {"probe_port", l_probe_port},
     {"free_port", l_free_port}, {"pid_alive", l_pid_alive}, {"kill", l_kill},
-    {"children", l_children}, {NULL, NULL}};
+    {"children", l_children}, {"port_owners", l_port_owners}, {"process_info", l_process_info},
+    {NULL, NULL}};
 
   luaL_newmetatable(L, STATE_MT);
   lua_pushcfunction(L, state_gc);
@@ -1787,5 +1957,9 @@ int luaopen_bench_proc(lua_State *L) {
   lua_call(L, 1, 1);
   lua_call(L, 2, 1);
   lua_setfield(L, mod, "wait_ready");
+  if (luaL_loadbuffer(L, servers_lua, sizeof servers_lua - 1, "=bench.proc.servers") != LUA_OK)
+    return lua_error(L);
+  lua_pushvalue(L, mod);
+  lua_call(L, 1, 0);
   return 1;
 }

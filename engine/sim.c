@@ -58,6 +58,8 @@ typedef struct {
   const char *host;
   int port;
   const char *port_file;
+  int reuse_port;            /* SO_REUSEPORT, as llama-server binds */
+  const char *oom_record;    /* the simulated kernel's OOM record goes here */
   int dialect;
   const char *models[MAX_MODELS];
   int nmodels;
@@ -407,9 +409,12 @@ static const char *const sim_help =
   "                         refuse http500 http503 stall-first-byte stall-mid drop bad-json\n"
   "                         content-type huge-event endless-line crash; per request also the\n"
   "                         header X-Sim-Fault: KIND or the body field \"sim_fault\": \"KIND\"\n"
-  "  --crash-after N        SIGKILL itself when generation request N+1 arrives\n"
+  "  --crash-after N        crash (abort, SIGABRT) when generation request N+1 arrives\n"
   "  --kv-bytes-per-token SIZE  touch this much memory per token in the slots (default 0)\n"
   "  --oom-at-memory SIZE   SIGKILL itself when touched memory would exceed SIZE\n"
+  "  --oom-record FILE      before that SIGKILL, write the simulated kernel's OOM record\n"
+  "                         (one JSON line: pid, needed and limit bytes) to FILE\n"
+  "  --reuse-port           bind with SO_REUSEPORT, as llama-server does\n"
   "  --header-timeout DUR   request head and body must arrive within this (default 10s)\n"
   "  --idle-timeout DUR     close idle keep-alive connections after this (default 60s)\n"
   "  --max-body SIZE        larger request bodies get 413 (default 8MiB)\n"
@@ -451,6 +456,7 @@ static int parse_args(int argc, char **argv) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(sim_help, stdout); return 0; }
     if (!strcmp(a, "--strict-models")) { c->strict_models = 1; continue; }
+    if (!strcmp(a, "--reuse-port")) { c->reuse_port = 1; continue; }
     if (strncmp(a, "--", 2) != 0) return bad_flag(a, "unexpected argument (options start with --)", NULL);
     const char *v;
     char flagbuf[64];
@@ -474,6 +480,7 @@ static int parse_args(int argc, char **argv) {
       if (parse_long(v, 0, 65535, &l)) return bad_flag(flag, "expected a port number 0..65535", v);
       c->port = (int)l;
     } else if (!strcmp(flag, "--port-file")) c->port_file = v;
+    else if (!strcmp(flag, "--oom-record")) c->oom_record = v;
     else if (!strcmp(flag, "--dialect")) {
       if (!strcmp(v, "openai") || !strcmp(v, "vllm")) c->dialect = D_OPENAI;
       else if (!strcmp(v, "llama.cpp") || !strcmp(v, "llama-server") || !strcmp(v, "llama")) c->dialect = D_LLAMA;
@@ -581,11 +588,34 @@ static int parse_args(int argc, char **argv) {
 /* ------------------------------------------------------------------ */
 /* memory touched while loading                                        */
 
-static void oom_kill(void) {
+/* A simulated OOM kill: SIGKILL, as the kernel's OOM killer sends. What
+ * tells a supervisor that it was memory is not the signal but the kernel's
+ * record of the kill; the simulator plays the kernel too and writes that
+ * record to --oom-record (the supervisor's /dev/kmsg), never to its output. */
+static void oom_kill(uint64_t needed) {
   fprintf(stderr, "benchrun sim: touched memory would exceed --oom-at-memory; killing itself\n");
   fflush(stderr);
+  if (G.cfg.oom_record) {
+    FILE *f = fopen(G.cfg.oom_record, "a");
+    if (f) {
+      fprintf(f, "{\"oom_kill\":true,\"pid\":%ld,\"needed_bytes\":%llu,\"limit_bytes\":%llu}\n", (long)getpid(),
+              (unsigned long long)needed, (unsigned long long)G.cfg.oom_at);
+      fclose(f);
+    }
+  }
   kill(getpid(), SIGKILL);
   abort();   /* not reached */
+}
+
+/* A crash, as a server's failed assertion ends (GGML_ASSERT, a CUDA error):
+ * abort(), SIGABRT. No core file: a test run should not fill the disk. */
+static void crash(const char *why) {
+  fprintf(stderr, "benchrun sim: %s: crashing (abort)\n", why);
+  fflush(stderr);
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  signal(SIGABRT, SIG_DFL);
+  abort();
 }
 
 /* Touch memory up to `upto` bytes of the model (one write per page). */
@@ -594,7 +624,7 @@ static void touch_memory(uint64_t upto) {
   if (G.cfg.oom_at && upto + G.kv_touched > G.cfg.oom_at) {
     uint64_t room = G.cfg.oom_at > G.kv_touched ? G.cfg.oom_at - G.kv_touched : 0;
     if (room > G.mem_touched) touch_memory(room);
-    oom_kill();
+    oom_kill(upto + G.kv_touched);
   }
   if (upto <= G.mem_touched) return;
   if (!G.mem) {
@@ -615,12 +645,12 @@ static void touch_memory(uint64_t upto) {
 static void touch_kv(void) {
   uint64_t need = (uint64_t)G.kv_tokens * G.cfg.kv_bytes_per_token;
   if (need <= G.kv_touched) return;
-  if (G.cfg.oom_at && G.mem_touched + need > G.cfg.oom_at) oom_kill();
+  if (G.cfg.oom_at && G.mem_touched + need > G.cfg.oom_at) oom_kill(G.mem_touched + need);
   if (need > G.kv_cap) {
     uint64_t cap = G.kv_cap ? G.kv_cap * 2 : (1u << 20);
     if (cap < need) cap = need;
     char *p = realloc(G.kv_mem, cap);
-    if (!p) oom_kill();   /* the allocator said no: die as an OOM kill would */
+    if (!p) oom_kill(G.mem_touched + need);   /* the allocator said no: die as an OOM kill would */
     G.kv_mem = p;
     G.kv_cap = cap;
   }
@@ -1576,11 +1606,7 @@ static void gen_step(conn *c) {
       if (r < 0) return;
     }
     release_slot(c);
-    if (f == F_CRASH) {
-      fprintf(stderr, "benchrun sim: crash fault: killing itself\n");
-      fflush(stderr);
-      kill(getpid(), SIGKILL);
-    }
+    if (f == F_CRASH) crash("crash fault");
     if (f == F_DROP) {
       c->keepalive = 0;
       c->state = CS_DRAIN;
@@ -2207,9 +2233,9 @@ static void handle_generation(conn *c, const char *fault_hdr, size_t fhl) {
   c->fault = fault;
   G.gen_requests++;
   if (G.cfg.crash_after >= 0 && G.gen_requests > (uint64_t)G.cfg.crash_after) {
-    fprintf(stderr, "benchrun sim: --crash-after %ld reached: killing itself\n", G.cfg.crash_after);
-    fflush(stderr);
-    kill(getpid(), SIGKILL);
+    char why[64];
+    snprintf(why, sizeof why, "--crash-after %ld reached", G.cfg.crash_after);
+    crash(why);
   }
   switch (fault) {
   case F_REFUSE:
@@ -2501,6 +2527,7 @@ static int open_listener(void) {
     if (fd < 0) { err = errno; continue; }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (G.cfg.reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0) break;
     err = errno;
     close(fd);

@@ -363,8 +363,8 @@ end
 M.run_checks = run_checks
 
 -- ok, degraded (some requests failed, above the plan's max_error_rate),
--- failed, oom, skipped (docs/results-format.md)
-local STATUSES = {ok = true, degraded = true, oom = true, failed = true, skipped = true}
+-- oom, crashed, failed, skipped (docs/results-format.md)
+local STATUSES = {ok = true, degraded = true, oom = true, crashed = true, failed = true, skipped = true}
 
 -- run:cell(cell): the cell ended. summary.json is rewritten first and the
 -- cell's own file last: that file is the "done" marker, so a crash between the
@@ -375,7 +375,7 @@ function Run:cell(cell)
   if type(cell.id) ~= "string" or cell.id == "" then error("results.cell: cell.id must be a non-empty string", 2) end
   cell.status = cell.status or "ok"
   if not STATUSES[cell.status] then
-    error("results.cell: cell " .. cell.id .. ": status must be ok, degraded, oom, failed or skipped, got " .. tostring(cell.status), 2)
+    error("results.cell: cell " .. cell.id .. ": status must be ok, degraded, oom, crashed, failed or skipped, got " .. tostring(cell.status), 2)
   end
   local copy = {}
   for k, v in pairs(cell) do copy[k] = v end

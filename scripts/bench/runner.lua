@@ -6,8 +6,9 @@
 -- for a restart, sample the server's memory, send the warm-ups, then each
 -- repeat's requests through bench.load, write every record to the results
 -- store as it ends, and write the cell's summary when it ends. A server that
--- dies (an OOM kill) makes that cell's result "oom" (or "failed") and the
--- plan goes on. Ctrl-C keeps every finished cell; `--resume DIR` continues.
+-- dies makes that cell's result "oom" (only with evidence of an OOM kill),
+-- "crashed" (killed by a signal) or "failed", and the plan goes on. Ctrl-C
+-- keeps every finished cell; `--resume DIR` continues.
 local M = {}
 
 local P = require("bench.plan")
@@ -310,12 +311,12 @@ local function start_server(ctx, cell)
   local log = s.log or string.format("%s/server-%s.log", ctx.run.dir, (cell.id:gsub("[^%w%._-]", "_")))
   local b, err = backends.get(s.backend)
   if not b then return nil, err end
-  local srv, why = b.start{model = s.model, args = s.args, env = {set = s.env, unset = s.unset_env},
+  local srv, why, exit = b.start{model = s.model, args = s.args, env = {set = s.env, unset = s.unset_env},
                            port = s.port, ready_timeout = s.ready_timeout, log = log, binary = s.binary,
                            base_url = s.base_url, dialect = s.dialect, extra = s.extra, name = s.name,
                            -- sample from the spawn on, so the load is in the memory series
                            on_spawn = function(pid, process) start_monitors(ctx, cell, pid, process) end}
-  if not srv then return nil, why end
+  if not srv then return nil, why, exit end
   -- lmstudio and external spawn nothing: sample what is known (extra.pid, else the system)
   start_monitors(ctx, cell, srv.pid, nil)
   start_scraper(ctx, srv)
@@ -383,21 +384,15 @@ local function stop_server(ctx)
   return peak
 end
 
--- why the server died: "oom" for a SIGKILL benchrun did not send (what the
--- kernel's OOM killer and macOS's jetsam send) or the simulator's own OOM
--- exit, "failed" otherwise.
-local function death_status(srv)
-  local info = srv.exit_info and srv:exit_info() or nil
-  if type(info) == "table" then
-    if info.oom_likely or info.oom or info.signal == 9 or info.signal == "SIGKILL" or info.code == 137 then
-      return "oom", info
-    end
-  end
-  local tail = srv.tail and srv:tail(20) or ""
-  if type(tail) == "table" then tail = table.concat(tail, "\n") end
-  tail = tostring(tail):lower()
-  if tail:find("out of memory") or tail:find("oom") then return "oom", info end
-  return "failed", info
+-- why the server ended, from its exit information only (never its output):
+-- proc.classify_exit's "oom" (with evidence of an OOM kill) and "crashed"
+-- (any other signal benchrun did not send) are cell statuses of their own;
+-- an exit with a code, or a stop by benchrun, is "failed". Returns the
+-- status and the classification ({status, signal_name, code, evidence, reason}).
+local function death_status(info)
+  local c = require("bench.proc").classify_exit(info)
+  local status = (c.status == "oom" or c.status == "crashed") and c.status or "failed"
+  return status, c
 end
 
 local function server_alive(srv)
@@ -502,6 +497,8 @@ local function take_ceiling_hit(ctx, out)
   return true
 end
 
+local LOST_CONNECTION   -- below
+
 -- run_cell(ctx, cell, i) -> the cell table written to the results store
 local function run_cell(ctx, cell, i)
   local plan, run = ctx.plan, ctx.run
@@ -532,8 +529,8 @@ local function run_cell(ctx, cell, i)
   if not srv then
     mark(ctx, "load", cell.id)
     local t0 = now_ns()
-    local why
-    srv, why = start_server(ctx, cell)
+    local why, exit
+    srv, why, exit = start_server(ctx, cell)
     if not srv then
       -- the adapter's message: one line of why, then the server's last output
       local text = tostring(why)
@@ -541,11 +538,14 @@ local function run_cell(ctx, cell, i)
       head = (head or text):gsub(";? ?last output:%s*$", "")
       out.status, out.error = "failed", "the server did not start: " .. head
       if rest and rest ~= "" then out.server.last_output = rest end
-      -- a start that failed because the process died: an OOM kill is a result
-      local w = text:lower()
-      if w:find("oom") or w:find("signal 9") or w:find("sigkill") or w:find("out of memory") or w:find("killed") then
-        out.status = "oom"
-        out.error = "killed while loading (out of memory): " .. head
+      -- a start that failed because the process died by a signal: an OOM
+      -- kill (with evidence) or a crash, from the exit info, never the text
+      local status = death_status(exit)
+      out.server.exit = exit
+      if exit and status ~= "failed" then
+        out.status = status
+        -- (head says how it ended: the exit's reason, with its evidence)
+        out.error = (status == "oom" and "killed while loading (out of memory): " or "crashed while loading: ") .. head
       end
       take_ceiling_hit(ctx, out)
       out.server.load_time_s = (now_ns() - t0) / 1e9
@@ -599,12 +599,14 @@ local function run_cell(ctx, cell, i)
   end
 
   local records = {}
+  local lost_connection = false
   local function on_record(r, rep, warm)
     r.cell = cell.id
     r["repeat"] = rep
     if warm then r.warmup = true end
     run:record(cell.id, r)
     if r.error == "refused" and not gone and not server_alive(srv) then gone = "the server stopped listening" end
+    if LOST_CONNECTION[r.error] then lost_connection = true end
     if not warm then
       records[#records + 1] = r
       if r.prompt == nil and r.name then r.prompt = r.name end
@@ -651,10 +653,16 @@ local function run_cell(ctx, cell, i)
     if gone or not server_alive(srv) then died = true break end
   end
   mark(ctx, "idle")
+  -- a server that died as the last requests ended may not be reaped yet:
+  -- requests that lost their connection give it a moment to show it
+  if not died and lost_connection and srv.proc then pcall(srv.proc.wait, srv.proc, 0.5) end
   if died or not server_alive(srv) then
-    local status, info = death_status(srv)
+    local info = srv.exit_info and srv:exit_info() or nil
+    local status, c = death_status(info)
     out.status = status
-    out.error = status == "oom" and "the server was killed (out of memory) during the cell" or "the server exited during the cell"
+    out.error = status == "oom" and ("the server was killed for lack of memory during the cell: " .. tostring(c.evidence))
+      or status == "crashed" and ("the server crashed during the cell: " .. c.reason)
+      or ("the server exited during the cell: " .. c.reason)
     out.server.exit = info
     take_ceiling_hit(ctx, out)
     set_peaks(out, stop_server(ctx))
@@ -671,6 +679,9 @@ local function run_cell(ctx, cell, i)
   out.ended_ns = now_ns()
   return out
 end
+
+-- errors of a request whose connection went away under it
+LOST_CONNECTION = {reset = true, refused = true, truncated = true}
 
 -- The request limits of a cell: the plan's timeout:, then its server's,
 -- then the cell's (each a mapping of connect, first_byte, idle, total,

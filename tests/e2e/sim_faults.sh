@@ -75,21 +75,22 @@ for _ in $(seq 20); do [ "$(code "$URL/v1/completions" -d '{"prompt":"x","max_to
 check "--fault http500:0.5 hits about half ($n500/20)" test "$n500" -ge 3 -a "$n500" -le 17
 stop
 
-# ---- dying like an OOM kill
+# ---- crashing (abort, SIGABRT: 134) and dying like an OOM kill (SIGKILL: 137)
 start --decode-tps 100
 chat 20 -H 'X-Sim-Fault: crash'
 reap
 check "crash fault: curl sees the stream cut" test "$CRC" -ne 0
-check "crash fault: killed by SIGKILL" eq "$RC" 137
+check "crash fault: aborted (SIGABRT), not SIGKILL" eq "$RC" 134
 start --decode-tps 0 --crash-after 2
 chat 3; a=$CRC; chat 3; b=$CRC; chat 3; c=$CRC
 reap
-check "--crash-after 2: two answers, then death" eq "$a:$b:$RC" "0:0:137"
+check "--crash-after 2: two answers, then an abort" eq "$a:$b:$RC" "0:0:134"
 check "--crash-after 2: the third request fails" test "$c" -ne 0
-start --load-time 300ms --model-memory 64MiB --oom-at-memory 16MiB
+start --load-time 300ms --model-memory 64MiB --oom-at-memory 16MiB --oom-record "$T/oom.json"
 reap
 check "--oom-at-memory: killed while loading" eq "$RC" 137
 check "--oom-at-memory: says why" has "$T/sim.err" 'oom-at-memory'
+check "--oom-record: the simulated kernel's record names the pid" has "$T/oom.json" '"oom_kill":true,"pid":[0-9]*,"needed_bytes":[0-9]*,"limit_bytes":16777216'
 
 start --decode-tps 0 --kv-bytes-per-token 1MiB --oom-at-memory 40MiB
 chat 20; a=$CRC

@@ -129,20 +129,21 @@ T.case("missing binary, exits at once, never ready, 503 forever: clear errors, n
   assert(err:find("answered 503", 1, true), err)
 end)
 
-T.case("a server killed from outside is reported as a likely OOM", function()
+T.case("a server killed from outside crashed: no OOM without a record of one", function()
   local srv = assert(backends.get("sim").start{})
   proc.kill(srv.pid, "KILL")
   for _ = 1, 200 do if not srv:alive() then break end clock.sleep(0.01) end
   local info = srv:exit_info()
-  T.eq(info.oom_likely, true, "oom_likely")
-  assert(info.reason:find("likely out of memory", 1, true), info.reason)
+  T.eq(info.oom, nil, "oom")
+  T.eq(proc.classify_exit(info).status, "crashed", "status")
 end)
 
-T.case("a server the OOM killer takes while loading: the start fails as a likely OOM", function()
-  local srv, err = backends.get("sim").start{args = {"--model-memory", "64MiB", "--oom-at-memory", "16MiB",
-                                                     "--load-time", "0.2s"}}
+T.case("a server the (simulated) OOM killer takes while loading: the start fails with the evidence", function()
+  local srv, err, info = backends.get("sim").start{args = {"--model-memory", "64MiB", "--oom-at-memory", "16MiB",
+                                                           "--load-time", "0.2s"}}
   T.eq(srv, nil, "started")
-  assert(err:find("killed (likely out of memory)", 1, true), err)
+  assert(err:find("out of memory: the simulator's OOM record", 1, true), err)
+  T.eq(proc.classify_exit(info).status, "oom", "status")
 end)
 
 T.done()

@@ -11,7 +11,12 @@
 --       ready_timeout (s), log (path), binary, base_url, dialect, extra,
 --       on_spawn = function(pid, process) (called before waiting for
 --       readiness: start a memory sampler there to see the load)}
---   -> srv | nil, message (the message carries the server's last lines).
+--   -> srv | nil, message (the message carries the server's last lines)
+--      [, exit info of the process when it was spawned and has ended: give
+--      it to proc.classify_exit, never parse the message].
+-- A server benchrun spawns on a given port is refused when that port is
+-- already in use (proc.check_port_free), and once ready every listener on
+-- its port must be it or its descendants (proc.check_port_owner).
 -- srv: base_url, dialect (for bench.openai), model (the id to send),
 --      load_time_s, pid (nil where the server is not our child), backend,
 --      :stop([grace]) -> exit info, :alive(), :exit_info(), :tail(n),
@@ -213,6 +218,10 @@ function M.launch(spec)
   local url_host = host:find(":") and ("[" .. host .. "]") or host
   if host == "0.0.0.0" then url_host = "127.0.0.1" end
   local base_url = spec.base_url or string.format("http://%s:%d", url_host, spec.port)
+  -- a server already there would be measured instead of ours (and with
+  -- SO_REUSEPORT, as llama-server binds, ours would start beside it)
+  local free, busy = proc.check_port_free(spec.port, (url_host:gsub("^%[(.*)%]$", "%1")))
+  if not free then return nil, string.format("%s: %s", spec.backend, busy) end
   local p, err = proc.spawn{argv = spec.argv, env = spec.env, log = spec.log, cwd = spec.cwd,
                             grace = spec.grace or 10}
   if not p then return nil, string.format("%s: %s", spec.backend, err) end
@@ -224,8 +233,15 @@ function M.launch(spec)
                                          port = ready.port and spec.port or nil, host = host,
                                          timeout = spec.ready_timeout or 600}
   if not load_time then
+    -- the exit info of a process that died by itself, before this stop
+    local info = p:exit_info()
     p:stop(spec.grace or 5)
-    return nil, string.format("%s: %s", spec.backend, why)
+    return nil, string.format("%s: %s", spec.backend, why), info or p:exit_info()
+  end
+  local mine, foreign = proc.check_port_owner(p, spec.port)
+  if not mine then
+    p:stop(spec.grace or 5)
+    return nil, string.format("%s: %s", spec.backend, foreign)
   end
   local srv = M.server{backend = spec.backend, base_url = base_url, dialect = spec.dialect or "openai",
                        model = spec.model, load_time_s = load_time, pid = p.pid, proc = p, log = spec.log,

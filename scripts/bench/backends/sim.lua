@@ -1,10 +1,40 @@
 -- The built-in simulator: `benchrun sim --port 0 --port-file F ARGS...`
--- (bench.executable). The port comes from the port file, so no port race.
+-- (bench.executable). The port comes from the port file, so no port race;
+-- a given port must be free before the spawn, and once ready it must be
+-- held by the sim only (proc.check_port_free / check_port_owner).
 -- Ready when GET /health answers 200 (503 during --load-time).
+-- With --oom-at-memory the sim writes the simulated kernel's OOM record to a
+-- file of ours (--oom-record); a SIGKILL that the record names is an OOM kill
+-- with that evidence (exit_info().oom), any other SIGKILL a crash.
 local B = require("bench.backends")
 local proc = require("bench.proc")
 local clock = require("bench.clock")
 local A = {name = "sim"}
+
+-- info, with the evidence of the sim's OOM record when it names this kill
+local function with_oom_record(info, record, pid)
+  if not (info and record and info.signal_name == "SIGKILL" and not info.sent_by_benchrun and not info.oom) then
+    return info
+  end
+  local f = io.open(record)
+  if not f then return info end
+  local json = require("cjson")
+  for line in f:lines() do
+    local ok, r = pcall(json.decode, line)
+    if ok and type(r) == "table" and r.oom_kill == true and r.pid == pid then
+      f:close()
+      local copy = {}
+      for k, v in pairs(info) do copy[k] = v end
+      copy.oom = true
+      copy.evidence = string.format("the simulator's OOM record: it needed %s bytes, above its --oom-at-memory"
+        .. " limit of %s (a simulated kernel OOM kill)", tostring(r.needed_bytes), tostring(r.limit_bytes))
+      copy.reason = "killed by SIGKILL (out of memory: " .. copy.evidence .. ")"
+      return copy
+    end
+  end
+  f:close()
+  return info
+end
 
 function A.start(opts)
   B.check_opts("sim", opts, false)
@@ -12,6 +42,8 @@ function A.start(opts)
   local argv = {opts.binary or bench.executable, "sim", "--host", host}
   local portfile
   if opts.port and opts.port ~= 0 then
+    local free, busy = proc.check_port_free(opts.port, host)
+    if not free then return nil, "sim: " .. busy end
     B.args({"--port", opts.port}, argv)
   else
     portfile = os.tmpname()
@@ -21,12 +53,30 @@ function A.start(opts)
   local extra = B.args(opts.args)
   if opts.model and not B.has_flag(extra, "--model") then B.args({"--model", opts.model}, argv) end
   if opts.dialect and not B.has_flag(extra, "--dialect") then B.args({"--dialect", opts.dialect}, argv) end
+  local record
+  if B.has_flag(extra, "--oom-at-memory") and not B.has_flag(extra, "--oom-record") then
+    record = os.tmpname()
+    os.remove(record)
+    B.args({"--oom-record", record}, argv)
+  end
   B.args(extra, argv)
   local dialect = B.flag_value(argv, "--dialect") or "openai"
   local model = B.flag_value(argv, "--model") or "sim-model"
   local p, err = proc.spawn{argv = argv, env = opts.env, log = opts.log, grace = 5}
   if not p then return nil, "sim: " .. err end
   if opts.on_spawn then opts.on_spawn(p.pid, p) end
+  -- the exit of a start that failed, with its evidence; the record goes
+  local function fail(msg, grace)
+    local raw = p:exit_info()
+    local info = with_oom_record(raw, record, p.pid)
+    if info ~= raw then   -- the message says what the evidence says
+      local at = msg:find(raw.reason, 1, true)
+      if at then msg = msg:sub(1, at - 1) .. info.reason .. msg:sub(at + #raw.reason) end
+    end
+    p:stop(grace)
+    if record then os.remove(record) end
+    return nil, msg, info or p:exit_info()
+  end
   local port = opts.port ~= 0 and opts.port or nil
   local deadline = clock.now() + math.floor((opts.ready_timeout or 60) * 1e9)
   while not port do
@@ -36,9 +86,8 @@ function A.start(opts)
     if not p:alive() or clock.now() > deadline then
       os.remove(portfile)
       local info = p:exit_info()
-      p:stop(1)
-      return nil, string.format("sim: %s before listening; last output:\n%s",
-                                info and info.reason or "no port file", p:tail(20))
+      return fail(string.format("sim: %s before listening; last output:\n%s",
+                                info and info.reason or "no port file", p:tail(20)), 1)
     end
     clock.sleep(0.005)
   end
@@ -46,10 +95,28 @@ function A.start(opts)
   local base_url = string.format("http://%s:%d", host:find(":") and ("[" .. host .. "]") or host, port)
   local t, why = proc.wait_ready{proc = p, http = base_url .. "/health",
                                  timeout = math.max(0.1, (deadline - clock.now()) / 1e9), interval = 0.01}
-  if not t then p:stop(2) return nil, "sim: " .. why end
-  return B.server{backend = "sim", base_url = base_url, dialect = dialect, model = model, load_time_s = t,
-                  pid = p.pid, proc = p, log = opts.log, port = port, host = host, grace = 5, argv = argv,
-                  get_version = function() return "benchrun sim " .. tostring(bench.version) end}
+  if not t then return fail("sim: " .. why, 2) end
+  local mine, foreign = proc.check_port_owner(p, port)
+  if not mine then return fail("sim: " .. foreign, 2) end
+  local srv = B.server{backend = "sim", base_url = base_url, dialect = dialect, model = model, load_time_s = t,
+                       pid = p.pid, proc = p, log = opts.log, port = port, host = host, grace = 5, argv = argv,
+                       get_version = function() return "benchrun sim " .. tostring(bench.version) end}
+  -- the exit info, read once the sim has ended, with the OOM record's evidence
+  function srv:exit_info()
+    local info = self.proc:exit_info()
+    if not info then return nil end
+    if not self.final_exit then
+      self.final_exit = with_oom_record(info, record, self.pid)
+      if record then os.remove(record) end
+    end
+    return self.final_exit
+  end
+  local stop = getmetatable(srv).stop
+  function srv:stop(grace)
+    stop(self, grace)
+    return self:exit_info() or true
+  end
+  return srv
 end
 
 return A

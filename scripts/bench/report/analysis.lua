@@ -269,7 +269,7 @@ local function average(list)
   return out
 end
 
-local STATUS_RANK = {ok = 1, skipped = 2, degraded = 3, failed = 4, aborted = 5, oom = 6}
+local STATUS_RANK = {ok = 1, skipped = 2, degraded = 3, failed = 4, aborted = 5, crashed = 6, oom = 7}
 
 -- A cell's status as the report shows it: the runner records a cell it
 -- stopped at safety.memory_ceiling as failed with cell.aborted set.
@@ -348,7 +348,7 @@ function A.analyze(data)
     end
   end
   local configs, by_key = {}, {}
-  local statuses = {ok = 0, degraded = 0, oom = 0, failed = 0, aborted = 0, skipped = 0}
+  local statuses = {ok = 0, degraded = 0, oom = 0, crashed = 0, failed = 0, aborted = 0, skipped = 0}
   local scales, dry = {}, false
   local window_peaks, label_peaks = sample_peaks(data)
   for _, cell in ipairs(data.cells or {}) do

@@ -57,7 +57,8 @@ local function ratio(x) return dash(x, function(v) return string.format("%.2f×"
 local function num2(x) return dash(x, function(v) return string.format("%.2f", v) end) end
 MD.fmt = {ms = ms, tps = tps, gb = gb, secs = secs, pct = pct, ratio = ratio, size = size}
 
-local STATUS_TEXT = {ok = "ok", degraded = "**degraded**", oom = "**OOM**", failed = "**failed**", aborted = "**aborted**",
+local STATUS_TEXT = {ok = "ok", degraded = "**degraded**", oom = "**OOM**", crashed = "**crashed**", failed = "**failed**",
+                     aborted = "**aborted**",
                      skipped = "skipped"}
 
 local function label_cols(an)
@@ -161,6 +162,7 @@ local function section_header(out, an, opts)
   facts[#facts + 1] = string.format("- Cells: %d ok, %s%d OOM, %d failed, %d skipped",
     st.ok or 0, (st.degraded or 0) > 0 and string.format("%d degraded, ", st.degraded) or "",
     st.oom or 0, st.failed or 0, st.skipped or 0)
+    .. ((st.crashed or 0) > 0 and string.format(", %d crashed", st.crashed) or "")
     .. ((st.aborted or 0) > 0 and string.format(", %d aborted (memory ceiling)", st.aborted) or "")
   if s.total_cells and not s.finished then
     facts[#facts + 1] = string.format("- Planned cells: %d", s.total_cells)
@@ -653,7 +655,9 @@ local function section_tuning(out, an, groups)
         if vals[1] > 0 then drift = (vals[#vals] - vals[1]) / vals[1] * 100 end
       end
       local bad = 0
-      for _, cell in ipairs(c.cells) do if cell.status == "oom" or cell.status == "failed" then bad = bad + 1 end end
+      for _, cell in ipairs(c.cells) do
+        if cell.status == "oom" or cell.status == "crashed" or cell.status == "failed" then bad = bad + 1 end
+      end
       -- (an abort at the memory ceiling is a failed cell with cell.aborted)
       rows[#rows + 1] = {g.name .. " · " .. r.name, tostring(#vals), cv and string.format("%.1f%%", cv) or "–",
         pct(drift), string.format("%d/%d", #c.cells - bad, #c.cells)}
@@ -802,12 +806,16 @@ function MD.recommendations(an, ctx)
     end
   end
   for _, c in ipairs(an.configs) do
+    -- "oom" only with evidence of an OOM kill (proc.classify_exit); a
+    -- server killed by any other signal "crashed" and says nothing of its fit
     if c.status == "oom" then
       local expected = c.labels.expect ~= nil and tostring(c.labels.expect):lower() == "oom"
       recs[#recs + 1] = string.format("**%s** does not fit: the server was OOM-killed%s%s.", c.name,
         c.metrics.peak_bytes and string.format(" at %s%s", size(c.metrics.peak_bytes),
           c.metrics.memory_simulated and " (simulated)" or "") or "",
         expected and ", as the plan expects" or "")
+    elseif c.status == "crashed" then
+      recs[#recs + 1] = string.format("**%s** crashed: %s.", c.name, tostring(c.error or "see its cell file"))
     elseif c.status == "aborted" then
       recs[#recs + 1] = string.format("**%s** was stopped at the plan's memory ceiling: %s.", c.name,
         tostring(c.error or "see its cell file"))
