@@ -571,6 +571,43 @@ static int l_info(lua_State *L) {
   return 1;
 }
 
+/* sys.mkdir(path [, exclusive]) -> true | nil, message, "exists"
+ * Creates the folder and its parents with the C library (no `mkdir` program:
+ * user text such as "-rf" is never an option of anything). With exclusive,
+ * the last folder must not exist yet: two runs that pick the same name learn
+ * it here, atomically, and one of them takes another name. */
+static int l_mkdir(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  int exclusive = lua_toboolean(L, 2);
+  if (len == 0 || strlen(path) != len) {
+    luaL_pushfail(L);
+    lua_pushstring(L, len == 0 ? "empty folder name" : "folder name contains a NUL byte");
+    return 2;
+  }
+  char *tmp = malloc(len + 1);
+  if (!tmp) return luaL_error(L, "sys.mkdir: out of memory");
+  memcpy(tmp, path, len + 1);
+  int err = 0;
+  for (char *p = tmp + 1; *p && !err; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) err = errno;
+    *p = '/';
+  }
+  if (!err && mkdir(tmp, 0777) != 0) {
+    err = errno;
+    struct stat st;
+    if (err == EEXIST && !exclusive && stat(tmp, &st) == 0 && S_ISDIR(st.st_mode)) err = 0;
+  }
+  free(tmp);
+  if (!err) { lua_pushboolean(L, 1); return 1; }
+  luaL_pushfail(L);
+  lua_pushfstring(L, "%s: %s", path, strerror(err));
+  if (err == EEXIST) { lua_pushliteral(L, "exists"); return 3; }
+  return 2;
+}
+
 /* The guard's finalizer runs when the state closes: whatever this process
  * changed is put back, whatever the reason for closing. */
 static int guard_gc(lua_State *L) {
@@ -580,6 +617,7 @@ static int guard_gc(lua_State *L) {
 
 int luaopen_bench_sys(lua_State *L) {
   static const luaL_Reg funcs[] = {
+    {"mkdir", l_mkdir},
     {"info", l_info}, {"sysctl_get", l_sysctl_get}, {"sysctl_set", l_sysctl_set},
     {"restore_all", l_restore_all}, {"restore_pending", l_restore_pending}, {"journal", l_journal},
     {"state_dir", l_state_dir}, {NULL, NULL}};

@@ -75,7 +75,7 @@ with open(sys.argv[1], "w") as f:
     while n < 100 * 1024 * 1024:
         f.write(block); n += len(block)
 PY
-  check "100 MB YAML as a plan"      2 "got a list" "$B" "$tmp/big.yaml"
+  check "100 MB YAML as a plan"      2 "the plan expands to more than 200000 values" "$B" "$tmp/big.yaml"
   check "100 MB YAML from a script"  0 "" "${LOAD[@]}" "$tmp/big.yaml"
   printf 'x: "' > "$tmp/big_bad.yaml"; head -c 100000000 /dev/zero | tr '\0' 'a' >> "$tmp/big_bad.yaml"
   check "100 MB unterminated string" 1 "found unexpected end of stream while scanning a quoted scalar" "${LOAD[@]}" "$tmp/big_bad.yaml"

@@ -68,7 +68,7 @@ end)
 
 T.case("wrong type", function()
   one_error(BASE .. "repeat: three\n", "3:9", "repeat: expected a positive integer, got the string \"three\"")
-  one_error(BASE .. "warmup: -1\n", "3:9", "warmup: expected an integer >= 0, got -1")
+  one_error(BASE .. "warmup: -1\n", "3:9", "warmup: expected an integer >= 0 (at most 100000), got -1")
   one_error(BASE .. "sampling: {gpu: yes}\n", "3:17", "sampling.gpu: expected true or false, got the string \"yes\"")
   one_error(BASE .. "sampling: [1]\n", "3:11", "sampling: expected a mapping, got a list")
 end)
