@@ -351,6 +351,9 @@ end
 
 -- run:record(cell_id, rec): append one request record, flushed at once.
 function Run:record(cell_id, rec)
+  -- after a failed write the first error is stopping the run; the other
+  -- senders' records have nowhere to go (and one message is enough)
+  if self.write_error and getmetatable(self) == Run then return end
   check_open(self, "record")
   if type(cell_id) ~= "string" then error("results.record: cell id must be a string, got " .. type(cell_id), 2) end
   if type(rec) ~= "table" then error("results.record: record must be a table, got " .. type(rec), 2) end
@@ -368,6 +371,7 @@ end
 
 -- run:sample(s): one time-series sample (buffered; flushed at cell end).
 function Run:sample(s)
+  if self.write_error and getmetatable(self) == Run then return end
   check_open(self, "sample")
   if type(s) ~= "table" then error("results.sample: sample must be a table, got " .. type(s), 2) end
   local ok, err = self.samples_f:write(M.json_encode(s), "\n")
