@@ -577,7 +577,8 @@ function V:check(nd, v, path)
   elseif k == "number" then
     if type(v) ~= "number" then self:err(path, "expected %s, got %s", expected(nd), describe(v)) return nil end
     if (nd.min and v < nd.min) or (nd.max and v > nd.max) then
-      self:err(path, "expected %s%s, got %s", expected(nd), nd.max and string.format(" (at most %g)", nd.max) or "", tostring(v))
+      self:err(path, "expected %s%s, got %s", expected(nd), nd.max and string.format(" (at most %g)", nd.max) or "",
+               (nd.max and v > nd.max) and string.format("%g", v) or tostring(v))
       return nil
     end
     return v

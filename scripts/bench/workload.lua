@@ -179,7 +179,7 @@ local function file_item(v, where, default_max)
   local r = {name = v.name or v.id or where, prompt = prompt, messages = v.messages,
              max_tokens = math.tointeger(mt or default_max)}
   if not r.max_tokens or r.max_tokens < 1 then
-    error(where .. ": expected max_tokens to be a positive integer, got " .. tostring(mt), 0)
+    error(where .. ": expected max_tokens to be a positive integer, got " .. tostring(math.tointeger(mt) or mt), 0)
   end
   if type(r.name) ~= "string" then r.name = tostring(r.name) end
   return r
