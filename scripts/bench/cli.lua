@@ -18,7 +18,9 @@ results/<name>-<UTC time>/ with report.md.
                      --set repeat=1 --set dry_run.decode_tps=500 --set matrix.model=[Q4_K_M]
   --only PATTERN     run only matching cells: comma-separated globs over the cell
                      id (Q4_K_M/*), an axis label (lmstudio) or axis=glob (model=Q8*)
-  --resume DIR       continue an interrupted run in DIR (finished cells are kept)
+  --resume DIR       continue an interrupted run in DIR (finished cells are kept;
+                     the plan, --set and --only must be those it started with,
+                     and a dry run stays one)
   --out DIR          parent folder of the results (default: the plan's output:, or results)
   --quiet            print nothing but errors and the report path
   --json             progress as JSON lines on stdout
