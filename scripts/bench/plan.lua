@@ -1000,6 +1000,25 @@ function V:resolve(plan, cell, path)
   return cell
 end
 
+-- A mix weighs the seed's prompts (bench.workload.mix): a name it does not
+-- know, or no weight above 0, would end the run at the cell's start.
+function V:check_mix(mix, path, what)
+  local seed = {}
+  for _, n in ipairs({"short", "medium", "long", "reasoning", "instruction"}) do seed[n] = true end
+  local any = false
+  for name, w in pairs(mix) do
+    if name ~= "seed" and name ~= "max_tokens" then
+      if not seed[name] then
+        self:err(path, "%sunknown prompt '%s' (a mix weighs the seed's prompts: short, medium, long, reasoning, instruction)",
+                 what, tostring(name))
+        return
+      end
+      if type(w) == "number" and w > 0 then any = true end
+    end
+  end
+  if not any then self:err(path, "%sexpected at least one weight > 0", what) end
+end
+
 -- Build the cell list. Returns cells (possibly empty after errors).
 function V:expand(plan, raw)
   local blocks = {}
@@ -1139,6 +1158,7 @@ function V:expand(plan, raw)
                  sug and (", did you mean '" .. sug .. "'?") or "", table.concat(names, ", "))
       end
     end
+    if cell.mix then self:check_mix(cell.mix, cb.path, "cell " .. cell.id .. ": mix: ") end
     if cell.arrival and not cell.rate then
       self:err(cb.path, "cell %s: arrival '%s' needs a rate (requests per second) in the same cell", cell.id, cell.arrival)
     end
@@ -1212,6 +1232,16 @@ function V:cross(plan, raw)
       if not chunk then self:err({"script"}, "the phase script does not compile: %s", tostring(why))
       else plan.script_path = full end
     end
+  end
+  if plan.workload and plan.workload.mix then self:check_mix(plan.workload.mix, {"workload", "mix"}, "") end
+  for i, sc in ipairs(plan.load or {}) do
+    if sc.mix then self:check_mix(sc.mix, {"load", i, "mix"}, "") end
+  end
+  if plan.workload and plan.workload.synthetic ~= nil then
+    local syn = plan.workload.synthetic
+    local ok, why = type(syn) == "table", "expected a mapping such as {input: 128, output: 64}, got " .. describe(syn)
+    if ok then ok, why = pcall(require("bench.workload").synthetic, syn) end
+    if not ok then self:err({"workload", "synthetic"}, "%s", tostring(why)) end
   end
   if plan.workload and plan.workload.file then
     -- read it now: a broken or empty prompt file would end the run later

@@ -599,7 +599,9 @@ local function compact_jsonl(path, keep, windows)
   return M.write_atomic(path, #out > 0 and table.concat(out, "\n") .. "\n" or "")
 end
 
--- results.open(dir, {checks=}) -> run | nil, message
+-- results.open(dir, {checks=, expect=}) -> run | nil, message
+-- expect = {plan_text, sets, only, dry_run}: refuse a folder whose run
+-- started otherwise (results.invocation_diff).
 -- Reopen for --resume: keep finished cells; drop records and samples of the
 -- cell that was interrupted so that it reruns from nothing.
 function M.open(dir, opts)
@@ -610,6 +612,13 @@ function M.open(dir, opts)
   local summary, err = M.json_decode(text)
   if type(summary) ~= "table" then
     return nil, "results: " .. dir .. "/summary.json: not valid JSON: " .. tostring(err)
+  end
+  if opts.expect then
+    -- the caller's plan and options must be those the run started with
+    local was, why = M.invocation(dir)
+    if not was then return nil, why end
+    local diff = M.invocation_diff(was, opts.expect)
+    if diff then return nil, "results: " .. dir .. " holds another run: " .. table.concat(diff, "; ") end
   end
   local run = new_run(dir)
   run.checks = opts.checks

@@ -703,7 +703,8 @@ function M.run(plan, opts)
 
   local run, why
   if opts.resume then
-    run, why = results.open(opts.resume, {checks = checks})
+    run, why = results.open(opts.resume, {checks = checks, expect = {plan_text = plan.text, sets = opts.sets,
+                                                                     only = opts.only, dry_run = opts.dry_run}})
     if not run then io.stderr:write("benchrun: --resume ", opts.resume, ": ", tostring(why), "\n") return 2 end
   else
     run, why = results.create{root = opts.out or plan.output or "results", name = plan.name,

@@ -328,4 +328,13 @@ T.case("aliases that multiply a plan are bounded", function()
          errs[1]:find("the plan expands to more than 200000 values", 1, true), errs[1])
 end)
 
+T.case("mix and workload.synthetic: what the cell's start would die on", function()
+  one_error(BASE .. "cells: [{mix: {zz: 1}}]\n", "3:9", "cells[1]: cell 1: mix: unknown prompt 'zz' (a mix weighs the seed's prompts: short, medium, long, reasoning, instruction)")
+  one_error(BASE .. "cells: [{mix: {short: 0}}]\n", "3:9", "cells[1]: cell 1: mix: expected at least one weight > 0")
+  one_error(BASE .. "load: [{name: s, mix: {long: 0}}]\n", "3:23", "load[1].mix: expected at least one weight > 0")
+  one_error(BASE .. "workload: {mix: {short: 1, bogus: 2}}\n", "3:17", "workload.mix: unknown prompt 'bogus' (a mix weighs the seed's prompts: short, medium, long, reasoning, instruction)")
+  one_error(BASE .. "workload: {synthetic: 5}\n", "3:23", "workload.synthetic: expected a mapping such as {input: 128, output: 64}, got the integer 5")
+  assert(load(BASE .. "cells: [{mix: {short: 1, long: 2}}]\nworkload: {synthetic: {input: 10, output: 4}}\n"))
+end)
+
 T.done()

@@ -304,6 +304,11 @@ T.case("invocation: --resume compares plan, --set, --only and --dry-run", functi
   T.eq(d[4], "--dry-run: the run started as a dry run, now a real run", "dry run")
   T.eq(results.resume_command("plans/p.yaml", "results/p-1", was),
        "benchrun plans/p.yaml --resume results/p-1 --dry-run --set repeat=1 --only 'Q4*'", "resume command")
+  local r2, why2 = results.open(dir, {expect = {plan_text = "name: unit\n", sets = {"repeat=1"}, only = "Q4*"}})
+  T.eq(r2, nil, "open with expect: another run")
+  T.eq(why2, "results: " .. dir .. " holds another run: --dry-run: the run started as a dry run, now a real run", "why")
+  r2 = assert(results.open(dir, {expect = {plan_text = "name: unit\n", sets = {"repeat=1"}, only = "Q4*", dry_run = true}}))
+  r2:close()
   local none, why = results.invocation(T.tmpdir())
   T.eq(none, nil, "not a results folder")
   T.eq(why:find("is not a results folder", 1, true) ~= nil, true, why)
