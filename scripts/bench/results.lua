@@ -457,8 +457,8 @@ function Run:cells()
   return out
 end
 
--- run:finish{phase=, notes=} -> report path: summary.json, summary.csv,
--- report.md and charts.
+-- run:finish{phase=, notes=} -> report path | nil, message: summary.json,
+-- summary.csv, report.md and charts.
 function Run:finish(opts)
   check_open(self, "finish")
   opts = opts or {}
@@ -466,10 +466,19 @@ function Run:finish(opts)
   if opts.phase then self.summary.phase = opts.phase end
   if opts.notes then self.summary.notes = opts.notes end
   self.summary.finished = utc_iso()
-  self:flush()
-  self:_write_summary()
+  -- a failed write here (a full disk) is a message, not a traceback: every
+  -- cell is already on disk and `benchrun report DIR` can write the rest
+  local ok, err = pcall(function()
+    self:flush()
+    self:_write_summary()
+  end)
   self:close()
-  return require("bench.report").render(self.dir, {phase = self.summary.phase})
+  local path
+  if ok then ok, path = pcall(require("bench.report").render, self.dir, {phase = self.summary.phase}) end
+  if ok then return path end
+  return nil, string.format("%s; the cells are kept in %s (once there is space, `benchrun report %s` writes the report)",
+                            tostring(self.write_error and self.write_error:match("^(.-); the run stops here") or err or path),
+                            self.dir, self.dir)
 end
 
 -- run:close(): close the files (idempotent; also __close and __gc).

@@ -801,7 +801,8 @@ function M.run(plan, opts)
       io.stderr:write("benchrun: phase script finish: ", tostring(n), "\n")
     end
   end
-  local report_path = run:finish{phase = phase_script.phase, notes = notes}
+  local report_path, ferr = run:finish{phase = phase_script.phase, notes = notes}
+  if not report_path then io.stderr:write("benchrun: ", tostring(ferr), "\n") return 1 end
   pcall(run.close, run)
   if not opts.quiet and not opts.json then
     for _, l in ipairs(lines) do io.stdout:write(l, "\n") end

@@ -126,6 +126,28 @@ sys.exit(0 if len(whole) > 0 else 1)
 PY
   then fail "a full disk keeps the records written valid" "$out"
   else ok "a full disk stops the run with a clear message; the records written stay valid"; fi
+  # with space again, --resume finishes the run: the torn line is gone
+  mount -o remount,size=50m "$mnt"
+  out=$(timeout 120 "$B" big.yaml --resume "$(dirname "$rec")" 2>&1); rc=$?
+  n=$(python3 -c "import json,sys; print(sum(1 for l in open(sys.argv[1], encoding='utf-8') if json.loads(l)))" "$rec" 2>&1)
+  if [ $rc = 0 ] && [ "$n" = 3000 ]; then ok "after a full disk, --resume completes the run (3000 valid records)"
+  else fail "after a full disk, --resume completes the run: exit $rc, records: $n" "$out"; fi
+  # the disk fills at each stage of a small run in turn (create, records,
+  # samples, cell files, summary, report, charts): a clear message, exit 1
+  printf 'name: t\nserver: {backend: sim}\nworkload: {prompts: [{name: a, prompt: hi, max_tokens: 4}]}\nrequests: 20\ndry_run: {load_time: 10ms, decode_tps: 5000, max_tokens: 4}\n' > small.yaml
+  bad=
+  for free in 4 8 12 16 20 24 28 32 36 40 44 48 52 56 60; do
+    rm -rf "${mnt:?}"/*
+    avail=$(df -k --output=avail "$mnt" | tail -1)
+    dd if=/dev/zero of="$mnt/fill" bs=1k count=$((avail - free)) 2>/dev/null
+    out=$("$B" small.yaml --out "$mnt/r" 2>&1); rc=$?
+    if [ $rc = 0 ]; then continue; fi
+    if [ $rc != 1 ] || grep -q "stack traceback" <<<"$out" || ! grep -q "No space left on device" <<<"$out"; then
+      bad="$bad free=${free}k exit $rc: $(tail -3 <<<"$out")"
+    fi
+  done
+  if [ -z "$bad" ]; then ok "a disk that fills at any stage: a clear message and exit 1, no traceback"
+  else fail "a disk that fills at any stage: a clear message and exit 1, no traceback" "$bad"; fi
   umount "$mnt"; mnt=
 else
   echo "skip   a full disk: cannot mount a tmpfs here (not root, or no mount namespace)"
