@@ -487,6 +487,7 @@ function Run:close()
   self.closed = true
   if self.records_f then self.records_f:close() end
   if self.samples_f then self.samples_f:close() end
+  if self.lock then self.lock:unlock() end
 end
 Run.__close = Run.close
 Run.__gc = Run.close
@@ -504,6 +505,18 @@ end
 local function new_run(dir)
   return setmetatable({dir = dir, cell_list = {}, done_ids = {}, nrecords = 0,
                        pending_samples = 0, closed = false}, Run)
+end
+
+-- One benchrun at a time in a folder: a second --resume of the same folder
+-- (another terminal) would append to the same files. The lock is the
+-- kernel's (flock on DIR/.lock), so a killed run leaves none behind.
+local function lock_dir(run)
+  local lock, why, code = require("bench.sys").lockfile(run.dir .. "/.lock")
+  if lock then run.lock = lock return true end
+  if code == "busy" then
+    return nil, "results: " .. run.dir .. " is in use by another benchrun (running or resuming this run); wait for it to end"
+  end
+  return nil, "results: cannot lock " .. tostring(why)
 end
 
 local function plan_yaml(opts)
@@ -556,6 +569,8 @@ function M.create(opts)
   ok, err = M.mkdir(dir .. "/cells")
   if not ok then return nil, err end
   local run = new_run(dir)
+  ok, err = lock_dir(run)
+  if not ok then return nil, err end
   run.checks = opts.checks
   local started = utc_iso()
   run.summary = {format = FORMAT, name = opts.name, phase = opts.phase, started = started,
@@ -571,12 +586,12 @@ function M.create(opts)
   local text = plan_yaml(opts)
   if text then
     ok, err = M.write_atomic(dir .. "/plan.yaml", text)
-    if not ok then return nil, err end
+    if not ok then run:close() return nil, err end
   end
   ok, err = M.write_atomic(dir .. "/env.json", M.json_pretty(redact(env)))
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   ok, err = open_streams(run)
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   ok, err = pcall(run._write_summary, run)
   if not ok then run:close() return nil, err end
   return run
@@ -630,6 +645,8 @@ function M.open(dir, opts)
     if diff then return nil, "results: " .. dir .. " holds another run: " .. table.concat(diff, "; ") end
   end
   local run = new_run(dir)
+  local lok, lerr = lock_dir(run)
+  if not lok then return nil, lerr end
   run.checks = opts.checks
   for _, c in ipairs(summary.cells or {}) do
     if type(c) == "table" and c.id and exists(dir .. "/" .. M.cell_file(c.id)) then
@@ -643,7 +660,7 @@ function M.open(dir, opts)
   run.summary = summary
   local ok
   ok, err = compact_jsonl(dir .. "/records.jsonl", run.done_ids)
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   local windows = {}
   for _, c in ipairs(run.cell_list) do
     if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then
@@ -651,14 +668,14 @@ function M.open(dir, opts)
     end
   end
   ok, err = compact_jsonl(dir .. "/samples.jsonl", run.done_ids, windows)
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   local envtext = read_file(dir .. "/env.json")
   local env = envtext and M.json_decode(envtext)
   run.t0_ns = type(env) == "table" and env.t0_ns or nil
   ok, err = M.mkdir(dir .. "/cells")
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   ok, err = open_streams(run)
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   ok, err = pcall(run._write_summary, run)
   if not ok then run:close() return nil, err end
   return run

@@ -81,6 +81,16 @@ if [ $rc = 0 ] && [ ! -e "$tmp/REAL-SERVER-STARTED" ] && grep -qF "a dry run, as
   ok "--resume without --dry-run continues a dry run as a dry run"
 else fail "--resume without --dry-run continues a dry run as a dry run: exit $rc, real server started: $([ -e "$tmp/REAL-SERVER-STARTED" ] && echo yes || echo no)" "$out"; fi
 
+# --- a folder in use: a second benchrun resuming it meanwhile is refused ---
+"$B" plan.yaml --dry-run --out runs3 >"$tmp/busy.out" 2>&1 &
+pid=$!
+for _ in $(seq 300); do grep -q '\[1/3\]' "$tmp/busy.out" 2>/dev/null && break; sleep 0.1; done
+dir3=$(ls -d runs3/safety-* | head -1)
+out=$("$B" plan.yaml --resume "$dir3" 2>&1); rc=$?
+kill -INT "$pid"; wait "$pid"; pid=
+if [ $rc = 2 ] && grep -qF "is in use by another benchrun" <<<"$out"; then ok "--resume of a folder a running benchrun writes is refused"
+else fail "--resume of a folder a running benchrun writes is refused: exit $rc" "$out"; fi
+
 # --- --resume refuses another plan, other --set values, another --only ---
 sed 's/name: safety/name: other/' plan.yaml > other.yaml
 out=$("$B" other.yaml --resume "$dir2" 2>&1); rc=$?

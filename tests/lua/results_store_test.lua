@@ -314,4 +314,16 @@ T.case("invocation: --resume compares plan, --set, --only and --dry-run", functi
   T.eq(why:find("is not a results folder", 1, true) ~= nil, true, why)
 end)
 
+T.case("one benchrun at a time in a folder: a second open is refused until the first closes", function()
+  local run, dir = new_run()
+  local again, why = results.open(dir)
+  T.eq(again, nil, "second open while the run is open")
+  T.eq(why, "results: " .. dir .. " is in use by another benchrun (running or resuming this run); wait for it to end", "why")
+  run:close()
+  local r2 = assert(results.open(dir))
+  T.eq(select(2, results.open(dir)) ~= nil, true, "and again while resumed")
+  r2:close()
+  assert(results.open(dir)):close()
+end)
+
 T.done()
