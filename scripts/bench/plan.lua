@@ -388,7 +388,7 @@ local SCENARIO = T.map({
 local DRY_MODEL = T.map({
   decode_tps = T.number{min = 0.001},
   prefill_tps = T.number{min = 0.001},
-  load_time = T.duration(),
+  load_time = T.duration{max = 86400},   -- the simulator waits this long
   model_memory = T.size(),
 })
 
@@ -450,7 +450,7 @@ M.schema = T.map({
   dry_run = T.map({
     decode_tps = T.number{min = 0.001},
     prefill_tps = T.number{min = 0.001},
-    load_time = T.duration(),
+    load_time = T.duration{max = 86400},
     model_memory = T.size(),
     memory_scale = T.number{min = 0},
     oom_at_memory = T.size(),

@@ -260,6 +260,7 @@ T.case("load values: zero, NaN, infinite and huge values are refused", function(
   one_error(BASE .. "dry_run: {decode_tps: -.inf}\n", "3:23", "dry_run.decode_tps: expected a number >= 0.001, got -inf (not a finite number)")
   one_error(BASE .. "safety: {memory_ceiling: -5}\n", "3:26", "safety.memory_ceiling: expected a size such as 512MiB, 2GiB or 138GB, got the integer -5")
   one_error("name: t\nserver: {backend: sim, ready_timeout: 0}\n", "2:39", "server.ready_timeout: expected a duration greater than 0, got the integer 0")
+  one_error(BASE .. "dry_run: {load_time: 1000h}\n", "3:22", "dry_run.load_time: expected a duration of at most 24h 00m, got the string \"1000h\"")
   T.eq(select(2, P.duration(0 / 0)), "a finite duration", "NaN duration")
   T.eq(P.size(-1.5), nil, "negative size")
 end)
