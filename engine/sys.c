@@ -623,6 +623,20 @@ static int lock_unlock(lua_State *L) {
 
 static int l_lockfile(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  /* the userdata first: an allocation error cannot leak the descriptor */
+  int *u = lua_newuserdatauv(L, sizeof *u, 0);
+  *u = -1;
+  if (luaL_newmetatable(L, LOCK_MT)) {
+    lua_pushcfunction(L, lock_unlock);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, lock_unlock);
+    lua_setfield(L, -2, "__close");
+    lua_newtable(L);
+    lua_pushcfunction(L, lock_unlock);
+    lua_setfield(L, -2, "unlock");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_setmetatable(L, -2);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     luaL_pushfail(L);
@@ -637,19 +651,7 @@ static int l_lockfile(lua_State *L) {
     if (err == EWOULDBLOCK) { lua_pushliteral(L, "busy"); return 3; }
     return 2;
   }
-  int *u = lua_newuserdatauv(L, sizeof *u, 0);
   *u = fd;
-  if (luaL_newmetatable(L, LOCK_MT)) {
-    lua_pushcfunction(L, lock_unlock);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, lock_unlock);
-    lua_setfield(L, -2, "__close");
-    lua_newtable(L);
-    lua_pushcfunction(L, lock_unlock);
-    lua_setfield(L, -2, "unlock");
-    lua_setfield(L, -2, "__index");
-  }
-  lua_setmetatable(L, -2);
   return 1;
 }
 
