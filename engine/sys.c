@@ -571,6 +571,90 @@ static int l_info(lua_State *L) {
   return 1;
 }
 
+/* sys.mkdir(path [, exclusive]) -> true | nil, message, "exists"
+ * Creates the folder and its parents with the C library (no `mkdir` program:
+ * user text such as "-rf" is never an option of anything). With exclusive,
+ * the last folder must not exist yet: two runs that pick the same name learn
+ * it here, atomically, and one of them takes another name. */
+static int l_mkdir(lua_State *L) {
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  int exclusive = lua_toboolean(L, 2);
+  if (len == 0 || strlen(path) != len) {
+    luaL_pushfail(L);
+    lua_pushstring(L, len == 0 ? "empty folder name" : "folder name contains a NUL byte");
+    return 2;
+  }
+  char *tmp = malloc(len + 1);
+  if (!tmp) return luaL_error(L, "sys.mkdir: out of memory");
+  memcpy(tmp, path, len + 1);
+  int err = 0;
+  for (char *p = tmp + 1; *p && !err; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) err = errno;
+    *p = '/';
+  }
+  if (!err && mkdir(tmp, 0777) != 0) {
+    err = errno;
+    struct stat st;
+    if (err == EEXIST && !exclusive && stat(tmp, &st) == 0 && S_ISDIR(st.st_mode)) err = 0;
+  }
+  free(tmp);
+  if (!err) { lua_pushboolean(L, 1); return 1; }
+  luaL_pushfail(L);
+  lua_pushfstring(L, "%s: %s", path, strerror(err));
+  if (err == EEXIST) { lua_pushliteral(L, "exists"); return 3; }
+  return 2;
+}
+
+/* sys.lockfile(path) -> lock | nil, message, "busy"
+ * An exclusive flock on path (created if missing), held until lock:unlock(),
+ * its __close or its collection, and by the kernel until the process ends
+ * (a SIGKILLed holder frees it). The results store holds one per run folder:
+ * two benchruns never append to one folder at once. */
+#define LOCK_MT "bench.sys.Lock"
+
+static int lock_unlock(lua_State *L) {
+  int *fd = luaL_checkudata(L, 1, LOCK_MT);
+  if (*fd >= 0) { flock(*fd, LOCK_UN); close(*fd); *fd = -1; }
+  return 0;
+}
+
+static int l_lockfile(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  /* the userdata first: an allocation error cannot leak the descriptor */
+  int *u = lua_newuserdatauv(L, sizeof *u, 0);
+  *u = -1;
+  if (luaL_newmetatable(L, LOCK_MT)) {
+    lua_pushcfunction(L, lock_unlock);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, lock_unlock);
+    lua_setfield(L, -2, "__close");
+    lua_newtable(L);
+    lua_pushcfunction(L, lock_unlock);
+    lua_setfield(L, -2, "unlock");
+    lua_setfield(L, -2, "__index");
+  }
+  lua_setmetatable(L, -2);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    close(fd);
+    luaL_pushfail(L);
+    lua_pushfstring(L, "%s: %s", path, err == EWOULDBLOCK ? "locked by another process" : strerror(err));
+    if (err == EWOULDBLOCK) { lua_pushliteral(L, "busy"); return 3; }
+    return 2;
+  }
+  *u = fd;
+  return 1;
+}
+
 /* The guard's finalizer runs when the state closes: whatever this process
  * changed is put back, whatever the reason for closing. */
 static int guard_gc(lua_State *L) {
@@ -580,6 +664,7 @@ static int guard_gc(lua_State *L) {
 
 int luaopen_bench_sys(lua_State *L) {
   static const luaL_Reg funcs[] = {
+    {"mkdir", l_mkdir}, {"lockfile", l_lockfile},
     {"info", l_info}, {"sysctl_get", l_sysctl_get}, {"sysctl_set", l_sysctl_set},
     {"restore_all", l_restore_all}, {"restore_pending", l_restore_pending}, {"journal", l_journal},
     {"state_dir", l_state_dir}, {NULL, NULL}};

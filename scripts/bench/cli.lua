@@ -18,7 +18,9 @@ results/<name>-<UTC time>/ with report.md.
                      --set repeat=1 --set dry_run.decode_tps=500 --set matrix.model=[Q4_K_M]
   --only PATTERN     run only matching cells: comma-separated globs over the cell
                      id (Q4_K_M/*), an axis label (lmstudio) or axis=glob (model=Q8*)
-  --resume DIR       continue an interrupted run in DIR (finished cells are kept)
+  --resume DIR       continue an interrupted run in DIR (finished cells are kept;
+                     the plan, --set and --only must be those it started with,
+                     and a dry run stays one)
   --out DIR          parent folder of the results (default: the plan's output:, or results)
   --quiet            print nothing but errors and the report path
   --json             progress as JSON lines on stdout
@@ -125,6 +127,28 @@ function M.check_text(P, plan, opts)
   return table.concat(out, "\n")
 end
 
+-- --resume DIR continues the run in DIR only with the plan and options it
+-- started with; a dry run stays a dry run without --dry-run (the folder
+-- says so). -> nil (opts.dry_run set from the folder) or the refusal text.
+function M.check_resume(planfile, opts)
+  local results = require("bench.results")
+  local was, why = results.invocation(opts.resume)
+  if not was then return "benchrun: --resume " .. opts.resume .. ": " .. tostring(why) end
+  if opts.dry_run == nil then opts.dry_run = was.dry_run or nil end
+  local f = io.open(planfile, "rb")
+  local text = f and f:read("a")
+  if f then f:close() end
+  local diff = results.invocation_diff(was, {plan_text = text, sets = opts.sets, only = opts.only,
+                                             dry_run = opts.dry_run})
+  if not diff then return nil end
+  local out = {string.format("benchrun: --resume %s: this is not the run that folder holds; nothing was run:", opts.resume)}
+  for _, d in ipairs(diff) do out[#out + 1] = "  - " .. d end
+  out[#out + 1] = "  continue it with the plan and options it started with: " ..
+                  results.resume_command(planfile, opts.resume, was)
+  out[#out + 1] = "  (or start a new run without --resume)"
+  return table.concat(out, "\n")
+end
+
 -- benchrun PLAN.yaml [options]
 function M.plan(planfile, ...)
   local args = {...}
@@ -132,6 +156,10 @@ function M.plan(planfile, ...)
   local opts, why = M.parse_plan_args(args)
   if not opts then return usage(why) end
   if opts.help then io.stdout:write(plan_help) return 0 end
+  if opts.resume and not opts.check then
+    local why = M.check_resume(planfile, opts)
+    if why then io.stderr:write(why, "\n") return 2 end
+  end
   local P = require("bench.plan")
   local plan, errs = P.load(planfile, {sets = opts.sets, only = opts.only, dry_run = opts.dry_run,
                                        real = not opts.check and not opts.dry_run})

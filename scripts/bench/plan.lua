@@ -25,6 +25,7 @@ local SIZE_UNITS = {
 -- (seconds) or a string such as "100ms", "30s", "1.5m", "2h", "1h30m".
 function M.duration(v)
   if type(v) == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return nil, "a finite duration" end
     if v < 0 then return nil, "a duration is not negative" end
     return v
   end
@@ -55,14 +56,19 @@ function M.size(v)
     if v < 0 then return nil, "a size is not negative" end
     return v
   end
-  if type(v) == "number" then return math.floor(v) end
+  if type(v) == "number" then
+    if v ~= v or v < 0 or v >= 2^63 then return nil, "a size such as 512MiB, 2GiB or 138GB" end
+    return math.tointeger(math.floor(v))
+  end
   if type(v) ~= "string" then return nil, "a size such as 512MiB, 2GiB or 138GB" end
   local num, unit = v:gsub("%s+", ""):match("^(%d+%.?%d*)(%a*)$")
   if not num then return nil, "a size such as 512MiB, 2GiB or 138GB" end
   if unit == "" then unit = "B" end
   local f = SIZE_UNITS[unit]
   if not f then return nil, string.format("a size unit (B, KB, MB, GB, KiB, MiB, GiB, TiB), got '%s'", unit) end
-  return math.floor(tonumber(num) * f + 0.5)
+  local b = math.floor(tonumber(num) * f + 0.5)
+  if b >= 2^63 then return nil, "a size such as 512MiB, 2GiB or 138GB" end
+  return math.tointeger(b)
 end
 
 -- plan.format_duration(seconds) -> short human text ("1h 02m", "3.2s").
@@ -253,18 +259,37 @@ function T.scalar(o) return node("scalar", o) end
 function T.file(o) return node("file", o) end
 function T.oneof(nodes, o) o = o or {}; o.nodes = nodes; return node("oneof", o) end
 
+-- Upper bounds of the load keys (plans/README.md): a value past them is a
+-- typo (1e9 users, a week-long cell) that would otherwise exhaust memory or
+-- run for ever; they are far above what one machine can serve.
+M.LIMITS = {
+  concurrency = 100000, requests = 10000000, ["repeat"] = 10000, warmup = 100000,
+  max_tokens = 10000000, rate = 1000000, duration = 7 * 86400,
+  -- a plan's size once its YAML aliases are expanded (billion-laughs bound)
+  plan_nodes = 200000, plan_bytes = 8 * 1024 * 1024,
+}
+local L = M.LIMITS
+
+-- sysctl names: dotted words, never a path ("../../x" would leave /proc/sys)
+local SYSCTL_NAME = {check = function(k)
+  return k:match("^[%w_][%w_%.%-]*$") ~= nil and not k:find("..", 1, true) and k:sub(-1) ~= "."
+end, what = "a sysctl name (letters, digits, _ - and dots, e.g. kern.ipc.somaxconn)"}
+-- environment variable names: no '=' (it ends the name) and not empty
+local ENV_NAME = {check = function(k) return k ~= "" and not k:find("=", 1, true) end,
+                  what = "an environment variable name (not empty, no '=')"}
+
 M.BACKENDS = {"llama-server", "lmstudio", "mlx-lm", "vllm", "vllm-mlx", "ollama", "sglang", "command", "external", "sim"}
 M.DIALECTS = {"openai", "llama.cpp", "lmstudio", "vllm", "ollama", "sglang", "mlx-lm"}
 
-local ENV = T.dict(T.scalar(), {what = "a mapping of environment variables to values"})
+local ENV = T.dict(T.scalar(), {what = "a mapping of environment variables to values", key = ENV_NAME})
 
 -- Request limits (bench.openai's timeout, docs/openai.md): a plan's, a
 -- server's and a cell's, each field over the one before.
 local TIMEOUT = T.map({
-  connect = T.duration{min = 0.001},
-  first_byte = T.duration{min = 0.001},
-  idle = T.duration{min = 0.001},
-  total = T.duration{min = 0.001},
+  connect = T.duration{positive = true},
+  first_byte = T.duration{positive = true},
+  idle = T.duration{positive = true},
+  total = T.duration{positive = true},
   min_tps = T.number{min = 0.001},
 })
 local ERROR_RATE = T.number{min = 0, max = 1}
@@ -277,7 +302,7 @@ local SERVER_FIELDS = {
   env = ENV,
   unset_env = T.list(T.string()),
   port = T.int{min = 0, max = 65535},
-  ready_timeout = T.duration(),
+  ready_timeout = T.duration{positive = true},
   timeout = TIMEOUT,
   binary = T.string(),
   base_url = T.string(),
@@ -308,7 +333,7 @@ local PROMPT = T.map({
   prompt = T.string(),
   messages = T.list(T.map({role = T.enum({"system", "user", "assistant"}), content = T.string()}, {required = {"role", "content"}})),
   system = T.string(),
-  max_tokens = T.int{min = 1},
+  max_tokens = T.int{min = 1, max = L.max_tokens},
   check = T.string(),          -- a Lua expression over `text` (quality check)
 }, {required = {"name"}})
 
@@ -317,14 +342,14 @@ local WORKLOAD = T.map({
                     {what = "\"seed\" or a list of prompts ({name, prompt, max_tokens})"}),
   file = T.file(),             -- a JSONL/JSON prompt file (bench.workload.file)
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
-  max_tokens = T.int{min = 1},
+  max_tokens = T.int{min = 1, max = L.max_tokens},
   synthetic = T.any(),         -- passed to bench.workload.synthetic
   temperature = T.number{min = 0},
   seed = T.int(),
 })
 
 local SYSCTL = T.dict(T.oneof({T.int(), T.string()}, {what = "an integer or \"default\""}),
-                      {what = "a mapping of sysctl names to values"})
+                      {what = "a mapping of sysctl names to values", key = SYSCTL_NAME})
 
 -- What a cell can set: the base settings, an axis value or an explicit cell.
 local CELL_FIELDS = {
@@ -336,16 +361,16 @@ local CELL_FIELDS = {
   env = ENV,
   unset_env = T.list(T.string()),
   sysctl = SYSCTL,
-  concurrency = T.int{min = 1},
-  max_tokens = T.int{min = 1},
-  requests = T.int{min = 1},
-  duration = T.duration(),
-  rate = T.number{min = 0.001},
+  concurrency = T.int{min = 1, max = L.concurrency},
+  max_tokens = T.int{min = 1, max = L.max_tokens},
+  requests = T.int{min = 1, max = L.requests},
+  duration = T.duration{positive = true, max = L.duration},
+  rate = T.number{min = 0.001, max = L.rate},
   arrival = T.enum({"poisson", "constant"}),
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = T.string(),         -- one prompt of the workload, by name
-  ["repeat"] = T.int{min = 1},
-  warmup = T.int{min = 0},
+  ["repeat"] = T.int{min = 1, max = L["repeat"]},
+  warmup = T.int{min = 0, max = L.warmup},
   restart = T.bool(),
   tags = T.dict(T.scalar()),
   timeout = TIMEOUT,
@@ -355,20 +380,22 @@ local CELL_FIELDS = {
 local function cell_map(o) return T.map(CELL_FIELDS, o) end
 
 -- a scenario of load: (phase 4) list-valued concurrency / max_tokens expand
-local INT_OR_LIST = T.oneof({T.int{min = 1}, T.list(T.int{min = 1}, {nonempty = true})},
-                            {what = "a positive integer or a list of them"})
+local function int_or_list(max)
+  return T.oneof({T.int{min = 1, max = max}, T.list(T.int{min = 1, max = max}, {nonempty = true})},
+                 {what = string.format("a positive integer (at most %d) or a list of them", max)})
+end
 local SCENARIO = T.map({
   name = T.string(),
-  concurrency = INT_OR_LIST,
-  max_tokens = INT_OR_LIST,
-  requests = T.int{min = 1},
-  duration = T.duration(),
-  rate = T.number{min = 0.001},
+  concurrency = int_or_list(L.concurrency),
+  max_tokens = int_or_list(L.max_tokens),
+  requests = T.int{min = 1, max = L.requests},
+  duration = T.duration{positive = true, max = L.duration},
+  rate = T.number{min = 0.001, max = L.rate},
   arrival = T.enum({"poisson", "constant"}),
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = T.string(),         -- a prompt name of the workload
-  warmup = T.int{min = 0},
-  ["repeat"] = T.int{min = 1},
+  warmup = T.int{min = 0, max = L.warmup},
+  ["repeat"] = T.int{min = 1, max = L["repeat"]},
   note = T.string(),
   timeout = TIMEOUT,
   max_error_rate = ERROR_RATE,
@@ -377,7 +404,7 @@ local SCENARIO = T.map({
 local DRY_MODEL = T.map({
   decode_tps = T.number{min = 0.001},
   prefill_tps = T.number{min = 0.001},
-  load_time = T.duration(),
+  load_time = T.duration{max = 86400},   -- the simulator waits this long
   model_memory = T.size(),
 })
 
@@ -389,11 +416,11 @@ M.schema = T.map({
   servers = T.dict(SERVER, {what = "a mapping of server names to servers"}),
   models = T.dict(MODEL, {what = "a mapping of model names to models"}),
   workload = WORKLOAD,
-  ["repeat"] = T.int{min = 1},
-  warmup = T.int{min = 0},
-  concurrency = T.int{min = 1},
-  max_tokens = T.int{min = 1},
-  requests = T.int{min = 1},
+  ["repeat"] = T.int{min = 1, max = L["repeat"]},
+  warmup = T.int{min = 0, max = L.warmup},
+  concurrency = T.int{min = 1, max = L.concurrency},
+  max_tokens = T.int{min = 1, max = L.max_tokens},
+  requests = T.int{min = 1, max = L.requests},
   env = ENV,
   sysctl = SYSCTL,
   matrix = T.oneof({T.dict(T.any()), T.list(T.dict(T.any()), {nonempty = true})},
@@ -402,15 +429,16 @@ M.schema = T.map({
   exclude = T.list(T.dict(T.any())),
   load = T.list(SCENARIO, {nonempty = true}),
   sampling = T.map({
-    memory = T.duration(),
+    -- a sampler ticks every interval: 0 would spin, so at least 1 ms
+    memory = T.duration{min = 0.001, max = 3600},
     gpu = T.bool(),
-    metrics = T.oneof({T.bool(), T.duration()}, {what = "true, false or a scrape interval"}),
+    metrics = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a scrape interval of 1ms to 1h"}),
   }),
   slo = T.map({
-    ttft_p50 = T.duration(), ttft_p95 = T.duration(), ttft_p99 = T.duration(),
-    tpot_p50 = T.duration(), tpot_p95 = T.duration(), tpot_p99 = T.duration(),
-    itl_p95 = T.duration(), itl_p99 = T.duration(),
-    e2el_p50 = T.duration(), e2el_p95 = T.duration(), e2el_p99 = T.duration(),
+    ttft_p50 = T.duration{positive = true}, ttft_p95 = T.duration{positive = true}, ttft_p99 = T.duration{positive = true},
+    tpot_p50 = T.duration{positive = true}, tpot_p95 = T.duration{positive = true}, tpot_p99 = T.duration{positive = true},
+    itl_p95 = T.duration{positive = true}, itl_p99 = T.duration{positive = true},
+    e2el_p50 = T.duration{positive = true}, e2el_p95 = T.duration{positive = true}, e2el_p99 = T.duration{positive = true},
   }),
   output = T.string(),
   timeout = TIMEOUT,
@@ -440,12 +468,12 @@ M.schema = T.map({
   dry_run = T.map({
     decode_tps = T.number{min = 0.001},
     prefill_tps = T.number{min = 0.001},
-    load_time = T.duration(),
+    load_time = T.duration{max = 86400},
     model_memory = T.size(),
     memory_scale = T.number{min = 0},
     oom_at_memory = T.size(),
-    max_tokens = T.int{min = 1},
-    slots = T.int{min = 1},
+    max_tokens = T.int{min = 1, max = L.max_tokens},
+    slots = T.int{min = 1, max = L.concurrency},
     batch_slowdown = T.number{min = 0},
     speedup_env = T.dict(T.number{min = 0.001}, {what = "a mapping of NAME or NAME=VALUE to a speed factor"}),
     models = T.dict(DRY_MODEL, {what = "a mapping of model names to simulator figures"}),
@@ -531,6 +559,16 @@ function V:check(nd, v, path)
     self:err(path, "expected %s, got nothing", expected(nd))
     return nil
   end
+  -- a NUL ends a C string: a name or argument with one would be cut short
+  -- (or break a file name), so no plan text may hold one
+  if type(v) == "string" and v:find("\0", 1, true) then
+    self:err(path, "expected %s without a NUL byte, got %s", expected(nd), describe(v))
+    return nil
+  end
+  if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
+    self:err(path, "expected %s, got %s (not a finite number)", expected(nd), tostring(v))
+    return nil
+  end
   if k == "string" then
     if type(v) == "number" and nd.coerce ~= false then return tostring(v) end
     if type(v) ~= "string" then self:err(path, "expected %s, got %s", expected(nd), describe(v)) return nil end
@@ -540,8 +578,13 @@ function V:check(nd, v, path)
     return v
   elseif k == "int" then
     if math.type(v) ~= "integer" then
-      if type(v) == "number" and v == math.floor(v) then v = math.tointeger(v)
-      else self:err(path, "expected %s, got %s", expected(nd), describe(v)) return nil end
+      local iv = type(v) == "number" and math.tointeger(v)
+      if not iv then
+        self:err(path, "expected %s%s, got %s", expected(nd),
+                 nd.max and type(v) == "number" and string.format(" (at most %d)", nd.max) or "", describe(v))
+        return nil
+      end
+      v = iv
     end
     if (nd.min and v < nd.min) or (nd.max and v > nd.max) then
       self:err(path, "expected %s%s, got %d", expected(nd),
@@ -551,9 +594,9 @@ function V:check(nd, v, path)
     return v
   elseif k == "number" then
     if type(v) ~= "number" then self:err(path, "expected %s, got %s", expected(nd), describe(v)) return nil end
-    if (nd.min and v < nd.min) or (nd.max and v > nd.max) or v ~= v then
-      self:err(path, "expected %s%s, got %s", expected(nd), nd.max and (" (at most " .. tostring(nd.max) .. ")") or "",
-               tostring(v))
+    if (nd.min and v < nd.min) or (nd.max and v > nd.max) then
+      self:err(path, "expected %s%s, got %s", expected(nd), nd.max and string.format(" (at most %g)", nd.max) or "",
+               (nd.max and v > nd.max) and string.format("%g", v) or tostring(v))
       return nil
     end
     return v
@@ -563,7 +606,15 @@ function V:check(nd, v, path)
   elseif k == "duration" then
     local s, why = M.duration(v)
     if not s then self:err(path, "expected %s, got %s", why:find("unit") and why:gsub(", got.*", "") or expected(nd), describe(v)) return nil end
-    if nd.min and s < nd.min then self:err(path, "expected a duration above 0, got %s", describe(v)) return nil end
+    if nd.positive and s <= 0 then self:err(path, "expected a duration greater than 0, got %s", describe(v)) return nil end
+    if nd.min and s < nd.min then
+      self:err(path, "expected a duration of at least %s, got %s", M.format_duration(nd.min), describe(v))
+      return nil
+    end
+    if nd.max and s > nd.max then
+      self:err(path, "expected a duration of at most %s, got %s", M.format_duration(nd.max), describe(v))
+      return nil
+    end
     return s
   elseif k == "size" then
     local b, why = M.size(v)
@@ -595,7 +646,15 @@ function V:check(nd, v, path)
     end
     local out = {}
     for _, key in ipairs(ordered_keys(self.where, path, v)) do
-      out[tostring(key)] = self:check(nd.of, v[key], child(path, key))
+      local ks = tostring(key)
+      if ks:find("\0", 1, true) or (nd.key and not nd.key.check(ks)) then
+        self.key_pos = true
+        self:err(child(path, key), "expected %s as the key, got %s", nd.key and nd.key.what or "a name without a NUL byte",
+                 describe(key))
+        self.key_pos = nil
+      else
+        out[ks] = self:check(nd.of, v[key], child(path, key))
+      end
     end
     return out
   elseif k == "map" then
@@ -960,6 +1019,25 @@ function V:resolve(plan, cell, path)
   return cell
 end
 
+-- A mix weighs the seed's prompts (bench.workload.mix): a name it does not
+-- know, or no weight above 0, would end the run at the cell's start.
+function V:check_mix(mix, path, what)
+  local seed = {}
+  for _, n in ipairs({"short", "medium", "long", "reasoning", "instruction"}) do seed[n] = true end
+  local any = false
+  for name, w in pairs(mix) do
+    if name ~= "seed" and name ~= "max_tokens" then
+      if not seed[name] then
+        self:err(path, "%sunknown prompt '%s' (a mix weighs the seed's prompts: short, medium, long, reasoning, instruction)",
+                 what, tostring(name))
+        return
+      end
+      if type(w) == "number" and w > 0 then any = true end
+    end
+  end
+  if not any then self:err(path, "%sexpected at least one weight > 0", what) end
+end
+
 -- Build the cell list. Returns cells (possibly empty after errors).
 function V:expand(plan, raw)
   local blocks = {}
@@ -1068,7 +1146,7 @@ function V:expand(plan, raw)
   end
   if nconst == naxes then constant = {} end
 
-  local cells, seen = {}, {}
+  local cells, seen, files = {}, {}, {}
   for i, cb in ipairs(combos) do
     local cell = shallow_copy(base)
     for _, s in ipairs(cb.settings) do
@@ -1099,6 +1177,7 @@ function V:expand(plan, raw)
                  sug and (", did you mean '" .. sug .. "'?") or "", table.concat(names, ", "))
       end
     end
+    if cell.mix then self:check_mix(cell.mix, cb.path, "cell " .. cell.id .. ": mix: ") end
     if cell.arrival and not cell.rate then
       self:err(cb.path, "cell %s: arrival '%s' needs a rate (requests per second) in the same cell", cell.id, cell.arrival)
     end
@@ -1106,6 +1185,19 @@ function V:expand(plan, raw)
       self:err(cb.path, "two cells have the same id '%s' (give the values distinct names)", cell.id)
     end
     seen[cell.id] = true
+    -- a cell's files (cells/<id>.json, server-<id>.log) use its id with some
+    -- characters replaced: two ids must not end up as one file name
+    local fname = require("bench.results").file_name(cell.id)
+    if cell.id:find("\0", 1, true) then
+      self:err(cb.path, "cell id %q contains a NUL byte", cell.id)
+    elseif files[fname] and files[fname] ~= cell.id then
+      self:err(cb.path, "cells '%s' and '%s' would share the file name '%s' (characters other than letters, " ..
+               "digits, '.', '_' and '-' become '_'): give the values distinct names", files[fname], cell.id, fname)
+    elseif #fname > 200 then
+      self:err(cb.path, "cell id '%s...' is too long for a file name (%d bytes once made a file name, at most 200): " ..
+               "give the values shorter names", cell.id:sub(1, 40), #fname)
+    end
+    files[fname] = files[fname] or cell.id
     if self:resolve(plan, cell, cb.path) then cells[#cells + 1] = cell end
   end
   return cells, excluded
@@ -1144,18 +1236,37 @@ function V:cross(plan, raw)
     self:err({"workload", "file"}, "expected either workload.prompts or workload.file, not both")
   end
   if plan.script then
+    -- a phase script is code benchrun runs: only one of ours, by a path
+    -- relative to scripts/ that stays inside it, and it must compile
     local p = plan.script
-    local candidates = {
-      p:sub(1, 1) == "/" and p or nil,
-      bench.scripts_dir .. "/" .. p,
-      self.dir .. "/" .. p,
-    }
-    local found
-    for _, c in pairs(candidates) do if file_exists(c) then found = c break end end
-    if not found then
+    local inside = p:sub(1, 1) ~= "/" and p:sub(1, 1) ~= "~" and p:match("%.lua$")
+    for seg in p:gmatch("[^/]+") do if seg == ".." then inside = false end end
+    local full = bench.scripts_dir .. "/" .. p
+    if not inside then
+      self:err({"script"}, "expected a Lua script under scripts/ such as phases/baseline.lua (a relative path ending in .lua, no '..'), got '%s'", p)
+    elseif not file_exists(full) then
       self:err({"script"}, "expected a Lua script under scripts/ (e.g. phases/baseline.lua), '%s' not found", p)
+    else
+      local chunk, why = loadfile(full)
+      if not chunk then self:err({"script"}, "the phase script does not compile: %s", tostring(why))
+      else plan.script_path = full end
     end
-    plan.script_path = found
+  end
+  if plan.workload and plan.workload.mix then self:check_mix(plan.workload.mix, {"workload", "mix"}, "") end
+  for i, sc in ipairs(plan.load or {}) do
+    if sc.mix then self:check_mix(sc.mix, {"load", i, "mix"}, "") end
+  end
+  if plan.workload and plan.workload.synthetic ~= nil then
+    local syn = plan.workload.synthetic
+    local ok, why = type(syn) == "table", "expected a mapping such as {input: 128, output: 64}, got " .. describe(syn)
+    if ok then ok, why = pcall(require("bench.workload").synthetic, syn) end
+    if not ok then self:err({"workload", "synthetic"}, "%s", tostring(why)) end
+  end
+  if plan.workload and plan.workload.file then
+    -- read it now: a broken or empty prompt file would end the run later
+    local ok, why = pcall(require("bench.workload").file, plan.workload.file,
+                          {max_tokens = plan.workload.max_tokens})
+    if not ok then self:err({"workload", "file"}, "%s", tostring(why)) end
   end
 end
 
@@ -1236,6 +1347,32 @@ function M.validate(doc, opts)
   return plan
 end
 
+-- plan.expanded_size(doc) -> nil, or why the document is too big. YAML
+-- aliases share one table, so a small file can stand for a huge plan (and a
+-- huge plan.yaml in the results); this walks it as if expanded and stops at
+-- the limits.
+function M.expanded_size(doc)
+  local nodes, bytes = 0, 0
+  local function walk(v)
+    nodes = nodes + 1
+    if nodes > L.plan_nodes or bytes > L.plan_bytes then return false end
+    if type(v) == "string" then bytes = bytes + #v
+    elseif type(v) == "table" then
+      for k, x in pairs(v) do
+        if type(k) == "string" then bytes = bytes + #k end
+        if walk(x) == false then return false end
+      end
+    end
+    bytes = bytes + 2
+    return nodes <= L.plan_nodes and bytes <= L.plan_bytes
+  end
+  if walk(doc) then return nil end
+  if nodes > L.plan_nodes then
+    return string.format("the plan expands to more than %d values (expected at most %d)", L.plan_nodes, L.plan_nodes)
+  end
+  return string.format("the plan expands to more than %d bytes (expected at most %d MiB)", L.plan_bytes, L.plan_bytes // 1048576)
+end
+
 -- plan.load(path, {sets = {"k=v"...}, only, dry_run, real}) -> plan or nil, messages (a list of strings)
 function M.load(path, opts)
   opts = opts or {}
@@ -1243,12 +1380,14 @@ function M.load(path, opts)
   if not f then return nil, {string.format("%s: cannot open the plan", path)} end
   local text = f:read("a")
   f:close()
-  local ok, doc, pos = pcall(yaml.load_file, path, {positions = true})
+  local ok, doc, pos = pcall(yaml.load_file, path, {positions = true, max_alias_nodes = L.plan_nodes})
   if not ok or doc == nil then
     local msg = tostring(ok and pos or doc)
     if not msg:find(path, 1, true) then msg = path .. ": " .. msg end
     return nil, {msg}
   end
+  local big = M.expanded_size(doc)
+  if big then return nil, {string.format("%s: %s (each use of a YAML alias counts in full; see plans/README.md)", path, big)} end
   local where = make_where(doc, pos)
   local set_paths = {}
   for i, s in ipairs(opts.sets or {}) do

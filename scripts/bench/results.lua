@@ -15,7 +15,25 @@ local FORMAT = "benchrun-results/1"
 local escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
                  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t'}
 
+-- results.valid_utf8(s) -> s itself when it is UTF-8, else a copy with each
+-- invalid byte replaced by U+FFFD, and true. A server may send any bytes; a
+-- JSON file must hold UTF-8 only (else readers refuse the whole file).
+local function valid_utf8(s)
+  if utf8.len(s) then return s, false end
+  local out, i = {}, 1
+  while i <= #s do
+    local n, bad = utf8.len(s, i)
+    if n then out[#out + 1] = s:sub(i) break end
+    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = "\u{FFFD}"
+    i = bad + 1
+  end
+  return table.concat(out), true
+end
+M.valid_utf8 = valid_utf8
+
 local function encode_string(s)
+  s = valid_utf8(s)
   return '"' .. s:gsub('[%c"\\]', function(c)
     return escapes[c] or string.format("\\u%04x", c:byte())
   end) .. '"'
@@ -191,7 +209,8 @@ function M.write_atomic(path, text)
   if not f then return nil, "results: cannot write " .. tmp .. ": " .. tostring(err) end
   local ok, werr = f:write(text)
   if ok then ok, werr = f:flush() end
-  f:close()
+  local cok, cerr = f:close()
+  if ok and not cok then ok, werr = nil, cerr end
   if not ok then
     os.remove(tmp)
     return nil, "results: cannot write " .. tmp .. ": " .. tostring(werr)
@@ -204,27 +223,25 @@ function M.write_atomic(path, text)
   return true
 end
 
--- results.mkdir(path) -> true | nil, message (creates parents; no shell).
-function M.mkdir(path)
-  local probe = path .. "/.benchrun-probe"
-  local f = io.open(probe, "wb")
-  if f then f:close() os.remove(probe) return true end
-  local proc = require("bench.proc")
-  if type(proc.run) ~= "function" then
-    return nil, "results: cannot create folder " .. path .. " (bench.proc.run is not available)"
-  end
-  local r, err = proc.run{argv = {"mkdir", "-p", path}}
-  if not r then return nil, "results: cannot create folder " .. path .. ": " .. tostring(err) end
-  if r.code ~= 0 then
-    return nil, "results: cannot create folder " .. path .. ": mkdir exited with " .. tostring(r.code)
-      .. (r.stderr and (": " .. r.stderr:gsub("%s+$", "")) or "")
-  end
-  return true
+-- results.mkdir(path [, exclusive]) -> true | nil, message, "exists"
+-- Creates parents, with the C library (bench.sys.mkdir): no program is run,
+-- so a name such as "-rf" is a name. With exclusive the folder must be new.
+function M.mkdir(path, exclusive)
+  local ok, err, code = require("bench.sys").mkdir(path, exclusive)
+  if ok then return true end
+  return nil, "results: cannot create folder " .. tostring(err), code
+end
+
+-- results.file_name(id) -> the id as a file name: characters other than
+-- letters, digits, '.', '_' and '-' become '_' (plan validation refuses two
+-- cells whose ids give one name).
+function M.file_name(id)
+  return (tostring(id):gsub("[^%w%._%-]", "_"))
 end
 
 -- results.cell_file(id) -> "cells/<safe id>.json"
 function M.cell_file(id)
-  return "cells/" .. tostring(id):gsub("[^%w%._%-]", "_") .. ".json"
+  return "cells/" .. M.file_name(id) .. ".json"
 end
 
 local function utc_iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", t) end
@@ -290,6 +307,31 @@ end
 local function check_open(self, fname)
   if getmetatable(self) ~= Run then error("results." .. fname .. ": expected a run (use run:" .. fname .. ")", 3) end
   if self.closed then error("results." .. fname .. ": the run " .. self.dir .. " is closed", 3) end
+  -- after a failed write nothing more is written: the run is stopping
+  if self.write_error then error(self.write_error, 0) end
+end
+
+-- A failed write (a full disk) ends the run: going on would lose records
+-- silently. The lines already flushed stay whole; a torn last line is left
+-- out by every reader and by --resume. The error is a plain message (no
+-- traceback: it is the disk, not benchrun).
+function Run:_write_failed(file, err)
+  local what = file and string.format("results: cannot write %s/%s: %s", self.dir, file, tostring(err)) or err
+  local msg = string.format("%s; the run stops here (the records written before are kept; " ..
+                            "free some space, then continue with --resume %s)", what, self.dir)
+  self.write_error = msg
+  error(msg, 0)
+end
+
+-- true when a string in v (a record) is not valid UTF-8: the file gets
+-- U+FFFD in its place and the record says so.
+local function has_invalid_utf8(v, depth)
+  if type(v) == "string" then return select(2, valid_utf8(v)) end
+  if type(v) ~= "table" or (depth or 0) > 8 then return false end
+  for k, x in pairs(v) do
+    if has_invalid_utf8(k, 9) or has_invalid_utf8(x, (depth or 0) + 1) then return true end
+  end
+  return false
 end
 
 function Run:_write_summary()
@@ -297,7 +339,7 @@ function Run:_write_summary()
   s.cells = self.cell_list
   local ok, err = M.write_atomic(self.dir .. "/summary.json", M.json_pretty(s))
   s.cells = nil
-  if not ok then error(err, 0) end
+  if not ok then self:_write_failed(nil, err) end
 end
 
 -- run:done(cell_id) -> bool: the cell finished (any status) in this folder.
@@ -309,6 +351,9 @@ end
 
 -- run:record(cell_id, rec): append one request record, flushed at once.
 function Run:record(cell_id, rec)
+  -- after a failed write the first error is stopping the run; the other
+  -- senders' records have nowhere to go (and one message is enough)
+  if self.write_error and getmetatable(self) == Run then return end
   check_open(self, "record")
   if type(cell_id) ~= "string" then error("results.record: cell id must be a string, got " .. type(cell_id), 2) end
   if type(rec) ~= "table" then error("results.record: record must be a table, got " .. type(rec), 2) end
@@ -316,16 +361,21 @@ function Run:record(cell_id, rec)
   r.cell = cell_id
   r["repeat"] = math.tointeger(rec["repeat"]) or 1
   r.warmup = rec.warmup == true
-  self.records_f:write(M.json_encode(r), "\n")
-  self.records_f:flush()
+  if has_invalid_utf8(r) then r.invalid_utf8 = true end
+  local line = M.json_encode(r) .. "\n"
+  local ok, err = self.records_f:write(line)
+  if ok then ok, err = self.records_f:flush() end
+  if not ok then self:_write_failed("records.jsonl", err) end
   self.nrecords = self.nrecords + 1
 end
 
 -- run:sample(s): one time-series sample (buffered; flushed at cell end).
 function Run:sample(s)
+  if self.write_error and getmetatable(self) == Run then return end
   check_open(self, "sample")
   if type(s) ~= "table" then error("results.sample: sample must be a table, got " .. type(s), 2) end
-  self.samples_f:write(M.json_encode(s), "\n")
+  local ok, err = self.samples_f:write(M.json_encode(s), "\n")
+  if not ok then self:_write_failed("samples.jsonl", err) end
   self.pending_samples = self.pending_samples + 1
   if self.pending_samples >= 256 then self:flush() end
 end
@@ -339,8 +389,10 @@ end
 
 function Run:flush()
   check_open(self, "flush")
-  self.samples_f:flush()
-  self.records_f:flush()
+  local ok, err = self.samples_f:flush()
+  if not ok then self:_write_failed("samples.jsonl", err) end
+  ok, err = self.records_f:flush()
+  if not ok then self:_write_failed("records.jsonl", err) end
   self.pending_samples = 0
 end
 
@@ -395,7 +447,7 @@ function Run:cell(cell)
   self:flush()
   self:_write_summary()
   local ok, err = M.write_atomic(self.dir .. "/" .. M.cell_file(copy.id), M.json_pretty(copy))
-  if not ok then error(err, 0) end
+  if not ok then self:_write_failed(nil, err) end
   self.done_ids[copy.id] = true
   return copy
 end
@@ -407,8 +459,8 @@ function Run:cells()
   return out
 end
 
--- run:finish{phase=, notes=} -> report path: summary.json, summary.csv,
--- report.md and charts.
+-- run:finish{phase=, notes=} -> report path | nil, message: summary.json,
+-- summary.csv, report.md and charts.
 function Run:finish(opts)
   check_open(self, "finish")
   opts = opts or {}
@@ -416,10 +468,19 @@ function Run:finish(opts)
   if opts.phase then self.summary.phase = opts.phase end
   if opts.notes then self.summary.notes = opts.notes end
   self.summary.finished = utc_iso()
-  self:flush()
-  self:_write_summary()
+  -- a failed write here (a full disk) is a message, not a traceback: every
+  -- cell is already on disk and `benchrun report DIR` can write the rest
+  local ok, err = pcall(function()
+    self:flush()
+    self:_write_summary()
+  end)
   self:close()
-  return require("bench.report").render(self.dir, {phase = self.summary.phase})
+  local path
+  if ok then ok, path = pcall(require("bench.report").render, self.dir, {phase = self.summary.phase}) end
+  if ok then return path end
+  return nil, string.format("%s; the cells are kept in %s (once there is space, `benchrun report %s` writes the report)",
+                            tostring(self.write_error and self.write_error:match("^(.-); the run stops here") or err or path),
+                            self.dir, self.dir)
 end
 
 -- run:close(): close the files (idempotent; also __close and __gc).
@@ -428,6 +489,7 @@ function Run:close()
   self.closed = true
   if self.records_f then self.records_f:close() end
   if self.samples_f then self.samples_f:close() end
+  if self.lock then self.lock:unlock() end
 end
 Run.__close = Run.close
 Run.__gc = Run.close
@@ -445,6 +507,18 @@ end
 local function new_run(dir)
   return setmetatable({dir = dir, cell_list = {}, done_ids = {}, nrecords = 0,
                        pending_samples = 0, closed = false}, Run)
+end
+
+-- One benchrun at a time in a folder: a second --resume of the same folder
+-- (another terminal) would append to the same files. The lock is the
+-- kernel's (flock on DIR/.lock), so a killed run leaves none behind.
+local function lock_dir(run)
+  local lock, why, code = require("bench.sys").lockfile(run.dir .. "/.lock")
+  if lock then run.lock = lock return true end
+  if code == "busy" then
+    return nil, "results: " .. run.dir .. " is in use by another benchrun (running or resuming this run); wait for it to end"
+  end
+  return nil, "results: cannot lock " .. tostring(why)
 end
 
 local function plan_yaml(opts)
@@ -467,8 +541,6 @@ function M.create(opts)
     if type(opts.name) ~= "string" or opts.name == "" then
       error("results.create: name (the plan's name) must be a non-empty string", 2)
     end
-    local name = opts.name:gsub("[^%w%._%-]", "_")
-    dir = (opts.root or "results") .. "/" .. name .. "-" .. os.date("!%Y%m%dT%H%M%SZ")
   elseif type(dir) ~= "string" then
     error("results.create: dir must be a string, got " .. type(dir), 2)
   end
@@ -478,12 +550,29 @@ function M.create(opts)
   for k, fn in pairs(opts.checks or {}) do
     if type(fn) ~= "function" then error("results.create: checks." .. tostring(k) .. " must be a function", 2) end
   end
-  if exists(dir .. "/summary.json") then
+  local ok, err
+  if dir == nil then
+    -- <root>/<name>-<UTC time>, made exclusively: a second run started in
+    -- the same second finds it taken and adds -2, -3, ...
+    local root = opts.root or "results"
+    ok, err = M.mkdir(root)
+    if not ok then return nil, err end
+    local base = root .. "/" .. M.file_name(opts.name) .. "-" .. os.date("!%Y%m%dT%H%M%SZ")
+    for n = 1, 1000 do
+      local try = n == 1 and base or (base .. "-" .. n)
+      local made, why, code = M.mkdir(try, true)
+      if made then dir = try break end
+      if code ~= "exists" then return nil, why end
+    end
+    if not dir then return nil, "results: cannot find a free folder name beside " .. base end
+  elseif exists(dir .. "/summary.json") then
     return nil, "results: " .. dir .. " already holds a run (use results.open to resume it)"
   end
-  local ok, err = M.mkdir(dir .. "/cells")
+  ok, err = M.mkdir(dir .. "/cells")
   if not ok then return nil, err end
   local run = new_run(dir)
+  ok, err = lock_dir(run)
+  if not ok then return nil, err end
   run.checks = opts.checks
   local started = utc_iso()
   run.summary = {format = FORMAT, name = opts.name, phase = opts.phase, started = started,
@@ -499,13 +588,14 @@ function M.create(opts)
   local text = plan_yaml(opts)
   if text then
     ok, err = M.write_atomic(dir .. "/plan.yaml", text)
-    if not ok then return nil, err end
+    if not ok then run:close() return nil, err end
   end
   ok, err = M.write_atomic(dir .. "/env.json", M.json_pretty(redact(env)))
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   ok, err = open_streams(run)
-  if not ok then return nil, err end
-  run:_write_summary()
+  if not ok then run:close() return nil, err end
+  ok, err = pcall(run._write_summary, run)
+  if not ok then run:close() return nil, err end
   return run
 end
 
@@ -535,7 +625,9 @@ local function compact_jsonl(path, keep, windows)
   return M.write_atomic(path, #out > 0 and table.concat(out, "\n") .. "\n" or "")
 end
 
--- results.open(dir, {checks=}) -> run | nil, message
+-- results.open(dir, {checks=, expect=}) -> run | nil, message
+-- expect = {plan_text, sets, only, dry_run}: refuse a folder whose run
+-- started otherwise (results.invocation_diff).
 -- Reopen for --resume: keep finished cells; drop records and samples of the
 -- cell that was interrupted so that it reruns from nothing.
 function M.open(dir, opts)
@@ -547,7 +639,16 @@ function M.open(dir, opts)
   if type(summary) ~= "table" then
     return nil, "results: " .. dir .. "/summary.json: not valid JSON: " .. tostring(err)
   end
+  if opts.expect then
+    -- the caller's plan and options must be those the run started with
+    local was, why = M.invocation(dir)
+    if not was then return nil, why end
+    local diff = M.invocation_diff(was, opts.expect)
+    if diff then return nil, "results: " .. dir .. " holds another run: " .. table.concat(diff, "; ") end
+  end
   local run = new_run(dir)
+  local lok, lerr = lock_dir(run)
+  if not lok then return nil, lerr end
   run.checks = opts.checks
   for _, c in ipairs(summary.cells or {}) do
     if type(c) == "table" and c.id and exists(dir .. "/" .. M.cell_file(c.id)) then
@@ -561,7 +662,7 @@ function M.open(dir, opts)
   run.summary = summary
   local ok
   ok, err = compact_jsonl(dir .. "/records.jsonl", run.done_ids)
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   local windows = {}
   for _, c in ipairs(run.cell_list) do
     if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then
@@ -569,16 +670,75 @@ function M.open(dir, opts)
     end
   end
   ok, err = compact_jsonl(dir .. "/samples.jsonl", run.done_ids, windows)
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   local envtext = read_file(dir .. "/env.json")
   local env = envtext and M.json_decode(envtext)
   run.t0_ns = type(env) == "table" and env.t0_ns or nil
   ok, err = M.mkdir(dir .. "/cells")
-  if not ok then return nil, err end
+  if not ok then run:close() return nil, err end
   ok, err = open_streams(run)
-  if not ok then return nil, err end
-  run:_write_summary()
+  if not ok then run:close() return nil, err end
+  ok, err = pcall(run._write_summary, run)
+  if not ok then run:close() return nil, err end
   return run
+end
+
+-- results.invocation(dir) -> {plan_text, sets, only, dry_run} | nil, message
+-- What the run in dir was started with (env.json): --resume must continue
+-- the same plan with the same options, never mix two runs in one folder.
+function M.invocation(dir)
+  if type(dir) ~= "string" then error("results.invocation: dir must be a string, got " .. type(dir), 2) end
+  if not exists(dir .. "/summary.json") then
+    return nil, "results: " .. dir .. " is not a results folder (no summary.json)"
+  end
+  local text = read_file(dir .. "/env.json")
+  local env = text and M.json_decode(text)
+  if type(env) ~= "table" then
+    return nil, "results: " .. dir .. "/env.json is missing or not valid JSON: cannot tell which run this folder holds"
+  end
+  local sets = {}
+  for i, x in ipairs(type(env.sets) == "table" and env.sets or {}) do sets[i] = tostring(x) end
+  return {plan_text = env.plan_text, sets = sets, only = env.only, dry_run = env.dry_run == true}
+end
+
+-- results.invocation_diff(was, now) -> nil | list of what differs (text)
+-- now: {plan_text, sets, only, dry_run} of the command that would resume.
+function M.invocation_diff(was, now)
+  local diff = {}
+  if was.plan_text ~= nil and was.plan_text ~= now.plan_text then
+    diff[#diff + 1] = "the plan: its text is not the one the run started with (kept in env.json, plan_text)"
+  end
+  local a, b = table.concat(was.sets or {}, "\0"), table.concat(now.sets or {}, "\0")
+  if a ~= b then
+    local function show(l) return #l == 0 and "none" or ("--set " .. table.concat(l, " --set ")) end
+    diff[#diff + 1] = string.format("--set: the run started with %s, now %s", show(was.sets or {}), show(now.sets or {}))
+  end
+  if (was.only or "") ~= (now.only or "") then
+    diff[#diff + 1] = string.format("--only: the run started with %s, now %s",
+                                    was.only and ("--only " .. was.only) or "none", now.only and ("--only " .. now.only) or "none")
+  end
+  if (was.dry_run == true) ~= (now.dry_run == true) then
+    diff[#diff + 1] = string.format("--dry-run: the run started as %s, now %s",
+                                    was.dry_run and "a dry run" or "a real run", now.dry_run and "a dry run" or "a real run")
+  end
+  return #diff > 0 and diff or nil
+end
+
+local function shell_word(w)
+  w = tostring(w)
+  if w:match("^[%w%._/=,:@+%-]+$") then return w end
+  return "'" .. w:gsub("'", "'\\''") .. "'"
+end
+
+-- results.resume_command(planfile, dir, {dry_run, sets, only}) -> the
+-- command line that continues the run (for the hint printed on interrupt).
+function M.resume_command(planfile, dir, o)
+  o = o or {}
+  local words = {"benchrun", shell_word(planfile), "--resume", shell_word(dir)}
+  if o.dry_run then words[#words + 1] = "--dry-run" end
+  for _, x in ipairs(o.sets or {}) do words[#words + 1] = "--set" words[#words + 1] = shell_word(x) end
+  if o.only then words[#words + 1] = "--only" words[#words + 1] = shell_word(o.only) end
+  return table.concat(words, " ")
 end
 
 local function read_jsonl(path)

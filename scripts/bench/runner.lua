@@ -781,7 +781,8 @@ function M.run(plan, opts)
 
   local run, why
   if opts.resume then
-    run, why = results.open(opts.resume, {checks = checks})
+    run, why = results.open(opts.resume, {checks = checks, expect = {plan_text = plan.text, sets = opts.sets,
+                                                                     only = opts.only, dry_run = opts.dry_run}})
     if not run then io.stderr:write("benchrun: --resume ", opts.resume, ": ", tostring(why), "\n") return 2 end
   else
     run, why = results.create{root = opts.out or plan.output or "results", name = plan.name,
@@ -797,7 +798,10 @@ function M.run(plan, opts)
     end
   end
   local progress = new_progress(opts, #remaining)
-  if opts.resume then progress:log(string.format("resuming %s: %d of %d cells left", run.dir, #remaining, #plan.cells)) end
+  if opts.resume then
+    progress:log(string.format("resuming %s: %d of %d cells left%s", run.dir, #remaining, #plan.cells,
+                               opts.dry_run and " (a dry run, as it started)" or ""))
+  end
   local ceilings = plan.safety and plan.safety.max_sysctl or {}
   local ctx = {plan = plan, run = run, dry = opts.dry_run or false, progress = progress,
                sysctl = new_sysctl(opts.dry_run, ceilings), phase_script = phase_script, opts = opts,
@@ -832,13 +836,14 @@ function M.run(plan, opts)
         -- the cells left are not recorded: --resume runs them
         stopped = #remaining - i
         progress:log(string.format("stopping after the OOM kill in %s (safety.stop_on_oom): %d cell%s not run; " ..
-          "benchrun %s --resume %s runs them", cell.id, stopped, stopped == 1 and "" or "s",
-          (opts.argv and opts.argv[1]) or "PLAN.yaml", run.dir))
+          "%s runs them", cell.id, stopped, stopped == 1 and "" or "s",
+          results.resume_command((opts.argv and opts.argv[1]) or "PLAN.yaml", run.dir, opts)))
         break
       end
     end
   end, function(e)
     if tostring(e):find("interrupted") then return "interrupted" end
+    if run.write_error then return run.write_error end   -- a full disk: the message says it all
     return debug.traceback(tostring(e), 2)
   end)
   if not ok then
@@ -852,8 +857,8 @@ function M.run(plan, opts)
 
   if interrupted then
     io.stderr:write(string.format("benchrun: interrupted; finished cells are kept in %s\n" ..
-                                  "          continue with: benchrun %s --resume %s\n", run.dir,
-                                  (opts.argv and opts.argv[1]) or "PLAN.yaml", run.dir))
+                                  "          continue with: %s\n", run.dir,
+                                  results.resume_command((opts.argv and opts.argv[1]) or "PLAN.yaml", run.dir, opts)))
     pcall(run.close, run)
     return 130
   end
@@ -874,7 +879,8 @@ function M.run(plan, opts)
       io.stderr:write("benchrun: phase script finish: ", tostring(n), "\n")
     end
   end
-  local report_path = run:finish{phase = phase_script.phase, notes = notes}
+  local report_path, ferr = run:finish{phase = phase_script.phase, notes = notes}
+  if not report_path then io.stderr:write("benchrun: ", tostring(ferr), "\n") return 1 end
   pcall(run.close, run)
   if not opts.quiet and not opts.json then
     for _, l in ipairs(lines) do io.stdout:write(l, "\n") end

@@ -173,9 +173,14 @@ local function file_item(v, where, default_max)
   if prompt == nil and v.messages == nil then
     error(where .. ": expected a prompt or messages field", 0)
   end
+  if prompt ~= nil and type(prompt) ~= "string" then error(where .. ": expected the prompt to be a string", 0) end
+  if v.messages ~= nil and type(v.messages) ~= "table" then error(where .. ": expected messages to be a list", 0) end
+  local mt = v.max_tokens or v.output_tokens
   local r = {name = v.name or v.id or where, prompt = prompt, messages = v.messages,
-             max_tokens = tonumber(v.max_tokens or v.output_tokens) or default_max}
-  r.max_tokens = math.tointeger(math.floor(r.max_tokens))
+             max_tokens = math.tointeger(mt or default_max)}
+  if not r.max_tokens or r.max_tokens < 1 then
+    error(where .. ": expected max_tokens to be a positive integer, got " .. tostring(math.tointeger(mt) or mt), 0)
+  end
   if type(r.name) ~= "string" then r.name = tostring(r.name) end
   return r
 end
@@ -190,7 +195,11 @@ function M.file(path, opts)
   if not text then error(err, 2) end
   local default_max = opts.max_tokens or 256
   local items = {}
-  local ok, doc = pcall(json.decode, text)
+  -- a .jsonl file is one entry a line, even when it has only one line (a
+  -- single object is not a name -> prompt mapping)
+  local jsonl = path:match("%.jsonl$") or path:match("%.ndjson$")
+  local ok, doc
+  if not jsonl then ok, doc = pcall(json.decode, text) end
   if ok and type(doc) == "table" then
     local list = doc.prompts or doc
     if #list > 0 then
@@ -216,6 +225,7 @@ function M.file(path, opts)
       end
     end
   end
+  if #items == 0 then error(path .. ": no prompts in the file (expected at least one)", 0) end
   return list_workload("file", items, {shuffle = opts.shuffle, seed = opts.seed})
 end
 

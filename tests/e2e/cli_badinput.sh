@@ -45,6 +45,39 @@ check "plan that is not UTF-8"        2 "expected UTF-8 text" "$B" "$tmp/latin1.
 printf 'a: &a\n  b: *a\n' > "$tmp/recursive.yaml"
 check "plan with a recursive alias"   2 "recursive alias *a" "$B" "$tmp/recursive.yaml"
 
+# --- --check refuses what the run would die on (issue 11, section 6) ---
+base='name: t
+server: {backend: sim}
+workload: {prompts: [{name: a, prompt: hi, max_tokens: 4}]}
+dry_run: {load_time: 10ms, decode_tps: 5000, max_tokens: 4}
+'
+checkplan() {   # checkplan NAME EXTRA-YAML WANT_TEXT
+  printf '%s%s\n' "$base" "$2" > "$tmp/c.yaml"
+  check "--check: $1" 2 "$3" "$B" "$tmp/c.yaml" --check
+}
+checkplan "duration: 0"            "cells: [{duration: 0}]"     "$tmp/c.yaml:5:20: cells[1].duration: expected a duration greater than 0"
+checkplan "sampling.memory: 0"     "sampling: {memory: 0}"      "$tmp/c.yaml:5:20: sampling.memory: expected a duration of at least 1ms"
+checkplan "a sysctl name that is a path" "sysctl: {../../x: 1}" "$tmp/c.yaml:5:10: sysctl.../../x: expected a sysctl name"
+checkplan "a script outside scripts/" "script: ../../../etc/passwd" "$tmp/c.yaml:5:9: script: expected a Lua script under scripts/"
+checkplan "repeat: 1e9"            "repeat: 1e9"                "$tmp/c.yaml:5:9: repeat: expected a positive integer (at most 10000), got 1000000000"
+checkplan "concurrency: 1e9"       "concurrency: 1e9"           "$tmp/c.yaml:5:14: concurrency: expected a positive integer (at most 100000)"
+checkplan "rate: .nan"             "cells: [{rate: .nan}]"      "cells[1].rate: expected a number >= 0.001, got nan (not a finite number)"
+: > "$tmp/empty.jsonl"
+printf 'name: t\nserver: {backend: sim}\nworkload: {file: empty.jsonl}\n' > "$tmp/c.yaml"
+check "--check: an empty JSONL workload" 2 "workload.file: $tmp/empty.jsonl: no prompts in the file" "$B" "$tmp/c.yaml" --check
+printf '{"prompt": "hi"}\n{"prompt": \n' > "$tmp/empty.jsonl"
+check "--check: a broken JSONL workload" 2 "workload.file: $tmp/empty.jsonl:2: expected a JSON value" "$B" "$tmp/c.yaml" --check
+python3 - "$tmp/bomb.yaml" <<'PY'
+import sys
+big = "x" * 36000
+open(sys.argv[1], "w").write("name: t\nserver: {backend: sim}\nparams:\n  a: &a \"" + big + "\"\n"
+  "  b: &b [" + ", ".join(["*a"] * 10) + "]\n  c: &c [" + ", ".join(["*b"] * 10) + "]\n"
+  "  d: [" + ", ".join(["*c"] * 10) + "]\n")
+PY
+check "--check: aliases that multiply a 36 KB plan" 2 "the plan expands to more than 8388608 bytes" "$B" "$tmp/bomb.yaml" --check
+check "a run: aliases that multiply a 36 KB plan" 2 "the plan expands to more than 8388608 bytes" "$B" "$tmp/bomb.yaml" --dry-run --out "$tmp/out"
+[ -e "$tmp/out" ] && { echo "FAILED the alias bomb wrote results"; fails=$((fails + 1)); }
+
 # --- YAML files from scripts ---
 python3 - "$tmp" <<'PY'
 import sys
@@ -75,7 +108,7 @@ with open(sys.argv[1], "w") as f:
     while n < 100 * 1024 * 1024:
         f.write(block); n += len(block)
 PY
-  check "100 MB YAML as a plan"      2 "got a list" "$B" "$tmp/big.yaml"
+  check "100 MB YAML as a plan"      2 "the plan expands to more than 200000 values" "$B" "$tmp/big.yaml"
   check "100 MB YAML from a script"  0 "" "${LOAD[@]}" "$tmp/big.yaml"
   printf 'x: "' > "$tmp/big_bad.yaml"; head -c 100000000 /dev/zero | tr '\0' 'a' >> "$tmp/big_bad.yaml"
   check "100 MB unterminated string" 1 "found unexpected end of stream while scanning a quoted scalar" "${LOAD[@]}" "$tmp/big_bad.yaml"

@@ -68,7 +68,7 @@ end)
 
 T.case("wrong type", function()
   one_error(BASE .. "repeat: three\n", "3:9", "repeat: expected a positive integer, got the string \"three\"")
-  one_error(BASE .. "warmup: -1\n", "3:9", "warmup: expected an integer >= 0, got -1")
+  one_error(BASE .. "warmup: -1\n", "3:9", "warmup: expected an integer >= 0 (at most 100000), got -1")
   one_error(BASE .. "sampling: {gpu: yes}\n", "3:17", "sampling.gpu: expected true or false, got the string \"yes\"")
   one_error(BASE .. "sampling: [1]\n", "3:11", "sampling: expected a mapping, got a list")
 end)
@@ -238,6 +238,104 @@ T.case("the shipped plans mirror the seed", function()
   end
   T.eq(p5.cells[2].sysctl["iogpu.wired_limit_mb"], 458752, "458752")
   T.eq(p5.cells[3].sysctl["iogpu.wired_limit_mb"], 491520, "491520")
+end)
+
+-- issue 11, section 6: what the run would die on is an error of --check
+T.case("load values: zero, NaN, infinite and huge values are refused", function()
+  local L = P.LIMITS
+  one_error(BASE .. "cells: [{duration: 0}]\n", "3:20", "cells[1].duration: expected a duration greater than 0, got the integer 0")
+  one_error(BASE .. "load: [{name: s, duration: 0s}]\n", "3:28", "load[1].duration: expected a duration greater than 0, got the string \"0s\"")
+  one_error(BASE .. "cells: [{duration: 8d}]\n", "3:20", "cells[1].duration: expected a duration unit (ms, s, m, h), got the string \"8d\"")
+  one_error(BASE .. "cells: [{duration: 200h}]\n", "3:20", "cells[1].duration: expected a duration of at most 168h 00m, got the string \"200h\"")
+  one_error(BASE .. "sampling: {memory: 0}\n", "3:20", "sampling.memory: expected a duration of at least 1ms, got the integer 0")
+  one_error(BASE .. "sampling: {metrics: 0s}\n", "3:21", "sampling.metrics: expected true, false or a scrape interval of 1ms to 1h, got the string \"0s\"")
+  one_error(BASE .. "repeat: 1e9\n", "3:9", "repeat: expected a positive integer (at most " .. L["repeat"] .. "), got 1000000000")
+  one_error(BASE .. "repeat: 1e30\n", "3:9", "repeat: expected a positive integer (at most " .. L["repeat"] .. "), got the number 1e+30")
+  one_error(BASE .. "concurrency: 1e9\n", "3:14", "concurrency: expected a positive integer (at most " .. L.concurrency .. "), got 1000000000")
+  one_error(BASE .. "load: [{name: s, concurrency: [1, 1e9]}]\n", "3:35", "load[1].concurrency[2]: expected a positive integer (at most " .. L.concurrency .. "), got 1000000000")
+  one_error(BASE .. "max_tokens: .inf\n", "3:13", "max_tokens: expected a positive integer, got inf (not a finite number)")
+  one_error(BASE .. "cells: [{rate: .nan}]\n", "3:16", "cells[1].rate: expected a number >= 0.001, got nan (not a finite number)")
+  one_error(BASE .. "cells: [{rate: 1e12, requests: 2}]\n", "3:16", "cells[1].rate: expected a number >= 0.001 (at most 1e+06), got 1e+12")
+  one_error(BASE .. "warmup: 1e12\n", "3:9", "warmup: expected an integer >= 0 (at most " .. L.warmup .. "), got 1000000000000")
+  one_error(BASE .. "dry_run: {decode_tps: -.inf}\n", "3:23", "dry_run.decode_tps: expected a number >= 0.001, got -inf (not a finite number)")
+  one_error(BASE .. "safety: {memory_ceiling: -5}\n", "3:26", "safety.memory_ceiling: expected a size such as 512MiB, 2GiB or 138GB, got the integer -5")
+  one_error("name: t\nserver: {backend: sim, ready_timeout: 0}\n", "2:39", "server.ready_timeout: expected a duration greater than 0, got the integer 0")
+  one_error(BASE .. "dry_run: {load_time: 1000h}\n", "3:22", "dry_run.load_time: expected a duration of at most 24h 00m, got the string \"1000h\"")
+  T.eq(select(2, P.duration(0 / 0)), "a finite duration", "NaN duration")
+  T.eq(P.size(-1.5), nil, "negative size")
+end)
+
+T.case("sysctl and env names, NUL bytes", function()
+  one_error(BASE .. "sysctl: {../../x: 1}\n", "3:10", "sysctl.../../x: expected a sysctl name (letters, digits, _ - and dots, e.g. kern.ipc.somaxconn) as the key, got the string \"../../x\"")
+  one_error(BASE .. "matrix: {sysctl: [{kern/x: 1}]}\n", "3:20", "matrix.sysctl[1].kern/x: expected a sysctl name (letters, digits, _ - and dots, e.g. kern.ipc.somaxconn) as the key, got the string \"kern/x\"")
+  assert(load(BASE .. "sysctl: {net.ipv4.conf.br-lan.rp_filter: 1, kern.ipc.somaxconn: 2048}\n"))
+  one_error(BASE .. "env: {\"A=B\": 1}\n", "3:7", "env.A=B: expected an environment variable name (not empty, no '=') as the key, got the string \"A=B\"")
+  one_error(BASE .. "cells: [{name: \"a\\0b\"}]\n", "3:16", "cells[1].name: expected a string without a NUL byte, got the string \"a\\0b\"")
+  one_error("name: t\nserver: {backend: sim, args: [\"--x\\0y\"]}\n", "2:31", "server.args[1]: expected a string, number or boolean without a NUL byte, got the string \"--x\\0y\"")
+end)
+
+T.case("cells whose file names would collide are refused", function()
+  one_error(BASE .. "matrix: {model: [a/b, a_b]}\n", "3:9", "matrix: cells 'a/b' and 'a_b' would share the file name 'a_b' " ..
+            "(characters other than letters, digits, '.', '_' and '-' become '_'): give the values distinct names")
+  one_error(BASE .. "cells: [{name: \"x y\"}, {name: x_y}]\n", "3:24", "cells[2]: cells 'x y' and 'x_y' would share the file name 'x_y' " ..
+            "(characters other than letters, digits, '.', '_' and '-' become '_'): give the values distinct names")
+  local long = string.rep("m", 250)
+  local _, errs = load(BASE .. "matrix: {model: [" .. long .. ", b]}\n")
+  assert(errs and errs[1]:find("is too long for a file name", 1, true), errs and errs[1])
+end)
+
+T.case("script: only a compiling Lua script under scripts/", function()
+  one_error(BASE .. "script: ../../../etc/passwd\n", "3:9", "script: expected a Lua script under scripts/ such as phases/baseline.lua (a relative path ending in .lua, no '..'), got '../../../etc/passwd'")
+  one_error(BASE .. "script: /etc/passwd\n", "3:9", "script: expected a Lua script under scripts/ such as phases/baseline.lua (a relative path ending in .lua, no '..'), got '/etc/passwd'")
+  one_error(BASE .. "script: phases/../../tests/lua/testlib.lua\n", "3:9", "script: expected a Lua script under scripts/ such as phases/baseline.lua (a relative path ending in .lua, no '..'), got 'phases/../../tests/lua/testlib.lua'")
+  -- a script beside the plan is not one of ours
+  local f = assert(io.open(dir .. "/mine.lua", "w")) f:write("return {}\n") f:close()
+  one_error(BASE .. "script: mine.lua\n", "3:9", "script: expected a Lua script under scripts/ (e.g. phases/baseline.lua), 'mine.lua' not found")
+  assert(load(BASE .. "script: phases/baseline.lua\n"))
+end)
+
+T.case("workload.file: read and parsed by --check", function()
+  local function wfile(name, text)
+    local f = assert(io.open(dir .. "/" .. name, "w")) f:write(text) f:close()
+  end
+  wfile("empty.jsonl", "")
+  one_error(BASE .. "workload: {file: empty.jsonl}\n", "3:18", "workload.file: " .. dir .. "/empty.jsonl: no prompts in the file (expected at least one)")
+  wfile("broken.jsonl", '{"prompt": "hi"}\n\n{"prompt": \n')
+  one_error(BASE .. "workload: {file: broken.jsonl}\n", "3:18", "workload.file: " .. dir .. "/broken.jsonl:3: expected a JSON value: Expected value but found T_END at character 12")
+  wfile("badmax.jsonl", '{"prompt": "hi", "max_tokens": -3}\n')
+  one_error(BASE .. "workload: {file: badmax.jsonl}\n", "3:18", "workload.file: " .. dir .. "/badmax.jsonl:1: expected max_tokens to be a positive integer, got -3")
+  wfile("one.jsonl", '{"prompt": "hello there", "max_tokens": 3}\n')
+  local plan = assert(load(BASE .. "workload: {file: one.jsonl}\n"))
+  local w = require("bench.workload").file(plan.workload.file)
+  T.eq(w:next(1).prompt, "hello there", "a one-line JSONL file is one prompt")
+  T.eq(w:next(1).max_tokens, 3, "its max_tokens")
+end)
+
+T.case("aliases that multiply a plan are bounded", function()
+  -- 36 KB of text standing for far more than the limit once expanded
+  local big = string.rep("x", 36000)
+  local text = BASE .. "params:\n  a: &a \"" .. big .. "\"\n  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n" ..
+               "  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n  d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+  local plan, errs, path = load(text)
+  T.eq(plan, nil, "plan")
+  T.eq(errs[1], path .. ": the plan expands to more than " .. P.LIMITS.plan_bytes .. " bytes (expected at most 8 MiB) " ..
+       "(each use of a YAML alias counts in full; see plans/README.md)", "bytes")
+  local nodes = BASE .. "params:\n  a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n" ..
+                "  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n" ..
+                "  e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+  plan, errs, path = load(nodes)
+  T.eq(plan, nil, "plan")
+  assert(errs[1]:find("aliases expand to more than 200000 nodes", 1, true) or
+         errs[1]:find("the plan expands to more than 200000 values", 1, true), errs[1])
+end)
+
+T.case("mix and workload.synthetic: what the cell's start would die on", function()
+  one_error(BASE .. "cells: [{mix: {zz: 1}}]\n", "3:9", "cells[1]: cell 1: mix: unknown prompt 'zz' (a mix weighs the seed's prompts: short, medium, long, reasoning, instruction)")
+  one_error(BASE .. "cells: [{mix: {short: 0}}]\n", "3:9", "cells[1]: cell 1: mix: expected at least one weight > 0")
+  one_error(BASE .. "load: [{name: s, mix: {long: 0}}]\n", "3:23", "load[1].mix: expected at least one weight > 0")
+  one_error(BASE .. "workload: {mix: {short: 1, bogus: 2}}\n", "3:17", "workload.mix: unknown prompt 'bogus' (a mix weighs the seed's prompts: short, medium, long, reasoning, instruction)")
+  one_error(BASE .. "workload: {synthetic: 5}\n", "3:23", "workload.synthetic: expected a mapping such as {input: 128, output: 64}, got the integer 5")
+  assert(load(BASE .. "cells: [{mix: {short: 1, long: 2}}]\nworkload: {synthetic: {input: 10, output: 4}}\n"))
 end)
 
 T.done()

@@ -197,4 +197,133 @@ T.case("open: a cell in summary.json without its file is not done", function()
   T.eq(why:find("no summary.json", 1, true) ~= nil, true, why)
 end)
 
+-- issue 11, section 5: results are never silently lost or mixed
+T.case("creates started in the same second get distinct folders", function()
+  local root = T.tmpdir()
+  local a = assert(results.create{root = root, name = "same", plan_text = "name: same\n"})
+  local b, why = results.create{root = root, name = "same", plan_text = "name: same\n"}
+  assert(b, why)
+  local c = assert(results.create{root = root, name = "same", plan_text = "name: same\n"})
+  T.eq(a.dir ~= b.dir and b.dir ~= c.dir and a.dir ~= c.dir, true, a.dir .. " " .. b.dir .. " " .. c.dir)
+  if a.dir:sub(-1) == "Z" and b.dir:sub(1, #a.dir) == a.dir then T.eq(b.dir, a.dir .. "-2", "suffix") end
+  a:record("x", {ok = true}) b:record("y", {ok = true})
+  T.eq(#lines(a.dir .. "/records.jsonl"), 1, "a's records only")
+  T.eq(#lines(b.dir .. "/records.jsonl"), 1, "b's records only")
+  a:close() b:close() c:close()
+end)
+
+T.case("mkdir uses the C library: '-rf' is a name; exclusive says 'exists'", function()
+  local root = T.tmpdir()
+  assert(results.mkdir(root .. "/-rf/x"))
+  local f = io.open(root .. "/-rf/x/probe", "w")
+  T.eq(f ~= nil, true, "folder -rf/x exists")
+  f:close()
+  local ok, why, code = results.mkdir(root .. "/-rf", true)
+  T.eq(ok, nil, "exclusive mkdir of an existing folder")
+  T.eq(code, "exists", "code: " .. tostring(why))
+  assert(results.mkdir(root .. "/-rf"), "non-exclusive mkdir of an existing folder")
+  ok, why = results.mkdir(root .. "/-rf/x/probe/y")
+  T.eq(ok, nil, "under a file")
+  T.eq(why:find("Not a directory", 1, true) ~= nil, true, why)
+  ok, why = results.mkdir("a\0b")
+  T.eq(ok, nil, "NUL")
+end)
+
+-- no invalid UTF-8 in a JSON file: each bad byte becomes U+FFFD
+local function utf8_ok(path)
+  for l in io.lines(path) do if not utf8.len(l) then return false, l end end
+  return true
+end
+
+T.case("invalid UTF-8 in a record is replaced and noted", function()
+  local run, dir = new_run()
+  run:record("c", {ok = true, text = "caf\xe9 \xff\xfe ok \xe2\x82", error_detail = "fine"})
+  run:record("c", {ok = true, text = "café"})
+  local l = lines(dir .. "/records.jsonl")
+  assert(utf8_ok(dir .. "/records.jsonl"))
+  local r1, r2 = results.json_decode(l[1]), results.json_decode(l[2])
+  T.eq(r1.text, "caf\u{FFFD} \u{FFFD}\u{FFFD} ok \u{FFFD}\u{FFFD}", "replaced")
+  T.eq(r1.invalid_utf8, true, "noted")
+  T.eq(r2.invalid_utf8, nil, "valid text: no note")
+  T.eq(r2.text, "café", "valid text kept")
+  run:cell{id = "c", status = "ok", outputs = {a = "x\xc0\xafy"}, labels = {m = "\xff"}}
+  assert(utf8_ok(dir .. "/cells/c.json"))
+  assert(utf8_ok(dir .. "/summary.json"))
+  T.eq(results.json_encode({["k\xff"] = 1}), '{"k\u{FFFD}":1}', "keys too")
+  run:close()
+end)
+
+T.case("invalid UTF-8 from a hostile server never reaches records.jsonl raw", function()
+  local proc, clock = require("bench.proc"), require("bench.clock")
+  local RAW = os.getenv("BENCHRUN_RAWSERVER") or (bench.executable:match("^(.*)/[^/]*$") or ".") .. "/tests/rawserver"
+  local tmp = T.tmpdir()
+  local body = '{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant",' ..
+               '"content":"caf\xe9 \xff bytes"},"finish_reason":"stop"}],"usage":{"prompt_tokens":2,"completion_tokens":3}}'
+  local function esc(x) return (x:gsub("[%c\\\128-\255]", function(c) return string.format("\\x%02x", c:byte()) end)) end
+  local script = tmp .. "/script"
+  local f = assert(io.open(script, "w"))
+  f:write("expect-request\n", "send ", esc("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " ..
+          #body .. "\r\nConnection: close\r\n\r\n" .. body), "\nclose\n")
+  f:close()
+  local p = assert(proc.spawn{argv = {RAW, tmp .. "/port", script, tmp .. "/log"}, stdout = "capture", stderr = "capture"})
+  local _ <close> = setmetatable({}, {__close = function() p:stop(2) end})
+  local port
+  for _ = 1, 500 do
+    local pf = io.open(tmp .. "/port")
+    port = pf and tonumber(pf:read("a"))
+    if pf then pf:close() end
+    if port then break end
+    clock.sleep(0.01)
+  end
+  assert(port, "rawserver did not start")
+  local client = require("bench.openai").client{base_url = "http://127.0.0.1:" .. port, model = "m"}
+  local rec = client:chat{prompt = "hi", max_tokens = 8, stream = false}
+  local run, dir = new_run()
+  run:record("c", rec)
+  run:close()
+  assert(utf8_ok(dir .. "/records.jsonl"))
+  local r = results.json_decode(lines(dir .. "/records.jsonl")[1])
+  T.eq(r.invalid_utf8, true, "noted: " .. lines(dir .. "/records.jsonl")[1])
+  T.eq(type(r.text) == "string" and r.text:find("caf\u{FFFD} \u{FFFD} bytes", 1, true) ~= nil, true, tostring(r.text))
+end)
+
+T.case("invocation: --resume compares plan, --set, --only and --dry-run", function()
+  local run, dir = new_run{env = {dry_run = true, sets = {"repeat=1"}, only = "Q4*"}}
+  run:close()
+  local was = assert(results.invocation(dir))
+  T.eq(was.dry_run, true, "dry_run")
+  T.eq(was.sets[1], "repeat=1", "sets")
+  T.eq(was.only, "Q4*", "only")
+  T.eq(was.plan_text, "name: unit\n", "plan text")
+  T.eq(results.invocation_diff(was, {plan_text = "name: unit\n", sets = {"repeat=1"}, only = "Q4*", dry_run = true}), nil, "same")
+  local d = results.invocation_diff(was, {plan_text = "name: other\n", sets = {}, dry_run = false})
+  T.eq(#d, 4, table.concat(d, " | "))
+  T.eq(d[1], "the plan: its text is not the one the run started with (kept in env.json, plan_text)", "plan")
+  T.eq(d[2], "--set: the run started with --set repeat=1, now none", "sets")
+  T.eq(d[3], "--only: the run started with --only Q4*, now none", "only")
+  T.eq(d[4], "--dry-run: the run started as a dry run, now a real run", "dry run")
+  T.eq(results.resume_command("plans/p.yaml", "results/p-1", was),
+       "benchrun plans/p.yaml --resume results/p-1 --dry-run --set repeat=1 --only 'Q4*'", "resume command")
+  local r2, why2 = results.open(dir, {expect = {plan_text = "name: unit\n", sets = {"repeat=1"}, only = "Q4*"}})
+  T.eq(r2, nil, "open with expect: another run")
+  T.eq(why2, "results: " .. dir .. " holds another run: --dry-run: the run started as a dry run, now a real run", "why")
+  r2 = assert(results.open(dir, {expect = {plan_text = "name: unit\n", sets = {"repeat=1"}, only = "Q4*", dry_run = true}}))
+  r2:close()
+  local none, why = results.invocation(T.tmpdir())
+  T.eq(none, nil, "not a results folder")
+  T.eq(why:find("is not a results folder", 1, true) ~= nil, true, why)
+end)
+
+T.case("one benchrun at a time in a folder: a second open is refused until the first closes", function()
+  local run, dir = new_run()
+  local again, why = results.open(dir)
+  T.eq(again, nil, "second open while the run is open")
+  T.eq(why, "results: " .. dir .. " is in use by another benchrun (running or resuming this run); wait for it to end", "why")
+  run:close()
+  local r2 = assert(results.open(dir))
+  T.eq(select(2, results.open(dir)) ~= nil, true, "and again while resumed")
+  r2:close()
+  assert(results.open(dir)):close()
+end)
+
 T.done()
