@@ -240,6 +240,8 @@ void br_runtime_close(lua_State *L) {
   /* Run the cancelled tasks to their end so their <close> handlers run;
    * a cancelled task cannot wait again, so this cannot block. */
   if (br_sched_live(L) > 0 && br_sched_drain(L) != 0) lua_pop(L, 1);
+  /* the top level is over: finalizers written in Lua must run whole */
+  if (br_sched_interrupted(L)) br_sched_interrupt_handled(L);
   lua_close(L);   /* __gc of every handle: children stopped, transfers cancelled, threads joined */
 }
 

@@ -235,6 +235,14 @@ static int interrupt_tostring(lua_State *L) {
   return 1;
 }
 
+/* "stopped: " .. err still reads as before the value existed */
+static int interrupt_concat(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  luaL_tolstring(L, 2, NULL);
+  lua_concat(L, 2);
+  return 1;
+}
+
 /* bench.is_interrupt(v) -> true when v is the interruption */
 static int l_is_interrupt(lua_State *L) {
   lua_pushboolean(L, br_is_interrupt(L, 1));
@@ -665,9 +673,11 @@ int br_sched_open(lua_State *L) {
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &LIVE_KEY);
   lua_newuserdatauv(L, 0, 0);
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
   lua_pushcfunction(L, interrupt_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, interrupt_concat);
+  lua_setfield(L, -2, "__concat");
   lua_pushliteral(L, "bench.Interrupt");
   lua_setfield(L, -2, "__name");
   lua_setmetatable(L, -2);

@@ -355,10 +355,21 @@ static const char *copy_field(cJSON *o, const char *k, char *buf, size_t size) {
   return buf;
 }
 
+/* A journal entry's owner is alive: its pid exists and, where the system
+ * tells (Linux /proc/PID/comm), is a benchrun: after a reboot or a long
+ * time the pid may belong to anything else, and the entry must not be held
+ * forever by a stranger. */
 static int owner_alive(int pid) {
   if (pid <= 0) return 0;
   if (pid == (int)getpid()) return 1;
-  return kill(pid, 0) == 0 || errno == EPERM;
+  if (!(kill(pid, 0) == 0 || errno == EPERM)) return 0;
+  char path[64], comm[64] = "";
+  snprintf(path, sizeof path, "/proc/%d/comm", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 1;   /* no /proc (macOS): the pid is all we know */
+  int got = fgets(comm, sizeof comm, f) != NULL;
+  fclose(f);
+  return !got || strncmp(comm, "benchrun", 8) == 0;
 }
 
 /* Entries to undo: mine (mode 0), those of dead owners (mode 1), or both

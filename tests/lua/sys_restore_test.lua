@@ -236,12 +236,12 @@ T.case("a second signal ends benchrun whatever Lua does: children stopped, sysct
   local p = assert(proc.spawn{argv = {bench.executable, "-e", [[
     sys.sysctl_set("iogpu.wired_limit_mb", 9)
     local child = proc.spawn{argv = {"sleep", "300"}}
-    print("child " .. child.pid); io.stdout:flush()
     -- a clean-up that never ends (and swallows every error)
     local c <close> = setmetatable({}, {__close = function()
       print("cleaning"); io.stdout:flush()
       while true do pcall(function() while true do end end) end
     end})
+    print("child " .. child.pid); io.stdout:flush()
     clock.sleep(300)]]}, env = {set = m.env}})
   local line = assert(p:wait_for_line("^child ", 20))
   local child = tonumber(line:match("%d+"))
@@ -255,6 +255,20 @@ T.case("a second signal ends benchrun whatever Lua does: children stopped, sysct
   T.eq(m.value(), "0", "restored")
   T.eq(proc.pid_alive(child), false, "child stopped")
   assert(p:tail(50):find("second signal", 1, true), p:tail(50))
+end)
+
+T.case("an entry whose pid now belongs to another program is restored, not held forever", function()
+  if proc.run{argv = {"test", "-r", "/proc/self/comm"}}.code ~= 0 then return end   -- Linux only
+  local m = machine()
+  local stranger = assert(proc.spawn{argv = {"sleep", "300"}})
+  write(m.dir .. "/values/iogpu.wired_limit_mb", "77")
+  write(m.dir .. "/state/restore.json", json.encode{version = 1, entries = {
+    {name = "iogpu.wired_limit_mb", original = "0", value = "77", pid = stranger.pid, time = os.time(),
+     program = fixtures .. "/sysctl"}}})
+  local r = benchrun(m, [[return #sys.journal()]])
+  stranger:stop()
+  T.eq(r.stdout, "0\n", "journal empty: " .. r.stderr)
+  T.eq(m.value(), "0", "restored")
 end)
 
 T.done()
