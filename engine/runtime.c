@@ -193,6 +193,7 @@ static int l_os_exit(lua_State *L) {
   lua_pop(L, 1);
   if (signal_state == main_L) signal_state = NULL;
   br_sched_cancel_all(main_L);
+  if (br_sched_interrupted(main_L)) br_sched_interrupt_handled(main_L);   /* finalizers run whole */
   lua_close(main_L);
   if (br_sys_unrestored() > 0) {
     fprintf(stderr, "benchrun: %d sysctl value(s) could not be restored (see above)\n", br_sys_unrestored());
