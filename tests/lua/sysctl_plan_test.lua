@@ -140,4 +140,22 @@ dry_run: {load_time: 10ms}
   T.eq(#data.cells, 0, "no cell recorded (--resume runs it again)")
 end)
 
+T.case("a sysctl another running benchrun changed fails the cell, naming that benchrun", function()
+  local m = setup(PLAN:format([[
+    - {name: high, sysctl: {iogpu.wired_limit_mb: 458752}}]]))
+  local other = assert(proc.spawn{argv = {bench.executable, "-e", [[
+    assert(sys.sysctl_set("iogpu.wired_limit_mb", 1000)); print("set"); io.stdout:flush(); io.read("a")]]},
+    env = {set = m.env}, stdin = "pipe"})
+  assert(other:wait_for_line("^set$", 20))
+  local r = run_plan(m)
+  T.eq(r.code, 1, "the cell failed: " .. r.stderr)
+  local c = m.results().cells[1]
+  T.eq(c.status, "failed", "status")
+  assert(tostring(c.error):find("in use by another benchrun (pid " .. other.pid, 1, true), tostring(c.error))
+  T.eq(m.value(), "1000", "the other benchrun's value, untouched")
+  other:close_stdin()
+  other:wait(20)
+  T.eq(m.value(), "0", "the original once it ended")
+end)
+
 T.done()
