@@ -208,6 +208,11 @@ int main(int argc, char **argv) {
   else if (is_plan) code = run_lua_command(L, "plan", argc - 1, argv + 1);
   else code = run_lua_command(L, cmd, argc - 2, argv + 2);
   br_runtime_close(L);
+  if (br_sys_unrestored() > 0) {
+    fprintf(stderr, "benchrun: %d sysctl value(s) could not be restored (see above); the journal keeps their "
+            "originals and the next benchrun retries\n", br_sys_unrestored());
+    if (code == EXIT_OK) code = EXIT_FAIL;
+  }
   int sig = br_runtime_stop_signal();
   if (sig) {
     fprintf(stderr, "benchrun: stopped by signal %d\n", sig);

@@ -31,6 +31,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,55 @@ struct pwait {
 enum { MAX_STATES = 32 };
 static volatile sig_atomic_t sigchld_fds[MAX_STATES];
 static int sigchld_installed;
+
+/* ---- the process groups of running children, for the hard exit path ----
+ * A second SIGINT/SIGTERM/SIGHUP ends benchrun from a thread of its own,
+ * while the Lua state may be busy: it cannot walk the children lists, so
+ * every group is also kept here (lock-free slots) until its child is reaped. */
+
+enum { MAX_GROUPS = 4096 };
+static _Atomic int live_groups[MAX_GROUPS];
+
+static void groups_add(pid_t pid) {
+  for (int i = 0; i < MAX_GROUPS; i++) {
+    int zero = 0;
+    if (atomic_compare_exchange_strong(&live_groups[i], &zero, (int)pid)) return;
+  }
+}
+
+static void groups_remove(pid_t pid) {
+  for (int i = 0; i < MAX_GROUPS; i++) {
+    int p = (int)pid;
+    if (atomic_compare_exchange_strong(&live_groups[i], &p, 0)) return;
+  }
+}
+
+int br_proc_kill_all(double grace_s) {
+  int n = 0;
+  for (int i = 0; i < MAX_GROUPS; i++) {
+    int pid = atomic_load(&live_groups[i]);
+    if (pid > 0 && (kill(-pid, SIGTERM) == 0 || kill(pid, SIGTERM) == 0)) n++;
+  }
+  if (!n) return 0;
+  /* our children stay zombies until reaped, so wait for the grace and
+   * SIGKILL whatever is left (harmless for a zombie) */
+  int64_t end = br_now() + (int64_t)(grace_s * 1e9);
+  for (;;) {
+    int left = 0;
+    for (int i = 0; i < MAX_GROUPS; i++) {
+      int pid = atomic_load(&live_groups[i]);
+      if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) left++;
+    }
+    if (!left || br_now() >= end) break;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  for (int i = 0; i < MAX_GROUPS; i++) {
+    int pid = atomic_load(&live_groups[i]);
+    if (pid > 0) { kill(-pid, SIGKILL); kill(pid, SIGKILL); }
+  }
+  return n;
+}
 
 static void on_sigchld(int sig) {
   (void)sig;
@@ -343,6 +393,7 @@ static void child_reaped(child *c, int status) {
   c->running = 0;
   c->status = status;
   c->t_exit = br_now();
+  groups_remove(c->pid);
   br_timer_stop(ps->loop, &c->kill_timer);
   /* The OOM killer sends SIGKILL; so do people and other tools. Only a
    * record of the kill (cgroup counter, kernel log) makes it an OOM. */
@@ -390,6 +441,7 @@ static void kill_timer_fire(br_loop *loop, br_timer *t) {
 /* Unlink from the registry and release everything; the child must be reaped. */
 static void child_free(child *c) {
   proc_state *ps = c->ps;
+  if (c->running) groups_remove(c->pid);
   if (c->prev) c->prev->next = c->next;
   else ps->children = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -433,6 +485,7 @@ static void stop_all_sync(proc_state *ps) {
       if (r == c->pid || (r < 0 && errno == ECHILD)) {
         c->running = 0;
         c->status = status;
+        groups_remove(c->pid);
         kill(-c->pid, SIGKILL);   /* the rest of its group */
         continue;
       }
@@ -961,6 +1014,7 @@ static int do_spawn(lua_State *L, int opts, const char *fn, int force_capture, c
   c->ps = ps;
   c->pid = pid;
   c->running = 1;
+  groups_add(pid);
   c->t_spawn = t0;
   c->grace_ns = (int64_t)(grace * 1e9);
   c->name = strdup(sp.argv[0]);

@@ -343,8 +343,7 @@ static void reset_after_error(lua_State *L) {
   br_sched_cancel_all(L);
   /* let the cancelled tasks unwind now (their <close> handlers run) */
   if (br_sched_live(L) > 0 && br_sched_drain(L) != 0) lua_pop(L, 1);
-  br_sched_clear_interrupt(L);
-  lua_sethook(L, NULL, 0, 0);
+  br_runtime_clear_interrupt(L);
   br_sched_take_failures(L);
 }
 

@@ -6,12 +6,16 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #ifdef BENCHRUN_HAVE_CJSON
 #include <lua-cjson.h>
@@ -22,6 +26,8 @@ static char exe_path[PATH_MAX];
 static char scripts_dir[PATH_MAX];
 static lua_State *signal_state;        /* the state Ctrl-C interrupts */
 static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t signal_count;   /* SIGINT/TERM/HUP since the last clear */
+static int hard_pipe[2] = {-1, -1};           /* a second signal -> the hard exit thread */
 
 const char *br_runtime_executable(void) { return exe_path; }
 const char *br_runtime_scripts_dir(void) { return scripts_dir; }
@@ -172,12 +178,40 @@ static int set_globals(lua_State *L) {
   return 0;
 }
 
+/* os.exit(code): the standard one exits without closing the state, so no
+ * finalizer runs: sysctl values stay changed, child servers keep running
+ * and buffered results are lost. This one closes the state first (every
+ * finalizer: children stopped, sysctls restored, files flushed and closed),
+ * as os.exit(code, true) would, then exits; a sysctl that could not be put
+ * back makes a successful exit status 1. */
+static int l_os_exit(lua_State *L) {
+  int status;
+  if (lua_isboolean(L, 1)) status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main_L = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  if (signal_state == main_L) signal_state = NULL;
+  br_sched_cancel_all(main_L);
+  if (br_sched_interrupted(main_L)) br_sched_interrupt_handled(main_L);   /* finalizers run whole */
+  lua_close(main_L);
+  if (br_sys_unrestored() > 0) {
+    fprintf(stderr, "benchrun: %d sysctl value(s) could not be restored (see above)\n", br_sys_unrestored());
+    if (status == EXIT_SUCCESS) status = EXIT_FAILURE;
+  }
+  exit(status);
+}
+
 static int open_all(lua_State *L) {
   luaL_openlibs(L);
   br_sched_open(L);
   preload(L);
   set_package_path(L);
   set_globals(L);
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, l_os_exit);
+  lua_setfield(L, -2, "exit");
+  lua_pop(L, 1);
   return 0;
 }
 
@@ -207,11 +241,20 @@ void br_runtime_close(lua_State *L) {
   /* Run the cancelled tasks to their end so their <close> handlers run;
    * a cancelled task cannot wait again, so this cannot block. */
   if (br_sched_live(L) > 0 && br_sched_drain(L) != 0) lua_pop(L, 1);
+  /* the top level is over: finalizers written in Lua must run whole */
+  if (br_sched_interrupted(L)) br_sched_interrupt_handled(L);
   lua_close(L);   /* __gc of every handle: children stopped, transfers cancelled, threads joined */
 }
 
-/* Message handler: the error plus a traceback (lua.c's msghandler). */
+/* Message handler: the error plus a traceback (lua.c's msghandler). The
+ * interruption reaching the top level is handled here: it stays a value
+ * (no traceback) and the hooks stop raising, so the clean-up runs. */
 static int msghandler(lua_State *L) {
+  if (br_is_interrupt(L, 1) || br_sched_interrupt_pending(L)) {
+    br_sched_interrupt_handled(L);
+    br_push_interrupt(L);
+    return 1;
+  }
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
@@ -247,33 +290,82 @@ int br_runtime_pcall(lua_State *L, int nargs, int nresults) {
 
 void br_runtime_report(lua_State *L) {
   const char *msg = lua_tostring(L, -1);
+  if (!msg && br_is_interrupt(L, -1)) msg = "interrupted";
   fprintf(stderr, "benchrun: %s\n", msg ? msg : "(error object is not a string)");
   fflush(stderr);
   lua_pop(L, 1);
 }
 
-/* ---- signals ---- */
-
-static void stop_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_sethook(L, NULL, 0, 0);
-  luaL_error(L, "interrupted!");
-}
+/* ---- signals ----
+ * The first SIGINT/SIGTERM/SIGHUP interrupts: every wait is cancelled and
+ * the running Lua code (main thread and the running task) is hooked to raise
+ * the interruption value at every instruction until a top level handles it
+ * (br_runtime_pcall's message handler, bench.xpcall_top), so pcall cannot
+ * swallow it. A second one ends the process from a thread of its own,
+ * whatever Lua is doing: child process groups stopped, this process's
+ * sysctl values restored from the journal, exit 128+signal. */
 
 static void on_signal(int sig) {
+  int saved = errno;
   if (sig != SIGINT) stop_signal = sig;
+  if (signal_count++ > 0 && hard_pipe[1] >= 0) {
+    unsigned char b = (unsigned char)sig;
+    ssize_t r = write(hard_pipe[1], &b, 1);
+    (void)r;
+    errno = saved;
+    return;
+  }
   lua_State *L = signal_state;
-  if (!L) return;
+  if (!L) { errno = saved; return; }
   br_sched_interrupt(L);
   /* Stop pure-Lua loops at their next instruction, as lua.c does; also in
    * the task running now (a coroutine has its own hook). */
-  lua_sethook(L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  br_sched_arm(L);
   lua_State *co = br_sched_running_thread(L);
-  if (co) lua_sethook(co, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (co) br_sched_arm(co);
+  errno = saved;
+}
+
+static void say(const char *s) {
+  ssize_t r = write(2, s, strlen(s));
+  (void)r;
+}
+
+static void *hard_exit_thread(void *arg) {
+  (void)arg;
+  unsigned char b;
+  for (;;) {
+    ssize_t r = read(hard_pipe[0], &b, 1);
+    if (r == 1) break;
+    if (r < 0 && errno == EINTR) continue;
+    return NULL;
+  }
+  say("benchrun: second signal: stopping now (child processes, then sysctl values)\n");
+  br_proc_kill_all(2.0);
+  if (br_sys_restore_mine() > 0) say("benchrun: WARNING: some sysctl values could not be restored (see above)\n");
+  _exit(128 + b);
+}
+
+void br_runtime_clear_interrupt(lua_State *L) {
+  br_sched_clear_interrupt(L);
+  lua_sethook(L, NULL, 0, 0);
+  signal_count = 0;
 }
 
 void br_runtime_signals(lua_State *L) {
   signal_state = L;
+  if (hard_pipe[0] < 0 && pipe(hard_pipe) == 0) {
+    fcntl(hard_pipe[0], F_SETFD, FD_CLOEXEC);
+    fcntl(hard_pipe[1], F_SETFD, FD_CLOEXEC);
+    fcntl(hard_pipe[1], F_SETFL, O_NONBLOCK);
+    /* the thread takes no signal: they stay with the main thread */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pthread_t t;
+    if (pthread_create(&t, NULL, hard_exit_thread, NULL) == 0) pthread_detach(t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+  }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;

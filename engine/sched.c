@@ -43,6 +43,7 @@ typedef struct br_sched {
   size_t rhead, rlen, rcap;
   br_task *current;       /* the task being resumed */
   volatile sig_atomic_t interrupted;
+  volatile sig_atomic_t interrupt_handled;   /* a top level took it: hooks stop raising */
   int interrupt_seen;     /* waits have been cancelled for this interruption */
   int deadlocked;         /* a main-thread wait was cancelled: nothing could end it */
   int live;               /* tasks not finished */
@@ -52,6 +53,7 @@ typedef struct br_sched {
 
 static const char SCHED_KEY = 'S';   /* registry: the sched userdata */
 static const char LIVE_KEY = 'L';    /* registry: {task userdata = true} for unfinished tasks */
+static const char INTERRUPT_KEY = 'I';   /* registry: the interruption value */
 
 /* The scheduler pointer lives in the main thread's extra space, which Lua
  * copies into every new thread, so any coroutine finds it in O(1). */
@@ -121,7 +123,11 @@ int br_wait_raise(lua_State *L, br_wait *w) {
     return luaL_error(L, "deadlock: this wait can never finish (%d task(s) blocked; no timer, I/O or "
                       "reference left in the event loop)", s->live);
   }
-  return luaL_error(L, "%s", s->interrupted ? "interrupted" : "cancelled");
+  if (s->interrupted) {
+    br_push_interrupt(L);
+    return lua_error(L);
+  }
+  return luaL_error(L, "cancelled");
 }
 
 static void sched_step(br_sched *s, int block);
@@ -181,7 +187,108 @@ lua_State *br_sched_running_thread(lua_State *L) {
 void br_sched_clear_interrupt(lua_State *L) {
   br_sched *s = sched_of(L);
   s->interrupted = 0;
+  s->interrupt_handled = 0;
   s->interrupt_seen = 0;
+}
+
+/* ---- the interruption value and its hook ---- */
+
+void br_push_interrupt(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &INTERRUPT_KEY); }
+
+int br_is_interrupt(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  br_push_interrupt(L);
+  int r = lua_rawequal(L, idx, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+int br_sched_interrupt_pending(lua_State *L) {
+  br_sched *s = sched_of(L);
+  return s->interrupted && !s->interrupt_handled;
+}
+
+void br_sched_interrupt_handled(lua_State *L) {
+  sched_of(L)->interrupt_handled = 1;
+  lua_sethook(L, NULL, 0, 0);
+}
+
+/* Raised again at every instruction while the interruption is pending:
+ * code that catches it (pcall, a check expression) cannot go on. Once a
+ * top level handled it, the hook removes itself. */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  if (!br_sched_interrupt_pending(L)) {
+    lua_sethook(L, NULL, 0, 0);
+    return;
+  }
+  br_push_interrupt(L);
+  lua_error(L);
+}
+
+void br_sched_arm(lua_State *L) {
+  lua_sethook(L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static int interrupt_tostring(lua_State *L) {
+  lua_pushliteral(L, "interrupted");
+  return 1;
+}
+
+/* "stopped: " .. err still reads as before the value existed */
+static int interrupt_concat(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  luaL_tolstring(L, 2, NULL);
+  lua_concat(L, 2);
+  return 1;
+}
+
+/* bench.is_interrupt(v) -> true when v is the interruption */
+static int l_is_interrupt(lua_State *L) {
+  lua_pushboolean(L, br_is_interrupt(L, 1));
+  return 1;
+}
+
+/* bench.xpcall_top(f, msgh, ...): xpcall for a top level (the plan
+ * runner's). An interruption that reaches it is handled there: msgh is not
+ * called for it, the hooks stop raising (the caller's clean-up runs), and it
+ * returns false, bench.interrupt. Waits stay cancelled until the process
+ * ends. Any error while a signal is pending counts as the interruption. */
+static int top_msgh(lua_State *L) {
+  if (br_is_interrupt(L, 1) || br_sched_interrupt_pending(L)) {
+    br_sched_interrupt_handled(L);
+    br_push_interrupt(L);
+    return 1;
+  }
+  if (lua_isnil(L, lua_upvalueindex(1))) return 1;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+static int xpcall_top_k(lua_State *L, int status, lua_KContext extra) {
+  if (status != LUA_OK && status != LUA_YIELD) {
+    lua_pushboolean(L, 0);
+    lua_pushvalue(L, -2);
+    return 2;
+  }
+  return lua_gettop(L) - (int)extra;
+}
+
+static int l_xpcall_top(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (n < 2) { lua_settop(L, 2); n = 2; }
+  if (!lua_isnil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, top_msgh, 1);
+  lua_replace(L, 2);                 /* 1 f, 2 msgh, 3.. args */
+  lua_pushboolean(L, 1);             /* the first result on success */
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 3, 2);               /* 1 f, 2 msgh, 3 true, 4 f, 5.. args */
+  int st = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, xpcall_top_k);
+  return xpcall_top_k(L, st, 2);
 }
 
 /* ---- tasks ---- */
@@ -232,6 +339,7 @@ static void task_resume(br_sched *s, br_task *t) {
     t->state = T_RUNNING;
     br_task *prev = s->current;
     s->current = t;
+    if (br_sched_interrupt_pending(L)) br_sched_arm(t->co);   /* a busy task stops too */
     st = lua_resume(t->co, L, nargs, &nres);
     s->current = prev;
   }
@@ -257,9 +365,10 @@ static void task_resume(br_sched *s, br_task *t) {
   } else {
     const char *msg = lua_tostring(t->co, -1);
     int cancelled = t->cancel_requested && msg && strstr(msg, "cancelled");
-    int interrupted = msg && strstr(msg, "interrupted");
+    int interrupted = br_is_interrupt(t->co, -1);
     if (!msg) msg = luaL_typename(t->co, -1);
-    luaL_traceback(L, t->co, msg, 0);
+    if (interrupted) br_push_interrupt(L);   /* the value itself: join raises it again */
+    else luaL_traceback(L, t->co, msg, 0);
     lua_setiuservalue(L, ud, 2);
     int njoin = t->njoiners;
     task_finished(s, t, cancelled || interrupted ? T_CANCELLED : T_FAILED);
@@ -270,6 +379,7 @@ static void task_resume(br_sched *s, br_task *t) {
       lua_pop(L, 1);
     }
   }
+  lua_sethook(t->co, NULL, 0, 0);    /* its <close> handlers run, interrupted or not */
   close_thread(t->co, L);            /* close pending to-be-closed variables */
   lua_pushlightuserdata(L, t);
   lua_pushnil(L);
@@ -328,7 +438,7 @@ int br_sched_drain(lua_State *L) {
     sched_step(s, 1);
   }
   if (s->interrupted) {
-    lua_pushliteral(L, "interrupted");
+    br_push_interrupt(L);
     return -1;
   }
   return 0;
@@ -452,7 +562,8 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 static int join_k(lua_State *L, int status, lua_KContext ctx) {
   br_task *t = lua_touserdata(L, 1);
   if (t->state < T_DONE) {   /* the wait was cancelled */
-    return luaL_error(L, "%s", sched_of(L)->interrupted ? "interrupted" : "cancelled");
+    if (sched_of(L)->interrupted) { br_push_interrupt(L); return lua_error(L); }
+    return luaL_error(L, "cancelled");
   }
   lua_getiuservalue(L, 1, 2);
   if (t->state != T_DONE) return lua_error(L);
@@ -561,6 +672,16 @@ int br_sched_open(lua_State *L) {
   *(br_sched **)lua_getextraspace(L) = s;
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &LIVE_KEY);
+  lua_newuserdatauv(L, 0, 0);
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, interrupt_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, interrupt_concat);
+  lua_setfield(L, -2, "__concat");
+  lua_pushliteral(L, "bench.Interrupt");
+  lua_setfield(L, -2, "__name");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &INTERRUPT_KEY);
   return 0;
 }
 
@@ -587,13 +708,15 @@ int luaopen_bench(lua_State *L) {
     {"__tostring", task_tostring}, {"__gc", task_gc}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
     {"spawn", l_spawn}, {"wait", l_wait}, {"run", l_run}, {"sleep", br_clock_sleep},
-    {"tasks", l_running}, {NULL, NULL}};
+    {"tasks", l_running}, {"is_interrupt", l_is_interrupt}, {"xpcall_top", l_xpcall_top}, {NULL, NULL}};
   luaL_newmetatable(L, TASK_MT);
   luaL_setfuncs(L, task_meta, 0);
   luaL_newlib(L, task_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
+  br_push_interrupt(L);
+  lua_setfield(L, -2, "interrupt");
   return 1;
 }
 

@@ -223,7 +223,15 @@ typedef struct {
   int lockfd;
 } journal;
 
-/* Lock the journal (other benchruns may share it) and return its entries. */
+/* This process changed a sysctl (its entries may be in the journal), and
+ * how many of them the last restore at the end could not put back. */
+static volatile int changed_any;
+static int final_unrestored;
+
+/* Lock the journal (other benchruns may share it) and return its entries.
+ * A journal that exists but cannot be read (torn, edited, unreadable) is
+ * never treated as empty: it may hold the only record of an original
+ * value, so it is kept as it is and the caller gets NULL and why. */
 static cJSON *journal_open(journal *j, char *why, size_t whysz) {
   state_dir(j->dir, sizeof j->dir);
   snprintf(j->path, sizeof j->path, "%s/restore.json", j->dir);
@@ -235,9 +243,16 @@ static cJSON *journal_open(journal *j, char *why, size_t whysz) {
   char lock[1200];
   snprintf(lock, sizeof lock, "%s/restore.lock", j->dir);
   j->lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (j->lockfd >= 0) flock(j->lockfd, LOCK_EX);
+  if (j->lockfd < 0) {
+    snprintf(why, whysz, "cannot open the journal lock %s: %s", lock, strerror(errno));
+    return NULL;
+  }
+  /* one benchrun (or thread: the hard exit path) at a time */
+  while (flock(j->lockfd, LOCK_EX) != 0 && errno == EINTR) {}
   cJSON *entries = NULL;
+  const char *bad = NULL;
   FILE *f = fopen(j->path, "r");
+  if (!f && errno != ENOENT) bad = strerror(errno);
   if (f) {
     char *text = NULL;
     size_t len = 0, cap = 0;
@@ -253,16 +268,29 @@ static cJSON *journal_open(journal *j, char *why, size_t whysz) {
       memcpy(text + len, tmp, n);
       len += n;
     }
+    if (ferror(f)) bad = "read error";
     fclose(f);
-    if (text) {
-      text[len] = 0;
-      cJSON *doc = cJSON_Parse(text);
-      free(text);
-      cJSON *e = doc ? cJSON_DetachItemFromObjectCaseSensitive(doc, "entries") : NULL;
-      if (cJSON_IsArray(e)) entries = e;
-      else cJSON_Delete(e);
-      cJSON_Delete(doc);
+    if (text) text[len] = 0;
+    cJSON *doc = text && !bad ? cJSON_Parse(text) : NULL;
+    free(text);
+    cJSON *e = doc ? cJSON_DetachItemFromObjectCaseSensitive(doc, "entries") : NULL;
+    if (cJSON_IsArray(e)) entries = e;
+    else {
+      cJSON_Delete(e);
+      if (!bad) bad = len == 0 ? "it is empty" : "it is not a JSON object with an entries list";
     }
+    cJSON_Delete(doc);
+  }
+  if (bad) {
+    snprintf(why, whysz,
+             "the sysctl restore journal %s cannot be read (%s); it is kept as it is: it may hold the original "
+             "values of sysctls a benchrun changed. Check the values it names (sysctl -n NAME), put back the "
+             "\"original\" ones, then remove the file",
+             j->path, bad);
+    flock(j->lockfd, LOCK_UN);
+    close(j->lockfd);
+    j->lockfd = -1;
+    return NULL;
   }
   if (!entries) entries = cJSON_CreateArray();
   return entries;
@@ -298,6 +326,9 @@ static int journal_save(journal *j, cJSON *entries, char *why, size_t whysz) {
     unlink(tmp);
     return -1;
   }
+  /* the rename itself must survive a crash too */
+  int dfd = open(j->dir, O_RDONLY | O_CLOEXEC);
+  if (dfd >= 0) { fsync(dfd); close(dfd); }
   return 0;
 }
 
@@ -324,10 +355,21 @@ static const char *copy_field(cJSON *o, const char *k, char *buf, size_t size) {
   return buf;
 }
 
+/* A journal entry's owner is alive: its pid exists and, where the system
+ * tells (Linux /proc/PID/comm), is a benchrun: after a reboot or a long
+ * time the pid may belong to anything else, and the entry must not be held
+ * forever by a stranger. */
 static int owner_alive(int pid) {
   if (pid <= 0) return 0;
   if (pid == (int)getpid()) return 1;
-  return kill(pid, 0) == 0 || errno == EPERM;
+  if (!(kill(pid, 0) == 0 || errno == EPERM)) return 0;
+  char path[64], comm[64] = "";
+  snprintf(path, sizeof path, "/proc/%d/comm", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 1;   /* no /proc (macOS): the pid is all we know */
+  int got = fgets(comm, sizeof comm, f) != NULL;
+  fclose(f);
+  return !got || strncmp(comm, "benchrun", 8) == 0;
 }
 
 /* Entries to undo: mine (mode 0), those of dead owners (mode 1), or both
@@ -342,7 +384,16 @@ static int restore(lua_State *L, int mode, int quiet) {
   cJSON *entries = journal_open(&j, why, sizeof why);
   if (L) lua_newtable(L);
   if (!entries) {
-    if (!quiet) fprintf(stderr, "benchrun: %s\n", why);
+    /* loud even when quiet: a restore that cannot happen must be seen */
+    fprintf(stderr, "benchrun: WARNING: %s\n", why);
+    if (L) {
+      lua_createtable(L, 0, 2);
+      lua_pushboolean(L, 0);
+      lua_setfield(L, -2, "ok");
+      lua_pushstring(L, why);
+      lua_setfield(L, -2, "error");
+      lua_rawseti(L, -2, 1);
+    }
     return 1;
   }
   int failures = 0, out = 1;
@@ -407,7 +458,12 @@ static int l_sysctl_get(lua_State *L) {
 
 /* sys.sysctl_set(name, value) -> previous value | nil, message.
  * Journaled before the change; the first original is kept when a run
- * changes the same name twice. */
+ * changes the same name twice. One benchrun owns a name at a time: a name
+ * another live benchrun changed is refused (two runs restoring each
+ * other's values would leave the wrong one for good), and the entry of a
+ * benchrun that is gone is taken over with its original, the true one.
+ * The value is read under the journal's lock, so no other benchrun changes
+ * it between the read and the journal entry. */
 static int l_sysctl_set(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
   if (!valid_name(name)) return luaL_argerror(L, 1, lua_pushfstring(L, "'%s' is not a sysctl name", name));
@@ -415,11 +471,6 @@ static int l_sysctl_set(lua_State *L) {
   const char *value = luaL_tolstring(L, 2, NULL);
   if (!valid_value(value)) return luaL_argerror(L, 2, "expected a one-line value");
   char prev[1100], why[1400];
-  if (sysctl_read(name, prev, sizeof prev, why, sizeof why) != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "sys.sysctl_set: %s", why);
-    return 2;
-  }
   journal j;
   cJSON *entries = journal_open(&j, why, sizeof why);
   if (!entries) {
@@ -427,35 +478,62 @@ static int l_sysctl_set(lua_State *L) {
     lua_pushfstring(L, "sys.sysctl_set: %s (nothing changed)", why);
     return 2;
   }
-  int have = 0;
-  cJSON *e;
+  if (sysctl_read(name, prev, sizeof prev, why, sizeof why) != 0) {
+    journal_close(&j, entries);
+    lua_pushnil(L);
+    lua_pushfstring(L, "sys.sysctl_set: %s", why);
+    return 2;
+  }
+  int me = (int)getpid();
+  cJSON *e = NULL, *mine = NULL;
   cJSON_ArrayForEach(e, entries) {
     const char *n = jstr(e, "name");
-    if (n && !strcmp(n, name) && jint(e, "pid") == (int)getpid()) { have = 1; break; }
+    if (!n || strcmp(n, name) != 0) continue;
+    int pid = jint(e, "pid");
+    if (pid == me) { mine = e; break; }
+    const char *orig = jstr(e, "original");
+    if (owner_alive(pid)) {
+      char msg[1600];
+      snprintf(msg, sizeof msg,
+               "sys.sysctl_set: sysctl %s is in use by another benchrun (pid %d changed it from %s to %s; its "
+               "journal restores %s when it ends); nothing changed: run one benchrun at a time that changes %s, "
+               "or wait for pid %d to end",
+               name, pid, orig ? orig : "?", jstr(e, "value") ? jstr(e, "value") : "?", orig ? orig : "?", name, pid);
+      journal_close(&j, entries);
+      lua_pushnil(L);
+      lua_pushstring(L, msg);
+      return 2;
+    }
+    /* its owner is gone: its original is the truth; this run restores it */
+    fprintf(stderr, "benchrun: sysctl %s: taking over the journal entry of benchrun pid %d, which is gone "
+            "(original %s is kept and will be restored)\n", name, pid, orig ? orig : "?");
+    cJSON_ReplaceItemInObjectCaseSensitive(e, "pid", cJSON_CreateNumber((double)me));
+    mine = e;
+    break;
   }
   cJSON *added = NULL;
-  if (!have) {
+  if (!mine) {
     added = cJSON_CreateObject();
     cJSON_AddStringToObject(added, "name", name);
     cJSON_AddStringToObject(added, "original", prev);
     cJSON_AddStringToObject(added, "value", value);
-    cJSON_AddNumberToObject(added, "pid", (double)getpid());
+    cJSON_AddNumberToObject(added, "pid", (double)me);
     cJSON_AddNumberToObject(added, "time", (double)time(NULL));
     if (sysctl_program()) cJSON_AddStringToObject(added, "program", sysctl_program());
     cJSON_AddItemToArray(entries, added);
-    if (journal_save(&j, entries, why, sizeof why) != 0) {
-      journal_close(&j, entries);
-      lua_pushnil(L);
-      lua_pushfstring(L, "sys.sysctl_set: %s (nothing changed)", why);
-      return 2;
-    }
   } else {
-    cJSON_ReplaceItemInObjectCaseSensitive(e, "value", cJSON_CreateString(value));
-    journal_save(&j, entries, why, sizeof why);
+    cJSON_ReplaceItemInObjectCaseSensitive(mine, "value", cJSON_CreateString(value));
   }
+  if (journal_save(&j, entries, why, sizeof why) != 0) {
+    journal_close(&j, entries);
+    lua_pushnil(L);
+    lua_pushfstring(L, "sys.sysctl_set: %s (nothing changed)", why);
+    return 2;
+  }
+  changed_any = 1;
   if (sysctl_write(name, value, sysctl_program(), why, sizeof why) != 0) {
+    char why2[1400];
     if (added) {   /* nothing changed: the entry goes */
-      char why2[1400];
       cJSON_DeleteItemFromArray(entries, cJSON_GetArraySize(entries) - 1);
       journal_save(&j, entries, why2, sizeof why2);
     }
@@ -655,10 +733,22 @@ static int l_lockfile(lua_State *L) {
   return 1;
 }
 
+/* Undo this process's changes, without Lua: the guard's finalizer, and the
+ * hard exit path of a second signal (a thread of its own). Returns the
+ * number of values that could not be put back (they stay journaled). */
+int br_sys_restore_mine(void) {
+  if (!changed_any) return 0;
+  final_unrestored = restore(NULL, MINE, 0);
+  return final_unrestored;
+}
+
+int br_sys_unrestored(void) { return final_unrestored; }
+
 /* The guard's finalizer runs when the state closes: whatever this process
  * changed is put back, whatever the reason for closing. */
 static int guard_gc(lua_State *L) {
-  restore(NULL, MINE, 0);
+  (void)L;
+  br_sys_restore_mine();
   return 0;
 }
 

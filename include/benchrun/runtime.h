@@ -23,8 +23,20 @@ void br_runtime_report(lua_State *L);
 /* Install SIGINT/SIGTERM/SIGHUP handling for L (Ctrl-C interrupts the
  * running Lua code and every wait). */
 void br_runtime_signals(lua_State *L);
+/* Forget an interruption (the REPL, after a cancelled line): the next
+ * signal is a first one again. */
+void br_runtime_clear_interrupt(lua_State *L);
 /* The signal that asked benchrun to stop (SIGTERM, SIGHUP), or 0. */
 int br_runtime_stop_signal(void);
+
+/* Put back the sysctl values this process changed (bench.sys journal),
+ * without Lua (also from the hard exit thread); -> how many could not be. */
+int br_sys_restore_mine(void);
+/* How many values the last br_sys_restore_mine left changed (0: none). */
+int br_sys_unrestored(void);
+/* Stop every child process group bench.proc started (SIGTERM, then SIGKILL
+ * after grace_s), without Lua; -> how many groups were signalled. */
+int br_proc_kill_all(double grace_s);
 
 /* The absolute path of the running benchrun executable. */
 const char *br_runtime_executable(void);

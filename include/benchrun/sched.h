@@ -57,6 +57,21 @@ int br_sched_interrupted(lua_State *L);
 lua_State *br_sched_running_thread(lua_State *L);
 void br_sched_clear_interrupt(lua_State *L);
 
+/* The interruption is a value, not a word: one userdata per state
+ * (bench.interrupt in Lua, tostring "interrupted"). Every wait cancelled
+ * by a signal, and the hook below, raise it. */
+void br_push_interrupt(lua_State *L);
+int br_is_interrupt(lua_State *L, int idx);
+/* Hook L so it raises the interruption at its next instruction, and at
+ * every one after until a top level handles it (a pcall cannot swallow it).
+ * Async-signal-safe (lua_sethook, as lua.c's laction). */
+void br_sched_arm(lua_State *L);
+/* A signal came and no top level has taken the interruption yet. */
+int br_sched_interrupt_pending(lua_State *L);
+/* A top level took the interruption: the hooks stop raising (clean-up code
+ * runs); waits are still cancelled until br_sched_clear_interrupt. */
+void br_sched_interrupt_handled(lua_State *L);
+
 /* Run the loop until no task is left (or interruption). Returns 0, or -1
  * with an error message pushed when interrupted. */
 int br_sched_drain(lua_State *L);

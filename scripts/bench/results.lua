@@ -405,6 +405,8 @@ local function run_checks(checks, cell)
       local ok, passed, detail = pcall(fn, text, {prompt = prompt, cell = cell})
       if ok then
         res[prompt] = {ok = passed == true, detail = detail ~= nil and tostring(detail) or nil}
+      elseif bench.is_interrupt(passed) then
+        error(passed, 0)   -- an interrupted check is no result: the signal goes on
       else
         res[prompt] = {ok = false, detail = "error: " .. tostring(passed)}
       end

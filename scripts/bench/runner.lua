@@ -43,31 +43,68 @@ local function new_sysctl(dry, ceilings)
 end
 
 -- set(name, value) -> true or nil, why. "default" puts back the value found
--- before the plan changed it (or leaves it alone if it never did).
+-- before the plan changed it (or leaves it alone if it never did). The log
+-- entry of a change that failed says so (ok = false, error): nothing may
+-- call it applied.
 function Sysctl:set(name, value)
   if self.current[name] == value then return true end
   local max = self.ceilings[name]
   if value ~= "default" and math.type(max) == "integer" and math.type(value) == "integer" and value > max then
     return nil, string.format("sysctl %s=%d is above the plan's safety.max_sysctl (%d)", name, value, max)
   end
-  self.log[#self.log + 1] = {name = name, value = value, simulated = self.dry or nil, t = os.date("!%Y-%m-%dT%H:%M:%SZ")}
+  local entry = {name = name, value = value, simulated = self.dry or nil, t = os.date("!%Y-%m-%dT%H:%M:%SZ")}
+  self.log[#self.log + 1] = entry
+  local function failed(why)
+    entry.ok, entry.error = false, why
+    self.current[name] = nil   -- unknown: the next set tries again
+    return nil, why
+  end
   self.current[name] = value
   if self.dry then return true end
   if value == "default" then
     local orig = self.applied[name]
     if orig == nil then return true end
     local ok, why = sys.sysctl_set(name, orig)
-    if not ok then return nil, string.format("sysctl %s: cannot restore %s: %s", name, tostring(orig), tostring(why)) end
+    if not ok then return failed(string.format("sysctl %s: cannot restore %s: %s", name, tostring(orig), tostring(why))) end
     return true
   end
   if self.applied[name] == nil then
     local orig, why = sys.sysctl_get(name)
-    if orig == nil then return nil, string.format("sysctl %s: cannot read it: %s", name, tostring(why)) end
+    if orig == nil then return failed(string.format("sysctl %s: cannot read it: %s", name, tostring(why))) end
     self.applied[name] = orig
   end
   local ok, why = sys.sysctl_set(name, value)
-  if not ok then return nil, string.format("sysctl %s=%s: %s", name, tostring(value), tostring(why)) end
+  if not ok then return failed(string.format("sysctl %s=%s: %s", name, tostring(value), tostring(why))) end
   return true
+end
+
+-- apply(wanted) -> in_effect | nil, why: a cell runs with exactly its sysctl
+-- values; every other name this run changed goes back to its original
+-- first (a value set for one cell must not leak into the next). in_effect:
+-- {name = value} of every name this run has touched, as it now is ("default"
+-- for an original), for the cell record.
+function Sysctl:apply(wanted)
+  wanted = wanted or {}
+  local names = {}
+  for k in pairs(self.current) do if wanted[k] == nil then names[#names + 1] = k end end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local ok, why = self:set(k, "default")
+    if not ok then return nil, why end
+  end
+  local keys = {}
+  for k in pairs(wanted) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local ok, why = self:set(k, wanted[k])
+    if not ok then return nil, why end
+  end
+  local in_effect = {}
+  for k, v in pairs(self.current) do
+    -- an original is named by its value where it is known (not in a dry run)
+    in_effect[k] = v == "default" and self.applied[k] or v
+  end
+  return in_effect
 end
 
 -- restore() puts every changed value back (the journal of bench.sys too).
@@ -78,6 +115,13 @@ function Sysctl:restore()
         self.log[#self.log + 1] = {name = name, value = "default", simulated = true, restore = true}
       end
     end
+    self.current = {}
+    return true
+  end
+  -- nothing changed by this run: nothing to put back (and a journal that
+  -- cannot be read, which bench.sys already warned about, fails no plan
+  -- that never touched a sysctl)
+  if next(self.applied) == nil then
     self.current = {}
     return true
   end
@@ -507,18 +551,15 @@ local function run_cell(ctx, cell, i)
   ctx.cell_id = cell.id
 
   -- sysctl first: a model loads under the limits the cell asks for
-  local keys = {}
-  for k in pairs(cell.sysctl or {}) do keys[#keys + 1] = k end
-  table.sort(keys)
-  for _, k in ipairs(keys) do
-    local ok, why = ctx.sysctl:set(k, cell.sysctl[k])
-    if not ok then
-      out.status, out.error = "failed", why
-      out.ended_ns = now_ns()
-      return out
-    end
+  -- exactly its values; the others this run changed are back at their originals
+  local in_effect, sysctl_why = ctx.sysctl:apply(cell.sysctl)
+  if not in_effect then
+    out.status, out.error = "failed", sysctl_why
+    out.ended_ns = now_ns()
+    return out
   end
-  if #keys > 0 and ctx.dry then out.sysctl_simulated = true end
+  if next(in_effect) then out.sysctl = in_effect end
+  if next(cell.sysctl or {}) and ctx.dry then out.sysctl_simulated = true end
 
   -- server: restart when its configuration changed or the cell asks for it
   local key = P.server_key(cell)
@@ -646,7 +687,7 @@ local function run_cell(ctx, cell, i)
     local ok, res = pcall(send, rep)
     wall_total = wall_total + (now_ns() - t0) / 1e9
     if not ok then
-      if tostring(res):find("interrupted") then error(res, 0) end
+      if bench.is_interrupt(res) then error(res, 0) end
       out.status, out.error = "failed", tostring(res)
       break
     end
@@ -810,7 +851,9 @@ function M.run(plan, opts)
   M.assign_labels(plan, plan.cells, phase_script, ctx)
   local interrupted, fatal, stopped
   local status_count = {}
-  local ok, err = xpcall(function()
+  -- bench.xpcall_top: an interruption (the value bench.interrupt) stops
+  -- here however deep a pcall tried to swallow it, and the clean-up below runs
+  local ok, err = bench.xpcall_top(function()
     if phase_script.prepare then phase_script.prepare(ctx) end
     for i, cell in ipairs(remaining) do
       progress:cell_start(i, cell.id, {requests = P.cell_requests(plan, cell), labels = cell.axes})
@@ -842,17 +885,19 @@ function M.run(plan, opts)
       end
     end
   end, function(e)
-    if tostring(e):find("interrupted") then return "interrupted" end
     if run.write_error then return run.write_error end   -- a full disk: the message says it all
     return debug.traceback(tostring(e), 2)
   end)
   if not ok then
-    if err == "interrupted" then interrupted = true else fatal = err end
+    if bench.is_interrupt(err) then interrupted = true else fatal = err end
   end
   -- whatever happened: stop the server, restore the machine's settings
   stop_server(ctx)
   local rok, rwhy = ctx.sysctl:restore()
-  if not rok then io.stderr:write("benchrun: WARNING: restoring sysctl values: ", tostring(rwhy), "\n") end
+  if not rok then
+    io.stderr:write("benchrun: WARNING: sysctl values NOT restored: ", tostring(rwhy),
+                    "\n          bench.sys keeps their originals in its journal; the next benchrun retries\n")
+  end
   pcall(run.flush, run)
 
   if interrupted then
@@ -891,7 +936,8 @@ function M.run(plan, opts)
   for st, n in pairs(status_count) do if st ~= "ok" and st ~= "oom" and st ~= "aborted" then bad = bad + n end end
   -- an OOM kill and an abort by the memory ceiling are results; cells left
   -- out by stop_on_oom mean the plan did not finish
-  return (bad > 0 or stopped) and 1 or 0
+  -- a setting left changed fails the run, whatever the cells did
+  return (bad > 0 or stopped or not rok) and 1 or 0
 end
 
 M.new_sysctl = new_sysctl

@@ -96,19 +96,26 @@ function phase.finish(ctx, cells)
     #bad == 0 and "no crashes or OOM kills" or ("crashes/OOM: " .. table.concat(bad, ", "))))
   -- sysctl: what was set, simulated or not, and that it was put back
   local log = ctx.sysctl and ctx.sysctl.log or {}
-  local set, failed = {}, {}
+  -- a change whose log entry says it failed was never applied: it is named
+  -- as such, never counted as applied
+  local set, failed, not_set = {}, {}, {}
   for _, e in ipairs(log) do
     if e.restore then
       if e.ok == false then failed[#failed + 1] = string.format("%s (%s)", tostring(e.name), tostring(e.error)) end
+    elseif e.ok == false then
+      not_set[#not_set + 1] = string.format("%s=%s (%s)", tostring(e.name), tostring(e.value), tostring(e.error))
     elseif e.value ~= "default" then set[#set + 1] = string.format("%s=%s", e.name, tostring(e.value)) end
   end
   if #log > 0 then
     if ctx.dry then
       say(string.format("sysctl sweep simulated (a dry run never changes the machine): %d change%s (%s), each back to default after its cells",
         #set, #set == 1 and "" or "s", table.concat(set, ", ")))
-    else
+    elseif #set > 0 then
       say(string.format("sysctl: %d change%s (%s) applied with journaled originals", #set, #set == 1 and "" or "s",
         table.concat(set, ", ")))
+    end
+    if #not_set > 0 then
+      say("sysctl changes that FAILED (not applied; their cells failed): " .. table.concat(not_set, "; "))
     end
     if #failed > 0 then
       say("Settings NOT all restored: " .. table.concat(failed, "; ") ..

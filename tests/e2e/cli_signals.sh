@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Ctrl-C (SIGINT) interrupts a sleep, a busy Lua loop (also inside a task)
-# and running tasks with "interrupted" and exit status 1; SIGTERM stops
-# benchrun with 128+15.
+# Ctrl-C (SIGINT) interrupts a sleep, a busy Lua loop (also inside a task,
+# also inside pcall) and running tasks with "interrupted" and exit status 1;
+# SIGTERM stops benchrun with 128+15. A second signal while the first one's
+# clean-up hangs: tests/lua/sys_restore_test.lua.
 # Usage: cli_signals.sh BENCHRUN
 set -u
 B=${1:?usage: cli_signals.sh path/to/benchrun}
@@ -46,6 +47,19 @@ interrupt "SIGINT with tasks left at exit" INT 1 "interrupted" \
 interrupt "SIGINT runs <close> handlers"   INT 1 "closed" \
   "bench.run(function() local c <close> = setmetatable({}, {__close = function() print('closed') end}); clock.sleep(100) end)"
 interrupt "SIGTERM stops benchrun"         TERM 143 "stopped by signal 15" "clock.sleep(100)"
+# signals always win: code that catches every error still stops
+interrupt "SIGINT ends a busy loop inside pcall"    INT 1 "interrupted" \
+  "while true do pcall(function() local n = 0; while true do n = n + 1 end end) end"
+interrupt "SIGINT ends a loop that retries a wait"  INT 1 "interrupted" \
+  "while true do pcall(clock.sleep, 100) end"
+interrupt "SIGINT ends a task's loop inside pcall"  INT 1 "interrupted" \
+  "bench.run(function() while true do pcall(function() local n = 0; while true do n = n + 1 end end) end end)"
+interrupt "SIGTERM ends a busy loop inside pcall"   TERM 143 "stopped by signal 15" \
+  "while true do pcall(function() local n = 0; while true do n = n + 1 end end) end"
+# the interruption is a value; a top level (bench.xpcall_top) takes it
+interrupt "the interruption is a value"             INT 0 "value true true interrupted" \
+  "local ok, e = bench.xpcall_top(function() while true do pcall(clock.sleep, 100) end end, nil); \
+   io.stdout:write('value ', tostring(bench.is_interrupt(e)), ' ', tostring(rawequal(e, bench.interrupt)), ' ', tostring(e), '\\n')"
 
 [ $fails = 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all ok"

@@ -167,6 +167,23 @@ local function section_header(out, an, opts)
   if s.total_cells and not s.finished then
     facts[#facts + 1] = string.format("- Planned cells: %d", s.total_cells)
   end
+  -- the runner's sysctl log: a value left changed, or a change that failed,
+  -- is said at the top, whatever the phase script writes
+  local unrestored, unset = {}, {}
+  for _, e in ipairs(type(notes.sysctl) == "table" and notes.sysctl or {}) do
+    if type(e) == "table" and e.ok == false then
+      local t = string.format("`%s` (%s)", tostring(e.name), tostring(e.error or "failed"))
+      if e.restore then unrestored[#unrestored + 1] = t else unset[#unset + 1] = t end
+    end
+  end
+  if #unrestored > 0 then
+    facts[#facts + 1] = "- **WARNING: sysctl values NOT restored** after this run: " .. table.concat(unrestored, "; ")
+      .. ". The machine still runs with the changed values; bench.sys keeps their originals in its journal "
+      .. "(the next benchrun retries; `sys.restore_all()` does it now)."
+  end
+  if #unset > 0 then
+    facts[#facts + 1] = "- sysctl changes that failed (not applied; their cells failed): " .. table.concat(unset, "; ")
+  end
   for _, f in ipairs(facts) do out[#out + 1] = f end
   out[#out + 1] = ""
 end
