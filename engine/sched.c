@@ -54,6 +54,7 @@ typedef struct br_sched {
 static const char SCHED_KEY = 'S';   /* registry: the sched userdata */
 static const char LIVE_KEY = 'L';    /* registry: {task userdata = true} for unfinished tasks */
 static const char INTERRUPT_KEY = 'I';   /* registry: the interruption value */
+static const char CANCEL_KEY = 'C';      /* registry: the cancellation value */
 
 /* The scheduler pointer lives in the main thread's extra space, which Lua
  * copies into every new thread, so any coroutine finds it in O(1). */
@@ -127,7 +128,8 @@ int br_wait_raise(lua_State *L, br_wait *w) {
     br_push_interrupt(L);
     return lua_error(L);
   }
-  return luaL_error(L, "cancelled");
+  br_push_cancel(L);
+  return lua_error(L);
 }
 
 static void sched_step(br_sched *s, int block);
@@ -194,6 +196,15 @@ void br_sched_clear_interrupt(lua_State *L) {
 /* ---- the interruption value and its hook ---- */
 
 void br_push_interrupt(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &INTERRUPT_KEY); }
+void br_push_cancel(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCEL_KEY); }
+
+int br_is_cancel(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  br_push_cancel(L);
+  int r = lua_rawequal(L, idx, -1);
+  lua_pop(L, 1);
+  return r;
+}
 
 int br_is_interrupt(lua_State *L, int idx) {
   idx = lua_absindex(L, idx);
@@ -235,6 +246,11 @@ static int interrupt_tostring(lua_State *L) {
   return 1;
 }
 
+static int cancel_tostring(lua_State *L) {
+  lua_pushliteral(L, "cancelled");
+  return 1;
+}
+
 /* "stopped: " .. err still reads as before the value existed */
 static int interrupt_concat(lua_State *L) {
   luaL_tolstring(L, 1, NULL);
@@ -246,6 +262,14 @@ static int interrupt_concat(lua_State *L) {
 /* bench.is_interrupt(v) -> true when v is the interruption */
 static int l_is_interrupt(lua_State *L) {
   lua_pushboolean(L, br_is_interrupt(L, 1));
+  return 1;
+}
+
+/* bench.is_cancel(v) -> true when v is the cancellation (task:cancel(), a
+ * cancelled wait): a value, so an error whose words say "cancelled" or
+ * "interrupted" is still a failure */
+static int l_is_cancel(lua_State *L) {
+  lua_pushboolean(L, br_is_cancel(L, 1));
   return 1;
 }
 
@@ -332,7 +356,7 @@ static void task_resume(br_sched *s, br_task *t) {
     /* cancelled before it ever ran: its body must not run at all */
     t->started = 1;
     lua_settop(t->co, 0);
-    lua_pushliteral(t->co, "cancelled");
+    br_push_cancel(t->co);
     st = LUA_ERRRUN;
   } else {
     t->started = 1;
@@ -364,10 +388,11 @@ static void task_resume(br_sched *s, br_task *t) {
     task_finished(s, t, T_DONE);
   } else {
     const char *msg = lua_tostring(t->co, -1);
-    int cancelled = t->cancel_requested && msg && strstr(msg, "cancelled");
+    int cancelled = br_is_cancel(t->co, -1);
     int interrupted = br_is_interrupt(t->co, -1);
     if (!msg) msg = luaL_typename(t->co, -1);
     if (interrupted) br_push_interrupt(L);   /* the value itself: join raises it again */
+    else if (cancelled) br_push_cancel(L);
     else luaL_traceback(L, t->co, msg, 0);
     lua_setiuservalue(L, ud, 2);
     int njoin = t->njoiners;
@@ -563,7 +588,8 @@ static int join_k(lua_State *L, int status, lua_KContext ctx) {
   br_task *t = lua_touserdata(L, 1);
   if (t->state < T_DONE) {   /* the wait was cancelled */
     if (sched_of(L)->interrupted) { br_push_interrupt(L); return lua_error(L); }
-    return luaL_error(L, "cancelled");
+    br_push_cancel(L);
+    return lua_error(L);
   }
   lua_getiuservalue(L, 1, 2);
   if (t->state != T_DONE) return lua_error(L);
@@ -603,7 +629,7 @@ static int task_cancel(lua_State *L) {
   br_sched *s = sched_of(L);
   if (t->state >= T_DONE) return 0;
   t->cancel_requested = 1;
-  if (t->co == L) return luaL_error(L, "cancelled");
+  if (t->co == L) { br_push_cancel(L); return lua_error(L); }
   if (t->wait) { br_wait *w = t->wait; t->wait = NULL; cancel_wait(w); }
   make_ready(s, t);
   return 0;
@@ -682,6 +708,16 @@ int br_sched_open(lua_State *L) {
   lua_setfield(L, -2, "__name");
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &INTERRUPT_KEY);
+  lua_newuserdatauv(L, 0, 0);
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, cancel_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, interrupt_concat);
+  lua_setfield(L, -2, "__concat");
+  lua_pushliteral(L, "bench.Cancel");
+  lua_setfield(L, -2, "__name");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CANCEL_KEY);
   return 0;
 }
 
@@ -708,7 +744,8 @@ int luaopen_bench(lua_State *L) {
     {"__tostring", task_tostring}, {"__gc", task_gc}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
     {"spawn", l_spawn}, {"wait", l_wait}, {"run", l_run}, {"sleep", br_clock_sleep},
-    {"tasks", l_running}, {"is_interrupt", l_is_interrupt}, {"xpcall_top", l_xpcall_top}, {NULL, NULL}};
+    {"tasks", l_running}, {"is_interrupt", l_is_interrupt}, {"is_cancel", l_is_cancel},
+    {"xpcall_top", l_xpcall_top}, {NULL, NULL}};
   luaL_newmetatable(L, TASK_MT);
   luaL_setfuncs(L, task_meta, 0);
   luaL_newlib(L, task_methods);
@@ -717,6 +754,8 @@ int luaopen_bench(lua_State *L) {
   luaL_newlib(L, funcs);
   br_push_interrupt(L);
   lua_setfield(L, -2, "interrupt");
+  br_push_cancel(L);
+  lua_setfield(L, -2, "cancelled");
   return 1;
 }
 

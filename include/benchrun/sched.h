@@ -62,6 +62,10 @@ void br_sched_clear_interrupt(lua_State *L);
  * by a signal, and the hook below, raise it. */
 void br_push_interrupt(lua_State *L);
 int br_is_interrupt(lua_State *L, int idx);
+/* The cancellation value (task:cancel(), a cancelled wait): raised as a
+ * value, so no text decides what a cancellation is. */
+void br_push_cancel(lua_State *L);
+int br_is_cancel(lua_State *L, int idx);
 /* Hook L so it raises the interruption at its next instruction, and at
  * every one after until a top level handles it (a pcall cannot swallow it).
  * Async-signal-safe (lua_sethook, as lua.c's laction). */

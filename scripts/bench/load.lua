@@ -18,11 +18,11 @@ local M = {}
 
 local spawn, wait = bench.spawn, bench.wait
 
--- A cancelled or interrupted wait raises "cancelled" / "interrupted",
--- possibly after a "file:line: " prefix.
+-- A cancelled or interrupted wait raises a value (bench.cancelled,
+-- bench.interrupt), never words: an error that says "interrupted by peer"
+-- is a failure of the request like any other.
 local function is_cancel(err)
-  local m = tostring(err)
-  return m:match("cancelled$") ~= nil or m:match("interrupted!?$") ~= nil
+  return bench.is_cancel(err) or bench.is_interrupt(err)
 end
 
 -- A to-be-closed guard that cancels `tasks` when its scope is left by an

@@ -69,6 +69,9 @@ out=$("$B" run - x < "$tmp/stdin.lua" 2>&1); rc=$?
 if [ $rc = 0 ] && [ "$out" = "from stdin	x" ]; then echo "ok     run - reads stdin"; else echo "FAILED run -: $rc $out"; fails=$((fails + 1)); fi
 printf 'local t = bench.spawn(function() clock.sleep(0.01); return 1 end)\nprint("spawned")\n' > "$tmp/task.lua"
 check "tasks finish before exit" 0 "spawned"                "$B" run "$tmp/task.lua"
+# a task's error that says "interrupted" is a failure (exit 1), not a cancellation
+printf 'bench.spawn(function() error("upload interrupted by peer") end)\n' > "$tmp/words.lua"
+check "an error's words are not a cancellation" 1 "upload interrupted by peer" "$B" run "$tmp/words.lua"
 
 [ $fails = 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all ok"

@@ -150,6 +150,30 @@ T.case("wait on an empty list and on finished tasks returns at once", function()
   T.eq(bench.wait(t, t), true, "finished twice")
 end)
 
+T.case("cancellation is a value, not a word", function()
+  -- errors whose words say "interrupted" or "cancelled" are failures
+  for _, words in ipairs{"upload interrupted by peer", "the transfer was cancelled by the peer"} do
+    local t = bench.spawn(function() error(words) end)
+    local ok, err = pcall(t.join, t)
+    T.eq(ok, false, "join raises")
+    T.eq(t:status(), "failed", words)
+    T.eq(bench.is_cancel(err) or bench.is_interrupt(err), false, "not a cancellation: " .. words)
+  end
+  -- a real cancel raises the value, whatever was waiting
+  local slow = bench.spawn(function() clock.sleep(5) end)
+  clock.sleep(0.01)
+  slow:cancel()
+  local ok, err = pcall(slow.join, slow)
+  T.eq(ok, false, "join of a cancelled task raises")
+  T.eq(bench.is_cancel(err), true, "the cancellation value")
+  T.eq(rawequal(err, bench.cancelled), true, "bench.cancelled itself")
+  T.eq(tostring(err), "cancelled", "it reads as before")
+  T.eq(slow:status(), "cancelled", "status")
+  local before = bench.spawn(function() error("never runs") end)
+  before:cancel()
+  T.eq(bench.is_cancel(select(2, pcall(before.join, before))), true, "cancelled before it ran")
+end)
+
 T.case("caller mistakes raise", function()
   T.checkerr("bad argument #1 to 'bench.spawn'", bench.spawn, 42)
   T.checkerr("bench.Task expected", bench.wait, 1)
