@@ -27,6 +27,7 @@
 #include <lauxlib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -875,6 +876,23 @@ static void conn_io(br_loop *loop, br_io *io, int events);
 
 /* Open a connection to the next address; 0, or the error (the caller ends
  * the transfer). Connecting goes on in the loop. */
+static void native_send(xfer *x, hconn *k);
+
+/* A loopback connect often completes inside connect() or a moment after:
+ * then the request goes out now, in the call, instead of after every other
+ * ready event of the loop (that wait would be the client's own delay,
+ * charged to the server's TTFT). */
+/* 1: connected; 0: still connecting; else the connect's errno (reading
+ * SO_ERROR clears it, so the caller must act on it here). */
+static int connected_now(int fd) {
+  struct pollfd p = {fd, POLLOUT, 0};
+  if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLOUT | POLLERR | POLLHUP))) return 0;
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  return err == 0 ? 1 : err;
+}
+
 static int native_connect(xfer *x) {
   hctx *c = x->ctx;
   int err = 0;
@@ -903,16 +921,19 @@ static int native_connect(xfer *x) {
     if (!x->t_dns) x->t_dns = br_now();   /* an address literal: nothing to resolve */
     int rc = connect(k->fd, (const struct sockaddr *)a, k->addrlen);
     err = rc == 0 ? 0 : errno;
+    int now = rc == 0 ? 1 : err == EINPROGRESS ? connected_now(k->fd) : 0;
+    if (now > 1) { rc = -1; err = now; now = 0; }   /* refused at once (loopback) */
     if (rc == 0 || err == EINPROGRESS) {
       br_h1_init(&k->h1, x->head_request);
-      k->connected = rc == 0;
-      if (rc == 0) x->t_connect = br_now();
+      k->connected = now == 1;
+      if (k->connected) x->t_connect = br_now();
       if (br_io_start(c->loop, &k->io, k->fd, BR_WRITE, conn_io, k) != 0) {
         err = errno ? errno : EIO;
         conn_close(k);
         return err;
       }
       x->conn = k;
+      if (k->connected) native_send(x, k);
       return 0;
     }
     conn_close(k);
@@ -1976,15 +1997,19 @@ static int l_request(lua_State *L) {
     br_loop_ref(c->loop);
     hconn *k = NULL;
     for (int i = 0; i < x->naddr && !k; i++) k = idle_take(c, &x->addrs[i], x->addrlens[i]);
-    if (k) {   /* a kept connection: write as soon as the socket says so */
+    c->in_curl++;   /* an error while sending ends the transfer after this call */
+    if (k) {   /* a kept connection: write now, in the call */
       k->x = x;
       x->conn = k;
       x->reused = 1;
       br_h1_init(&k->h1, x->head_request);
       if (br_io_start(c->loop, &k->io, k->fd, BR_WRITE, conn_io, k) != 0) native_os_error(x, errno, "epoll");
+      else native_send(x, k);
     } else {
       native_start(x);
     }
+    c->in_curl--;
+    if (c->in_curl == 0) process_deferred(c);
     if (x->in_multi) {
       int64_t d = next_deadline(x);
       if (d != INT64_MAX) br_timer_start(c->loop, &x->deadline, d, deadline_fired, x);

@@ -267,7 +267,10 @@ function M.arrivals(opts)
 end
 
 local function add_scheduled(rec)
-  local lag = rec.t_sent_ns and rec.t_scheduled_ns and (rec.t_sent_ns - rec.t_scheduled_ns) / 1e6 or 0
+  -- from the intended send time to where the record's latencies start (the
+  -- wire): the schedule's lateness and the client's own send delay
+  local start = rec.t_latency_start_ns or rec.t_sent_ns
+  local lag = start and rec.t_scheduled_ns and (start - rec.t_scheduled_ns) / 1e6 or 0
   if lag < 0 then lag = 0 end   -- sent a hair early: the timer fired before the instant
   rec.send_lag_ms = lag
   for _, k in ipairs{"ttft", "ttfb", "ttfr", "e2el"} do

@@ -389,7 +389,7 @@ end
 
 local function streamed_record(rec, r)
   local m = r.llm
-  local t0 = rec.t_sent_ns
+  local t0 = rec.t_latency_start_ns
   rec.text = m.content
   rec.reasoning = m.reasoning ~= "" and m.reasoning or nil
   rec.finish_reason = m.finish_reason
@@ -497,10 +497,19 @@ local function make_record(self, r, kind, stream)
     dialect = self.dialect, api = kind,
     t_sent_ns = t.start, t_first_byte_ns = t.first_byte, t_end_ns = t["end"],
   }
+  -- Latencies start on the wire: when the request's last byte was written
+  -- (curl: when it was about to send). What came before is the client's
+  -- own delay (its queue, other requests' callbacks), reported apart as
+  -- client_send_delay_ms and never charged to the server. A request that
+  -- never went out (refused) or was answered before it was all sent (413)
+  -- counts from the call.
   if t.sent then rec.t_wire_sent_ns = t.sent end
+  local wire = t.sent and (not t.first_byte or t.sent <= t.first_byte) and t.sent or nil
+  rec.t_latency_start_ns = wire or t.start
+  if wire then rec.client_send_delay_ms = ms(wire, t.start) end
   rec.transport = r.transport
-  rec.ttfb_ms = ms(t.first_byte, t.start)
-  rec.e2el_ms = ms(t["end"], t.start)
+  rec.ttfb_ms = ms(t.first_byte, rec.t_latency_start_ns)
+  rec.e2el_ms = ms(t["end"], rec.t_latency_start_ns)
   if r.error and r.error:match("^http_") then
     rec.error_detail = error_detail(r.body) or rec.error_detail
   end

@@ -86,6 +86,7 @@ function M.histograms(records)
   for _, k in ipairs(M.SCHEDULED) do hs[k] = stats.histogram() end
   hs.decode_tps = stats.histogram()
   hs.queue_ms = stats.histogram()
+  hs.client_send_delay_ms = stats.histogram()
   for _, r in ipairs(records) do
     if r.ok and not r.warmup then
       for _, k in ipairs(M.LATENCIES) do
@@ -101,6 +102,9 @@ function M.histograms(records)
       end
       if num(r.decode_tps) and r.decode_tps >= 0 then hs.decode_tps:add(r.decode_tps) end
       if num(r.queue_ms) and r.queue_ms >= 0 then hs.queue_ms:add(r.queue_ms) end
+      if num(r.client_send_delay_ms) and r.client_send_delay_ms >= 0 then
+        hs.client_send_delay_ms:add(r.client_send_delay_ms)
+      end
     end
   end
   return hs
@@ -128,6 +132,10 @@ end
 --   token_mismatch  the server's token count contradicts what arrived
 --   invalid_utf8    the text had invalid UTF-8 (replaced when stored)
 M.RECORD_FLAGS = {"burst", "token_mismatch", "invalid_utf8"}
+
+-- A cell whose client_send_delay_ms p99 is above this is flagged: its
+-- requests waited in the client before the wire (docs/stats.md).
+M.CLIENT_DELAY_WARN_MS = 1
 
 -- summary.verdict(s, {max_error_rate = 0}) -> status, reason: what a cell
 -- whose measured requests summarise to `s` is.
