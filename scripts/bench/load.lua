@@ -100,8 +100,20 @@ local function send_one(opts, item, i)
   return rec
 end
 
-local function finish(opts, rec, records)
-  records[#records + 1] = rec
+-- Where finished records go: the summary's accumulator (counts and
+-- histograms, whatever the run's length), on_record, and the list only when
+-- it is kept (keep_records, or no on_record to see them otherwise).
+local function new_sink(opts)
+  local keep = opts.keep_records
+  if keep == nil then keep = opts.on_record == nil end
+  return {list = keep and {} or nil, acc = summary.accumulator{slo = opts.slo}, all_exceptions = true}
+end
+
+local function finish(opts, rec, sink)
+  sink.acc:add(rec)
+  if rec.ok or rec.error_kind ~= "exception" then sink.all_exceptions = false
+  elseif not sink.first_exception then sink.first_exception = rec.error end
+  if sink.list then sink.list[#sink.list + 1] = rec end
   if opts.on_record then opts.on_record(rec) end
 end
 
@@ -127,7 +139,7 @@ local function stopped(opts)
 end
 
 -- N users in a closed loop over indices 1..total (or until deadline_ns).
-local function closed_phase(opts, w, users, total, deadline_ns, warm, records, ramp_s)
+local function closed_phase(opts, w, users, total, deadline_ns, warm, sink, ramp_s)
   local next_i = 0
   local t0 = clock.now()
   local tasks = {}
@@ -146,7 +158,7 @@ local function closed_phase(opts, w, users, total, deadline_ns, warm, records, r
         local t_sched = clock.now()
         local rec = send_one(opts, w:next(i), i)
         rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = i, warm, u, t_sched
-        finish(opts, rec, records)
+        finish(opts, rec, sink)
       end
     end)
   end
@@ -155,22 +167,19 @@ end
 
 -- If nothing succeeded and every failure was a raised error, the caller most
 -- likely made a mistake (a bad client or send function): say so loudly.
-local function raise_if_all_exceptions(records, who)
-  local first
-  for _, r in ipairs(records) do
-    if r.ok then return end
-    if r.error_kind ~= "exception" then return end
-    first = first or r.error
+local function raise_if_all_exceptions(sink, who)
+  if sink.all_exceptions and sink.first_exception then
+    error(who .. ": every request raised an error; the first: " .. sink.first_exception, 0)
   end
-  if first then error(who .. ": every request raised an error; the first: " .. first, 0) end
 end
 
-local function run_warmup(opts, w, users, records)
+local function run_warmup(opts, w, users, sink)
   local n = opts.warmup or 0
-  if n > 0 then closed_phase(opts, w, math.min(users, n), n, nil, true, records, nil) end
+  if n > 0 then closed_phase(opts, w, math.min(users, n), n, nil, true, sink, nil) end
 end
 
 local function sort_records(records)
+  if not records then return end
   table.sort(records, function(a, b)
     if a.warmup ~= b.warmup then return a.warmup end
     return a.index < b.index
@@ -205,17 +214,17 @@ function M.closed(opts)
     error("load.closed: concurrency: expected an integer >= 1, got " .. tostring(opts.concurrency), 2)
   end
   local w = workload.from(opts.workload)
-  local records = {}
-  run_warmup(opts, w, n, records)
+  local sink = new_sink(opts)
+  run_warmup(opts, w, n, sink)
   local t_start = clock.now()
   local deadline = opts.duration and t_start + math.floor(opts.duration * 1e9)
-  closed_phase(opts, w, n, opts.requests, deadline, false, records, opts.ramp)
+  closed_phase(opts, w, n, opts.requests, deadline, false, sink, opts.ramp)
   local t_end = clock.now()
-  raise_if_all_exceptions(records, "load.closed")
-  sort_records(records)
+  raise_if_all_exceptions(sink, "load.closed")
+  sort_records(sink.list)
   local wall = (t_end - t_start) / 1e9
-  return {records = records, level = {concurrency = n},
-          summary = summary.of(records, {wall_s = wall, slo = opts.slo}),
+  return {records = sink.list, level = {concurrency = n},
+          summary = sink.acc:result(wall),
           wall_s = wall, t_start_ns = t_start, t_end_ns = t_end, stopped = opts.stop_reason}
 end
 
@@ -296,19 +305,24 @@ function M.open(opts)
   if mc ~= nil and (math.type(mc) ~= "integer" or mc < 1) then
     error("load.open: max_concurrency: expected an integer >= 1, got " .. tostring(mc), 2)
   end
-  local records = {}
-  run_warmup(opts, w, math.min(mc or 4, 4), records)
+  local sink = new_sink(opts)
+  run_warmup(opts, w, math.min(mc or 4, 4), sink)
   local t_start = clock.now()
   local deadline = opts.duration and t_start + math.floor(opts.duration * 1e9)
   local total = opts.requests
-  -- The schedule, drawn lazily in order (so a duration run needs no bound).
-  local sched, t_next = {}, t_start
+  -- The schedule, drawn lazily in order (so a duration run needs no bound);
+  -- send times are asked for in order, so only the recent ones are kept and
+  -- an hour-long run holds no more than a short one.
+  local sched, drawn, t_next = {}, 0, t_start
+  local KEEP = 1024
   local function when(i)
-    while #sched < i do
-      sched[#sched + 1] = t_next
+    while drawn < i do
+      drawn = drawn + 1
+      sched[drawn] = t_next
+      sched[drawn - KEEP] = nil
       t_next = t_next + math.floor(gap() * 1e9 + 0.5)
     end
-    return sched[i]
+    return assert(sched[i], "load.open: a send time asked for out of order")
   end
   local function in_run(i)
     if total and i > total then return false end
@@ -320,7 +334,7 @@ function M.open(opts)
     local rec = send_one(opts, w:next(i), i)
     rec.index, rec.warmup, rec.t_scheduled_ns = i, false, t_sched
     add_scheduled(rec)
-    finish(opts, rec, records)
+    finish(opts, rec, sink)
   end
   local tasks = {}
   local guard <close> = cancel_on_error(tasks)
@@ -350,19 +364,25 @@ function M.open(opts)
       if t > clock.now() then clock.sleep_until(t) end
       if stopped(opts) then break end
       tasks[#tasks + 1] = spawn(one, i, t)
+      -- keep only the requests still running (a failed one stays, for wait_all to raise)
+      if #tasks >= 2 * KEEP then
+        local live = {}
+        for _, x in ipairs(tasks) do if x:status() ~= "done" then live[#live + 1] = x end end
+        for k = 1, #tasks do tasks[k] = live[k] end
+      end
     end
   end
   wait_all(tasks, "load.open")
   local t_end = clock.now()
-  raise_if_all_exceptions(records, "load.open")
-  sort_records(records)
+  raise_if_all_exceptions(sink, "load.open")
+  sort_records(sink.list)
   -- The arrival window is the duration even when the last request ends
   -- early: rates over less would overstate a sparse schedule.
   local wall = math.max((t_end - t_start) / 1e9, opts.duration or 0)
-  return {records = records,
+  return {records = sink.list,
           level = {rate = opts.rate, arrival = opts.arrival or "poisson", burstiness = opts.burstiness,
                    max_concurrency = mc},
-          summary = summary.of(records, {wall_s = wall, slo = opts.slo}),
+          summary = sink.acc:result(wall),
           wall_s = wall, t_start_ns = t_start, t_end_ns = t_end, stopped = opts.stop_reason}
 end
 

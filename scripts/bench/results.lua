@@ -361,7 +361,7 @@ function Run:record(cell_id, rec)
   r.cell = cell_id
   r["repeat"] = math.tointeger(rec["repeat"]) or 1
   r.warmup = rec.warmup == true
-  if has_invalid_utf8(r) then r.invalid_utf8 = true end
+  if has_invalid_utf8(r) then r.invalid_utf8, rec.invalid_utf8 = true, true end
   local line = M.json_encode(r) .. "\n"
   local ok, err = self.records_f:write(line)
   if ok then ok, err = self.records_f:flush() end

@@ -510,11 +510,22 @@ end
 -- One cell
 ---------------------------------------------------------------------------
 
-local function summarize(records, wall_s, slo)
+-- The cell's summary, built as its records arrive (bench.summary's
+-- accumulator: memory that does not grow with the run's length); a plan's
+-- slo the summary cannot use is said in it, not raised.
+local function new_summary(slo)
   local S = require("bench.summary")
-  local ok, s = pcall(S.of, records, {slo = slo, wall_s = wall_s})
-  if ok then return s end
-  return {requests = #records, error = tostring(s)}
+  local ok, acc = pcall(S.accumulator, {slo = slo})
+  if ok then return acc end
+  local plain = S.accumulator{}
+  plain.slo_error = tostring(acc)
+  return plain
+end
+
+local function summarize(acc, wall_s)
+  local s = acc:result(wall_s)
+  if acc.slo_error then s.error = acc.slo_error end
+  return s
 end
 
 -- the sampler's peak (of a server that stopped after this cell) into the cell
@@ -639,7 +650,7 @@ local function run_cell(ctx, cell, i)
     return gone
   end
 
-  local records = {}
+  local cell_summary = new_summary(plan.slo)
   local lost_connection = false
   local function on_record(r, rep, warm)
     r.cell = cell.id
@@ -649,7 +660,7 @@ local function run_cell(ctx, cell, i)
     if r.error == "refused" and not gone and not server_alive(srv) then gone = "the server stopped listening" end
     if LOST_CONNECTION[r.error] then lost_connection = true end
     if not warm then
-      records[#records + 1] = r
+      cell_summary:add(r)
       if r.prompt == nil and r.name then r.prompt = r.name end
       local pname = r.prompt or r.name
       if pname and r.text and out.outputs[pname] == nil and (r.ok ~= false and not r.error) then out.outputs[pname] = r.text end
@@ -708,7 +719,7 @@ local function run_cell(ctx, cell, i)
     take_ceiling_hit(ctx, out)
     set_peaks(out, stop_server(ctx))
   end
-  out.summary = summarize(records, wall_total, plan.slo)
+  out.summary = summarize(cell_summary, wall_total)
   if gone then out.stopped = gone end
   -- a cell is what its requests were (bench.summary.verdict): none
   -- succeeded is failed, errors above max_error_rate degraded

@@ -78,53 +78,47 @@ local function request_value(rec, metric)
   return v and v / 1e3
 end
 
--- summary.histograms(records) -> {ttft_ms = h, ..., decode_tps = h} of the
--- successful, non-warm-up records (for merging across levels or repeats).
-function M.histograms(records)
+-- The histograms of a summary, empty.
+local function new_histograms()
   local hs = {}
   for _, k in ipairs(M.LATENCIES) do hs[k] = stats.histogram() end
   for _, k in ipairs(M.SCHEDULED) do hs[k] = stats.histogram() end
   hs.decode_tps = stats.histogram()
   hs.queue_ms = stats.histogram()
   hs.client_send_delay_ms = stats.histogram()
-  for _, r in ipairs(records) do
-    if r.ok and not r.warmup then
-      for _, k in ipairs(M.LATENCIES) do
-        local v = r[k]
-        if k == "itl_ms" then
-          for _, g in ipairs(v or {}) do if num(g) and g >= 0 then hs.itl_ms:add(g) end end
-        elseif num(v) and v >= 0 then
-          hs[k]:add(v)
-        end
-      end
-      for _, k in ipairs(M.SCHEDULED) do
-        if num(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
-      end
-      if num(r.decode_tps) and r.decode_tps >= 0 then hs.decode_tps:add(r.decode_tps) end
-      if num(r.queue_ms) and r.queue_ms >= 0 then hs.queue_ms:add(r.queue_ms) end
-      if num(r.client_send_delay_ms) and r.client_send_delay_ms >= 0 then
-        hs.client_send_delay_ms:add(r.client_send_delay_ms)
-      end
+  return hs
+end
+
+-- One successful, measured record into the histograms.
+local function add_to_histograms(hs, r)
+  for _, k in ipairs(M.LATENCIES) do
+    local v = r[k]
+    if k == "itl_ms" then
+      for _, g in ipairs(v or {}) do if num(g) and g >= 0 then hs.itl_ms:add(g) end end
+    elseif num(v) and v >= 0 then
+      hs[k]:add(v)
     end
+  end
+  for _, k in ipairs(M.SCHEDULED) do
+    if num(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
+  end
+  if num(r.decode_tps) and r.decode_tps >= 0 then hs.decode_tps:add(r.decode_tps) end
+  if num(r.queue_ms) and r.queue_ms >= 0 then hs.queue_ms:add(r.queue_ms) end
+  if num(r.client_send_delay_ms) and r.client_send_delay_ms >= 0 then
+    hs.client_send_delay_ms:add(r.client_send_delay_ms)
+  end
+end
+
+-- summary.histograms(records) -> {ttft_ms = h, ..., decode_tps = h} of the
+-- successful, non-warm-up records (for merging across levels or repeats).
+function M.histograms(records)
+  local hs = new_histograms()
+  for _, r in ipairs(records) do
+    if r.ok and not r.warmup then add_to_histograms(hs, r) end
   end
   return hs
 end
 
--- The wall time the records span: first send (or scheduled send) to last end.
-local function span_s(records)
-  local t0, t1
-  for _, r in ipairs(records) do
-    local s = r.t_scheduled_ns or r.t_sent_ns
-    if s and r.t_sent_ns and r.t_sent_ns < s then s = r.t_sent_ns end
-    if s then
-      if not t0 or s < t0 then t0 = s end
-      local e = r.t_end_ns or (r.t_sent_ns and num(r.e2el_ms) and r.t_sent_ns + math.floor(r.e2el_ms * 1e6))
-      if e and (not t1 or e > t1) then t1 = e end
-    end
-  end
-  if t0 and t1 and t1 > t0 then return (t1 - t0) / 1e9 end
-  return nil
-end
 
 -- The flags a successful record may carry (docs/openai.md): its answer
 -- came, but a figure of it is not what it seems.
@@ -186,60 +180,127 @@ end
 --   by_name = {name = <reduced summary>}.
 -- wall_s defaults to the span of the records' send and end times.
 function M.of(records, opts)
-  opts = opts or {}
-  local measured = {}
-  for _, r in ipairs(records) do if not r.warmup then measured[#measured + 1] = r end end
-  local s = {requests = #measured, ok = 0, errors = {total = 0, by_kind = {}},
-             output_tokens_total = 0, prompt_tokens_total = 0, token_sources = {},
-             finish_reasons = {}}
-  local tps_list = {}
-  for _, r in ipairs(measured) do
-    if r.ok then
-      s.ok = s.ok + 1
-      if num(r.output_tokens) then s.output_tokens_total = s.output_tokens_total + r.output_tokens end
-      if num(r.prompt_tokens) then s.prompt_tokens_total = s.prompt_tokens_total + r.prompt_tokens end
-      if num(r.decode_tps) then tps_list[#tps_list + 1] = r.decode_tps end
-      local src = r.token_source or "unknown"
-      s.token_sources[src] = (s.token_sources[src] or 0) + 1
-      local fr = r.finish_reason or "unknown"
-      s.finish_reasons[fr] = (s.finish_reasons[fr] or 0) + 1
-      -- answers that arrived but whose figures cannot be trusted as they are
-      for _, f in ipairs(M.RECORD_FLAGS) do
-        if r[f] then
-          s.flags = s.flags or {}
-          s.flags[f] = (s.flags[f] or 0) + 1
-        end
-      end
-    else
-      s.errors.total = s.errors.total + 1
-      local kind = M.error_kind(r)
-      s.errors.by_kind[kind] = (s.errors.by_kind[kind] or 0) + 1
+  local acc = M.accumulator(opts)
+  for _, r in ipairs(records) do acc:add(r) end
+  return acc:result(opts and opts.wall_s)
+end
+
+-- The SLO thresholds of opts.slo, checked once: {{key, metric, stat, target}}.
+local function slo_checks(slo)
+  local checks, keys = {}, {}
+  for k in pairs(slo or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local metric, stat = parse_slo_key(k)
+    local target = metric == "decode_tps" and tonumber(slo[k]) or seconds(slo[k], k)
+    if not target then error("summary.of: slo." .. k .. ": expected a number", 3) end
+    checks[#checks + 1] = {key = k, metric = metric, stat = stat, target = target}
+  end
+  return checks
+end
+
+-- Whether one record meets every threshold by itself (goodput).
+local function meets_all(r, checks)
+  for _, c in ipairs(checks) do
+    local v = request_value(r, c.metric)
+    if v == nil then return false end
+    if c.metric == "decode_tps" then
+      if v < c.target then return false end
+    elseif v > c.target then
+      return false
     end
   end
-  local hs = M.histograms(measured)
+  return true
+end
+
+local Acc = {}
+Acc.__index = Acc
+
+-- summary.accumulator(opts) -> acc: the same summary as summary.of, built
+-- as records arrive (acc:add(rec)), in memory that does not grow with their
+-- number: counts, sums and mergeable histograms, never the records (opts:
+-- slo, by_name as for summary.of). acc:result(wall_s?) -> the summary.
+function M.accumulator(opts)
+  opts = opts or {}
+  local checks = slo_checks(opts.slo)
+  return setmetatable({opts = opts, checks = checks, hs = new_histograms(),
+    s = {requests = 0, ok = 0, errors = {total = 0, by_kind = {}}, output_tokens_total = 0,
+         prompt_tokens_total = 0, token_sources = {}, finish_reasons = {}},
+    tps_n = 0, tps_sum = 0, tps_sum2 = 0, good = 0, t0 = nil, t1 = nil,
+    names = {}, by_name = {}}, Acc)
+end
+
+function Acc:add(r)
+  if r.warmup then return end
+  local s = self.s
+  s.requests = s.requests + 1
+  -- the span of the records: first (scheduled) send to last end
+  local t0 = r.t_scheduled_ns or r.t_sent_ns
+  if t0 and r.t_sent_ns and r.t_sent_ns < t0 then t0 = r.t_sent_ns end
+  if t0 then
+    if not self.t0 or t0 < self.t0 then self.t0 = t0 end
+    local e = r.t_end_ns or (r.t_sent_ns and num(r.e2el_ms) and r.t_sent_ns + math.floor(r.e2el_ms * 1e6))
+    if e and (not self.t1 or e > self.t1) then self.t1 = e end
+  end
+  if r.ok then
+    s.ok = s.ok + 1
+    if num(r.output_tokens) then s.output_tokens_total = s.output_tokens_total + r.output_tokens end
+    if num(r.prompt_tokens) then s.prompt_tokens_total = s.prompt_tokens_total + r.prompt_tokens end
+    if num(r.decode_tps) then
+      self.tps_n, self.tps_sum, self.tps_sum2 = self.tps_n + 1, self.tps_sum + r.decode_tps,
+                                                self.tps_sum2 + r.decode_tps * r.decode_tps
+    end
+    local src = r.token_source or "unknown"
+    s.token_sources[src] = (s.token_sources[src] or 0) + 1
+    local fr = r.finish_reason or "unknown"
+    s.finish_reasons[fr] = (s.finish_reasons[fr] or 0) + 1
+    -- answers that arrived but whose figures cannot be trusted as they are
+    for _, f in ipairs(M.RECORD_FLAGS) do
+      if r[f] then
+        s.flags = s.flags or {}
+        s.flags[f] = (s.flags[f] or 0) + 1
+      end
+    end
+    add_to_histograms(self.hs, r)
+    if #self.checks > 0 and meets_all(r, self.checks) then self.good = self.good + 1 end
+  else
+    s.errors.total = s.errors.total + 1
+    local kind = M.error_kind(r)
+    s.errors.by_kind[kind] = (s.errors.by_kind[kind] or 0) + 1
+  end
+  if self.opts.by_name ~= false then
+    local n = r.name or "?"
+    local g = self.by_name[n]
+    if not g then
+      g = M.accumulator{by_name = false}
+      self.by_name[n] = g
+      self.names[#self.names + 1] = n
+    end
+    g:add(r)
+  end
+end
+
+function Acc:result(wall_s)
+  local s, hs = {}, self.hs
+  for k, v in pairs(self.s) do s[k] = v end
   for k, h in pairs(hs) do s[k] = dist(h) end
-  s.histograms = nil
-  local wall = opts.wall_s or span_s(measured)
+  local wall = wall_s
+  if not wall and self.t0 and self.t1 and self.t1 > self.t0 then wall = (self.t1 - self.t0) / 1e9 end
   s.wall_s = wall
   if wall and wall > 0 then
     s.output_tps = s.output_tokens_total / wall
     s.request_throughput = s.ok / wall
   end
-  s.fairness = {jain = stats.jain(tps_list)}
+  -- Jain's index of per-request decode rates, (sum x)^2 / (n sum x^2)
+  s.fairness = {jain = self.tps_n > 0 and self.tps_sum2 > 0 and
+                       self.tps_sum * self.tps_sum / (self.tps_n * self.tps_sum2) or nil}
   if s.tpot_ms and s.tpot_ms.p50 > 0 then s.fairness.p99_p50 = s.tpot_ms.p99 / s.tpot_ms.p50 end
 
-  if opts.slo and next(opts.slo) then
+  if #self.checks > 0 then
     s.slo = {}
-    local checks = {}
     local all_met = true
-    local keys = {}
-    for k in pairs(opts.slo) do keys[#keys + 1] = k end
-    table.sort(keys)
-    for _, k in ipairs(keys) do
-      local metric, stat = parse_slo_key(k)
-      local target = metric == "decode_tps" and tonumber(opts.slo[k]) or seconds(opts.slo[k], k)
-      if not target then error("summary.of: slo." .. k .. ": expected a number", 2) end
-      checks[#checks + 1] = {metric = metric, target = target}
+    for _, c in ipairs(self.checks) do
+      local metric, stat = c.metric, c.stat
       -- The level-wide check: the percentile (or mean, or max) of the metric.
       local h = metric == "decode_tps" and hs.decode_tps or
         (hs[metric .. "_from_scheduled_ms"] and hs[metric .. "_from_scheduled_ms"]:count() > 0 and
@@ -254,45 +315,24 @@ function M.of(records, opts)
         end
         if metric ~= "decode_tps" then value = value / 1e3 end
       end
-      local met = value ~= nil and (metric == "decode_tps" and value >= target or
-                                    metric ~= "decode_tps" and value <= target)
-      s.slo[k] = {target = target, value = value, met = met}
+      local met = value ~= nil and (metric == "decode_tps" and value >= c.target or
+                                    metric ~= "decode_tps" and value <= c.target)
+      s.slo[c.key] = {target = c.target, value = value, met = met}
       if not met then all_met = false end
     end
     s.slo_met = all_met and s.ok > 0
     -- Goodput: successful requests that meet every threshold by themselves.
-    local good = 0
-    for _, r in ipairs(measured) do
-      if r.ok then
-        local pass = true
-        for _, c in ipairs(checks) do
-          local v = request_value(r, c.metric)
-          if v == nil then pass = false
-          elseif c.metric == "decode_tps" then pass = pass and v >= c.target
-          else pass = pass and v <= c.target end
-        end
-        if pass then good = good + 1 end
-      end
-    end
-    s.good_requests = good
-    if wall and wall > 0 then s.goodput = good / wall end
+    s.good_requests = self.good
+    if wall and wall > 0 then s.goodput = self.good / wall end
   end
 
-  if opts.by_name ~= false then
-    local groups, names = {}, {}
-    for _, r in ipairs(measured) do
-      local n = r.name or "?"
-      if not groups[n] then groups[n] = {}; names[#names + 1] = n end
-      table.insert(groups[n], r)
-    end
-    if #names > 1 then
-      s.by_name = {}
-      for _, n in ipairs(names) do
-        local g = M.of(groups[n], {by_name = false, wall_s = wall})
-        s.by_name[n] = {requests = g.requests, ok = g.ok, ttft_ms = g.ttft_ms, tpot_ms = g.tpot_ms,
-                        e2el_ms = g.e2el_ms, decode_tps = g.decode_tps,
-                        output_tokens_total = g.output_tokens_total}
-      end
+  if #self.names > 1 then
+    s.by_name = {}
+    for _, n in ipairs(self.names) do
+      local g = self.by_name[n]:result(wall)
+      s.by_name[n] = {requests = g.requests, ok = g.ok, ttft_ms = g.ttft_ms, tpot_ms = g.tpot_ms,
+                      e2el_ms = g.e2el_ms, decode_tps = g.decode_tps,
+                      output_tokens_total = g.output_tokens_total}
     end
   end
   return s

@@ -32,7 +32,7 @@ end
 T.case("closed: n users, warm-up first and left out, records by index", function()
   local c = fake(0.005)
   local seen = 0
-  local r = load.closed{client = c, concurrency = 4, requests = 20, warmup = 3,
+  local r = load.closed{client = c, concurrency = 4, requests = 20, warmup = 3, keep_records = true,
                         on_record = function() seen = seen + 1 end}
   T.eq(#r.records, 23, "records incl. warm-up")
   T.eq(seen, 23, "on_record for each")
