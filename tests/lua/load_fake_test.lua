@@ -29,6 +29,20 @@ local function fake(secs, slots)
   return c
 end
 
+T.case("records stream through on_record; the list is kept only when asked", function()
+  local seen = 0
+  local r = load.closed{client = fake(0.001), concurrency = 4, requests = 40,
+                        on_record = function() seen = seen + 1 end}
+  T.eq(r.records, nil, "no list with on_record")
+  T.eq(seen, 40, "every record seen")
+  T.eq(r.summary.requests, 40, "summarised as they came")
+  local o = load.open{client = fake(0.001), rate = 400, requests = 40, arrival = "constant",
+                      on_record = function() end}
+  T.eq(o.records, nil, "open loop: no list either")
+  T.eq(o.summary.ok, 40, "open loop summary")
+  T.eq(#load.closed{client = fake(0.001), requests = 3}.records, 3, "no on_record: the list")
+end)
+
 T.case("closed: n users, warm-up first and left out, records by index", function()
   local c = fake(0.005)
   local seen = 0

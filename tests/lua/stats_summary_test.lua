@@ -90,6 +90,27 @@ T.case("errors by kind, fairness of a mix, by_name", function()
   T.eq(s.by_name.long.decode_tps.p50, 25, "by_name distribution")
 end)
 
+T.case("an accumulator gives summary.of's result without keeping records", function()
+  local rs = {}
+  for i = 1, 40 do
+    rs[i] = rec(i, {name = i % 2 == 0 and "a" or "b", decode_tps = 50 + i, ok = i % 7 ~= 0,
+                    error = i % 7 == 0 and "reset" or nil, burst = i == 3 or nil})
+  end
+  local opts = {slo = {ttft_p95 = 2.0, tpot_p95 = "100ms"}}
+  local whole = summary.of(rs, opts)
+  local acc = summary.accumulator(opts)
+  for _, r in ipairs(rs) do acc:add(r) end
+  local inc = acc:result()
+  T.eq(json.encode(inc), json.encode(whole), "same summary")
+  T.eq(rawget(acc, "records"), nil, "no record list")
+  T.near(inc.fairness.jain, stats.jain((function()
+    local l = {}
+    for _, r in ipairs(rs) do if r.ok then l[#l + 1] = r.decode_tps end end
+    return l
+  end)()), 1e-12, "Jain's index from running sums")
+  T.eq(inc.flags.burst, 1, "flags counted")
+end)
+
 T.case("scaling, empty input, line", function()
   local a = summary.of({rec(1)}, {wall_s = 1})
   local b = summary.of({rec(1), rec(2), rec(3)}, {wall_s = 1})
