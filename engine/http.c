@@ -1584,6 +1584,7 @@ static void push_llm(lua_State *L, const xfer *x) {
   if (x->first_content_t) set_int(L, "first_content_t", x->first_content_t);
   if (x->first_reasoning_t) set_int(L, "first_reasoning_t", x->first_reasoning_t);
   set_int(L, "tokens", (lua_Integer)x->ntok);
+  if (x->llm.sim_arrival_ns) set_int(L, "sim_arrival_ns", x->llm.sim_arrival_ns);
   set_int(L, "content_events", (lua_Integer)x->ncontent);
   set_int(L, "reasoning_events", (lua_Integer)x->nreasoning);
   if (x->ntok) {

@@ -393,6 +393,10 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
       else if (key_is(k, kl, "sim_ns")) {
         ve = br_json_skip(v, e);
         if (ve && parse_int(v, ve, &out->sim_ns) == 0) out->has_sim_ns = 1;
+      } else if (key_is(k, kl, "sim_arrival_ns") && !s->sim_arrival_ns) {
+        ve = br_json_skip(v, e);
+        int64_t a;
+        if (ve && parse_int(v, ve, &a) == 0) s->sim_arrival_ns = a;
       }
       break;
     case 'm':

@@ -36,6 +36,7 @@ typedef struct br_llm {
   char held[16];          /* the start of a possible tag, held back */
   int nheld;
   br_sse_buf scratch;     /* text being split at <think> tags */
+  int64_t sim_arrival_ns; /* benchrun sim: when the request arrived there (0: not said) */
   uint64_t bad_json;      /* events that were not valid JSON */
   uint64_t events;
 } br_llm;

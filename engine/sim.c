@@ -1022,9 +1022,16 @@ static void sb_created_at(sbuf *b) {
             tm.tm_hour, tm.tm_min, tm.tm_sec, (long)(w % 1000000000));
 }
 
-static void sb_stamp_end(sbuf *b, int64_t stamp) {
+/* The event's send time, and in the first token's event when the request
+ * arrived (the read that completed it): a client on the same host can tell
+ * the server's own TTFT from its own error, on both sides of the wire. */
+static void sb_stamp_end(sbuf *b, const conn *c, int64_t stamp) {
   SB_LIT(b, ",\"sim_ns\":");
   sb_i64(b, stamp);
+  if (c->emitted == 0) {
+    SB_LIT(b, ",\"sim_arrival_ns\":");
+    sb_i64(b, c->t_arrive);
+  }
   SB_LIT(b, "}");
 }
 
@@ -1190,7 +1197,7 @@ static void fmt_token(sbuf *b, conn *c, const char *t, size_t n, int reasoning, 
       sb_mem(b, t, n);
       SB_LIT(b, "\",\"done\":false");
     }
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     SB_LIT(b, "\n");
     return;
   case EP_LLAMA_COMPL:
@@ -1202,7 +1209,7 @@ static void fmt_token(sbuf *b, conn *c, const char *t, size_t n, int reasoning, 
     sb_i64(b, c->emitted + 1);
     SB_LIT(b, ",\"tokens_evaluated\":");
     sb_i64(b, c->prompt_tokens);
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     SB_LIT(b, "\n\n");
     return;
   default:
@@ -1240,7 +1247,7 @@ static void fmt_token(sbuf *b, conn *c, const char *t, size_t n, int reasoning, 
     if (G.cfg.dialect == D_OPENAI) SB_LIT(b, ",\"stop_reason\":null");
     SB_LIT(b, "}]");
   }
-  sb_stamp_end(b, stamp);
+  sb_stamp_end(b, c, stamp);
   SB_LIT(b, "\n\n");
 }
 
@@ -1248,7 +1255,7 @@ static void fmt_token(sbuf *b, conn *c, const char *t, size_t n, int reasoning, 
 static void fmt_role(sbuf *b, conn *c, int64_t stamp) {
   chunk_head(b, c);
   SB_LIT(b, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]");
-  sb_stamp_end(b, stamp);
+  sb_stamp_end(b, c, stamp);
   SB_LIT(b, "\n\n");
 }
 
@@ -1269,7 +1276,7 @@ static void fmt_final(sbuf *b, conn *c, int64_t stamp) {
     sb_str(b, finish_str(c));
     SB_LIT(b, "\",\"done\":true");
     sb_ollama_stats(b, c, now);
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     SB_LIT(b, "\n");
     return;
   case EP_LLAMA_COMPL:
@@ -1287,7 +1294,7 @@ static void fmt_final(sbuf *b, conn *c, int64_t stamp) {
     sb_i64(b, c->max_tokens_set ? c->target : -1);
     SB_LIT(b, "},\"prompt\":\"");
     sb_llama_stop_fields(b, c);
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     SB_LIT(b, "\n\n");
     return;
   default:
@@ -1306,7 +1313,7 @@ static void fmt_final(sbuf *b, conn *c, int64_t stamp) {
     sb_usage(b, c);
     SB_LIT(b, ",");
     sb_llama_timings(b, c);
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     SB_LIT(b, "\n\ndata: [DONE]\n\n");
     return;
   }
@@ -1318,7 +1325,7 @@ static void fmt_final(sbuf *b, conn *c, int64_t stamp) {
     SB_LIT(b, "\"}]");
     if (c->include_usage) { SB_LIT(b, ","); sb_usage(b, c); }
     if (c->ep == EP_LMS_CHAT || c->ep == EP_LMS_COMPL) { SB_LIT(b, ","); sb_lms_stats(b, c); }
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     SB_LIT(b, "\n\ndata: [DONE]\n\n");
     return;
   }
@@ -1330,14 +1337,14 @@ static void fmt_final(sbuf *b, conn *c, int64_t stamp) {
     SB_LIT(b, "\"");
     if (!chat && G.cfg.dialect == D_OPENAI) SB_LIT(b, ",\"stop_reason\":null");
     SB_LIT(b, "}]");
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     SB_LIT(b, "\n\n");
   }
   if (c->include_usage) {
     chunk_head(b, c);
     SB_LIT(b, "],");
     sb_usage(b, c);
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     SB_LIT(b, "\n\n");
   }
   SB_LIT(b, "data: [DONE]\n\n");
@@ -1368,7 +1375,7 @@ static void fmt_full(sbuf *b, conn *c, int64_t stamp) {
     sb_str(b, finish_str(c));
     SB_LIT(b, "\",\"done\":true");
     sb_ollama_stats(b, c, stamp);
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     return;
   case EP_LLAMA_COMPL:
     SB_LIT(b, "{\"index\":0,\"content\":\"");
@@ -1381,7 +1388,7 @@ static void fmt_full(sbuf *b, conn *c, int64_t stamp) {
     sb_i64(b, c->prompt_tokens);
     SB_LIT(b, ",\"prompt\":\"");
     sb_llama_stop_fields(b, c);
-    sb_stamp_end(b, stamp);
+    sb_stamp_end(b, c, stamp);
     return;
   default:
     break;
@@ -1442,7 +1449,7 @@ static void fmt_full(sbuf *b, conn *c, int64_t stamp) {
     sb_usage(b, c);
     if (c->ep == EP_LMS_CHAT || c->ep == EP_LMS_COMPL) { SB_LIT(b, ","); sb_lms_stats(b, c); }
   }
-  sb_stamp_end(b, stamp);
+  sb_stamp_end(b, c, stamp);
 }
 
 /* ------------------------------------------------------------------ */

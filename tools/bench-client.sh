@@ -9,10 +9,16 @@
 #   paced:   50 tokens/s per stream, ttft 100 ms (one wake-up per event)
 #   unpaced: as fast as the simulator can write (events packed many per
 #            read: this measures parsing alone)
+#   ttft:    TTFT as a user reads it against the server's true TTFT (the
+#            simulator says when each request arrived and its first token
+#            left): the error split into its send and receive sides, for
+#            new connections and kept ones, through bench.http and
+#            load.closed, with and without a 100 µs on_record
+#            (tests/bench/ttft_bench.lua)
 #
 #   tools/bench-client.sh [BUILD_DIR]     (default build/; needs the targets
 #                                          benchrun and bench_client_reader)
-# Environment: LEVELS="1 64 256 1024", TOKENS=256, LOADS="paced unpaced",
+# Environment: LEVELS="1 64 256 1024", TOKENS=256, LOADS="paced unpaced ttft",
 # BIG=4096 (an extra unpaced run with that many streams; 0 skips it),
 # REPEAT=3 (runs of each level, the reader and the client in turn: the table
 # shows the median and the range, since one run on a shared VM can be off by
@@ -25,7 +31,7 @@ bin=$build/benchrun
 reader=$build/tests/bench_client_reader
 levels=${LEVELS:-"1 64 256 1024"}
 tokens=${TOKENS:-256}
-loads=${LOADS:-"paced unpaced"}
+loads=${LOADS:-"paced unpaced ttft"}
 big=${BIG:-4096}
 repeat=${REPEAT:-3}
 # The simulator on one CPU, the client on another, where taskset exists:
@@ -48,7 +54,8 @@ trap cleanup EXIT
 
 start_sim() {
   rm -f "$tmp/port"
-  "${pin_sim[@]}" "$bin" sim --port 0 --port-file "$tmp/port" --slots 100000 --batch-slowdown 0 "$@" >"$tmp/sim.log" 2>&1 &
+  "${pin_sim[@]}" "$bin" sim --host 0.0.0.0 --port 0 --port-file "$tmp/port" --slots 100000 --batch-slowdown 0 "$@" \
+    >"$tmp/sim.log" 2>&1 &
   sim_pid=$!
   for _ in $(seq 500); do [ -s "$tmp/port" ] && break; sleep 0.01; done
   [ -s "$tmp/port" ] || { echo "bench-client: the simulator did not start:" >&2; cat "$tmp/sim.log" >&2; exit 1; }
@@ -70,7 +77,17 @@ run_level() {   # mode streams
 }
 
 echo "bench-client: $(nproc 2>/dev/null || sysctl -n hw.ncpu) cpus, $(uname -sm), $tokens tokens per stream${pin_sim:+, simulator on cpu 1, client on cpu 0}" >&2
+ttft_out=$tmp/ttft.jsonl
 for mode in $loads; do
+  if [ "$mode" = ttft ]; then
+    # 100 ms true TTFT, 50 tok/s streams, as issue 12 measured them
+    start_sim --decode-tps 50 --prefill-tps 10
+    for n in $levels; do
+      "${pin_client[@]}" "$bin" run tests/bench/ttft_bench.lua "$port" "$n" 16 | tee -a "$ttft_out" >&2
+    done
+    stop_sim
+    continue
+  fi
   case $mode in
     # the simulator counts the prompt "hi" as 1 token: 10 tokens/s of prefill is a 100 ms ttft
     paced) start_sim --decode-tps 50 --prefill-tps 10 ;;
@@ -82,4 +99,18 @@ for mode in $loads; do
   stop_sim
 done
 echo
-"$bin" run tests/bench/client_table.lua "$out"
+[ -s "$out" ] && "$bin" run tests/bench/client_table.lua "$out"
+if [ -s "$ttft_out" ]; then
+  echo
+  echo "TTFT error (benchrun's TTFT - the server's true TTFT), ms: p50 / p99 (send side, receive side; from the call)"
+  "$bin" -e '
+    print(string.format("%-12s %-5s %-5s %6s  %-17s %-17s %-17s %-17s", "path", "wave", "slow", "starts",
+                        "error", "send side", "receive side", "from the call"))
+    for l in io.lines(arg[1]) do
+      local r = json.decode(l)
+      local function pp(a, b) return string.format("%7.2f / %7.2f", r[a], r[b]) end
+      print(string.format("%-12s %-5s %-5s %6d  %s %s %s %s", r.path, r.wave, r.slow_on_record and "yes" or "no",
+        r.streams, pp("err_p50_ms", "err_p99_ms"), pp("send_p50_ms", "send_p99_ms"),
+        pp("recv_p50_ms", "recv_p99_ms"), pp("call_err_p50_ms", "call_err_p99_ms")))
+    end' "$ttft_out"
+fi

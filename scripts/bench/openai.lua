@@ -418,6 +418,10 @@ local function streamed_record(rec, r)
     rec.tpot_ms = (rec.t_end_ns - first) / 1e6 / (tokens - 1)
     rec.decode_tps = (tokens - 1) / ((rec.t_end_ns - first) / 1e9)
   end
+  if m.sim_arrival_ns then
+    -- benchrun sim: when the request arrived there (the wire's send side)
+    rec.sim_arrival_ns = m.sim_arrival_ns
+  end
   if m.sim_ttft_err_ms then
     rec.sim_ttft_err_ms = m.sim_ttft_err_ms
     rec.sim_itl_err_ms = m.sim_itl_err_ms
