@@ -1,6 +1,7 @@
 -- vLLM: `vllm serve MODEL --host H --port P ARGS...`. Ready when GET /health
 -- answers 200. The model id is --served-model-name when given.
 local B = require("bench.backends")
+local proc = require("bench.proc")
 local A = {name = "vllm"}
 
 function A.start(opts)
@@ -14,7 +15,13 @@ function A.start(opts)
   return B.launch{backend = "vllm", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
                   ready = {http = "/health"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "vllm",
                   model = B.flag_value(argv, "--served-model-name") or model,
-                  get_version = function() return B.version_of({binary, "--version"}) end}
+                  -- `vllm --version` prints the bare version ("0.10.1.1", argparse's
+                  -- version action in vllm/entrypoints/cli/main.py) on stdout
+                  get_version = function()
+                    local r = proc.run{argv = {binary, "--version"}, timeout = 60}
+                    local v = r and r.code == 0 and (r.stdout or ""):match("^%s*(%d+%.%d+%S*)")
+                    return v and ("vllm " .. v) or nil
+                  end}
 end
 
 return A
