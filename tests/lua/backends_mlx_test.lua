@@ -120,6 +120,29 @@ T.case("vllm-mlx: the version pip recorded, not its argparse error", function()
   T.eq(srv:version(), "vllm-mlx 0.5.0", "version")
 end)
 
+T.case("vllm: the version line among vLLM's log lines", function()
+  local dir = T.tmpdir()
+  -- vLLM logs to stdout (its default logging config) before argparse's
+  -- version action prints the bare version
+  write(dir .. "/vllm", [[#!/bin/sh
+if [ "$1" = --version ]; then
+  echo "INFO 12-06 02:50:00 [__init__.py:241] Automatically detected platform cuda."
+  echo "0.10.1.1"
+  exit 0
+fi
+model=$2; shift 2
+while [ $# -gt 0 ]; do
+  case "$1" in --host) host=$2; shift ;; --port) port=$2; shift ;; esac
+  shift
+done
+exec "$FAKE_BENCHRUN" sim --host "$host" --port "$port" --model "$model"
+]], "+x")
+  local v = backends.get("vllm")
+  local srv <close> = assert(v.start{model = "Qwen/Qwen3-0.6B", binary = dir .. "/vllm",
+                                     env = {set = {FAKE_BENCHRUN = bench.executable}}, ready_timeout = 20})
+  T.eq(srv:version(), "vllm 0.10.1.1", "version")
+end)
+
 T.case("vllm-mlx: concurrency > 1 without --continuous-batching is a plan warning", function()
   local P = require("bench.plan")
   local dir = T.tmpdir()

@@ -16,11 +16,17 @@ function A.start(opts)
                   ready = {http = "/health"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "vllm",
                   model = B.flag_value(argv, "--served-model-name") or model,
                   -- `vllm --version` prints the bare version ("0.10.1.1", argparse's
-                  -- version action in vllm/entrypoints/cli/main.py) on stdout
+                  -- version action in vllm/entrypoints/cli/main.py), after any log
+                  -- lines (vLLM logs to stdout: "INFO ... Automatically detected
+                  -- platform cuda."): the line that is a version alone
                   get_version = function()
                     local r = proc.run{argv = {binary, "--version"}, timeout = 60}
-                    local v = r and r.code == 0 and (r.stdout or ""):match("^%s*(%d+%.%d+%S*)")
-                    return v and ("vllm " .. v) or nil
+                    if not r or r.code ~= 0 then return nil end
+                    for line in (r.stdout or ""):gmatch("[^\n]+") do
+                      local v = line:match("^%s*(%d+%.%d+[%w%.%+]*)%s*$")
+                      if v then return "vllm " .. v end
+                    end
+                    return nil
                   end}
 end
 
