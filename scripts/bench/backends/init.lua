@@ -295,8 +295,8 @@ function M.first_token(base_url, opts)
   while true do
     local left = (deadline - clock.now()) / 1e9
     if left <= 0 then
-      return nil, string.format("not ready after %s s: a one-token generation (POST %s%s) %s",
-                                tostring(opts.timeout or 600), base_url, path, last)
+      return nil, string.format("not ready after %.0f s: a one-token generation (POST %s%s) %s",
+                                opts.timeout or 600, base_url, path, last)
     end
     local r = http.request{method = "POST", url = base_url .. path, body = json.encode(body),
                            headers = {["Content-Type"] = "application/json"}, timeout = {total = left}}
@@ -345,7 +345,7 @@ function M.launch(spec)
   if ready.generate then
     -- the model is loaded once a token comes out: the load time ends there
     local ok, gen_why = M.first_token(base_url, {model = spec.model, dialect = spec.dialect, proc = p,
-                                                 timeout = (spec.ready_timeout or 600) - load_time})
+                                                 timeout = math.max(1, (spec.ready_timeout or 600) - load_time)})
     if not ok then
       local info = p:exit_info()
       p:stop(spec.grace or 5)
