@@ -248,6 +248,7 @@ struct conn {
   int fin_sent;          /* a token event already carried the finish_reason */
   time_t created;
   int think;             /* R_* for this request */
+  int load_only;         /* Ollama /api/generate without a prompt: 1 load, 2 unload */
   int prompt_tokens;
   int n_stops;
   char *stops[MAX_STOPS];
@@ -310,6 +311,7 @@ static int conn_flush(conn *c);
 static int conn_begin_next(conn *c);
 static void gen_step(conn *c);
 static void admit_queued(void);
+static void answer_load_waiters(void);
 static void tick_cb(br_loop *loop, br_timer *t);
 
 /* ------------------------------------------------------------------ */
@@ -666,6 +668,7 @@ static void load_tick(br_loop *loop, br_timer *t) {
     touch_memory(G.cfg.model_memory);
     G.loaded = 1;
     G.t_loaded = now;
+    answer_load_waiters();
     admit_queued();
     return;
   }
@@ -901,6 +904,7 @@ static void req_reset(conn *c) {
   c->resume_on_drain = 0;
   c->endless_sent = 0;
   c->waited_load_ns = 0;
+  c->load_only = 0;
 }
 
 static void conn_close(conn *c) {
@@ -1802,6 +1806,15 @@ static int parse_generation(conn *c, cJSON *root) {
     if (ollama) {
       const cJSON *sys = cJSON_GetObjectItemCaseSensitive(root, "system");
       if (cJSON_IsString(sys)) bytes += strlen(sys->valuestring);
+      /* Ollama's GenerateHandler: an empty prompt loads the model (or, with
+       * keep_alive 0, unloads it) and generates nothing */
+      if (!p || cJSON_IsNull(p) || (cJSON_IsString(p) && !p->valuestring[0])) {
+        const cJSON *ka = cJSON_GetObjectItemCaseSensitive(root, "keep_alive");
+        int zero = (cJSON_IsNumber(ka) && ka->valuedouble == 0) ||
+                   (cJSON_IsString(ka) && (!strcmp(ka->valuestring, "0") || !strcmp(ka->valuestring, "0s") ||
+                                           !strcmp(ka->valuestring, "0m")));
+        c->load_only = zero ? 2 : 1;
+      }
     }
   }
   c->prompt_tokens = (int)((bytes + 3) / 4);
@@ -2213,6 +2226,36 @@ static void handle_get(conn *c, const char *path, size_t pl) {
   }
 }
 
+/* The answer to a load-only (or unload) /api/generate, as Ollama's
+ * GenerateHandler sends it (server/routes.go): one JSON object, streamed or
+ * not, with an empty response, done_reason "load" or "unload" and no
+ * durations. A load is answered once the model is loaded. */
+static void send_ollama_load(conn *c) {
+  sbuf b = {0};
+  SB_LIT(&b, "{\"model\":\"");
+  sb_mem(&b, c->model.p, c->model.len);
+  SB_LIT(&b, "\",\"created_at\":\"");
+  sb_created_at(&b);
+  SB_LIT(&b, "\",\"response\":\"\",\"done\":true,\"done_reason\":\"");
+  sb_str(&b, c->load_only == 2 ? "unload" : "load");
+  SB_LIT(&b, "\"}");
+  send_full(c, 200, "application/json; charset=utf-8", b.p, b.len, NULL);
+  sb_free(&b);
+}
+
+/* Load-only requests waiting in the queue are answered when the load ends. */
+static void answer_load_waiters(void) {
+  conn *c = G.qhead;
+  while (c) {
+    conn *next = c->qnext;
+    if (c->load_only) {
+      queue_remove(c);
+      send_ollama_load(c);
+    }
+    c = next;
+  }
+}
+
 static void handle_generation(conn *c, const char *fault_hdr, size_t fhl) {
   const char *body = c->in.p + c->head_len;
   cJSON *root = cJSON_ParseWithLength(body, c->body_len);
@@ -2237,6 +2280,20 @@ static void handle_generation(conn *c, const char *fault_hdr, size_t fhl) {
   int r = parse_generation(c, root);
   cJSON_Delete(root);
   if (r < 0) return;
+  if (c->load_only) {
+    if (G.loaded || c->load_only == 2) {
+      send_ollama_load(c);
+      return;
+    }
+    c->state = CS_QUEUED;
+    c->in_queue = 1;
+    c->qprev = G.qtail;
+    c->qnext = NULL;
+    if (G.qtail) G.qtail->qnext = c; else G.qhead = c;
+    G.qtail = c;
+    G.qlen++;
+    return;
+  }
   c->fault = fault;
   G.gen_requests++;
   if (G.cfg.crash_after >= 0 && G.gen_requests > (uint64_t)G.cfg.crash_after) {

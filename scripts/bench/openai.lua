@@ -212,14 +212,25 @@ local function messages_of(args, who)
   return m
 end
 
+-- The model a request names: the call's, else the client's, else the one the
+-- server lists. No name is ever made up: vLLM answers 404 to a model it does
+-- not serve and mlx-lm tries to load a repository of that name. So the first
+-- request asks /v1/models (once per client, kept in self.listed_model): one
+-- id is sent from then on; several or none (mlx-lm lists every model in the
+-- Hugging Face cache) send no model field, and the server uses its own
+-- (mlx-lm: its --model; llama-server: the loaded one). Returns the id or nil.
 local function model_of(self, args, who)
   local model = args.model or self.model
   if model == nil then
-    -- OpenAI servers that serve one model accept any name; Ollama does not.
     if self.dialect == "ollama-native" or self.dialect == "ollama" then
       error(who .. ": model: this dialect needs a model name (client{model = ...} or the call's model)", 3)
     end
-    model = "default"
+    if self.listed_model == nil then
+      local ids = self:models()
+      -- a failed listing is asked again at the next request
+      if ids then self.listed_model = #ids == 1 and ids[1] or false end
+    end
+    model = self.listed_model or nil
   end
   return model
 end

@@ -1333,6 +1333,25 @@ function M.validate(doc, opts)
       end
     end
   end
+  -- what a backend's adapter says of a cell it will serve (vllm-mlx: no
+  -- batching without --continuous-batching), once per server and message
+  if #v.errors == 0 then
+    local said = {}
+    for _, c in ipairs(cells) do
+      local ok, adapter = pcall(require("bench.backends").get, c.server.backend or "")
+      if ok and adapter and adapter.cell_warnings then
+        for _, w in ipairs(adapter.cell_warnings(c.server, c.concurrency)) do
+          local key = tostring(c.server.name) .. "\0" .. w
+          if not said[key] then
+            said[key] = true
+            local path = (c.server.name and plan.servers and plan.servers[c.server.name]) and {"servers", c.server.name}
+                         or {"server"}
+            v:warn(path, "%s (cell %s)", w, c.id)
+          end
+        end
+      end
+    end
+  end
   if #v.errors > 0 then
     table.sort(v.errors, function(a, b)
       if a.line ~= b.line then return a.line < b.line end

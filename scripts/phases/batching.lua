@@ -48,6 +48,21 @@ local function queue_ms(f, fbase)
   return nil
 end
 
+-- Mean requests running in a cell, from the /metrics gauge its server's
+-- kind exports (bench.backends.running_metric: vLLM, vllm-mlx, SGLang and
+-- llama-server each name it differently). A dry run's simulator, or a server
+-- of no known kind (command, external), exports whichever it does: the first
+-- known name its samples carry.
+local function running_mean(ctx, c)
+  local name, all = require("bench.backends").running_metric(not c.dry_run and c.labels.backend or "sim")
+  if name then return C.metric_mean(ctx, c.id, name) end
+  for _, n in ipairs(all) do
+    local v = C.metric_mean(ctx, c.id, n)
+    if v then return v end
+  end
+  return nil
+end
+
 function phase.finish(ctx, cells)
   local peaks = C.cell_peaks(ctx)
   local plan = ctx.plan
@@ -83,7 +98,7 @@ function phase.finish(ctx, cells)
       local conc = c.labels.concurrency or 1
       local scaling = (f.output_tps and fbase and fbase.output_tps and fbase.output_tps > 0) and f.output_tps / fbase.output_tps or nil
       local q, qkind = queue_ms(f, fbase)
-      local running = C.metric_mean(ctx, c.id, "vllm:num_requests_running")
+      local running = running_mean(ctx, c)
       local eff = running and running / conc or nil
       lines[#lines + 1] = string.format(fmt, c.id, conc,
         C.fmt(f.output_tps), C.fmt(f.decode_tps), scaling and string.format("%.2fx", scaling) or "n/a",

@@ -1,6 +1,12 @@
--- A server that is already running: no lifecycle. start checks that it
--- answers (GET base_url .. extra.ready_path, default /v1/models) and, when
--- extra.pid is given, that the process exists (its memory can then be sampled).
+-- A server that is already running: no lifecycle. start checks that it is
+-- ready and, when extra.pid is given, that the process exists (its memory can
+-- then be sampled). Ready means, within ready_timeout (default 10 s):
+--   extra.ready_path given: GET base_url .. ready_path answers (extra.expect)
+--   dialect llama.cpp: GET /health answers 200 (llama-server: 503 while loading)
+--   otherwise: a one-token generation succeeds (backends.first_token), since
+--   /v1/models answers before the model is loaded on mlx-lm 0.31.3+ and on
+--   servers that load on the first request. It names opts.model, else the
+--   one id /v1/models lists, else none (the server's default).
 local B = require("bench.backends")
 local proc = require("bench.proc")
 local A = {name = "external"}
@@ -18,10 +24,26 @@ function A.start(opts)
   if pid and not proc.pid_alive(pid) then
     return nil, string.format("external: pid %d is gone (no such process)", pid)
   end
-  local path = extra.ready_path or "/v1/models"
-  local t, why = proc.wait_ready{http = base_url .. path, expect = extra.expect, timeout = opts.ready_timeout or 10}
+  local dialect = opts.dialect or "openai"
+  local ollama = dialect == "ollama" or dialect == "ollama-native"
+  local llama = dialect == "llama.cpp" or dialect == "llama-server"
+  local path = extra.ready_path or (llama and "/health") or (ollama and "/") or "/v1/models"
+  local timeout = opts.ready_timeout or 10
+  local started = require("bench.clock").now()
+  local t, why = proc.wait_ready{http = base_url .. path, expect = extra.expect, timeout = timeout}
   if not t then return nil, "external: " .. why end
-  local srv = B.server{backend = "external", base_url = base_url, dialect = opts.dialect or "openai",
+  -- (Ollama loads the model a request names: without one there is nothing to wait for)
+  if not extra.ready_path and not llama and not (ollama and opts.model == nil) then
+    local model = opts.model
+    if model == nil then
+      local ids = B.list_models(base_url)
+      if ids and #ids == 1 then model = ids[1] end
+    end
+    local left = timeout - (require("bench.clock").now() - started) / 1e9
+    local ok, gen_why = B.first_token(base_url, {model = model, dialect = dialect, timeout = math.max(left, 1)})
+    if not ok then return nil, "external: " .. gen_why end
+  end
+  local srv = B.server{backend = "external", base_url = base_url, dialect = dialect,
                        model = opts.model, load_time_s = nil, pid = pid}
   function srv:probe_alive()
     if self.pid then return proc.pid_alive(self.pid) end

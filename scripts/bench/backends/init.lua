@@ -208,10 +208,114 @@ function M.version_of(argv, pattern)
   return nil
 end
 
+-- The python that runs a console script (its "#!" line): pip installs
+-- `mlx_lm.server` and `vllm-mlx` as scripts whose first line names the
+-- interpreter of their environment, which need not be the python3 on PATH.
+-- binary: a path or a name looked up in PATH. -> path | nil
+function M.python_of(binary)
+  local path = binary
+  if not tostring(binary):find("/") then
+    path = nil
+    for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+      local f = io.open(dir .. "/" .. binary)
+      if f then f:close() path = dir .. "/" .. binary break end
+    end
+  end
+  local f = path and io.open(path, "rb")
+  if not f then return nil end
+  local first = f:read("l") or ""
+  f:close()
+  -- "#!/path/python3" or "#!/usr/bin/env python3"
+  local interp = first:match("^#!%s*(%S+)")
+  if not interp then return nil end
+  if interp:match("/env$") then return first:match("^#!%s*%S+%s+(%S+)") end
+  return interp
+end
+
+-- The installed version of a Python distribution, as pip records it
+-- (importlib.metadata: no import of the package itself, which for mlx-lm
+-- means loading Metal). -> "name version" | nil
+function M.python_package_version(python, dist)
+  if not python then return nil end
+  local r = proc.run{argv = {python, "-c", "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))", dist},
+                     timeout = 20}
+  if not r or r.code ~= 0 then return nil end
+  local v = (r.stdout or ""):match("^%s*(%S+)")
+  return v and (dist .. " " .. v) or nil
+end
+
+-- The /metrics gauge of the requests a server is running at the moment, per
+-- backend: batch efficiency is its mean over a cell / the concurrency. Each
+-- name is the one that server exports:
+--   vllm          vllm:num_requests_running (vllm/v1/metrics/loggers.py)
+--   vllm-mlx      vllm_mlx_scheduler_running_requests (vllm_mlx/metrics.py,
+--                 0.5.0; exported only with --enable-metrics)
+--   sglang        sglang:num_running_reqs (metrics_collector.py; with
+--                 --enable-metrics)
+--   llama-server  llamacpp:requests_processing (with --metrics)
+-- mlx-lm, Ollama and LM Studio export no /metrics.
+M.RUNNING_METRIC = {
+  vllm = "vllm:num_requests_running",
+  ["vllm-mlx"] = "vllm_mlx_scheduler_running_requests",
+  sglang = "sglang:num_running_reqs",
+  ["llama-server"] = "llamacpp:requests_processing",
+}
+
+-- backends.running_metric(backend) -> the name above, or nil with the list
+-- of every known name (for a server of no known kind: the simulator of a dry
+-- run, `command`, `external`, which export whichever their program does).
+function M.running_metric(backend)
+  local name = M.RUNNING_METRIC[ALIASES[backend] or backend]
+  if name then return name end
+  local all = {}
+  for _, n in pairs(M.RUNNING_METRIC) do all[#all + 1] = n end
+  table.sort(all)
+  return nil, all
+end
+
+-- One generation of one token: the request that proves a model is loaded on
+-- servers that answer /health and /v1/models before it is (mlx-lm 0.31.3 and
+-- later load the model on their generation thread while the HTTP server
+-- already runs). Retries until it gets 200 or `timeout` seconds pass, or the
+-- process `p` (optional) ends. model: the id to send (nil: none, the server's
+-- default). dialect "ollama"/"ollama-native" uses /api/generate.
+--   -> true | nil, message
+function M.first_token(base_url, opts)
+  local http = require("bench.http")
+  local json = require("cjson")
+  local deadline = clock.now() + (opts.timeout or 600) * 1e9
+  local path, body
+  if opts.dialect == "ollama" or opts.dialect == "ollama-native" then
+    path, body = "/api/generate", {model = opts.model, prompt = "Hi", stream = false, options = {num_predict = 1}}
+  else
+    path, body = "/v1/chat/completions", {model = opts.model, messages = {{role = "user", content = "Hi"}},
+                                          max_tokens = 1, stream = false}
+  end
+  local last = "no answer"
+  while true do
+    local left = (deadline - clock.now()) / 1e9
+    if left <= 0 then
+      return nil, string.format("not ready after %.0f s: a one-token generation (POST %s%s) %s",
+                                opts.timeout or 600, base_url, path, last)
+    end
+    local r = http.request{method = "POST", url = base_url .. path, body = json.encode(body),
+                           headers = {["Content-Type"] = "application/json"}, timeout = {total = left}}
+    if not r.error and r.status == 200 then return true end
+    last = r.error and ("failed: " .. tostring(r.error))
+           or string.format("answered %d %s", r.status, tostring(r.body or ""):sub(1, 200))
+    if opts.proc and not opts.proc:alive() then
+      return nil, string.format("%s (pid %d) exited before it was ready; the one-token generation %s; last output: %s",
+                                opts.proc.name or "server", opts.proc.pid, last, opts.proc:tail(10))
+    end
+    clock.sleep(0.25)
+  end
+end
+
 -- Spawn argv and wait until it is ready; the common path of every adapter
 -- that owns its server process.
 --   spec = {backend, argv, env, log, cwd, host, port, ready = {http = path|url,
---           expect, line, port = true}, ready_timeout, dialect, model,
+--           expect, line, port = true, generate = true (then a one-token
+--           generation, M.first_token, must succeed too)}, ready_timeout, dialect, model,
 --           models_path, grace, get_version, after_ready = function(srv)}
 function M.launch(spec)
   local host = spec.host or "127.0.0.1"
@@ -237,6 +341,17 @@ function M.launch(spec)
     local info = p:exit_info()
     p:stop(spec.grace or 5)
     return nil, string.format("%s: %s", spec.backend, why), info or p:exit_info()
+  end
+  if ready.generate then
+    -- the model is loaded once a token comes out: the load time ends there
+    local ok, gen_why = M.first_token(base_url, {model = spec.model, dialect = spec.dialect, proc = p,
+                                                 timeout = math.max(1, (spec.ready_timeout or 600) - load_time)})
+    if not ok then
+      local info = p:exit_info()
+      p:stop(spec.grace or 5)
+      return nil, string.format("%s: %s", spec.backend, gen_why), info or p:exit_info()
+    end
+    load_time = (clock.now() - p.started_ns) / 1e9
   end
   local mine, foreign = proc.check_port_owner(p, spec.port)
   if not mine then

@@ -1,5 +1,11 @@
 -- mlx-lm's OpenAI-compatible server: `mlx_lm.server --model M --host H --port P`.
--- Ready when GET /v1/models answers 200.
+-- mlx-lm 0.31.3 and later start the HTTP server at once and load the model on
+-- their generation thread: /health and /v1/models answer 200 before the model
+-- is loaded (ml-explore/mlx-lm server.py; PR #1837 describes /health staying
+-- 200 while generation is unavailable). So the server is ready when a
+-- one-token generation succeeds (backends.first_token, within ready_timeout),
+-- and load_time_s runs from the spawn to that token. The request names the
+-- model as given, which mlx-lm maps to its --model ("default_model").
 local B = require("bench.backends")
 local A = {name = "mlx-lm"}
 
@@ -12,10 +18,11 @@ function A.start(opts)
   local argv = B.args({binary, "--model", model, "--host", host, "--port", port})
   B.args(opts.args, argv)
   return B.launch{backend = "mlx-lm", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
-                  ready = {http = "/v1/models"}, ready_timeout = opts.ready_timeout,
+                  ready = {http = "/v1/models", generate = true}, ready_timeout = opts.ready_timeout,
                   dialect = opts.dialect or "mlx-lm", model = model,
+                  -- the version pip recorded, read by the python that runs mlx_lm.server
                   get_version = function()
-                    return B.version_of({"python3", "-c", "import mlx_lm; print('mlx-lm', mlx_lm.__version__)"})
+                    return B.python_package_version(B.python_of(binary), "mlx-lm")
                   end}
 end
 

@@ -1,7 +1,13 @@
 -- Ollama: `ollama serve` with OLLAMA_HOST=host:port, ready when GET / answers
 -- 200; then the model is loaded without pulling by POST /api/generate with
--- only {model, keep_alive} (Ollama loads it and answers with load_duration).
--- load_time_s is spawn -> model loaded; server_load_s is Ollama's own figure.
+-- only {model, keep_alive}. Ollama (server/routes.go GenerateHandler, the
+-- `req.Prompt == ""` branch, as of ollama/ollama main in 2025) answers that load-only request once the model is loaded with
+-- {model, created_at, response: "", done: true, done_reason: "load"} and no
+-- durations (versions before done_reason answer without it), so load_time_s
+-- (spawn -> that answer, measured here) is the only load figure.
+-- OLLAMA_HOST is parsed with Go's net.SplitHostPort (envconfig Host()): an
+-- IPv6 host must be bracketed, "[::1]:8080"; unbracketed, "::1:8080" is read
+-- as a host with the default port 11434.
 local B = require("bench.backends")
 local A = {name = "ollama"}
 
@@ -13,7 +19,7 @@ function A.start(opts)
   local binary = opts.binary or "ollama"
   local env = {set = {}, unset = opts.env and opts.env.unset}
   for k, v in pairs(opts.env and opts.env.set or {}) do env.set[k] = v end
-  env.set.OLLAMA_HOST = string.format("%s:%d", host, port)
+  env.set.OLLAMA_HOST = string.format(host:find(":") and "[%s]:%d" or "%s:%d", host, port)
   local argv = B.args({binary, "serve"})
   B.args(opts.args, argv)
   local model = tostring(opts.model)
@@ -34,8 +40,9 @@ function A.start(opts)
                       return nil, string.format("loading %s: %s %s", model, tostring(st), tostring(body):sub(1, 300))
                     end
                     local ok, doc = pcall(require("cjson").decode, body)
-                    if ok and type(doc) == "table" and tonumber(doc.load_duration) then
-                      srv.server_load_s = tonumber(doc.load_duration) / 1e9
+                    if not (ok and type(doc) == "table" and doc.done == true) then
+                      return nil, string.format("loading %s: expected Ollama's load answer ({done: true}), got %s",
+                                                model, tostring(body):sub(1, 300))
                     end
                     srv.load_time_s = (require("bench.clock").now() - srv.proc.started_ns) / 1e9
                     srv.on_stop = function(s)

@@ -14,9 +14,8 @@ function A.start(opts)
   return B.launch{backend = "sglang", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
                   ready = {http = "/health"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "sglang",
                   model = B.flag_value(argv, "--served-model-name") or model,
-                  get_version = function()
-                    return B.version_of({python, "-c", "import sglang; print('sglang', sglang.__version__)"})
-                  end}
+                  -- the version pip recorded (importing sglang takes seconds and a GPU stack)
+                  get_version = function() return B.python_package_version(python, "sglang") end}
 end
 
 return A

@@ -1,5 +1,14 @@
 -- vllm-mlx (vLLM's API on Apple's MLX): `vllm-mlx serve MODEL --host H --port P`.
--- Ready when GET /v1/models answers 200.
+-- Ready when GET /v1/models answers 200 (vllm-mlx loads the model before it
+-- starts serving, unless --lazy-load-model).
+--
+-- vllm-mlx (waybarrios/vllm-mlx 0.5.0, vllm_mlx/cli.py) runs one request at a
+-- time unless it is started with --continuous-batching ("Mode: Simple");
+-- /metrics exists only with --enable-metrics. A plan that sends concurrent
+-- requests to it without --continuous-batching measures a queue, not
+-- batching: A.cell_warnings says so when the plan is read.
+-- vllm-mlx has no --version (its parser answers "unrecognized arguments"):
+-- the version is the one pip recorded, read by the python of its script.
 local B = require("bench.backends")
 local A = {name = "vllm-mlx"}
 
@@ -14,7 +23,21 @@ function A.start(opts)
   return B.launch{backend = "vllm-mlx", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
                   ready = {http = "/v1/models"}, ready_timeout = opts.ready_timeout,
                   dialect = opts.dialect or "vllm-mlx", model = B.flag_value(argv, "--served-model-name") or model,
-                  get_version = function() return B.version_of({binary, "--version"}) end}
+                  get_version = function()
+                    return B.python_package_version(B.python_of(binary), "vllm-mlx")
+                  end}
+end
+
+-- A.cell_warnings(server, concurrency) -> list of messages: concurrent
+-- requests without --continuous-batching run one at a time.
+function A.cell_warnings(server, concurrency)
+  local args = B.args(server.args)
+  if (concurrency or 1) > 1 and not B.has_flag(args, "--continuous-batching") then
+    return {string.format("vllm-mlx serves one request at a time without --continuous-batching, "
+                          .. "so concurrency %d measures a queue, not batching; add --continuous-batching "
+                          .. "(and --enable-metrics for batch efficiency) to the server's args", concurrency)}
+  end
+  return {}
 end
 
 return A
