@@ -235,6 +235,36 @@ T.case("lmstudio: env cells are refused when the LM Studio app owns the daemon, 
   shutdown(dir)
 end)
 
+T.case("lmstudio: a plan's env cells: env.json and each cell say how the env reached the engine", function()
+  local dir = fake_dir()
+  local lms = fake_lms(dir, {FAKE_LMS_LOAD_TIME = "0"})
+  local rc, res = T.run_plan(dir, string.format([[
+name: lms-env
+servers:
+  lm: {backend: lmstudio, binary: %s, model: qwen3-8b, port: %d}
+matrix:
+  server: [lm]
+  config:
+    - {name: baseline, env: {}}
+    - {name: cb-2, env: {GGML_METAL_N_CB: "2"}}
+workload: {prompts: [{name: a, prompt: hi, max_tokens: 4}]}
+repeat: 1
+warmup: 0
+]], lms, proc.free_port()))
+  T.eq(rc, 0, "the run")
+  assert(res.env.servers.lm.env_delivery:find("lms daemon up run with the env", 1, true), res.env.servers.lm.env_delivery)
+  local seen = {}
+  for _, c in ipairs(res.cells) do
+    local f = io.open(res.dir .. "/cells/" .. c.id .. ".json") or io.open(res.dir .. "/" .. (c.file or "") )
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    seen[#seen + 1] = text
+  end
+  local all = table.concat(seen, "\n")
+  assert(all:find("restarted by `lms daemon up` run with the cell's environment (GGML_METAL_N_CB=2)", 1, true), all)
+  shutdown(dir)
+end)
+
 T.case("ollama: serve on OLLAMA_HOST, load through /api/generate, version", function()
   local o = backends.get("ollama")
   local srv <close> = assert(o.start{model = "llama3", binary = bin .. "/ollama",
