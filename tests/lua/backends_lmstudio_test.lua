@@ -265,6 +265,20 @@ warmup: 0
   shutdown(dir)
 end)
 
+T.case("plans may choose the lmstudio-v0 and ollama-native dialects", function()
+  local P = require("bench.plan")
+  local dir = T.tmpdir()
+  for _, d in ipairs({"lmstudio-v0", "ollama-native"}) do
+    local path = dir .. "/" .. d .. ".yaml"
+    local f = assert(io.open(path, "w"))
+    f:write("name: t\nserver: {backend: external, base_url: 'http://127.0.0.1:1', dialect: " .. d .. "}\n")
+    f:close()
+    local plan, errs = P.load(path, {dry_run = true})
+    assert(plan, d .. ": " .. table.concat(errs or {}, "; "))
+    T.eq(plan.cells[1].server.dialect, d, "dialect kept")
+  end
+end)
+
 T.case("ollama: serve on OLLAMA_HOST, load through /api/generate, version", function()
   local o = backends.get("ollama")
   local srv <close> = assert(o.start{model = "llama3", binary = bin .. "/ollama",
