@@ -216,6 +216,20 @@ T.case("lmstudio: an env cell restarts the daemon with its env; the next cell wi
   shutdown(dir)
 end)
 
+T.case("lmstudio: extra.restart_daemon restarts the daemon for a cell without env (the old restart_server too)", function()
+  for _, flag in ipairs({"restart_daemon", "restart_server"}) do
+    local dir = fake_dir()
+    local lms = fake_lms(dir, {FAKE_LMS_LOAD_TIME = "0"})
+    assert(require("bench.backends.lmstudio").lms(lms, {"daemon", "up"}, 30))
+    local before = read(dir .. "/daemon"):match("^(%d+)")
+    local srv = assert(lm().start{model = "qwen3-8b", binary = lms, port = proc.free_port(), extra = {[flag] = true}})
+    assert(read(dir .. "/daemon"):match("^(%d+)") ~= before, flag .. ": a new daemon")
+    assert(srv.env_delivery:find("restarted without extra environment", 1, true), srv.env_delivery)
+    srv:stop()
+    shutdown(dir)
+  end
+end)
+
 T.case("lmstudio: env cells are refused when the LM Studio app owns the daemon, or lms cannot restart it", function()
   local dir = fake_dir()
   local gui = fake_lms(dir, {FAKE_LMS_LOAD_TIME = "0", FAKE_LMS_GUI = "1"})
