@@ -1328,7 +1328,8 @@ static void fmt_final(sbuf *b, conn *c, int64_t stamp) {
     sb_str(b, finish_str(c));
     SB_LIT(b, "\"}]");
     if (c->include_usage) { SB_LIT(b, ","); sb_usage(b, c); }
-    if (c->ep == EP_LMS_CHAT || c->ep == EP_LMS_COMPL) { SB_LIT(b, ","); sb_lms_stats(b, c); }
+    /* no stats, model_info or runtime here: LM Studio sends them only in
+     * non-streamed /api/v0 answers (lmstudio-bug-tracker#676, 0.3.x) */
     sb_stamp_end(b, c, stamp);
     SB_LIT(b, "\n\ndata: [DONE]\n\n");
     return;

@@ -31,7 +31,9 @@ local DIALECTS = {
   ["llama.cpp"] = {paths = OPENAI_PATHS, usage_option = true, native_complete = "/completion"},
   ["lmstudio"] = {paths = OPENAI_PATHS, usage_option = true},
   ["lmstudio-v0"] = {paths = {chat = "/api/v0/chat/completions", complete = "/api/v0/completions",
-                              models = "/api/v0/models"}, usage_option = false},
+                              models = "/api/v0/models"}, usage_option = false,
+                   -- LM Studio sends stats only in non-streamed answers
+                   stream_stats = "none: LM Studio sends stats only in non-streamed /api/v0 answers"},
   ["ollama"] = {paths = OPENAI_PATHS, usage_option = true},
   ["ollama-native"] = {paths = {chat = "/api/chat", complete = "/api/generate", models = "/api/tags"},
                        ndjson = true},
@@ -530,6 +532,8 @@ local function make_record(self, r, kind, stream)
   end
   if r.llm then
     streamed_record(rec, r)
+    local d = DIALECTS[self.dialect]
+    if d and d.stream_stats and not rec.server then rec.server_stats = d.stream_stats end
   elseif not r.error then
     whole_record(rec, r, kind, self.dialect)
   end

@@ -279,7 +279,7 @@ local ENV_NAME = {check = function(k) return k ~= "" and not k:find("=", 1, true
                   what = "an environment variable name (not empty, no '=')"}
 
 M.BACKENDS = {"llama-server", "lmstudio", "mlx-lm", "vllm", "vllm-mlx", "ollama", "sglang", "command", "external", "sim"}
-M.DIALECTS = {"openai", "llama.cpp", "lmstudio", "vllm", "ollama", "sglang", "mlx-lm"}
+M.DIALECTS = {"openai", "llama.cpp", "lmstudio", "lmstudio-v0", "vllm", "ollama", "ollama-native", "sglang", "mlx-lm"}
 
 local ENV = T.dict(T.scalar(), {what = "a mapping of environment variables to values", key = ENV_NAME})
 

@@ -245,7 +245,8 @@ local function analysis_json(an, ctx)
         delta_tps_pct = r.d_tps, delta_ttft_pct = r.d_ttft, delta_peak_pct = r.d_peak, delta_load_pct = r.d_load,
         beyond_noise = r.noise and r.noise.verdict or nil}
     end
-    out.tuning[#out.tuning + 1] = {name = g.name, baseline = g.base.name, rows = rows}
+    out.tuning[#out.tuning + 1] = {name = g.name, baseline = g.base.name, rows = rows,
+      no_measurable_effect = g.no_effect or nil, variables = g.no_effect_vars}
   end
   for _, p in ipairs(ctx.pairs) do
     out.pairs[#out.pairs + 1] = {bits = p.bits, mlx = p.mlx.name, gguf = p.gguf.name,

@@ -616,6 +616,7 @@ local function run_cell(ctx, cell, i)
   out.server.model_bytes = cell.model and cell.model.size
   out.note = cell.note
   out.server.model_id = srv.model or cell.server.model
+  out.server.env_delivery = srv.env_delivery
 
   local openai = require("bench.openai")
   local load = require("bench.load")
@@ -797,7 +798,10 @@ local function env_of(plan, opts)
   for _, c in ipairs(plan.cells) do
     if c.model and c.model.name then models[c.model.name] = c.model end
     local s = c.real_server or c.server
-    servers[s.name or s.backend] = {backend = s.backend, model = s.model, args = s.args, env = s.env}
+    -- how a cell's env reaches the engine, where the backend says (lmstudio)
+    local b = backends.get(s.backend)
+    servers[s.name or s.backend] = {backend = s.backend, model = s.model, args = s.args, env = s.env,
+                                    env_delivery = b and b.env_delivery or nil}
   end
   env.models, env.servers = models, servers
   if plan.dry then

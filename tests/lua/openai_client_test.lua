@@ -9,7 +9,8 @@ local DIALECTS = {
   {sim = "openai", client = "vllm", source = "usage"},
   {sim = "llama.cpp", client = "llama.cpp", source = "usage", server = "predicted_n"},
   {sim = "lmstudio", client = "lmstudio", source = "usage"},
-  {sim = "lmstudio", client = "lmstudio-v0", server = "tokens_per_second"},
+  {sim = "lmstudio", client = "lmstudio-v0", whole_server = "tokens_per_second",
+   no_stream_stats = "none: LM Studio sends stats only in non-streamed /api/v0 answers"},
   {sim = "ollama", client = "ollama", source = "usage"},
   {sim = "ollama", client = "ollama-native", source = "server_timings", server = "eval_count"},
 }
@@ -33,6 +34,10 @@ for _, d in ipairs(DIALECTS) do
     T.eq(rec.output_tokens, 10, "output_tokens (reasoning included)")
     if d.source then T.eq(rec.token_source, d.source, "token_source") end
     if d.server then assert(rec.server and rec.server[d.server], "server timings " .. d.server) end
+    if d.no_stream_stats then
+      T.eq(rec.server, nil, "no server stats in a stream")
+      T.eq(rec.server_stats, d.no_stream_stats, "said where the stats are missing")
+    end
     T.eq(#rec.itl_ms, rec.content_events + rec.reasoning_events - 1, "itl per token gap")
     assert(rec.tpot_ms and rec.tpot_ms > 0 and rec.decode_tps > 0, "tpot and decode_tps")
     assert(#rec.text > 0 and rec.reasoning and #rec.reasoning > 0, "text and reasoning kept apart")
@@ -47,6 +52,7 @@ for _, d in ipairs(DIALECTS) do
     T.eq(whole.error, nil, "non-streamed error")
     assert(#whole.text > 0, "non-streamed text")
     T.eq(whole.ttft_ms, nil, "no ttft without streaming")
+    if d.whole_server then assert(whole.server and whole.server[d.whole_server], "non-streamed stats " .. d.whole_server) end
 
     local comp = c:complete{prompt = "Once upon a time", max_tokens = 5}
     T.eq(comp.error, nil, "complete error")

@@ -627,6 +627,15 @@ local function section_questions(out, an, groups)
   out[#out + 1] = ""
 end
 
+-- A tuning group whose settings changed nothing beyond run-to-run noise:
+-- one sentence instead of a ranking.
+function MD.no_effect(g)
+  local vars = g.no_effect_vars or {}
+  return string.format("**No measurable effect** on %s: every configuration is within run-to-run noise of %s "
+    .. "(decode TPS and TTFT), so they are not ranked; the engine may ignore %s.", g.name, g.base.name,
+    #vars > 0 and ("these variables (" .. table.concat(vars, ", ") .. ")") or "these settings")
+end
+
 local function section_tuning(out, an, groups)
   if #groups == 0 then return end
   out[#out + 1] = "## Tuning: change vs baseline"
@@ -661,6 +670,10 @@ local function section_tuning(out, an, groups)
     if g.has_sysctl then align[2] = "l" end
     out[#out + 1] = MD.table(head, rows, align)
     out[#out + 1] = ""
+    if g.no_effect then
+      out[#out + 1] = MD.no_effect(g)
+      out[#out + 1] = ""
+    end
     if g.sysctl_simulated then
       out[#out + 1] = "Dry run: the sysctl values were not set on this machine (simulated); only the simulator's memory limit followed them."
       out[#out + 1] = ""
@@ -815,7 +828,9 @@ function MD.recommendations(an, ctx)
       if not r.is_base and r.d_tps and r.noise and r.noise.verdict == "yes" and r.d_tps > 0 and r.config.status == "ok"
         and (not best or r.d_tps > best.d_tps) then best = r end
     end
-    if best then
+    if g.no_effect then
+      recs[#recs + 1] = MD.no_effect(g)
+    elseif best then
       recs[#recs + 1] = string.format("On %s, **%s** improves decode TPS by %+.1f%% over %s (beyond run-to-run noise).",
         g.name, best.name, best.d_tps, g.base.name)
     else
