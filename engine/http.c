@@ -18,6 +18,7 @@
 #include "h1.h"
 #include "llmchunk.h"
 #include "platform.h"
+#include "sock.h"
 #include "sse.h"
 
 #include <arpa/inet.h>
@@ -915,6 +916,7 @@ static int native_connect(xfer *x) {
     fcntl(k->fd, F_SETFD, FD_CLOEXEC);
     fcntl(k->fd, F_SETFL, fcntl(k->fd, F_GETFL) | O_NONBLOCK);
     setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    br_sock_stamp_arrivals(k->fd);   /* arrival times from the kernel (native_read) */
 #ifdef SO_NOSIGPIPE
     setsockopt(k->fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);   /* macOS: EPIPE, not a signal */
 #endif
@@ -979,6 +981,10 @@ static void native_send(xfer *x, hconn *k) {
     iov[n].iov_base = x->reqbody.p + b;
     iov[n++].iov_len = x->reqbody.len - b;
   }
+  /* taken before the write: a server on the other core may answer before
+   * writev returns to us, and the request's time on the wire must not come
+   * after the first byte of its answer */
+  int64_t t_write = br_now();
   ssize_t w = writev(k->fd, iov, n);
   if (w < 0) {
     int err = errno;
@@ -1001,7 +1007,7 @@ static void native_send(xfer *x, hconn *k) {
       native_os_error(x, errno, "epoll");
     return;
   }
-  x->t_sent = br_now();
+  x->t_sent = t_write;
   if (br_io_start(x->ctx->loop, &k->io, k->fd, BR_READ, conn_io, k) != 0) native_os_error(x, errno, "epoll");
 }
 
@@ -1069,9 +1075,9 @@ static void native_closed(xfer *x, hconn *k, int err) {
 static void native_read(xfer *x, hconn *k) {
   hctx *c = x->ctx;
   for (int round = 0; round < 16; round++) {
-    ssize_t n = recv(k->fd, c->rbuf, READ_BUF, 0);
+    int64_t now;   /* the arrival time of these bytes: the kernel's, else the loop's wake-up */
+    ssize_t n = br_recv_stamped(k->fd, c->rbuf, READ_BUF, br_loop_event_time(c->loop), &now);
     if (n > 0) {
-      int64_t now = br_loop_event_time(c->loop);   /* first: the arrival time of these bytes */
       if (!x->t_first_byte) first_byte_seen(x, now);
       x->t_last_data = now;
       size_t used;

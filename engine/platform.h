@@ -23,6 +23,16 @@ int64_t br_platform_monotonic_ns(void);
 /* Wall clock as UTC epoch nanoseconds. */
 int64_t br_platform_wall_ns(void);
 
+/* --- socket receive times --- */
+/* Ask the kernel to stamp what arrives on a TCP socket (Linux
+ * SO_TIMESTAMPNS, macOS SO_TIMESTAMP). 0, or -1 where it cannot. */
+int br_platform_rx_stamp_enable(int fd);
+/* The room a recvmsg control buffer needs for that stamp. */
+size_t br_platform_rx_stamp_space(void);
+/* If the control message (a struct cmsghdr *) is that stamp, its wall-clock
+ * time in *wall_ns (Linux: the last segment read; macOS: µs) and 1; else 0. */
+int br_platform_rx_stamp_of(const void *cmsg, int64_t *wall_ns);
+
 /* --- the running executable --- */
 /* Absolute path of this executable into buf; 0 or -1. */
 int br_platform_executable_path(char *buf, size_t size);

@@ -590,3 +590,24 @@ int64_t br_platform_self_maxrss(void) {
   if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
   return (int64_t)ru.ru_maxrss * 1024;   /* KiB on Linux */
 }
+
+
+/* ---- socket receive times ---- */
+
+#include <sys/socket.h>
+
+int br_platform_rx_stamp_enable(int fd) {
+  int one = 1;
+  return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) == 0 ? 0 : -1;
+}
+
+size_t br_platform_rx_stamp_space(void) { return CMSG_SPACE(sizeof(struct timespec)); }
+
+int br_platform_rx_stamp_of(const void *cmsg, int64_t *wall_ns) {
+  const struct cmsghdr *c = cmsg;
+  if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) return 0;
+  struct timespec ts;
+  memcpy(&ts, CMSG_DATA(c), sizeof ts);
+  *wall_ns = (int64_t)ts.tv_sec * 1000000000 + (int64_t)ts.tv_nsec * 1;
+  return 1;
+}

@@ -15,6 +15,7 @@
 #include "benchrun/loop.h"
 #include "benchrun/runtime.h"
 #include "platform.h"
+#include "sock.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -261,6 +262,7 @@ struct conn {
   uint64_t req_id;
   long seed_field;
   int64_t t_arrive, t_slot, t_first, t_last, next_due, waited_load_ns;
+  int64_t t_read;        /* when the bytes of the last read arrived (the kernel's stamp) */
   size_t endless_sent;
 };
 
@@ -2332,7 +2334,7 @@ static void handle_generation(conn *c, const char *fault_hdr, size_t fhl) {
   }
   G.c_prompt_tokens += (uint64_t)c->prompt_tokens;
   c->fault_at = c->target / 2;
-  c->t_arrive = br_now();
+  c->t_arrive = c->t_read ? c->t_read : br_now();
   c->created = time(NULL);
   if (c->stream) stream_headers(c);
   if (full) {
@@ -2513,7 +2515,9 @@ static void conn_io(br_loop *loop, br_io *io, int events) {
         sb_grow(&c->in, c->in.len + 16384);
         want = c->in.cap - c->in.len;
       }
-      ssize_t r = read(c->fd, c->in.p + c->in.len, want);
+      /* the kernel's arrival time of these bytes: the request arrived with
+       * the read that completed it (t_arrive), however late this loop got here */
+      ssize_t r = br_recv_stamped(c->fd, c->in.p + c->in.len, want, br_now(), &c->t_read);
       if (r > 0 && c->state == CS_LINGER) continue;   /* discarded */
       if (r > 0) {
         if (c->state == CS_HEAD && c->in.len == 0)
@@ -2559,6 +2563,7 @@ static void listen_cb(br_loop *loop, br_io *io, int events) {
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    br_sock_stamp_arrivals(fd);
     conn *c = calloc(1, sizeof *c);
     if (!c) { close(fd); return; }
     c->fd = fd;

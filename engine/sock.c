@@ -1,0 +1,38 @@
+/* Socket helpers shared by bench.http's native transport and the simulator
+ * (sock.h). The platform says how its kernel stamps a receive; this file
+ * reads the stamp and puts it on the monotonic clock. */
+#include "sock.h"
+
+#include "benchrun/loop.h"
+#include "platform.h"
+
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+void br_sock_stamp_arrivals(int fd) { br_platform_rx_stamp_enable(fd); }
+
+ssize_t br_recv_stamped(int fd, void *buf, size_t len, int64_t fallback, int64_t *at) {
+  union { struct cmsghdr align; char b[64]; } ctl;   /* aligned for CMSG_FIRSTHDR */
+  struct iovec iov = {buf, len};
+  struct msghdr m;
+  memset(&m, 0, sizeof m);
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  size_t space = br_platform_rx_stamp_space();
+  m.msg_control = ctl.b;
+  m.msg_controllen = space <= sizeof ctl.b ? space : 0;
+  *at = fallback;
+  ssize_t n = recvmsg(fd, &m, 0);
+  if (n <= 0 || !m.msg_controllen) return n;
+  for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+    int64_t wall;
+    if (!br_platform_rx_stamp_of(h, &wall)) continue;
+    /* wall clock to br_now()'s by the two clocks' offset now; a stamp in
+     * the future or far in the past (a clock step in between) is not used */
+    int64_t mono = br_now();
+    int64_t t = wall - (br_platform_wall_ns() - mono);
+    if (t <= mono && t > mono - 10 * (int64_t)1000000000) *at = t;
+  }
+  return n;
+}

@@ -1,0 +1,18 @@
+/* Socket helpers shared by bench.http's native transport and the simulator. */
+#ifndef BENCHRUN_SOCK_H
+#define BENCHRUN_SOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Ask the kernel to stamp what arrives on fd (see br_recv_stamped). */
+void br_sock_stamp_arrivals(int fd);
+
+/* recv() into buf; *at gets when the kernel received what was read (its
+ * stamp, moved to br_now()'s clock) where it gave one, else `fallback`. A
+ * stamp is a true arrival time even when the loop reaches the socket late:
+ * after other ready events, or a slow Lua callback. Returns as recv(). */
+ssize_t br_recv_stamped(int fd, void *buf, size_t len, int64_t fallback, int64_t *at);
+
+#endif
