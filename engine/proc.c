@@ -601,8 +601,8 @@ static int check_signal(lua_State *L, int arg) {
 }
 
 /* Push the exit of a reaped child as a table:
- * {code, signal, signal_name, sent_by_benchrun, core_dumped, oom, evidence,
- *  note, reason, duration}. oom only with evidence of an OOM kill. */
+ * {code, signal, signal_name, sent_by_benchrun, asked_to_stop, core_dumped, oom,
+ *  evidence, note, reason, duration}. oom only with evidence of an OOM kill. */
 static void push_exit_info(lua_State *L, child *c) {
   lua_createtable(L, 0, 8);
   char reason[800];
@@ -642,6 +642,14 @@ static void push_exit_info(lua_State *L, child *c) {
       }
       snprintf(reason, sizeof reason, "killed by SIGKILL (not sent by benchrun; no record of an OOM kill%s%s)",
                c->evidence[0] ? "; " : "", c->evidence);
+    } else if (!sent && c->sent_mask) {
+      /* benchrun asked it to stop and it died of another signal on the way
+       * out: llama-server aborts (SIGABRT, "terminate called without an
+       * active exception") after a SIGTERM. Its shutdown, not a crash. */
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "asked_to_stop");
+      if (nm) snprintf(reason, sizeof reason, "killed by SIG%s while stopping (after a signal sent by benchrun)", nm);
+      else snprintf(reason, sizeof reason, "killed by signal %d while stopping (after a signal sent by benchrun)", sig);
     } else {
       snprintf(reason, sizeof reason, "killed by SIG%s%s", nm ? nm : "?", sent ? " (sent by benchrun)" : "");
       if (!nm) snprintf(reason, sizeof reason, "killed by signal %d%s", sig, sent ? " (sent by benchrun)" : "");
@@ -1839,8 +1847,8 @@ static const char servers_lua[] =
   "-- proc.classify_exit(info) -> {status, signal, signal_name, code, core_dumped, evidence, reason}.\n"
   "-- The one place that says why a process ended, from its exit info only\n"
   "-- (never from its output): 'oom' with evidence of an OOM kill (info.oom and\n"
-  "-- info.evidence), 'stopped' by a signal benchrun sent, 'crashed' by any\n"
-  "-- other signal, 'failed' for an exit with a code (or no exit info).\n"
+  "-- info.evidence), 'stopped' by a signal benchrun sent (or any signal after\n"
+  "-- one: info.asked_to_stop), 'crashed' by any other signal, 'failed' for an exit with a code (or no exit info).\n"
   "function proc.classify_exit(info)\n"
   "  if type(info) ~= 'table' then\n"
   "    return {status = 'failed', reason = 'no exit information'}\n"
@@ -1848,7 +1856,7 @@ static const char servers_lua[] =
   "  local c = {signal = info.signal, signal_name = info.signal_name, code = info.code,\n"
   "             core_dumped = info.core_dumped, reason = info.reason}\n"
   "  if info.oom and info.evidence then c.status, c.evidence = 'oom', info.evidence\n"
-  "  elseif info.signal and info.sent_by_benchrun then c.status = 'stopped'\n"
+  "  elseif info.signal and (info.sent_by_benchrun or info.asked_to_stop) then c.status = 'stopped'\n"
   "  elseif info.signal then c.status = 'crashed'\n"
   "  else c.status = 'failed' end\n"
   "  if not c.reason then\n"
