@@ -34,11 +34,10 @@ skip() {
 }
 
 [ -f "$src/llama.cpp/CMakeLists.txt" ] || skip "no llama.cpp snapshot at $src/llama.cpp"
-command -v cmake >/dev/null || skip "cmake is not installed"
-cxx=${CXX:-c++}
-command -v "$cxx" >/dev/null || skip "no C++ compiler ($cxx) is installed"
-[ -x "$python" ] || skip "$python is not installed"
-"$python" -c 'import numpy' 2>/dev/null || skip "$python has no numpy (install python3-numpy)"
+
+# sha256sum (GNU) or shasum (macOS)
+sha=(sha256sum)
+command -v sha256sum >/dev/null || sha=(shasum -a 256)
 
 cache=${BENCHRUN_CACHE:-/var/cache/benchrun}
 if ! mkdir -p "$cache" 2>/dev/null || [ ! -w "$cache" ]; then cache=${XDG_CACHE_HOME:-$HOME/.cache}/benchrun; fi
@@ -49,15 +48,21 @@ flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON -DLLA
 # Hashing the file list and contents of the snapshot (~1,100 files, 21 MB)
 # takes well under a second.
 hash=$( { (cd "$src/llama.cpp" && find . -type f ! -path './.git/*' -print0 | LC_ALL=C sort -z |
-            xargs -0 sha256sum); echo "${flags[*]}"; } | sha256sum | cut -c1-16)
+            xargs -0 "${sha[@]}"); echo "${flags[*]}"; } | "${sha[@]}" | cut -c1-16)
 build=$cache/llama-$hash
-models=$cache/models-$hash-$(sha256sum "$src/make_tiny_gguf.py" | cut -c1-8)
+models=$cache/models-$hash-$("${sha[@]}" "$src/make_tiny_gguf.py" | cut -c1-8)
 
-# One build at a time (the plain and the ASan test runs may start together).
-exec 9>"$cache/.lock-$hash"
-flock 9
+# One build at a time (two test runs may start together); macOS has no flock.
+if command -v flock >/dev/null; then
+  exec 9>"$cache/.lock-$hash"
+  flock 9
+fi
 
 if [ ! -f "$build/.done" ]; then
+  # what building needs (a cached build needs none of it)
+  command -v cmake >/dev/null || skip "cmake is not installed"
+  cxx=${CXX:-c++}
+  command -v "$cxx" >/dev/null || skip "no C++ compiler ($cxx) is installed"
   echo "realserver: building llama-server and llama-quantize into $build (minutes on 2 cores, once)"
   rm -rf "$build"
   cmake -S "$src/llama.cpp" -B "$build" "${flags[@]}" >"$cache/llama-$hash.configure.log" 2>&1 ||
@@ -70,6 +75,10 @@ bin=$build/bin
 "$bin/llama-server" --version >/dev/null 2>&1 || { echo "realserver: $bin/llama-server does not run" >&2; exit 1; }
 
 mkdir -p "$models"
+if [ ! -f "$models/small-q4_0.gguf" ]; then
+  [ -x "$python" ] || skip "$python is not installed"
+  "$python" -c 'import numpy' 2>/dev/null || skip "$python has no numpy (install python3-numpy)"
+fi
 make_model() {   # name, make_tiny_gguf.py arguments...
   local name=$1; shift
   [ -f "$models/$name" ] && return 0
