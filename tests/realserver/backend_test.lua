@@ -53,7 +53,7 @@ end)
 
 T.case("env reaches the server (llama-server reads LLAMA_ARG_*)", function()
   local srv <close> = assert(backends.get("llama-server").start{binary = rs.server, model = rs.models .. "/tiny.gguf",
-    args = {"-t", "2", "--slots"}, env = {set = {LLAMA_ARG_CTX_SIZE = "384"}}, ready_timeout = 120})
+    args = {"-t", "1", "--slots"}, env = {set = {LLAMA_ARG_CTX_SIZE = "384"}}, ready_timeout = 120})
   local slots = json.decode(http.request{url = srv.base_url .. "/slots"}.body)
   T.eq(math.tointeger(slots[1].n_ctx), 384, "the context from the environment")
 end)
@@ -82,7 +82,7 @@ end)
 T.case("a corrupt GGUF: the server aborts (SIGABRT), crashed, not OOM", function()
   local bad = dir .. "/corrupt.gguf"
   write(bad, read(rs.models .. "/tiny.gguf"):sub(1, 1000000))   -- cut short
-  local srv, err, info = backends.get("llama-server").start{binary = rs.server, model = bad, args = {"-t", "2"},
+  local srv, err, info = backends.get("llama-server").start{binary = rs.server, model = bad, args = {"-t", "1"},
                                                             ready_timeout = 120}
   T.eq(srv, nil, "no server")
   assert(err:find("before it was ready", 1, true), err)
@@ -99,7 +99,7 @@ T.case("a wrong model path: said as such, not the crash llama-server would show"
   local info = p:wait(60)
   T.eq(info.signal_name, "SIGABRT", "llama-server's own death: " .. tostring(info.reason))
   local srv, err, info2 = backends.get("llama-server").start{binary = rs.server, model = dir .. "/no-such.gguf",
-                                                             args = {"-t", "2"}, ready_timeout = 120}
+                                                             args = {"-t", "1"}, ready_timeout = 120}
   T.eq(srv, nil, "no server")
   T.eq(info2, nil, "not spawned")
   T.eq(err, "llama-server: model file '" .. dir .. "/no-such.gguf' cannot be opened: " .. dir
@@ -116,7 +116,7 @@ T.case("a second server on the port is refused (SO_REUSEPORT would let it start)
   assert(twin:wait_for_line("server is listening", 60), "llama-server binds a busy port: " .. twin:tail(10))
   -- benchrun refuses to start a server there
   local srv, err = backends.get("llama-server").start{binary = rs.server, model = rs.models .. "/tiny.gguf",
-                                                      port = port, args = {"-t", "2"}, ready_timeout = 60}
+                                                      port = port, args = {"-t", "1"}, ready_timeout = 60}
   T.eq(srv, nil, "refused")
   assert(err:find("port " .. port, 1, true) and err:find("in use", 1, true), err)
 end)
@@ -127,7 +127,7 @@ T.case("a plan restarts the server per variant; a corrupt variant is crashed", f
   local plan = dir .. "/plan.yaml"
   write(plan, table.concat({
     "name: variants",
-    "server: {backend: llama-server, binary: " .. rs.server .. ", args: [-t, '2', -c, '512'], ready_timeout: 2m}",
+    "server: {backend: llama-server, binary: " .. rs.server .. ", args: [-t, '1', -c, '512'], ready_timeout: 2m}",
     "models:",
     "  tiny: {model: " .. rs.models .. "/tiny.gguf}",
     "  q4: {model: " .. rs.models .. "/small-q4_0.gguf}",

@@ -31,9 +31,11 @@ function R.setup()
 end
 
 -- R.start(rs, model, args, opts) -> srv (raises on failure, with the
--- server's output). Two threads: the machine is shared.
+-- server's output). One thread: ggml's threads wait for each other at
+-- every step, and on a shared 2-core machine a second one that is not
+-- scheduled stalls both (a request took seconds instead of milliseconds).
 function R.start(rs, model, args, opts)
-  local a = {"-t", "2", "-c", "1024"}
+  local a = {"-t", "1", "-c", "1024"}
   for _, x in ipairs(args or {}) do a[#a + 1] = x end
   local o = {binary = rs.server, model = rs.models .. "/" .. model, args = a, ready_timeout = 120}
   for k, v in pairs(opts or {}) do o[k] = v end

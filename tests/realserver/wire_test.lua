@@ -159,7 +159,7 @@ T.case("/health: 503 while the model loads, then 200", function()
   -- the ~134M model loads for a second or more: long enough to see it load
   local port = assert(proc.free_port())
   local p <close> = assert(proc.spawn{argv = {rs.server, "-m", rs.models .. "/small-f16.gguf", "--port", tostring(port),
-                                              "-t", "2", "-c", "512"}})
+                                              "-t", "1", "-c", "512"}})
   local url = string.format("http://127.0.0.1:%d/health", port)
   local seen, body503 = {}, nil
   local deadline = clock.now() + 120e9
