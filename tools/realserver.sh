@@ -50,7 +50,8 @@ flags=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON -DLLA
 hash=$( { (cd "$src/llama.cpp" && find . -type f ! -path './.git/*' -print0 | LC_ALL=C sort -z |
             xargs -0 "${sha[@]}"); echo "${flags[*]}"; } | "${sha[@]}" | cut -c1-16)
 build=$cache/llama-$hash
-models=$cache/models-$hash-$("${sha[@]}" "$src/make_tiny_gguf.py" | cut -c1-8)
+# the models also depend on the generator and on the sizes written below
+models=$cache/models-$hash-$(cat "$src/make_tiny_gguf.py" "$0" | "${sha[@]}" | cut -c1-8)
 
 # One build at a time (two test runs may start together); macOS has no flock.
 if command -v flock >/dev/null; then
