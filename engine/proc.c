@@ -601,8 +601,8 @@ static int check_signal(lua_State *L, int arg) {
 }
 
 /* Push the exit of a reaped child as a table:
- * {code, signal, signal_name, sent_by_benchrun, core_dumped, oom, evidence,
- *  note, reason, duration}. oom only with evidence of an OOM kill. */
+ * {code, signal, signal_name, sent_by_benchrun, asked_to_stop, core_dumped, oom,
+ *  evidence, note, reason, duration}. oom only with evidence of an OOM kill. */
 static void push_exit_info(lua_State *L, child *c) {
   lua_createtable(L, 0, 8);
   char reason[800];
@@ -642,6 +642,14 @@ static void push_exit_info(lua_State *L, child *c) {
       }
       snprintf(reason, sizeof reason, "killed by SIGKILL (not sent by benchrun; no record of an OOM kill%s%s)",
                c->evidence[0] ? "; " : "", c->evidence);
+    } else if (!sent && c->sent_mask) {
+      /* benchrun asked it to stop and it died of another signal on the way
+       * out: llama-server aborts (SIGABRT, "terminate called without an
+       * active exception") after a SIGTERM. Its shutdown, not a crash. */
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "asked_to_stop");
+      if (nm) snprintf(reason, sizeof reason, "killed by SIG%s while stopping (after a signal sent by benchrun)", nm);
+      else snprintf(reason, sizeof reason, "killed by signal %d while stopping (after a signal sent by benchrun)", sig);
     } else {
       snprintf(reason, sizeof reason, "killed by SIG%s%s", nm ? nm : "?", sent ? " (sent by benchrun)" : "");
       if (!nm) snprintf(reason, sizeof reason, "killed by signal %d%s", sig, sent ? " (sent by benchrun)" : "");
@@ -1839,8 +1847,8 @@ static const char servers_lua[] =
   "-- proc.classify_exit(info) -> {status, signal, signal_name, code, core_dumped, evidence, reason}.\n"
   "-- The one place that says why a process ended, from its exit info only\n"
   "-- (never from its output): 'oom' with evidence of an OOM kill (info.oom and\n"
-  "-- info.evidence), 'stopped' by a signal benchrun sent, 'crashed' by any\n"
-  "-- other signal, 'failed' for an exit with a code (or no exit info).\n"
+  "-- info.evidence), 'stopped' by a signal benchrun sent (or any signal after\n"
+  "-- one: info.asked_to_stop), 'crashed' by any other signal, 'failed' for an exit with a code (or no exit info).\n"
   "function proc.classify_exit(info)\n"
   "  if type(info) ~= 'table' then\n"
   "    return {status = 'failed', reason = 'no exit information'}\n"
@@ -1848,7 +1856,7 @@ static const char servers_lua[] =
   "  local c = {signal = info.signal, signal_name = info.signal_name, code = info.code,\n"
   "             core_dumped = info.core_dumped, reason = info.reason}\n"
   "  if info.oom and info.evidence then c.status, c.evidence = 'oom', info.evidence\n"
-  "  elseif info.signal and info.sent_by_benchrun then c.status = 'stopped'\n"
+  "  elseif info.signal and (info.sent_by_benchrun or info.asked_to_stop) then c.status = 'stopped'\n"
   "  elseif info.signal then c.status = 'crashed'\n"
   "  else c.status = 'failed' end\n"
   "  if not c.reason then\n"
@@ -1920,8 +1928,13 @@ static const char wait_ready_lua[] =
   "local function tail_of(p) return p and ('; last output:\\n' .. p:tail(20)) or '' end\n"
   "-- proc.wait_ready{http = url, expect = status | function(status, body) -> bool,\n"
   "--   line = pattern, port = n, host = h, proc = p, timeout = s, interval = s}\n"
-  "-- -> seconds since the process started (or since the call), or nil, message.\n"
-  "-- Every condition given must hold; a process that exits first fails it.\n"
+  "-- -> seconds since the process started (or since the call), resolution (s),\n"
+  "-- or nil, message. Every condition given must hold; a process that exits\n"
+  "-- first fails it. The load time is when the ready answer came; the\n"
+  "-- server became ready after the last try that found it not ready began,\n"
+  "-- `resolution` earlier at most. Polls are 2% of the time waited apart (at least\n"
+  "-- `interval`, 5 ms, at most 0.5 s): a 1 s load is read to ~20 ms, not\n"
+  "-- bucketed by a growing back-off, and a long load costs few probes.\n"
   "return function(o)\n"
   "  if type(o) ~= 'table' then error('proc.wait_ready: expected a table of options', 2) end\n"
   "  if not (o.http or o.line or o.port) then error('proc.wait_ready: give http, line or port', 2) end\n"
@@ -1930,10 +1943,12 @@ static const char wait_ready_lua[] =
   "  local t0 = p and p.started_ns or clock.now()\n"
   "  local timeout = o.timeout or 60\n"
   "  local deadline = clock.now() + math.floor(timeout * 1e9)\n"
-  "  local interval = o.interval or 0.05\n"
+  "  local min_interval = o.interval or 0.005\n"
+  "  local t_not_ready = t0\n"
   "  local expect = o.expect or 200\n"
   "  local line_ok, seq, last = not o.line, 0, 'nothing tried yet'\n"
   "  while true do\n"
+  "    local t_try = clock.now()\n"
   "    if p and not p:alive() then\n"
   "      local info = p:exit_info()\n"
   "      return nil, string.format('%s (pid %d) %s before it was ready%s', p.name, p.pid, info.reason, tail_of(p))\n"
@@ -1959,12 +1974,13 @@ static const char wait_ready_lua[] =
   "        if not good then ok = false last = o.http .. ' answered ' .. status .. ' ' .. body:sub(1, 200) end\n"
   "      end\n"
   "    end\n"
-  "    if ok then return (clock.now() - t0) / 1e9 end\n"
-  "    if clock.now() >= deadline then\n"
+  "    local now = clock.now()\n"
+  "    if ok then return (now - t0) / 1e9, (now - t_not_ready) / 1e9 end\n"
+  "    t_not_ready = t_try\n"
+  "    if now >= deadline then\n"
   "      return nil, string.format('not ready after %g s (%s)%s', timeout, last, tail_of(p))\n"
   "    end\n"
-  "    clock.sleep(interval)\n"
-  "    if interval < 0.5 then interval = interval * 1.5 end\n"
+  "    clock.sleep(math.max(min_interval, math.min(0.5, (now - t0) / 1e9 * 0.02)))\n"
   "  end\n"
   "end\n";
 

@@ -12,7 +12,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential cmake pkg-config clang llvm libclang-rt-dev
       liblua5.4-dev lua5.4 libcurl4-openssl-dev libyaml-dev lua-cjson-dev libcjson-dev libedit-dev
-      curl tmux hyperfine procps openssl)
+      curl tmux hyperfine procps openssl
+      python3 python3-numpy)   # tests/realserver: tools/realserver.sh makes the models
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -303,6 +303,22 @@ local function sane_count(v, what)
   return math.tointeger(v) or v
 end
 
+-- llama.cpp's /completion says why it stopped in stop_type, not
+-- finish_reason; its /v1 endpoints map it this way (server.cpp).
+local LLAMA_STOP = {eos = "stop", word = "stop", limit = "length"}
+
+-- What llama.cpp's /completion adds in its last event or body: a
+-- finish_reason from stop_type, the whole prompt's count (tokens_evaluated;
+-- timings.prompt_n counts only what the prompt cache did not hold) and
+-- whether it cut the prompt (truncated).
+local function llama_native_final(rec, v)
+  if type(v) ~= "table" then return end
+  if type(v.stop_type) == "string" then rec.finish_reason = LLAMA_STOP[v.stop_type] or v.stop_type end
+  local n = sane_count(v.tokens_evaluated, "tokens_evaluated")
+  if n then rec.prompt_tokens = n end
+  if v.truncated == true then rec.server_truncated = true end
+end
+
 -- The most output tokens that can stand behind what arrived: a token is at
 -- least one byte of text or one event of its own, plus a few that render as
 -- nothing (end of sequence, hidden markers).
@@ -414,6 +430,10 @@ local function streamed_record(rec, r)
   fill_counts(rec, decode_json(m.usage), decode_json(m.timings), decode_json(m.stats), decode_json(m.final),
               m.tokens > 0 and m.tokens or nil,
               {events = m.tokens, bytes = #(m.content or "") + #(m.reasoning or "")})
+  if rec.dialect == "llama.cpp" then
+    local final = decode_json(m.final)
+    if final and final.stop_type ~= nil then llama_native_final(rec, final) end
+  end
   if rec.reasoning_tokens == nil and m.reasoning_events > 0 and rec.token_source == "chunks" then
     rec.reasoning_tokens = m.reasoning_events
   end
@@ -483,7 +503,6 @@ local function whole_record(rec, r, kind, dialect)
     text = str(msg.content) or str(c.text) or str(v.content)
     reasoning = str(msg.reasoning_content) or str(msg.reasoning)
     rec.finish_reason = c.finish_reason
-    if v.stop_type then rec.finish_reason = v.stop_type end
     usage, timings, stats = type(v.usage) == "table" and v.usage or nil, type(v.timings) == "table" and v.timings or nil,
                             type(v.stats) == "table" and v.stats or nil
     if v.error and not rec.error then
@@ -497,6 +516,7 @@ local function whole_record(rec, r, kind, dialect)
     text, reasoning = t, r2
   end
   fill_counts(rec, usage, timings, stats, final, nil, {events = 0, bytes = #text + #(reasoning or "")})
+  if dialect == "llama.cpp" and v.stop_type ~= nil then llama_native_final(rec, v) end
   rec.text = text
   rec.reasoning = reasoning ~= "" and reasoning or nil
   rec.chunks = 0
@@ -505,6 +525,41 @@ local function whole_record(rec, r, kind, dialect)
     rec.error = "empty_response"
     rec.error_detail = "the answer has no content and no reasoning"
   end
+end
+
+-- A prompt the server cut without an error (llama-server keeps the start
+-- and the end of a prompt longer than a slot's context, and counts only
+-- what it kept): the server said so (/completion's truncated), or its
+-- prompt_tokens is below three quarters of what the caller counted
+-- (expect_prompt_tokens), or below what the prompt's bytes can be with at
+-- most PROMPT_BYTES_PER_TOKEN bytes a token (docs/openai.md).
+local PROMPT_BYTES_PER_TOKEN = 64
+local function check_prompt(rec, sent_bytes, expect)
+  local n = rec.prompt_tokens
+  local why
+  if rec.server_truncated then
+    why = string.format("the server says it truncated the prompt (%s prompt tokens kept)", tostring(n))
+  elseif n and expect and n < expect * 0.75 then
+    why = string.format("the server counted %d prompt tokens of the %d sent", n, expect)
+  elseif n and sent_bytes > PROMPT_BYTES_PER_TOKEN * (n + 16) then
+    why = string.format("the server counted %d prompt tokens for %d bytes of prompt", n, sent_bytes)
+  end
+  rec.server_truncated = nil
+  if why then rec.prompt_truncated, rec.prompt_truncated_detail = true, why end
+end
+
+-- the bytes of text in a request's prompt or messages
+local function prompt_bytes(args)
+  if type(args.prompt) == "string" and args.messages == nil then return #args.prompt + #(args.system or "") end
+  local n = 0
+  for _, m in ipairs(type(args.messages) == "table" and args.messages or {}) do
+    local c = type(m) == "table" and m.content
+    if type(c) == "string" then n = n + #c
+    elseif type(c) == "table" then
+      for _, part in ipairs(c) do if type(part) == "table" and type(part.text) == "string" then n = n + #part.text end end
+    end
+  end
+  return n
 end
 
 local function make_record(self, r, kind, stream)
@@ -545,6 +600,9 @@ end
 local function call(self, kind, args, who)
   if type(args) ~= "table" then error(who .. ": expected a table of arguments", 3) end
   if args.on_event ~= nil and type(args.on_event) ~= "function" then error(who .. ": on_event: expected a function", 3) end
+  if args.expect_prompt_tokens ~= nil and (math.type(args.expect_prompt_tokens) ~= "integer" or args.expect_prompt_tokens < 0) then
+    error(who .. ": expect_prompt_tokens: expected an integer >= 0, got " .. tostring(args.expect_prompt_tokens), 3)
+  end
   check_timeout(args.timeout, who)
   local d = DIALECTS[self.dialect]
   local path = d.paths[kind]
@@ -555,11 +613,15 @@ local function call(self, kind, args, who)
   local body = build_body(self, kind, args, who)
   local stream = args.stream ~= false and (d.ndjson and "ndjson" or "sse") or nil
   local r = send(self, "POST", path, body, stream, args)
-  return make_record(self, r, kind, stream)
+  local rec = make_record(self, r, kind, stream)
+  check_prompt(rec, prompt_bytes(args), args.expect_prompt_tokens)
+  return rec
 end
 
 -- client:chat{messages = {...} | prompt = "text", system?, model?, max_tokens?,
---   stream? (default true), extra?, headers?, timeout?, on_event?, raw?} -> record
+--   stream? (default true), extra?, headers?, timeout?, on_event?, raw?,
+--   expect_prompt_tokens? (the prompt's own count: a server count below 3/4
+--   of it flags prompt_truncated)} -> record
 function Client:chat(args)
   return call(self, "chat", args, "openai.chat")
 end

@@ -606,10 +606,12 @@ local function run_cell(ctx, cell, i)
     end
     ctx.server, ctx.server_key = srv, key
     ctx.server_load_time = srv.load_time_s or (now_ns() - t0) / 1e9
+    ctx.server_load_resolution = srv.load_time_s and srv.load_time_resolution_s
     ctx.server_started_cell = cell.id
     out.server.restarted = true
   end
   out.server.load_time_s = ctx.server_load_time
+  out.server.load_time_resolution_s = ctx.server_load_resolution
   out.server.started_by = ctx.server_started_cell
   local vok, v = pcall(srv.version, srv)
   if vok then out.server.version = v end

@@ -125,7 +125,8 @@ end
 --   burst           every token arrived at once: no decode rate, no ITL
 --   token_mismatch  the server's token count contradicts what arrived
 --   invalid_utf8    the text had invalid UTF-8 (replaced when stored)
-M.RECORD_FLAGS = {"burst", "token_mismatch", "invalid_utf8"}
+--   prompt_truncated  the server cut the prompt without an error
+M.RECORD_FLAGS = {"burst", "token_mismatch", "invalid_utf8", "prompt_truncated"}
 
 -- A cell whose client_send_delay_ms p99 is above this is flagged: its
 -- requests waited in the client before the wire (docs/stats.md).

@@ -100,7 +100,8 @@ T.case("external: an answering server, a gone pid, nothing listening", function(
 end)
 
 T.case("missing binary, exits at once, never ready, 503 forever: clear errors, no orphan", function()
-  local srv, err = backends.get("llama-server").start{model = "/m.gguf", binary = "/nonexistent/llama-server"}
+  local model = os.tmpname()   -- an (empty) file: llama-server's adapter checks that the model opens
+  local srv, err = backends.get("llama-server").start{model = model, binary = "/nonexistent/llama-server"}
   T.eq(srv, nil, "missing")
   T.eq(err, "llama-server: proc.spawn: cannot start: '/nonexistent/llama-server' does not exist", "message")
   srv, err = backends.get("vllm").start{model = "m", binary = "benchrun-no-such-vllm"}
@@ -112,7 +113,7 @@ T.case("missing binary, exits at once, never ready, 503 forever: clear errors, n
   f:write("#!/bin/sh\necho 'llama_model_load: error loading model: tensor data is not within bounds' >&2\nexit 1\n")
   f:close()
   proc.run{argv = {"chmod", "+x", fake}}
-  srv, err = backends.get("llama-server").start{model = "/m.gguf", binary = fake}
+  srv, err = backends.get("llama-server").start{model = model, binary = fake}
   T.eq(srv, nil, "exits at once")
   assert(err:find("exited with code 1 before it was ready", 1, true), err)
   assert(err:find("tensor data is not within bounds", 1, true), err)

@@ -359,7 +359,7 @@ function M.launch(spec)
     return nil, string.format("%s: %s", spec.backend, foreign)
   end
   local srv = M.server{backend = spec.backend, base_url = base_url, dialect = spec.dialect or "openai",
-                       model = spec.model, load_time_s = load_time, pid = p.pid, proc = p, log = spec.log,
+                       model = spec.model, load_time_s = load_time, load_time_resolution_s = why, pid = p.pid, proc = p, log = spec.log,
                        port = spec.port, host = host, models_path = spec.models_path, grace = spec.grace,
                        get_version = spec.get_version, argv = spec.argv}
   if spec.after_ready then

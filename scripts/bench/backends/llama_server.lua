@@ -14,6 +14,11 @@ function A.start(opts)
   local argv = {binary}
   -- a Hugging Face reference (org/repo:quant) goes to -hf; a path to -m
   if not tostring(model):find("/") or tostring(model):find("^[%./~]") or tostring(model):find("%.gguf$") then
+    -- llama-server aborts (SIGABRT) on a file it cannot open, the same
+    -- death as a corrupt file's: a wrong path is said as such instead
+    local f, err = io.open(model, "rb")
+    if not f then return nil, string.format("llama-server: model file '%s' cannot be opened: %s", model, err) end
+    f:close()
     B.args({"-m", model}, argv)
   else
     B.args({"-hf", model}, argv)

@@ -244,7 +244,7 @@ end
 -- kinds with their counts and the first error's words, so a figure is never
 -- read without knowing what stands behind it.
 local FLAG_TEXT = {burst = "whole answer at once (no decode rate)", token_mismatch = "server token count contradicted",
-                   invalid_utf8 = "invalid UTF-8 replaced"}
+                   invalid_utf8 = "invalid UTF-8 replaced", prompt_truncated = "prompt cut by the server"}
 local function section_errors(out, an)
   local first = {}
   for _, r in ipairs(an.data.records or {}) do
