@@ -189,9 +189,13 @@ end
 A.label_text = label_text
 
 -- ------------------------------------------------------------ cells
+-- A server's peak memory: host + GPU (peak_memory_bytes, issue 19); results
+-- written before it have the host memory (else the GPU's, else the
+-- system's in use) alone.
 local function peak_bytes(server)
   if type(server) ~= "table" then return nil end
-  return num(server.peak_rss_bytes) or num(server.peak_gpu_bytes) or num(server.sys_used_peak_bytes)
+  return num(server.peak_memory_bytes) or num(server.peak_rss_bytes) or num(server.peak_gpu_bytes)
+    or num(server.sys_used_peak_bytes)
 end
 
 -- Flat metrics of one summary + server table.
@@ -217,7 +221,9 @@ local function metrics_of(summary, server)
     tokens_total = num(summary.output_tokens_total),
     load_s = num(server.load_time_s),
     peak_bytes = peak_bytes(server),
+    host_peak_bytes = num(server.peak_rss_bytes),
     gpu_peak_bytes = num(server.peak_gpu_bytes),
+    gpu_source = type(server.gpu_memory_source) == "string" and server.gpu_memory_source or nil,
     sys_peak_bytes = num(server.sys_used_peak_bytes),
     model_bytes = num(server.model_bytes),
   }
@@ -251,6 +257,9 @@ local function average(list)
       if type(v) == "number" then
         sums[k] = (sums[k] or 0) + v
         counts[k] = (counts[k] or 0) + 1
+      elseif k == "gpu_source" then
+        -- the devices' whole memory in any repeat taints the configuration's peak
+        if flags[k] ~= "nvml-device" and flags[k] ~= "iokit-device" then flags[k] = v end
       elseif v then
         flags[k] = v
       end
@@ -260,7 +269,7 @@ local function average(list)
   for k, v in pairs(flags) do out[k] = v end
   for k, s in pairs(sums) do
     if k == "requests" or k == "ok" or k == "errors" or k == "tokens_total" then out[k] = s
-    elseif k == "peak_bytes" or k == "gpu_peak_bytes" or k == "sys_peak_bytes" then
+    elseif k == "peak_bytes" or k == "host_peak_bytes" or k == "gpu_peak_bytes" or k == "sys_peak_bytes" then
       local mx
       for _, m in ipairs(list) do if m[k] and (not mx or m[k] > mx) then mx = m[k] end end
       out[k] = mx
@@ -315,7 +324,8 @@ function A.sample_cells(data)
   return out
 end
 
--- Peak server memory per cell from the samples (rss, else footprint/pss):
+-- Peak server memory per cell from the samples (host + GPU, else rss, else
+-- footprint/pss):
 -- by_window for cells that carry their time window, by_label otherwise.
 local function sample_peaks(data)
   local owners = A.sample_cells(data)
@@ -323,16 +333,19 @@ local function sample_peaks(data)
   for _, c in ipairs(data.cells or {}) do
     if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then windowed[c.id] = true end
   end
-  local by_window, by_label = {}, {}
+  local by_window, by_label, source = {}, {}, {}
   for i, smp in ipairs(data.samples or {}) do
     local id = owners[i]
-    local v = tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
+    local v = tonumber(smp.server_mem) or tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
     if id and v then
       local t = windowed[id] and by_window or by_label
-      if not t[id] or v > t[id] then t[id] = v end
+      if not t[id] or v > t[id] then
+        t[id] = v
+        source[id] = type(smp.gpu_source) == "string" and smp.gpu_source or nil
+      end
     end
   end
-  return by_window, by_label
+  return by_window, by_label, source
 end
 
 -- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
@@ -350,7 +363,7 @@ function A.analyze(data)
   local configs, by_key = {}, {}
   local statuses = {ok = 0, degraded = 0, oom = 0, crashed = 0, failed = 0, aborted = 0, skipped = 0}
   local scales, dry = {}, false
-  local window_peaks, label_peaks = sample_peaks(data)
+  local window_peaks, label_peaks, peak_sources = sample_peaks(data)
   for _, cell in ipairs(data.cells or {}) do
     local labels = cell.labels or {}
     local key = A.config_key(labels)
@@ -379,12 +392,13 @@ function A.analyze(data)
     if sp then
       m.peak_bytes = sp
       m.peak_from_samples = true
+      m.gpu_source = peak_sources[cell.id] or m.gpu_source
     end
     -- a dry run: the simulator's memory, scaled back to what it stands for
     local scale = A.memory_scale(cell)
     local srv = type(cell.server) == "table" and cell.server or {}
     -- the host's memory in use (the fallback peak) is real, never scaled
-    local measured = sp or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
+    local measured = sp or num(srv.peak_memory_bytes) or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
     if scale and measured then
       scales[scale] = true
       if m.peak_bytes then m.peak_bytes_measured = m.peak_bytes m.peak_bytes = m.peak_bytes / scale end
