@@ -128,11 +128,13 @@ server: {backend: external, base_url: "%s", extra: {pid: %s}}
 workload:
   prompts:
     - {name: a, prompt: "hello there", max_tokens: 16}
+matrix: {concurrency: [1, 2]}
 requests: 4
 sampling: {memory: 20ms}
 ]=], os.getenv("T_URL"), os.getenv("T_PID")))
 local function read(p) local f = assert(io.open(rdir .. "/" .. p)) local s = f:read("a") f:close() return s end
-print(json.encode({rc = rc, server = data.cells[1].server, csv = read("summary.csv"), md = read("report.md"),
+-- the server runs on across both cells: its sampler's peak is in the last one
+print(json.encode({rc = rc, server = data.cells[#data.cells].server, csv = read("summary.csv"), md = read("report.md"),
                    samples = #data.samples}))
 ]]
 
@@ -159,14 +161,19 @@ local function run_plan(env)
   return r
 end
 
-local function csv_row(text)
+-- summary.csv -> its rows as {column = value}
+local function csv_rows(text)
   local lines = {}
   for l in text:gmatch("[^\n]+") do lines[#lines + 1] = l end
-  local head, row, out = {}, {}, {}
+  local head, rows = {}, {}
   for v in (lines[1] .. ","):gmatch("([^,]*),") do head[#head + 1] = v end
-  for v in (lines[2] .. ","):gmatch("([^,]*),") do row[#row + 1] = v end
-  for i, k in ipairs(head) do out[k] = row[i] end
-  return out
+  for n = 2, #lines do
+    local row, out = {}, {}
+    for v in (lines[n] .. ","):gmatch("([^,]*),") do row[#row + 1] = v end
+    for i, k in ipairs(head) do out[k] = row[i] end
+    rows[#rows + 1] = out
+  end
+  return rows
 end
 
 T.case("a plan: the cell, summary.csv and report.md carry host + GPU", function()
@@ -179,19 +186,26 @@ T.case("a plan: the cell, summary.csv and report.md carry host + GPU", function(
   assert(s.peak_memory_bytes > 3500000000 and s.peak_memory_bytes <= 3500000000 + s.peak_rss_bytes,
     "peak_memory_bytes " .. tostring(s.peak_memory_bytes))
   T.eq(s.gpu_device_peak_bytes, 12500000000 + 300 * 1048576, "the device's whole used memory")
-  local c = csv_row(r.csv)
-  local peak = tonumber(c.peak_bytes)
-  assert(peak > 3500000000 and peak <= s.peak_memory_bytes, "summary.csv peak_bytes " .. c.peak_bytes)
-  T.eq(tonumber(c.gpu_peak_bytes), 3500000000, "summary.csv gpu_peak_bytes")
-  T.eq(tonumber(c.host_peak_bytes), s.peak_rss_bytes, "summary.csv host_peak_bytes")
-  T.eq(c.gpu_source, "nvml-process", "summary.csv gpu_source")
-  T.near(tonumber(c.tps_per_gb), tonumber(c.decode_tps) / (tonumber(c.peak_bytes) / 1e9), 1e-3, "TPS/GB over host + GPU")
-  -- report.md: the peak column holds host + GPU, the GPU part beside it
+  -- both cells' rows (the first from its own samples), host + GPU
+  local rows = csv_rows(r.csv)
+  T.eq(#rows, 2, "two cells")
+  for i, c in ipairs(rows) do
+    local peak = tonumber(c.peak_bytes)
+    assert(peak and peak > 3500000000 and peak <= s.peak_memory_bytes, i .. ": summary.csv peak_bytes " .. c.peak_bytes)
+    T.eq(tonumber(c.gpu_peak_bytes), 3500000000, i .. ": summary.csv gpu_peak_bytes")
+    T.near(tonumber(c.host_peak_bytes), peak - 3500000000, 0.5, i .. ": summary.csv host_peak_bytes")
+    T.eq(c.gpu_source, "nvml-process", i .. ": summary.csv gpu_source")
+    T.near(tonumber(c.tps_per_gb), tonumber(c.decode_tps) / (peak / 1e9), 1e-3, i .. ": TPS/GB over host + GPU")
+  end
+  T.eq(tonumber(rows[2].host_peak_bytes), s.peak_rss_bytes, "the last cell's host part: the server's")
+  -- report.md: the peak column holds host + GPU, the GPU part beside it, in every row
   local line = r.md:match("\n(|[^\n]*Peak mem %(GB%)[^\n]*)\n")
   assert(line and line:find("of which GPU (GB)", 1, true), "header: " .. tostring(line))
-  local gpu_cell = string.format("%.1f", 3.5)
-  assert(r.md:find("| " .. string.format("%.1f", peak / 1e9) .. " | " .. gpu_cell .. " |", 1, true),
-    "peak and GPU cells in:\n" .. r.md)
+  for _, c in ipairs(rows) do
+    local cells = "| " .. string.format("%.1f", tonumber(c.peak_bytes) / 1e9) .. " | 3.5 | "
+      .. string.format("%.2f", tonumber(c.tps_per_gb)) .. " |"
+    assert(r.md:find(cells, 1, true), "peak, GPU and TPS/GB cells " .. cells .. " in:\n" .. r.md)
+  end
   assert(r.md:find("Peak memory includes the server's GPU memory (NVML's per-process used memory", 1, true), "note")
   assert(not r.md:find("†", 1, true), "no device mark")
 end)
@@ -203,7 +217,7 @@ T.case("a plan without per-process figures: the device total, marked", function(
   T.eq(r.server.peak_gpu_bytes, 20000000000, "device total")
   T.eq(r.server.gpu_memory_source, "nvml-device", "source")
   T.eq(r.server.gpu_memory_note, "not available: nvmlDeviceGetComputeRunningProcesses_v3: Insufficient Permissions", "note")
-  T.eq(csv_row(r.csv).gpu_source, "nvml-device", "summary.csv gpu_source")
+  for _, c in ipairs(csv_rows(r.csv)) do T.eq(c.gpu_source, "nvml-device", "summary.csv gpu_source") end
   assert(r.md:find(" †", 1, true), "the peak is marked")
   assert(r.md:find("the devices' whole used memory, other processes' included", 1, true), "and explained")
 end)

@@ -333,7 +333,8 @@ local function sample_peaks(data)
   for _, c in ipairs(data.cells or {}) do
     if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then windowed[c.id] = true end
   end
-  local by_window, by_label, source = {}, {}, {}
+  -- at: the peak sample's parts {gpu_source, host, gpu} (host + GPU = the peak)
+  local by_window, by_label, at = {}, {}, {}
   for i, smp in ipairs(data.samples or {}) do
     local id = owners[i]
     local v = tonumber(smp.server_mem) or tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
@@ -341,11 +342,13 @@ local function sample_peaks(data)
       local t = windowed[id] and by_window or by_label
       if not t[id] or v > t[id] then
         t[id] = v
-        source[id] = type(smp.gpu_source) == "string" and smp.gpu_source or nil
+        local gpu = tonumber(smp.server_gpu)
+        at[id] = {gpu_source = type(smp.gpu_source) == "string" and smp.gpu_source or nil, gpu = gpu,
+                  host = gpu and v - gpu or v}
       end
     end
   end
-  return by_window, by_label, source
+  return by_window, by_label, at
 end
 
 -- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
@@ -363,7 +366,8 @@ function A.analyze(data)
   local configs, by_key = {}, {}
   local statuses = {ok = 0, degraded = 0, oom = 0, crashed = 0, failed = 0, aborted = 0, skipped = 0}
   local scales, dry = {}, false
-  local window_peaks, label_peaks, peak_sources = sample_peaks(data)
+  local window_peaks, label_peaks, peak_at = sample_peaks(data)
+  local cell_metrics = {}
   for _, cell in ipairs(data.cells or {}) do
     local labels = cell.labels or {}
     local key = A.config_key(labels)
@@ -392,7 +396,11 @@ function A.analyze(data)
     if sp then
       m.peak_bytes = sp
       m.peak_from_samples = true
-      m.gpu_source = peak_sources[cell.id] or m.gpu_source
+      -- the parts of that peak: host and GPU memory, where the GPU part came from
+      local at = peak_at[cell.id] or {}
+      m.host_peak_bytes = at.host or m.host_peak_bytes
+      m.gpu_peak_bytes = at.gpu or m.gpu_peak_bytes
+      m.gpu_source = at.gpu_source or m.gpu_source
     end
     -- a dry run: the simulator's memory, scaled back to what it stands for
     local scale = A.memory_scale(cell)
@@ -403,6 +411,7 @@ function A.analyze(data)
       scales[scale] = true
       if m.peak_bytes then m.peak_bytes_measured = m.peak_bytes m.peak_bytes = m.peak_bytes / scale end
       if m.gpu_peak_bytes then m.gpu_peak_bytes = m.gpu_peak_bytes / scale end
+      if m.host_peak_bytes then m.host_peak_bytes = m.host_peak_bytes / scale end
       m.memory_simulated = true
     end
     if cell.dry_run ~= nil then dry = true end
@@ -410,6 +419,7 @@ function A.analyze(data)
     if m.decode_tps and m.peak_bytes and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
     if m.decode_tps and m.model_bytes and m.model_bytes > 0 then m.tps_per_file_gb = m.decode_tps / (m.model_bytes / 1e9) end
     c.per_cell[#c.per_cell + 1] = m
+    cell_metrics[cell.id] = m
     for _, r in ipairs(recs) do
       c.records[#c.records + 1] = r
       local rep = labels["repeat"] or r["repeat"] or 1
@@ -492,7 +502,7 @@ function A.analyze(data)
   if nscales ~= 1 then mem_scale = nil end
   local notes = type(data.summary) == "table" and data.summary.notes or nil
   if type(notes) == "table" and notes.dry_run then dry = true end
-  return {configs = configs, by_key = by_key, varying = varying, shown = shown,
+  return {configs = configs, by_key = by_key, varying = varying, shown = shown, cell_metrics = cell_metrics,
           statuses = statuses, data = data, names_are_ids = all_single, dry_run = dry,
           memory_scale = mem_scale}
 end
