@@ -135,6 +135,7 @@ sampling: {memory: 20ms}
 local function read(p) local f = assert(io.open(rdir .. "/" .. p)) local s = f:read("a") f:close() return s end
 -- the server runs on across both cells: its sampler's peak is in the last one
 print(json.encode({rc = rc, server = data.cells[#data.cells].server, csv = read("summary.csv"), md = read("report.md"),
+                   chart = read("charts/memory.svg"),
                    samples = #data.samples}))
 ]]
 
@@ -207,6 +208,8 @@ T.case("a plan: the cell, summary.csv and report.md carry host + GPU", function(
     assert(r.md:find(cells, 1, true), "peak, GPU and TPS/GB cells " .. cells .. " in:\n" .. r.md)
   end
   assert(r.md:find("Peak memory includes the server's GPU memory (NVML's per-process used memory", 1, true), "note")
+  -- the memory chart draws the peak's figure and the server's GPU memory
+  assert(r.chart:find("server host + GPU", 1, true) and r.chart:find("server GPU memory", 1, true), "chart lines")
   assert(not r.md:find("†", 1, true), "no device mark")
 end)
 
