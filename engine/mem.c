@@ -24,7 +24,7 @@
 
 #define SAMPLER_MT "bench.mem.Sampler"
 
-enum { MAX_GPUS = 16 };
+enum { MAX_GPUS = 16, MAX_GPU_PROCS = 1024, MAX_TREE = 4096 };
 
 /* ---- one-shot readings ---- */
 
@@ -48,56 +48,114 @@ static int check_pid(lua_State *L, int arg) {
 }
 
 /* Memory of pid, or of it and all its descendants (tree != 0), summed;
- * the walk is breadth-first over the platform's child lists. Returns 0, or
- * -ESRCH when pid is gone, -errno otherwise. Thread-safe (the sampler
- * thread calls it). */
+ * the walk is breadth-first over the platform's child lists. The pids
+ * counted go into pids[MAX_TREE] when it is given (out->nprocs of them), for
+ * matching against the GPU's process list. Returns 0, or -ESRCH when pid is
+ * gone, -errno otherwise. Thread-safe (the sampler thread calls it). */
 typedef struct { int64_t rss, real; int nprocs; } proc_mem;
 
-static int proc_tree_mem(int pid, int tree, int want_real, proc_mem *out) {
-  enum { MAXP = 4096 };
+static int proc_tree_mem(int pid, int tree, int want_real, proc_mem *out, int *pids) {
   int64_t rss, real;
   int rc = br_platform_proc_one_mem(pid, want_real, &rss, &real);
   if (rc != 0) return rc;
   out->rss = rss;
   out->real = want_real ? real : -1;
   out->nprocs = 1;
+  if (pids) pids[0] = pid;
   if (!tree) return 0;
-  int *queue = malloc(MAXP * sizeof *queue);
+  int *queue = malloc(MAX_TREE * sizeof *queue);
   if (!queue) return 0;
-  int head = 0, len = br_platform_proc_children(pid, queue, MAXP);
+  int head = 0, len = br_platform_proc_children(pid, queue, MAX_TREE);
   while (head < len) {
     int c = queue[head++];
     if (br_platform_proc_one_mem(c, want_real, &rss, &real) != 0) continue;
     out->rss += rss;
     if (want_real) out->real += real;
+    if (pids && out->nprocs < MAX_TREE) pids[out->nprocs] = c;
     out->nprocs++;
-    len += br_platform_proc_children(c, queue + len, MAXP - len);
+    len += br_platform_proc_children(c, queue + len, MAX_TREE - len);
   }
   free(queue);
   return 0;
 }
 
-/* mem.process(pid | process[, {tree = true, real = true}])
- * -> {rss, real, pss|footprint, nprocs} (bytes) | nil, message */
+/* Where a server's GPU memory came from (the results' gpu_source). */
+enum { GPU_SRC_NONE, GPU_SRC_PROCESS, GPU_SRC_DEVICE };
+static const char *const GPU_SRC_NAME[] = {NULL, "nvml-process", "nvml-device"};
+
+/* The GPU memory of the processes pids[n]: the driver's per-process figures
+ * of those pids (a process on several GPUs is listed once per GPU, each
+ * counted), or, where the driver gives none, device_used (every device's
+ * used memory, other processes' included; -1 unknown). *src says which;
+ * why gets the reason of a fallback. Returns bytes, or -1 with GPU_SRC_NONE
+ * where there is no GPU reading or the platform counts GPU memory in the
+ * process's own figure (macOS). Thread-safe. */
+static int64_t tree_gpu(const int *pids, int n, int64_t device_used, int *src, char *why, size_t whysz) {
+  *src = GPU_SRC_NONE;
+  br_gpu_proc *gp = malloc(MAX_GPU_PROCS * sizeof *gp);
+  if (!gp) return -1;
+  int k = br_platform_gpu_procs(gp, MAX_GPU_PROCS, why, whysz);
+  int64_t sum = 0;
+  int unknown = 0;
+  for (int j = 0; j < k; j++)
+    for (int i = 0; i < n; i++)
+      if (gp[j].pid == pids[i]) {
+        if (gp[j].used < 0) unknown = 1;
+        else sum += gp[j].used;
+      }
+  free(gp);
+  if (k == -2) return -1;
+  if (k >= 0 && !unknown) { *src = GPU_SRC_PROCESS; return sum; }
+  if (unknown) snprintf(why, whysz, "not available: NVML gives the server's usedGpuMemory as not available");
+  if (device_used < 0) return -1;
+  *src = GPU_SRC_DEVICE;
+  return device_used;
+}
+
+static int64_t devices_used(void) {
+  br_gpu_mem g[MAX_GPUS];
+  char why[200];
+  int n = br_platform_gpu_mem(g, MAX_GPUS, why, sizeof why);
+  if (n <= 0) return -1;
+  int64_t used = 0;
+  for (int i = 0; i < n; i++) used += g[i].used;
+  return used;
+}
+
+/* mem.process(pid | process[, {tree = true, real = true, gpu = false}])
+ * -> {rss, real, pss|footprint, nprocs[, gpu, gpu_source, gpu_note]}
+ * (bytes) | nil, message */
 static int l_process(lua_State *L) {
   int pid = check_pid(L, 1);
-  int tree = 1, real = 1;
+  int tree = 1, real = 1, gpu = 0;
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "tree");
     if (!lua_isnil(L, -1)) tree = lua_toboolean(L, -1);
     lua_getfield(L, 2, "real");
     if (!lua_isnil(L, -1)) real = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_getfield(L, 2, "gpu");
+    gpu = lua_toboolean(L, -1);
+    lua_pop(L, 3);
   }
   proc_mem m;
-  int rc = proc_tree_mem(pid, tree, real, &m);
+  int *pids = gpu ? malloc(MAX_TREE * sizeof *pids) : NULL;
+  if (gpu && !pids) return luaL_error(L, "mem.process: out of memory");
+  int rc = proc_tree_mem(pid, tree, real, &m, pids);
   if (rc != 0) {
+    free(pids);
     lua_pushnil(L);
     if (rc == -ESRCH) lua_pushfstring(L, "mem.process: no process with pid %d", pid);
     else lua_pushfstring(L, "mem.process: pid %d: %s", pid, strerror(-rc));
     return 2;
   }
-  lua_createtable(L, 0, 4);
+  int src = GPU_SRC_NONE;
+  char why[200] = "";
+  int64_t g = -1;
+  if (gpu) {
+    g = tree_gpu(pids, m.nprocs < MAX_TREE ? m.nprocs : MAX_TREE, devices_used(), &src, why, sizeof why);
+    free(pids);
+  }
+  lua_createtable(L, 0, 7);
   set_int(L, "rss", m.rss);
   if (real) {
     set_int(L, "real", m.real);
@@ -105,6 +163,15 @@ static int l_process(lua_State *L) {
   }
   lua_pushinteger(L, m.nprocs);
   lua_setfield(L, -2, "nprocs");
+  if (src != GPU_SRC_NONE) {
+    set_int(L, "gpu", g);
+    lua_pushstring(L, GPU_SRC_NAME[src]);
+    lua_setfield(L, -2, "gpu_source");
+  }
+  if (gpu && src != GPU_SRC_PROCESS && why[0]) {
+    lua_pushstring(L, why);
+    lua_setfield(L, -2, "gpu_note");
+  }
   return 1;
 }
 
@@ -160,6 +227,9 @@ typedef struct {
   int64_t rss, real, real_ns;      /* real_ns: when real was measured */
   int64_t sys_used, sys_available;
   int64_t gpu_used, gpu_total;     /* summed over devices; -1 unknown */
+  int64_t server_gpu;              /* the tree's GPU memory (gpu_src says how); -1 unknown */
+  int64_t server_mem;              /* the tree's host memory (rss, else real) + server_gpu */
+  int gpu_src;                     /* GPU_SRC_* of server_gpu */
   int nprocs;                      /* 0: the process is gone */
 } sample;
 
@@ -182,17 +252,19 @@ typedef struct {
   int64_t started_ns, stopped_ns;
   char gpu_why[200];
   int gpu_available;
+  char src_why[200];               /* why the server's GPU memory is not per process */
+  int *pids;                       /* the tree's pids of the last sample (the thread's) */
 } sampler;
 
 static void sample_take(sampler *s, sample *out, int want_real, int64_t last_real, int64_t last_real_ns) {
   memset(out, 0, sizeof *out);
   out->t_ns = br_now();
   out->wall_ns = br_platform_wall_ns();
-  out->rss = out->real = -1;
+  out->rss = out->real = out->server_gpu = out->server_mem = -1;
   out->real_ns = last_real_ns;
   if (s->pid > 0) {
     proc_mem m;
-    if (proc_tree_mem(s->pid, s->tree, want_real, &m) == 0) {
+    if (proc_tree_mem(s->pid, s->tree, want_real, &m, s->pids) == 0) {
       out->rss = m.rss;
       out->nprocs = m.nprocs;
       if (want_real) { out->real = m.real; out->real_ns = out->t_ns; }
@@ -215,13 +287,29 @@ static void sample_take(sampler *s, sample *out, int want_real, int64_t last_rea
       out->gpu_used = out->gpu_total = 0;
       for (int i = 0; i < n; i++) { out->gpu_used += g[i].used; out->gpu_total += g[i].total; }
     }
+    /* The server's own GPU memory: its tree's pids in the driver's list. */
+    if (out->nprocs > 0) {
+      char why2[200] = "";
+      int n2 = out->nprocs < MAX_TREE ? out->nprocs : MAX_TREE;
+      out->server_gpu = tree_gpu(s->pids, n2, out->gpu_used, &out->gpu_src, why2, sizeof why2);
+      if (out->gpu_src == GPU_SRC_DEVICE) {
+        pthread_mutex_lock(&s->mu);
+        if (!s->src_why[0]) snprintf(s->src_why, sizeof s->src_why, "%s", why2);
+        pthread_mutex_unlock(&s->mu);
+      }
+    }
   }
+  /* The server's memory: host plus GPU, per sample (the peak of the sum). */
+  int64_t host = out->rss >= 0 ? out->rss : out->real;
+  if (host >= 0) out->server_mem = host + (out->server_gpu > 0 ? out->server_gpu : 0);
 }
 
 static void peak_update(sample *p, const sample *x) {
 #define PEAK(f) if (x->f > p->f) p->f = x->f
-  PEAK(rss); PEAK(real); PEAK(sys_used); PEAK(gpu_used);
+  PEAK(rss); PEAK(real); PEAK(sys_used); PEAK(gpu_used); PEAK(server_gpu);
 #undef PEAK
+  /* the source that goes with the peak of host + GPU */
+  if (x->server_mem > p->server_mem) { p->server_mem = x->server_mem; p->gpu_src = x->gpu_src; }
 }
 
 static void json_field(FILE *f, const char *k, int64_t v) {
@@ -238,6 +326,9 @@ static void sample_write(sampler *s, const sample *x) {
   json_field(f, "sys_available", x->sys_available);
   json_field(f, "gpu_used", x->gpu_used);
   json_field(f, "gpu_total", x->gpu_total);
+  json_field(f, "server_gpu", x->server_gpu);
+  if (x->gpu_src != GPU_SRC_NONE) fprintf(f, ",\"gpu_source\":\"%s\"", GPU_SRC_NAME[x->gpu_src]);
+  json_field(f, "server_mem", x->server_mem);
   fputs("}\n", f);
   fflush(f);
 }
@@ -333,6 +424,12 @@ static int l_sampler(lua_State *L) {
   s->cap = (size_t)cap;
   s->ring = malloc(s->cap * sizeof *s->ring);
   if (!s->ring) return luaL_error(L, "mem.sampler: out of memory for %d samples", (int)cap);
+  s->pids = malloc(MAX_TREE * sizeof *s->pids);
+  if (!s->pids) {
+    free(s->ring);
+    s->ring = NULL;
+    return luaL_error(L, "mem.sampler: out of memory");
+  }
   pthread_mutex_init(&s->mu, NULL);
   if (s->gpu) {
     br_gpu_mem g[MAX_GPUS];
@@ -359,6 +456,7 @@ static int s_start(lua_State *L) {
   s->len = s->head = 0;
   s->total = 0;
   s->late_max_ns = s->cpu_ns = s->read_ns = 0;
+  s->src_why[0] = 0;
   s->started_ns = br_now();
   /* Signals belong to the main thread (Ctrl-C, SIGCHLD): block them here. */
   sigset_t all, old;
@@ -405,6 +503,12 @@ static void push_sample(lua_State *L, const sample *x, int with_pid) {
   set_int(L, "sys_available", x->sys_available);
   set_int(L, "gpu_used", x->gpu_used);
   set_int(L, "gpu_total", x->gpu_total);
+  set_int(L, "server_gpu", x->server_gpu);
+  if (x->gpu_src != GPU_SRC_NONE) {
+    lua_pushstring(L, GPU_SRC_NAME[x->gpu_src]);
+    lua_setfield(L, -2, "gpu_source");
+  }
+  set_int(L, "server_mem", x->server_mem);
 }
 
 /* The series so far (only the samples taken after `since` ns, when it is
@@ -424,6 +528,8 @@ static void push_series(lua_State *L, sampler *s, int64_t since) {
   uint64_t total = s->total;
   int64_t late = s->late_max_ns, cpu = s->cpu_ns, rd = s->read_ns;
   int64_t end = s->running ? br_now() : s->stopped_ns;
+  char src_why[200];
+  snprintf(src_why, sizeof src_why, "%s", s->src_why);
   pthread_mutex_unlock(&s->mu);
   if (!copy) luaL_error(L, "mem.sampler: out of memory");
   lua_createtable(L, 0, 8);
@@ -457,6 +563,9 @@ static void push_series(lua_State *L, sampler *s, int64_t since) {
   lua_setfield(L, -2, "real_kind");
   if (s->gpu && !s->gpu_available) {
     lua_pushstring(L, s->gpu_why);
+    lua_setfield(L, -2, "gpu_note");
+  } else if (s->gpu && src_why[0]) {
+    lua_pushstring(L, src_why);
     lua_setfield(L, -2, "gpu_note");
   }
 }
@@ -512,7 +621,9 @@ static int s_close(lua_State *L) {
   if (s->file) { fclose(s->file); s->file = NULL; }
   if (s->ring) {
     free(s->ring);
+    free(s->pids);
     s->ring = NULL;
+    s->pids = NULL;
     pthread_mutex_destroy(&s->mu);
   }
   return 0;

@@ -84,11 +84,21 @@ typedef struct {
   int64_t total, available, used, free, swap_used, wired, compressed, gpu_wired_limit;
 } br_sys_mem;
 int br_platform_sys_mem(br_sys_mem *out);
-/* GPU memory per device (Linux: NVML loaded with dlopen; macOS: IOKit
+/* GPU memory per device (Linux: NVML loaded with dlopen, from
+ * $BENCHRUN_NVML when set, else libnvidia-ml.so.1; macOS: IOKit
  * accelerator statistics). Returns the count filled (0..max), or -1 with
  * why filled ("not available: ..."). Thread-safe. */
 typedef struct { char name[96]; int64_t used, total; } br_gpu_mem;
 int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz);
+/* GPU memory per process, as the driver lists it (Linux: NVML's compute
+ * processes of every device). Fills out[max] with {pid, device index, used
+ * bytes; used = -1 where the driver says "not available"} and returns the
+ * count (0..max). Returns -1 with why filled when the driver gives no
+ * per-process figures (no NVML, a library without the function, an error),
+ * and -2 where a process's own memory figure already holds what it uses on
+ * the GPU (macOS: unified memory). Thread-safe. */
+typedef struct { int pid, device; int64_t used; } br_gpu_proc;
+int br_platform_gpu_procs(br_gpu_proc *out, int max, char *why, size_t whysz);
 /* Sleep until the monotonic clock reaches when_ns (absolute; no drift). */
 void br_platform_sleep_until(int64_t when_ns);
 

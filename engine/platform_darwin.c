@@ -354,6 +354,15 @@ int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz) {
   return k;
 }
 
+/* Unified memory: what a process allocates for the GPU is its own memory,
+ * counted in its phys_footprint, so nothing is added to it. */
+int br_platform_gpu_procs(br_gpu_proc *out, int max, char *why, size_t whysz) {
+  (void)out;
+  (void)max;
+  snprintf(why, whysz, "included: unified memory, the GPU's share is in the process's footprint");
+  return -2;
+}
+
 void br_platform_sleep_until(int64_t when_ns) {
   for (;;) {
     int64_t now = br_platform_monotonic_ns();

@@ -404,9 +404,20 @@ int br_platform_sys_mem(br_sys_mem *out) {
   return out->total >= 0 ? 0 : -1;
 }
 
-/* NVML, loaded at run time: no link-time dependency on the NVIDIA driver. */
+/* NVML, loaded at run time: no link-time dependency on the NVIDIA driver.
+ * The types are those of NVIDIA's nvml.h (NVML 12.2.140): nvmlDevice_t is an
+ * opaque pointer, nvmlMemory_t {total, free, used}, and the process records
+ * nvmlProcessInfo_v1_t {pid, usedGpuMemory} (filled by the unversioned
+ * nvmlDeviceGetComputeRunningProcesses) and nvmlProcessInfo_v2_t (= the
+ * nvmlProcessInfo_t of _v2 and _v3) {pid, usedGpuMemory, gpuInstanceId,
+ * computeInstanceId}. v1 is the start of v2, so one reader serves both, with
+ * the stride of the record the chosen function fills. */
 typedef struct nvml_device *nvml_dev;
 typedef struct { unsigned long long total, free, used; } nvml_memory;
+typedef struct { unsigned int pid; unsigned long long used; } nvml_proc_v1;
+typedef struct { unsigned int pid; unsigned long long used; unsigned int gpu_instance, compute_instance; } nvml_proc_v2;
+enum { NVML_INSUFFICIENT_SIZE = 7 };                 /* NVML_ERROR_INSUFFICIENT_SIZE */
+#define NVML_NOT_AVAILABLE (~0ULL)                   /* NVML_VALUE_NOT_AVAILABLE as unsigned long long */
 static struct {
   int (*init)(void);
   int (*count)(unsigned *);
@@ -414,14 +425,29 @@ static struct {
   int (*meminfo)(nvml_dev, nvml_memory *);
   int (*name)(nvml_dev, char *, unsigned);
   const char *(*errstr)(int);
-  char why[160];
+  int (*procs)(nvml_dev, unsigned *, void *);       /* the newest of the three the library has */
+  size_t proc_size;                                  /* the record it fills */
+  const char *procs_fn;                              /* its name, for messages */
+  char why[200];
   int ok;
 } nvml;
 static pthread_once_t nvml_once = PTHREAD_ONCE_INIT;
 
 static void nvml_load(void) {
-  void *h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-  if (!h) h = dlopen("libnvidia-ml.so", RTLD_NOW | RTLD_LOCAL);
+  /* BENCHRUN_NVML names the library to load instead of the driver's (the
+   * tests' fake NVML; a driver installed outside the loader's path). */
+  const char *path = getenv("BENCHRUN_NVML");
+  void *h = NULL;
+  if (path && *path) {
+    h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      snprintf(nvml.why, sizeof nvml.why, "not available: BENCHRUN_NVML=%s: %s", path, dlerror());
+      return;
+    }
+  } else {
+    h = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) h = dlopen("libnvidia-ml.so", RTLD_NOW | RTLD_LOCAL);
+  }
   if (!h) {
     snprintf(nvml.why, sizeof nvml.why, "not available: no NVIDIA driver library (libnvidia-ml.so.1)");
     return;
@@ -436,6 +462,17 @@ static void nvml_load(void) {
     snprintf(nvml.why, sizeof nvml.why, "not available: libnvidia-ml.so.1 lacks the NVML v2 functions");
     return;
   }
+  /* _v3 (drivers since R510) and _v2 (R470) fill nvmlProcessInfo_v2_t; the
+   * unversioned one, in every driver, the shorter v1 record. */
+  static const struct { const char *fn; size_t size; } procs[] = {
+    {"nvmlDeviceGetComputeRunningProcesses_v3", sizeof(nvml_proc_v2)},
+    {"nvmlDeviceGetComputeRunningProcesses_v2", sizeof(nvml_proc_v2)},
+    {"nvmlDeviceGetComputeRunningProcesses", sizeof(nvml_proc_v1)}};
+  for (size_t i = 0; i < sizeof procs / sizeof procs[0] && !nvml.procs; i++) {
+    *(void **)&nvml.procs = dlsym(h, procs[i].fn);
+    nvml.proc_size = procs[i].size;
+    nvml.procs_fn = procs[i].fn;
+  }
   int rc = nvml.init();
   if (rc != 0) {
     snprintf(nvml.why, sizeof nvml.why, "not available: nvmlInit failed: %s",
@@ -445,13 +482,18 @@ static void nvml_load(void) {
   nvml.ok = 1;
 }
 
+static const char *nvml_err(int rc) {
+  const char *s = nvml.errstr ? nvml.errstr(rc) : NULL;
+  return s ? s : "error";
+}
+
 int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz) {
   pthread_once(&nvml_once, nvml_load);
   if (!nvml.ok) { snprintf(why, whysz, "%s", nvml.why); return -1; }
   unsigned n = 0;
   int rc = nvml.count(&n);
   if (rc != 0) {
-    snprintf(why, whysz, "not available: nvmlDeviceGetCount: %s", nvml.errstr ? nvml.errstr(rc) : "error");
+    snprintf(why, whysz, "not available: nvmlDeviceGetCount: %s", nvml_err(rc));
     return -1;
   }
   int k = 0;
@@ -464,6 +506,59 @@ int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz) {
     out[k].total = (int64_t)m.total;
     k++;
   }
+  return k;
+}
+
+int br_platform_gpu_procs(br_gpu_proc *out, int max, char *why, size_t whysz) {
+  pthread_once(&nvml_once, nvml_load);
+  if (!nvml.ok) { snprintf(why, whysz, "%s", nvml.why); return -1; }
+  if (!nvml.procs) {
+    snprintf(why, whysz, "not available: the NVML library has no nvmlDeviceGetComputeRunningProcesses");
+    return -1;
+  }
+  unsigned ndev = 0;
+  int rc = nvml.count(&ndev);
+  if (rc != 0) {
+    snprintf(why, whysz, "not available: nvmlDeviceGetCount: %s", nvml_err(rc));
+    return -1;
+  }
+  unsigned cap = 64;
+  char *buf = malloc(cap * nvml.proc_size);
+  int k = 0;
+  for (unsigned i = 0; i < ndev && buf; i++) {
+    nvml_dev d;
+    rc = nvml.handle(i, &d);
+    if (rc != 0) {
+      snprintf(why, whysz, "not available: nvmlDeviceGetHandleByIndex(%u): %s", i, nvml_err(rc));
+      k = -1;
+      break;
+    }
+    /* The list may grow between the calls: ask again with the size NVML
+     * said it needs, plus room for newcomers. */
+    unsigned n = cap;
+    for (int tries = 0; (rc = nvml.procs(d, &n, buf)) == NVML_INSUFFICIENT_SIZE && tries < 4; tries++) {
+      cap = n + 16;
+      char *bigger = realloc(buf, cap * nvml.proc_size);
+      if (!bigger) break;
+      buf = bigger;
+      n = cap;
+    }
+    if (rc != 0) {
+      snprintf(why, whysz, "not available: %s: %s", nvml.procs_fn, nvml_err(rc));
+      k = -1;
+      break;
+    }
+    for (unsigned j = 0; j < n && k < max; j++) {
+      nvml_proc_v1 p;
+      memcpy(&p, buf + (size_t)j * nvml.proc_size, sizeof p);
+      out[k].pid = (int)p.pid;
+      out[k].device = (int)i;
+      out[k].used = p.used == NVML_NOT_AVAILABLE ? -1 : (int64_t)p.used;
+      k++;
+    }
+  }
+  if (!buf) { snprintf(why, whysz, "not available: out of memory"); k = -1; }
+  free(buf);
   return k;
 }
 

@@ -96,7 +96,10 @@ local function chart_memory(an)
   for _, s in ipairs(samples) do if type(s.t_ns) == "number" and s.t_ns < first then first = s.t_ns end end
   if first == math.huge then return nil end
   if not t0 or t0 > first then t0 = first end
-  local kinds = {{"rss", "server RSS / footprint"}, {"pss", "server PSS"}, {"gpu_used", "GPU memory"}}
+  -- server host + GPU is what the tables' peak is (issue 19); the devices'
+  -- whole used memory is drawn beside the server's own GPU memory
+  local kinds = {{"rss", "server RSS / footprint"}, {"pss", "server PSS"}, {"server_mem", "server host + GPU"},
+                 {"server_gpu", "server GPU memory"}, {"gpu_used", "GPU memory (all devices)"}}
   local scale = an.memory_scale or 1
   local series = {}
   local sorted = {}
@@ -112,14 +115,18 @@ local function chart_memory(an)
   -- at most ~1500 points per line: keep each bucket's maximum so peaks survive
   local span = (sorted[#sorted].t_ns - t0) / 1e9
   local buckets = 1500
+  -- without a GPU reading host + GPU is the RSS line again: left out
+  local has_gpu = false
+  for _, x in ipairs(samples) do if x.server_gpu then has_gpu = true break end end
   for i, k in ipairs(kinds) do
+    if not has_gpu and (k[1] == "server_mem" or k[1] == "server_gpu") then goto next_kind end
     local pts, last_b = {}, nil
     for _, s in ipairs(sorted) do
       local v = tonumber(s[k[1]])
       if v then v = v / scale end
       -- a server-metrics sample (type = "metrics") or one of another memory
       -- kind carries none of this line's values: it does not break the line
-      local memory_sample = s.type ~= "metrics" and (s.rss or s.pss or s.gpu_used or s.real) ~= nil
+      local memory_sample = s.type ~= "metrics" and (s.rss or s.pss or s.gpu_used or s.real or s.server_mem) ~= nil
       if not v and memory_sample and #pts > 0 and pts[#pts][2] then
         pts[#pts + 1] = {(s.t_ns - t0) / 1e9, nil}
         last_b = nil
@@ -132,6 +139,7 @@ local function chart_memory(an)
       end
     end
     if #pts > 0 then series[#series + 1] = {name = k[2], points = pts, color = S.PALETTE[i]} end
+    ::next_kind::
   end
   if #series == 0 then return nil end
   local owners = A.sample_cells(an.data)
@@ -163,7 +171,8 @@ end
 -- ------------------------------------------------------------ csv
 local CSV_METRICS = {"status", "load_s", "ttft_p50", "ttft_p90", "ttft_p95", "ttft_p99", "tpot_p50", "tpot_p95",
   "itl_p50", "itl_p99", "e2el_p50", "e2el_p90", "e2el_p95", "e2el_p99", "decode_tps", "decode_tps_p50", "output_tps",
-  "request_throughput", "goodput", "jain", "p99_p50", "peak_bytes", "gpu_peak_bytes", "sys_peak_bytes",
+  "request_throughput", "goodput", "jain", "p99_p50", "peak_bytes", "host_peak_bytes", "gpu_peak_bytes", "gpu_source",
+  "sys_peak_bytes",
   "model_bytes", "tps_per_gb", "requests", "ok", "errors", "tokens_total"}
 
 local function csv_field(v)
@@ -205,6 +214,12 @@ function R.csv(an)
     if recs and #recs > 0 then
       local fromrec = A.metrics_of(A.summarize_records(recs), cell.server)
       for k, v in pairs(fromrec) do if m[k] == nil then m[k] = v end end
+    end
+    -- a server kept across cells records its peak in the last one only: the
+    -- others take the peak of their own samples, as report.md does
+    local am = an.cell_metrics and an.cell_metrics[cell.id]
+    if m.peak_bytes == nil and am and am.peak_bytes then
+      for _, k in ipairs({"peak_bytes", "host_peak_bytes", "gpu_peak_bytes", "gpu_source", "tps_per_gb"}) do m[k] = am[k] end
     end
     m.status = A.cell_status(cell)
     local row = {csv_field(cell.id)}

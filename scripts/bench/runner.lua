@@ -412,7 +412,7 @@ local function flush_samples(ctx)
   local ok, res = pcall(s.stop, s)
   if not ok or type(res) ~= "table" then return nil end
   write_samples(ctx, res)
-  return res.peak
+  return res.peak, res
 end
 
 -- The sampler stops first: its last sample (taken as it stops) then still
@@ -421,11 +421,11 @@ end
 local function stop_server(ctx)
   cancel_task(ctx.scraper)
   ctx.scraper = nil
-  local peak = flush_samples(ctx)
+  local peak, series = flush_samples(ctx)
   local srv = ctx.server
   ctx.server, ctx.server_key = nil, nil
   if srv then pcall(srv.stop, srv) end
-  return peak
+  return peak, series
 end
 
 -- why the server ended, from its exit information only (never its output):
@@ -528,12 +528,24 @@ local function summarize(acc, wall_s)
   return s
 end
 
--- the sampler's peak (of a server that stopped after this cell) into the cell
-local function set_peaks(res, peak)
+-- the sampler's peak (of a server that stopped after this cell) into the
+-- cell: the server's memory is its host memory plus its GPU memory (the
+-- peak of their sum per sample); gpu_memory_source says where the GPU part
+-- came from ("nvml-process": the driver's figures for the server's own
+-- processes; "nvml-device": the devices' whole used memory, other processes
+-- included, where the driver has no per-process figures: gpu_memory_note
+-- says why). A server sampled system-wide (no pid) has only the devices'.
+local function set_peaks(res, peak, series)
   if type(peak) ~= "table" then return end
-  res.server.peak_rss_bytes = peak.rss or peak.real
-  res.server.peak_gpu_bytes = peak.gpu_used
-  res.server.sys_used_peak_bytes = peak.sys_used
+  local s = res.server
+  s.peak_rss_bytes = peak.rss or peak.real
+  s.peak_memory_bytes = peak.server_mem
+  s.peak_gpu_bytes = peak.server_gpu or (not peak.server_mem and peak.gpu_used) or nil
+  s.gpu_memory_source = peak.gpu_source
+    or (s.peak_gpu_bytes and (mem.real_kind == "footprint" and "iokit-device" or "nvml-device")) or nil
+  s.gpu_memory_note = s.gpu_memory_source == "nvml-device" and type(series) == "table" and series.gpu_note or nil
+  s.gpu_device_peak_bytes = peak.gpu_used
+  s.sys_used_peak_bytes = peak.sys_used
 end
 
 -- the ceiling hit during this cell -> status "aborted" and why

@@ -28,7 +28,7 @@ function M.cell_peaks(ctx)
   local d = M.data(ctx)
   local peaks = {}
   for _, smp in ipairs(d and d.samples or {}) do
-    local v = tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
+    local v = tonumber(smp.server_mem) or tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
     if smp.cell and v and (not peaks[smp.cell] or v > peaks[smp.cell]) then peaks[smp.cell] = v end
   end
   return peaks
@@ -62,7 +62,7 @@ function M.figures(cell, peaks)
     output_tps = M.num(s.output_tps),
     queue_ms = M.num(s.queue_ms),
     ok = s.ok, requests = s.requests,
-    peak = (peaks and peaks[cell.id]) or srv.peak_rss_bytes or srv.peak_gpu_bytes,
+    peak = (peaks and peaks[cell.id]) or srv.peak_memory_bytes or srv.peak_rss_bytes or srv.peak_gpu_bytes,
     load_time_s = srv.load_time_s,
   }
 end

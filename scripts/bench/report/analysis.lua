@@ -189,9 +189,13 @@ end
 A.label_text = label_text
 
 -- ------------------------------------------------------------ cells
+-- A server's peak memory: host + GPU (peak_memory_bytes, issue 19); results
+-- written before it have the host memory (else the GPU's, else the
+-- system's in use) alone.
 local function peak_bytes(server)
   if type(server) ~= "table" then return nil end
-  return num(server.peak_rss_bytes) or num(server.peak_gpu_bytes) or num(server.sys_used_peak_bytes)
+  return num(server.peak_memory_bytes) or num(server.peak_rss_bytes) or num(server.peak_gpu_bytes)
+    or num(server.sys_used_peak_bytes)
 end
 
 -- Flat metrics of one summary + server table.
@@ -217,7 +221,9 @@ local function metrics_of(summary, server)
     tokens_total = num(summary.output_tokens_total),
     load_s = num(server.load_time_s),
     peak_bytes = peak_bytes(server),
+    host_peak_bytes = num(server.peak_rss_bytes),
     gpu_peak_bytes = num(server.peak_gpu_bytes),
+    gpu_source = type(server.gpu_memory_source) == "string" and server.gpu_memory_source or nil,
     sys_peak_bytes = num(server.sys_used_peak_bytes),
     model_bytes = num(server.model_bytes),
   }
@@ -251,6 +257,9 @@ local function average(list)
       if type(v) == "number" then
         sums[k] = (sums[k] or 0) + v
         counts[k] = (counts[k] or 0) + 1
+      elseif k == "gpu_source" then
+        -- the devices' whole memory in any repeat taints the configuration's peak
+        if flags[k] ~= "nvml-device" and flags[k] ~= "iokit-device" then flags[k] = v end
       elseif v then
         flags[k] = v
       end
@@ -260,7 +269,7 @@ local function average(list)
   for k, v in pairs(flags) do out[k] = v end
   for k, s in pairs(sums) do
     if k == "requests" or k == "ok" or k == "errors" or k == "tokens_total" then out[k] = s
-    elseif k == "peak_bytes" or k == "gpu_peak_bytes" or k == "sys_peak_bytes" then
+    elseif k == "peak_bytes" or k == "host_peak_bytes" or k == "gpu_peak_bytes" or k == "sys_peak_bytes" then
       local mx
       for _, m in ipairs(list) do if m[k] and (not mx or m[k] > mx) then mx = m[k] end end
       out[k] = mx
@@ -315,7 +324,8 @@ function A.sample_cells(data)
   return out
 end
 
--- Peak server memory per cell from the samples (rss, else footprint/pss):
+-- Peak server memory per cell from the samples (host + GPU, else rss, else
+-- footprint/pss):
 -- by_window for cells that carry their time window, by_label otherwise.
 local function sample_peaks(data)
   local owners = A.sample_cells(data)
@@ -323,16 +333,22 @@ local function sample_peaks(data)
   for _, c in ipairs(data.cells or {}) do
     if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then windowed[c.id] = true end
   end
-  local by_window, by_label = {}, {}
+  -- at: the peak sample's parts {gpu_source, host, gpu} (host + GPU = the peak)
+  local by_window, by_label, at = {}, {}, {}
   for i, smp in ipairs(data.samples or {}) do
     local id = owners[i]
-    local v = tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
+    local v = tonumber(smp.server_mem) or tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
     if id and v then
       local t = windowed[id] and by_window or by_label
-      if not t[id] or v > t[id] then t[id] = v end
+      if not t[id] or v > t[id] then
+        t[id] = v
+        local gpu = tonumber(smp.server_gpu)
+        at[id] = {gpu_source = type(smp.gpu_source) == "string" and smp.gpu_source or nil, gpu = gpu,
+                  host = gpu and v - gpu or v}
+      end
     end
   end
-  return by_window, by_label
+  return by_window, by_label, at
 end
 
 -- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
@@ -350,7 +366,8 @@ function A.analyze(data)
   local configs, by_key = {}, {}
   local statuses = {ok = 0, degraded = 0, oom = 0, crashed = 0, failed = 0, aborted = 0, skipped = 0}
   local scales, dry = {}, false
-  local window_peaks, label_peaks = sample_peaks(data)
+  local window_peaks, label_peaks, peak_at = sample_peaks(data)
+  local cell_metrics = {}
   for _, cell in ipairs(data.cells or {}) do
     local labels = cell.labels or {}
     local key = A.config_key(labels)
@@ -379,16 +396,22 @@ function A.analyze(data)
     if sp then
       m.peak_bytes = sp
       m.peak_from_samples = true
+      -- the parts of that peak: host and GPU memory, where the GPU part came from
+      local at = peak_at[cell.id] or {}
+      m.host_peak_bytes = at.host or m.host_peak_bytes
+      m.gpu_peak_bytes = at.gpu or m.gpu_peak_bytes
+      m.gpu_source = at.gpu_source or m.gpu_source
     end
     -- a dry run: the simulator's memory, scaled back to what it stands for
     local scale = A.memory_scale(cell)
     local srv = type(cell.server) == "table" and cell.server or {}
     -- the host's memory in use (the fallback peak) is real, never scaled
-    local measured = sp or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
+    local measured = sp or num(srv.peak_memory_bytes) or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
     if scale and measured then
       scales[scale] = true
       if m.peak_bytes then m.peak_bytes_measured = m.peak_bytes m.peak_bytes = m.peak_bytes / scale end
       if m.gpu_peak_bytes then m.gpu_peak_bytes = m.gpu_peak_bytes / scale end
+      if m.host_peak_bytes then m.host_peak_bytes = m.host_peak_bytes / scale end
       m.memory_simulated = true
     end
     if cell.dry_run ~= nil then dry = true end
@@ -396,6 +419,7 @@ function A.analyze(data)
     if m.decode_tps and m.peak_bytes and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
     if m.decode_tps and m.model_bytes and m.model_bytes > 0 then m.tps_per_file_gb = m.decode_tps / (m.model_bytes / 1e9) end
     c.per_cell[#c.per_cell + 1] = m
+    cell_metrics[cell.id] = m
     for _, r in ipairs(recs) do
       c.records[#c.records + 1] = r
       local rep = labels["repeat"] or r["repeat"] or 1
@@ -478,7 +502,7 @@ function A.analyze(data)
   if nscales ~= 1 then mem_scale = nil end
   local notes = type(data.summary) == "table" and data.summary.notes or nil
   if type(notes) == "table" and notes.dry_run then dry = true end
-  return {configs = configs, by_key = by_key, varying = varying, shown = shown,
+  return {configs = configs, by_key = by_key, varying = varying, shown = shown, cell_metrics = cell_metrics,
           statuses = statuses, data = data, names_are_ids = all_single, dry_run = dry,
           memory_scale = mem_scale}
 end

@@ -57,6 +57,23 @@ local function ratio(x) return dash(x, function(v) return string.format("%.2f×"
 local function num2(x) return dash(x, function(v) return string.format("%.2f", v) end) end
 MD.fmt = {ms = ms, tps = tps, gb = gb, secs = secs, pct = pct, ratio = ratio, size = size}
 
+-- A server's peak memory is its host memory plus its GPU memory. Where the
+-- driver had no per-process figures the GPU part is the devices' whole used
+-- memory (other processes' too): such a peak is marked †, and gpu_note says so.
+local function device_gpu(m) return m.gpu_source == "nvml-device" or m.gpu_source == "iokit-device" end
+local function peak_gb(m) return gb(m.peak_bytes) .. (m.peak_bytes and device_gpu(m) and " †" or "") end
+local function gpu_note(an)
+  local any, dev = false, false
+  for _, c in ipairs(an.configs) do
+    if c.metrics.gpu_source then any = true end
+    if device_gpu(c.metrics) then dev = true end
+  end
+  if not any then return nil end
+  return "Peak memory includes the server's GPU memory (NVML's per-process used memory of the server's processes)"
+    .. (dev and "; † there the GPU part is the devices' whole used memory, other processes' included: "
+      .. "the driver gave no per-process figures (the cell files' gpu_memory_note says why)" or "") .. "."
+end
+
 local STATUS_TEXT = {ok = "ok", degraded = "**degraded**", oom = "**OOM**", crashed = "**crashed**", failed = "**failed**",
                      aborted = "**aborted**",
                      skipped = "skipped"}
@@ -205,13 +222,18 @@ end
 local function section_variants(out, an)
   local cols = label_cols(an)
   local rows = {}
-  local file_gb = false
-  for _, c in ipairs(an.configs) do if c.metrics.tps_per_file_gb then file_gb = true end end
+  local file_gb, has_gpu = false, false
+  for _, c in ipairs(an.configs) do
+    if c.metrics.tps_per_file_gb then file_gb = true end
+    if c.metrics.gpu_source then has_gpu = true end
+  end
   for _, c in ipairs(an.configs) do
     local m = c.metrics
     local r = name_cols(an, c, cols)
     local vals = {secs(m.load_s), ms(m.ttft_p50), ms(m.ttft_p95), tps(m.decode_tps), tps(m.output_tps),
-                  gb(m.peak_bytes), num2(m.tps_per_gb)}
+                  peak_gb(m)}
+    if has_gpu then vals[#vals + 1] = gb(m.gpu_peak_bytes) end
+    vals[#vals + 1] = num2(m.tps_per_gb)
     if file_gb then vals[#vals + 1] = num2(m.tps_per_file_gb) end
     vals[#vals + 1] = string.format("%d/%d", math.floor(m.ok or 0), math.floor(m.requests or 0))
     vals[#vals + 1] = (STATUS_TEXT[c.status] or c.status) .. (c.error and (": " .. tostring(c.error):sub(1, 60)) or "")
@@ -221,7 +243,9 @@ local function section_variants(out, an)
   out[#out + 1] = "## Results by configuration"
   out[#out + 1] = ""
   local extra = {"Load (s)", "TTFT p50 (ms)", "TTFT p95 (ms)", "TPS (decode)", "TPS (output, aggregate)",
-    "Peak mem (GB)", "TPS/GB"}
+    "Peak mem (GB)"}
+  if has_gpu then extra[#extra + 1] = "of which GPU (GB)" end
+  extra[#extra + 1] = "TPS/GB"
   if file_gb then extra[#extra + 1] = "TPS/GB (file)" end
   extra[#extra + 1] = "OK/requests"
   extra[#extra + 1] = "Status"
@@ -233,10 +257,11 @@ local function section_variants(out, an)
   out[#out + 1] = MD.table(h, rows, align)
   out[#out + 1] = ""
   out[#out + 1] = "TPS (decode) is the mean per-request decode rate, (output tokens − 1) / (e2e − TTFT); "
-    .. "TPS (output) is all output tokens over the cell's wall time. Peak memory is the server's process tree "
-    .. "(RSS/footprint), else GPU memory, in GB of 10⁹ bytes; TPS/GB = decode TPS / peak GB"
+    .. "TPS (output) is all output tokens over the cell's wall time. Peak memory is the server's process tree: "
+    .. "host memory (RSS/footprint) plus GPU memory, the peak of their sum, in GB of 10⁹ bytes; TPS/GB = decode TPS / peak GB"
     .. (file_gb and "; TPS/GB (file) = decode TPS / the model file's size in GB" or "") .. "."
     .. (an.memory_scale and " Dry run: peak memory is the simulator's ÷ memory_scale (simulated)." or "")
+    .. (gpu_note(an) and (" " .. gpu_note(an)) or "")
   out[#out + 1] = ""
 end
 
@@ -325,7 +350,7 @@ local function section_scaling(out, an, groups)
       local row = {tostring(r.conc), tps(r.agg_tps), tps(r.per_req_tps), ratio(r.scaling),
         ms(m.e2el_p50), ms(m.e2el_p95), ms(m.e2el_p99), ms(m.ttft_p95)}
       if has_queue then row[#row + 1] = ms(m.queue_p50) end
-      row[#row + 1] = gb(m.peak_bytes)
+      row[#row + 1] = peak_gb(m)
       row[#row + 1] = STATUS_TEXT[r.config.status] or r.config.status
       rows[#rows + 1] = row
     end
@@ -344,6 +369,10 @@ local function section_scaling(out, an, groups)
         size(g.mem_per_request))
       out[#out + 1] = ""
     end
+  end
+  if gpu_note(an) then
+    out[#out + 1] = gpu_note(an)
+    out[#out + 1] = ""
   end
 end
 
@@ -658,7 +687,7 @@ local function section_tuning(out, an, groups)
       local dttft = r.is_base and "–" or pct(r.d_ttft)
       if not r.is_base and r.d_ttft and r.noise_ttft and r.noise_ttft.verdict == "no" then dttft = dttft .. " (noise)" end
       for _, v in ipairs({tps(m.decode_tps), r.is_base and "–" or pct(r.d_tps), r.is_base and "–" or verdict(r.noise),
-        ms(m.ttft_p50), dttft, gb(m.peak_bytes), r.is_base and "–" or pct(r.d_peak),
+        ms(m.ttft_p50), dttft, peak_gb(m), r.is_base and "–" or pct(r.d_peak),
         secs(m.load_s), STATUS_TEXT[r.config.status] or r.config.status}) do row[#row + 1] = v end
       rows[#rows + 1] = row
     end
@@ -678,6 +707,10 @@ local function section_tuning(out, an, groups)
       out[#out + 1] = "Dry run: the sysctl values were not set on this machine (simulated); only the simulator's memory limit followed them."
       out[#out + 1] = ""
     end
+  end
+  if gpu_note(an) then
+    out[#out + 1] = gpu_note(an)
+    out[#out + 1] = ""
   end
   -- stability: per-repeat spread and drift over repeats
   local rows = {}
