@@ -558,7 +558,11 @@ static int parse_args(int argc, char **argv) {
       memcpy(name, v, n);
       name[n] = 0;
       const char *ev = getenv(name);
-      if (ev && *ev && strcmp(ev, "0") != 0) c->speedup *= d;
+      if (ev && *ev && strcmp(ev, "0") != 0) {
+        c->speedup *= d;
+        /* as a real engine logs a setting it read (benchrun shows it in report.md) */
+        fprintf(stderr, "benchrun sim: read %s=%s: rates x%g\n", name, ev, d);
+      }
     } else if (!strcmp(flag, "--fault")) {
       const char *colon = strchr(v, ':');
       size_t n = colon ? (size_t)(colon - v) : strlen(v);

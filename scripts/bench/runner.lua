@@ -353,6 +353,7 @@ local function start_server(ctx, cell)
   local s = cell.server
   -- server logs beside the results: server-<cell>.log
   local log = s.log or string.format("%s/server-%s.log", ctx.run.dir, (cell.id:gsub("[^%w%._-]", "_")))
+  ctx.server_log = log
   local b, err = backends.get(s.backend)
   if not b then return nil, err end
   local srv, why, exit = b.start{model = s.model, args = s.args, env = {set = s.env, unset = s.unset_env},
@@ -750,6 +751,34 @@ end
 -- errors of a request whose connection went away under it
 LOST_CONNECTION = {reset = true, refused = true, truncated = true}
 
+-- What the server's log says about the environment variables the cell
+-- set: up to 3 lines per name that mention it (an engine that reads a
+-- setting often says so; one that never names it may ignore it). ->
+-- {NAME = {lines}}, {names never mentioned}, or nil when there is no log.
+local LOG_LINES_PER_NAME, LOG_LINE_MAX = 3, 200
+function M.env_in_log(path, env)
+  local names = {}
+  for k in pairs(env or {}) do names[#names + 1] = k end
+  if #names == 0 or not path then return nil end
+  table.sort(names)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local seen = {}
+  for line in f:lines() do
+    for _, n in ipairs(names) do
+      local l = seen[n] or {}
+      if #l < LOG_LINES_PER_NAME and line:find(n, 1, true) then
+        l[#l + 1] = line:sub(1, LOG_LINE_MAX)
+        seen[n] = l
+      end
+    end
+  end
+  f:close()
+  local missing = {}
+  for _, n in ipairs(names) do if not seen[n] then missing[#missing + 1] = n end end
+  return seen, missing
+end
+
 -- The request limits of a cell: the plan's timeout:, then its server's,
 -- then the cell's (each a mapping of connect, first_byte, idle, total,
 -- min_tps); nil fields keep bench.openai's defaults.
@@ -897,6 +926,12 @@ function M.run(plan, opts)
       if ctx.dry then
         res.dry_run = {figures = cell.server.figures, real_backend = cell.server.real_backend,
                        max_tokens_cap = cell.max_tokens_cap}
+      end
+      -- the plan's own variables (a dry run's simulator gets helpers of its own)
+      local env = (cell.real_server or cell.server or {}).env
+      if env and next(env) and res.server and ctx.server_log then
+        local seen, missing = M.env_in_log(ctx.server_log, env)
+        if seen then res.server.env_log, res.server.env_not_logged = seen, missing end
       end
       if phase_script.after_cell then pcall(phase_script.after_cell, ctx, cell, res) end
       local st = res.aborted and "aborted" or res.status

@@ -665,6 +665,35 @@ function MD.no_effect(g)
     #vars > 0 and ("these variables (" .. table.concat(vars, ", ") .. ")") or "these settings")
 end
 
+-- What each configuration's server logged about the variables it was
+-- given (runner.env_in_log): the evidence that an engine read a setting,
+-- or that its log never names it.
+local function section_env_log(out, g)
+  local lines = {}
+  for _, r in ipairs(g.rows) do
+    local server = type(r.config.cells) == "table" and r.config.cells[1] and r.config.cells[1].server
+    if type(server) == "table" and (server.env_log or server.env_not_logged) then
+      local names = {}
+      for n in pairs(server.env_log or {}) do names[#names + 1] = n end
+      table.sort(names)
+      for _, n in ipairs(names) do
+        for _, l in ipairs(server.env_log[n]) do
+          lines[#lines + 1] = string.format("- %s, `%s`: `%s`", r.name, n, (tostring(l):gsub("`", "'")))
+        end
+      end
+      if type(server.env_not_logged) == "table" and #server.env_not_logged > 0 then
+        lines[#lines + 1] = string.format("- %s: the server's log never names %s", r.name,
+          table.concat(server.env_not_logged, ", "))
+      end
+    end
+  end
+  if #lines == 0 then return end
+  out[#out + 1] = "What the servers logged about the variables they were given:"
+  out[#out + 1] = ""
+  for _, l in ipairs(lines) do out[#out + 1] = l end
+  out[#out + 1] = ""
+end
+
 local function section_tuning(out, an, groups)
   if #groups == 0 then return end
   out[#out + 1] = "## Tuning: change vs baseline"
@@ -703,6 +732,7 @@ local function section_tuning(out, an, groups)
       out[#out + 1] = MD.no_effect(g)
       out[#out + 1] = ""
     end
+    section_env_log(out, g)
     if g.sysctl_simulated then
       out[#out + 1] = "Dry run: the sysctl values were not set on this machine (simulated); only the simulator's memory limit followed them."
       out[#out + 1] = ""
