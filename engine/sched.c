@@ -259,6 +259,23 @@ static int interrupt_concat(lua_State *L) {
   return 1;
 }
 
+/* A unique value in the registry under key: an empty userdata whose
+ * tostring is its word and that concatenates as text. Errors that must not
+ * be told by their words (the interruption, a cancellation) are raised as
+ * these values. */
+static void make_signal_value(lua_State *L, const char *key, const char *name, lua_CFunction tostring) {
+  lua_newuserdatauv(L, 0, 0);
+  lua_createtable(L, 0, 3);
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, interrupt_concat);
+  lua_setfield(L, -2, "__concat");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
 /* bench.is_interrupt(v) -> true when v is the interruption */
 static int l_is_interrupt(lua_State *L) {
   lua_pushboolean(L, br_is_interrupt(L, 1));
@@ -698,26 +715,8 @@ int br_sched_open(lua_State *L) {
   *(br_sched **)lua_getextraspace(L) = s;
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &LIVE_KEY);
-  lua_newuserdatauv(L, 0, 0);
-  lua_createtable(L, 0, 3);
-  lua_pushcfunction(L, interrupt_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, interrupt_concat);
-  lua_setfield(L, -2, "__concat");
-  lua_pushliteral(L, "bench.Interrupt");
-  lua_setfield(L, -2, "__name");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &INTERRUPT_KEY);
-  lua_newuserdatauv(L, 0, 0);
-  lua_createtable(L, 0, 3);
-  lua_pushcfunction(L, cancel_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, interrupt_concat);
-  lua_setfield(L, -2, "__concat");
-  lua_pushliteral(L, "bench.Cancel");
-  lua_setfield(L, -2, "__name");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &CANCEL_KEY);
+  make_signal_value(L, &INTERRUPT_KEY, "bench.Interrupt", interrupt_tostring);
+  make_signal_value(L, &CANCEL_KEY, "bench.Cancel", cancel_tostring);
   return 0;
 }
 

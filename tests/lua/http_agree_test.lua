@@ -6,55 +6,9 @@
 -- is a Lua error before anything is sent, on both transports.
 local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 local http = require("bench.http")
-local clock = require("bench.clock")
-local proc = require("bench.proc")
 
-local RAW = os.getenv("BENCHRUN_RAWSERVER") or (bench.executable:match("^(.*)/[^/]*$") or ".") .. "/tests/rawserver"
-
--- A Lua string as a `send` step (every control byte and backslash escaped).
-local function send(s)
-  return "send " .. s:gsub("[%c\\\128-\255]", function(c) return string.format("\\x%02x", c:byte()) end)
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- raw{steps...}: a rawserver following these script lines; s.url, s.log(),
--- closed with <close>.
-local function raw(steps)
-  local script, log, portfile = os.tmpname(), os.tmpname(), os.tmpname()
-  write_file(script, table.concat(steps, "\n") .. "\n")
-  local p = assert(proc.spawn{argv = {RAW, portfile, script, log}, stdout = "capture", stderr = "capture"})
-  local port
-  for _ = 1, 500 do
-    port = tonumber(read_file(portfile) or "")
-    if port or not p:alive() then break end
-    clock.sleep(0.01)
-  end
-  os.remove(portfile)
-  if not port then
-    p:stop(1)
-    error("rawserver did not start: " .. tostring(p:tail(20)), 2)
-  end
-  local s = {url = "http://127.0.0.1:" .. port, proc = p}
-  function s.log() return read_file(log) or "" end
-  return setmetatable(s, {__close = function(self)
-    self.proc:stop(2)
-    os.remove(script)
-    os.remove(log)
-  end})
-end
+-- hostile servers: tests/helpers/rawserver through testlib
+local send, raw = T.send_step, T.raw
 
 local TRANSPORTS = {"native", "curl"}
 

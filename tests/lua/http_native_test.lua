@@ -9,31 +9,13 @@ local http = require("bench.http")
 local clock = require("bench.clock")
 local proc = require("bench.proc")
 
-local RAW = os.getenv("BENCHRUN_RAWSERVER") or (bench.executable:match("^(.*)/[^/]*$") or ".") .. "/tests/rawserver"
-
--- A Lua string as a `send` step (every control byte and backslash escaped).
-local function send(s)
-  return "send " .. s:gsub("[%c\\\128-\255]", function(c) return string.format("\\x%02x", c:byte()) end)
-end
-
-local function write_file(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local RAW = T.RAWSERVER
+local send, raw = T.send_step, T.raw
 
 -- Wait for a port file (the loop runs meanwhile, as in T.sim).
 local function await_port(p, portfile)
   for _ = 1, 500 do
-    local port = tonumber(read_file(portfile) or "")
+    local port = tonumber(T.read_file(portfile) or "")
     if port then
       os.remove(portfile)
       return port
@@ -43,22 +25,6 @@ local function await_port(p, portfile)
   end
   p:stop(1)
   error("rawserver did not start: " .. tostring(p:tail(20)), 3)
-end
-
--- raw{steps...}: a rawserver following these script lines; s.url, s.port,
--- s.log() (what the client sent, and `log` markers), closed with <close>.
-local function raw(steps)
-  local script, log, portfile = os.tmpname(), os.tmpname(), os.tmpname()
-  write_file(script, table.concat(steps, "\n") .. "\n")
-  local p = assert(proc.spawn{argv = {RAW, portfile, script, log}, stdout = "capture", stderr = "capture"})
-  local port = await_port(p, portfile)
-  local s = {url = "http://127.0.0.1:" .. port, port = port, proc = p}
-  function s.log() return read_file(log) end
-  return setmetatable(s, {__close = function(self)
-    self.proc:stop(2)
-    os.remove(script)
-    os.remove(log)
-  end})
 end
 
 -- Spin, without running the event loop, until f() is true.

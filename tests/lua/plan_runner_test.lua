@@ -8,33 +8,9 @@ local runner = require("bench.runner")
 local results = require("bench.results")
 
 local dir = T.tmpdir()
-local n = 0
 
 -- validate text as a plan file and run it quietly; -> exit status, loaded results
-local function run(text, opts)
-  n = n + 1
-  local path = string.format("%s/p%d.yaml", dir, n)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  local plan, errs = P.load(path, {})
-  if not plan then error("plan did not validate: " .. table.concat(errs, "\n"), 2) end
-  local out = string.format("%s/out%d", dir, n)
-  local o = {out = out, quiet = true}
-  for k, v in pairs(opts or {}) do o[k] = v end
-  -- quiet mode prints the report's path on stdout: keep it off the test's output
-  local stdout, tmp = io.stdout, os.tmpname()
-  io.stdout = assert(io.open(tmp, "w"))
-  local ok, rc = pcall(runner.run, plan, o)
-  io.stdout:close()
-  io.stdout = stdout
-  os.remove(tmp)
-  if not ok then error(rc, 2) end
-  local ls = assert(io.popen("ls -d " .. out .. "/*/"))
-  local rdir = ls:read("l")
-  ls:close()
-  return rc, assert(results.load(rdir))
-end
+local function run(text, opts) return T.run_plan(dir, text, opts) end
 
 local function cells_by_id(data)
   local c = {}

@@ -121,6 +121,15 @@ function T.run_plan(dir, text, opts)
   return rc, assert(results.load(rdir)), rdir
 end
 
+-- T.read_file(path) -> its bytes, or nil when it cannot be opened
+function T.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 -- T.raw{steps...}: tests/helpers/rawserver following these script lines (see
 -- its header), a hostile server whose every byte the test writes; returns
 -- {url, port, proc, log()}, stopped when closed. ctest passes the binary in
@@ -152,13 +161,8 @@ function T.raw(steps)
     error("rawserver did not start: " .. tostring(p:tail(20)), 2)
   end
   local s = {url = "http://127.0.0.1:" .. port, port = port, proc = p}
-  function s.log()
-    local lf = io.open(log, "rb")
-    if not lf then return nil end
-    local text = lf:read("a")
-    lf:close()
-    return text
-  end
+  -- what the client sent and the `log` markers ("" before anything)
+  function s.log() return T.read_file(log) or "" end
   return setmetatable(s, {__close = function(self)
     self.proc:stop(2)
     os.remove(script)
