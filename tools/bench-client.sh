@@ -15,6 +15,10 @@
 #            new connections and kept ones, through bench.http and
 #            load.closed, with and without a 100 µs on_record
 #            (tests/bench/ttft_bench.lua)
+#   memory:  not in the default LOADS: the client's resident memory over an
+#            open loop at 200 requests/s for SOAK_S seconds (default 1800,
+#            30 minutes), first minute vs end, then the peak of 1,024 paced
+#            streams through load.closed (tests/bench/memory_bench.lua)
 #
 #   tools/bench-client.sh [BUILD_DIR]     (default build/; needs the targets
 #                                          benchrun and bench_client_reader)
@@ -79,6 +83,13 @@ run_level() {   # mode streams
 echo "bench-client: $(nproc 2>/dev/null || sysctl -n hw.ncpu) cpus, $(uname -sm), $tokens tokens per stream${pin_sim:+, simulator on cpu 1, client on cpu 0}" >&2
 ttft_out=$tmp/ttft.jsonl
 for mode in $loads; do
+  if [ "$mode" = memory ]; then
+    start_sim --decode-tps 50 --prefill-tps 10
+    "${pin_client[@]}" "$bin" run tests/bench/memory_bench.lua "http://127.0.0.1:$port" 200 "${SOAK_S:-1800}" 1024 \
+      | tee -a "$tmp/memory.jsonl" >&2
+    stop_sim
+    continue
+  fi
   if [ "$mode" = ttft ]; then
     # 100 ms true TTFT, 50 tok/s streams, as issue 12 measured them
     start_sim --decode-tps 50 --prefill-tps 10
@@ -100,6 +111,19 @@ for mode in $loads; do
 done
 echo
 [ -s "$out" ] && "$bin" run tests/bench/client_table.lua "$out"
+if [ -s "$tmp/memory.jsonl" ]; then
+  echo
+  "$bin" -e '
+    for l in io.lines(arg[1]) do
+      local r = json.decode(l)
+      if r.test == "open-loop soak" then
+        print(string.format("open loop, %g req/s for %g s (%d requests): RSS %.1f MB at minute 1, %.1f MB at the end (%+.1f%%)",
+          r.rate, r.seconds, r.requests, r.rss_first_mb, r.rss_last_mb, r.change_pct))
+      else
+        print(string.format("load.closed, %d paced streams at once: peak RSS %.1f MB", r.streams, r.rss_peak_mb))
+      end
+    end' "$tmp/memory.jsonl"
+fi
 if [ -s "$ttft_out" ]; then
   echo
   echo "TTFT error (benchrun's TTFT - the server's true TTFT), ms: p50 / p99 (send side, receive side; from the call)"
