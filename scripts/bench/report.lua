@@ -215,10 +215,11 @@ function R.csv(an)
       local fromrec = A.metrics_of(A.summarize_records(recs), cell.server)
       for k, v in pairs(fromrec) do if m[k] == nil then m[k] = v end end
     end
-    -- a server kept across cells records its peak in the last one only: the
-    -- others take the peak of their own samples, as report.md does
+    -- the peak as report.md takes it (the same analysis): a server kept
+    -- across cells records its peak in the last one only, so each cell's is
+    -- that of its own samples; a dry run's is scaled back by memory_scale
     local am = an.cell_metrics and an.cell_metrics[cell.id]
-    if m.peak_bytes == nil and am and am.peak_bytes then
+    if am and am.peak_bytes then
       for _, k in ipairs({"peak_bytes", "host_peak_bytes", "gpu_peak_bytes", "gpu_source", "tps_per_gb"}) do m[k] = am[k] end
     end
     m.status = A.cell_status(cell)

@@ -18,33 +18,12 @@ local function by_server(cells, server)
   return C.find(cells, function(l) return (l.platform or l.server) == server end)
 end
 
--- the seed's questions, in its words unless the plan gives its own
-local QUESTIONS = {
-  "Does M3 Ultra scale better than M4 Max due to more memory/cores?",
-  "What's the optimal concurrent request count for 512GB?",
-  "Is batching worth it for single-user scenarios?",
-  "Memory per concurrent request overhead?",
-}
-
--- the single-request reference of a server: its 500-token baseline cell
--- (scenario 2 runs at 500 tokens), else its first baseline cell
-local function baseline_cell(list)
-  local first
-  for _, c in ipairs(list) do
-    if c.labels.scenario == "baseline" and c.status == "ok" then
-      if c.labels.max_tokens == 500 then return c end
-      first = first or c
-    end
-  end
-  return first
-end
-
 -- queue time: the client cannot see the server's queue, so unless the
 -- records carry it, the extra wait before the first token compared with one
 -- request alone stands for it (TTFT p50 at N minus TTFT p50 of the baseline)
-local function queue_ms(f, fbase)
-  if f.queue_ms then return f.queue_ms, "measured" end
-  if f.ttft_ms and fbase and fbase.ttft_ms then return math.max(0, f.ttft_ms - fbase.ttft_ms), "est." end
+local function queue_ms(m, mbase)
+  if m.queue_p50 then return m.queue_p50, "measured" end
+  if m.ttft_p50 and mbase and mbase.ttft_p50 then return math.max(0, m.ttft_p50 - mbase.ttft_p50), "est." end
   return nil
 end
 
@@ -63,126 +42,174 @@ local function running_mean(ctx, c)
   return nil
 end
 
+-- Mean requests waiting in a cell (the server's queue), from the gauge its
+-- kind exports (bench.backends.queued_metric), found the same way.
+local function queued_mean(ctx, c)
+  local name, all = require("bench.backends").queued_metric(not c.dry_run and c.labels.backend or "sim")
+  if name then return C.metric_mean(ctx, c.id, name) end
+  for _, n in ipairs(all) do
+    local v = C.metric_mean(ctx, c.id, n)
+    if v then return v end
+  end
+  return nil
+end
+
+-- the server a cell ran on (its name in the plan)
+local function server_of(c)
+  local l = c.labels or {}
+  return l.platform or l.server
+end
+
+-- The reference machine the plan compares with (phase4.yaml's expected:
+-- the seed's M4 Max figures), or nil: no plan of its own, no comparison.
+local function reference(exp)
+  local scaling = tonumber(exp.m4_max_scaling_16)
+  if not scaling then return nil end
+  return {scaling = scaling, label = string.format("M4 Max with vllm-mlx (the plan's expected: %s -> %s TPS at 16 concurrent)",
+    tostring(exp.m4_max_single_tps or "?"), tostring(exp.m4_max_16_tps or "?"))}
+end
+
+-- The figures come from the report's analysis of the same folder
+-- (bench.report.analysis: its per-cell metrics, its scaling groups with
+-- their c=1 baseline and memory slope), so the console says what report.md
+-- and summary.csv say.
 function phase.finish(ctx, cells)
-  local peaks = C.cell_peaks(ctx)
+  local A = require("bench.report.analysis")
+  local an = C.analysis(ctx)
+  local groups = an and A.scaling(an) or {}
+  local cm = an and an.cell_metrics or {}
   local plan = ctx.plan
   local exp = plan.expected or {}
-  local questions = {}
-  for i = 1, 4 do questions[i] = (plan.questions and plan.questions[i]) or QUESTIONS[i] end
+  local ref = reference(exp)
   local notes = {scaling = {}, answers = {}}
   local lines = {"", C.TPS_NOTE .. ";",
-    "scaling = aggregate tok/s / the 500-token single-request cell's; queue ms with * = estimated: TTFT p50 minus the baseline's;",
-    "batch eff. = mean requests running (server /metrics) / concurrency"}
+    "scaling = aggregate tok/s / that of the c=1 cell of its scaling group (as report.md); queue ms with * = estimated: TTFT p50 minus the baseline's;",
+    "batch eff. = mean requests running (server /metrics) / concurrency; queued = mean requests waiting (server /metrics)"}
+  -- cell id -> its row of a scaling group (the group of cells that differ
+  -- only in concurrency) and that group
+  local row_of, group_of = {}, {}
+  for _, g in ipairs(groups) do
+    for _, r in ipairs(g.rows) do
+      for _, cell in ipairs(r.config.cells) do row_of[cell.id], group_of[cell.id] = r, g end
+    end
+  end
   local servers, seen = {}, {}
   for _, c in ipairs(cells) do
-    local s = c.labels.platform or c.labels.server
+    local s = server_of(c)
     if s and not seen[s] then seen[s] = true servers[#servers + 1] = s end
   end
-  local main = servers[1]
-  local answers = {}
+  local main_group, main_server
   local idw = 10
   for _, c in ipairs(cells) do idw = math.max(idw, #c.id) end
-  local fmt = "  %-" .. idw .. "s %5s %15s %13s %8s %8s %8s %8s %12s %10s %11s"
+  local fmt = "  %-" .. idw .. "s %5s %15s %13s %8s %8s %8s %8s %12s %10s %7s %11s"
   for _, s in ipairs(servers) do
     local list = by_server(cells, s)
-    local base = baseline_cell(list)
-    local fbase = base and C.figures(base, peaks)
+    local g
+    for _, c in ipairs(list) do if group_of[c.id] then g = group_of[c.id] break end end
+    local base = g and g.rows[1].config
+    local mbase = base and base.metrics
+    local base_tps = mbase and (mbase.output_tps or mbase.decode_tps)
+    if g and not main_group then main_group, main_server = g, s end
     lines[#lines + 1] = ""
     lines[#lines + 1] = string.format("%s: single-request baseline %s decode tok/s, %s aggregate tok/s (%s)", s,
-      C.fmt(fbase and fbase.decode_tps), C.fmt(fbase and fbase.output_tps), base and base.id or "no baseline cell")
+      C.fmt(mbase and mbase.decode_tps), C.fmt(mbase and mbase.output_tps),
+      base and base.name or "no cells at several concurrencies")
     lines[#lines + 1] = string.format(fmt, "cell", "conc", "aggregate tok/s", "decode tok/s", "scaling",
-      "E2E p50", "p95", "p99", "queue ms", "batch eff.", "peak")
-    local points = {}
+      "E2E p50", "p95", "p99", "queue ms", "batch eff.", "queued", "peak")
     for _, c in ipairs(list) do
-      local f = C.figures(c, peaks)
+      local r = row_of[c.id]
+      local m = r and r.config.metrics or cm[c.id] or {}
       local conc = c.labels.concurrency or 1
-      local scaling = (f.output_tps and fbase and fbase.output_tps and fbase.output_tps > 0) and f.output_tps / fbase.output_tps or nil
-      local q, qkind = queue_ms(f, fbase)
+      local scaling = r and r.scaling
+      if not r and m.output_tps and base_tps and base_tps > 0 then scaling = m.output_tps / base_tps end
+      local q, qkind = queue_ms(m, mbase)
       local running = running_mean(ctx, c)
+      local queued = queued_mean(ctx, c)
       local eff = running and running / conc or nil
       lines[#lines + 1] = string.format(fmt, c.id, conc,
-        C.fmt(f.output_tps), C.fmt(f.decode_tps), scaling and string.format("%.2fx", scaling) or "n/a",
-        C.fmt(f.e2el_p50, "", 0), C.fmt(f.e2el_p95, "", 0), C.fmt(f.e2el_p99, "", 0),
+        C.fmt(m.output_tps), C.fmt(m.decode_tps), scaling and string.format("%.2fx", scaling) or "n/a",
+        C.fmt(m.e2el_p50, "", 0), C.fmt(m.e2el_p95, "", 0), C.fmt(m.e2el_p99, "", 0),
         q and (C.fmt(q, "", 1) .. (qkind == "est." and "*" or "")) or "n/a",
-        eff and string.format("%.0f%%", eff * 100) or "n/a", f.peak and P.format_size(f.peak) or "n/a")
-      if c.labels.scenario == "scale" or c == base then
-        points[#points + 1] = {conc = conc, agg = f.output_tps, peak = f.peak, scaling = scaling, p95 = f.e2el_p95}
-      end
-      notes.scaling[#notes.scaling + 1] = {cell = c.id, server = s, concurrency = conc, aggregate_tps = f.output_tps,
-                                           per_request_tps = f.decode_tps, scaling = scaling, queue_ms = q,
-                                           queue_ms_kind = qkind, batch_efficiency = eff}
-    end
-    table.sort(points, function(a, b) return a.conc < b.conc end)
-    if s == main and #points > 1 then
-      local top = points[#points]
-      local best
-      for _, p in ipairs(points) do if p.agg and (not best or p.agg > best.agg) then best = p end end
-      -- optimal: the smallest concurrency reaching 90% of the best aggregate
-      local knee
-      for _, p in ipairs(points) do if best and p.agg and p.agg >= 0.9 * best.agg then knee = p break end end
-      local ref = exp.m4_max_scaling_16 or 4.3
-      local m3 = exp.m3_ultra_scaling_16 and string.format("; the seed expected %sx here (%s -> %s TPS on M3 Ultra)",
-        tostring(exp.m3_ultra_scaling_16), tostring(exp.m3_ultra_baseline_tps or "?"), tostring(exp.m3_ultra_16_tps or "?")) or ""
-      answers[1] = string.format("%s Scaling at %d concurrent = %s vs M4 Max's %.1fx (%s -> %s TPS there)%s: %s",
-        questions[1], top.conc, top.scaling and string.format("%.2fx", top.scaling) or "n/a", ref,
-        tostring(exp.m4_max_single_tps or 450), tostring(exp.m4_max_16_tps or 1900), m3,
-        top.scaling and (top.scaling > ref and "better" or "not better") or "no data")
-      answers[2] = string.format("%s %s (the smallest level within 90%% of the best aggregate, %s tok/s at %d; E2E p95 there %s ms)",
-        questions[2], knee and tostring(knee.conc) or "n/a", C.fmt(best and best.agg), best and best.conc or 0,
-        C.fmt(knee and knee.p95, "", 0))
-      -- least-squares slope of peak memory over concurrency (as report.md)
-      local xs, ys = {}, {}
-      for _, p in ipairs(points) do if p.peak then xs[#xs + 1], ys[#ys + 1] = p.conc, p.peak end end
-      local per
-      if #xs >= 2 then
-        local mx, my = 0, 0
-        for i = 1, #xs do mx, my = mx + xs[i], my + ys[i] end
-        mx, my = mx / #xs, my / #xs
-        local sxy, sxx = 0, 0
-        for i = 1, #xs do sxy, sxx = sxy + (xs[i] - mx) * (ys[i] - my), sxx + (xs[i] - mx) ^ 2 end
-        if sxx > 0 then per = sxy / sxx end
-      end
-      local lo, hi = points[1], points[#points]
-      if per then
-        answers[4] = string.format("%s About %s per request (least-squares slope of peak memory over concurrency %d-%d; peak %s at %d, %s at %d)",
-          questions[4], P.format_size(math.max(0, per)), lo.conc, hi.conc,
-          P.format_size(hi.peak or 0), hi.conc, P.format_size(lo.peak or 0), lo.conc)
-        notes.memory_per_request_bytes = per
-      else
-        answers[4] = questions[4] .. " No memory samples in the scenario 2 cells (the platform reported none)"
-      end
+        eff and string.format("%.0f%%", eff * 100) or "n/a", C.fmt(queued, "", 2),
+        m.peak_bytes and P.format_size(m.peak_bytes) or "n/a")
+      notes.scaling[#notes.scaling + 1] = {cell = c.id, server = s, concurrency = conc, aggregate_tps = m.output_tps,
+                                           per_request_tps = m.decode_tps, scaling = scaling, queue_ms = q,
+                                           queue_ms_kind = qkind, batch_efficiency = eff, queued = queued}
     end
   end
-  -- question 3: single user, batching server vs the plain one, over every
+  -- answers, from the first server's scaling group (report.md answers from
+  -- the same groups)
+  local answers = {}
+  local g = main_group
+  if g then
+    local last = g.rows[#g.rows]
+    for i = #g.rows, 1, -1 do if g.rows[i].scaling then last = g.rows[i] break end end
+    local best
+    for _, r in ipairs(g.rows) do if r.agg_tps and (not best or r.agg_tps > best.agg_tps) then best = r end end
+    local knee
+    for _, r in ipairs(g.rows) do if best and r.agg_tps and r.agg_tps >= 0.9 * best.agg_tps then knee = r break end end
+    local verdict = ""
+    if ref and last.scaling then
+      verdict = string.format(" vs %.1fx of %s: %s", ref.scaling, ref.label, last.scaling > ref.scaling and "better" or "not better")
+      if exp.m3_ultra_scaling_16 then
+        verdict = verdict .. string.format(" (the plan expected %sx here: %s -> %s TPS on M3 Ultra)",
+          tostring(exp.m3_ultra_scaling_16), tostring(exp.m3_ultra_baseline_tps or "?"), tostring(exp.m3_ultra_16_tps or "?"))
+      end
+    end
+    answers[1] = string.format("Scaling at %d concurrent = %s (%s vs %s aggregate tok/s at c=%d)%s", last.conc,
+      last.scaling and string.format("%.2fx", last.scaling) or "n/a", C.fmt(last.agg_tps), C.fmt(g.rows[1].agg_tps),
+      g.base_conc, verdict)
+    answers[2] = string.format("Optimal concurrency %s (the smallest level within 90%% of the best aggregate, %s tok/s at %d; E2E p95 there %s ms)",
+      knee and tostring(knee.conc) or "n/a", C.fmt(best and best.agg_tps), best and best.conc or 0,
+      C.fmt(knee and knee.config.metrics.e2el_p95, "", 0))
+    if g.mem_per_request then
+      local lo, hi = g.rows[1], last
+      answers[4] = string.format("Memory per concurrent request about %s (least-squares slope of peak memory over concurrency %d-%d; peak %s at %d, %s at %d%s)",
+        P.format_size(math.max(0, g.mem_per_request)), lo.conc, hi.conc,
+        P.format_size(hi.config.metrics.peak_bytes or 0), hi.conc, P.format_size(lo.config.metrics.peak_bytes or 0), lo.conc,
+        an.memory_scale and "; simulated" or "")
+      notes.memory_per_request_bytes = g.mem_per_request
+    else
+      answers[4] = "Memory per concurrent request: no peak memory per concurrency level"
+    end
+  end
+  -- single user: the batching server vs the plain one, over every
   -- single-request cell (100, 500 and 2000 tokens) of each
   local function single_user_tps(server)
     local sum, n = 0, 0
     for _, c in ipairs(by_server(cells, server)) do
-      local f = C.figures(c, peaks)
-      if c.labels.scenario == "baseline" and c.status == "ok" and f.decode_tps then sum, n = sum + f.decode_tps, n + 1 end
+      local m = cm[c.id] or {}
+      if (tonumber(c.labels.concurrency) or 1) == 1 and c.status == "ok" and m.decode_tps then sum, n = sum + m.decode_tps, n + 1 end
     end
     return n > 0 and sum / n or nil, n
   end
   if #servers > 1 then
-    local ta, na = single_user_tps(servers[1])
-    local tb, nb = single_user_tps(servers[2])
-    answers[3] = string.format("%s %s %s decode tok/s vs %s %s (%s; mean over %d and %d single-request cells): %s", questions[3],
-      servers[1], C.fmt(ta), servers[2], C.fmt(tb), C.fmt_pct(C.pct(ta, tb)), na, nb,
+    local sa = main_server or servers[1]
+    local sb = sa == servers[1] and servers[2] or servers[1]
+    local ta, na = single_user_tps(sa)
+    local tb, nb = single_user_tps(sb)
+    answers[3] = string.format("Single user: %s %s decode tok/s vs %s %s (%s; mean over %d and %d single-request cells): %s",
+      sa, C.fmt(ta), sb, C.fmt(tb), C.fmt_pct(C.pct(ta, tb)), na, nb,
       (ta and tb) and (ta >= tb * 0.95 and "little or no single-user cost" or "a single-user cost; use it for concurrent users") or "no data")
-    notes.batching_backend, notes.single_backend = servers[1], servers[2]
+    notes.batching_backend, notes.single_backend = sa, sb
   else
-    answers[3] = questions[3] .. " Needs a second (non-batching) server in the plan"
+    answers[3] = "Single user: needs a second (non-batching) server in the plan"
   end
-  notes.reference = {scaling = exp.m4_max_scaling_16 or 4.3, label = "M4 Max with vllm-mlx (seed)"}
+  notes.reference = ref
+  -- the plan's own questions (phase4.yaml: the seed's four) head the
+  -- answers in their order; without them the answers stand alone
+  local qs = type(plan.questions) == "table" and plan.questions or {}
   lines[#lines + 1] = ""
-  lines[#lines + 1] = "The plan's questions:"
+  lines[#lines + 1] = #qs > 0 and "The plan's questions:" or "From this run:"
   for i = 1, 4 do
     if answers[i] then
-      lines[#lines + 1] = string.format("  %d. %s", i, answers[i])
-      notes.answers[#notes.answers + 1] = answers[i]
+      local text = qs[i] and (tostring(qs[i]) .. " " .. answers[i]) or answers[i]
+      lines[#lines + 1] = string.format("  %d. %s", i, text)
+      notes.answers[#notes.answers + 1] = text
     end
   end
-  if exp.headroom then lines[#lines + 1] = "  (seed: memory headroom " .. tostring(exp.headroom) .. ")" end
+  for i = 5, #qs do lines[#lines + 1] = string.format("  %d. %s (not answered by this script)", i, tostring(qs[i])) end
+  if exp.headroom then lines[#lines + 1] = "  (the plan's expected: memory headroom " .. tostring(exp.headroom) .. ")" end
   return notes, lines
 end
 

@@ -21,16 +21,25 @@ function M.data(ctx)
   return ctx.data or nil
 end
 
--- Peak memory of each cell from its own samples (the runner labels each
--- sample with the cell it fell in), as report.md takes it: a server kept
--- across cells has its sampler's peak written only in the last one.
-function M.cell_peaks(ctx)
-  local d = M.data(ctx)
-  local peaks = {}
-  for _, smp in ipairs(d and d.samples or {}) do
-    local v = tonumber(smp.server_mem) or tonumber(smp.rss) or tonumber(smp.real) or tonumber(smp.pss)
-    if smp.cell and v and (not peaks[smp.cell] or v > peaks[smp.cell]) then peaks[smp.cell] = v end
+-- The report's analysis of the run (bench.report.analysis over the same
+-- folder), made once per finish: the console tables take their figures from
+-- it, so they say what report.md and summary.csv say (issue 13).
+function M.analysis(ctx)
+  if ctx.analysis == nil then
+    local d = M.data(ctx)
+    ctx.analysis = d and require("bench.report.analysis").analyze(d) or false
   end
+  return ctx.analysis or nil
+end
+
+-- Peak memory of each cell as report.md takes it: from the cell's own
+-- samples (a server kept across cells has its sampler's peak written only
+-- in the last one), host + GPU, and in a dry run scaled back by the plan's
+-- memory_scale to what the simulator stands for.
+function M.cell_peaks(ctx)
+  local an = M.analysis(ctx)
+  local peaks = {}
+  for id, m in pairs(an and an.cell_metrics or {}) do peaks[id] = m.peak_bytes end
   return peaks
 end
 

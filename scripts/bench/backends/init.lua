@@ -273,6 +273,32 @@ function M.running_metric(backend)
   return nil, all
 end
 
+-- The gauge of the requests a server holds back (its queue: admitted, not
+-- yet running), per backend, the same way; phase 4's "queued" column is its
+-- mean over a cell:
+--   vllm          vllm:num_requests_waiting (vllm/v1/metrics/loggers.py)
+--   vllm-mlx      vllm_mlx_scheduler_waiting_requests (vllm_mlx/metrics.py)
+--   sglang        sglang:num_queue_reqs (metrics_collector.py)
+--   llama-server  llamacpp:requests_deferred (server.cpp, with --metrics:
+--                 requests that found no free slot)
+M.QUEUED_METRIC = {
+  vllm = "vllm:num_requests_waiting",
+  ["vllm-mlx"] = "vllm_mlx_scheduler_waiting_requests",
+  sglang = "sglang:num_queue_reqs",
+  ["llama-server"] = "llamacpp:requests_deferred",
+}
+
+-- backends.queued_metric(backend) -> the name above, or nil with the list
+-- of every known name (as running_metric)
+function M.queued_metric(backend)
+  local name = M.QUEUED_METRIC[ALIASES[backend] or backend]
+  if name then return name end
+  local all = {}
+  for _, n in pairs(M.QUEUED_METRIC) do all[#all + 1] = n end
+  table.sort(all)
+  return nil, all
+end
+
 -- One generation of one token: the request that proves a model is loaded on
 -- servers that answer /health and /v1/models before it is (mlx-lm 0.31.3 and
 -- later load the model on their generation thread while the HTTP server

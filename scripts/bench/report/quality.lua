@@ -100,6 +100,21 @@ local function outputs_of(c)
 end
 Q.outputs_of = outputs_of
 
+-- The answer's length in tokens as the server counted them (the record's
+-- output_tokens) for the output of prompt `name` shown for configuration c:
+-- the record that carries that text, else the first successful one of the
+-- prompt; nil when no record says.
+function Q.output_tokens(c, name, text)
+  local first
+  for _, r in ipairs(c.records or {}) do
+    if (r.prompt or r.name) == name and r.ok ~= false and r.error == nil and type(r.output_tokens) == "number" then
+      if (r.text or r.output) == text then return r.output_tokens end
+      first = first or r.output_tokens
+    end
+  end
+  return first
+end
+
 -- Q.compare(configs) -> {reference = config, prompts = {{name, rows = {{config, text, sim, check}}}}}
 -- or nil when no configuration has outputs.
 function Q.compare(configs)
@@ -130,7 +145,7 @@ function Q.compare(configs)
     for _, w in ipairs(with) do
       local t = w.outputs[name]
       if t ~= nil then
-        local row = {config = w.config, text = t, is_ref = w == ref,
+        local row = {config = w.config, text = t, is_ref = w == ref, tokens = Q.output_tokens(w.config, name, t),
                      check = w.config.checks and w.config.checks[name]}
         if ref_text ~= nil then row.sim = Q.similarity(ref_text, t) end
         rows[#rows + 1] = row
