@@ -4,8 +4,8 @@
 # cached outside the clone by the snapshot's hash, so only the first run on
 # a machine builds, for minutes). Every tests/realserver/*_test.lua needs it
 # and reads the paths from realserver.env; where building is impossible (no
-# C++ compiler) they skip (code 77) with the reason. CI sets
-# BENCHRUN_REALSERVER=require so that a skip is a failure there.
+# C++ compiler) they skip (code 77) with the reason. tools/test.sh sets
+# BENCHRUN_REALSERVER=require under CI=true so that a skip is a failure there.
 set(REALSERVER_ENV ${CMAKE_BINARY_DIR}/realserver.env)
 add_test(NAME realserver/build COMMAND bash ${PROJECT_SOURCE_DIR}/tools/realserver.sh ${REALSERVER_ENV})
 set_tests_properties(realserver/build PROPERTIES FIXTURES_SETUP realserver LABELS realserver
