@@ -122,19 +122,31 @@ static int name_is(const char *s, size_t n, const char *name) {
   return strlen(name) == n && strncasecmp(s, name, n) == 0;
 }
 
-/* Whether a comma-separated header value holds token (any case). */
-static int has_token(const char *v, size_t n, const char *token, int last_only) {
-  size_t tl = strlen(token);
-  int found = 0;
-  size_t i = 0;
+const char *br_h1_list_next(const char *v, size_t n, size_t *pos, size_t *len) {
+  size_t i = *pos;
   while (i < n) {
     while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
     size_t b = i;
     while (i < n && v[i] != ',') i++;
     size_t e = i;
     while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t')) e--;
-    if (e == b) continue;
-    found = (e - b == tl && strncasecmp(v + b, token, tl) == 0);
+    if (e > b) {
+      *pos = i;
+      *len = e - b;
+      return v + b;
+    }
+  }
+  *pos = n;
+  return NULL;
+}
+
+/* Whether a comma-separated header value holds token (any case). */
+static int has_token(const char *v, size_t n, const char *token, int last_only) {
+  size_t tl = strlen(token), pos = 0, len;
+  int found = 0;
+  const char *t;
+  while ((t = br_h1_list_next(v, n, &pos, &len))) {
+    found = (len == tl && strncasecmp(t, token, tl) == 0);
     if (found && !last_only) return 1;
   }
   return found;

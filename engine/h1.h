@@ -88,4 +88,9 @@ int br_h1_started(const br_h1 *p);
 /* Whether the head of the final response is complete. */
 int br_h1_head_complete(const br_h1 *p);
 
+/* The next element of a comma-separated header value (RFC 9110 list:
+ * empty elements skipped, spaces and tabs trimmed) from *pos on: its start
+ * and *len, *pos moved past it; NULL when there is none left. */
+const char *br_h1_list_next(const char *v, size_t n, size_t *pos, size_t *len);
+
 #endif

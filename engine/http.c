@@ -428,16 +428,12 @@ static const char *other_coding(const xfer *x, const char *name, const char *pla
   size_t pos = 0, n, pl = strlen(plain);
   const char *v;
   while ((v = next_header(x, name, &pos, &n))) {
-    size_t i = 0;
-    while (i < n) {
-      while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
-      size_t b = i;
-      while (i < n && v[i] != ',') i++;
-      size_t e = i;
-      while (e > b && (v[e - 1] == ' ' || v[e - 1] == '\t')) e--;
-      if (e > b && !(e - b == pl && strncasecmp(v + b, plain, pl) == 0)) {
-        *clen = e - b;
-        return v + b;
+    size_t at = 0, len;
+    const char *t;
+    while ((t = br_h1_list_next(v, n, &at, &len))) {
+      if (!(len == pl && strncasecmp(t, plain, pl) == 0)) {
+        *clen = len;
+        return t;
       }
     }
   }

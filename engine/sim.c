@@ -882,6 +882,17 @@ static void send_error_close(conn *c, int code, const char *msg) {
 /* ------------------------------------------------------------------ */
 /* connection lifecycle                                                */
 
+/* Wait for a slot (or, for a load-only request, for the model) at the tail. */
+static void queue_append(conn *c) {
+  c->state = CS_QUEUED;
+  c->in_queue = 1;
+  c->qprev = G.qtail;
+  c->qnext = NULL;
+  if (G.qtail) G.qtail->qnext = c; else G.qhead = c;
+  G.qtail = c;
+  G.qlen++;
+}
+
 static void queue_remove(conn *c) {
   if (!c->in_queue) return;
   if (c->qprev) c->qprev->qnext = c->qnext; else G.qhead = c->qnext;
@@ -2292,13 +2303,7 @@ static void handle_generation(conn *c, const char *fault_hdr, size_t fhl) {
       send_ollama_load(c);
       return;
     }
-    c->state = CS_QUEUED;
-    c->in_queue = 1;
-    c->qprev = G.qtail;
-    c->qnext = NULL;
-    if (G.qtail) G.qtail->qnext = c; else G.qhead = c;
-    G.qtail = c;
-    G.qlen++;
+    queue_append(c);
     return;
   }
   c->fault = fault;
@@ -2342,13 +2347,7 @@ static void handle_generation(conn *c, const char *fault_hdr, size_t fhl) {
   c->created = time(NULL);
   if (c->stream) stream_headers(c);
   if (full) {
-    c->state = CS_QUEUED;
-    c->in_queue = 1;
-    c->qprev = G.qtail;
-    c->qnext = NULL;
-    if (G.qtail) G.qtail->qnext = c; else G.qhead = c;
-    G.qtail = c;
-    G.qlen++;
+    queue_append(c);
   } else {
     start_sequence(c);
   }

@@ -178,7 +178,7 @@ end
 --   goodput (req/s meeting every SLO), slo = {key = {target, value, met}},
 --   slo_met (every SLO met), token_sources = {usage = n, ...},
 --   finish_reasons = {stop = n, ...}, flags = {burst = n, ...} (when any),
---   by_name = {name = <reduced summary>}.
+--   by_name = {name = <reduced summary>} (2 to MAX_BY_NAME names).
 -- wall_s defaults to the span of the records' send and end times.
 function M.of(records, opts)
   local acc = M.accumulator(opts)
@@ -216,6 +216,9 @@ end
 
 local Acc = {}
 Acc.__index = Acc
+
+-- by_name is kept for workloads of up to this many prompt names
+M.MAX_BY_NAME = 64
 
 -- summary.accumulator(opts) -> acc: the same summary as summary.of, built
 -- as records arrive (acc:add(rec)), in memory that does not grow with their
@@ -269,10 +272,16 @@ function Acc:add(r)
     local kind = M.error_kind(r)
     s.errors.by_kind[kind] = (s.errors.by_kind[kind] or 0) + 1
   end
-  if self.opts.by_name ~= false then
+  if self.opts.by_name ~= false and not self.too_many_names then
     local n = r.name or "?"
     local g = self.by_name[n]
     if not g then
+      if #self.names >= M.MAX_BY_NAME then
+        -- a workload of distinct prompts (a ShareGPT file): no per-name
+        -- table, and no memory that grows with the number of prompts
+        self.too_many_names, self.by_name, self.names = true, {}, {}
+        return
+      end
       g = M.accumulator{by_name = false}
       self.by_name[n] = g
       self.names[#self.names + 1] = n

@@ -27,13 +27,13 @@ local function queue_ms(m, mbase)
   return nil
 end
 
--- Mean requests running in a cell, from the /metrics gauge its server's
--- kind exports (bench.backends.running_metric: vLLM, vllm-mlx, SGLang and
+-- Mean of a /metrics gauge in a cell, named by its server's kind (lookup:
+-- bench.backends.running_metric or queued_metric: vLLM, vllm-mlx, SGLang and
 -- llama-server each name it differently). A dry run's simulator, or a server
 -- of no known kind (command, external), exports whichever it does: the first
 -- known name its samples carry.
-local function running_mean(ctx, c)
-  local name, all = require("bench.backends").running_metric(not c.dry_run and c.labels.backend or "sim")
+local function gauge_mean(ctx, c, lookup)
+  local name, all = require("bench.backends")[lookup](not c.dry_run and c.labels.backend or "sim")
   if name then return C.metric_mean(ctx, c.id, name) end
   for _, n in ipairs(all) do
     local v = C.metric_mean(ctx, c.id, n)
@@ -42,17 +42,9 @@ local function running_mean(ctx, c)
   return nil
 end
 
--- Mean requests waiting in a cell (the server's queue), from the gauge its
--- kind exports (bench.backends.queued_metric), found the same way.
-local function queued_mean(ctx, c)
-  local name, all = require("bench.backends").queued_metric(not c.dry_run and c.labels.backend or "sim")
-  if name then return C.metric_mean(ctx, c.id, name) end
-  for _, n in ipairs(all) do
-    local v = C.metric_mean(ctx, c.id, n)
-    if v then return v end
-  end
-  return nil
-end
+-- requests running (batch efficiency = this / the concurrency), and waiting (the server's queue)
+local function running_mean(ctx, c) return gauge_mean(ctx, c, "running_metric") end
+local function queued_mean(ctx, c) return gauge_mean(ctx, c, "queued_metric") end
 
 -- the server a cell ran on (its name in the plan)
 local function server_of(c)

@@ -5,12 +5,7 @@ local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 
 local dir = T.tmpdir()
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read(path) return assert(T.read_file(path)) end
 
 -- a plan on a real `benchrun sim` started with these extra flags
 local function plan(name, sim_args, rest)

@@ -119,36 +119,11 @@ T.case("the simulator: --fault crash aborts; --oom-at-memory is an OOM only thro
   assert(c.evidence:find("OOM record", 1, true), c.evidence)
 end)
 
--- run a plan quietly; -> exit status, the results
-local P, runner, results = require("bench.plan"), require("bench.runner"), require("bench.results")
+-- run a plan quietly; -> exit status, the results, report.md, summary.csv
 local dir = T.tmpdir()
-local nplan = 0
 local function run_plan(text)
-  nplan = nplan + 1
-  local path = string.format("%s/p%d.yaml", dir, nplan)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-  local plan, errs = P.load(path, {})
-  if not plan then error("plan did not validate: " .. table.concat(errs, "\n"), 2) end
-  local out = string.format("%s/out%d", dir, nplan)
-  local stdout, tmp = io.stdout, os.tmpname()
-  io.stdout = assert(io.open(tmp, "w"))
-  local ok, rc = pcall(runner.run, plan, {out = out, quiet = true})
-  io.stdout:close()
-  io.stdout = stdout
-  os.remove(tmp)
-  if not ok then error(rc, 2) end
-  local ls = assert(io.popen("ls -d " .. out .. "/*/"))
-  local rdir = ls:read("l")
-  ls:close()
-  local rf = assert(io.open(rdir .. "report.md"))
-  local report = rf:read("a")
-  rf:close()
-  local cf = assert(io.open(rdir .. "summary.csv"))
-  local csv = cf:read("a")
-  cf:close()
-  return rc, assert(results.load(rdir)), report, csv
+  local rc, data, rdir = T.run_plan(dir, text)
+  return rc, data, assert(T.read_file(rdir .. "report.md")), assert(T.read_file(rdir .. "summary.csv"))
 end
 
 local PROMPTS = [[

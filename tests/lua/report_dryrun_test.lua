@@ -7,12 +7,7 @@ local report = require("bench.report")
 local A = require("bench.report.analysis")
 local MD = require("bench.report.markdown")
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read(path) return assert(T.read_file(path)) end
 
 local function has(text, needle, what)
   if not text:find(needle, 1, true) then

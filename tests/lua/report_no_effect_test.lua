@@ -5,12 +5,7 @@ local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 local G = dofile(os.getenv("BENCHRUN_TESTS") .. "/data/gen_results.lua")
 local results = require("bench.results")
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read(path) return assert(T.read_file(path)) end
 
 T.case("phase 5 where no Metal variable changes anything: no measurable effect, no ranking", function()
   local dir = T.tmpdir() .. "/p5"

@@ -2,12 +2,7 @@
 local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 local results = require("bench.results")
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read(path) return assert(T.read_file(path)) end
 
 local function lines(path)
   local out = {}

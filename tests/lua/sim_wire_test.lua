@@ -54,12 +54,7 @@ local function same_keys(got, want, what)
   T.eq(keys(g), keys(want), what .. " keys")
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read(path) return assert(T.read_file(path)) end
 
 local function chat_body(t)
   t.messages = t.messages or {{role = "user", content = "hello there, simulator"}}   -- 22 bytes -> 6 tokens

@@ -111,6 +111,15 @@ T.case("an accumulator gives summary.of's result without keeping records", funct
   T.eq(inc.flags.burst, 1, "flags counted")
 end)
 
+T.case("a workload of many distinct prompts keeps no per-name table", function()
+  local acc = summary.accumulator{}
+  for i = 1, summary.MAX_BY_NAME + 10 do acc:add(rec(i, {name = "p" .. i})) end
+  local s = acc:result()
+  T.eq(s.by_name, nil, "no by_name past MAX_BY_NAME")
+  T.eq(next(acc.by_name), nil, "and no accumulators kept")
+  T.eq(s.requests, summary.MAX_BY_NAME + 10, "every record counted")
+end)
+
 T.case("scaling, empty input, line", function()
   local a = summary.of({rec(1)}, {wall_s = 1})
   local b = summary.of({rec(1), rec(2), rec(3)}, {wall_s = 1})

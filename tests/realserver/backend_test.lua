@@ -12,12 +12,7 @@ local openai, http, json = require("bench.openai"), require("bench.http"), requi
 local linux = io.open("/proc/self/status") ~= nil
 local dir = T.tmpdir()
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local function read(path) return assert(T.read_file(path)) end
 
 local function write(path, s)
   local f = assert(io.open(path, "wb"))

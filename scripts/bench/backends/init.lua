@@ -264,14 +264,16 @@ M.RUNNING_METRIC = {
 -- backends.running_metric(backend) -> the name above, or nil with the list
 -- of every known name (for a server of no known kind: the simulator of a dry
 -- run, `command`, `external`, which export whichever their program does).
-function M.running_metric(backend)
-  local name = M.RUNNING_METRIC[ALIASES[backend] or backend]
+local function metric_of(tbl, backend)
+  local name = tbl[ALIASES[backend] or backend]
   if name then return name end
   local all = {}
-  for _, n in pairs(M.RUNNING_METRIC) do all[#all + 1] = n end
+  for _, n in pairs(tbl) do all[#all + 1] = n end
   table.sort(all)
   return nil, all
 end
+
+function M.running_metric(backend) return metric_of(M.RUNNING_METRIC, backend) end
 
 -- The gauge of the requests a server holds back (its queue: admitted, not
 -- yet running), per backend, the same way; phase 4's "queued" column is its
@@ -290,14 +292,7 @@ M.QUEUED_METRIC = {
 
 -- backends.queued_metric(backend) -> the name above, or nil with the list
 -- of every known name (as running_metric)
-function M.queued_metric(backend)
-  local name = M.QUEUED_METRIC[ALIASES[backend] or backend]
-  if name then return name end
-  local all = {}
-  for _, n in pairs(M.QUEUED_METRIC) do all[#all + 1] = n end
-  table.sort(all)
-  return nil, all
-end
+function M.queued_metric(backend) return metric_of(M.QUEUED_METRIC, backend) end
 
 -- One generation of one token: the request that proves a model is loaded on
 -- servers that answer /health and /v1/models before it is (mlx-lm 0.31.3 and
