@@ -198,21 +198,17 @@ void br_sched_clear_interrupt(lua_State *L) {
 void br_push_interrupt(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &INTERRUPT_KEY); }
 void br_push_cancel(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &CANCEL_KEY); }
 
-int br_is_cancel(lua_State *L, int idx) {
+/* Whether the value at idx is the registry's value under key. */
+static int is_registry_value(lua_State *L, int idx, const char *key) {
   idx = lua_absindex(L, idx);
-  br_push_cancel(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
   int r = lua_rawequal(L, idx, -1);
   lua_pop(L, 1);
   return r;
 }
 
-int br_is_interrupt(lua_State *L, int idx) {
-  idx = lua_absindex(L, idx);
-  br_push_interrupt(L);
-  int r = lua_rawequal(L, idx, -1);
-  lua_pop(L, 1);
-  return r;
-}
+int br_is_cancel(lua_State *L, int idx) { return is_registry_value(L, idx, &CANCEL_KEY); }
+int br_is_interrupt(lua_State *L, int idx) { return is_registry_value(L, idx, &INTERRUPT_KEY); }
 
 int br_sched_interrupt_pending(lua_State *L) {
   br_sched *s = sched_of(L);
