@@ -25,6 +25,13 @@ results/<name>-<UTC time>/ with report.md.
   --quiet            print nothing but errors and the report path
   --json             progress as JSON lines on stdout
   --help             this text
+
+A cell is ok, degraded (failed requests above the plan's max_error_rate,
+default 0), failed (no request succeeded, or the server did not start),
+crashed (its server died by a signal), or oom (killed for memory, with
+evidence). Exit status 1 when a cell was degraded, failed or crashed, or a
+sysctl value could not be restored; every request ends within the plan's
+timeout: (defaults: first byte 5 min, 5 min without a token).
 ]]
 
 local function usage(msg)
