@@ -6,9 +6,16 @@
 #include "benchrun/loop.h"
 #include "platform.h"
 
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+
+int br_fd_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return -1;
+  return fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
 
 void br_sock_stamp_arrivals(int fd) { br_platform_rx_stamp_enable(fd); }
 

@@ -1,10 +1,15 @@
-/* Socket helpers shared by bench.http's native transport and the simulator. */
+/* Socket and file-descriptor helpers shared by bench.http's native
+ * transport, the simulator and process control. */
 #ifndef BENCHRUN_SOCK_H
 #define BENCHRUN_SOCK_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* Make fd non-blocking and close-on-exec (every socket and pipe the engine
+ * polls). 0, or -1 with errno. */
+int br_fd_nonblock(int fd);
 
 /* Ask the kernel to stamp what arrives on fd (see br_recv_stamped). */
 void br_sock_stamp_arrivals(int fd);
