@@ -84,56 +84,6 @@ function M.parse_plan_args(args)
   return o
 end
 
-local function pad(s, n)
-  s = tostring(s)
-  local len = utf8.len(s) or #s
-  if len >= n then return s end
-  return s .. string.rep(" ", n - len)
-end
-
--- The text of --check: the cells and the time estimates.
-function M.check_text(P, plan, opts)
-  local out = {}
-  local function add(fmt, ...) out[#out + 1] = select("#", ...) > 0 and fmt:format(...) or fmt end
-  add("%s: valid plan '%s'%s, %d cell%s", plan.file, plan.name,
-      plan.script and (" (script " .. plan.script .. ")") or "", #plan.cells, #plan.cells == 1 and "" or "s")
-  for _, w in ipairs(plan.warnings or {}) do add("warning: %s", w) end
-  local total, per = P.estimate(plan, {dry_run = false})
-  local dtotal = P.estimate(plan, {dry_run = true})
-  local idw = 4
-  for _, c in ipairs(plan.cells) do idw = math.max(idw, utf8.len(c.id) or #c.id) end
-  idw = math.min(idw, 48)
-  add("")
-  add("  %s  %s  %s  %s  %s  %s", pad("#", 3), pad("cell", idw), pad("server", 13), pad("conc", 4),
-      pad("req", 5), "estimate")
-  local prev
-  for i, c in ipairs(plan.cells) do
-    local n = P.cell_requests(plan, c)
-    local key = P.server_key(c)
-    local restart = key ~= prev or c.restart
-    prev = key
-    local extra = {}
-    if restart then extra[#extra + 1] = "start" end
-    local sk = {}
-    for k, v in pairs(c.sysctl or {}) do sk[#sk + 1] = k .. "=" .. tostring(v) end
-    table.sort(sk)
-    if #sk > 0 then extra[#extra + 1] = "sysctl " .. table.concat(sk, " ") end
-    local ek = {}
-    for k, v in pairs(c.server.env or {}) do ek[#ek + 1] = k .. "=" .. v end
-    table.sort(ek)
-    if #ek > 0 then extra[#extra + 1] = "env " .. table.concat(ek, " ") end
-    add("  %s  %s  %s  %s  %s  %s%s", pad(i, 3), pad(c.id, idw), pad(c.server.backend, 13),
-        pad(c.concurrency or 1, 4), pad(n and (n .. "x" .. (c["repeat"] > 1 and "" or "1")):gsub("x1$", ""):gsub("x$", "") or "dur", 5),
-        pad(P.format_duration(per[i]), 8), #extra > 0 and ("  " .. table.concat(extra, "; ")) or "")
-  end
-  add("")
-  local est = plan.estimate or {}
-  add("estimated time: %s for a real run (load %s per server start, %s tok/s decode: the plan's estimate: section or defaults)",
-      P.format_duration(total), P.format_duration(est.load_time or 60), tostring(est.decode_tps or 40))
-  add("                %s for --dry-run", P.format_duration(dtotal))
-  return table.concat(out, "\n")
-end
-
 -- --resume DIR continues the run in DIR only with the plan and options it
 -- started with; a dry run stays a dry run without --dry-run (the folder
 -- says so). -> nil (opts.dry_run set from the folder) or the refusal text.
@@ -167,22 +117,22 @@ function M.plan(planfile, ...)
     local why = M.check_resume(planfile, opts)
     if why then io.stderr:write(why, "\n") return 2 end
   end
-  local P = require("bench.plan")
-  local plan, errs = P.load(planfile, {sets = opts.sets, only = opts.only, dry_run = opts.dry_run,
-                                       real = not opts.check and not opts.dry_run})
-  if not plan then
+  local plan = require("bench.plan")
+  local loaded, errs = plan.load(planfile, {sets = opts.sets, only = opts.only, dry_run = opts.dry_run,
+                                            real = not opts.check and not opts.dry_run})
+  if not loaded then
     for _, e in ipairs(errs) do io.stderr:write(e, "\n") end
     io.stderr:write(string.format("benchrun: %s: %d error%s; nothing was run\n", planfile, #errs, #errs == 1 and "" or "s"))
     return 2
   end
   if opts.check then
-    io.stdout:write(M.check_text(P, plan, opts), "\n")
+    io.stdout:write(plan.check_text(loaded), "\n")
     return 0
   end
-  for _, w in ipairs(plan.warnings or {}) do io.stderr:write("warning: ", w, "\n") end
+  for _, w in ipairs(loaded.warnings or {}) do io.stderr:write("warning: ", w, "\n") end
   local runner = require("bench.runner")
   opts.argv = {planfile, table.unpack(args)}
-  return runner.run(plan, opts)
+  return runner.run(loaded, opts)
 end
 
 -- benchrun report DIR... (the report module's)

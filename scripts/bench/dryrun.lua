@@ -17,12 +17,10 @@
 -- recorded as "simulated".
 local M = {}
 
-local P = require("bench.plan")
+local units = require("bench.units")
 
 M.DEFAULTS = {decode_tps = 2000, prefill_tps = 50000, load_time = 0.05, memory_scale = 1 / 4000,
               model_memory = 32 * 1024 * 1024}
-
-local function ms(seconds) return string.format("%dms", math.floor(seconds * 1000 + 0.5)) end
 
 -- the fraction of a sysctl wired limit in MB, as bytes
 local function wired_limit_bytes(cell)
@@ -60,7 +58,7 @@ function M.server(plan, cell)
   local real = cell.server
   local name = (cell.model and cell.model.name) or real.model or "sim-model"
   local args = {"--model", name,
-                "--load-time", ms(f.load_time),
+                "--load-time", units.format_ms(f.load_time),
                 "--decode-tps", tostring(f.decode_tps),
                 "--prefill-tps", tostring(f.prefill_tps),
                 "--model-memory", tostring(f.model_memory)}
@@ -121,6 +119,4 @@ function M.apply(plan)
   return plan
 end
 
-M.ms = ms
-M.size = P.size
 return M

@@ -1,7 +1,10 @@
 -- bench.progress: what a running plan shows. On a terminal one line is
 -- rewritten in place; elsewhere plain log lines; --quiet only failures;
 -- --json one event object per line for machines (docs/results-format.md).
-local P = {}
+local progress = {}
+
+local units = require("bench.units")
+local util = require("bench.util")
 
 local Progress = {}
 Progress.__index = Progress
@@ -16,13 +19,8 @@ local function now_s(self)
   return os.time()
 end
 
--- "1h02m", "4m10s", "12.5s"
-function P.duration(s)
-  if s == nil or s ~= s or s < 0 or s == math.huge then return "?" end
-  if s < 60 then return string.format("%.1fs", s) end
-  if s < 3600 then return string.format("%dm%02ds", math.floor(s / 60), math.floor(s % 60)) end
-  return string.format("%dh%02dm", math.floor(s / 3600), math.floor(s % 3600 / 60))
-end
+-- "1h02m", "4m10s", "12.5s" (bench.units.format_elapsed)
+progress.duration = units.format_elapsed
 
 local function json_line(t)
   return require("bench.results").json_encode(t) .. "\n"
@@ -31,7 +29,7 @@ end
 -- progress.isatty(fd) -> bool: is this file descriptor (2 = stderr) a terminal?
 -- bench.sys.isatty when the engine has it; otherwise `test -t FD` run with
 -- that descriptor inherited (argv only, no shell), once per run.
-function P.isatty(fd)
+function progress.isatty(fd)
   fd = fd or 2
   local ok, sys = pcall(require, "bench.sys")
   if ok and type(sys.isatty) == "function" then return sys.isatty(fd) == true end
@@ -48,14 +46,14 @@ end
 -- progress.new{total=, mode=, tty=, out=, json_out=, clock=} -> progress
 -- tty = nil in auto mode asks progress.isatty(2).
 -- clock: a function returning seconds (tests); default bench.clock.now.
-function P.new(opts)
+function progress.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("progress.new: expected a table of options, got " .. type(opts), 2) end
   local mode = opts.mode or "auto"
   if not MODES[mode] then error("progress.new: mode must be auto, tty, plain, quiet or json, got " .. tostring(mode), 2) end
   if mode == "auto" then
     local tty = opts.tty
-    if tty == nil then tty = P.isatty(2) end
+    if tty == nil then tty = progress.isatty(2) end
     mode = tty and "tty" or "plain"
   end
   local self = setmetatable({mode = mode, total = tonumber(opts.total) or 0, out = opts.out or io.stderr,
@@ -101,8 +99,8 @@ function Progress:status_line()
   local rate = cell_elapsed > 0 and self.cell_tokens / cell_elapsed or 0
   local req = self.req_expected and string.format("req %d/%d", self.req_done, self.req_expected)
     or string.format("req %d", self.req_done)
-  return string.format("[%d/%d] %s  %s  %.1f tok/s  elapsed %s  ETA %s", self.i, self.total,
-    tostring(self.cell or ""), req, rate, P.duration(elapsed), P.duration(self:eta()))
+  return string.format("[%d/%d] %s  %s  %s  elapsed %s  ETA %s", self.i, self.total,
+    tostring(self.cell or ""), req, units.format_rate(rate), units.format_elapsed(elapsed), units.format_elapsed(self:eta()))
 end
 
 function Progress:_draw(force)
@@ -166,12 +164,11 @@ local function cell_rates(cell)
   if not s then return nil, nil end
   local function num(v)
     if type(v) == "table" then v = v.mean end
-    if type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge then return v end
-    return nil
+    return util.finite(v)
   end
   return num(s.decode_tps), num(s.output_tps)
 end
-P.cell_rates = cell_rates
+progress.cell_rates = cell_rates
 
 -- p:cell_end(cell_id, status, cell)
 -- A cell the runner stopped at the memory ceiling is recorded as failed
@@ -193,8 +190,8 @@ function Progress:cell_end(cell_id, status, cell)
     return
   end
   local rates = {}
-  if decode then rates[#rates + 1] = string.format("decode %.1f tok/s", decode) end
-  if output then rates[#rates + 1] = string.format("aggregate %.1f tok/s", output) end
+  if decode then rates[#rates + 1] = "decode " .. units.format_rate(decode) end
+  if output then rates[#rates + 1] = "aggregate " .. units.format_rate(output) end
   if #rates == 0 then rates[1] = string.format("%d tokens", self.cell_tokens) end
   -- the cell's failed requests by kind, whatever its status
   local errs = type(cell) == "table" and type(cell.summary) == "table" and type(cell.summary.errors) == "table"
@@ -204,7 +201,7 @@ function Progress:cell_end(cell_id, status, cell)
     why = string.format("%d failed: %s", errs.total, require("bench.summary").kinds_text(errs.by_kind))
   end
   local msg = string.format("[%d/%d] %s: %s, %d requests, %s, %s%s", self.i, self.total, tostring(cell_id),
-    status, self.req_done, table.concat(rates, ", "), P.duration(el),
+    status, self.req_done, table.concat(rates, ", "), units.format_elapsed(el),
     why and (" (" .. tostring(why) .. ")") or "")
   if self.mode == "quiet" then
     if status ~= "ok" and status ~= "skipped" then self.out:write(msg, "\n") self.out:flush() end
@@ -234,7 +231,7 @@ function Progress:finish(report)
   end
   self:_clear()
   if self.mode == "quiet" then return end
-  self.out:write(string.format("done: %d/%d cells in %s%s\n", self.cells_done, self.total, P.duration(el),
+  self.out:write(string.format("done: %d/%d cells in %s%s\n", self.cells_done, self.total, units.format_elapsed(el),
     report and (", report: " .. tostring(report)) or ""))
   self.out:flush()
 end
@@ -243,4 +240,4 @@ Progress.__tostring = function(self)
   return string.format("bench.progress.Progress (%s, %d/%d cells)", self.mode, self.cells_done, self.total)
 end
 
-return P
+return progress

@@ -11,7 +11,9 @@
 -- keeps every finished cell; `--resume DIR` continues.
 local M = {}
 
-local P = require("bench.plan")
+local estimate = require("bench.plan.estimate")
+local units = require("bench.units")
+local util = require("bench.util")
 local clock = require("bench.clock")
 local mem = require("bench.mem")
 local sys = require("bench.sys")
@@ -21,9 +23,7 @@ local progress_mod = require("bench.progress")
 
 local function now_ns() return clock.now() end
 
-local function utc_stamp()
-  return os.date("!%Y%m%dT%H%M%SZ")
-end
+local utc_stamp = util.utc_stamp
 
 local function new_progress(opts, total)
   local mode = opts.quiet and "quiet" or (opts.json and "json") or "auto"
@@ -52,7 +52,7 @@ function Sysctl:set(name, value)
   if value ~= "default" and math.type(max) == "integer" and math.type(value) == "integer" and value > max then
     return nil, string.format("sysctl %s=%d is above the plan's safety.max_sysctl (%d)", name, value, max)
   end
-  local entry = {name = name, value = value, simulated = self.dry or nil, t = os.date("!%Y-%m-%dT%H:%M:%SZ")}
+  local entry = {name = name, value = value, simulated = self.dry or nil, t = util.utc_iso()}
   self.log[#self.log + 1] = entry
   local function failed(why)
     entry.ok, entry.error = false, why
@@ -133,7 +133,7 @@ function Sysctl:restore()
   elseif type(res) == "table" then
     for _, e in ipairs(res) do
       self.log[#self.log + 1] = {name = e.name, value = e.value, restore = true, ok = e.ok ~= false, error = e.error,
-                                 t = os.date("!%Y-%m-%dT%H:%M:%SZ")}
+                                 t = util.utc_iso()}
       if e.ok == false then errs[#errs + 1] = string.format("%s: %s", tostring(e.name), tostring(e.error)) end
     end
   end
@@ -264,8 +264,8 @@ local function watch_ceiling(ctx, sampler, process, ceiling, shown, interval)
     if v and v > ceiling then
       ctx.ceiling_hit = {peak = v, ceiling = ceiling, shown = shown}
       ctx.progress:log(string.format("cell %s: memory %s above safety.memory_ceiling %s%s: stopping the server",
-        tostring(ctx.cell_id), P.format_size(v), P.format_size(ceiling),
-        shown ~= ceiling and string.format(" (%s scaled like the simulated models)", P.format_size(shown)) or ""))
+        tostring(ctx.cell_id), units.format_size(v), units.format_size(ceiling),
+        shown ~= ceiling and string.format(" (%s scaled like the simulated models)", units.format_size(shown)) or ""))
       local target = process or ctx.server
       if target then pcall(target.stop, target, 2) end
       return
@@ -451,7 +451,7 @@ end
 ---------------------------------------------------------------------------
 
 local function cell_workload(ctx, cell)
-  local W = require("bench.workload")
+  local workload = require("bench.workload")
   local plan = ctx.plan
   local spec = {}
   for k, v in pairs(plan.workload or {prompts = "seed"}) do spec[k] = v end
@@ -472,20 +472,20 @@ local function cell_workload(ctx, cell)
   end
   local w
   if cell.mix then
-    w = W.mix(cell.mix)
+    w = workload.mix(cell.mix)
   else
     if cell.prompt and type(spec.prompts) == "table" then
       local keep = {}
       for _, p in ipairs(spec.prompts) do if p.name == cell.prompt then keep[#keep + 1] = p end end
       spec.prompts = keep
     end
-    w = W.from(spec)
+    w = workload.from(spec)
   end
   -- count of distinct prompts: a single-user cell sends each once per repeat
   local n = w.size
   if cell.prompt and spec.prompts == "seed" then
-    local list = W.seed_prompts()
-    for _, p in ipairs(list) do if p.name == cell.prompt then w = W.list({p}) n = 1 end end
+    local list = workload.seed_prompts()
+    for _, p in ipairs(list) do if p.name == cell.prompt then w = workload.list({p}) n = 1 end end
   end
   local over = {}
   if cell.max_tokens then over.max_tokens = cell.max_tokens end
@@ -493,7 +493,7 @@ local function cell_workload(ctx, cell)
   if next(over) then w = w:with(over) end
   if cell.max_tokens_cap then
     local cap, base = cell.max_tokens_cap, w
-    w = W.new("capped", function(i)
+    w = workload.new("capped", function(i)
       local r = base:next(i)
       local out = {}
       for k, v in pairs(r) do out[k] = v end
@@ -515,10 +515,10 @@ end
 -- accumulator: memory that does not grow with the run's length); a plan's
 -- slo the summary cannot use is said in it, not raised.
 local function new_summary(slo)
-  local S = require("bench.summary")
-  local ok, acc = pcall(S.accumulator, {slo = slo})
+  local summary = require("bench.summary")
+  local ok, acc = pcall(summary.accumulator, {slo = slo})
   if ok then return acc end
-  local plain = S.accumulator{}
+  local plain = summary.accumulator{}
   plain.slo_error = tostring(acc)
   return plain
 end
@@ -559,8 +559,8 @@ local function take_ceiling_hit(ctx, out)
   out.status = "failed"
   out.aborted = "memory ceiling"
   out.error = string.format("aborted: memory ceiling: the server reached %s, above safety.memory_ceiling %s%s; it was stopped",
-    P.format_size(hit.peak), P.format_size(hit.ceiling),
-    hit.shown ~= hit.ceiling and string.format(" (%s scaled like the simulated models)", P.format_size(hit.shown)) or "")
+    units.format_size(hit.peak), units.format_size(hit.ceiling),
+    hit.shown ~= hit.ceiling and string.format(" (%s scaled like the simulated models)", units.format_size(hit.shown)) or "")
   out.safety = {memory_ceiling_bytes = hit.shown, measured_ceiling_bytes = hit.ceiling, peak_bytes = hit.peak}
   return true
 end
@@ -586,7 +586,7 @@ local function run_cell(ctx, cell, i)
   if next(cell.sysctl or {}) and ctx.dry then out.sysctl_simulated = true end
 
   -- server: restart when its configuration changed or the cell asks for it
-  local key = P.server_key(cell)
+  local key = estimate.server_key(cell)
   if ctx.server and (ctx.server_key ~= key or cell.restart or not server_alive(ctx.server)) then
     stop_server(ctx)
   end
@@ -914,11 +914,11 @@ function M.run(plan, opts)
   local ok, err = bench.xpcall_top(function()
     if phase_script.prepare then phase_script.prepare(ctx) end
     for i, cell in ipairs(remaining) do
-      progress:cell_start(i, cell.id, {requests = P.cell_requests(plan, cell), labels = cell.axes})
+      progress:cell_start(i, cell.id, {requests = estimate.cell_requests(plan, cell), labels = cell.axes})
       local res = run_cell(ctx, cell, i)
       -- the next cell restarts the server: its samples belong to this one
       local nxt = remaining[i + 1]
-      if not nxt or not ctx.server or P.server_key(nxt) ~= ctx.server_key or nxt.restart then
+      if not nxt or not ctx.server or estimate.server_key(nxt) ~= ctx.server_key or nxt.restart then
         set_peaks(res, stop_server(ctx))
       else
         sync_samples(ctx)

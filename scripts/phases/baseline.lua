@@ -10,14 +10,14 @@ phase.checks = C.checks
 
 function phase.finish(ctx, cells)
   local peaks = C.cell_peaks(ctx)
-  local P = require("bench.plan")
+  local units = require("bench.units")
   local fmt = "%-28s %8s %12s %13s %16s %11s  %s"
   local lines = {"", C.TPS_NOTE,
     string.format(fmt, "cell", "load s", "TTFT p50 ms", "decode tok/s", "aggregate tok/s", "peak", "status")}
   for _, c in ipairs(cells) do
     local f = C.figures(c, peaks)
     lines[#lines + 1] = string.format(fmt, c.id, C.fmt(f.load_time_s, "", 2), C.fmt(f.ttft_ms),
-      C.fmt(f.decode_tps), C.fmt(f.output_tps), f.peak and P.format_size(f.peak) or "n/a", c.status)
+      C.fmt(f.decode_tps), C.fmt(f.output_tps), f.peak and units.format_size(f.peak) or "n/a", c.status)
   end
   return {}, lines
 end

@@ -6,7 +6,7 @@
 -- queue time and batch efficiency; the plan's questions (the seed's four)
 -- answered where the data allows.
 local C = require("phases.common")
-local P = require("bench.plan")
+local units = require("bench.units")
 
 local phase = {phase = "batching"}
 
@@ -123,7 +123,7 @@ function phase.finish(ctx, cells)
         C.fmt(m.e2el_p50, "", 0), C.fmt(m.e2el_p95, "", 0), C.fmt(m.e2el_p99, "", 0),
         q and (C.fmt(q, "", 1) .. (qkind == "est." and "*" or "")) or "n/a",
         eff and string.format("%.0f%%", eff * 100) or "n/a", C.fmt(queued, "", 2),
-        m.peak_bytes and P.format_size(m.peak_bytes) or "n/a")
+        m.peak_bytes and units.format_size(m.peak_bytes) or "n/a")
       notes.scaling[#notes.scaling + 1] = {cell = c.id, server = s, concurrency = conc, aggregate_tps = m.output_tps,
                                            per_request_tps = m.decode_tps, scaling = scaling, queue_ms = q,
                                            queue_ms_kind = qkind, batch_efficiency = eff, queued = queued}
@@ -157,8 +157,8 @@ function phase.finish(ctx, cells)
     if g.mem_per_request then
       local lo, hi = g.rows[1], last
       answers[4] = string.format("Memory per concurrent request about %s (least-squares slope of peak memory over concurrency %d-%d; peak %s at %d, %s at %d%s)",
-        P.format_size(math.max(0, g.mem_per_request)), lo.conc, hi.conc,
-        P.format_size(hi.config.metrics.peak_bytes or 0), hi.conc, P.format_size(lo.config.metrics.peak_bytes or 0), lo.conc,
+        units.format_size(math.max(0, g.mem_per_request)), lo.conc, hi.conc,
+        units.format_size(hi.config.metrics.peak_bytes or 0), hi.conc, units.format_size(lo.config.metrics.peak_bytes or 0), lo.conc,
         an.memory_scale and "; simulated" or "")
       notes.memory_per_request_bytes = g.mem_per_request
     else

@@ -4,7 +4,8 @@
 -- and printed. An OOM kill is a recorded result of its cell (the runner goes
 -- on); a model the plan marks `expect: oom` (BF16) is reported as expected.
 local C = require("phases.common")
-local P = require("bench.plan")
+local estimate = require("bench.plan.estimate")
+local units = require("bench.units")
 
 local phase = {phase = "compare"}
 phase.checks = C.checks
@@ -52,7 +53,7 @@ function phase.finish(ctx, cells)
   local peaks = C.cell_peaks(ctx)
   local plan = ctx.plan
   local crit = plan.criteria or {}
-  local nprompts = #P.prompt_budgets(plan)
+  local nprompts = #estimate.prompt_budgets(plan)
   local ref_format = tostring(crit.comparable_to or "mlx"):lower()
   local REF = ref_format == "mlx" and "MLX" or ref_format
   local notes = {criteria = {}, pairs = {}, tps_per_gb = {}, tps_per_file_gb = {},
@@ -67,7 +68,7 @@ function phase.finish(ctx, cells)
     notes.tps_per_gb[c.id] = tps_per_peak_gb(f, c)
     notes.tps_per_file_gb[c.id] = t
     lines[#lines + 1] = string.format(fmt, c.id, C.fmt(f.load_time_s, "", 2), C.fmt(f.ttft_ms), C.fmt(f.decode_tps),
-      C.fmt(f.output_tps), f.peak and P.format_size(shown_peak(f)) or "n/a", C.fmt(tps_per_peak_gb(f, c), "", 2), C.fmt(t, "", 3),
+      C.fmt(f.output_tps), f.peak and units.format_size(shown_peak(f)) or "n/a", C.fmt(tps_per_peak_gb(f, c), "", 2), C.fmt(t, "", 3),
       c.status .. (c.labels.expect == "oom" and c.status == "oom" and " (expected)" or ""))
   end
 
@@ -140,9 +141,9 @@ function phase.finish(ctx, cells)
     local over = {}
     for _, c in ipairs(cells) do
       local f = C.figures(c, peaks)
-      if f.peak and f.peak > lim then over[#over + 1] = string.format("%s (%s)", c.id, P.format_size(f.peak)) end
+      if f.peak and f.peak > lim then over[#over + 1] = string.format("%s (%s)", c.id, units.format_size(f.peak)) end
     end
-    add(string.format("memory usage stays within the %s limit", P.format_size(crit.memory_limit)), #over == 0,
+    add(string.format("memory usage stays within the %s limit", units.format_size(crit.memory_limit)), #over == 0,
         #over == 0 and "every cell's peak below it" .. (ctx.dry and " (dry run: peaks scaled back by memory_scale)" or "")
           or table.concat(over, "; "))
   end

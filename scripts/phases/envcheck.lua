@@ -21,7 +21,7 @@ function phase.finish(ctx, cells)
     notes.environment.host = info
     local os_name = info.os and (type(info.os) == "table" and (info.os.name or info.os.sysname) or info.os)
     lines[#lines + 1] = string.format("host: %s, %s, %s RAM", tostring(info.hostname or info.host or "?"),
-      tostring(os_name or "?"), info.ram_bytes and require("bench.plan").format_size(info.ram_bytes)
+      tostring(os_name or "?"), info.ram_bytes and require("bench.units").format_size(info.ram_bytes)
         or tostring(info.memory or info.ram or "?"))
   end
   lines[#lines + 1] = "benchrun " .. tostring(bench.version) .. " (" .. tostring(bench.git) .. ")"

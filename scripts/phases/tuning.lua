@@ -81,7 +81,7 @@ function phase.finish(ctx, cells)
       notes.deltas[#notes.deltas + 1] = d
       lines[#lines + 1] = string.format("  %-22s %12s %9s %11s %9s %10s %12s  %s", tostring(c.labels.config), C.fmt(f.decode_tps),
         C.fmt_pct(d.tps_delta_pct), C.fmt(f.ttft_ms), C.fmt_pct(d.ttft_delta_pct), cv and string.format("%.1f%%", cv) or "n/a",
-        f.peak and require("bench.plan").format_size(f.peak) or "n/a", c.status)
+        f.peak and require("bench.units").format_size(f.peak) or "n/a", c.status)
     end
   end
   local bad = {}

@@ -21,6 +21,7 @@
 -- with an env. LM Studio's server is not benchrun's child: pid is nil unless
 -- extra.pid says, so memory is sampled system-wide.
 local B = require("bench.backends")
+local units = require("bench.units")
 local proc = require("bench.proc")
 local clock = require("bench.clock")
 local json = require("cjson")
@@ -78,7 +79,7 @@ function A.parse_load_time(text)
   local total, any = 0, false
   for num, unit in t:gmatch("([%d%.]+)(%a+)") do
     local n = tonumber(num)
-    local scale = ({h = 3600, m = 60, s = 1, ms = 0.001})[unit]
+    local scale = units.DURATION_UNITS[unit]
     if not n or not scale then return nil end
     total, any = total + n * scale, true
   end

@@ -4,6 +4,7 @@
 local A = require("bench.report.analysis")
 local Q = require("bench.report.quality")
 local summary = require("bench.summary")
+local units = require("bench.units")
 
 local MD = {}
 
@@ -39,17 +40,7 @@ local function gb(x)
 end
 -- A size with a unit that suits it: 5.8 KB, 51.2 MB, 135 GB (powers of 10, as the tables' GB).
 local function size(x)
-  return dash(x, function(v)
-    local a = math.abs(v)
-    local units = {{1e12, "TB"}, {1e9, "GB"}, {1e6, "MB"}, {1e3, "KB"}}
-    for _, u in ipairs(units) do
-      if a >= u[1] then
-        local q = v / u[1]
-        return (math.abs(q) >= 100 and string.format("%.0f", q) or string.format("%.3g", q)) .. " " .. u[2]
-      end
-    end
-    return string.format("%.0f B", v)
-  end)
+  return dash(x, function(v) return units.format_size(v, {significant = true}) end)
 end
 local function secs(x) return dash(x, function(v) return v >= 100 and string.format("%.0f", v) or string.format("%.1f", v) end) end
 local function pct(x) return dash(x, function(v) return string.format("%+.1f%%", v) end) end
