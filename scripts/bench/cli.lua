@@ -92,9 +92,7 @@ function M.check_resume(planfile, opts)
   local was, why = results.invocation(opts.resume)
   if not was then return "benchrun: --resume " .. opts.resume .. ": " .. tostring(why) end
   if opts.dry_run == nil then opts.dry_run = was.dry_run or nil end
-  local f = io.open(planfile, "rb")
-  local text = f and f:read("a")
-  if f then f:close() end
+  local text = require("bench.util").read_file(planfile)
   local diff = results.invocation_diff(was, {plan_text = text, sets = opts.sets, only = opts.only,
                                              dry_run = opts.dry_run})
   if not diff then return nil end

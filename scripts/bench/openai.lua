@@ -16,6 +16,7 @@
 -- each request and is never stored in the client, a record or a log.
 local http = require("bench.http")
 local json = require("cjson")
+local util = require("bench.util")
 
 local M = {}
 
@@ -62,11 +63,7 @@ M.DEFAULT_TIMEOUT = DEFAULT_TIMEOUT
 local Client = {}
 Client.__index = Client
 
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t or {}) do c[k] = v end
-  return c
-end
+local copy = util.copy
 
 local function merge(into, from)
   for k, v in pairs(from or {}) do into[k] = v end
@@ -289,9 +286,7 @@ local function decode_json(s)
   return nil
 end
 
-local function num(v)
-  return type(v) == "number" and v or nil
-end
+local num = util.finite
 
 -- A count a server reported: a finite integer >= 0, else nil and why.
 local function sane_count(v, what)

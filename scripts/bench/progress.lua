@@ -162,11 +162,7 @@ end
 local function cell_rates(cell)
   local s = type(cell) == "table" and type(cell.summary) == "table" and cell.summary or nil
   if not s then return nil, nil end
-  local function num(v)
-    if type(v) == "table" then v = v.mean end
-    return util.finite(v)
-  end
-  return num(s.decode_tps), num(s.output_tps)
+  return util.figure(s.decode_tps), util.figure(s.output_tps)
 end
 progress.cell_rates = cell_rates
 

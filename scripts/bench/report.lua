@@ -447,7 +447,7 @@ function R.main(...)
   end
   local data = merge(datas)
   if #datas > 1 then
-    out = out or ("results/analysis-" .. os.date("!%Y%m%dT%H%M%SZ"))
+    out = out or ("results/analysis-" .. require("bench.util").utc_stamp())
     local ok, err = results.mkdir(out)
     if not ok then io.stderr:write("benchrun: report: " .. err .. "\n") return 1 end
     data.dir = out

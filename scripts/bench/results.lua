@@ -4,6 +4,8 @@
 -- and a cell's file in cells/ is the marker --resume trusts.
 local M = {}
 
+local util = require("bench.util")
+
 local FORMAT = "benchrun-results/1"
 
 -- ---------------------------------------------------------------- JSON out
@@ -184,20 +186,8 @@ function M.json_decode(text)
 end
 
 -- ------------------------------------------------------------ files
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  return false
-end
+local exists, read_file = util.exists, util.read_file
 M.exists = exists
-
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 M.read_file = read_file
 
 -- results.write_atomic(path, text) -> true | nil, message
@@ -244,7 +234,7 @@ function M.cell_file(id)
   return "cells/" .. M.file_name(id) .. ".json"
 end
 
-local function utc_iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", t) end
+local utc_iso = util.utc_iso
 
 local function monotonic_ns()
   local ok, clock = pcall(require, "bench.clock")
@@ -559,7 +549,7 @@ function M.create(opts)
     local root = opts.root or "results"
     ok, err = M.mkdir(root)
     if not ok then return nil, err end
-    local base = root .. "/" .. M.file_name(opts.name) .. "-" .. os.date("!%Y%m%dT%H%M%SZ")
+    local base = root .. "/" .. M.file_name(opts.name) .. "-" .. util.utc_stamp()
     for n = 1, 1000 do
       local try = n == 1 and base or (base .. "-" .. n)
       local made, why, code = M.mkdir(try, true)

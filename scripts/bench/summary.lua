@@ -22,9 +22,7 @@ local function dist(h)
   return s
 end
 
-local function num(v)
-  return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
-end
+local finite = require("bench.util").finite
 
 -- summary.error_kind(rec) -> a short stable kind for an error record:
 -- rec.error_kind if the client set one, "http_<status>" for an HTTP error
@@ -94,17 +92,17 @@ local function add_to_histograms(hs, r)
   for _, k in ipairs(M.LATENCIES) do
     local v = r[k]
     if k == "itl_ms" then
-      for _, g in ipairs(v or {}) do if num(g) and g >= 0 then hs.itl_ms:add(g) end end
-    elseif num(v) and v >= 0 then
+      for _, g in ipairs(v or {}) do if finite(g) and g >= 0 then hs.itl_ms:add(g) end end
+    elseif finite(v) and v >= 0 then
       hs[k]:add(v)
     end
   end
   for _, k in ipairs(M.SCHEDULED) do
-    if num(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
+    if finite(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
   end
-  if num(r.decode_tps) and r.decode_tps >= 0 then hs.decode_tps:add(r.decode_tps) end
-  if num(r.queue_ms) and r.queue_ms >= 0 then hs.queue_ms:add(r.queue_ms) end
-  if num(r.client_send_delay_ms) and r.client_send_delay_ms >= 0 then
+  if finite(r.decode_tps) and r.decode_tps >= 0 then hs.decode_tps:add(r.decode_tps) end
+  if finite(r.queue_ms) and r.queue_ms >= 0 then hs.queue_ms:add(r.queue_ms) end
+  if finite(r.client_send_delay_ms) and r.client_send_delay_ms >= 0 then
     hs.client_send_delay_ms:add(r.client_send_delay_ms)
   end
 end
@@ -243,14 +241,14 @@ function Acc:add(r)
   if t0 and r.t_sent_ns and r.t_sent_ns < t0 then t0 = r.t_sent_ns end
   if t0 then
     if not self.t0 or t0 < self.t0 then self.t0 = t0 end
-    local e = r.t_end_ns or (r.t_sent_ns and num(r.e2el_ms) and r.t_sent_ns + math.floor(r.e2el_ms * 1e6))
+    local e = r.t_end_ns or (r.t_sent_ns and finite(r.e2el_ms) and r.t_sent_ns + math.floor(r.e2el_ms * 1e6))
     if e and (not self.t1 or e > self.t1) then self.t1 = e end
   end
   if r.ok then
     s.ok = s.ok + 1
-    if num(r.output_tokens) then s.output_tokens_total = s.output_tokens_total + r.output_tokens end
-    if num(r.prompt_tokens) then s.prompt_tokens_total = s.prompt_tokens_total + r.prompt_tokens end
-    if num(r.decode_tps) then
+    if finite(r.output_tokens) then s.output_tokens_total = s.output_tokens_total + r.output_tokens end
+    if finite(r.prompt_tokens) then s.prompt_tokens_total = s.prompt_tokens_total + r.prompt_tokens end
+    if finite(r.decode_tps) then
       self.tps_n, self.tps_sum, self.tps_sum2 = self.tps_n + 1, self.tps_sum + r.decode_tps,
                                                 self.tps_sum2 + r.decode_tps * r.decode_tps
     end
@@ -351,7 +349,7 @@ end
 -- summary.scaling(s, base) -> {output_tps, request_throughput, decode_tps_p50,
 -- ttft_p50} as ratios of s to the base level (nil where either is missing).
 function M.scaling(s, base)
-  local function ratio(a, b) if num(a) and num(b) and b ~= 0 then return a / b end end
+  local function ratio(a, b) if finite(a) and finite(b) and b ~= 0 then return a / b end end
   return {
     output_tps = ratio(s.output_tps, base.output_tps),
     request_throughput = ratio(s.request_throughput, base.request_throughput),
@@ -361,7 +359,7 @@ function M.scaling(s, base)
 end
 
 local function fmt(v, digits)
-  if not num(v) then return "-" end
+  if not finite(v) then return "-" end
   return string.format("%." .. (digits or 1) .. "f", v)
 end
 

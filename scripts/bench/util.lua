@@ -47,6 +47,14 @@ function util.finite(v)
   return nil
 end
 
+-- util.figure(v [, field]) -> a finite number out of a figure that is a
+-- number or a distribution table ({mean, p50, ...}: its field, mean unless
+-- given), else nil.
+function util.figure(v, field)
+  if type(v) == "table" then v = v[field or "mean"] end
+  return util.finite(v)
+end
+
 -- util.exists(path) -> true when the file can be opened for reading.
 function util.exists(path)
   local f = io.open(path, "rb")

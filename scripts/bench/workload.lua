@@ -8,6 +8,7 @@
 -- always gives the same request, whatever order concurrent users ask in, so
 -- two runs (or two servers) see exactly the same prompts.
 local json = require("cjson")
+local util = require("bench.util")
 
 local M = {}
 
@@ -87,22 +88,15 @@ function M.normal(rand)
   return math.sqrt(-2 * math.log(1 - u1)) * math.cos(2 * math.pi * u2)
 end
 
-local function shallow(t)
-  local o = {}
-  for k, v in pairs(t) do o[k] = v end
-  return o
-end
-
 local function here()
   local src = debug.getinfo(1, "S").source
   return (src:sub(1, 1) == "@" and src:sub(2) or src):match("^(.*)[/\\]") or "."
 end
 
+-- util.read_file, its error prefixed with who reads
 local function read_file(path, who)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, who .. ": " .. err end
-  local s = f:read("a")
-  f:close()
+  local s, err = util.read_file(path)
+  if not s then return nil, who .. ": " .. err end
   return s
 end
 
@@ -126,7 +120,7 @@ end
 -- workload.seed_prompts() -> a copy of the list {name, prompt, max_tokens}.
 function M.seed_prompts()
   local out = {}
-  for i, p in ipairs(seed_prompts()) do out[i] = shallow(p) end
+  for i, p in ipairs(seed_prompts()) do out[i] = util.copy(p) end
   return out
 end
 
@@ -143,7 +137,7 @@ local function list_workload(kind, items, opts)
     end
   end
   return M.new(kind, function(i)
-    local r = shallow(items[order[(i - 1) % #order + 1]])
+    local r = util.copy(items[order[(i - 1) % #order + 1]])
     if opts.max_tokens then r.max_tokens = opts.max_tokens end
     return r
   end, {size = #items})
@@ -493,17 +487,17 @@ function M.from(spec)
   if #spec > 0 then return M.list(spec) end
   local w
   if spec.mix then
-    local m = shallow(spec.mix)
+    local m = util.copy(spec.mix)
     m.seed = m.seed or spec.seed
     w = M.mix(m)
   elseif spec.synthetic then
-    local s = shallow(spec.synthetic)
+    local s = util.copy(spec.synthetic)
     s.seed = s.seed or spec.seed
     w = M.synthetic(s)
   elseif spec.sharegpt then
     w = M.sharegpt(spec.sharegpt, {seed = spec.seed, limit = spec.limit})
   elseif spec.multiturn then
-    local s = shallow(spec.multiturn)
+    local s = util.copy(spec.multiturn)
     s.seed = s.seed or spec.seed
     w = M.multiturn(s)
   elseif spec.prompts == nil or spec.prompts == "seed" then

@@ -24,6 +24,7 @@
 -- Docs: docs/servers.md.
 local proc = require("bench.proc")
 local clock = require("bench.clock")
+local util = require("bench.util")
 
 local M = {}
 
@@ -217,8 +218,7 @@ function M.python_of(binary)
   if not tostring(binary):find("/") then
     path = nil
     for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
-      local f = io.open(dir .. "/" .. binary)
-      if f then f:close() path = dir .. "/" .. binary break end
+      if util.exists(dir .. "/" .. binary) then path = dir .. "/" .. binary break end
     end
   end
   local f = path and io.open(path, "rb")

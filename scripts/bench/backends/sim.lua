@@ -9,6 +9,7 @@
 local B = require("bench.backends")
 local proc = require("bench.proc")
 local clock = require("bench.clock")
+local util = require("bench.util")
 local A = {name = "sim"}
 
 -- info, with the evidence of the sim's OOM record when it names this kill
@@ -80,8 +81,8 @@ function A.start(opts)
   local port = opts.port ~= 0 and opts.port or nil
   local deadline = clock.now() + math.floor((opts.ready_timeout or 60) * 1e9)
   while not port do
-    local f = io.open(portfile)
-    if f then port = tonumber(f:read("a")) f:close() end
+    local text = util.read_file(portfile)
+    if text then port = tonumber(text) end
     if port then break end
     if not p:alive() or clock.now() > deadline then
       os.remove(portfile)

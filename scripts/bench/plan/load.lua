@@ -4,6 +4,7 @@
 local check = require("bench.plan.check")
 local paths = require("bench.plan.paths")
 local schema = require("bench.plan.schema")
+local util = require("bench.util")
 local validate = require("bench.plan.validate")
 local yaml = require("bench.yaml")
 
@@ -134,10 +135,8 @@ end
 -- opts: {sets = {"k=v"...}, only, dry_run, real}.
 function load.file(path, opts)
   opts = opts or {}
-  local f = io.open(path, "r")
-  if not f then return nil, {string.format("%s: cannot open the plan", path)} end
-  local text = f:read("a")
-  f:close()
+  local text = util.read_file(path)
+  if not text then return nil, {string.format("%s: cannot open the plan", path)} end
   local ok, doc, pos = pcall(yaml.load_file, path, {positions = true, max_alias_nodes = LIMITS.plan_nodes})
   if not ok or doc == nil then
     local msg = tostring(ok and pos or doc)

@@ -50,14 +50,7 @@ end
 A.dist = dist
 
 -- A number out of a figure that may be a distribution table or a number.
-local function num(v, field)
-  if type(v) == "number" then return (v == v and v ~= math.huge and v ~= -math.huge) and v or nil end
-  if type(v) == "table" then
-    local x = v[field or "mean"]
-    if type(x) == "number" and x == x then return x end
-  end
-  return nil
-end
+local num = require("bench.util").figure
 A.num = num
 
 -- ------------------------------------------------------------ records
