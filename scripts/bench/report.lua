@@ -1,12 +1,12 @@
 -- bench.report: report.md, summary.csv, summary.json's analysis and charts
 -- from a results folder; `benchrun report` and `benchrun compare`.
 local results = require("bench.results")
-local A = require("bench.report.analysis")
-local MD = require("bench.report.markdown")
-local S = require("bench.report.svg")
-local Q = require("bench.report.quality")
+local analysis = require("bench.report.analysis")
+local markdown = require("bench.report.markdown")
+local svg = require("bench.report.svg")
+local quality = require("bench.report.quality")
 
-local R = {}
+local report = {}
 
 -- ------------------------------------------------------------ charts
 -- Chart labels drop folder and repository prefixes of model names
@@ -21,8 +21,8 @@ local function chart_tps(an)
     if (tonumber(c.labels.concurrency) or 1) == 1 and #items < 60 then
       local note
       if c.status ~= "ok" then note = c.status:upper() end
-      local color = S.PALETTE[1]
-      if c.format == "gguf" then color = S.PALETTE[2] elseif c.format == "mlx" then color = S.PALETTE[1] end
+      local color = svg.PALETTE[1]
+      if c.format == "gguf" then color = svg.PALETTE[2] elseif c.format == "mlx" then color = svg.PALETTE[1] end
       -- a cell id is kept whole ("Q4_K_M/lmstudio" is not a repository path)
       items[#items + 1] = {label = c.name_is_id and c.name or short(c.name), value = c.status == "ok" and c.metrics.decode_tps or nil,
                            note = note, color = color}
@@ -32,7 +32,7 @@ local function chart_tps(an)
   local has = false
   for _, it in ipairs(items) do if it.value then has = true end end
   if not has then return nil end
-  return S.bars{title = "Decode TPS by configuration (single request)", unit = "tokens/s (mean per request)", items = items}
+  return svg.bars{title = "Decode TPS by configuration (single request)", unit = "tokens/s (mean per request)", items = items}
 end
 
 local function chart_scaling(groups)
@@ -49,22 +49,22 @@ local function chart_scaling(groups)
       p99[#p99 + 1] = {r.conc, r.config.metrics.e2el_p99}
     end
     local prefix = #groups > 1 and (g.name .. " ") or ""
-    local color = S.PALETTE[(i - 1) % #S.PALETTE + 1]
+    local color = svg.PALETTE[(i - 1) % #svg.PALETTE + 1]
     tput[#tput + 1] = {name = prefix .. "aggregate TPS", points = a, color = color}
     local per = {}
     for _, r in ipairs(g.rows) do per[#per + 1] = {r.conc, r.per_req_tps} end
     tput[#tput + 1] = {name = prefix .. "per-request TPS", points = per, color = color, dash = "6,4"}
     if #groups == 1 then
-      lat = {{name = "E2E p50", points = p50, color = S.PALETTE[1]},
-             {name = "E2E p95", points = p95, color = S.PALETTE[2]},
-             {name = "E2E p99", points = p99, color = S.PALETTE[4]}}
+      lat = {{name = "E2E p50", points = p50, color = svg.PALETTE[1]},
+             {name = "E2E p95", points = p95, color = svg.PALETTE[2]},
+             {name = "E2E p99", points = p99, color = svg.PALETTE[4]}}
     else
       lat[#lat + 1] = {name = prefix .. "E2E p95", points = p95, color = color}
     end
   end
-  return S.lines{title = "Throughput vs concurrency", xlabel = "concurrent requests", ylabel = "tokens/s",
+  return svg.lines{title = "Throughput vs concurrency", xlabel = "concurrent requests", ylabel = "tokens/s",
                  series = tput, xcategories = true},
-         S.lines{title = "Latency vs concurrency", xlabel = "concurrent requests", ylabel = "end-to-end latency (ms)",
+         svg.lines{title = "Latency vs concurrency", xlabel = "concurrent requests", ylabel = "end-to-end latency (ms)",
                  series = lat, xcategories = true}
 end
 
@@ -79,7 +79,7 @@ local function chart_tuning(groups)
     end
   end
   if #items == 0 then return nil end
-  return S.deltas{title = "Decode TPS change vs baseline", items = items,
+  return svg.deltas{title = "Decode TPS change vs baseline", items = items,
                   caption = "faded bars: within run-to-run noise"}
 end
 
@@ -138,11 +138,11 @@ local function chart_memory(an)
         elseif b ~= last_b then pts[#pts + 1] = {t, v / 1e9} last_b = b end
       end
     end
-    if #pts > 0 then series[#series + 1] = {name = k[2], points = pts, color = S.PALETTE[i]} end
+    if #pts > 0 then series[#series + 1] = {name = k[2], points = pts, color = svg.PALETTE[i]} end
     ::next_kind::
   end
   if #series == 0 then return nil end
-  local owners = A.sample_cells(an.data)
+  local owners = analysis.sample_cells(an.data)
   local owner = {}
   for i, s in ipairs(samples) do owner[s] = owners[i] end
   local bands, markers = {}, {}
@@ -163,7 +163,7 @@ local function chart_memory(an)
     end
   end
   if #markers > 24 then for _, m in ipairs(markers) do m.label = nil end end
-  return S.timeline{title = "Memory over time" .. (an.memory_scale and " (dry run: simulated)" or ""),
+  return svg.timeline{title = "Memory over time" .. (an.memory_scale and " (dry run: simulated)" or ""),
                     ylabel = an.memory_scale and string.format("GB (simulator's memory ÷ %g)", an.memory_scale) or "GB",
                     series = series, bands = bands, markers = markers}
 end
@@ -186,11 +186,11 @@ local function csv_field(v)
   return s
 end
 
--- R.csv(an) -> text: one row per cell (repeats as separate cells stay separate).
-function R.csv(an)
+-- report.csv(an) -> text: one row per cell (repeats as separate cells stay separate).
+function report.csv(an)
   local label_keys = {}
   local seen = {}
-  for _, k in ipairs(A.LABEL_ORDER) do label_keys[#label_keys + 1] = k seen[k] = true end
+  for _, k in ipairs(analysis.LABEL_ORDER) do label_keys[#label_keys + 1] = k seen[k] = true end
   local extra = {}
   for _, c in ipairs(an.data.cells or {}) do
     for k in pairs(c.labels or {}) do if not seen[k] then seen[k] = true extra[#extra + 1] = k end end
@@ -209,10 +209,10 @@ function R.csv(an)
     end
   end
   for _, cell in ipairs(an.data.cells or {}) do
-    local m = A.metrics_of(cell.summary, cell.server)
+    local m = analysis.metrics_of(cell.summary, cell.server)
     local recs = recs_by_cell[cell.id]
     if recs and #recs > 0 then
-      local fromrec = A.metrics_of(A.summarize_records(recs), cell.server)
+      local fromrec = analysis.metrics_of(analysis.summarize_records(recs), cell.server)
       for k, v in pairs(fromrec) do if m[k] == nil then m[k] = v end end
     end
     -- the peak as report.md takes it (the same analysis): a server kept
@@ -222,11 +222,11 @@ function R.csv(an)
     if am and am.peak_bytes then
       for _, k in ipairs({"peak_bytes", "host_peak_bytes", "gpu_peak_bytes", "gpu_source", "tps_per_gb"}) do m[k] = am[k] end
     end
-    m.status = A.cell_status(cell)
+    m.status = analysis.cell_status(cell)
     local row = {csv_field(cell.id)}
     for _, k in ipairs(label_keys) do
       local v = (cell.labels or {})[k]
-      row[#row + 1] = csv_field(type(v) == "table" and A.label_text(v) or v)
+      row[#row + 1] = csv_field(type(v) == "table" and analysis.label_text(v) or v)
     end
     for _, k in ipairs(CSV_METRICS) do row[#row + 1] = csv_field(m[k]) end
     lines[#lines + 1] = table.concat(row, ",")
@@ -295,7 +295,7 @@ local function merge(datas)
   local keys, clash = {}, false
   for _, d in ipairs(datas) do
     for _, c in ipairs(d.cells) do
-      local k = A.config_key(c.labels or {})
+      local k = analysis.config_key(c.labels or {})
       if keys[k] and keys[k] ~= d then clash = true end
       keys[k] = d
     end
@@ -337,24 +337,24 @@ local function merge(datas)
   merged.summary.finished = datas[#datas].summary.finished
   return merged
 end
-R.merge = merge
+report.merge = merge
 
--- R.build(data, opts) -> an, ctx (analysis + everything the writers need)
-function R.build(data, opts)
+-- report.build(data, opts) -> an, ctx (analysis + everything the writers need)
+function report.build(data, opts)
   opts = opts or {}
-  local an = A.analyze(data)
+  local an = analysis.analyze(data)
   local ctx = {phase = opts.phase or data.summary.phase, title = opts.title or data.summary.title, charts = {}}
-  ctx.scaling = A.scaling(an)
-  ctx.tuning = A.tuning(an)
-  ctx.pairs = A.pairs(an)
-  ctx.quality = Q.compare(an.configs)
+  ctx.scaling = analysis.scaling(an)
+  ctx.tuning = analysis.tuning(an)
+  ctx.pairs = analysis.pairs(an)
+  ctx.quality = quality.compare(an.configs)
   return an, ctx
 end
 
--- R.render(dir_or_data, {phase=, out=, title=}) -> report path
+-- report.render(dir_or_data, {phase=, out=, title=}) -> report path
 -- Writes report.md, summary.csv, charts/*.svg into `out` (default: the
 -- folder itself) and stores the analysis in the folder's summary.json.
-function R.render(src, opts)
+function report.render(src, opts)
   opts = opts or {}
   local data = src
   if type(src) == "string" then data = assert(results.load(src)) end
@@ -364,13 +364,13 @@ function R.render(src, opts)
   local out = opts.out or data.dir
   if not out then error("report.render: no output folder (give opts.out)", 2) end
   must(results.mkdir(out .. "/charts"))
-  local an, ctx = R.build(data, opts)
+  local an, ctx = report.build(data, opts)
   local charts = {}
-  local function add(file, title, svg)
-    if not svg then return end
-    local ok, why = S.well_formed(svg)
+  local function add(file, title, text)
+    if not text then return end
+    local ok, why = svg.well_formed(text)
     if not ok then error("report: chart " .. file .. " is not well-formed XML: " .. why, 0) end
-    must(results.write_atomic(out .. "/" .. file, svg))
+    must(results.write_atomic(out .. "/" .. file, text))
     charts[#charts + 1] = {file = file, title = title}
   end
   add("charts/tps_by_variant.svg", "Decode TPS by configuration", chart_tps(an))
@@ -380,11 +380,11 @@ function R.render(src, opts)
   add("charts/tuning_deltas.svg", "Decode TPS change vs baseline", chart_tuning(ctx.tuning))
   add("charts/memory.svg", "Memory over time", chart_memory(an))
   ctx.charts = charts
-  ctx.findings = MD.recommendations(an, ctx)
-  local md = MD.render(an, ctx)
+  ctx.findings = markdown.recommendations(an, ctx)
+  local md = markdown.render(an, ctx)
   local path = out .. "/report.md"
   must(results.write_atomic(path, md))
-  must(results.write_atomic(out .. "/summary.csv", R.csv(an)))
+  must(results.write_atomic(out .. "/summary.csv", report.csv(an)))
   -- the analysis goes into summary.json beside the cells
   local summary = {}
   for k, v in pairs(data.summary) do summary[k] = v end
@@ -422,7 +422,7 @@ local function usage(msg)
 end
 
 -- report.main(...) -> exit code (benchrun report DIR...)
-function R.main(...)
+function report.main(...)
   local args = {...}
   local dirs, out, phase, title = {}, nil, nil, nil
   local i = 1
@@ -460,14 +460,14 @@ function R.main(...)
     if wok then wok, werr = results.write_atomic(out .. "/env.json", results.json_pretty(data.env or {})) end
     if not wok then io.stderr:write("benchrun: report: " .. werr .. "\n") return 1 end
   end
-  local ok, path = pcall(R.render, data, {out = out, phase = phase, title = title})
+  local ok, path = pcall(report.render, data, {out = out, phase = phase, title = title})
   if not ok then io.stderr:write("benchrun: report: " .. tostring(path) .. "\n") return 1 end
   io.stdout:write(path, "\n")
   return 0
 end
 
 -- report.compare_main(...) -> exit code (benchrun compare A B)
-function R.compare_main(...)
+function report.compare_main(...)
   local args = {...}
   local dirs, out, as_json = {}, nil, false
   local i = 1
@@ -484,13 +484,13 @@ function R.compare_main(...)
     i = i + 1
   end
   if #dirs ~= 2 then return usage("compare: expected two results folders, got " .. #dirs) end
-  local C = require("bench.report.compare")
+  local compare = require("bench.report.compare")
   local da, err = results.load(dirs[1])
   if not da then io.stderr:write("benchrun: compare: " .. err .. "\n") return 1 end
   local db, err2 = results.load(dirs[2])
   if not db then io.stderr:write("benchrun: compare: " .. err2 .. "\n") return 1 end
-  local cmp = C.compare(da, db)
-  local text = as_json and results.json_pretty(C.to_json(cmp)) or C.markdown(cmp)
+  local cmp = compare.compare(da, db)
+  local text = as_json and results.json_pretty(compare.to_json(cmp)) or compare.markdown(cmp)
   if out then
     local ok, werr = results.write_atomic(out, text)
     if not ok then io.stderr:write("benchrun: compare: " .. werr .. "\n") return 1 end
@@ -501,4 +501,4 @@ function R.compare_main(...)
   return 0
 end
 
-return R
+return report

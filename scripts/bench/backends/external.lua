@@ -7,12 +7,12 @@
 --   /v1/models answers before the model is loaded on mlx-lm 0.31.3+ and on
 --   servers that load on the first request. It names opts.model, else the
 --   one id /v1/models lists, else none (the server's default).
-local B = require("bench.backends")
+local backends = require("bench.backends")
 local proc = require("bench.proc")
-local A = {name = "external"}
+local adapter = {name = "external"}
 
-function A.start(opts)
-  B.check_opts("external", opts, false)
+function adapter.start(opts)
+  backends.check_opts("external", opts, false)
   local extra = opts.extra or {}
   local base_url = opts.base_url
   if not base_url then
@@ -36,14 +36,14 @@ function A.start(opts)
   if not extra.ready_path and not llama and not (ollama and opts.model == nil) then
     local model = opts.model
     if model == nil then
-      local ids = B.list_models(base_url)
+      local ids = backends.list_models(base_url)
       if ids and #ids == 1 then model = ids[1] end
     end
     local left = timeout - (require("bench.clock").now() - started) / 1e9
-    local ok, gen_why = B.first_token(base_url, {model = model, dialect = dialect, timeout = math.max(left, 1)})
+    local ok, gen_why = backends.first_token(base_url, {model = model, dialect = dialect, timeout = math.max(left, 1)})
     if not ok then return nil, "external: " .. gen_why end
   end
-  local srv = B.server{backend = "external", base_url = base_url, dialect = dialect,
+  local srv = backends.server{backend = "external", base_url = base_url, dialect = dialect,
                        model = opts.model, load_time_s = nil, pid = pid}
   function srv:probe_alive()
     if self.pid then return proc.pid_alive(self.pid) end
@@ -54,4 +54,4 @@ function A.start(opts)
   return srv
 end
 
-return A
+return adapter

@@ -2,15 +2,15 @@
 -- Ready when GET /health answers 200 (503 while the model loads). Environment
 -- such as GGML_METAL_* or GGML_CUDA_* goes through env.set; --parallel and
 -- other flags through args.
-local B = require("bench.backends")
-local A = {name = "llama-server"}
+local backends = require("bench.backends")
+local adapter = {name = "llama-server"}
 
-function A.start(opts)
-  B.check_opts("llama-server", opts, true)
-  local port = B.port(opts)
+function adapter.start(opts)
+  backends.check_opts("llama-server", opts, true)
+  local port = backends.port(opts)
   local host = opts.host or "127.0.0.1"
   local binary = opts.binary or "llama-server"
-  local model = B.expand(opts.model)
+  local model = backends.expand(opts.model)
   local argv = {binary}
   -- a Hugging Face reference (org/repo:quant) goes to -hf; a path to -m
   if not tostring(model):find("/") or tostring(model):find("^[%./~]") or tostring(model):find("%.gguf$") then
@@ -19,17 +19,17 @@ function A.start(opts)
     local f, err = io.open(model, "rb")
     if not f then return nil, string.format("llama-server: model file '%s' cannot be opened: %s", model, err) end
     f:close()
-    B.args({"-m", model}, argv)
+    backends.args({"-m", model}, argv)
   else
-    B.args({"-hf", model}, argv)
+    backends.args({"-hf", model}, argv)
   end
-  B.args({"--host", host, "--port", port}, argv)
-  B.args(opts.args, argv)
-  local alias = B.flag_value(argv, "--alias") or B.flag_value(argv, "-a")
-  return B.launch{backend = "llama-server", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host,
+  backends.args({"--host", host, "--port", port}, argv)
+  backends.args(opts.args, argv)
+  local alias = backends.flag_value(argv, "--alias") or backends.flag_value(argv, "-a")
+  return backends.launch{backend = "llama-server", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host,
                   port = port, ready = {http = "/health"}, ready_timeout = opts.ready_timeout,
-                  dialect = opts.dialect or "llama.cpp", model = alias or B.basename(model),
-                  get_version = function() return B.version_of({binary, "--version"}, "(version: [^\n]+)") end}
+                  dialect = opts.dialect or "llama.cpp", model = alias or backends.basename(model),
+                  get_version = function() return backends.version_of({binary, "--version"}, "(version: [^\n]+)") end}
 end
 
-return A
+return adapter

@@ -20,15 +20,15 @@
 -- server when this adapter started it and takes down a daemon it started
 -- with an env. LM Studio's server is not benchrun's child: pid is nil unless
 -- extra.pid says, so memory is sampled system-wide.
-local B = require("bench.backends")
+local backends = require("bench.backends")
 local units = require("bench.units")
 local proc = require("bench.proc")
 local clock = require("bench.clock")
 local json = require("cjson")
-local A = {name = "lmstudio"}
+local adapter = {name = "lmstudio"}
 
 -- How a cell's environment reaches LM Studio's engine (env.json).
-A.env_delivery = "a cell with an env restarts LM Studio's daemon: lms unload --all, lms daemon down, "
+adapter.env_delivery = "a cell with an env restarts LM Studio's daemon: lms unload --all, lms daemon down, "
   .. "lms daemon up run with the env (lms spawns the llmster daemon with its own environment), "
   .. "lms server start; refused when the LM Studio app owns the daemon"
 
@@ -39,7 +39,7 @@ local daemon_env = nil
 
 local function lms_run(binary, args, timeout, env)
   local argv = {binary}
-  B.args(args, argv)
+  backends.args(args, argv)
   local r, err = proc.run{argv = argv, timeout = timeout or 60, env = env}
   if not r then return nil, err end
   if r.code ~= 0 then
@@ -55,7 +55,7 @@ local function lms(binary, args, timeout, env)
   if not r then return nil, err end
   return ((r.stdout or "") .. (r.stderr or "")):gsub("%s+$", ""), r
 end
-A.lms = lms
+adapter.lms = lms
 
 -- the JSON an `lms ... --json` prints on stdout (its messages go to stderr)
 local function lms_json(binary, args, timeout, env)
@@ -73,7 +73,7 @@ local function str(v) return type(v) == "string" and v or nil end
 
 -- Seconds from `lms load`'s "Model loaded successfully [on DEVICE] in T."
 -- where T is "0.30s", "300.00ms", "5m 12.34s" or "1h 0m 1.00s"; nil if absent.
-function A.parse_load_time(text)
+function adapter.parse_load_time(text)
   local t = tostring(text or ""):match("loaded successfully.* in (%d[%d%.]*%a+[%d%.%a ]*)")
   if not t then return nil end
   local total, any = 0, false
@@ -115,9 +115,9 @@ local function describe(m)
   return string.format("%s (%s%s)", m.modelKey, tostring(m.path), q and ", " .. q or "")
 end
 
--- A.resolve(models, name) -> key, entry | nil, message: the one downloaded
+-- adapter.resolve(models, name) -> key, entry | nil, message: the one downloaded
 -- model (`lms ls --json`) that name designates, and the key to load it by.
-function A.resolve(models, name)
+function adapter.resolve(models, name)
   name = tostring(name)
   local base, q = split_name(name)
   local found = {}
@@ -201,8 +201,8 @@ local function find_loaded(list, id)
   end
 end
 
-function A.start(opts)
-  B.check_opts("lmstudio", opts, true)
+function adapter.start(opts)
+  backends.check_opts("lmstudio", opts, true)
   local extra = opts.extra or {}
   local host = opts.host or "127.0.0.1"
   local binary = opts.binary or "lms"
@@ -263,11 +263,11 @@ function A.start(opts)
   -- 4. exactly one downloaded model, loaded by its key, confirmed by lms ps
   local models, e = lms_json(binary, {"ls", "--json"}, 60, env)
   if not models then cleanup() return fail(e) end
-  local mkey, entry = A.resolve(models, name)
+  local mkey, entry = adapter.resolve(models, name)
   if not mkey then cleanup() return fail(entry) end
   local id = extra.identifier or mkey
   local args = {"load", mkey, "--identifier", id}
-  B.args(opts.args, args)
+  backends.args(opts.args, args)
   local sw = clock.stopwatch()
   local out
   out, err = lms(binary, args, opts.ready_timeout or 1800, env)
@@ -303,9 +303,9 @@ function A.start(opts)
     return fail(why)
   end
   local log = {out}
-  local srv = B.server{backend = "lmstudio", base_url = base_url, dialect = opts.dialect or "lmstudio",
+  local srv = backends.server{backend = "lmstudio", base_url = base_url, dialect = opts.dialect or "lmstudio",
                        model = id, load_time_s = load_time, pid = extra.pid, port = port, host = host,
-                       server_load_s = A.parse_load_time(out), model_key = mkey, model_path = entry.path,
+                       server_load_s = adapter.parse_load_time(out), model_key = mkey, model_path = entry.path,
                        quant = quant_name(inst) or quant_name(entry), env_delivery = delivery,
                        daemon_pid = daemon_pid,
                        -- LM Studio's /api/v0 answers carry `stats` only when not streamed
@@ -348,4 +348,4 @@ function A.start(opts)
   return srv
 end
 
-return A
+return adapter

@@ -6,11 +6,11 @@
 -- With --oom-at-memory the sim writes the simulated kernel's OOM record to a
 -- file of ours (--oom-record); a SIGKILL that the record names is an OOM kill
 -- with that evidence (exit_info().oom), any other SIGKILL a crash.
-local B = require("bench.backends")
+local backends = require("bench.backends")
 local proc = require("bench.proc")
 local clock = require("bench.clock")
 local util = require("bench.util")
-local A = {name = "sim"}
+local adapter = {name = "sim"}
 
 -- info, with the evidence of the sim's OOM record when it names this kill
 local function with_oom_record(info, record, pid)
@@ -37,32 +37,32 @@ local function with_oom_record(info, record, pid)
   return info
 end
 
-function A.start(opts)
-  B.check_opts("sim", opts, false)
+function adapter.start(opts)
+  backends.check_opts("sim", opts, false)
   local host = opts.host or "127.0.0.1"
   local argv = {opts.binary or bench.executable, "sim", "--host", host}
   local portfile
   if opts.port and opts.port ~= 0 then
     local free, busy = proc.check_port_free(opts.port, host)
     if not free then return nil, "sim: " .. busy end
-    B.args({"--port", opts.port}, argv)
+    backends.args({"--port", opts.port}, argv)
   else
     portfile = os.tmpname()
     os.remove(portfile)
-    B.args({"--port", 0, "--port-file", portfile}, argv)
+    backends.args({"--port", 0, "--port-file", portfile}, argv)
   end
-  local extra = B.args(opts.args)
-  if opts.model and not B.has_flag(extra, "--model") then B.args({"--model", opts.model}, argv) end
-  if opts.dialect and not B.has_flag(extra, "--dialect") then B.args({"--dialect", opts.dialect}, argv) end
+  local extra = backends.args(opts.args)
+  if opts.model and not backends.has_flag(extra, "--model") then backends.args({"--model", opts.model}, argv) end
+  if opts.dialect and not backends.has_flag(extra, "--dialect") then backends.args({"--dialect", opts.dialect}, argv) end
   local record
-  if B.has_flag(extra, "--oom-at-memory") and not B.has_flag(extra, "--oom-record") then
+  if backends.has_flag(extra, "--oom-at-memory") and not backends.has_flag(extra, "--oom-record") then
     record = os.tmpname()
     os.remove(record)
-    B.args({"--oom-record", record}, argv)
+    backends.args({"--oom-record", record}, argv)
   end
-  B.args(extra, argv)
-  local dialect = B.flag_value(argv, "--dialect") or "openai"
-  local model = B.flag_value(argv, "--model") or "sim-model"
+  backends.args(extra, argv)
+  local dialect = backends.flag_value(argv, "--dialect") or "openai"
+  local model = backends.flag_value(argv, "--model") or "sim-model"
   local p, err = proc.spawn{argv = argv, env = opts.env, log = opts.log, grace = 5}
   if not p then return nil, "sim: " .. err end
   if opts.on_spawn then opts.on_spawn(p.pid, p) end
@@ -99,7 +99,7 @@ function A.start(opts)
   if not t then return fail("sim: " .. why, 2) end
   local mine, foreign = proc.check_port_owner(p, port)
   if not mine then return fail("sim: " .. foreign, 2) end
-  local srv = B.server{backend = "sim", base_url = base_url, dialect = dialect, model = model, load_time_s = t,
+  local srv = backends.server{backend = "sim", base_url = base_url, dialect = dialect, model = model, load_time_s = t,
                        pid = p.pid, proc = p, log = opts.log, port = port, host = host, grace = 5, argv = argv,
                        get_version = function() return "benchrun sim " .. tostring(bench.version) end}
   -- the exit info, read once the sim has ended, with the OOM record's evidence
@@ -120,4 +120,4 @@ function A.start(opts)
   return srv
 end
 
-return A
+return adapter

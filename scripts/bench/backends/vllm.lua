@@ -1,20 +1,20 @@
 -- vLLM: `vllm serve MODEL --host H --port P ARGS...`. Ready when GET /health
 -- answers 200. The model id is --served-model-name when given.
-local B = require("bench.backends")
+local backends = require("bench.backends")
 local proc = require("bench.proc")
-local A = {name = "vllm"}
+local adapter = {name = "vllm"}
 
-function A.start(opts)
-  B.check_opts("vllm", opts, true)
-  local port = B.port(opts)
+function adapter.start(opts)
+  backends.check_opts("vllm", opts, true)
+  local port = backends.port(opts)
   local host = opts.host or "127.0.0.1"
   local binary = opts.binary or "vllm"
-  local model = B.expand(opts.model)
-  local argv = B.args({binary, "serve", model, "--host", host, "--port", port})
-  B.args(opts.args, argv)
-  return B.launch{backend = "vllm", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
+  local model = backends.expand(opts.model)
+  local argv = backends.args({binary, "serve", model, "--host", host, "--port", port})
+  backends.args(opts.args, argv)
+  return backends.launch{backend = "vllm", on_spawn = opts.on_spawn, argv = argv, env = opts.env, log = opts.log, host = host, port = port,
                   ready = {http = "/health"}, ready_timeout = opts.ready_timeout, dialect = opts.dialect or "vllm",
-                  model = B.flag_value(argv, "--served-model-name") or model,
+                  model = backends.flag_value(argv, "--served-model-name") or model,
                   -- `vllm --version` prints the bare version ("0.10.1.1", argparse's
                   -- version action in vllm/entrypoints/cli/main.py), after any log
                   -- lines (vLLM logs to stdout: "INFO ... Automatically detected
@@ -30,4 +30,4 @@ function A.start(opts)
                   end}
 end
 
-return A
+return adapter

@@ -1,7 +1,7 @@
 -- bench.report.analysis: turn a results folder (results.load) into the numbers
 -- every report section, chart and comparison uses. Pure functions of the data:
 -- no files, no clocks, so the same folder always gives the same analysis.
-local A = {}
+local analysis = {}
 
 -- ------------------------------------------------------------ small stats
 local function sorted_copy(xs)
@@ -12,7 +12,7 @@ local function sorted_copy(xs)
 end
 
 -- Percentile with linear interpolation between closest ranks (numpy's default).
-function A.percentile(xs, p)
+function analysis.percentile(xs, p)
   local n = #xs
   if n == 0 then return nil end
   local s = sorted_copy(xs)
@@ -22,7 +22,7 @@ function A.percentile(xs, p)
   return s[lo] + (h - lo) * (s[lo + 1] - s[lo])
 end
 
-function A.mean(xs)
+function analysis.mean(xs)
   local n = #xs
   if n == 0 then return nil end
   local sum = 0
@@ -31,10 +31,10 @@ function A.mean(xs)
 end
 
 -- Sample standard deviation (n - 1); nil below two values.
-function A.stddev(xs)
+function analysis.stddev(xs)
   local n = #xs
   if n < 2 then return nil end
-  local m = A.mean(xs)
+  local m = analysis.mean(xs)
   local ss = 0
   for _, x in ipairs(xs) do ss = ss + (x - m) ^ 2 end
   return math.sqrt(ss / (n - 1))
@@ -43,15 +43,15 @@ end
 local function dist(xs)
   if #xs == 0 then return nil end
   local s = sorted_copy(xs)
-  return {n = #s, min = s[1], max = s[#s], mean = A.mean(s), stddev = A.stddev(s),
-          p50 = A.percentile(s, 50), p90 = A.percentile(s, 90),
-          p95 = A.percentile(s, 95), p99 = A.percentile(s, 99)}
+  return {n = #s, min = s[1], max = s[#s], mean = analysis.mean(s), stddev = analysis.stddev(s),
+          p50 = analysis.percentile(s, 50), p90 = analysis.percentile(s, 90),
+          p95 = analysis.percentile(s, 95), p99 = analysis.percentile(s, 99)}
 end
-A.dist = dist
+analysis.dist = dist
 
 -- A number out of a figure that may be a distribution table or a number.
 local num = require("bench.util").figure
-A.num = num
+analysis.num = num
 
 -- ------------------------------------------------------------ records
 local function rec_ok(r)
@@ -68,12 +68,12 @@ local function rec_decode_tps(r)
   end
   return nil
 end
-A.rec_decode_tps = rec_decode_tps
+analysis.rec_decode_tps = rec_decode_tps
 
 local function rec_start_ns(r) return r.t_sent_ns or r.sent_ns or r.start_ns end
 
 -- The prompt a record answered: bench.load names it `name`, the runner `prompt`.
-function A.rec_prompt(r) return r.prompt or r.name end
+function analysis.rec_prompt(r) return r.prompt or r.name end
 
 -- Aggregate output rate of a set of requests: tokens over their joint span.
 local function span_tps(recs)
@@ -94,7 +94,7 @@ end
 
 -- A summary (bench.summary's shape) computed from records: used where the
 -- cell carries none and for per-repeat figures.
-function A.summarize_records(recs)
+function analysis.summarize_records(recs)
   local ttft, e2el, tpot, itl, dtps, tokens, ok, errors = {}, {}, {}, {}, {}, 0, 0, {}
   for _, r in ipairs(recs) do
     if rec_ok(r) then
@@ -119,7 +119,7 @@ end
 -- ------------------------------------------------------------ labels
 local LABEL_ORDER = {"model", "variant", "quant", "format", "backend", "config", "env", "sysctl",
                      "scenario", "concurrency", "max_tokens"}
-A.LABEL_ORDER = LABEL_ORDER
+analysis.LABEL_ORDER = LABEL_ORDER
 
 local function canon(v)
   if type(v) ~= "table" then return tostring(v) end
@@ -130,10 +130,10 @@ local function canon(v)
   for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. canon(v[k]) end
   return table.concat(parts, ",")
 end
-A.canon = canon
+analysis.canon = canon
 
 -- The configuration a cell measures: its labels without `repeat`.
-function A.config_key(labels, drop)
+function analysis.config_key(labels, drop)
   local keys = {}
   for k in pairs(labels or {}) do
     if k ~= "repeat" and not (drop and drop[k]) then keys[#keys + 1] = k end
@@ -148,7 +148,7 @@ function A.config_key(labels, drop)
 end
 
 -- Bits of precision a quantization label names (Q4_K_M -> 4, 8bit -> 8, BF16 -> 16).
-function A.bits(labels)
+function analysis.bits(labels)
   if tonumber(labels.bits) then return tonumber(labels.bits) end
   local q = tostring(labels.quant or labels.variant or labels.model or ""):lower()
   if q:find("bf16") or q:find("f16") or q:find("fp16") then return 16 end
@@ -158,7 +158,7 @@ function A.bits(labels)
 end
 
 -- The format: the label, else guessed from the model name.
-function A.format(labels)
+function analysis.format(labels)
   if labels.format then return tostring(labels.format):lower() end
   local m = tostring(labels.model or labels.variant or ""):lower()
   if m:find("%.gguf$") or m:find("gguf") or m:match("q%d_") then return "gguf" end
@@ -179,7 +179,7 @@ local function label_text(v)
   end
   return tostring(v)
 end
-A.label_text = label_text
+analysis.label_text = label_text
 
 -- ------------------------------------------------------------ cells
 -- A server's peak memory: host + GPU (peak_memory_bytes, issue 19); results
@@ -232,7 +232,7 @@ local function metrics_of(summary, server)
   end
   return m
 end
-A.metrics_of = metrics_of
+analysis.metrics_of = metrics_of
 
 local function fill_missing(dst, src)
   for k, v in pairs(src) do
@@ -275,7 +275,7 @@ local STATUS_RANK = {ok = 1, skipped = 2, degraded = 3, failed = 4, aborted = 5,
 
 -- A cell's status as the report shows it: the runner records a cell it
 -- stopped at safety.memory_ceiling as failed with cell.aborted set.
-function A.cell_status(cell)
+function analysis.cell_status(cell)
   local st = cell.status or "ok"
   if cell.aborted and st == "failed" then return "aborted" end
   return st
@@ -284,7 +284,7 @@ end
 -- The dry run's memory_scale of a cell: the simulator touches a model's size
 -- times it, so the server's measured memory divided by it is the figure the
 -- rehearsal stands for.
-function A.memory_scale(cell)
+function analysis.memory_scale(cell)
   local d = type(cell) == "table" and cell.dry_run
   local f = type(d) == "table" and d.figures
   local s = type(f) == "table" and tonumber(f.memory_scale)
@@ -295,7 +295,7 @@ end
 -- The cell each sample belongs to: by the cells' [started_ns, ended_ns]
 -- windows when the cells carry them (a server kept across cells has its
 -- samples flushed under the last cell's id), else the sample's own `cell`.
-function A.sample_cells(data)
+function analysis.sample_cells(data)
   local windows = {}
   for _, c in ipairs(data.cells or {}) do
     if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then
@@ -321,7 +321,7 @@ end
 -- footprint/pss):
 -- by_window for cells that carry their time window, by_label otherwise.
 local function sample_peaks(data)
-  local owners = A.sample_cells(data)
+  local owners = analysis.sample_cells(data)
   local windowed = {}
   for _, c in ipairs(data.cells or {}) do
     if type(c.started_ns) == "number" and type(c.ended_ns) == "number" then windowed[c.id] = true end
@@ -344,10 +344,10 @@ local function sample_peaks(data)
   return by_window, by_label, at
 end
 
--- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
+-- analysis.analyze(data) -> {configs, by_key, varying, statuses, ...}
 -- data: results.load(dir). Configurations keep the order in which their first
 -- cell finished.
-function A.analyze(data)
+function analysis.analyze(data)
   local recs_by_cell = {}
   for _, r in ipairs(data.records or {}) do
     if r.cell and r.warmup ~= true then
@@ -363,7 +363,7 @@ function A.analyze(data)
   local cell_metrics = {}
   for _, cell in ipairs(data.cells or {}) do
     local labels = cell.labels or {}
-    local key = A.config_key(labels)
+    local key = analysis.config_key(labels)
     if key == "" then key = "cell=" .. tostring(cell.id) end
     local c = by_key[key]
     if not c then
@@ -374,7 +374,7 @@ function A.analyze(data)
       configs[#configs + 1] = c
     end
     c.cells[#c.cells + 1] = cell
-    local st = A.cell_status(cell)
+    local st = analysis.cell_status(cell)
     statuses[st] = (statuses[st] or 0) + 1
     if (STATUS_RANK[st] or 0) > (STATUS_RANK[c.status] or 0) then c.status = st end
     if cell.sysctl_simulated then c.sysctl_simulated = true end
@@ -382,7 +382,7 @@ function A.analyze(data)
     if cell.baseline then c.baseline = true end
     local recs = recs_by_cell[cell.id] or {}
     local m = metrics_of(cell.summary, cell.server)
-    if #recs > 0 then fill_missing(m, metrics_of(A.summarize_records(recs), cell.server)) end
+    if #recs > 0 then fill_missing(m, metrics_of(analysis.summarize_records(recs), cell.server)) end
     -- A server kept across cells reports one peak for all of them (to the
     -- last); the samples inside a cell's own window say what that cell used.
     local sp = window_peaks[cell.id] or (not m.peak_bytes and label_peaks[cell.id]) or nil
@@ -396,7 +396,7 @@ function A.analyze(data)
       m.gpu_source = at.gpu_source or m.gpu_source
     end
     -- a dry run: the simulator's memory, scaled back to what it stands for
-    local scale = A.memory_scale(cell)
+    local scale = analysis.memory_scale(cell)
     local srv = type(cell.server) == "table" and cell.server or {}
     -- the host's memory in use (the fallback peak) is real, never scaled
     local measured = sp or num(srv.peak_memory_bytes) or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
@@ -426,7 +426,7 @@ function A.analyze(data)
   for _, c in ipairs(configs) do
     local okcells = {}
     for i, cell in ipairs(c.cells) do
-      if A.cell_status(cell) == "ok" then okcells[#okcells + 1] = c.per_cell[i] end
+      if analysis.cell_status(cell) == "ok" then okcells[#okcells + 1] = c.per_cell[i] end
     end
     c.metrics = average(#okcells > 0 and okcells or c.per_cell)
     -- peak memory and load time of a failed cell still matter (an OOM's peak)
@@ -435,9 +435,9 @@ function A.analyze(data)
         c.metrics.peak_bytes = m.peak_bytes
       end
     end
-    c.bits = A.bits(c.labels)
-    c.format = A.format(c.labels)
-    c.repeat_values = A.repeat_values(c)
+    c.bits = analysis.bits(c.labels)
+    c.format = analysis.format(c.labels)
+    c.repeat_values = analysis.repeat_values(c)
   end
   -- Labels whose value differs between configurations name them in tables.
   local varying = {}
@@ -485,7 +485,7 @@ function A.analyze(data)
       c.name = tostring(c.cells[1].id)
       c.name_is_id = true
     else
-      c.name = A.config_name(c, shown)
+      c.name = analysis.config_name(c, shown)
       all_single = false
     end
   end
@@ -501,7 +501,7 @@ function A.analyze(data)
 end
 
 -- A short human name for a configuration from the labels that vary.
-function A.config_name(c, shown)
+function analysis.config_name(c, shown)
   local parts = {}
   -- one label names the model (variant, else model, else quant); a named
   -- config stands for its env and sysctl values
@@ -539,13 +539,13 @@ function A.config_name(c, shown)
 end
 
 -- Per-repeat values of the metrics compare's noise rule uses.
-function A.repeat_values(c)
+function analysis.repeat_values(c)
   local out = {decode_tps = {}, ttft_p50 = {}, e2el_p50 = {}, output_tps = {}, load_s = {}, peak_bytes = {}}
   local reps = {}
   for rep in pairs(c.repeats) do reps[#reps + 1] = rep end
   table.sort(reps, function(a, b) return tostring(a) < tostring(b) end)
   for _, rep in ipairs(reps) do
-    local s = A.summarize_records(c.repeats[rep])
+    local s = analysis.summarize_records(c.repeats[rep])
     local m = metrics_of(s)
     for _, k in ipairs({"decode_tps", "ttft_p50", "e2el_p50", "output_tps"}) do
       if m[k] then out[k][#out[k] + 1] = m[k] end
@@ -574,12 +574,12 @@ end
 -- ------------------------------------------------------------ scaling
 -- Groups of configurations that differ only in concurrency (and scenario),
 -- each sorted by concurrency; the single-request cell is the baseline.
-function A.scaling(an)
+function analysis.scaling(an)
   local groups, order = {}, {}
   for _, c in ipairs(an.configs) do
     local conc = tonumber(c.labels.concurrency)
     if conc and not (c.labels.mix or c.labels.scenario == "mixed") then
-      local key = A.config_key(c.labels, {concurrency = true, scenario = true})
+      local key = analysis.config_key(c.labels, {concurrency = true, scenario = true})
       local g = groups[key]
       if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
       g.rows[#g.rows + 1] = {conc = conc, config = c}
@@ -608,7 +608,7 @@ function A.scaling(an)
         if r.config.metrics.peak_bytes then xs[#xs + 1] = r.conc ys[#ys + 1] = r.config.metrics.peak_bytes end
       end
       if #xs >= 2 then
-        local mx, my = A.mean(xs), A.mean(ys)
+        local mx, my = analysis.mean(xs), analysis.mean(ys)
         local sxy, sxx = 0, 0
         for i = 1, #xs do sxy = sxy + (xs[i] - mx) * (ys[i] - my) sxx = sxx + (xs[i] - mx) ^ 2 end
         if sxx > 0 then g.mem_per_request = sxy / sxx end
@@ -620,7 +620,7 @@ function A.scaling(an)
       local shown = {}
       for _, k in ipairs(an.shown) do if k ~= "concurrency" and k ~= "scenario" then shown[#shown + 1] = k end end
       label_cfg.cells = g.rows[1].config.cells
-      g.name = A.config_name(label_cfg, shown)
+      g.name = analysis.config_name(label_cfg, shown)
       out[#out + 1] = g
     end
   end
@@ -638,16 +638,16 @@ local function is_default_config(c)
     or l.sysctl == "default"
   return env_empty and sys_default
 end
-A.is_default_config = is_default_config
+analysis.is_default_config = is_default_config
 
 -- Each group differs only in env / sysctl / config; rows carry % change vs the
 -- group's baseline (cell.baseline, config "default"/"baseline", or no env and
 -- no sysctl).
-function A.tuning(an)
+function analysis.tuning(an)
   local drop = {env = true, sysctl = true, config = true, baseline = true}
   local groups, order = {}, {}
   for _, c in ipairs(an.configs) do
-    local key = A.config_key(c.labels, drop)
+    local key = analysis.config_key(c.labels, drop)
     local g = groups[key]
     if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
     g.rows[#g.rows + 1] = {config = c}
@@ -675,15 +675,15 @@ function A.tuning(an)
           r.d_peak = pct("peak_bytes")
           r.d_load = pct("load_s")
           if not r.is_base then
-            r.noise = A.noise(base.config.repeat_values, r.config.repeat_values, "decode_tps")
-            r.noise_ttft = A.noise(base.config.repeat_values, r.config.repeat_values, "ttft_p50")
+            r.noise = analysis.noise(base.config.repeat_values, r.config.repeat_values, "decode_tps")
+            r.noise_ttft = analysis.noise(base.config.repeat_values, r.config.repeat_values, "ttft_p50")
           end
         end
         local label_cfg = {labels = {}, cells = base.config.cells}
         for k, v in pairs(base.config.labels) do if not drop[k] then label_cfg.labels[k] = v end end
         local shown = {}
         for _, k in ipairs(an.shown) do if not drop[k] then shown[#shown + 1] = k end end
-        g.name = A.config_name(label_cfg, shown)
+        g.name = analysis.config_name(label_cfg, shown)
         -- a row is named by its config name alone (else its env, else its
         -- sysctl values); the sysctl values go in their own column
         for _, r in ipairs(g.rows) do
@@ -730,18 +730,18 @@ function A.tuning(an)
 end
 
 -- ------------------------------------------------------------ noise
-A.MIN_EFFECT = 0.01
+analysis.MIN_EFFECT = 0.01
 -- Below these absolute differences a latency change is not worth acting on,
 -- whatever the spread says (a steady simulator makes +300% of 0.4 ms
 -- "significant"): milliseconds.
-A.MIN_ABS = {ttft_p50 = 1, e2el_p50 = 1, ttft_ms = 1}
+analysis.MIN_ABS = {ttft_p50 = 1, e2el_p50 = 1, ttft_ms = 1}
 
 -- Does b differ from a by more than run-to-run noise? With at least two
 -- repeats on each side: |mean_b - mean_a| > max(2 * sqrt(s_a^2/n_a + s_b^2/n_b), 1% of mean_a)
 -- (about a 95% interval for the difference). With fewer, the spread of single
 -- requests stands in (weaker: requests of one run share its conditions); the
 -- verdict then says so. Either way a change under 1% of A's mean is noise.
-function A.noise(ra, rb, metric)
+function analysis.noise(ra, rb, metric)
   if not ra or not rb then return {verdict = "n/a"} end
   local a, b = ra[metric] or {}, rb[metric] or {}
   local basis = "repeats"
@@ -751,13 +751,13 @@ function A.noise(ra, rb, metric)
     basis = "requests"
   end
   if #a < 2 or #b < 2 then return {verdict = "n/a", basis = "too few values"} end
-  local ma, mb = A.mean(a), A.mean(b)
-  local sa, sb = A.stddev(a), A.stddev(b)
+  local ma, mb = analysis.mean(a), analysis.mean(b)
+  local sa, sb = analysis.stddev(a), analysis.stddev(b)
   local se = math.sqrt(sa ^ 2 / #a + sb ^ 2 / #b)
   local diff = mb - ma
   -- a very steady server (the simulator) makes tiny differences "significant";
   -- below A.MIN_EFFECT of the mean they are not worth acting on
-  local threshold = math.max(2 * se, A.MIN_EFFECT * math.abs(ma), A.MIN_ABS[metric] or 0)
+  local threshold = math.max(2 * se, analysis.MIN_EFFECT * math.abs(ma), analysis.MIN_ABS[metric] or 0)
   local exceeds = math.abs(diff) > threshold
   return {verdict = exceeds and "yes" or "no", basis = basis, diff = diff, threshold = threshold,
           n_a = #a, n_b = #b, mean_a = ma, mean_b = mb}
@@ -765,7 +765,7 @@ end
 
 -- ------------------------------------------------------------ phase 3 pairs
 -- MLX vs GGUF configurations of the same bit width, at single concurrency.
-function A.pairs(an)
+function analysis.pairs(an)
   local by_bits = {}
   for _, c in ipairs(an.configs) do
     local conc = tonumber(c.labels.concurrency) or 1
@@ -801,4 +801,4 @@ function A.pairs(an)
   return out
 end
 
-return A
+return analysis

@@ -1,48 +1,48 @@
 -- bench.report.compare: two runs side by side, configuration by
 -- configuration, with the change and whether it exceeds run-to-run noise.
 --
--- Noise rule (A.noise): with >= 2 repeats on both sides, a change is real when
+-- Noise rule (analysis.noise): with >= 2 repeats on both sides, a change is real when
 -- |mean_B - mean_A| > max(2 * sqrt(s_A^2/n_A + s_B^2/n_B), 1% of mean_A) over the per-repeat
 -- values (about a 95% interval). With one repeat on a side, the per-request
 -- values stand in and the verdict is marked with * (requests within one run
 -- share its conditions, so this understates the noise between runs). Figures
 -- that exist once per run (peak memory, load time with one cell) get "n/a".
 -- A change smaller than 1% of A's value is never called real.
-local A = require("bench.report.analysis")
-local MD = require("bench.report.markdown")
+local analysis = require("bench.report.analysis")
+local markdown = require("bench.report.markdown")
 
-local C = {}
+local compare = {}
 
-C.METRICS = {
-  {key = "decode_tps", name = "Decode TPS", fmt = MD.fmt.tps, higher = true, noise = "decode_tps"},
-  {key = "output_tps", name = "Output TPS (aggregate)", fmt = MD.fmt.tps, higher = true, noise = "output_tps"},
-  {key = "ttft_p50", name = "TTFT p50 (ms)", fmt = MD.fmt.ms, higher = false, noise = "ttft_p50"},
-  {key = "ttft_p95", name = "TTFT p95 (ms)", fmt = MD.fmt.ms, higher = false},
-  {key = "e2el_p50", name = "E2E p50 (ms)", fmt = MD.fmt.ms, higher = false, noise = "e2el_p50"},
-  {key = "e2el_p95", name = "E2E p95 (ms)", fmt = MD.fmt.ms, higher = false},
-  {key = "load_s", name = "Load time (s)", fmt = MD.fmt.secs, higher = false, noise = "load_s"},
-  {key = "peak_bytes", name = "Peak memory (GB)", fmt = MD.fmt.gb, higher = false, noise = "peak_bytes"},
+compare.METRICS = {
+  {key = "decode_tps", name = "Decode TPS", fmt = markdown.fmt.tps, higher = true, noise = "decode_tps"},
+  {key = "output_tps", name = "Output TPS (aggregate)", fmt = markdown.fmt.tps, higher = true, noise = "output_tps"},
+  {key = "ttft_p50", name = "TTFT p50 (ms)", fmt = markdown.fmt.ms, higher = false, noise = "ttft_p50"},
+  {key = "ttft_p95", name = "TTFT p95 (ms)", fmt = markdown.fmt.ms, higher = false},
+  {key = "e2el_p50", name = "E2E p50 (ms)", fmt = markdown.fmt.ms, higher = false, noise = "e2el_p50"},
+  {key = "e2el_p95", name = "E2E p95 (ms)", fmt = markdown.fmt.ms, higher = false},
+  {key = "load_s", name = "Load time (s)", fmt = markdown.fmt.secs, higher = false, noise = "load_s"},
+  {key = "peak_bytes", name = "Peak memory (GB)", fmt = markdown.fmt.gb, higher = false, noise = "peak_bytes"},
 }
 
--- C.compare(data_a, data_b) -> {a, b, rows = {{name, a_cfg, b_cfg, metrics = {...}}}, only_a, only_b}
-function C.compare(da, db)
-  local aa, ab = A.analyze(da), A.analyze(db)
+-- compare.compare(data_a, data_b) -> {a, b, rows = {{name, a_cfg, b_cfg, metrics = {...}}}, only_a, only_b}
+function compare.compare(da, db)
+  local aa, ab = analysis.analyze(da), analysis.analyze(db)
   local cmp = {a = {name = da.summary.name, dir = da.dir, started = da.summary.started},
                b = {name = db.summary.name, dir = db.dir, started = db.summary.started},
-               rows = {}, only_a = {}, only_b = {}, env = C.env_diff(da, db)}
+               rows = {}, only_a = {}, only_b = {}, env = compare.env_diff(da, db)}
   for _, ca in ipairs(aa.configs) do
     local cb = ab.by_key[ca.key]
     if not cb then
       cmp.only_a[#cmp.only_a + 1] = ca.name
     else
       local row = {name = ca.name, status_a = ca.status, status_b = cb.status, metrics = {}}
-      for _, m in ipairs(C.METRICS) do
+      for _, m in ipairs(compare.METRICS) do
         local va, vb = ca.metrics[m.key], cb.metrics[m.key]
         if va or vb then
           local entry = {key = m.key, a = va, b = vb}
           if va and vb and va ~= 0 then entry.delta_pct = (vb - va) / va * 100 end
           if m.noise and va and vb then
-            local n = A.noise(ca.repeat_values, cb.repeat_values, m.noise)
+            local n = analysis.noise(ca.repeat_values, cb.repeat_values, m.noise)
             if n.verdict ~= "n/a" then
               entry.beyond_noise = n.verdict == "yes"
               entry.basis = n.basis
@@ -71,7 +71,7 @@ local function env_facts(d)
   local br = d.summary.benchrun or env.benchrun or {}
   local facts = {
     host = h.hostname, os = h.os and (tostring(h.os) .. (h.os_version and (" " .. tostring(h.os_version)) or "")),
-    cpu = type(cpu) == "string" and cpu or nil, ram = MD.host_ram(h) and string.format("%.0f GB", MD.host_ram(h) / 1e9),
+    cpu = type(cpu) == "string" and cpu or nil, ram = markdown.host_ram(h) and string.format("%.0f GB", markdown.host_ram(h) / 1e9),
     benchrun = br.version and (tostring(br.version) .. (br.git and (" (" .. tostring(br.git) .. ")") or "")),
     dry_run = env.dry_run == true and "yes" or nil,
   }
@@ -85,7 +85,7 @@ local function env_facts(d)
   return facts
 end
 
-function C.env_diff(da, db)
+function compare.env_diff(da, db)
   local fa, fb = env_facts(da), env_facts(db)
   local out = {}
   for _, k in ipairs({"host", "os", "cpu", "ram", "benchrun", "servers", "dry_run"}) do
@@ -95,10 +95,10 @@ function C.env_diff(da, db)
 end
 
 local BY_KEY = {}
-for _, m in ipairs(C.METRICS) do BY_KEY[m.key] = m end
+for _, m in ipairs(compare.METRICS) do BY_KEY[m.key] = m end
 
--- C.markdown(cmp) -> text
-function C.markdown(cmp)
+-- compare.markdown(cmp) -> text
+function compare.markdown(cmp)
   local out = {}
   out[#out + 1] = string.format("# benchrun compare: %s vs %s", tostring(cmp.a.name), tostring(cmp.b.name))
   out[#out + 1] = ""
@@ -110,7 +110,7 @@ function C.markdown(cmp)
     for _, e in ipairs(cmp.env) do rows[#rows + 1] = {e.what, e.a, e.b} end
     out[#out + 1] = "Environments differ:"
     out[#out + 1] = ""
-    out[#out + 1] = MD.table({"", "A", "B"}, rows, {"l", "l", "l"})
+    out[#out + 1] = markdown.table({"", "A", "B"}, rows, {"l", "l", "l"})
     out[#out + 1] = ""
   end
   if #cmp.rows == 0 then
@@ -125,7 +125,7 @@ function C.markdown(cmp)
       if e.beyond_noise ~= nil then
         verdict = (e.beyond_noise and "yes" or "no") .. (e.basis == "requests" and "*" or "")
       end
-      local change = MD.fmt.pct(e.delta_pct)
+      local change = markdown.fmt.pct(e.delta_pct)
       if e.better and e.beyond_noise then change = change .. (e.better == "B" and " (B better)" or " (A better)") end
       local name = i == 1 and r.name or ""
       if i == 1 and (r.status_a ~= "ok" or r.status_b ~= "ok") then
@@ -135,7 +135,7 @@ function C.markdown(cmp)
     end
   end
   if #rows > 0 then
-    out[#out + 1] = MD.table({"Configuration", "Metric", "A", "B", "Change", "Beyond noise"}, rows,
+    out[#out + 1] = markdown.table({"Configuration", "Metric", "A", "B", "Change", "Beyond noise"}, rows,
       {"l", "l", "r", "r", "r", "l"})
     out[#out + 1] = ""
     out[#out + 1] = "Beyond noise: |B − A| > max(2·sqrt(s²A/nA + s²B/nB), 1% of A) over per-repeat values; "
@@ -147,8 +147,8 @@ function C.markdown(cmp)
   return table.concat(out, "\n")
 end
 
--- C.to_json(cmp) -> a plain table for results.json_pretty
-function C.to_json(cmp)
+-- compare.to_json(cmp) -> a plain table for results.json_pretty
+function compare.to_json(cmp)
   local rows = {}
   for _, r in ipairs(cmp.rows) do
     local ms = {}
@@ -161,4 +161,4 @@ function C.to_json(cmp)
   return {a = cmp.a, b = cmp.b, configs = rows, only_a = cmp.only_a, only_b = cmp.only_b, env_differs = cmp.env}
 end
 
-return C
+return compare

@@ -8,12 +8,12 @@
 -- answers that say the same things in another order score lower than with a
 -- bag of words; the token-set Jaccard index is given beside it for that reason.
 -- Texts are cut at MAX_TOKENS tokens to bound the O(n*m) cost.
-local Q = {}
+local quality = {}
 
-Q.MAX_TOKENS = 1500
+quality.MAX_TOKENS = 1500
 
--- Q.tokens(text) -> list of tokens
-function Q.tokens(text)
+-- quality.tokens(text) -> list of tokens
+function quality.tokens(text)
   local toks = {}
   if type(text) ~= "string" then return toks end
   local ok = pcall(function()
@@ -33,7 +33,7 @@ function Q.tokens(text)
           or (cp >= 0xFF3B and cp <= 0xFF40) or (cp >= 0xFF5B and cp <= 0xFF65) or cp == 0xA0
         if not punct then toks[#toks + 1] = utf8.char(cp) end
       end
-      if #toks >= Q.MAX_TOKENS then break end
+      if #toks >= quality.MAX_TOKENS then break end
     end
     flush()
   end)
@@ -41,15 +41,15 @@ function Q.tokens(text)
     toks = {}
     for w in text:gmatch("[%w_]+") do
       toks[#toks + 1] = w:lower()
-      if #toks >= Q.MAX_TOKENS then break end
+      if #toks >= quality.MAX_TOKENS then break end
     end
   end
-  while #toks > Q.MAX_TOKENS do toks[#toks] = nil end
+  while #toks > quality.MAX_TOKENS do toks[#toks] = nil end
   return toks
 end
 
--- Q.lcs(a, b) -> length of the longest common subsequence of two token lists.
-function Q.lcs(a, b)
+-- quality.lcs(a, b) -> length of the longest common subsequence of two token lists.
+function quality.lcs(a, b)
   local n, m = #a, #b
   if n == 0 or m == 0 then return 0 end
   local prev, cur = {}, {}
@@ -69,12 +69,12 @@ function Q.lcs(a, b)
   return prev[m]
 end
 
--- Q.similarity(a, b) -> {lcs = 0..1, jaccard = 0..1, tokens_a, tokens_b}
-function Q.similarity(text_a, text_b)
-  local a, b = Q.tokens(text_a), Q.tokens(text_b)
+-- quality.similarity(a, b) -> {lcs = 0..1, jaccard = 0..1, tokens_a, tokens_b}
+function quality.similarity(text_a, text_b)
+  local a, b = quality.tokens(text_a), quality.tokens(text_b)
   local res = {tokens_a = #a, tokens_b = #b}
   if #a + #b == 0 then res.lcs, res.jaccard = 1, 1 return res end
-  res.lcs = 2 * Q.lcs(a, b) / (#a + #b)
+  res.lcs = 2 * quality.lcs(a, b) / (#a + #b)
   local sa, sb, inter, union = {}, {}, 0, 0
   for _, t in ipairs(a) do sa[t] = true end
   for _, t in ipairs(b) do sb[t] = true end
@@ -98,13 +98,13 @@ local function outputs_of(c)
   end
   return outs
 end
-Q.outputs_of = outputs_of
+quality.outputs_of = outputs_of
 
 -- The answer's length in tokens as the server counted them (the record's
 -- output_tokens) for the output of prompt `name` shown for configuration c:
 -- the record that carries that text, else the first successful one of the
 -- prompt; nil when no record says.
-function Q.output_tokens(c, name, text)
+function quality.output_tokens(c, name, text)
   local first
   for _, r in ipairs(c.records or {}) do
     if (r.prompt or r.name) == name and r.ok ~= false and r.error == nil and type(r.output_tokens) == "number" then
@@ -115,9 +115,9 @@ function Q.output_tokens(c, name, text)
   return first
 end
 
--- Q.compare(configs) -> {reference = config, prompts = {{name, rows = {{config, text, sim, check}}}}}
+-- quality.compare(configs) -> {reference = config, prompts = {{name, rows = {{config, text, sim, check}}}}}
 -- or nil when no configuration has outputs.
-function Q.compare(configs)
+function quality.compare(configs)
   local with = {}
   for _, c in ipairs(configs) do
     local o = outputs_of(c)
@@ -145,9 +145,9 @@ function Q.compare(configs)
     for _, w in ipairs(with) do
       local t = w.outputs[name]
       if t ~= nil then
-        local row = {config = w.config, text = t, is_ref = w == ref, tokens = Q.output_tokens(w.config, name, t),
+        local row = {config = w.config, text = t, is_ref = w == ref, tokens = quality.output_tokens(w.config, name, t),
                      check = w.config.checks and w.config.checks[name]}
-        if ref_text ~= nil then row.sim = Q.similarity(ref_text, t) end
+        if ref_text ~= nil then row.sim = quality.similarity(ref_text, t) end
         rows[#rows + 1] = row
       end
     end
@@ -156,4 +156,4 @@ function Q.compare(configs)
   return {reference = ref.config, prompts = prompts}
 end
 
-return Q
+return quality

@@ -1,23 +1,23 @@
 -- bench.report.svg: small hand-written SVG charts (bars, deltas, lines, a
 -- memory timeline). Self-contained files: no scripts, no external fonts, so
 -- they render the same in a browser, on GitHub and in an image viewer.
-local S = {}
+local svg = {}
 
 local FONT = "system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif"
 local PALETTE = {"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
                  "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"}
-S.PALETTE = PALETTE
+svg.PALETTE = PALETTE
 
 local function esc(s)
   return (tostring(s):gsub("[&<>\"']", {["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
                                         ['"'] = "&quot;", ["'"] = "&#39;"}))
 end
-S.esc = esc
+svg.esc = esc
 
 local function f(x) return string.format("%.1f", x) end
 
 -- Tick values covering [lo, hi] at a 1/2/5 step, about n of them.
-function S.ticks(lo, hi, n)
+function svg.ticks(lo, hi, n)
   n = n or 5
   if hi <= lo then hi = lo + 1 end
   local raw = (hi - lo) / n
@@ -38,7 +38,7 @@ function S.ticks(lo, hi, n)
 end
 
 -- Short number text for axes and bar labels.
-function S.fmt(x)
+function svg.fmt(x)
   local ax = math.abs(x)
   if ax >= 1e9 then return string.format("%.3g", x / 1e9) .. "G" end
   if ax >= 1e6 then return string.format("%.3g", x / 1e6) .. "M" end
@@ -48,7 +48,7 @@ function S.fmt(x)
   if ax >= 10 then return string.format("%.1f", x) end
   return string.format("%.2f", x)
 end
-local fmt = S.fmt
+local fmt = svg.fmt
 
 local function open_svg(w, h, title)
   return {
@@ -81,9 +81,9 @@ local function truncate(s, max)
   if ulen(s) <= max then return s end
   return s:sub(1, utf8.offset(s, max) - 1) .. "…"
 end
-S.truncate = truncate
+svg.truncate = truncate
 
--- S.bars{title=, unit=, items={{label=, value=, color=, note=}}} -> svg text
+-- svg.bars{title=, unit=, items={{label=, value=, color=, note=}}} -> svg text
 -- Horizontal bars, one per item, value printed at the bar's end.
 -- The frame shared by the bar charts: one row per item, labels on the left
 -- (truncated to `chars`, at most max_label px wide), then plot_w px of plot
@@ -98,14 +98,14 @@ local function bar_frame(o, items, chars, max_label, bar_h, gap, plot_w, right)
   return open_svg(w, h, o.title), top, left, h
 end
 
-function S.bars(o)
+function svg.bars(o)
   local items = o.items or {}
   local bar_h, gap = 22, 8
   local plot_w = 520
   local out, top, left, h = bar_frame(o, items, 64, 460, bar_h, gap, plot_w, 90)
   local maxv = 0
   for _, it in ipairs(items) do if it.value and it.value > maxv then maxv = it.value end end
-  local ticks = S.ticks(0, maxv > 0 and maxv or 1, 5)
+  local ticks = svg.ticks(0, maxv > 0 and maxv or 1, 5)
   local xmax = ticks[#ticks]
   local function X(v) return left + v / xmax * plot_w end
   local bottom = top + #items * (bar_h + gap)
@@ -130,9 +130,9 @@ function S.bars(o)
   return table.concat(out, "\n")
 end
 
--- S.deltas{title=, unit="%", items={{label=, value=, flag=}}, higher_is_better=true}
+-- svg.deltas{title=, unit="%", items={{label=, value=, flag=}}, higher_is_better=true}
 -- Bars left or right of zero; green when the change is an improvement.
-function S.deltas(o)
+function svg.deltas(o)
   local items = o.items or {}
   local bar_h, gap = 20, 8
   local plot_w = 480
@@ -140,7 +140,7 @@ function S.deltas(o)
   local m = 1
   for _, it in ipairs(items) do if it.value then m = math.max(m, math.abs(it.value)) end end
   -- room beyond the longest bar for its label
-  local ticks = S.ticks(-m * 1.35, m * 1.35, 6)
+  local ticks = svg.ticks(-m * 1.35, m * 1.35, 6)
   local lo, hi = ticks[1], ticks[#ticks]
   local function X(v) return left + (v - lo) / (hi - lo) * plot_w end
   local bottom = top + #items * (bar_h + gap)
@@ -184,10 +184,10 @@ local function legend(out, series, x, y)
   end
 end
 
--- S.lines{title=, xlabel=, ylabel=, series={{name=, points={{x,y}...}, dash=}}, xcategories=bool}
+-- svg.lines{title=, xlabel=, ylabel=, series={{name=, points={{x,y}...}, dash=}}, xcategories=bool}
 -- Line chart with markers; the x axis uses the distinct x values as evenly
 -- spaced categories when xcategories is set (concurrency 1, 2, 4, 8, 16).
-function S.lines(o)
+function svg.lines(o)
   local series = o.series or {}
   local legend_w = 0
   for _, s in ipairs(series) do legend_w = math.max(legend_w, text_w(truncate(s.name, 40)) + 40) end
@@ -207,7 +207,7 @@ function S.lines(o)
   end
   table.sort(xs)
   ymax = ymax or 1
-  local yt = S.ticks(0, ymax > 0 and ymax or 1, 5)
+  local yt = svg.ticks(0, ymax > 0 and ymax or 1, 5)
   local ytop = yt[#yt]
   local X
   if o.xcategories then
@@ -256,10 +256,10 @@ function S.lines(o)
   return table.concat(out, "\n")
 end
 
--- S.timeline{title=, ylabel=, series={{name=, points={{t_s, y}}}}, bands={{x0=, x1=, kind=, label=}}}
+-- svg.timeline{title=, ylabel=, series={{name=, points={{t_s, y}}}}, bands={{x0=, x1=, kind=, label=}}}
 -- Memory over time: shaded bands mark the load phase of each cell, thin lines
 -- mark cell boundaries.
-function S.timeline(o)
+function svg.timeline(o)
   local series = o.series or {}
   local left, top, plot_w, plot_h = 70, 48, 720, 300
   local legend_w = 0
@@ -276,8 +276,8 @@ function S.timeline(o)
     end
   end
   for _, b in ipairs(o.bands or {}) do if b.x1 > xmax then xmax = b.x1 end end
-  local xt = S.ticks(0, xmax > 0 and xmax or 1, 8)
-  local yt = S.ticks(0, ymax > 0 and ymax or 1, 5)
+  local xt = svg.ticks(0, xmax > 0 and xmax or 1, 8)
+  local yt = svg.ticks(0, ymax > 0 and ymax or 1, 5)
   local xr, yr = xt[#xt], yt[#yt]
   local function X(x) return left + x / xr * plot_w end
   local function Y(y) return top + plot_h - y / yr * plot_h end
@@ -343,9 +343,9 @@ function S.timeline(o)
   return table.concat(out, "\n")
 end
 
--- S.well_formed(text) -> true | nil, why: a small XML check (tags balance,
+-- svg.well_formed(text) -> true | nil, why: a small XML check (tags balance,
 -- attributes quoted, entities known) used by tests and before writing.
-function S.well_formed(s)
+function svg.well_formed(s)
   if not utf8.len(s) then
     local _, bad = utf8.len(s)
     return nil, "not valid UTF-8 at byte " .. tostring(bad)
@@ -391,4 +391,4 @@ function S.well_formed(s)
   return true
 end
 
-return S
+return svg
