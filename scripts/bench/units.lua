@@ -33,8 +33,9 @@ function units.duration(v)
   if s == "" then return nil, DURATION_WHAT end
   local total, pos, n = 0, 1, 0
   while pos <= #s do
-    local num, unit, nxt = s:match("^(%d+%.?%d*)(%a+)()", pos)
-    if not num then num, unit, nxt = s:match("^(%.%d+)(%a+)()", pos) end
+    -- a unit is letters, or the two bytes of UTF-8 "µ" (not a letter to %a)
+    local num, unit, nxt = s:match("^(%d+%.?%d*)([%a\194\181]+)()", pos)
+    if not num then num, unit, nxt = s:match("^(%.%d+)([%a\194\181]+)()", pos) end
     if not num then
       -- a bare number is seconds, but only alone ("30", not "1m30")
       if n == 0 and s:match("^%d+%.?%d*$") then return tonumber(s) end

@@ -17,9 +17,9 @@ function util.deep_copy(v)
   return o
 end
 
--- util.is_list(v) -> true for a table that is a sequence. bench.yaml marks
--- its tables (metatable __yaml = "seq" or "map"), which settles an empty
--- one; an unmarked empty table counts as a list (and as a mapping).
+-- util.is_list(v) -> true for a table that is a sequence. A table marked
+-- with a metatable field __yaml = "seq" or "map" is what its mark says; an
+-- unmarked empty table counts as a list (and as a mapping).
 function util.is_list(v)
   if type(v) ~= "table" then return false end
   local mt = getmetatable(v)
