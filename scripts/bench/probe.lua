@@ -84,10 +84,7 @@ local function answer(rec)
   return rec.reasoning
 end
 
-local function fmt(v, d)
-  if type(v) ~= "number" or v ~= v then return "-" end
-  return string.format("%." .. (d or 1) .. "f", v)
-end
+local fmt = require("bench.summary").fmt
 
 -- probe.run(url | {url, dialect?, model?, prompt?, max_tokens = 64,
 -- concurrency = 1, api_key_env?, quiet = false, out = print}) -> a report

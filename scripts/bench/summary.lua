@@ -358,10 +358,13 @@ function M.scaling(s, base)
   }
 end
 
+-- summary.fmt(v [, digits]) -> v with digits decimals (1 unless given), "-"
+-- when it is not a finite number
 local function fmt(v, digits)
   if not finite(v) then return "-" end
   return string.format("%." .. (digits or 1) .. "f", v)
 end
+M.fmt = fmt
 
 -- summary.line(s) -> one line for humans:
 -- "12/12 ok  ttft p50 103.2 ms p99 140.1  tpot p50 20.1 ms  out 190.3 tok/s  4.1 req/s"
