@@ -276,6 +276,16 @@ function M.merge(...)
   return require("bench.merge").main(...)
 end
 
+-- benchrun slurm PLAN.yaml --shards N --run-dir DIR: a job array and a merge job
+function M.slurm(...)
+  return require("bench.slurm").main(...)
+end
+
+-- benchrun k8s PLAN.yaml --shards N --image IMAGE: an Indexed Job manifest
+function M.k8s(...)
+  return require("bench.k8s").main(...)
+end
+
 -- benchrun compare A B (the report module's)
 function M.compare(...)
   return require("bench.report").compare_main(...)
