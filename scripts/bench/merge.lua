@@ -166,6 +166,54 @@ local function finished_cells(sh)
   return done, list
 end
 
+-- One shard's finished cells, records and samples into acc (its clock moved
+-- onto the merged timeline at acc.base); st gets its state.
+local function take_shard(sh, st, acc)
+  st.host = hostname(sh.env)
+  acc.hosts[st.host] = true
+  st.dir = sh.dir
+  local done, list = finished_cells(sh)
+  local shift = acc.base - (tonumber(sh.env.t0_ns) or 0)
+  local windows = {}
+  for _, c in ipairs(list) do
+    local copy = shifted(c, shift)
+    copy.host, copy.shard = st.host, string.format("%d/%d", st.index, st.count)
+    acc.by_id[c.id] = copy
+    if type(copy.started_ns) == "number" and type(copy.ended_ns) == "number" then
+      windows[#windows + 1] = {copy.started_ns, copy.ended_ns}
+    end
+  end
+  for _, r in ipairs(sh.data.records) do
+    if r.cell and done[r.cell] then
+      acc.records_of[r.cell] = acc.records_of[r.cell] or {}
+      table.insert(acc.records_of[r.cell], shifted(r, shift))
+    end
+  end
+  for _, s in ipairs(sh.data.samples) do
+    local copy = shifted(s, shift)
+    local keep = s.cell == nil or done[s.cell]
+    for _, w in ipairs(windows) do
+      if not keep and type(copy.t_ns) == "number" and copy.t_ns >= w[1] and copy.t_ns <= w[2] then keep = true end
+    end
+    if keep then acc.samples[#acc.samples + 1] = copy end
+  end
+  acc.base = acc.base + span_of(sh) + 1000000000   -- the next shard starts 1 s after
+  for _, id in ipairs(st.expected) do if not done[id] then st.missing[#st.missing + 1] = id end end
+  st.finished = sh.summary.finished
+  st.state = (#st.missing == 0 and st.finished) and "finished" or "unfinished"
+  st.resume = results.resume_command((sh.env.argv or {})[1] or "PLAN.yaml", sh.dir,
+                                     {dry_run = sh.env.dry_run, sets = sh.env.sets, only = sh.env.only})
+  if sh.summary.started and (not acc.started or sh.summary.started < acc.started) then acc.started = sh.summary.started end
+  if sh.summary.finished and (not acc.finished or sh.summary.finished > acc.finished) then acc.finished = sh.summary.finished end
+  if type(sh.summary.notes) == "table" then
+    for k, v in pairs(sh.summary.notes) do
+      if type(v) == "table" and type(acc.notes[k]) == "table" and #v > 0 then
+        for _, x in ipairs(v) do table.insert(acc.notes[k], x) end
+      elseif acc.notes[k] == nil then acc.notes[k] = v end
+    end
+  end
+end
+
 -- M.join(dir) -> merged data (results.load's shape) and the shards' state
 -- | nil, message
 function M.join(dir)
@@ -173,12 +221,9 @@ function M.join(dir)
   local shards, ref, count = load_shards(dir)
   if not shards then return nil, ref end
   local order = ref.env.shard.order or {}
-  local by_id = {}
-  local base = tonumber(ref.env.t0_ns) or 0
-  local hosts, state = {}, {}
-  local cells_of, records_of, samples = {}, {}, {}
-  local started, finished, all_finished = nil, nil, true
-  local notes = {}
+  local state, all_finished = {}, true
+  local acc = {by_id = {}, records_of = {}, samples = {}, hosts = {}, notes = {},
+               base = tonumber(ref.env.t0_ns) or 0}
   for i = 1, count do
     local sh = shards[i]
     local st = {index = i, count = count, folder = shard.folder(i, count), expected = {}, missing = {}}
@@ -187,71 +232,30 @@ function M.join(dir)
     if not sh then st.state = "missing" all_finished = false
     elseif not sh.data then st.state = "started, no results" all_finished = false
     else
-      st.host = hostname(sh.env)
-      hosts[st.host] = true
-      st.dir = sh.dir
-      local done, list = finished_cells(sh)
-      local shift = base - (tonumber(sh.env.t0_ns) or 0)
-      local windows = {}
-      for _, c in ipairs(list) do
-        local copy = shifted(c, shift)
-        copy.host, copy.shard = st.host, string.format("%d/%d", i, count)
-        by_id[c.id] = copy
-        if type(copy.started_ns) == "number" and type(copy.ended_ns) == "number" then
-          windows[#windows + 1] = {copy.started_ns, copy.ended_ns}
-        end
-      end
-      for _, r in ipairs(sh.data.records) do
-        if r.cell and done[r.cell] then
-          records_of[r.cell] = records_of[r.cell] or {}
-          table.insert(records_of[r.cell], shifted(r, shift))
-        end
-      end
-      for _, s in ipairs(sh.data.samples) do
-        local copy = shifted(s, shift)
-        local keep = s.cell == nil or done[s.cell]
-        for _, w in ipairs(windows) do
-          if not keep and type(copy.t_ns) == "number" and copy.t_ns >= w[1] and copy.t_ns <= w[2] then keep = true end
-        end
-        if keep then samples[#samples + 1] = copy end
-      end
-      base = base + span_of(sh) + 1000000000   -- the next shard starts 1 s after
-      for _, id in ipairs(st.expected) do if not done[id] then st.missing[#st.missing + 1] = id end end
-      st.finished = sh.summary.finished
-      st.state = (#st.missing == 0 and st.finished) and "finished" or "unfinished"
+      take_shard(sh, st, acc)
       if st.state ~= "finished" then all_finished = false end
-      st.resume = results.resume_command((sh.env.argv or {})[1] or "PLAN.yaml", sh.dir,
-                                         {dry_run = sh.env.dry_run, sets = sh.env.sets, only = sh.env.only})
-      if sh.summary.started and (not started or sh.summary.started < started) then started = sh.summary.started end
-      if sh.summary.finished and (not finished or sh.summary.finished > finished) then finished = sh.summary.finished end
-      if type(sh.summary.notes) == "table" then
-        for k, v in pairs(sh.summary.notes) do
-          if type(v) == "table" and type(notes[k]) == "table" and #v > 0 then
-            for _, x in ipairs(v) do table.insert(notes[k], x) end
-          elseif notes[k] == nil then notes[k] = v end
-        end
-      end
     end
   end
   -- the cells in the plan's order, their records with them
   local cells, records = {}, {}
   for _, x in ipairs(order) do
-    local c = by_id[x.id]
+    local c = acc.by_id[x.id]
     if c then
       cells[#cells + 1] = c
-      for _, r in ipairs(records_of[x.id] or {}) do records[#records + 1] = r end
+      for _, r in ipairs(acc.records_of[x.id] or {}) do records[#records + 1] = r end
     end
   end
   local hostlist = {}
-  for h in pairs(hosts) do hostlist[#hostlist + 1] = h end
+  for h in pairs(acc.hosts) do hostlist[#hostlist + 1] = h end
   table.sort(hostlist)
   local summary = {}
   for k, v in pairs(ref.summary) do summary[k] = v end
   summary.cells, summary.analysis = nil, nil
-  summary.started, summary.finished = started, all_finished and finished or nil
+  summary.started, summary.finished = acc.started, all_finished and acc.finished or nil
   summary.total_cells = #order
-  summary.notes = notes
-  local sharding = {run_id = ref.env.shard.run_id, count = count, hosts = hostlist, shards = {}}
+  summary.notes = acc.notes
+  -- env.json (the report's Host line) is that of the first shard with results
+  local sharding = {run_id = ref.env.shard.run_id, count = count, hosts = hostlist, env_of_shard = ref.index, shards = {}}
   for i = 1, count do
     local st = state[i]
     sharding.shards[i] = {index = i, folder = st.folder, state = st.state, host = st.host,
@@ -263,7 +267,7 @@ function M.join(dir)
   env.shard = nil
   env.t0_ns = tonumber(ref.env.t0_ns)
   env.sharding = sharding
-  return {dir = dir, summary = summary, env = env, cells = cells, records = records, samples = samples,
+  return {dir = dir, summary = summary, env = env, cells = cells, records = records, samples = acc.samples,
           plan_text = ref.data and results.read_file(ref.dir .. "/plan.yaml")}, state, ref
 end
 
@@ -298,8 +302,8 @@ function M.shards_section(data, state)
   local out = {"", "## Shards", "",
     string.format("This run was split into %d shard%s (run id %s) and merged by `benchrun merge`; the tables above are " ..
       "those one machine running every cell would give.%s", sh.count, sh.count == 1 and "" or "s", tostring(sh.run_id),
-      #sh.hosts > 1 and string.format(" The shards ran on %d hosts: the Host line above is shard %s's; each cell's host is below.",
-        #sh.hosts, tostring((data.env.sharding.shards[1] or {}).index or 1)) or ""),
+      #sh.hosts > 1 and string.format(" The shards ran on %d hosts: the Host line above is shard %d's; each cell's host is below.",
+        #sh.hosts, sh.env_of_shard) or ""),
     "", "| shard | host | state | cells |", "|---|---|---|---|"}
   local missing = {}
   for _, st in ipairs(state) do

@@ -54,6 +54,20 @@ grep -q "| 3/3 | .* | finished | none (an empty shard" "$tmp/run/report.md" || f
 "$B" report "$tmp/run" > /dev/null || fail "report of the run folder exited $?"
 "$B" run "$TESTS/helpers/same_cells.lua" "$single" "$tmp/run" || fail "report DIR differs from the single run"
 
+# shards on two hosts: the report gives each cell's host
+cp -r "$tmp/run" "$tmp/hosts"
+"$B" run - "$tmp/hosts/shard-2-of-3/env.json" <<'LUA' || fail "rewriting a shard's host"
+local path = ...
+local results = require("bench.results")
+local env = assert(results.json_decode(assert(results.read_file(path))))
+env.host.hostname = "node-b"
+assert(results.write_atomic(path, results.json_pretty(env)))
+LUA
+"$B" merge "$tmp/hosts" > /dev/null || fail "merge of two hosts exited $?"
+grep -q "The shards ran on 2 hosts" "$tmp/hosts/report.md" || fail "two hosts not said"
+grep -q "^| sim-4bit | node-b | 2/3 |$" "$tmp/hosts/report.md" || fail "no host row for sim-4bit"
+"$B" run "$TESTS/helpers/same_cells.lua" "$single" "$tmp/hosts" || fail "two hosts' merge differs from the single run"
+
 # two shards writing one folder: the second is refused, the first untouched
 "$B" "$plan" --shard 2/3 --run-dir "$tmp/run" --quiet > /dev/null 2> "$tmp/e.txt"; rc=$?
 [ $rc -ne 0 ] && grep -q "shard-2-of-3 exists already" "$tmp/e.txt" || fail "a second shard 2/3 in one folder: rc $rc: $(cat "$tmp/e.txt")"
