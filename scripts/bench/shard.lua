@@ -143,6 +143,12 @@ function M.make_folder(run_dir, index, count)
   local dir = run_dir .. "/" .. M.folder(index, count)
   local made, err, code = results.mkdir(dir, true)
   if made then return dir end
+  -- a folder with no run in it yet (a shard that died before its first
+  -- file): taken again; two shards starting at once still meet the run's
+  -- lock (bench.results), so one of them is refused
+  if code == "exists" and not results.exists(dir .. "/summary.json") and not results.exists(dir .. "/env.json") then
+    return dir
+  end
   if code == "exists" then
     return nil, string.format("%s exists already: shard %d/%d of this run ran (or runs) there, and two shards " ..
       "never write one folder; continue it with --resume %s, or give another --run-dir", dir, index, count, dir)
