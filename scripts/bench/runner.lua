@@ -834,7 +834,8 @@ local function load_phase_script(plan)
 end
 
 local function env_of(plan, opts)
-  local env = {dry_run = opts.dry_run or false, argv = opts.argv, sets = opts.sets, only = opts.only}
+  local env = {dry_run = opts.dry_run or false, argv = opts.argv, sets = opts.sets, only = opts.only,
+               shard = opts.shard_info}   -- bench.shard: which shard of which run (bench.merge reads it)
   local ok, info = pcall(sys.info)
   if ok then env.host = info end
   local models, servers = {}, {}
@@ -884,7 +885,7 @@ function M.run(plan, opts)
                                                                      only = opts.only, dry_run = opts.dry_run}})
     if not run then io.stderr:write("benchrun: --resume ", opts.resume, ": ", tostring(why), "\n") return 2 end
   else
-    run, why = results.create{root = opts.out or plan.output or "results", name = plan.name,
+    run, why = results.create{root = opts.out or plan.output or "results", name = plan.name, dir = opts.dir,
                               plan = plan.doc, plan_text = plan.text, env = env_of(plan, opts),
                               phase = phase_script.phase, checks = checks, total_cells = #plan.cells}
     if not run then io.stderr:write("benchrun: cannot create the results folder: ", tostring(why), "\n") return 1 end
