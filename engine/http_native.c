@@ -418,6 +418,40 @@ static void conn_io(br_loop *loop, br_io *io, int events) {
 
 /* ---- the request ---- */
 
+/* The address(es) of host (an IP literal, or localhost) on port into tg:
+ * 1 for a loopback address, 0 for another, -1 for a name to resolve. */
+static int target_address(http_target *tg, const char *host, int bracketed, long p) {
+  memset(tg->addrs, 0, sizeof tg->addrs);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&tg->addrs[0];
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&tg->addrs[0];
+  if (!bracketed && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)p);
+    tg->addrlens[0] = sizeof *v4;
+    tg->naddr = 1;
+    return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+  } else if (bracketed && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)p);
+    tg->addrlens[0] = sizeof *v6;
+    tg->naddr = 1;
+    return IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+  } else if (!bracketed && strcasecmp(host, "localhost") == 0) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)p);
+    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    tg->addrlens[0] = sizeof *v4;
+    struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)&tg->addrs[1];
+    l6->sin6_family = AF_INET6;
+    l6->sin6_port = htons((uint16_t)p);
+    l6->sin6_addr = in6addr_loopback;
+    tg->addrlens[1] = sizeof *l6;
+    tg->naddr = 2;
+    return 1;
+  }
+  return -1;   /* a name to resolve: curl has an asynchronous resolver */
+}
+
 int http_native_target(const char *url, size_t len, http_target *tg) {
   if (len < 8 || strncasecmp(url, "http://", 7) != 0) return 0;
   const char *a = url + 7, *end = url + len;
@@ -453,37 +487,8 @@ int http_native_target(const char *url, size_t len, http_target *tg) {
   if (hl == 0 || hl >= sizeof host) return 0;
   memcpy(host, h, hl);
   host[hl] = 0;
-  memset(tg->addrs, 0, sizeof tg->addrs);
-  struct sockaddr_in *v4 = (struct sockaddr_in *)&tg->addrs[0];
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&tg->addrs[0];
-  int loopback;
-  if (a[0] != '[' && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)p);
-    tg->addrlens[0] = sizeof *v4;
-    tg->naddr = 1;
-    loopback = (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
-  } else if (a[0] == '[' && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons((uint16_t)p);
-    tg->addrlens[0] = sizeof *v6;
-    tg->naddr = 1;
-    loopback = IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
-  } else if (a[0] != '[' && strcasecmp(host, "localhost") == 0) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)p);
-    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    tg->addrlens[0] = sizeof *v4;
-    struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)&tg->addrs[1];
-    l6->sin6_family = AF_INET6;
-    l6->sin6_port = htons((uint16_t)p);
-    l6->sin6_addr = in6addr_loopback;
-    tg->addrlens[1] = sizeof *l6;
-    tg->naddr = 2;
-    loopback = 1;
-  } else {
-    return 0;   /* a name to resolve: curl has an asynchronous resolver */
-  }
+  int loopback = target_address(tg, host, a[0] == '[', p);
+  if (loopback < 0) return 0;
   if (!loopback) {   /* a proxy may be meant for it: curl knows the rules */
     static const char *const vars[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
