@@ -197,7 +197,7 @@ static const option options[] = {
   {.kind = K_HEADING, .help = "The model: its load, speed and memory"},
   {"--model", "NAME", K_CUSTOM, 0, .expect = "a model name", .shown = "sim-model", .custom = set_model,
    .help = "a served model (repeatable)"},
-  {"--strict-models", NULL, K_SWITCH, AT(strict_models), .help = "unknown model names get 404 (default: echo any name)"},
+  {"--strict-models", NULL, K_SWITCH, AT(strict_models), .help = "unknown model names get 404 (default: any name is echoed)"},
   {"--load-time", "DUR", K_DURATION, AT(load_ns), 0, 9e9, .expect = "a duration like 2s or 500ms", .def = "0s",
    .help = "'loading' for this long after start", .plan = "load_time"},
   {"--decode-tps", "N", K_NUM, AT(decode_tps), 0, 1e9, .expect = "a number >= 0", .def = "50",
@@ -218,7 +218,7 @@ static const option options[] = {
   {"--batch-slowdown", "K", K_NUM, AT(batch_slowdown), 0, 1e6, .expect = "a number >= 0", .def = "0.05",
    .help = "rate = decode_tps / (1 + K*(active-1))", .plan = "batch_slowdown"},
   {"--max-queue", "N", K_LONG, AT(max_queue), -1, 100000000, .expect = "an integer >= 0 (-1: unlimited)",
-   .def = "-1", .shown = "unlimited", .help = "queued requests beyond this are rejected"},
+   .def = "-1", .shown = "unlimited", .help = "queued requests beyond this are rejected; -1 = no limit"},
   {"--queue-status", "CODE", K_CUSTOM, AT(queue_status), .choices = queue_statuses, .expect = "503 or 429",
    .def = "503", .custom = set_queue_status, .help = "status of that rejection"},
   {"--jitter", "F", K_NUM, AT(jitter), 0, 1, .expect = "a fraction 0..1", .def = "0",
@@ -229,9 +229,6 @@ static const option options[] = {
    .help = "if env NAME is set, not empty and not \"0\": rates times F\n(F in 1e-06..1e+06; repeatable)",
    .plan = "speedup_env"},
   {.kind = K_HEADING, .help = "Answers"},
-  {"--dialect", "D", K_CHOICE, AT(dialect), .choices = dialects, .expect = "openai, llama.cpp, lmstudio or ollama",
-   .def = "openai", .help = "the server to look like (vllm = openai; llama-server, llama = llama.cpp)",
-   .plan = "dialect"},
   {"--reasoning", "MODE", K_CHOICE, AT(reasoning), .choices = reasonings, .expect = "none, field or think",
    .def = "none", .help = "reasoning before the answer: a field, or <think> in the content",
    .plan = "reasoning", .plan_true = "field"},
@@ -241,6 +238,9 @@ static const option options[] = {
    .help = "answer length when a request sets no max_tokens"},
   {"--ctx-size", "N", K_INT, AT(ctx_size), 1, 100000000, .expect = "an integer >= 1", .def = "4096",
    .help = "context per slot, for KV-cache use"},
+  {"--dialect", "D", K_CHOICE, AT(dialect), .choices = dialects, .expect = "openai, llama.cpp, lmstudio or ollama",
+   .def = "openai", .help = "the server to look like (vllm = openai; llama-server, llama = llama.cpp)",
+   .plan = "dialect"},
   {.kind = K_HEADING, .help = "HTTP limits"},
   {"--header-timeout", "DUR", K_DURATION, AT(header_timeout_ns), 0, 9e9, 1, .expect = "a positive duration",
    .def = "10s", .help = "request head and body must arrive within this"},
@@ -406,36 +406,44 @@ static void range_text(const option *o, char *out, size_t n) {
     break;
   case K_CHOICE: case K_CUSTOM: {
     if (o->custom == set_seed) { snprintf(out, n, "0..2^64-1"); break; }
-    size_t len = 0;
+    size_t len = 0;   /* each value's first name (the others are aliases) */
     for (const choice *ch = o->choices; ch && ch->name && len < n; ch++)
-      len += (size_t)snprintf(out + len, n - len, "%s%s", len ? " | " : "", ch->name);
+      if (ch == o->choices || ch[-1].value != ch->value)
+        len += (size_t)snprintf(out + len, n - len, "%s%s", len ? " | " : "", ch->name);
     break;
   }
   default: break;
   }
 }
 
+/* " ([range], default D)" as --help ends an option's text; "" if neither. */
+static void values_text(const option *o, char *out, size_t n) {
+  char range[160];
+  range_text(o, range, sizeof range);
+  const char *def = o->shown ? o->shown : o->def;
+  if (range[0] && def) snprintf(out, n, " ([%s], default %s)", range, def);
+  else if (range[0]) snprintf(out, n, " ([%s])", range);
+  else if (def) snprintf(out, n, " (default %s)", def);
+  else out[0] = 0;
+}
+
 static void print_help(FILE *f) {
   fputs("usage: benchrun sim [options]\n\n"
         "A simulated OpenAI-compatible LLM server (see docs/sim.md). Each option\n"
-        "says its accepted values in [brackets] and its default.\n", f);
+        "says the values it accepts in [brackets] and its default.\n", f);
   for (int i = 0; i < N_OPTIONS; i++) {
     const option *o = &options[i];
     if (o->kind == K_HEADING) { fprintf(f, "\n%s:\n", o->help); continue; }
-    char left[64], range[160], tail[256];
+    char left[64], tail[256];
     snprintf(left, sizeof left, "%s%s%s", o->flag, o->arg ? " " : "", o->arg ? o->arg : "");
-    range_text(o, range, sizeof range);
-    const char *def = o->shown ? o->shown : o->def;
-    snprintf(tail, sizeof tail, "%s%s%s%s%s%s", range[0] || def ? " (" : "", range[0] ? "[" : "", range,
-             range[0] ? "]" : "", def ? (range[0] ? ", default " : "default ") : "", def ? def : "");
-    if (range[0] || def) strcat(tail, ")");
-    /* the help text's lines, the range and default after the last one */
-    const char *h = o->help;
-    const char *nl = strchr(h, '\n');
-    if (!nl) { fprintf(f, "  %-26s %s%s\n", left, h, tail); continue; }
-    fprintf(f, "  %-26s %.*s\n", left, (int)(nl - h), h);
-    for (h = nl + 1; (nl = strchr(h, '\n')); h = nl + 1) fprintf(f, "  %-26s %.*s\n", "", (int)(nl - h), h);
-    fprintf(f, "  %-26s %s%s\n", "", h, tail);
+    values_text(o, tail, sizeof tail);
+    /* the help text's lines, then the values: after the last line where
+     * that fits in 100 columns, else on a line of their own */
+    const char *h = o->help, *nl;
+    const char *col = left;
+    for (; (nl = strchr(h, '\n')); h = nl + 1, col = "") fprintf(f, "  %-26s %.*s\n", col, (int)(nl - h), h);
+    if (29 + strlen(h) + strlen(tail) <= 100) fprintf(f, "  %-26s %s%s\n", col, h, tail);
+    else fprintf(f, "  %-26s %s\n  %-26s %s\n", col, h, "", tail + 1);
   }
   fputs("\nDurations: 100ms, 2s, 1.5m, 1h. Sizes: 512MiB, 2GiB, 100MB, bytes.\n"
         "Options also take --name=value.\n"

@@ -11,6 +11,14 @@ local proc = require("bench.proc")
 local clock = require("bench.clock")
 local A = {name = "sim"}
 
+-- the sim's default for a flag (its option table, engine/sim/options.c)
+local function default_of(flag)
+  for _, o in ipairs(require("bench.sim").options()) do
+    if o.flag == flag then return o.default end
+  end
+  return nil
+end
+
 -- info, with the evidence of the sim's OOM record when it names this kill
 local function with_oom_record(info, record, pid)
   if not (info and record and info.signal_name == "SIGKILL" and not info.sent_by_benchrun and not info.oom) then
@@ -60,8 +68,8 @@ function A.start(opts)
     B.args({"--oom-record", record}, argv)
   end
   B.args(extra, argv)
-  local dialect = B.flag_value(argv, "--dialect") or "openai"
-  local model = B.flag_value(argv, "--model") or "sim-model"
+  local dialect = B.flag_value(argv, "--dialect") or default_of("--dialect")
+  local model = B.flag_value(argv, "--model") or default_of("--model")
   local p, err = proc.spawn{argv = argv, env = opts.env, log = opts.log, grace = 5}
   if not p then return nil, "sim: " .. err end
   if opts.on_spawn then opts.on_spawn(p.pid, p) end
