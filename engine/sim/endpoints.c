@@ -182,7 +182,7 @@ static void get_ollama_version(conn *c) {
   sim_send_full(c, 200, "application/json; charset=utf-8", v, sizeof v - 1, NULL);
 }
 
-static const struct { const char *path; int dialects; void (*get)(conn *c); } gets[] = {
+static const struct { const char *path; int dialects; void (*get)(conn *c); } get_routes[] = {
   {"/health", ALL, get_health},
   {"/", OLLAMA, get_ollama_root},
   {"/v1/models", ALL, get_models_v1},
@@ -197,8 +197,11 @@ static const struct { const char *path; int dialects; void (*get)(conn *c); } ge
 
 static void handle_get(conn *c, const char *path, size_t pl) {
   int d = c->sim->cfg.dialect;
-  for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
-    if (path_is(path, pl, gets[i].path) && (gets[i].dialects & (1 << d))) { gets[i].get(c); return; }
+  for (size_t i = 0; i < sizeof get_routes / sizeof get_routes[0]; i++) {
+    if (path_is(path, pl, get_routes[i].path) && (get_routes[i].dialects & (1 << d))) {
+      get_routes[i].get(c);
+      return;
+    }
   }
   if (d == D_LMSTUDIO && pl > 15 && !memcmp(path, "/api/v0/models/", 15)) {
     get_lms_model(c, path + 15, pl - 15);
