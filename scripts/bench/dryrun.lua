@@ -18,6 +18,18 @@
 local M = {}
 
 local units = require("bench.units")
+local sim = require("bench.sim")
+
+-- The simulator's options that a dry_run key sets (its plan key), in the
+-- order of `benchrun sim --help`: the sim's own table (engine/sim/options.c)
+-- says which key sets which flag and what kind of value it takes.
+local function plan_options()
+  local list = {}
+  for _, o in ipairs(sim.options()) do
+    if o.plan then list[#list + 1] = o end
+  end
+  return list
+end
 
 M.DEFAULTS = {decode_tps = 2000, prefill_tps = 50000, load_time = 0.05, memory_scale = 1 / 4000,
               model_memory = 32 * 1024 * 1024}
@@ -35,8 +47,12 @@ function M.figures(plan, cell)
   local d = plan.dry_run or {}
   local f = {}
   for k, v in pairs(M.DEFAULTS) do f[k] = v end
-  for _, k in ipairs({"decode_tps", "prefill_tps", "load_time", "model_memory", "memory_scale", "slots",
-                      "batch_slowdown", "max_tokens", "reasoning", "dialect"}) do
+  -- the keys for the sim's flags (oom_at_memory and speedup_env are set
+  -- below, scaled), and the rehearsal's own
+  for _, o in ipairs(plan_options()) do
+    if d[o.plan] ~= nil then f[o.plan] = d[o.plan] end
+  end
+  for _, k in ipairs({"memory_scale", "max_tokens"}) do
     if d[k] ~= nil then f[k] = d[k] end
   end
   local m = cell.model
@@ -52,23 +68,34 @@ function M.figures(plan, cell)
   return f
 end
 
+-- a figure as the text of its sim option's value: a duration in ms, a
+-- boolean as the option's value for true (none for false)
+local function option_value(o, v)
+  if type(v) == "boolean" then return v and o.plan_true or nil end
+  if o.kind == "duration" then return units.format_ms(v) end
+  return tostring(v)
+end
+
+-- the dialect of the real server, where the sim has one like it
+local BACKEND_DIALECT = {lmstudio = "lmstudio", ["llama-server"] = "llama.cpp", ollama = "ollama"}
+
 -- dryrun.server(plan, cell) -> the server spec that replaces cell.server
 function M.server(plan, cell)
   local f = M.figures(plan, cell)
   local real = cell.server
   local name = (cell.model and cell.model.name) or real.model or "sim-model"
-  local args = {"--model", name,
-                "--load-time", units.format_ms(f.load_time),
-                "--decode-tps", tostring(f.decode_tps),
-                "--prefill-tps", tostring(f.prefill_tps),
-                "--model-memory", tostring(f.model_memory)}
-  if f.oom_at_memory then args[#args + 1] = "--oom-at-memory"; args[#args + 1] = tostring(f.oom_at_memory) end
-  if f.slots then args[#args + 1] = "--slots"; args[#args + 1] = tostring(f.slots) end
-  if f.batch_slowdown then args[#args + 1] = "--batch-slowdown"; args[#args + 1] = tostring(f.batch_slowdown) end
-  if f.reasoning then args[#args + 1] = "--reasoning"; args[#args + 1] = "field" end
-  local dialect = f.dialect or ({lmstudio = "lmstudio", ["llama-server"] = "llama.cpp",
-                                 ollama = "ollama"})[real.backend]
-  if dialect then args[#args + 1] = "--dialect"; args[#args + 1] = dialect end
+  local args = {"--model", name}
+  local values = setmetatable({dialect = f.dialect or BACKEND_DIALECT[real.backend]}, {__index = f})
+  local speedup_flag
+  for _, o in ipairs(plan_options()) do
+    local v = values[o.plan]
+    if type(v) == "table" then
+      speedup_flag = o.flag   -- speedup_env: NAME -> factor, below
+    elseif v ~= nil then
+      local text = option_value(o, v)
+      if text then args[#args + 1] = o.flag; args[#args + 1] = text end
+    end
+  end
   local keys = {}
   for k in pairs(f.speedup_env or {}) do keys[#keys + 1] = k end
   table.sort(keys)
@@ -83,11 +110,11 @@ function M.server(plan, cell)
       if env[name] == want then
         local marker = "BENCHRUN_DRY_SPEED_" .. i
         env[marker] = "1"
-        args[#args + 1] = "--speedup-env"
+        args[#args + 1] = speedup_flag
         args[#args + 1] = marker .. "=" .. factor
       end
     else
-      args[#args + 1] = "--speedup-env"
+      args[#args + 1] = speedup_flag
       args[#args + 1] = k .. "=" .. factor
     end
   end
@@ -119,4 +146,5 @@ function M.apply(plan)
   return plan
 end
 
+M.plan_options = plan_options
 return M

@@ -164,8 +164,13 @@ done
 
 # --- compile: every file, both targets, $jobs at a time ---
 sources=()
-for f in "$engine"/*.c; do
-  [ "$(basename "$f")" = platform_linux.c ] || sources+=("$f")
+declare -A seen_name=()
+for f in "$engine"/*.c "$engine"/*/*.c; do   # engine/ and its folders (engine/sim/)
+  [ -e "$f" ] || continue
+  n=$(basename "$f")
+  [ -z "${seen_name[$n]:-}" ] || die "two engine files named $n (objects are named after the file)"
+  seen_name[$n]=1
+  [ "$n" = platform_linux.c ] || sources+=("$f")
 done
 [ -f "$engine/platform_darwin.c" ] || die "$engine/platform_darwin.c is missing"
 obj=$work/obj

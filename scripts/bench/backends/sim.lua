@@ -12,6 +12,14 @@ local clock = require("bench.clock")
 local util = require("bench.util")
 local adapter = {name = "sim"}
 
+-- the sim's default for a flag (its option table, engine/sim/options.c)
+local function default_of(flag)
+  for _, o in ipairs(require("bench.sim").options()) do
+    if o.flag == flag then return o.default end
+  end
+  return nil
+end
+
 -- info, with the evidence of the sim's OOM record when it names this kill
 local function with_oom_record(info, record, pid)
   if not (info and record and info.signal_name == "SIGKILL" and not info.sent_by_benchrun and not info.oom) then
@@ -61,8 +69,8 @@ function adapter.start(opts)
     backends.args({"--oom-record", record}, argv)
   end
   backends.args(extra, argv)
-  local dialect = backends.flag_value(argv, "--dialect") or "openai"
-  local model = backends.flag_value(argv, "--model") or "sim-model"
+  local dialect = backends.flag_value(argv, "--dialect") or default_of("--dialect")
+  local model = backends.flag_value(argv, "--model") or default_of("--model")
   local p, err = proc.spawn{argv = argv, env = opts.env, log = opts.log, grace = 5}
   if not p then return nil, "sim: " .. err end
   if opts.on_spawn then opts.on_spawn(p.pid, p) end
