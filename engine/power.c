@@ -31,6 +31,8 @@
 
 #define SAMPLER_MT "bench.power.Sampler"
 #define MAX_WATTS 10000.0   /* above this, a reading is taken as broken, not as power */
+/* Distinct gap reasons a sampler keeps; past that, the last slot holds the latest. */
+enum { MAX_GAP_WHY = 32 };
 
 static const char *const DOMAIN_NAME[BR_PDOM_N] = {"cpu", "gpu", "dram", "ane"};
 
@@ -147,7 +149,7 @@ typedef struct {
   uint64_t reasons;      /* NVML's reason bits, OR over GPUs */
   int pressure;          /* the highest thermal pressure level; -1: none */
   int throttled;         /* any source throttled now; -1: no source tells */
-  int gap;               /* 0, or 1 + the source that made this interval a gap */
+  int gap;               /* 0, or 1 + the index of its reason in the sampler's gap_why */
 } psample;
 
 typedef struct {
@@ -163,7 +165,8 @@ typedef struct {
   int64_t prev_t;
   int have_prev;
   double cum[BR_PDOM_N];       /* the thread's running totals */
-  char (*why)[120];            /* per source: the last gap's reason (under mu) */
+  char gap_why[MAX_GAP_WHY][200];  /* the distinct "source: why" of the gaps (under mu) */
+  int ngap_why;
   uint64_t gaps;               /* gap intervals so far */
   psample *ring;
   size_t cap, len, head;
@@ -211,6 +214,21 @@ static int interval_energy(const br_power_source *s, const br_power_reading *a, 
   return 0;
 }
 
+/* Count a gap and keep its reason, "source: why"; -> the sample's gap value. */
+static int gap_note(sampler *s, const char *name, const char *why) {
+  char text[200];
+  snprintf(text, sizeof text, "%s: %s", name, why);
+  pthread_mutex_lock(&s->mu);
+  int k = 0;
+  while (k < s->ngap_why && strcmp(s->gap_why[k], text)) k++;
+  if (k == MAX_GAP_WHY) k = MAX_GAP_WHY - 1;
+  if (k == s->ngap_why) s->ngap_why++;
+  memcpy(s->gap_why[k], text, sizeof text);
+  s->gaps++;
+  pthread_mutex_unlock(&s->mu);
+  return k + 1;
+}
+
 /* One sample: read every source and close the interval since the last. */
 static void sample_take(sampler *s, psample *x) {
   int64_t t0 = br_now();
@@ -230,13 +248,7 @@ static void sample_take(sampler *s, psample *x) {
       char why[120];
       double j = 0;
       if (interval_energy(src, &s->prev[i], r, dt, &j, why, sizeof why) == 0) add[src->domain] += j;
-      else {
-        x->gap = i + 1;
-        pthread_mutex_lock(&s->mu);
-        snprintf(s->why[i], sizeof s->why[i], "%s", why);
-        s->gaps++;
-        pthread_mutex_unlock(&s->mu);
-      }
+      else x->gap = gap_note(s, src->name, why);
     }
     if (!r->ok) continue;
     if ((src->caps & BR_PCAP_TEMP) && r->temp_c > -100 && r->temp_c < 250) {
@@ -303,7 +315,7 @@ static void sample_write(sampler *s, const psample *x, const psample *before) {
   if (x->gap) {
     char gap[200];
     pthread_mutex_lock(&s->mu);
-    snprintf(gap, sizeof gap, "%s: %s", br_power_source_at(s->set, x->gap - 1)->name, s->why[x->gap - 1]);
+    memcpy(gap, s->gap_why[x->gap - 1], sizeof gap);
     pthread_mutex_unlock(&s->mu);
     fputs(",\"gap\":", f);
     json_str(f, gap);
@@ -365,10 +377,8 @@ static void sampler_free(sampler *s) {
   if (s->set) { br_power_close(s->set); s->set = NULL; }
   free(s->prev);
   free(s->cur);
-  free(s->why);
   free(s->ring);
   s->prev = s->cur = NULL;
-  s->why = NULL;
   if (s->ring) pthread_mutex_destroy(&s->mu);
   s->ring = NULL;
 }
@@ -395,9 +405,8 @@ static int l_sampler(lua_State *L) {
   size_t n = (size_t)(s->n ? s->n : 1);
   s->prev = calloc(n, sizeof *s->prev);
   s->cur = calloc(n, sizeof *s->cur);
-  s->why = calloc(n, sizeof *s->why);
   s->ring = malloc(s->cap * sizeof *s->ring);
-  if (!s->set || !s->prev || !s->cur || !s->why || !s->ring) {
+  if (!s->set || !s->prev || !s->cur || !s->ring) {
     if (s->ring) pthread_mutex_init(&s->mu, NULL);
     sampler_free(s);
     return luaL_error(L, "power.sampler: out of memory for %d samples", (int)cap);
@@ -425,6 +434,7 @@ static int s_start(lua_State *L) {
   s->stop = 0;
   s->len = s->head = 0;
   s->total = s->gaps = 0;
+  s->ngap_why = 0;
   s->have_prev = 0;
   memset(s->cum, 0, sizeof s->cum);
   s->late_max_ns = s->cpu_ns = s->read_ns = 0;
@@ -456,9 +466,7 @@ static void sampler_join(sampler *s) {
 }
 
 /* "source: why" of a gap sample, into buf (called under mu) */
-static void gap_text(sampler *s, int gap, char *buf, size_t size) {
-  snprintf(buf, size, "%s: %s", br_power_source_at(s->set, gap - 1)->name, s->why[gap - 1]);
-}
+static void gap_text(sampler *s, int gap, char *buf, size_t size) { snprintf(buf, size, "%s", s->gap_why[gap - 1]); }
 
 static void push_sample(lua_State *L, sampler *s, const psample *x, const psample *before, const char *gap) {
   lua_createtable(L, 0, 12);
@@ -537,7 +545,7 @@ static void push_series(lua_State *L, sampler *s, int64_t since) {
   int k = 0;
   for (size_t i = has_before ? 1 : 0; i < len; i++) {
     char gap[200] = "";
-    if (copy[i].gap) {   /* the source's latest reason */
+    if (copy[i].gap) {
       pthread_mutex_lock(&s->mu);
       gap_text(s, copy[i].gap, gap, sizeof gap);
       pthread_mutex_unlock(&s->mu);
