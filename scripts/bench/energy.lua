@@ -13,7 +13,11 @@ local energy = {}
 -- given at all (an estimate from less would be a guess).
 energy.MIN_COVERED = 0.5
 
-local function pct(x) return math.floor(x * 1000 + 0.5) / 10 end
+-- a fraction as a percentage with one decimal (80, not 80.0, when whole)
+local function pct(x)
+  local v = math.floor(x * 1000 + 0.5) / 10
+  return math.tointeger(v) or v
+end
 
 -- energy.fraction(v) -> a fraction (0.1 for "10%" or 0.1), or nil, why
 function energy.fraction(v)
