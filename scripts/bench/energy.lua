@@ -74,7 +74,7 @@ function energy.cell(win, opts)
   -- The gaps' share is estimated at the covered part's average power.
   r.energy_j = win.energy_j * window / covered
   r.avg_w, r.peak_w = win.avg_w, win.peak_w
-  if share < 1 then
+  if share < 0.99 then   -- a sliver at the edges is sampling, not a gap
     notes[#notes + 1] = string.format("estimated: power readings covered %s%% of the window", pct(share))
     if win.gap then notes[#notes + 1] = "gap: " .. win.gap end
   end
