@@ -469,7 +469,9 @@ static void sampler_join(sampler *s) {
 static void gap_text(sampler *s, int gap, char *buf, size_t size) { snprintf(buf, size, "%s", s->gap_why[gap - 1]); }
 
 static void push_sample(lua_State *L, sampler *s, const psample *x, const psample *before, const char *gap) {
-  lua_createtable(L, 0, 12);
+  lua_createtable(L, 0, 13);
+  lua_pushliteral(L, "power");   /* as the file's lines: a samples.jsonl record as it is */
+  lua_setfield(L, -2, "type");
   lua_pushinteger(L, x->t_ns);
   lua_setfield(L, -2, "t_ns");
   lua_pushinteger(L, x->wall_ns);

@@ -38,6 +38,33 @@ function energy.idle(win)
   return {w = win.avg_w, s = win.covered_s}
 end
 
+-- energy.merge(windows) -> one window's figures from several (a cell's
+-- repeats, each measured on its own): times, energies and throttled time
+-- add up, peaks and temperatures take the maximum, clocks the extremes.
+-- nil for an empty list.
+function energy.merge(list)
+  if not list or #list == 0 then return nil end
+  if #list == 1 then return list[1] end
+  local m = {window_s = 0, covered_s = 0, samples = 0, gaps = 0, gap_s = 0}
+  local function add(k, v) if v then m[k] = (m[k] or 0) + v end end
+  local function max(k, v) if v and (m[k] == nil or v > m[k]) then m[k] = v end end
+  local function min(k, v) if v and (m[k] == nil or v < m[k]) then m[k] = v end end
+  for _, w in ipairs(list) do
+    for _, k in ipairs({"window_s", "covered_s", "energy_j", "throttled_s", "throttle_known_s", "samples", "gaps",
+                        "gap_s"}) do add(k, w[k]) end
+    for _, k in ipairs({"peak_w", "max_temp_c", "gpu_max_temp_c", "max_clock_mhz", "pressure"}) do max(k, w[k]) end
+    min("min_clock_mhz", w.min_clock_mhz)
+    if w.reasons then m.reasons = (m.reasons or 0) | w.reasons end
+    if w.by_domain then
+      m.by_domain = m.by_domain or {}
+      for d, j in pairs(w.by_domain) do m.by_domain[d] = (m.by_domain[d] or 0) + j end
+    end
+    m.gap = m.gap or w.gap
+  end
+  if m.energy_j and m.covered_s > 0 then m.avg_w = m.energy_j / m.covered_s end
+  return m
+end
+
 -- energy.cell(win, opts) -> the cell's energy figures:
 --   win   sampler:window(t0, t1) over the measured window, or nil where no
 --         sampler ran (a platform without sources)
