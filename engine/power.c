@@ -14,7 +14,11 @@
  * trapezoid of its two readings. An interval in which a counted source was
  * unreadable, went back, or read absurdly (negative, or above 10 kW) is a
  * gap: nothing is added, the sample names the source and why, and a window
- * over it says how much of it was covered. Nothing is ever negative. */
+ * over it says how much of it was covered. Nothing is ever negative.
+ *
+ * About 770 lines, over the ~700 of the layout rules: the Lua API, the
+ * sampler thread and the window over its ring share one private sample
+ * type, ring and lock; split, they would need a header for one user. */
 #include "benchrun/loop.h"
 #include "benchrun/runtime.h"
 #include "platform.h"
