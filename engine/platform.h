@@ -99,6 +99,11 @@ int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz);
  * the GPU (macOS: unified memory). Thread-safe. */
 typedef struct { int pid, device; int64_t used; } br_gpu_proc;
 int br_platform_gpu_procs(br_gpu_proc *out, int max, char *why, size_t whysz);
+/* A function of the NVML library that the functions above load and
+ * initialise (bench.power's NVIDIA source reads energy, power, temperature,
+ * clocks and throttle reasons through it): NULL with why filled where
+ * there is no NVML (macOS always) or the library lacks that function. */
+void *br_platform_nvml_symbol(const char *name, char *why, size_t whysz);
 /* Sleep until the monotonic clock reaches when_ns (absolute; no drift). */
 void br_platform_sleep_until(int64_t when_ns);
 

@@ -260,6 +260,11 @@ int br_platform_sys_mem(br_sys_mem *out) {
   return out->total >= 0 ? 0 : -1;
 }
 
+void *br_platform_nvml_symbol(const char *name, char *why, size_t whysz) {
+  snprintf(why, whysz, "not available: no NVIDIA driver on macOS");
+  return NULL;
+}
+
 /* IOKit's accelerator statistics, through dlopen. */
 typedef const void *cf_type;
 typedef unsigned int io_obj;

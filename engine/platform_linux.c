@@ -429,6 +429,7 @@ static struct {
   size_t proc_size;                                  /* the record it fills */
   const char *procs_fn;                              /* its name, for messages */
   char why[200];
+  void *lib;                                         /* the library, for br_platform_nvml_symbol */
   int ok;
 } nvml;
 static pthread_once_t nvml_once = PTHREAD_ONCE_INIT;
@@ -452,6 +453,7 @@ static void nvml_load(void) {
     snprintf(nvml.why, sizeof nvml.why, "not available: no NVIDIA driver library (libnvidia-ml.so.1)");
     return;
   }
+  nvml.lib = h;
   *(void **)&nvml.init = dlsym(h, "nvmlInit_v2");
   *(void **)&nvml.count = dlsym(h, "nvmlDeviceGetCount_v2");
   *(void **)&nvml.handle = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
@@ -485,6 +487,14 @@ static void nvml_load(void) {
 static const char *nvml_err(int rc) {
   const char *s = nvml.errstr ? nvml.errstr(rc) : NULL;
   return s ? s : "error";
+}
+
+void *br_platform_nvml_symbol(const char *name, char *why, size_t whysz) {
+  pthread_once(&nvml_once, nvml_load);
+  if (!nvml.ok) { snprintf(why, whysz, "%s", nvml.why); return NULL; }
+  void *f = dlsym(nvml.lib, name);
+  if (!f) snprintf(why, whysz, "not available: the NVML library has no %s", name);
+  return f;
 }
 
 int br_platform_gpu_mem(br_gpu_mem *out, int max, char *why, size_t whysz) {

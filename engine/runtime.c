@@ -101,6 +101,7 @@ static void preload(lua_State *L) {
     {"bench.http", luaopen_bench_http},
     {"bench.proc", luaopen_bench_proc},
     {"bench.mem", luaopen_bench_mem},
+    {"bench.power", luaopen_bench_power},
     {"bench.sys", luaopen_bench_sys},
     {"bench.stats", luaopen_bench_stats},
     {"bench.sim", luaopen_bench_sim},
@@ -157,7 +158,7 @@ static int set_globals(lua_State *L) {
   static const char *const names[][2] = {
     {"bench", "bench"}, {"clock", "bench.clock"}, {"yaml", "bench.yaml"},
     {"http", "bench.http"}, {"proc", "bench.proc"}, {"mem", "bench.mem"},
-    {"sys", "bench.sys"}, {"stats", "bench.stats"}, {"json", "cjson"}};
+    {"power", "bench.power"}, {"sys", "bench.sys"}, {"stats", "bench.stats"}, {"json", "cjson"}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     lua_getglobal(L, "require");
     lua_pushstring(L, names[i][1]);

@@ -50,6 +50,7 @@ int luaopen_bench_yaml(lua_State *L);
 int luaopen_bench_http(lua_State *L);
 int luaopen_bench_proc(lua_State *L);
 int luaopen_bench_mem(lua_State *L);
+int luaopen_bench_power(lua_State *L);
 int luaopen_bench_sys(lua_State *L);
 int luaopen_bench_stats(lua_State *L);
 int luaopen_bench_sim(lua_State *L);            /* engine/sim/options.c */

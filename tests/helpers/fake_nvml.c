@@ -13,14 +13,31 @@
  *                          processes' sum plus 300 MiB the driver keeps)
  *   FAKE_NVML_PROCS_ERROR  an nvmlReturn_t the process-list functions return
  *                          instead (3 = NVML_ERROR_NOT_SUPPORTED, ...)
+ * and, for bench.power, each value either in the variable or, written
+ * "@path", in that file (read at every call, so a test can change it):
+ *   FAKE_NVML_POWER_MW     nvmlDeviceGetPowerUsage's milliwatts (default
+ *                          100000); "na": NVML_ERROR_NOT_SUPPORTED
+ *   FAKE_NVML_ENERGY_MJ    nvmlDeviceGetTotalEnergyConsumption's counter, mJ;
+ *                          unset: FAKE_NVML_POWER_MW times the seconds of
+ *                          CLOCK_MONOTONIC (a counter that grows at that power);
+ *                          "na": NVML_ERROR_NOT_SUPPORTED (GPUs before Volta);
+ *                          "err:N": nvmlReturn_t N
+ *   FAKE_NVML_TEMP         nvmlDeviceGetTemperature's °C (default 45)
+ *   FAKE_NVML_SM_CLOCK     nvmlDeviceGetClockInfo(NVML_CLOCK_SM)'s MHz
+ *                          (default 1980; other clocks: 1593)
+ *   FAKE_NVML_REASONS      the clock event (throttle) reason bits (default 0)
  *
  * Built twice (tests/mem.cmake): as it is, exporting the unversioned, _v2
  * and _v3 nvmlDeviceGetComputeRunningProcesses as drivers since R510 do;
  * and with FAKE_NVML_LEGACY, exporting only the unversioned function with
- * the shorter nvmlProcessInfo_v1_t, as drivers before R470 do. */
+ * the shorter nvmlProcessInfo_v1_t, as drivers before R470 do; that one
+ * also has only nvmlDeviceGetCurrentClocksThrottleReasons, the name before
+ * NVML 12.2 added nvmlDeviceGetCurrentClocksEventReasons. */
+#define _POSIX_C_SOURCE 200809L   /* clock_gettime */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- from nvml.h 12.2.140 ---- */
 typedef enum nvmlReturn_enum {
@@ -36,6 +53,11 @@ typedef enum nvmlReturn_enum {
 } nvmlReturn_t;
 
 #define NVML_VALUE_NOT_AVAILABLE (-1)
+
+typedef enum nvmlTemperatureSensors_enum { NVML_TEMPERATURE_GPU = 0, NVML_TEMPERATURE_COUNT } nvmlTemperatureSensors_t;
+typedef enum nvmlClockType_enum {
+  NVML_CLOCK_GRAPHICS = 0, NVML_CLOCK_SM = 1, NVML_CLOCK_MEM = 2, NVML_CLOCK_VIDEO = 3, NVML_CLOCK_COUNT
+} nvmlClockType_t;
 
 typedef struct nvmlDevice_st *nvmlDevice_t;
 
@@ -220,5 +242,92 @@ EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device,
 EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
                                                             nvmlProcessInfo_t *infos) {
   return list(device, infoCount, infos, 1);
+}
+#endif
+
+/* ---- power, temperature, clocks (bench.power) ---- */
+
+/* The value of a FAKE_NVML_* variable, or of the file it names as "@path",
+ * into buf; 0 when unset. */
+static int setting(const char *var, char *buf, size_t size) {
+  const char *v = getenv(var);
+  if (!v || !*v) return 0;
+  if (v[0] != '@') { snprintf(buf, size, "%s", v); return 1; }
+  FILE *f = fopen(v + 1, "r");
+  if (!f) return 0;
+  int ok = fgets(buf, (int)size, f) != NULL;
+  fclose(f);
+  return ok;
+}
+
+static unsigned long long setting_num(const char *var, unsigned long long dflt) {
+  char buf[64];
+  return setting(var, buf, sizeof buf) ? strtoull(buf, NULL, 10) : dflt;
+}
+
+/* The rules of nvml.h for these getters: UNINITIALIZED before nvmlInit,
+ * INVALID_ARGUMENT for a bad device or a NULL output. */
+static nvmlReturn_t check(nvmlDevice_t device, const void *out) {
+  if (!initialized) return NVML_ERROR_UNINITIALIZED;
+  if (device_index(device) < 0 || !out) return NVML_ERROR_INVALID_ARGUMENT;
+  return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power) {
+  nvmlReturn_t rc = check(device, power);
+  if (rc != NVML_SUCCESS) return rc;
+  char buf[64];
+  if (setting("FAKE_NVML_POWER_MW", buf, sizeof buf) && !strncmp(buf, "na", 2)) return NVML_ERROR_NOT_SUPPORTED;
+  *power = (unsigned)setting_num("FAKE_NVML_POWER_MW", 100000);
+  return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t device, unsigned long long *energy) {
+  nvmlReturn_t rc = check(device, energy);
+  if (rc != NVML_SUCCESS) return rc;
+  char buf[64];
+  if (setting("FAKE_NVML_ENERGY_MJ", buf, sizeof buf)) {
+    if (!strncmp(buf, "na", 2)) return NVML_ERROR_NOT_SUPPORTED;
+    if (!strncmp(buf, "err:", 4)) return (nvmlReturn_t)strtol(buf + 4, NULL, 10);
+    *energy = strtoull(buf, NULL, 10);
+    return NVML_SUCCESS;
+  }
+  /* mJ since the driver loaded: here, the monotonic clock's seconds at the set power */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  double mw = (double)setting_num("FAKE_NVML_POWER_MW", 100000);
+  *energy = (unsigned long long)(mw * ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9));
+  return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensors_t sensorType,
+                                              unsigned int *temp) {
+  nvmlReturn_t rc = check(device, temp);
+  if (rc != NVML_SUCCESS) return rc;
+  if (sensorType != NVML_TEMPERATURE_GPU) return NVML_ERROR_INVALID_ARGUMENT;
+  *temp = (unsigned)setting_num("FAKE_NVML_TEMP", 45);
+  return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t device, nvmlClockType_t type, unsigned int *clock) {
+  nvmlReturn_t rc = check(device, clock);
+  if (rc != NVML_SUCCESS) return rc;
+  if ((unsigned)type >= NVML_CLOCK_COUNT) return NVML_ERROR_INVALID_ARGUMENT;
+  *clock = type == NVML_CLOCK_SM ? (unsigned)setting_num("FAKE_NVML_SM_CLOCK", 1980) : 1593;
+  return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(nvmlDevice_t device,
+                                                              unsigned long long *clocksThrottleReasons) {
+  nvmlReturn_t rc = check(device, clocksThrottleReasons);
+  if (rc != NVML_SUCCESS) return rc;
+  *clocksThrottleReasons = setting_num("FAKE_NVML_REASONS", 0);
+  return NVML_SUCCESS;
+}
+
+#ifndef FAKE_NVML_LEGACY
+EXPORT nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(nvmlDevice_t device,
+                                                           unsigned long long *clocksEventReasons) {
+  return nvmlDeviceGetCurrentClocksThrottleReasons(device, clocksEventReasons);
 }
 #endif

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The macOS side, compiled on Linux (docs/macos.md). Every engine C file but
-# platform_linux.c is compiled for aarch64-macos and x86_64-macos with the
-# Zig toolchain's clang, macOS libc headers and libSystem stubs, with the
-# project's warnings as errors; then platform_darwin.c and platform_main.c
-# are linked into a Mach-O executable, so a function libSystem does not have
-# fails. Nothing is run on macOS: this proves that the code compiles and
-# links for macOS, not that it works there.
+# the Linux ones (*_linux.c: platform_linux.c, power_linux.c) is compiled for
+# aarch64-macos and x86_64-macos with the Zig toolchain's clang, macOS libc
+# headers and libSystem stubs, with the project's warnings as errors; then
+# platform_darwin.c and platform_main.c are linked into a Mach-O executable,
+# so a function libSystem does not have fails (and the whole engine,
+# power_darwin.c included, into another). Nothing is run on macOS: this
+# proves that the code compiles and links for macOS, not that it works there.
 #
 # usage: check.sh WORK_DIR [ENGINE_DIR [INCLUDE_DIR]]
 #   WORK_DIR    holds flags.txt, written by tests/macos.cmake when CMake
@@ -170,7 +171,7 @@ for f in "$engine"/*.c "$engine"/*/*.c; do   # engine/ and its folders (engine/s
   n=$(basename "$f")
   [ -z "${seen_name[$n]:-}" ] || die "two engine files named $n (objects are named after the file)"
   seen_name[$n]=1
-  [ "$n" = platform_linux.c ] || sources+=("$f")
+  case $n in *_linux.c) ;; *) sources+=("$f") ;; esac   # platform_linux.c, power_linux.c
 done
 [ -f "$engine/platform_darwin.c" ] || die "$engine/platform_darwin.c is missing"
 obj=$work/obj
