@@ -5,6 +5,8 @@ local A = require("bench.report.analysis")
 local MD = require("bench.report.markdown")
 local S = require("bench.report.svg")
 local Q = require("bench.report.quality")
+local findings = require("bench.report.findings")
+local phase = require("bench.phase")
 
 local R = {}
 
@@ -348,6 +350,8 @@ function R.build(data, opts)
   ctx.tuning = A.tuning(an)
   ctx.pairs = A.pairs(an)
   ctx.quality = Q.compare(an.configs)
+  -- what the phases' own scripts add (their report hooks)
+  ctx.phase_parts = phase.report_parts(data, an, ctx)
   return an, ctx
 end
 
@@ -380,7 +384,7 @@ function R.render(src, opts)
   add("charts/tuning_deltas.svg", "Decode TPS change vs baseline", chart_tuning(ctx.tuning))
   add("charts/memory.svg", "Memory over time", chart_memory(an))
   ctx.charts = charts
-  ctx.findings = MD.recommendations(an, ctx)
+  ctx.findings = findings.recommendations(an, ctx)
   local md = MD.render(an, ctx)
   local path = out .. "/report.md"
   must(results.write_atomic(path, md))
@@ -393,6 +397,18 @@ function R.render(src, opts)
   summary.analysis = analysis_json(an, ctx)
   must(results.write_atomic(out .. "/summary.json", results.json_pretty(summary)))
   return path
+end
+
+-- report.finish(run, {phase=, notes=}) -> report path | nil, message: the
+-- run's summary.json written (run:finish), then report.md, summary.csv and
+-- charts. The results store knows nothing of reports: this is where a run
+-- and its report meet.
+function R.finish(run, opts)
+  local ok, err = run:finish(opts)
+  if not ok then return nil, err end
+  local rok, path = pcall(R.render, run.dir, {phase = run.summary.phase})
+  if rok then return path end
+  return nil, results.kept_message(run, path)
 end
 
 -- ------------------------------------------------------------ CLI

@@ -461,8 +461,9 @@ function Run:cells()
   return out
 end
 
--- run:finish{phase=, notes=} -> report path | nil, message: summary.json,
--- summary.csv, report.md and charts.
+-- run:finish{phase=, notes=} -> true | nil, message: summary.json with
+-- the end time, the phase and the phase script's notes; the files closed.
+-- The report is bench.report's (report.finish(run, opts) does both).
 function Run:finish(opts)
   check_open(self, "finish")
   opts = opts or {}
@@ -477,12 +478,16 @@ function Run:finish(opts)
     self:_write_summary()
   end)
   self:close()
-  local path
-  if ok then ok, path = pcall(require("bench.report").render, self.dir, {phase = self.summary.phase}) end
-  if ok then return path end
-  return nil, string.format("%s; the cells are kept in %s (once there is space, `benchrun report %s` writes the report)",
-                            tostring(self.write_error and self.write_error:match("^(.-); the run stops here") or err or path),
-                            self.dir, self.dir)
+  if ok then return true end
+  return nil, M.kept_message(self, err)
+end
+
+-- results.kept_message(run, why) -> the message of a finish or report that
+-- failed: why, and that the cells are kept for `benchrun report DIR`.
+function M.kept_message(run, why)
+  return string.format("%s; the cells are kept in %s (once there is space, `benchrun report %s` writes the report)",
+                       tostring(run.write_error and run.write_error:match("^(.-); the run stops here") or why),
+                       run.dir, run.dir)
 end
 
 -- run:close(): close the files (idempotent; also __close and __gc).

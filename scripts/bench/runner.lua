@@ -824,15 +824,6 @@ end
 -- The plan
 ---------------------------------------------------------------------------
 
-local function load_phase_script(plan)
-  if not plan.script_path then return {} end
-  local chunk, err = loadfile(plan.script_path)
-  if not chunk then error("phase script: " .. err, 0) end
-  local s = chunk()
-  if type(s) ~= "table" then error(plan.script_path .. ": expected the phase script to return a table", 0) end
-  return s
-end
-
 local function env_of(plan, opts)
   local env = {dry_run = opts.dry_run or false, argv = opts.argv, sets = opts.sets, only = opts.only}
   local ok, info = pcall(sys.info)
@@ -872,10 +863,10 @@ function M.run(plan, opts)
       end
     end
   end
-  local phase_script = load_phase_script(plan)
+  local phase_script = require("bench.phase").load(plan.script_path)
   -- a prompt's check: runs whatever the phase script (unless it brings its own)
   local checks = phase_script.checks
-  if checks == nil then checks = require("phases.common").checks end
+  if checks == nil then checks = require("bench.checks").of_plan end
   if type(checks) == "function" then checks = checks(plan) end
 
   local run, why
@@ -988,7 +979,7 @@ function M.run(plan, opts)
       io.stderr:write("benchrun: phase script finish: ", tostring(n), "\n")
     end
   end
-  local report_path, ferr = run:finish{phase = phase_script.phase, notes = notes}
+  local report_path, ferr = require("bench.report").finish(run, {phase = phase_script.phase, notes = notes})
   if not report_path then io.stderr:write("benchrun: ", tostring(ferr), "\n") return 1 end
   pcall(run.close, run)
   if not opts.quiet and not opts.json then
