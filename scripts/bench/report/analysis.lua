@@ -1,6 +1,8 @@
 -- bench.report.analysis: turn a results folder (results.load) into the numbers
 -- every report section, chart and comparison uses. Pure functions of the data:
 -- no files, no clocks, so the same folder always gives the same analysis.
+local labels = require("bench.labels")
+
 local A = {}
 
 -- ------------------------------------------------------------ small stats
@@ -124,35 +126,13 @@ function A.summarize_records(recs)
 end
 
 -- ------------------------------------------------------------ labels
-local LABEL_ORDER = {"model", "variant", "quant", "format", "backend", "config", "env", "sysctl",
-                     "scenario", "concurrency", "max_tokens"}
+-- the labels' order, canonical text and configuration key: bench.labels,
+-- the runner's rules, so the report groups cells as the runner named them
+local LABEL_ORDER = labels.ORDER
 A.LABEL_ORDER = LABEL_ORDER
-
-local function canon(v)
-  if type(v) ~= "table" then return tostring(v) end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. canon(v[k]) end
-  return table.concat(parts, ",")
-end
+local canon = labels.canon
 A.canon = canon
-
--- The configuration a cell measures: its labels without `repeat`.
-function A.config_key(labels, drop)
-  local keys = {}
-  for k in pairs(labels or {}) do
-    if k ~= "repeat" and not (drop and drop[k]) then keys[#keys + 1] = k end
-  end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = labels[k]
-    if not (type(v) == "table" and next(v) == nil) then parts[#parts + 1] = k .. "=" .. canon(v) end
-  end
-  return table.concat(parts, ";")
-end
+A.config_key = labels.config_key
 
 -- Bits of precision a quantization label names (Q4_K_M -> 4, 8bit -> 8, BF16 -> 16).
 function A.bits(labels)
@@ -173,19 +153,7 @@ function A.format(labels)
   return nil
 end
 
-local function label_text(v)
-  if v == nil then return "" end
-  if type(v) == "table" then
-    if next(v) == nil then return "default" end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
-    local parts = {}
-    for _, k in ipairs(keys) do parts[#parts + 1] = k:gsub("^GGML_METAL_", "") .. "=" .. tostring(v[k]) end
-    return table.concat(parts, " ")
-  end
-  return tostring(v)
-end
+local label_text = labels.text
 A.label_text = label_text
 
 -- ------------------------------------------------------------ cells

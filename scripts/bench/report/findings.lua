@@ -18,9 +18,9 @@ function M.no_effect(g)
     #vars > 0 and ("these variables (" .. table.concat(vars, ", ") .. ")") or "these settings")
 end
 
--- Recommendations the data supports; each cites its numbers.
-function M.recommendations(an, ctx)
-  local recs = {}
+-- the fastest, most memory-efficient and lowest-latency single-request
+-- configurations (ok cells only)
+local function single_request(an, recs)
   local single = {}
   for _, c in ipairs(an.configs) do
     if (tonumber(c.labels.concurrency) or 1) == 1 and c.status == "ok" and c.metrics.decode_tps then single[#single + 1] = c end
@@ -57,6 +57,37 @@ function M.recommendations(an, ctx)
         ms(lat.metrics.ttft_p50), tail)
     end
   end
+end
+
+-- every configuration that did not end ok, and why
+local function status_findings(an, recs)
+  for _, c in ipairs(an.configs) do
+    -- "oom" only with evidence of an OOM kill (proc.classify_exit); a
+    -- server killed by any other signal "crashed" and says nothing of its fit
+    if c.status == "oom" then
+      local expected = c.labels.expect ~= nil and tostring(c.labels.expect):lower() == "oom"
+      recs[#recs + 1] = string.format("**%s** does not fit: the server was OOM-killed%s%s.", c.name,
+        c.metrics.peak_bytes and string.format(" at %s%s", size(c.metrics.peak_bytes),
+          c.metrics.memory_simulated and " (simulated)" or "") or "",
+        expected and ", as the plan expects" or "")
+    elseif c.status == "crashed" then
+      recs[#recs + 1] = string.format("**%s** crashed: %s.", c.name, tostring(c.error or "see its cell file"))
+    elseif c.status == "aborted" then
+      recs[#recs + 1] = string.format("**%s** was stopped at the plan's memory ceiling: %s.", c.name,
+        tostring(c.error or "see its cell file"))
+    elseif c.status == "failed" then
+      recs[#recs + 1] = string.format("**%s** failed: %s.", c.name, tostring(c.error or "see its cell file"))
+    elseif c.status == "degraded" then
+      recs[#recs + 1] = string.format("**%s** is degraded: %s; its figures come from the requests that succeeded.",
+        c.name, tostring(c.error or "some requests failed"))
+    end
+  end
+end
+
+-- Recommendations the data supports; each cites its numbers.
+function M.recommendations(an, ctx)
+  local recs = {}
+  single_request(an, recs)
   -- the phase script's own (its report hook: phase 3's MLX-vs-GGUF pairs)
   for _, f in ipairs(ctx.phase_parts and ctx.phase_parts.findings or {}) do recs[#recs + 1] = f end
   for _, g in ipairs(ctx.scaling or {}) do
@@ -88,27 +119,7 @@ function M.recommendations(an, ctx)
       end
     end
   end
-  for _, c in ipairs(an.configs) do
-    -- "oom" only with evidence of an OOM kill (proc.classify_exit); a
-    -- server killed by any other signal "crashed" and says nothing of its fit
-    if c.status == "oom" then
-      local expected = c.labels.expect ~= nil and tostring(c.labels.expect):lower() == "oom"
-      recs[#recs + 1] = string.format("**%s** does not fit: the server was OOM-killed%s%s.", c.name,
-        c.metrics.peak_bytes and string.format(" at %s%s", size(c.metrics.peak_bytes),
-          c.metrics.memory_simulated and " (simulated)" or "") or "",
-        expected and ", as the plan expects" or "")
-    elseif c.status == "crashed" then
-      recs[#recs + 1] = string.format("**%s** crashed: %s.", c.name, tostring(c.error or "see its cell file"))
-    elseif c.status == "aborted" then
-      recs[#recs + 1] = string.format("**%s** was stopped at the plan's memory ceiling: %s.", c.name,
-        tostring(c.error or "see its cell file"))
-    elseif c.status == "failed" then
-      recs[#recs + 1] = string.format("**%s** failed: %s.", c.name, tostring(c.error or "see its cell file"))
-    elseif c.status == "degraded" then
-      recs[#recs + 1] = string.format("**%s** is degraded: %s; its figures come from the requests that succeeded.",
-        c.name, tostring(c.error or "some requests failed"))
-    end
-  end
+  status_findings(an, recs)
   return recs
 end
 
