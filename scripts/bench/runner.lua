@@ -568,6 +568,7 @@ local function finish_run(ctx)
   pcall(run.close, run)
   if not opts.quiet and not opts.json then
     for _, l in ipairs(lines) do io.stdout:write(l, "\n") end
+    io.stdout:flush()   -- before the last lines on stderr: the report's path ends the output
   end
   ctx.progress:finish(report_path)
   if opts.quiet and report_path then io.stdout:write(report_path, "\n") end
