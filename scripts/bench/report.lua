@@ -2,6 +2,7 @@
 -- from a results folder; `benchrun report` and `benchrun compare`.
 local results = require("bench.results")
 local A = require("bench.report.analysis")
+local groups = require("bench.report.groups")
 local MD = require("bench.report.markdown")
 local S = require("bench.report.svg")
 local Q = require("bench.report.quality")
@@ -346,9 +347,9 @@ function R.build(data, opts)
   opts = opts or {}
   local an = A.analyze(data)
   local ctx = {phase = opts.phase or data.summary.phase, title = opts.title or data.summary.title, charts = {}}
-  ctx.scaling = A.scaling(an)
-  ctx.tuning = A.tuning(an)
-  ctx.pairs = A.pairs(an)
+  ctx.scaling = groups.scaling(an)
+  ctx.tuning = groups.tuning(an)
+  ctx.pairs = groups.pairs(an)
   ctx.quality = Q.compare(an.configs)
   -- what the phases' own scripts add (their report hooks)
   ctx.phase_parts = phase.report_parts(data, an, ctx)

@@ -69,7 +69,7 @@ end
 -- and summary.csv say.
 function phase.finish(ctx, cells)
   local an = C.analysis(ctx)
-  local groups = an and A.scaling(an) or {}
+  local groups = an and require("bench.report.groups").scaling(an) or {}
   local cm = an and an.cell_metrics or {}
   local plan = ctx.plan
   local exp = plan.expected or {}
