@@ -63,21 +63,11 @@ local function reference(exp)
     tostring(exp.m4_max_single_tps or "?"), tostring(exp.m4_max_16_tps or "?"))}
 end
 
--- The figures come from the report's analysis of the same folder
--- (bench.report.analysis: its per-cell metrics, its scaling groups with
--- their c=1 baseline and memory slope), so the console says what report.md
--- and summary.csv say.
-function phase.finish(ctx, cells)
-  local an = C.analysis(ctx)
-  local groups = an and require("bench.report.groups").scaling(an) or {}
-  local cm = an and an.cell_metrics or {}
-  local plan = ctx.plan
-  local exp = plan.expected or {}
-  local ref = reference(exp)
-  local notes = {scaling = {}, answers = {}}
-  local lines = {"", C.TPS_NOTE .. ";",
-    "scaling = aggregate tok/s / that of the c=1 cell of its scaling group (as report.md); queue ms with * = estimated: TTFT p50 minus the baseline's;",
-    "batch eff. = mean requests running (server /metrics) / concurrency; queued = mean requests waiting (server /metrics)"}
+-- One table per server (its cells by concurrency: aggregate and decode
+-- rates, scaling against its group's c=1 cell, latency, queue, batch
+-- efficiency, peak) -> the first server's scaling group and that server,
+-- and the servers in plan order.
+local function server_tables(ctx, cells, groups, cm, notes, lines)
   -- cell id -> its row of a scaling group (the group of cells that differ
   -- only in concurrency) and that group
   local row_of, group_of = {}, {}
@@ -130,10 +120,13 @@ function phase.finish(ctx, cells)
                                            queue_ms_kind = qkind, batch_efficiency = eff, queued = queued}
     end
   end
-  -- answers, from the first server's scaling group (report.md answers from
-  -- the same groups)
-  local answers = {}
-  local g = main_group
+  return main_group, main_server, servers
+end
+
+-- Answers 1, 2 and 4 (scaling, optimal concurrency, memory per request)
+-- from the first server's scaling group (report.md answers from the same
+-- groups), into answers[i].
+local function group_answers(an, g, ref, exp, notes, answers)
   if g then
     local last = g.rows[#g.rows]
     for i = #g.rows, 1, -1 do if g.rows[i].scaling then last = g.rows[i] break end end
@@ -166,8 +159,11 @@ function phase.finish(ctx, cells)
       answers[4] = "Memory per concurrent request: no peak memory per concurrency level"
     end
   end
-  -- single user: the batching server vs the plain one, over every
-  -- single-request cell (100, 500 and 2000 tokens) of each
+end
+
+-- Answer 3: single user, the batching server vs the plain one, over every
+-- single-request cell (100, 500 and 2000 tokens) of each.
+local function single_user(cells, cm, servers, main_server, notes, answers)
   local function single_user_tps(server)
     local sum, n = 0, 0
     for _, c in ipairs(by_server(cells, server)) do
@@ -188,6 +184,27 @@ function phase.finish(ctx, cells)
   else
     answers[3] = "Single user: needs a second (non-batching) server in the plan"
   end
+end
+
+-- The figures come from the report's analysis of the same folder
+-- (bench.report.analysis: its per-cell metrics, its scaling groups with
+-- their c=1 baseline and memory slope), so the console says what report.md
+-- and summary.csv say.
+function phase.finish(ctx, cells)
+  local an = C.analysis(ctx)
+  local groups = an and require("bench.report.groups").scaling(an) or {}
+  local cm = an and an.cell_metrics or {}
+  local plan = ctx.plan
+  local exp = plan.expected or {}
+  local ref = reference(exp)
+  local notes = {scaling = {}, answers = {}}
+  local lines = {"", C.TPS_NOTE .. ";",
+    "scaling = aggregate tok/s / that of the c=1 cell of its scaling group (as report.md); queue ms with * = estimated: TTFT p50 minus the baseline's;",
+    "batch eff. = mean requests running (server /metrics) / concurrency; queued = mean requests waiting (server /metrics)"}
+  local main_group, main_server, servers = server_tables(ctx, cells, groups, cm, notes, lines)
+  local answers = {}
+  if main_group then group_answers(an, main_group, ref, exp, notes, answers) end
+  single_user(cells, cm, servers, main_server, notes, answers)
   notes.reference = ref
   -- the plan's own questions (phase4.yaml: the seed's four) head the
   -- answers in their order; without them the answers stand alone
@@ -213,6 +230,61 @@ end
 -- repeated.
 ---------------------------------------------------------------------------
 local ms, size = F.ms, F.size
+
+-- 3: is batching worth it for one user? Every single-request
+-- configuration of a server (100, 500 and 2000 tokens...): the mean of their
+-- decode rates, their values pooled for the noise rule.
+local function question_single_user(out, an, notes, prefix)
+  -- every single-request configuration of a backend (100, 500 and 2000
+  -- tokens...): the mean of their decode rates, their values pooled for
+  -- the noise rule
+  local backends = {}
+  -- servers by their name in the plan (two servers of one backend, e.g.
+  -- llama-server with and without --parallel, are two), as phase 4's script
+  for _, c in ipairs(an.configs) do
+    local srv = c.labels.platform or c.labels.server or c.labels.backend
+    if tonumber(c.labels.concurrency) == 1 and srv and c.metrics.decode_tps and c.status == "ok" then
+      local b = tostring(srv)
+      local e = backends[b]
+      if not e then
+        e = {tps = {}, rv = {decode_tps = {}, per_request = {decode_tps = {}}}}
+        backends[b] = e
+      end
+      e.tps[#e.tps + 1] = c.metrics.decode_tps
+      for _, v in ipairs(c.repeat_values.decode_tps or {}) do e.rv.decode_tps[#e.rv.decode_tps + 1] = v end
+      local pr = c.repeat_values.per_request and c.repeat_values.per_request.decode_tps or {}
+      for _, v in ipairs(pr) do e.rv.per_request.decode_tps[#e.rv.per_request.decode_tps + 1] = v end
+    end
+  end
+  for _, e in pairs(backends) do e.mean = A.mean(e.tps) end
+  local names = {}
+  for b in pairs(backends) do names[#names + 1] = b end
+  table.sort(names)
+  if #names >= 2 then
+    local parts = {}
+    for _, b in ipairs(names) do
+      local e = backends[b]
+      parts[#parts + 1] = string.format("%s %.1f TPS%s", b, e.mean,
+        #e.tps > 1 and string.format(" (mean of %d single-request cells)", #e.tps) or "")
+    end
+    local batching = notes.batching_backend or "vllm-mlx"
+    local plain = notes.single_backend or "mlx-lm"
+    local verdict = ""
+    if backends[batching] and backends[plain] then
+      local d = (backends[batching].mean - backends[plain].mean) / backends[plain].mean * 100
+      local n = A.noise(backends[plain].rv, backends[batching].rv, "decode_tps")
+      verdict = string.format(": %s is %+.1f%% vs %s for a single user%s", batching, d, plain,
+        n.verdict == "no" and " (within run-to-run noise)" or "")
+      verdict = verdict .. ((d > 0 and n.verdict ~= "no") and "; batching costs nothing for one user" or
+        "; for one user the batching server brings no gain")
+    end
+    out[#out + 1] = string.format("3. %sIs batching worth it for a single user? At concurrency 1: %s%s.", prefix,
+      table.concat(parts, ", "), verdict)
+  else
+    out[#out + 1] = "3. " .. prefix .. "Batching for a single user: not answerable from this run (single-request figures for "
+      .. (names[1] or "no server") .. " only; run the non-batching server at concurrency 1 too)."
+  end
+end
 
 -- Phase 4's four questions, answered from the scaling groups where possible.
 local function section_questions(out, an, groups)
@@ -266,56 +338,7 @@ local function section_questions(out, an, groups)
     if not best then
       out[#out + 1] = "2. " .. prefix .. "Optimal concurrency: not answerable (no level produced a throughput figure)."
     end
-    -- 3: batching for one user
-    -- every single-request configuration of a backend (100, 500 and 2000
-    -- tokens...): the mean of their decode rates, their values pooled for
-    -- the noise rule
-    local backends = {}
-    -- servers by their name in the plan (two servers of one backend, e.g.
-    -- llama-server with and without --parallel, are two), as phase 4's script
-    for _, c in ipairs(an.configs) do
-      local srv = c.labels.platform or c.labels.server or c.labels.backend
-      if tonumber(c.labels.concurrency) == 1 and srv and c.metrics.decode_tps and c.status == "ok" then
-        local b = tostring(srv)
-        local e = backends[b]
-        if not e then
-          e = {tps = {}, rv = {decode_tps = {}, per_request = {decode_tps = {}}}}
-          backends[b] = e
-        end
-        e.tps[#e.tps + 1] = c.metrics.decode_tps
-        for _, v in ipairs(c.repeat_values.decode_tps or {}) do e.rv.decode_tps[#e.rv.decode_tps + 1] = v end
-        local pr = c.repeat_values.per_request and c.repeat_values.per_request.decode_tps or {}
-        for _, v in ipairs(pr) do e.rv.per_request.decode_tps[#e.rv.per_request.decode_tps + 1] = v end
-      end
-    end
-    for _, e in pairs(backends) do e.mean = A.mean(e.tps) end
-    local names = {}
-    for b in pairs(backends) do names[#names + 1] = b end
-    table.sort(names)
-    if #names >= 2 then
-      local parts = {}
-      for _, b in ipairs(names) do
-        local e = backends[b]
-        parts[#parts + 1] = string.format("%s %.1f TPS%s", b, e.mean,
-          #e.tps > 1 and string.format(" (mean of %d single-request cells)", #e.tps) or "")
-      end
-      local batching = notes.batching_backend or "vllm-mlx"
-      local plain = notes.single_backend or "mlx-lm"
-      local verdict = ""
-      if backends[batching] and backends[plain] then
-        local d = (backends[batching].mean - backends[plain].mean) / backends[plain].mean * 100
-        local n = A.noise(backends[plain].rv, backends[batching].rv, "decode_tps")
-        verdict = string.format(": %s is %+.1f%% vs %s for a single user%s", batching, d, plain,
-          n.verdict == "no" and " (within run-to-run noise)" or "")
-        verdict = verdict .. ((d > 0 and n.verdict ~= "no") and "; batching costs nothing for one user" or
-          "; for one user the batching server brings no gain")
-      end
-      out[#out + 1] = string.format("3. %sIs batching worth it for a single user? At concurrency 1: %s%s.", prefix,
-        table.concat(parts, ", "), verdict)
-    else
-      out[#out + 1] = "3. " .. prefix .. "Batching for a single user: not answerable from this run (single-request figures for "
-        .. (names[1] or "no server") .. " only; run the non-batching server at concurrency 1 too)."
-    end
+    question_single_user(out, an, notes, prefix)
     -- 4: memory per request
     if g.mem_per_request then
       out[#out + 1] = string.format("4. %sMemory per concurrent request: %s (slope of peak memory over concurrency %d–%d%s).",

@@ -51,19 +51,12 @@ local function limit_bytes(ctx)
   return lim
 end
 
-function phase.finish(ctx, cells)
-  local peaks = C.cell_peaks(ctx)
-  local plan = ctx.plan
-  local crit = plan.criteria or {}
-  local nprompts = #P.prompt_budgets(plan)
-  local ref_format = tostring(crit.comparable_to or "mlx"):lower()
-  local REF = ref_format == "mlx" and "MLX" or ref_format
-  local notes = {criteria = {}, pairs = {}, tps_per_gb = {}, tps_per_file_gb = {},
-                 expected_prompts = nprompts, memory_limit_bytes = limit_bytes(ctx)}
+-- the per-variant table: load, TTFT, rates, peak, TPS/GB two ways
+local function variant_table(cells, peaks, notes, lines)
   local fmt = "  %-22s %7s %12s %13s %16s %11s %12s %10s  %s"
-  local lines = {"", "Per variant (" .. C.TPS_NOTE .. ";",
-    "  TPS/GB peak = decode tok/s / peak GB measured, as in report.md; TPS/GB file = over the model's file size):",
-    string.format(fmt, "cell", "load s", "TTFT p50 ms", "decode tok/s", "aggregate tok/s", "peak", "TPS/GB peak", "TPS/GB file", "status")}
+  lines[#lines + 1] = "Per variant (" .. C.TPS_NOTE .. ";"
+  lines[#lines + 1] = "  TPS/GB peak = decode tok/s / peak GB measured, as in report.md; TPS/GB file = over the model's file size):"
+  lines[#lines + 1] = string.format(fmt, "cell", "load s", "TTFT p50 ms", "decode tok/s", "aggregate tok/s", "peak", "TPS/GB peak", "TPS/GB file", "status")
   for _, c in ipairs(cells) do
     local f = C.figures(c, peaks)
     local t = tps_per_gb(f, c)
@@ -73,8 +66,11 @@ function phase.finish(ctx, cells)
       C.fmt(f.output_tps), f.peak and P.format_size(shown_peak(f)) or "n/a", C.fmt(tps_per_peak_gb(f, c), "", 2), C.fmt(t, "", 3),
       c.status .. (c.labels.expect == "oom" and c.status == "oom" and " (expected)" or ""))
   end
+end
 
-  -- comparison pairs, on each platform where both sides ran
+-- comparison pairs (the plan's compare:), on each platform where both
+-- sides ran -> the b cells comparable or better than their a, with how
+local function compare_pairs(plan, cells, peaks, notes, lines)
   lines[#lines + 1] = ""
   lines[#lines + 1] = "Comparison pairs (the plan's compare:, a vs b):"
   local some_better = {}
@@ -101,41 +97,33 @@ function phase.finish(ctx, cells)
       end
     end
   end
+  return some_better
+end
 
-  -- success criteria
-  local function add(name, pass, detail)
-    notes.criteria[#notes.criteria + 1] = {name = name, pass = pass, detail = detail}
-    lines[#lines + 1] = string.format("  [%s] %s: %s", pass and "PASS" or "FAIL", name, detail)
-  end
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = "Success criteria (seed phase 3):"
-  -- a model the plan expects to die (the seed's BF16: "already tested,
-  -- FAILED") is judged by the OOM criterion below, not counted here
+-- "llama.cpp models complete all N test cases": a model the plan expects to
+-- die (the seed's BF16: "already tested, FAILED") is judged by the OOM
+-- criterion, not counted here
+local function all_prompts(cells, peaks, nprompts, add)
   local gguf, skipped = {}, {}
   for _, c in ipairs(C.find(cells, function(l) return l.format == "gguf" end)) do
     if c.labels.expect == "oom" or c.labels.expect == "fail" then skipped[#skipped + 1] = c.id else gguf[#gguf + 1] = c end
   end
-  if crit.all_prompts_complete ~= false then
-    local missing = {}
-    for _, c in ipairs(gguf) do
-      local f = C.figures(c, peaks)
-      local want = nprompts * (c.repeats or 1)
-      if c.status ~= "ok" or (f.ok or 0) < want then
-        missing[#missing + 1] = string.format("%s (%s, %d/%d ok)", c.id, c.status, f.ok or 0, want)
-      end
+  local missing = {}
+  for _, c in ipairs(gguf) do
+    local f = C.figures(c, peaks)
+    local want = nprompts * (c.repeats or 1)
+    if c.status ~= "ok" or (f.ok or 0) < want then
+      missing[#missing + 1] = string.format("%s (%s, %d/%d ok)", c.id, c.status, f.ok or 0, want)
     end
-    add(string.format("llama.cpp models complete all %d test cases", nprompts), #missing == 0,
-        (#missing == 0 and string.format("%d GGUF cells", #gguf) or table.concat(missing, "; ")) ..
-        (#skipped > 0 and ("; not counted, expected to fail by the plan: " .. table.concat(skipped, ", ")) or ""))
   end
-  -- "comparable or better than MLX" needs MLX cells (the reference
-  -- format) to compare with; a plan without them is not judged on it
-  local refs = C.find(cells, function(l) return tostring(l.format or ""):lower() == ref_format end)
-  if #refs > 0 then
-    add(string.format("results comparable or better than %s in some metrics", REF), #some_better > 0,
-        #some_better > 0 and table.concat(some_better, "; ")
-          or string.format("no GGUF cell within 5%% of its %s pair on any metric", REF))
-  end
+  add(string.format("llama.cpp models complete all %d test cases", nprompts), #missing == 0,
+      (#missing == 0 and string.format("%d GGUF cells", #gguf) or table.concat(missing, "; ")) ..
+      (#skipped > 0 and ("; not counted, expected to fail by the plan: " .. table.concat(skipped, ", ")) or ""))
+end
+
+-- memory within the plan's limit, and no OOM kill but those the plan expects
+local function memory_criteria(ctx, cells, peaks, add)
+  local crit = ctx.plan.criteria or {}
   -- peaks are what they stand for (a dry run's scaled back), so the limit
   -- is the plan's own
   local lim = crit.memory_limit
@@ -160,6 +148,38 @@ function phase.finish(ctx, cells)
         (#ooms == 0 and "none unexpected" or ("OOM: " .. table.concat(ooms, ", "))) ..
         (#expected > 0 and ("; expected OOM (as in the seed): " .. table.concat(expected, ", ")) or ""))
   end
+end
+
+function phase.finish(ctx, cells)
+  local peaks = C.cell_peaks(ctx)
+  local plan = ctx.plan
+  local crit = plan.criteria or {}
+  local nprompts = #P.prompt_budgets(plan)
+  local ref_format = tostring(crit.comparable_to or "mlx"):lower()
+  local REF = ref_format == "mlx" and "MLX" or ref_format
+  local notes = {criteria = {}, pairs = {}, tps_per_gb = {}, tps_per_file_gb = {},
+                 expected_prompts = nprompts, memory_limit_bytes = limit_bytes(ctx)}
+  local lines = {""}
+  variant_table(cells, peaks, notes, lines)
+  local some_better = compare_pairs(plan, cells, peaks, notes, lines)
+
+  -- success criteria
+  local function add(name, pass, detail)
+    notes.criteria[#notes.criteria + 1] = {name = name, pass = pass, detail = detail}
+    lines[#lines + 1] = string.format("  [%s] %s: %s", pass and "PASS" or "FAIL", name, detail)
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "Success criteria (seed phase 3):"
+  if crit.all_prompts_complete ~= false then all_prompts(cells, peaks, nprompts, add) end
+  -- "comparable or better than MLX" needs MLX cells (the reference
+  -- format) to compare with; a plan without them is not judged on it
+  local refs = C.find(cells, function(l) return tostring(l.format or ""):lower() == ref_format end)
+  if #refs > 0 then
+    add(string.format("results comparable or better than %s in some metrics", REF), #some_better > 0,
+        #some_better > 0 and table.concat(some_better, "; ")
+          or string.format("no GGUF cell within 5%% of its %s pair on any metric", REF))
+  end
+  memory_criteria(ctx, cells, peaks, add)
   -- the plan's notes (the seed's expected outcomes) close the report
   if plan.notes and #plan.notes > 0 then
     lines[#lines + 1] = ""
