@@ -30,6 +30,18 @@ local CHECKED = {
   ["scripts/bench/report.lua"] = true,
   ["scripts/bench/report/markdown.lua"] = true,
   ["scripts/bench/report/findings.lua"] = true,
+  ["scripts/bench/report/format.lua"] = true,
+  ["scripts/bench/report/analysis.lua"] = true,
+  ["scripts/bench/report/groups.lua"] = true,
+  ["scripts/bench/results.lua"] = true,
+  ["scripts/bench/results/json.lua"] = true,
+  ["scripts/bench/checks.lua"] = true,
+  ["scripts/phases/baseline.lua"] = true,
+  ["scripts/phases/batching.lua"] = true,
+  ["scripts/phases/common.lua"] = true,
+  ["scripts/phases/compare.lua"] = true,
+  ["scripts/phases/envcheck.lua"] = true,
+  ["scripts/phases/tuning.lua"] = true,
   ["tools/check-layout.lua"] = true,
 }
 

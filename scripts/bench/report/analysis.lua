@@ -319,101 +319,60 @@ local function sample_peaks(data)
   return by_window, by_label, at
 end
 
--- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
--- data: results.load(dir). Configurations keep the order in which their first
--- cell finished.
-function A.analyze(data)
-  local recs_by_cell = {}
-  for _, r in ipairs(data.records or {}) do
-    if r.cell and r.warmup ~= true then
-      local l = recs_by_cell[r.cell]
-      if not l then l = {} recs_by_cell[r.cell] = l end
-      l[#l + 1] = r
+-- A cell's peak memory into its metrics m: from its own samples where it
+-- has them (host + GPU parts, and where the GPU part came from), and in a
+-- dry run scaled back to what the simulator stands for (scales[scale] =
+-- true for each memory_scale met).
+local function cell_memory(cell, m, peaks, scales)
+  -- A server kept across cells reports one peak for all of them (to the
+  -- last); the samples inside a cell's own window say what that cell used.
+  local sp = peaks.window[cell.id] or (not m.peak_bytes and peaks.label[cell.id]) or nil
+  if sp then
+    m.peak_bytes = sp
+    m.peak_from_samples = true
+    -- the parts of that peak: host and GPU memory, where the GPU part came from
+    local at = peaks.at[cell.id] or {}
+    m.host_peak_bytes = at.host or m.host_peak_bytes
+    m.gpu_peak_bytes = at.gpu or m.gpu_peak_bytes
+    m.gpu_source = at.gpu_source or m.gpu_source
+  end
+  -- a dry run: the simulator's memory, scaled back to what it stands for
+  local scale = A.memory_scale(cell)
+  local srv = type(cell.server) == "table" and cell.server or {}
+  -- the host's memory in use (the fallback peak) is real, never scaled
+  local measured = sp or num(srv.peak_memory_bytes) or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
+  if scale and measured then
+    scales[scale] = true
+    if m.peak_bytes then m.peak_bytes_measured = m.peak_bytes m.peak_bytes = m.peak_bytes / scale end
+    if m.gpu_peak_bytes then m.gpu_peak_bytes = m.gpu_peak_bytes / scale end
+    if m.host_peak_bytes then m.host_peak_bytes = m.host_peak_bytes / scale end
+    m.memory_simulated = true
+  end
+end
+
+-- A configuration's metrics: the mean over its ok cells (all of them when
+-- none is ok), the highest peak of any (an OOM's peak matters), its bits,
+-- format and per-repeat values.
+local function config_metrics(c)
+  local okcells = {}
+  for i, cell in ipairs(c.cells) do
+    if A.cell_status(cell) == "ok" then okcells[#okcells + 1] = c.per_cell[i] end
+  end
+  c.metrics = average(#okcells > 0 and okcells or c.per_cell)
+  -- peak memory and load time of a failed cell still matter (an OOM's peak)
+  for _, m in ipairs(c.per_cell) do
+    if m.peak_bytes and (not c.metrics.peak_bytes or m.peak_bytes > c.metrics.peak_bytes) then
+      c.metrics.peak_bytes = m.peak_bytes
     end
   end
-  local configs, by_key = {}, {}
-  local statuses = {ok = 0, degraded = 0, oom = 0, crashed = 0, failed = 0, aborted = 0, skipped = 0}
-  local scales, dry = {}, false
-  local window_peaks, label_peaks, peak_at = sample_peaks(data)
-  local cell_metrics = {}
-  for _, cell in ipairs(data.cells or {}) do
-    local labels = cell.labels or {}
-    local key = A.config_key(labels)
-    if key == "" then key = "cell=" .. tostring(cell.id) end
-    local c = by_key[key]
-    if not c then
-      c = {key = key, labels = {}, cells = {}, per_cell = {}, records = {}, repeats = {},
-           status = "ok", outputs = {}, checks = {}}
-      for k, v in pairs(labels) do if k ~= "repeat" then c.labels[k] = v end end
-      by_key[key] = c
-      configs[#configs + 1] = c
-    end
-    c.cells[#c.cells + 1] = cell
-    local st = A.cell_status(cell)
-    statuses[st] = (statuses[st] or 0) + 1
-    if (STATUS_RANK[st] or 0) > (STATUS_RANK[c.status] or 0) then c.status = st end
-    if cell.sysctl_simulated then c.sysctl_simulated = true end
-    if cell.error and not c.error then c.error = cell.error end
-    if cell.baseline then c.baseline = true end
-    local recs = recs_by_cell[cell.id] or {}
-    local m = metrics_of(cell.summary, cell.server)
-    if #recs > 0 then fill_missing(m, metrics_of(A.summarize_records(recs), cell.server)) end
-    -- A server kept across cells reports one peak for all of them (to the
-    -- last); the samples inside a cell's own window say what that cell used.
-    local sp = window_peaks[cell.id] or (not m.peak_bytes and label_peaks[cell.id]) or nil
-    if sp then
-      m.peak_bytes = sp
-      m.peak_from_samples = true
-      -- the parts of that peak: host and GPU memory, where the GPU part came from
-      local at = peak_at[cell.id] or {}
-      m.host_peak_bytes = at.host or m.host_peak_bytes
-      m.gpu_peak_bytes = at.gpu or m.gpu_peak_bytes
-      m.gpu_source = at.gpu_source or m.gpu_source
-    end
-    -- a dry run: the simulator's memory, scaled back to what it stands for
-    local scale = A.memory_scale(cell)
-    local srv = type(cell.server) == "table" and cell.server or {}
-    -- the host's memory in use (the fallback peak) is real, never scaled
-    local measured = sp or num(srv.peak_memory_bytes) or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
-    if scale and measured then
-      scales[scale] = true
-      if m.peak_bytes then m.peak_bytes_measured = m.peak_bytes m.peak_bytes = m.peak_bytes / scale end
-      if m.gpu_peak_bytes then m.gpu_peak_bytes = m.gpu_peak_bytes / scale end
-      if m.host_peak_bytes then m.host_peak_bytes = m.host_peak_bytes / scale end
-      m.memory_simulated = true
-    end
-    if cell.dry_run ~= nil then dry = true end
-    m.tps_per_gb = nil
-    if m.decode_tps and m.peak_bytes and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
-    if m.decode_tps and m.model_bytes and m.model_bytes > 0 then m.tps_per_file_gb = m.decode_tps / (m.model_bytes / 1e9) end
-    c.per_cell[#c.per_cell + 1] = m
-    cell_metrics[cell.id] = m
-    for _, r in ipairs(recs) do
-      c.records[#c.records + 1] = r
-      local rep = labels["repeat"] or r["repeat"] or 1
-      local l = c.repeats[rep]
-      if not l then l = {} c.repeats[rep] = l end
-      l[#l + 1] = r
-    end
-    for k, v in pairs(cell.outputs or {}) do if c.outputs[k] == nil then c.outputs[k] = v end end
-    for k, v in pairs(cell.checks or {}) do if c.checks[k] == nil then c.checks[k] = v end end
-  end
-  for _, c in ipairs(configs) do
-    local okcells = {}
-    for i, cell in ipairs(c.cells) do
-      if A.cell_status(cell) == "ok" then okcells[#okcells + 1] = c.per_cell[i] end
-    end
-    c.metrics = average(#okcells > 0 and okcells or c.per_cell)
-    -- peak memory and load time of a failed cell still matter (an OOM's peak)
-    for _, m in ipairs(c.per_cell) do
-      if m.peak_bytes and (not c.metrics.peak_bytes or m.peak_bytes > c.metrics.peak_bytes) then
-        c.metrics.peak_bytes = m.peak_bytes
-      end
-    end
-    c.bits = A.bits(c.labels)
-    c.format = A.format(c.labels)
-    c.repeat_values = A.repeat_values(c)
-  end
+  c.bits = A.bits(c.labels)
+  c.format = A.format(c.labels)
+  c.repeat_values = A.repeat_values(c)
+end
+
+-- The labels whose value differs between configurations (varying), and of
+-- those the ones tables show (shown: not derived, not restating another).
+local function label_columns(configs)
   -- Labels whose value differs between configurations name them in tables.
   local varying = {}
   local seen_label = {}
@@ -451,6 +410,68 @@ function A.analyze(data)
     if not seen_cols[p] then seen_cols[p] = true shown[#shown + 1] = k end
     ::continue::
   end
+  return varying, shown
+end
+
+-- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
+-- data: results.load(dir). Configurations keep the order in which their first
+-- cell finished.
+function A.analyze(data)
+  local recs_by_cell = {}
+  for _, r in ipairs(data.records or {}) do
+    if r.cell and r.warmup ~= true then
+      local l = recs_by_cell[r.cell]
+      if not l then l = {} recs_by_cell[r.cell] = l end
+      l[#l + 1] = r
+    end
+  end
+  local configs, by_key = {}, {}
+  local statuses = {ok = 0, degraded = 0, oom = 0, crashed = 0, failed = 0, aborted = 0, skipped = 0}
+  local scales, dry = {}, false
+  local peaks = {}
+  peaks.window, peaks.label, peaks.at = sample_peaks(data)
+  local cell_metrics = {}
+  for _, cell in ipairs(data.cells or {}) do
+    local labels = cell.labels or {}
+    local key = A.config_key(labels)
+    if key == "" then key = "cell=" .. tostring(cell.id) end
+    local c = by_key[key]
+    if not c then
+      c = {key = key, labels = {}, cells = {}, per_cell = {}, records = {}, repeats = {},
+           status = "ok", outputs = {}, checks = {}}
+      for k, v in pairs(labels) do if k ~= "repeat" then c.labels[k] = v end end
+      by_key[key] = c
+      configs[#configs + 1] = c
+    end
+    c.cells[#c.cells + 1] = cell
+    local st = A.cell_status(cell)
+    statuses[st] = (statuses[st] or 0) + 1
+    if (STATUS_RANK[st] or 0) > (STATUS_RANK[c.status] or 0) then c.status = st end
+    if cell.sysctl_simulated then c.sysctl_simulated = true end
+    if cell.error and not c.error then c.error = cell.error end
+    if cell.baseline then c.baseline = true end
+    local recs = recs_by_cell[cell.id] or {}
+    local m = metrics_of(cell.summary, cell.server)
+    if #recs > 0 then fill_missing(m, metrics_of(A.summarize_records(recs), cell.server)) end
+    cell_memory(cell, m, peaks, scales)
+    if cell.dry_run ~= nil then dry = true end
+    m.tps_per_gb = nil
+    if m.decode_tps and m.peak_bytes and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
+    if m.decode_tps and m.model_bytes and m.model_bytes > 0 then m.tps_per_file_gb = m.decode_tps / (m.model_bytes / 1e9) end
+    c.per_cell[#c.per_cell + 1] = m
+    cell_metrics[cell.id] = m
+    for _, r in ipairs(recs) do
+      c.records[#c.records + 1] = r
+      local rep = labels["repeat"] or r["repeat"] or 1
+      local l = c.repeats[rep]
+      if not l then l = {} c.repeats[rep] = l end
+      l[#l + 1] = r
+    end
+    for k, v in pairs(cell.outputs or {}) do if c.outputs[k] == nil then c.outputs[k] = v end end
+    for k, v in pairs(cell.checks or {}) do if c.checks[k] == nil then c.checks[k] = v end end
+  end
+  for _, c in ipairs(configs) do config_metrics(c) end
+  local varying, shown = label_columns(configs)
   -- A configuration of one cell (the runner's case) is named by its cell id,
   -- the name progress, summary.csv and the cell files use; repeats run as
   -- separate cells share a name made of the labels that vary.

@@ -75,6 +75,31 @@ local function is_default_config(c)
 end
 G.is_default_config = is_default_config
 
+-- Settings that change nothing measurable are said so, not ranked: every
+-- other row within noise of the baseline in decode TPS, and none beyond it
+-- in TTFT (an engine may ignore a variable: upstream llama.cpp does not read
+-- GGML_METAL_N_CB, for one). Sets g.no_effect and g.no_effect_vars.
+local function judge_effect(g, base)
+  local judged, moved = 0, false
+  local vars = {}
+  for _, r in ipairs(g.rows) do
+    if not r.is_base then
+      local v = r.noise and r.noise.verdict
+      if v == "yes" or (r.noise_ttft and r.noise_ttft.verdict == "yes") or r.config.status ~= "ok" then moved = true end
+      if v == "no" then judged = judged + 1 end
+    end
+    if type(r.config.labels.env) == "table" then
+      for k in pairs(r.config.labels.env) do vars[k] = true end
+    end
+  end
+  if judged > 0 and not moved and base.config.status == "ok" then
+    g.no_effect = true
+    g.no_effect_vars = {}
+    for k in pairs(vars) do g.no_effect_vars[#g.no_effect_vars + 1] = k end
+    table.sort(g.no_effect_vars)
+  end
+end
+
 -- Each group differs only in env / sysctl / config; rows carry % change vs the
 -- group's baseline (cell.baseline, config "default"/"baseline", or no env and
 -- no sysctl).
@@ -135,28 +160,7 @@ function G.tuning(an)
             if r.config.sysctl_simulated then r.sysctl_simulated = true g.sysctl_simulated = true end
           end
         end
-        -- settings that change nothing measurable are said so, not ranked:
-        -- every other row within noise of the baseline in decode TPS, and
-        -- none beyond it in TTFT (an engine may ignore a variable: upstream
-        -- llama.cpp does not read GGML_METAL_N_CB, for one)
-        local judged, moved = 0, false
-        local vars = {}
-        for _, r in ipairs(g.rows) do
-          if not r.is_base then
-            local v = r.noise and r.noise.verdict
-            if v == "yes" or (r.noise_ttft and r.noise_ttft.verdict == "yes") or r.config.status ~= "ok" then moved = true end
-            if v == "no" then judged = judged + 1 end
-          end
-          if type(r.config.labels.env) == "table" then
-            for k in pairs(r.config.labels.env) do vars[k] = true end
-          end
-        end
-        if judged > 0 and not moved and base.config.status == "ok" then
-          g.no_effect = true
-          g.no_effect_vars = {}
-          for k in pairs(vars) do g.no_effect_vars[#g.no_effect_vars + 1] = k end
-          table.sort(g.no_effect_vars)
-        end
+        judge_effect(g, base)
         out[#out + 1] = g
       end
     end
