@@ -63,6 +63,20 @@ local function reference(exp)
     tostring(exp.m4_max_single_tps or "?"), tostring(exp.m4_max_16_tps or "?"))}
 end
 
+-- The levels of a scaling group both the console and report.md answer
+-- from: the highest level that produced a figure (the top one may have
+-- failed), the level with the most aggregate throughput, and the lowest
+-- level within 90% of it.
+local function group_levels(g)
+  local last = g.rows[#g.rows]
+  for i = #g.rows, 1, -1 do if g.rows[i].scaling then last = g.rows[i] break end end
+  local best
+  for _, r in ipairs(g.rows) do if r.agg_tps and (not best or r.agg_tps > best.agg_tps) then best = r end end
+  local knee
+  for _, r in ipairs(g.rows) do if best and r.agg_tps and r.agg_tps >= 0.9 * best.agg_tps then knee = r break end end
+  return last, best, knee
+end
+
 -- One table per server (its cells by concurrency: aggregate and decode
 -- rates, scaling against its group's c=1 cell, latency, queue, batch
 -- efficiency, peak) -> the first server's scaling group and that server,
@@ -128,12 +142,7 @@ end
 -- groups), into answers[i].
 local function group_answers(an, g, ref, exp, notes, answers)
   if g then
-    local last = g.rows[#g.rows]
-    for i = #g.rows, 1, -1 do if g.rows[i].scaling then last = g.rows[i] break end end
-    local best
-    for _, r in ipairs(g.rows) do if r.agg_tps and (not best or r.agg_tps > best.agg_tps) then best = r end end
-    local knee
-    for _, r in ipairs(g.rows) do if best and r.agg_tps and r.agg_tps >= 0.9 * best.agg_tps then knee = r break end end
+    local last, best, knee = group_levels(g)
     local verdict = ""
     if ref and last.scaling then
       verdict = string.format(" vs %.1fx of %s: %s", ref.scaling, ref.label, last.scaling > ref.scaling and "better" or "not better")
@@ -298,8 +307,7 @@ local function section_questions(out, an, groups)
   for _, g in ipairs(groups) do
     local prefix = #groups > 1 and ("(" .. g.name .. ") ") or ""
     -- the highest level that produced a figure (the top one may have failed)
-    local last = g.rows[#g.rows]
-    for i = #g.rows, 1, -1 do if g.rows[i].scaling then last = g.rows[i] break end end
+    local last, best, knee = group_levels(g)
     -- 1: scaling compared with the reference machine
     if last.scaling and ref.scaling then
       out[#out + 1] = string.format("1. %sDoes this machine scale better than the reference? At %d concurrent requests aggregate "
@@ -313,11 +321,7 @@ local function section_questions(out, an, groups)
       out[#out + 1] = "1. " .. prefix .. "Scaling: not answerable (no aggregate throughput at the highest concurrency)."
     end
     -- 2: optimal concurrency
-    local best
-    for _, r in ipairs(g.rows) do if r.agg_tps and (not best or r.agg_tps > best.agg_tps) then best = r end end
     if best then
-      local knee
-      for _, r in ipairs(g.rows) do if r.agg_tps and r.agg_tps >= 0.9 * best.agg_tps then knee = r break end end
       local slo = tonumber(notes.slo_e2el_p95_ms)
       local slo_best
       if slo then
