@@ -56,18 +56,18 @@ end
 -- safety.memory_ceiling: the server's process tree (or, for a server that is
 -- not our child, the system's memory in use) above the ceiling stops the
 -- server; the cell is recorded as aborted.
-local function watch_ceiling(self, ceiling, shown, interval)
+local function watch_ceiling(self, sampler, pid, process, ceiling, shown, interval)
   while true do
     clock.sleep(interval)
-    local pk = self.sampler:peak() or {}
+    local pk = sampler:peak() or {}
     local v = pk.rss or pk.real
-    if not self.sampler_pid then v = pk.sys_used end
+    if not pid then v = pk.sys_used end
     if v and v > ceiling then
       self.ceiling_hit = {peak = v, ceiling = ceiling, shown = shown}
       self.progress:log(string.format("cell %s: memory %s above safety.memory_ceiling %s%s: stopping the server",
         tostring(self.cell_id), plan.format_size(v), plan.format_size(ceiling),
         shown ~= ceiling and string.format(" (%s scaled like the simulated models)", plan.format_size(shown)) or ""))
-      local target = self.process or self.server
+      local target = process or self.server
       if target then pcall(target.stop, target, 2) end
       return
     end
@@ -165,10 +165,12 @@ function Monitor:start(cell, opts)
     if not ok or not s then
       self.progress:log(string.format("cell %s: no memory sampling: %s", cell.id, tostring(s)))
     else
-      self.sampler, self.sampler_pid, self.process = s, opts.pid, opts.process
+      self.sampler = s
       self.sampler_sync = bench.spawn(sync_every_second, self)
       local ceiling, shown = ceiling_of(self.plan, cell)
-      if ceiling then self.watch = bench.spawn(watch_ceiling, self, ceiling, shown, interval) end
+      -- (the watch keeps its own sampler and process: a task cancelled as
+      -- the server stops may run once more)
+      if ceiling then self.watch = bench.spawn(watch_ceiling, self, s, opts.pid, opts.process, ceiling, shown, interval) end
     end
   end
   local m = (self.plan.sampling or {}).metrics
@@ -187,7 +189,7 @@ function Monitor:stop()
   cancel_task(self.sampler_sync)
   self.scraper, self.watch, self.sampler_sync = nil, nil, nil
   local s = self.sampler
-  self.sampler, self.sampler_pid, self.process, self.server = nil, nil, nil, nil
+  self.sampler, self.server = nil, nil
   if not s then return nil end
   local ok, res = pcall(s.stop, s)
   if not ok or type(res) ~= "table" then return nil end
