@@ -1069,7 +1069,8 @@ static void put_map(encoder *e, int idx, int indent, int inline_first, const cha
     keyref *k = &keys[i];
     if (k->kind == LUA_TNUMBER) {
       double num = k->num;
-      if (fabs(num) < 9.2e18 && num == (double)(lua_Integer)num)   /* range first: the cast of a larger float is undefined */ lua_pushinteger(L, (lua_Integer)num);
+      if (fabs(num) < 9.2e18 && num == (double)(lua_Integer)num)
+        lua_pushinteger(L, (lua_Integer)num);
       else lua_pushnumber(L, num);
     } else if (k->kind == LUA_TSTRING) lua_pushlstring(L, k->s, k->n);
     else if (k->kind == LUA_TBOOLEAN) lua_pushboolean(L, k->boolean);

@@ -222,7 +222,7 @@ local function prepare(args)
   o.name = plan.name
   o.plan_text = plan.text
   o.plan_key = (o.plan:match("([^/]+)$") or "plan.yaml"):gsub("[^%w%._%-]", "_")
-  o.run_id = o.run_id or (tostring(plan.name):gsub("[^%w%._%-]", "_") .. "-" .. os.date("!%Y%m%dT%H%M%SZ"))
+  o.run_id = o.run_id or (tostring(plan.name):gsub("[^%w%._%-]", "_") .. "-" .. require("bench.util").utc_stamp())
   o.label = cluster.job_name(o.run_id):sub(10)
   o.job = cluster.job_name(o.run_id)
   o.configmap = o.job .. "-plan"

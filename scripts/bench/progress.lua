@@ -59,7 +59,7 @@ function progress.new(opts)
   local self = setmetatable({mode = mode, total = tonumber(opts.total) or 0, out = opts.out or io.stderr,
     json_out = opts.json_out or io.stdout, clock = opts.clock, i = 0, cells_done = 0,
     req_done = 0, req_expected = nil, tokens = 0, cell_tokens = 0, work_done = 0,
-    last_draw = -math.huge, last_plain = nil, line_len = 0, cell_sizes = {}}, Progress)
+    last_draw = -math.huge, last_plain = nil, line_len = 0, cell_sizes = {}, warned = {}}, Progress)
   self.t0 = now_s(self)
   self.cell_t0 = self.t0
   return self
@@ -159,16 +159,106 @@ end
 -- rate, aggregate = output tokens over the measured wall time (what
 -- report.md prints). Cell tokens over cell time would count the server's
 -- load and the warm-ups and match neither.
+local finite = util.finite
+
+local function summary_of(cell)
+  return type(cell) == "table" and type(cell.summary) == "table" and cell.summary or nil
+end
+
 local function cell_rates(cell)
-  local s = type(cell) == "table" and type(cell.summary) == "table" and cell.summary or nil
+  local s = summary_of(cell)
   if not s then return nil, nil end
   return util.figure(s.decode_tps), util.figure(s.output_tps)
 end
 progress.cell_rates = cell_rates
 
+-- "45.7 tok/s ± 0.4 (n=15)": a distribution of the summary ({p50, stddev,
+-- n}) as hyperfine shows a benchmark: the median, the spread (the standard
+-- deviation of the per-request values) and how many values; a plain number
+-- is shown alone.
+function progress.spread_text(d, unit)
+  if type(d) ~= "table" then
+    local v = finite(d)
+    return v and string.format("%.1f %s", v, unit) or nil
+  end
+  local mid = finite(d.p50) or finite(d.mean)
+  if not mid then return nil end
+  local t = string.format("%.1f %s", mid, unit)
+  local n = math.tointeger(d.n)
+  if finite(d.stddev) and (n or 2) > 1 then t = t .. string.format(" ± %.1f", d.stddev) end
+  if n then t = t .. string.format(" (n=%d)", n) end
+  return t
+end
+
+-- The kinds of warning a cell can earn, each with its remedy (as hyperfine
+-- says "Statistical outliers were detected. Consider re-running ...").
+progress.WARNINGS = {
+  errors = {remedy = "Check the server's log (server-<cell>.log) and report.md's \"Errors and warnings\"; " ..
+                     "lower the concurrency or raise the plan's timeout: if the server is overloaded."},
+  noisy = {remedy = "Consider warm-ups or more repeats (warmup:, repeat:) on a quiet machine."},
+  client_delay = {remedy = "Lower the concurrency, or run benchrun on a less loaded machine."},
+  flagged = {remedy = "report.md's \"Errors and warnings\" says which; a whole answer at once has no decode rate: " ..
+                      "check that the server streams."},
+}
+-- decode rates whose spread (stddev / median) is above this are noisy
+progress.NOISY = 0.15
+
+-- P.warnings(cell) -> {{kind, text, remedy}...}: what the console warns of
+-- a finished cell (its summary's failed requests, spread, client delay and
+-- set-aside answers).
+function progress.warnings(cell)
+  local s = summary_of(cell)
+  local out = {}
+  if not s then return out end
+  local function add(kind, text) out[#out + 1] = {kind = kind, text = text, remedy = progress.WARNINGS[kind].remedy} end
+  local summary = require("bench.summary")
+  local errs = type(s.errors) == "table" and s.errors or nil
+  if errs and (errs.total or 0) > 0 then
+    add("errors", string.format("%d of %d requests failed (%s).", errs.total, s.requests or errs.total,
+                                summary.kinds_text(errs.by_kind)))
+  end
+  -- (one request at a time only: a batch's requests decode at rates that
+  -- change as others join and leave it, which is not noise)
+  local labels = type(cell.labels) == "table" and cell.labels or {}
+  local d = (tonumber(labels.concurrency) or 1) == 1 and type(s.decode_tps) == "table" and s.decode_tps or nil
+  local mid = d and (finite(d.p50) or finite(d.mean))
+  if mid and mid > 0 and finite(d.stddev) and (d.n or 2) > 1 and d.stddev / mid > progress.NOISY then
+    add("noisy", string.format("decode tok/s varies by %.0f%% (standard deviation / median) between requests.",
+                               d.stddev / mid * 100))
+  end
+  local delay = type(s.client_send_delay_ms) == "table" and finite(s.client_send_delay_ms.p99)
+  if delay and delay > summary.CLIENT_DELAY_WARN_MS then
+    add("client_delay", string.format("the client, not the server, delayed requests (send delay p99 %.1f ms).", delay))
+  end
+  local flagged = {}
+  for _, f in ipairs(summary.RECORD_FLAGS) do
+    local n = type(s.flags) == "table" and s.flags[f]
+    if n and n > 0 then flagged[#flagged + 1] = string.format("%s ×%d", f, n) end
+  end
+  if #flagged > 0 then add("flagged", "answers set aside from the figures: " .. table.concat(flagged, ", ") .. ".") end
+  return out
+end
+
+-- the cell's line: status, requests and time, then its figures
+local function cell_line(self, cell_id, status, cell, el)
+  local s = summary_of(cell)
+  local figures = {}
+  local decode = s and progress.spread_text(s.decode_tps, "tok/s")
+  if decode then figures[#figures + 1] = "decode " .. decode end
+  local ttft = s and progress.spread_text(s.ttft_ms, "ms")
+  if ttft then figures[#figures + 1] = "TTFT " .. ttft end
+  local _, output = cell_rates(cell)
+  if output then figures[#figures + 1] = "aggregate " .. units.format_rate(output) end
+  if #figures == 0 then figures[1] = string.format("%d tokens", self.cell_tokens) end
+  local why = type(cell) == "table" and cell.error or nil
+  return string.format("[%d/%d] %s: %s, %d requests in %s: %s%s", self.i, self.total, tostring(cell_id),
+    status, self.req_done, units.format_elapsed(el), table.concat(figures, ", "), why and (" (" .. tostring(why) .. ")") or "")
+end
+
 -- p:cell_end(cell_id, status, cell)
 -- A cell the runner stopped at the memory ceiling is recorded as failed
--- with cell.aborted: it is shown as "aborted".
+-- with cell.aborted: it is shown as "aborted". Below its line, its
+-- warnings (P.warnings), each with its remedy.
 function Progress:cell_end(cell_id, status, cell)
   status = status or "ok"
   if type(cell) == "table" and cell.aborted and status == "failed" then status = "aborted" end
@@ -176,35 +266,28 @@ function Progress:cell_end(cell_id, status, cell)
   self.in_cell = false
   self.req_expected = nil
   local el = now_s(self) - self.cell_t0
-  local decode, output = cell_rates(cell)
+  local warnings = progress.warnings(cell)
+  for _, w in ipairs(warnings) do self.warned[w.kind] = (self.warned[w.kind] or 0) + 1 end
   if self.mode == "json" then
+    local decode, output = cell_rates(cell)
     self:_emit({event = "cell_end", i = self.i, total = self.total, cell = cell_id, status = status,
                 requests = self.req_done, tokens = self.cell_tokens, seconds = el,
                 decode_tps = decode, output_tps = output,
                 error = cell and cell.error or nil,
-                errors = type(cell) == "table" and type(cell.summary) == "table" and cell.summary.errors or nil})
+                errors = summary_of(cell) and cell.summary.errors or nil,
+                warnings = #warnings > 0 and warnings or nil})
     return
   end
-  local rates = {}
-  if decode then rates[#rates + 1] = "decode " .. units.format_rate(decode) end
-  if output then rates[#rates + 1] = "aggregate " .. units.format_rate(output) end
-  if #rates == 0 then rates[1] = string.format("%d tokens", self.cell_tokens) end
-  -- the cell's failed requests by kind, whatever its status
-  local errs = type(cell) == "table" and type(cell.summary) == "table" and type(cell.summary.errors) == "table"
-               and cell.summary.errors or nil
-  local why = cell and (cell.error or cell.warning)
-  if not why and errs and (errs.total or 0) > 0 then
-    why = string.format("%d failed: %s", errs.total, require("bench.summary").kinds_text(errs.by_kind))
-  end
-  local msg = string.format("[%d/%d] %s: %s, %d requests, %s, %s%s", self.i, self.total, tostring(cell_id),
-    status, self.req_done, table.concat(rates, ", "), units.format_elapsed(el),
-    why and (" (" .. tostring(why) .. ")") or "")
+  local msg = cell_line(self, cell_id, status, cell, el)
   if self.mode == "quiet" then
     if status ~= "ok" and status ~= "skipped" then self.out:write(msg, "\n") self.out:flush() end
     return
   end
   self:_clear()
   self.out:write(msg, "\n")
+  for _, w in ipairs(warnings) do
+    self.out:write(string.format("  Warning (%s): %s %s\n", w.kind, w.text, w.remedy))
+  end
   self.out:flush()
 end
 
@@ -218,17 +301,25 @@ function Progress:log(msg)
   if self.mode == "tty" and self.in_cell then self:_draw(true) end
 end
 
--- p:finish(report_path)
+-- p:finish(report_path): how the run went, then the report's path as the
+-- last line (what to open next).
 function Progress:finish(report)
   local el = self:elapsed()
+  local kinds = {}
+  for k in pairs(self.warned) do kinds[#kinds + 1] = k end
+  table.sort(kinds)
   if self.mode == "json" then
-    self:_emit({event = "finish", report = report, elapsed = el, cells = self.cells_done, tokens = self.tokens})
+    self:_emit({event = "finish", report = report, elapsed = el, cells = self.cells_done, tokens = self.tokens,
+                warnings = #kinds > 0 and self.warned or nil})
     return
   end
   self:_clear()
   if self.mode == "quiet" then return end
+  local warned = {}
+  for _, k in ipairs(kinds) do warned[#warned + 1] = string.format("%s ×%d", k, self.warned[k]) end
   self.out:write(string.format("done: %d/%d cells in %s%s\n", self.cells_done, self.total, units.format_elapsed(el),
-    report and (", report: " .. tostring(report)) or ""))
+    #warned > 0 and ("; warnings: " .. table.concat(warned, ", ")) or ""))
+  if report then self.out:write("report: ", tostring(report), "\n") end
   self.out:flush()
 end
 

@@ -2,9 +2,12 @@
 -- from a results folder; `benchrun report` and `benchrun compare`.
 local results = require("bench.results")
 local analysis = require("bench.report.analysis")
+local groups = require("bench.report.groups")
 local markdown = require("bench.report.markdown")
 local svg = require("bench.report.svg")
 local quality = require("bench.report.quality")
+local findings = require("bench.report.findings")
+local phase = require("bench.phase")
 
 local report = {}
 
@@ -344,10 +347,12 @@ function report.build(data, opts)
   opts = opts or {}
   local an = analysis.analyze(data)
   local ctx = {phase = opts.phase or data.summary.phase, title = opts.title or data.summary.title, charts = {}}
-  ctx.scaling = analysis.scaling(an)
-  ctx.tuning = analysis.tuning(an)
-  ctx.pairs = analysis.pairs(an)
+  ctx.scaling = groups.scaling(an)
+  ctx.tuning = groups.tuning(an)
+  ctx.pairs = groups.pairs(an)
   ctx.quality = quality.compare(an.configs)
+  -- what the phases' own scripts add (their report hooks)
+  ctx.phase_parts = phase.report_parts(data, an, ctx)
   return an, ctx
 end
 
@@ -380,7 +385,7 @@ function report.render(src, opts)
   add("charts/tuning_deltas.svg", "Decode TPS change vs baseline", chart_tuning(ctx.tuning))
   add("charts/memory.svg", "Memory over time", chart_memory(an))
   ctx.charts = charts
-  ctx.findings = markdown.recommendations(an, ctx)
+  ctx.findings = findings.recommendations(an, ctx)
   local md = markdown.render(an, ctx)
   local path = out .. "/report.md"
   must(results.write_atomic(path, md))
@@ -393,6 +398,18 @@ function report.render(src, opts)
   summary.analysis = analysis_json(an, ctx)
   must(results.write_atomic(out .. "/summary.json", results.json_pretty(summary)))
   return path
+end
+
+-- report.finish(run, {phase=, notes=}) -> report path | nil, message: the
+-- run's summary.json written (run:finish), then report.md, summary.csv and
+-- charts. The results store knows nothing of reports: this is where a run
+-- and its report meet.
+function report.finish(run, opts)
+  local ok, err = run:finish(opts)
+  if not ok then return nil, err end
+  local rok, path = pcall(report.render, run.dir, {phase = run.summary.phase})
+  if rok then return path end
+  return nil, results.kept_message(run, path)
 end
 
 -- ------------------------------------------------------------ CLI

@@ -133,7 +133,7 @@ M.basename = basename
 -- shard.default_run_dir(root, name) -> <root>/<name>-<UTC time>: only one
 -- machine computes it; the others need the same --run-dir.
 function M.default_run_dir(root, name)
-  return (root or "results") .. "/" .. (tostring(name):gsub("[^%w%._%-]", "_")) .. "-" .. os.date("!%Y%m%dT%H%M%SZ")
+  return (root or "results") .. "/" .. (tostring(name):gsub("[^%w%._%-]", "_")) .. "-" .. require("bench.util").utc_stamp()
 end
 
 -- shard.make_folder(run_dir, index, count) -> path | nil, message

@@ -7,6 +7,8 @@
 -- answered where the data allows.
 local C = require("phases.common")
 local units = require("bench.units")
+local analysis = require("bench.report.analysis")
+local format = require("bench.report.format")
 
 local phase = {phase = "batching"}
 
@@ -61,22 +63,25 @@ local function reference(exp)
     tostring(exp.m4_max_single_tps or "?"), tostring(exp.m4_max_16_tps or "?"))}
 end
 
--- The figures come from the report's analysis of the same folder
--- (bench.report.analysis: its per-cell metrics, its scaling groups with
--- their c=1 baseline and memory slope), so the console says what report.md
--- and summary.csv say.
-function phase.finish(ctx, cells)
-  local A = require("bench.report.analysis")
-  local an = C.analysis(ctx)
-  local groups = an and A.scaling(an) or {}
-  local cm = an and an.cell_metrics or {}
-  local plan = ctx.plan
-  local exp = plan.expected or {}
-  local ref = reference(exp)
-  local notes = {scaling = {}, answers = {}}
-  local lines = {"", C.TPS_NOTE .. ";",
-    "scaling = aggregate tok/s / that of the c=1 cell of its scaling group (as report.md); queue ms with * = estimated: TTFT p50 minus the baseline's;",
-    "batch eff. = mean requests running (server /metrics) / concurrency; queued = mean requests waiting (server /metrics)"}
+-- The levels of a scaling group both the console and report.md answer
+-- from: the highest level that produced a figure (the top one may have
+-- failed), the level with the most aggregate throughput, and the lowest
+-- level within 90% of it.
+local function group_levels(g)
+  local last = g.rows[#g.rows]
+  for i = #g.rows, 1, -1 do if g.rows[i].scaling then last = g.rows[i] break end end
+  local best
+  for _, r in ipairs(g.rows) do if r.agg_tps and (not best or r.agg_tps > best.agg_tps) then best = r end end
+  local knee
+  for _, r in ipairs(g.rows) do if best and r.agg_tps and r.agg_tps >= 0.9 * best.agg_tps then knee = r break end end
+  return last, best, knee
+end
+
+-- One table per server (its cells by concurrency: aggregate and decode
+-- rates, scaling against its group's c=1 cell, latency, queue, batch
+-- efficiency, peak) -> the first server's scaling group and that server,
+-- and the servers in plan order.
+local function server_tables(ctx, cells, groups, cm, notes, lines)
   -- cell id -> its row of a scaling group (the group of cells that differ
   -- only in concurrency) and that group
   local row_of, group_of = {}, {}
@@ -129,17 +134,15 @@ function phase.finish(ctx, cells)
                                            queue_ms_kind = qkind, batch_efficiency = eff, queued = queued}
     end
   end
-  -- answers, from the first server's scaling group (report.md answers from
-  -- the same groups)
-  local answers = {}
-  local g = main_group
+  return main_group, main_server, servers
+end
+
+-- Answers 1, 2 and 4 (scaling, optimal concurrency, memory per request)
+-- from the first server's scaling group (report.md answers from the same
+-- groups), into answers[i].
+local function group_answers(an, g, ref, exp, notes, answers)
   if g then
-    local last = g.rows[#g.rows]
-    for i = #g.rows, 1, -1 do if g.rows[i].scaling then last = g.rows[i] break end end
-    local best
-    for _, r in ipairs(g.rows) do if r.agg_tps and (not best or r.agg_tps > best.agg_tps) then best = r end end
-    local knee
-    for _, r in ipairs(g.rows) do if best and r.agg_tps and r.agg_tps >= 0.9 * best.agg_tps then knee = r break end end
+    local last, best, knee = group_levels(g)
     local verdict = ""
     if ref and last.scaling then
       verdict = string.format(" vs %.1fx of %s: %s", ref.scaling, ref.label, last.scaling > ref.scaling and "better" or "not better")
@@ -165,8 +168,11 @@ function phase.finish(ctx, cells)
       answers[4] = "Memory per concurrent request: no peak memory per concurrency level"
     end
   end
-  -- single user: the batching server vs the plain one, over every
-  -- single-request cell (100, 500 and 2000 tokens) of each
+end
+
+-- Answer 3: single user, the batching server vs the plain one, over every
+-- single-request cell (100, 500 and 2000 tokens) of each.
+local function single_user(cells, cm, servers, main_server, notes, answers)
   local function single_user_tps(server)
     local sum, n = 0, 0
     for _, c in ipairs(by_server(cells, server)) do
@@ -187,6 +193,27 @@ function phase.finish(ctx, cells)
   else
     answers[3] = "Single user: needs a second (non-batching) server in the plan"
   end
+end
+
+-- The figures come from the report's analysis of the same folder
+-- (bench.report.analysis: its per-cell metrics, its scaling groups with
+-- their c=1 baseline and memory slope), so the console says what report.md
+-- and summary.csv say.
+function phase.finish(ctx, cells)
+  local an = C.analysis(ctx)
+  local groups = an and require("bench.report.groups").scaling(an) or {}
+  local cm = an and an.cell_metrics or {}
+  local plan = ctx.plan
+  local exp = plan.expected or {}
+  local ref = reference(exp)
+  local notes = {scaling = {}, answers = {}}
+  local lines = {"", C.TPS_NOTE .. ";",
+    "scaling = aggregate tok/s / that of the c=1 cell of its scaling group (as report.md); queue ms with * = estimated: TTFT p50 minus the baseline's;",
+    "batch eff. = mean requests running (server /metrics) / concurrency; queued = mean requests waiting (server /metrics)"}
+  local main_group, main_server, servers = server_tables(ctx, cells, groups, cm, notes, lines)
+  local answers = {}
+  if main_group then group_answers(an, main_group, ref, exp, notes, answers) end
+  single_user(cells, cm, servers, main_server, notes, answers)
   notes.reference = ref
   -- the plan's own questions (phase4.yaml: the seed's four) head the
   -- answers in their order; without them the answers stand alone
@@ -203,6 +230,135 @@ function phase.finish(ctx, cells)
   for i = 5, #qs do lines[#lines + 1] = string.format("  %d. %s (not answered by this script)", i, tostring(qs[i])) end
   if exp.headroom then lines[#lines + 1] = "  (the plan's expected: memory headroom " .. tostring(exp.headroom) .. ")" end
   return notes, lines
+end
+
+---------------------------------------------------------------------------
+-- report.md's "Phase 4 questions" (the report hook, docs/phases.md), after
+-- the "Throughput scaling with concurrency" section, from the report's
+-- scaling groups; when it answers them, finish's notes.answers are not
+-- repeated.
+---------------------------------------------------------------------------
+local ms, size = format.ms, format.size
+
+-- 3: is batching worth it for one user? Every single-request
+-- configuration of a server (100, 500 and 2000 tokens...): the mean of their
+-- decode rates, their values pooled for the noise rule.
+local function question_single_user(out, an, notes, prefix)
+  -- every single-request configuration of a backend (100, 500 and 2000
+  -- tokens...): the mean of their decode rates, their values pooled for
+  -- the noise rule
+  local backends = {}
+  -- servers by their name in the plan (two servers of one backend, e.g.
+  -- llama-server with and without --parallel, are two), as phase 4's script
+  for _, c in ipairs(an.configs) do
+    local srv = c.labels.platform or c.labels.server or c.labels.backend
+    if tonumber(c.labels.concurrency) == 1 and srv and c.metrics.decode_tps and c.status == "ok" then
+      local b = tostring(srv)
+      local e = backends[b]
+      if not e then
+        e = {tps = {}, rv = {decode_tps = {}, per_request = {decode_tps = {}}}}
+        backends[b] = e
+      end
+      e.tps[#e.tps + 1] = c.metrics.decode_tps
+      for _, v in ipairs(c.repeat_values.decode_tps or {}) do e.rv.decode_tps[#e.rv.decode_tps + 1] = v end
+      local pr = c.repeat_values.per_request and c.repeat_values.per_request.decode_tps or {}
+      for _, v in ipairs(pr) do e.rv.per_request.decode_tps[#e.rv.per_request.decode_tps + 1] = v end
+    end
+  end
+  for _, e in pairs(backends) do e.mean = analysis.mean(e.tps) end
+  local names = {}
+  for b in pairs(backends) do names[#names + 1] = b end
+  table.sort(names)
+  if #names >= 2 then
+    local parts = {}
+    for _, b in ipairs(names) do
+      local e = backends[b]
+      parts[#parts + 1] = string.format("%s %.1f TPS%s", b, e.mean,
+        #e.tps > 1 and string.format(" (mean of %d single-request cells)", #e.tps) or "")
+    end
+    local batching = notes.batching_backend or "vllm-mlx"
+    local plain = notes.single_backend or "mlx-lm"
+    local verdict = ""
+    if backends[batching] and backends[plain] then
+      local d = (backends[batching].mean - backends[plain].mean) / backends[plain].mean * 100
+      local n = analysis.noise(backends[plain].rv, backends[batching].rv, "decode_tps")
+      verdict = string.format(": %s is %+.1f%% vs %s for a single user%s", batching, d, plain,
+        n.verdict == "no" and " (within run-to-run noise)" or "")
+      verdict = verdict .. ((d > 0 and n.verdict ~= "no") and "; batching costs nothing for one user" or
+        "; for one user the batching server brings no gain")
+    end
+    out[#out + 1] = string.format("3. %sIs batching worth it for a single user? At concurrency 1: %s%s.", prefix,
+      table.concat(parts, ", "), verdict)
+  else
+    out[#out + 1] = "3. " .. prefix .. "Batching for a single user: not answerable from this run (single-request figures for "
+      .. (names[1] or "no server") .. " only; run the non-batching server at concurrency 1 too)."
+  end
+end
+
+-- Phase 4's four questions, answered from the scaling groups where possible.
+local function section_questions(out, an, groups)
+  if #groups == 0 then return end
+  local notes = an.data.summary.notes or {}
+  -- the reference machine comes from the plan (phase4.yaml's expected:,
+  -- through the phase script's notes); without one, no comparison
+  local ref = type(notes.reference) == "table" and notes.reference or {}
+  out[#out + 1] = "## Phase 4 questions"
+  out[#out + 1] = ""
+  for _, g in ipairs(groups) do
+    local prefix = #groups > 1 and ("(" .. g.name .. ") ") or ""
+    -- the highest level that produced a figure (the top one may have failed)
+    local last, best, knee = group_levels(g)
+    -- 1: scaling compared with the reference machine
+    if last.scaling and ref.scaling then
+      out[#out + 1] = string.format("1. %sDoes this machine scale better than the reference? At %d concurrent requests aggregate "
+        .. "throughput is %.2f× the c=%d figure (%.1f vs %.1f TPS); the reference, %s, is %.1f×: %s.",
+        prefix, last.conc, last.scaling, g.base_conc, last.agg_tps or 0, g.rows[1].agg_tps or 0, ref.label, ref.scaling,
+        last.scaling > ref.scaling and "yes, it scales better" or "no, it scales less")
+    elseif last.scaling then
+      out[#out + 1] = string.format("1. %sScaling: at %d concurrent requests aggregate throughput is %.2f× the c=%d figure "
+        .. "(%.1f vs %.1f TPS).", prefix, last.conc, last.scaling, g.base_conc, last.agg_tps or 0, g.rows[1].agg_tps or 0)
+    else
+      out[#out + 1] = "1. " .. prefix .. "Scaling: not answerable (no aggregate throughput at the highest concurrency)."
+    end
+    -- 2: optimal concurrency
+    if best then
+      local slo = tonumber(notes.slo_e2el_p95_ms)
+      local slo_best
+      if slo then
+        for _, r in ipairs(g.rows) do
+          if r.config.metrics.e2el_p95 and r.config.metrics.e2el_p95 <= slo and r.agg_tps
+            and (not slo_best or r.agg_tps > slo_best.agg_tps) then slo_best = r end
+        end
+      end
+      local knee_text = knee == best and string.format(" (E2E p95 %s ms); no lower level reaches 90%% of it",
+          ms(best.config.metrics.e2el_p95))
+        or string.format("; %d concurrent already reaches 90%% of it (%.1f TPS, E2E p95 %s ms)",
+          knee.conc, knee.agg_tps, ms(knee.config.metrics.e2el_p95))
+      out[#out + 1] = string.format("2. %sOptimal concurrency: the most throughput is at %d concurrent (%.1f TPS)%s%s.",
+        prefix, best.conc, best.agg_tps, knee_text,
+        slo and (slo_best and string.format("; within the E2E p95 SLO of %s ms the best is %d concurrent", ms(slo), slo_best.conc)
+          or string.format("; no level meets the E2E p95 SLO of %s ms", ms(slo))) or "")
+    end
+    if not best then
+      out[#out + 1] = "2. " .. prefix .. "Optimal concurrency: not answerable (no level produced a throughput figure)."
+    end
+    question_single_user(out, an, notes, prefix)
+    -- 4: memory per request
+    if g.mem_per_request then
+      out[#out + 1] = string.format("4. %sMemory per concurrent request: %s (slope of peak memory over concurrency %d–%d%s).",
+        prefix, size(g.mem_per_request), g.rows[1].conc, last.conc, an.memory_scale and "; simulated" or "")
+    else
+      out[#out + 1] = "4. " .. prefix .. "Memory per concurrent request: not answerable (no peak memory per concurrency level)."
+    end
+  end
+  out[#out + 1] = ""
+end
+
+function phase.report(an, ctx)
+  if #ctx.scaling == 0 then return nil end
+  local out = {}
+  section_questions(out, an, ctx.scaling)
+  return {sections = {{after = "scaling", lines = out}}, answered = true}
 end
 
 return phase

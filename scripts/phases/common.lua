@@ -99,24 +99,7 @@ function M.find(cells, pred)
 end
 
 -- checks(plan) -> {[prompt] = fn(text) -> ok, detail} from prompts' check:
--- expressions (Lua, with `text` in scope, returning a boolean or ok, detail).
-function M.checks(plan)
-  local w = plan.workload or {}
-  if type(w.prompts) ~= "table" then return nil end
-  local out
-  for _, p in ipairs(w.prompts) do
-    if p.check then
-      local fn, err = load("local text = ...; return " .. p.check, "=check " .. p.name, "t",
-                           {string = string, math = math, utf8 = utf8, tostring = tostring, tonumber = tonumber})
-      if not fn then error(string.format("workload.prompts %s: check: %s", p.name, err), 0) end
-      out = out or {}
-      out[p.name] = function(text)
-        local ok, detail = fn(text or "")
-        return ok and true or false, detail or (ok and "passed" or ("check failed: " .. p.check))
-      end
-    end
-  end
-  return out
-end
+-- expressions (bench.checks, the runner's default too)
+M.checks = require("bench.checks").of_plan
 
 return M

@@ -54,6 +54,41 @@ local function cv_of(ctx, cell)
   return math.sqrt(v / (#means - 1)) / m * 100
 end
 
+-- sysctl: what was set, simulated or not, and that it was put back (each
+-- sentence through say: console and report notes alike)
+local function sysctl_sentences(ctx, say)
+  local log = ctx.sysctl and ctx.sysctl.log or {}
+  -- a change whose log entry says it failed was never applied: it is named
+  -- as such, never counted as applied
+  local set, failed, not_set = {}, {}, {}
+  for _, e in ipairs(log) do
+    if e.restore then
+      if e.ok == false then failed[#failed + 1] = string.format("%s (%s)", tostring(e.name), tostring(e.error)) end
+    elseif e.ok == false then
+      not_set[#not_set + 1] = string.format("%s=%s (%s)", tostring(e.name), tostring(e.value), tostring(e.error))
+    elseif e.value ~= "default" then set[#set + 1] = string.format("%s=%s", e.name, tostring(e.value)) end
+  end
+  if #log > 0 then
+    if ctx.dry then
+      say(string.format("sysctl sweep simulated (a dry run never changes the machine): %d change%s (%s), each back to default after its cells",
+        #set, #set == 1 and "" or "s", table.concat(set, ", ")))
+    elseif #set > 0 then
+      say(string.format("sysctl: %d change%s (%s) applied with journaled originals", #set, #set == 1 and "" or "s",
+        table.concat(set, ", ")))
+    end
+    if #not_set > 0 then
+      say("sysctl changes that FAILED (not applied; their cells failed): " .. table.concat(not_set, "; "))
+    end
+    if #failed > 0 then
+      say("Settings NOT all restored: " .. table.concat(failed, "; ") ..
+        " (bench.sys keeps the originals in its journal: the next benchrun retries, or run sys.restore_all())")
+    else
+      say("Settings restored: every sysctl value changed by this run was put back at its end" ..
+        (ctx.dry and " (simulated)" or " (bench.sys journal; also after a crash, by the next benchrun)") .. ".")
+    end
+  end
+end
+
 function phase.finish(ctx, cells)
   local peaks = C.cell_peaks(ctx)
   local notes = {deltas = {}, stability = {}}
@@ -94,37 +129,7 @@ function phase.finish(ctx, cells)
   for _, c in ipairs(cells) do reps = math.max(reps, c.repeats or 1) end
   say(string.format("Stability over %d repeat%s per configuration: %s", reps, reps == 1 and "" or "s",
     #bad == 0 and "no crashes or OOM kills" or ("crashes/OOM: " .. table.concat(bad, ", "))))
-  -- sysctl: what was set, simulated or not, and that it was put back
-  local log = ctx.sysctl and ctx.sysctl.log or {}
-  -- a change whose log entry says it failed was never applied: it is named
-  -- as such, never counted as applied
-  local set, failed, not_set = {}, {}, {}
-  for _, e in ipairs(log) do
-    if e.restore then
-      if e.ok == false then failed[#failed + 1] = string.format("%s (%s)", tostring(e.name), tostring(e.error)) end
-    elseif e.ok == false then
-      not_set[#not_set + 1] = string.format("%s=%s (%s)", tostring(e.name), tostring(e.value), tostring(e.error))
-    elseif e.value ~= "default" then set[#set + 1] = string.format("%s=%s", e.name, tostring(e.value)) end
-  end
-  if #log > 0 then
-    if ctx.dry then
-      say(string.format("sysctl sweep simulated (a dry run never changes the machine): %d change%s (%s), each back to default after its cells",
-        #set, #set == 1 and "" or "s", table.concat(set, ", ")))
-    elseif #set > 0 then
-      say(string.format("sysctl: %d change%s (%s) applied with journaled originals", #set, #set == 1 and "" or "s",
-        table.concat(set, ", ")))
-    end
-    if #not_set > 0 then
-      say("sysctl changes that FAILED (not applied; their cells failed): " .. table.concat(not_set, "; "))
-    end
-    if #failed > 0 then
-      say("Settings NOT all restored: " .. table.concat(failed, "; ") ..
-        " (bench.sys keeps the originals in its journal: the next benchrun retries, or run sys.restore_all())")
-    else
-      say("Settings restored: every sysctl value changed by this run was put back at its end" ..
-        (ctx.dry and " (simulated)" or " (bench.sys journal; also after a crash, by the next benchrun)") .. ".")
-    end
-  end
+  sysctl_sentences(ctx, say)
   notes.sysctl_simulated = ctx.dry or nil
   -- what the seed expected, beside what was measured
   local exp = ctx.plan.expected or {}

@@ -5,6 +5,7 @@
 -- samples the runner wrote (bench.results), one cell per backend.
 local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 local results = require("bench.results")
+local report = require("bench.report")
 local backends = require("bench.backends")
 local batching = require("phases.batching")
 
@@ -66,7 +67,7 @@ T.case("phase 4: batch efficiency read per backend from the run's samples", func
     assert(line:find(" 50%", 1, true), c[2] .. ": 2 running of 4 = 50%: " .. line)
     assert(line:find(" 1.50 ", 1, true), c[2] .. ": 1.5 waiting: " .. line)
   end
-  run:finish{phase = "batching"}
+  report.finish(run, {phase = "batching"})
 end)
 
 T.done()

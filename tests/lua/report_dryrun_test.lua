@@ -56,7 +56,7 @@ T.case("dry run: memory scaled back, expected OOM, rehearsal notice, cell-id nam
   run:cell{id = "BF16/lmstudio", status = "oom", error = "killed while loading (out of memory)", dry_run = dry,
            labels = {model = "BF16", quant = "BF16", format = "gguf", backend = "lmstudio", concurrency = 1, expect = "oom"},
            server = {peak_rss_bytes = 33.4e6, model_bytes = 457e9, load_time_s = 0.07}}
-  local path = run:finish{phase = "compare", notes = {dry_run = true, memory_limit_bytes = 51.2e6, expected_prompts = 5}}
+  local path = report.finish(run, {phase = "compare", notes = {dry_run = true, memory_limit_bytes = 51.2e6, expected_prompts = 5}})
   local md = read(path)
   has(md, "(dry run: simulated figures)", "title says dry run")
   has(md, "a rehearsal, not a measurement", "rehearsal notice")
@@ -90,7 +90,7 @@ T.case("aborted at the memory ceiling: its own status", function()
            error = "aborted: memory ceiling: the server reached 600 GB, above safety.memory_ceiling 500 GB; it was stopped",
            safety = {memory_ceiling_bytes = 500e9, measured_ceiling_bytes = 500e9, peak_bytes = 600e9},
            server = {peak_rss_bytes = 600e9}}
-  local md = read(run:finish{})
+  local md = read(report.finish(run, {}))
   local an = A.analyze(assert(results.load(dir)))
   T.eq(an.statuses.aborted, 1, "counted as aborted")
   T.eq(an.statuses.failed, 0, "not as failed")
@@ -168,8 +168,8 @@ T.case("dry-run tuning: short names, simulated sysctl column, TTFT noise", funct
                        sysctl = {["iogpu.wired_limit_mb"] = cfg[2]}},
              server = {peak_rss_bytes = 22.6e6}}
   end
-  local md = read(run:finish{phase = "tuning", notes = {dry_run = true,
-    sysctl = {{name = "iogpu.wired_limit_mb", value = 458752, simulated = true}}}})
+  local md = read(report.finish(run, {phase = "tuning", notes = {dry_run = true,
+    sysctl = {{name = "iogpu.wired_limit_mb", value = 458752, simulated = true}}}}))
   has(md, "### mlx-4bit (baseline: default)", "group name")
   has(md, "| default (baseline) | iogpu.wired_limit_mb=default (simulated) |", "baseline row")
   -- +25% of 0.4 ms is 0.1 ms: under the 1 ms floor, noise whatever the spread
@@ -200,7 +200,7 @@ T.case("phase 4: single-user question over every single-request cell, one set of
   cell("vllm/scale-4", "vllm-mlx", 4, 40, 500)
   cell("mlxlm/baseline-100", "mlx-lm", 1, 44, 100)
   cell("mlxlm/baseline-500", "mlx-lm", 1, 46, 500)
-  local md = read(run:finish{phase = "batching", notes = {answers = {"the phase script's own answer"}}})
+  local md = read(report.finish(run, {phase = "batching", notes = {answers = {"the phase script's own answer"}}}))
   local an = A.analyze(assert(results.load(dir)))
   local v = {}
   for _, c in ipairs(an.configs) do if c.labels.backend == "vllm-mlx" and c.labels.concurrency == 1 then v[#v + 1] = c.metrics.decode_tps end end

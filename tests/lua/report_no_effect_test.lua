@@ -4,12 +4,13 @@
 local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 local G = dofile(os.getenv("BENCHRUN_TESTS") .. "/data/gen_results.lua")
 local results = require("bench.results")
+local report = require("bench.report")
 
 local function read(path) return assert(T.read_file(path)) end
 
 T.case("phase 5 where no Metal variable changes anything: no measurable effect, no ranking", function()
   local dir = T.tmpdir() .. "/p5"
-  G.phase5(dir, {combined = 1.001}):finish{}
+  report.finish(G.phase5(dir, {combined = 1.001}), {})
   local md = read(dir .. "/report.md")
   local line = "**No measurable effect** on Q4_K_M: every configuration is within run-to-run noise of baseline "
     .. "(decode TPS and TTFT), so they are not ranked; the engine may ignore these variables (GGML_METAL_DEVICE_INDEX, "
@@ -27,7 +28,7 @@ end)
 
 T.case("one setting beyond noise: ranked as before, no 'no measurable effect'", function()
   local dir = T.tmpdir() .. "/p5"
-  G.phase5(dir, {["private-vram"] = 1.06}):finish{}
+  report.finish(G.phase5(dir, {["private-vram"] = 1.06}), {})
   local md = read(dir .. "/report.md")
   assert(not md:find("No measurable effect", 1, true), "an effect was measured")
   assert(md:find("**private-vram** improves decode TPS by +6.0%", 1, true), "ranked")

@@ -49,7 +49,7 @@ local p3_report
 
 T.case("phase 3: run:finish writes report.md, summary.csv, summary.json, charts", function()
   local run = G.phase3(p3)
-  p3_report = run:finish{phase = "compare", notes = {text = "synthetic"}}
+  p3_report = report.finish(run, {phase = "compare", notes = {text = "synthetic"}})
   T.eq(p3_report, p3 .. "/report.md", "report path")
   for _, f in ipairs({"report.md", "summary.csv", "summary.json", "charts/tps_by_variant.svg", "charts/memory.svg"}) do
     T.eq(results.exists(p3 .. "/" .. f), true, f)
@@ -133,7 +133,7 @@ local p4 = T.tmpdir() .. "/p4"
 
 T.case("phase 4: scaling table, the four questions, fairness", function()
   -- the reference machine comes from the plan, through the phase script's notes
-  G.phase4(p4):finish{notes = {reference = {scaling = 4.3, label = "M4 Max with vllm-mlx (the plan's expected:)"}}}
+  report.finish(G.phase4(p4), {notes = {reference = {scaling = 4.3, label = "M4 Max with vllm-mlx (the plan's expected:)"}}})
   local md = read(p4 .. "/report.md")
   has(md, "| 1 | 45.0 | 45.0 | 1.00× |", "c=1 row")
   has(md, "| 16 | 198.0 | 12.4 | 4.40× |", "c=16 row")
@@ -153,7 +153,7 @@ T.case("phase 4: scaling table, the four questions, fairness", function()
   -- without a reference in the notes (a plan without expected:) there is
   -- nothing to compare with: the run's own scaling only
   local bare = T.tmpdir() .. "/p4bare"
-  G.phase4(bare):finish{}
+  report.finish(G.phase4(bare), {})
   local md2 = read(bare .. "/report.md")
   has(md2, "1. Scaling: at 16 concurrent requests aggregate throughput is 4.40× the c=1 figure", "no reference")
   assert(not md2:find("M4 Max", 1, true) and not md2:find("reference", 1, true), "no reference named")
@@ -166,7 +166,7 @@ end)
 local p5 = T.tmpdir() .. "/p5"
 
 T.case("phase 5: tuning deltas vs baseline in %, noise verdicts, stability", function()
-  G.phase5(p5, {["cb-1"] = 0.8, ["private-vram"] = 1.06, combined = 1.001}):finish{}
+  report.finish(G.phase5(p5, {["cb-1"] = 0.8, ["private-vram"] = 1.06, combined = 1.001}), {})
   local md = read(p5 .. "/report.md")
   has(md, "### Q4_K_M (baseline: baseline)", "group")
   has(md, "| cb-1 | 32.8 | -20.0% | yes | 500 | +25.0% |", "slow config beyond noise")
@@ -196,7 +196,7 @@ end)
 T.case("an interrupted run resumed gives the same report as an uninterrupted one", function()
   local root = T.tmpdir()
   local full = root .. "/full"
-  G.phase5(full, {["cb-1"] = 0.8}):finish{}
+  report.finish(G.phase5(full, {["cb-1"] = 0.8}), {})
   -- the same run, stopped in the middle of its fourth cell, then resumed
   local part = root .. "/part"
   local run = G.phase5(part, {["cb-1"] = 0.8})
@@ -218,7 +218,7 @@ T.case("an interrupted run resumed gives the same report as an uninterrupted one
   local ok, err = pcall(G2.phase5, part .. "-unused", {["cb-1"] = 0.8})
   results.create = real_create
   assert(ok, err)
-  again:finish{}
+  report.finish(again, {})
   local function strip(text) return (text:gsub("\n%- Run: [^\n]*", "")) end
   T.eq(strip(read(part .. "/report.md")), strip(read(full .. "/report.md")), "report.md")
   T.eq(read(part .. "/summary.csv"), read(full .. "/summary.csv"), "summary.csv")
@@ -252,7 +252,7 @@ end)
 T.case("degenerate runs still render: no cells, every cell failed, no records", function()
   local empty = T.tmpdir() .. "/empty"
   local run = assert(results.create{dir = empty, name = "empty"})
-  local path = run:finish{}
+  local path = report.finish(run, {})
   has(read(path), "No cell has finished yet.", "empty run")
   local bad = T.tmpdir() .. "/bad"
   run = assert(results.create{dir = bad, name = "bad", phase = "batching"})
@@ -260,7 +260,7 @@ T.case("degenerate runs still render: no cells, every cell failed, no records", 
     run:record("c" .. c, {ok = false, error = {kind = "connect"}})
     run:cell{id = "c" .. c, labels = {concurrency = c}, status = c == 4 and "oom" or "failed", error = "no server"}
   end
-  path = run:finish{}
+  path = report.finish(run, {})
   local md = read(path)
   has(md, "**failed**: no server", "failed status")
   has(md, "does not fit: the server was OOM-killed", "oom finding")

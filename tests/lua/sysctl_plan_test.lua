@@ -158,4 +158,37 @@ T.case("a sysctl another running benchrun changed fails the cell, naming that be
   T.eq(m.value(), "0", "the original once it ended")
 end)
 
+T.case("the original comes from bench.sys's journal: a dead benchrun's entry taken over keeps its true original", function()
+  local m = setup(PLAN:format([[
+    - {name: plain}]]))
+  -- another benchrun changes the value to 1000 (original 0) ...
+  local other = assert(proc.spawn{argv = {bench.executable, "-e", [[
+    assert(sys.sysctl_set("iogpu.wired_limit_mb", 1000)); print("set"); io.stdout:flush(); io.read("a")]]},
+    env = {set = m.env}, stdin = "pipe"})
+  assert(other:wait_for_line("^set$", 20))
+  -- ... this one starts while it lives (nothing orphaned to restore yet) ...
+  local ours = assert(proc.spawn{argv = {bench.executable, "-e", [[
+    local sys = require("bench.sys")
+    print("ready"); io.stdout:flush(); io.read("a")
+    local s = require("bench.runner").new_sysctl(false, {})
+    assert(s:apply({["iogpu.wired_limit_mb"] = 458752}))
+    local in_effect = assert(s:apply({}))
+    print("in_effect " .. tostring(in_effect["iogpu.wired_limit_mb"]))
+    print("now " .. tostring(sys.sysctl_get("iogpu.wired_limit_mb")))
+    assert(s:restore())
+    print("done")]]}, env = {set = m.env}, stdin = "pipe"})
+  assert(ours:wait_for_line("^ready$", 20))
+  -- ... and the other is killed: its journal entry (original 0) is left
+  other:signal("KILL")
+  other:wait(20)
+  T.eq(m.value(), "1000", "left changed by the killed benchrun")
+  ours:close_stdin()
+  local info = ours:wait(30)
+  local out = ours:tail(20)
+  T.eq(info and info.code, 0, "exit: " .. out)
+  assert(out:find("in_effect 0", 1, true), "the cell without a value runs with the true original: " .. out)
+  assert(out:find("now 0", 1, true), "put back to the journal's original, not the killed run's value: " .. out)
+  T.eq(m.value(), "0", "the original at the end")
+end)
+
 T.done()

@@ -1,6 +1,8 @@
 -- bench.report.analysis: turn a results folder (results.load) into the numbers
 -- every report section, chart and comparison uses. Pure functions of the data:
 -- no files, no clocks, so the same folder always gives the same analysis.
+local labels = require("bench.labels")
+
 local analysis = {}
 
 -- ------------------------------------------------------------ small stats
@@ -117,35 +119,13 @@ function analysis.summarize_records(recs)
 end
 
 -- ------------------------------------------------------------ labels
-local LABEL_ORDER = {"model", "variant", "quant", "format", "backend", "config", "env", "sysctl",
-                     "scenario", "concurrency", "max_tokens"}
+-- the labels' order, canonical text and configuration key: bench.labels,
+-- the runner's rules, so the report groups cells as the runner named them
+local LABEL_ORDER = labels.ORDER
 analysis.LABEL_ORDER = LABEL_ORDER
-
-local function canon(v)
-  if type(v) ~= "table" then return tostring(v) end
-  local keys = {}
-  for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. canon(v[k]) end
-  return table.concat(parts, ",")
-end
+local canon = labels.canon
 analysis.canon = canon
-
--- The configuration a cell measures: its labels without `repeat`.
-function analysis.config_key(labels, drop)
-  local keys = {}
-  for k in pairs(labels or {}) do
-    if k ~= "repeat" and not (drop and drop[k]) then keys[#keys + 1] = k end
-  end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = labels[k]
-    if not (type(v) == "table" and next(v) == nil) then parts[#parts + 1] = k .. "=" .. canon(v) end
-  end
-  return table.concat(parts, ";")
-end
+analysis.config_key = labels.config_key
 
 -- Bits of precision a quantization label names (Q4_K_M -> 4, 8bit -> 8, BF16 -> 16).
 function analysis.bits(labels)
@@ -166,19 +146,7 @@ function analysis.format(labels)
   return nil
 end
 
-local function label_text(v)
-  if v == nil then return "" end
-  if type(v) == "table" then
-    if next(v) == nil then return "default" end
-    local keys = {}
-    for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
-    local parts = {}
-    for _, k in ipairs(keys) do parts[#parts + 1] = k:gsub("^GGML_METAL_", "") .. "=" .. tostring(v[k]) end
-    return table.concat(parts, " ")
-  end
-  return tostring(v)
-end
+local label_text = labels.text
 analysis.label_text = label_text
 
 -- ------------------------------------------------------------ cells
@@ -344,101 +312,60 @@ local function sample_peaks(data)
   return by_window, by_label, at
 end
 
--- analysis.analyze(data) -> {configs, by_key, varying, statuses, ...}
--- data: results.load(dir). Configurations keep the order in which their first
--- cell finished.
-function analysis.analyze(data)
-  local recs_by_cell = {}
-  for _, r in ipairs(data.records or {}) do
-    if r.cell and r.warmup ~= true then
-      local l = recs_by_cell[r.cell]
-      if not l then l = {} recs_by_cell[r.cell] = l end
-      l[#l + 1] = r
+-- A cell's peak memory into its metrics m: from its own samples where it
+-- has them (host + GPU parts, and where the GPU part came from), and in a
+-- dry run scaled back to what the simulator stands for (scales[scale] =
+-- true for each memory_scale met).
+local function cell_memory(cell, m, peaks, scales)
+  -- A server kept across cells reports one peak for all of them (to the
+  -- last); the samples inside a cell's own window say what that cell used.
+  local sp = peaks.window[cell.id] or (not m.peak_bytes and peaks.label[cell.id]) or nil
+  if sp then
+    m.peak_bytes = sp
+    m.peak_from_samples = true
+    -- the parts of that peak: host and GPU memory, where the GPU part came from
+    local at = peaks.at[cell.id] or {}
+    m.host_peak_bytes = at.host or m.host_peak_bytes
+    m.gpu_peak_bytes = at.gpu or m.gpu_peak_bytes
+    m.gpu_source = at.gpu_source or m.gpu_source
+  end
+  -- a dry run: the simulator's memory, scaled back to what it stands for
+  local scale = analysis.memory_scale(cell)
+  local srv = type(cell.server) == "table" and cell.server or {}
+  -- the host's memory in use (the fallback peak) is real, never scaled
+  local measured = sp or num(srv.peak_memory_bytes) or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
+  if scale and measured then
+    scales[scale] = true
+    if m.peak_bytes then m.peak_bytes_measured = m.peak_bytes m.peak_bytes = m.peak_bytes / scale end
+    if m.gpu_peak_bytes then m.gpu_peak_bytes = m.gpu_peak_bytes / scale end
+    if m.host_peak_bytes then m.host_peak_bytes = m.host_peak_bytes / scale end
+    m.memory_simulated = true
+  end
+end
+
+-- A configuration's metrics: the mean over its ok cells (all of them when
+-- none is ok), the highest peak of any (an OOM's peak matters), its bits,
+-- format and per-repeat values.
+local function config_metrics(c)
+  local okcells = {}
+  for i, cell in ipairs(c.cells) do
+    if analysis.cell_status(cell) == "ok" then okcells[#okcells + 1] = c.per_cell[i] end
+  end
+  c.metrics = average(#okcells > 0 and okcells or c.per_cell)
+  -- peak memory and load time of a failed cell still matter (an OOM's peak)
+  for _, m in ipairs(c.per_cell) do
+    if m.peak_bytes and (not c.metrics.peak_bytes or m.peak_bytes > c.metrics.peak_bytes) then
+      c.metrics.peak_bytes = m.peak_bytes
     end
   end
-  local configs, by_key = {}, {}
-  local statuses = {ok = 0, degraded = 0, oom = 0, crashed = 0, failed = 0, aborted = 0, skipped = 0}
-  local scales, dry = {}, false
-  local window_peaks, label_peaks, peak_at = sample_peaks(data)
-  local cell_metrics = {}
-  for _, cell in ipairs(data.cells or {}) do
-    local labels = cell.labels or {}
-    local key = analysis.config_key(labels)
-    if key == "" then key = "cell=" .. tostring(cell.id) end
-    local c = by_key[key]
-    if not c then
-      c = {key = key, labels = {}, cells = {}, per_cell = {}, records = {}, repeats = {},
-           status = "ok", outputs = {}, checks = {}}
-      for k, v in pairs(labels) do if k ~= "repeat" then c.labels[k] = v end end
-      by_key[key] = c
-      configs[#configs + 1] = c
-    end
-    c.cells[#c.cells + 1] = cell
-    local st = analysis.cell_status(cell)
-    statuses[st] = (statuses[st] or 0) + 1
-    if (STATUS_RANK[st] or 0) > (STATUS_RANK[c.status] or 0) then c.status = st end
-    if cell.sysctl_simulated then c.sysctl_simulated = true end
-    if cell.error and not c.error then c.error = cell.error end
-    if cell.baseline then c.baseline = true end
-    local recs = recs_by_cell[cell.id] or {}
-    local m = metrics_of(cell.summary, cell.server)
-    if #recs > 0 then fill_missing(m, metrics_of(analysis.summarize_records(recs), cell.server)) end
-    -- A server kept across cells reports one peak for all of them (to the
-    -- last); the samples inside a cell's own window say what that cell used.
-    local sp = window_peaks[cell.id] or (not m.peak_bytes and label_peaks[cell.id]) or nil
-    if sp then
-      m.peak_bytes = sp
-      m.peak_from_samples = true
-      -- the parts of that peak: host and GPU memory, where the GPU part came from
-      local at = peak_at[cell.id] or {}
-      m.host_peak_bytes = at.host or m.host_peak_bytes
-      m.gpu_peak_bytes = at.gpu or m.gpu_peak_bytes
-      m.gpu_source = at.gpu_source or m.gpu_source
-    end
-    -- a dry run: the simulator's memory, scaled back to what it stands for
-    local scale = analysis.memory_scale(cell)
-    local srv = type(cell.server) == "table" and cell.server or {}
-    -- the host's memory in use (the fallback peak) is real, never scaled
-    local measured = sp or num(srv.peak_memory_bytes) or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
-    if scale and measured then
-      scales[scale] = true
-      if m.peak_bytes then m.peak_bytes_measured = m.peak_bytes m.peak_bytes = m.peak_bytes / scale end
-      if m.gpu_peak_bytes then m.gpu_peak_bytes = m.gpu_peak_bytes / scale end
-      if m.host_peak_bytes then m.host_peak_bytes = m.host_peak_bytes / scale end
-      m.memory_simulated = true
-    end
-    if cell.dry_run ~= nil then dry = true end
-    m.tps_per_gb = nil
-    if m.decode_tps and m.peak_bytes and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
-    if m.decode_tps and m.model_bytes and m.model_bytes > 0 then m.tps_per_file_gb = m.decode_tps / (m.model_bytes / 1e9) end
-    c.per_cell[#c.per_cell + 1] = m
-    cell_metrics[cell.id] = m
-    for _, r in ipairs(recs) do
-      c.records[#c.records + 1] = r
-      local rep = labels["repeat"] or r["repeat"] or 1
-      local l = c.repeats[rep]
-      if not l then l = {} c.repeats[rep] = l end
-      l[#l + 1] = r
-    end
-    for k, v in pairs(cell.outputs or {}) do if c.outputs[k] == nil then c.outputs[k] = v end end
-    for k, v in pairs(cell.checks or {}) do if c.checks[k] == nil then c.checks[k] = v end end
-  end
-  for _, c in ipairs(configs) do
-    local okcells = {}
-    for i, cell in ipairs(c.cells) do
-      if analysis.cell_status(cell) == "ok" then okcells[#okcells + 1] = c.per_cell[i] end
-    end
-    c.metrics = average(#okcells > 0 and okcells or c.per_cell)
-    -- peak memory and load time of a failed cell still matter (an OOM's peak)
-    for _, m in ipairs(c.per_cell) do
-      if m.peak_bytes and (not c.metrics.peak_bytes or m.peak_bytes > c.metrics.peak_bytes) then
-        c.metrics.peak_bytes = m.peak_bytes
-      end
-    end
-    c.bits = analysis.bits(c.labels)
-    c.format = analysis.format(c.labels)
-    c.repeat_values = analysis.repeat_values(c)
-  end
+  c.bits = analysis.bits(c.labels)
+  c.format = analysis.format(c.labels)
+  c.repeat_values = analysis.repeat_values(c)
+end
+
+-- The labels whose value differs between configurations (varying), and of
+-- those the ones tables show (shown: not derived, not restating another).
+local function label_columns(configs)
   -- Labels whose value differs between configurations name them in tables.
   local varying = {}
   local seen_label = {}
@@ -476,6 +403,68 @@ function analysis.analyze(data)
     if not seen_cols[p] then seen_cols[p] = true shown[#shown + 1] = k end
     ::continue::
   end
+  return varying, shown
+end
+
+-- A.analyze(data) -> {configs, by_key, varying, statuses, ...}
+-- data: results.load(dir). Configurations keep the order in which their first
+-- cell finished.
+function analysis.analyze(data)
+  local recs_by_cell = {}
+  for _, r in ipairs(data.records or {}) do
+    if r.cell and r.warmup ~= true then
+      local l = recs_by_cell[r.cell]
+      if not l then l = {} recs_by_cell[r.cell] = l end
+      l[#l + 1] = r
+    end
+  end
+  local configs, by_key = {}, {}
+  local statuses = {ok = 0, degraded = 0, oom = 0, crashed = 0, failed = 0, aborted = 0, skipped = 0}
+  local scales, dry = {}, false
+  local peaks = {}
+  peaks.window, peaks.label, peaks.at = sample_peaks(data)
+  local cell_metrics = {}
+  for _, cell in ipairs(data.cells or {}) do
+    local labels = cell.labels or {}
+    local key = analysis.config_key(labels)
+    if key == "" then key = "cell=" .. tostring(cell.id) end
+    local c = by_key[key]
+    if not c then
+      c = {key = key, labels = {}, cells = {}, per_cell = {}, records = {}, repeats = {},
+           status = "ok", outputs = {}, checks = {}}
+      for k, v in pairs(labels) do if k ~= "repeat" then c.labels[k] = v end end
+      by_key[key] = c
+      configs[#configs + 1] = c
+    end
+    c.cells[#c.cells + 1] = cell
+    local st = analysis.cell_status(cell)
+    statuses[st] = (statuses[st] or 0) + 1
+    if (STATUS_RANK[st] or 0) > (STATUS_RANK[c.status] or 0) then c.status = st end
+    if cell.sysctl_simulated then c.sysctl_simulated = true end
+    if cell.error and not c.error then c.error = cell.error end
+    if cell.baseline then c.baseline = true end
+    local recs = recs_by_cell[cell.id] or {}
+    local m = metrics_of(cell.summary, cell.server)
+    if #recs > 0 then fill_missing(m, metrics_of(analysis.summarize_records(recs), cell.server)) end
+    cell_memory(cell, m, peaks, scales)
+    if cell.dry_run ~= nil then dry = true end
+    m.tps_per_gb = nil
+    if m.decode_tps and m.peak_bytes and m.peak_bytes > 0 then m.tps_per_gb = m.decode_tps / (m.peak_bytes / 1e9) end
+    if m.decode_tps and m.model_bytes and m.model_bytes > 0 then m.tps_per_file_gb = m.decode_tps / (m.model_bytes / 1e9) end
+    c.per_cell[#c.per_cell + 1] = m
+    cell_metrics[cell.id] = m
+    for _, r in ipairs(recs) do
+      c.records[#c.records + 1] = r
+      local rep = labels["repeat"] or r["repeat"] or 1
+      local l = c.repeats[rep]
+      if not l then l = {} c.repeats[rep] = l end
+      l[#l + 1] = r
+    end
+    for k, v in pairs(cell.outputs or {}) do if c.outputs[k] == nil then c.outputs[k] = v end end
+    for k, v in pairs(cell.checks or {}) do if c.checks[k] == nil then c.checks[k] = v end end
+  end
+  for _, c in ipairs(configs) do config_metrics(c) end
+  local varying, shown = label_columns(configs)
   -- A configuration of one cell (the runner's case) is named by its cell id,
   -- the name progress, summary.csv and the cell files use; repeats run as
   -- separate cells share a name made of the labels that vary.
@@ -571,164 +560,6 @@ function analysis.repeat_values(c)
   return out
 end
 
--- ------------------------------------------------------------ scaling
--- Groups of configurations that differ only in concurrency (and scenario),
--- each sorted by concurrency; the single-request cell is the baseline.
-function analysis.scaling(an)
-  local groups, order = {}, {}
-  for _, c in ipairs(an.configs) do
-    local conc = tonumber(c.labels.concurrency)
-    if conc and not (c.labels.mix or c.labels.scenario == "mixed") then
-      local key = analysis.config_key(c.labels, {concurrency = true, scenario = true})
-      local g = groups[key]
-      if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
-      g.rows[#g.rows + 1] = {conc = conc, config = c}
-    end
-  end
-  local out = {}
-  for _, g in ipairs(order) do
-    local distinct = {}
-    for _, r in ipairs(g.rows) do distinct[r.conc] = true end
-    local n = 0
-    for _ in pairs(distinct) do n = n + 1 end
-    if n >= 2 then
-      table.sort(g.rows, function(a, b) return a.conc < b.conc end)
-      local base = g.rows[1]
-      local base_tps = base.config.metrics.output_tps or base.config.metrics.decode_tps
-      for _, r in ipairs(g.rows) do
-        local m = r.config.metrics
-        r.agg_tps = m.output_tps or (m.decode_tps and r.conc == 1 and m.decode_tps) or nil
-        r.per_req_tps = m.decode_tps
-        if r.agg_tps and base_tps and base_tps > 0 then r.scaling = r.agg_tps / base_tps end
-      end
-      g.base_conc = base.conc
-      -- memory per concurrent request: least-squares slope of peak memory on concurrency
-      local xs, ys = {}, {}
-      for _, r in ipairs(g.rows) do
-        if r.config.metrics.peak_bytes then xs[#xs + 1] = r.conc ys[#ys + 1] = r.config.metrics.peak_bytes end
-      end
-      if #xs >= 2 then
-        local mx, my = analysis.mean(xs), analysis.mean(ys)
-        local sxy, sxx = 0, 0
-        for i = 1, #xs do sxy = sxy + (xs[i] - mx) * (ys[i] - my) sxx = sxx + (xs[i] - mx) ^ 2 end
-        if sxx > 0 then g.mem_per_request = sxy / sxx end
-      end
-      local label_cfg = {labels = {}}
-      for k, v in pairs(g.rows[1].config.labels) do
-        if k ~= "concurrency" and k ~= "scenario" then label_cfg.labels[k] = v end
-      end
-      local shown = {}
-      for _, k in ipairs(an.shown) do if k ~= "concurrency" and k ~= "scenario" then shown[#shown + 1] = k end end
-      label_cfg.cells = g.rows[1].config.cells
-      g.name = analysis.config_name(label_cfg, shown)
-      out[#out + 1] = g
-    end
-  end
-  return out
-end
-
--- ------------------------------------------------------------ tuning deltas
-local function is_default_config(c)
-  if c.baseline or c.labels.baseline == true then return true end
-  local l = c.labels
-  local name = l.config and tostring(l.config):lower()
-  if name then return name == "default" or name == "baseline" end
-  local env_empty = l.env == nil or (type(l.env) == "table" and next(l.env) == nil)
-  local sys_default = l.sysctl == nil or (type(l.sysctl) == "table" and next(l.sysctl) == nil)
-    or l.sysctl == "default"
-  return env_empty and sys_default
-end
-analysis.is_default_config = is_default_config
-
--- Each group differs only in env / sysctl / config; rows carry % change vs the
--- group's baseline (cell.baseline, config "default"/"baseline", or no env and
--- no sysctl).
-function analysis.tuning(an)
-  local drop = {env = true, sysctl = true, config = true, baseline = true}
-  local groups, order = {}, {}
-  for _, c in ipairs(an.configs) do
-    local key = analysis.config_key(c.labels, drop)
-    local g = groups[key]
-    if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
-    g.rows[#g.rows + 1] = {config = c}
-  end
-  local out = {}
-  for _, g in ipairs(order) do
-    if #g.rows >= 2 then
-      local base
-      for _, r in ipairs(g.rows) do
-        if r.config.baseline or r.config.labels.baseline == true then base = r break end
-      end
-      if not base then for _, r in ipairs(g.rows) do if is_default_config(r.config) then base = r break end end end
-      if base then
-        g.base = base
-        local bm = base.config.metrics
-        for _, r in ipairs(g.rows) do
-          local m = r.config.metrics
-          r.is_base = r == base
-          local function pct(k)
-            if m[k] and bm[k] and bm[k] ~= 0 then return (m[k] - bm[k]) / bm[k] * 100 end
-          end
-          r.d_tps = pct("decode_tps")
-          r.d_output_tps = pct("output_tps")
-          r.d_ttft = pct("ttft_p50")
-          r.d_peak = pct("peak_bytes")
-          r.d_load = pct("load_s")
-          if not r.is_base then
-            r.noise = analysis.noise(base.config.repeat_values, r.config.repeat_values, "decode_tps")
-            r.noise_ttft = analysis.noise(base.config.repeat_values, r.config.repeat_values, "ttft_p50")
-          end
-        end
-        local label_cfg = {labels = {}, cells = base.config.cells}
-        for k, v in pairs(base.config.labels) do if not drop[k] then label_cfg.labels[k] = v end end
-        local shown = {}
-        for _, k in ipairs(an.shown) do if not drop[k] then shown[#shown + 1] = k end end
-        g.name = analysis.config_name(label_cfg, shown)
-        -- a row is named by its config name alone (else its env, else its
-        -- sysctl values); the sysctl values go in their own column
-        for _, r in ipairs(g.rows) do
-          local l = r.config.labels
-          local env = l.env ~= nil and label_text(l.env) or nil
-          local sys = l.sysctl ~= nil and label_text(l.sysctl) or nil
-          if l.config ~= nil then r.name = tostring(l.config)
-          elseif env and env ~= "default" then r.name = env
-          elseif sys and sys ~= "default" then r.name = sys
-          else r.name = "default" end
-          if sys then
-            r.sysctl = sys
-            g.has_sysctl = true
-            if r.config.sysctl_simulated then r.sysctl_simulated = true g.sysctl_simulated = true end
-          end
-        end
-        -- settings that change nothing measurable are said so, not ranked:
-        -- every other row within noise of the baseline in decode TPS, and
-        -- none beyond it in TTFT (an engine may ignore a variable: upstream
-        -- llama.cpp does not read GGML_METAL_N_CB, for one)
-        local judged, moved = 0, false
-        local vars = {}
-        for _, r in ipairs(g.rows) do
-          if not r.is_base then
-            local v = r.noise and r.noise.verdict
-            if v == "yes" or (r.noise_ttft and r.noise_ttft.verdict == "yes") or r.config.status ~= "ok" then moved = true end
-            if v == "no" then judged = judged + 1 end
-          end
-          if type(r.config.labels.env) == "table" then
-            for k in pairs(r.config.labels.env) do vars[k] = true end
-          end
-        end
-        if judged > 0 and not moved and base.config.status == "ok" then
-          g.no_effect = true
-          g.no_effect_vars = {}
-          for k in pairs(vars) do g.no_effect_vars[#g.no_effect_vars + 1] = k end
-          table.sort(g.no_effect_vars)
-        end
-        out[#out + 1] = g
-      end
-    end
-  end
-  return out
-end
-
 -- ------------------------------------------------------------ noise
 analysis.MIN_EFFECT = 0.01
 -- Below these absolute differences a latency change is not worth acting on,
@@ -761,44 +592,6 @@ function analysis.noise(ra, rb, metric)
   local exceeds = math.abs(diff) > threshold
   return {verdict = exceeds and "yes" or "no", basis = basis, diff = diff, threshold = threshold,
           n_a = #a, n_b = #b, mean_a = ma, mean_b = mb}
-end
-
--- ------------------------------------------------------------ phase 3 pairs
--- MLX vs GGUF configurations of the same bit width, at single concurrency.
-function analysis.pairs(an)
-  local by_bits = {}
-  for _, c in ipairs(an.configs) do
-    local conc = tonumber(c.labels.concurrency) or 1
-    if c.bits and c.format and conc == 1 and is_default_config(c) then
-      local b = by_bits[c.bits]
-      if not b then b = {} by_bits[c.bits] = b end
-      b[c.format] = b[c.format] or {}
-      table.insert(b[c.format], c)
-    end
-  end
-  local out = {}
-  local bits = {}
-  for b in pairs(by_bits) do bits[#bits + 1] = b end
-  table.sort(bits)
-  for _, b in ipairs(bits) do
-    local g = by_bits[b]
-    if g.mlx and g.gguf then
-      -- prefer the seed's named pairs: Q4_K_M for 4-bit, Q8_0 for 8-bit
-      -- prefer the seed's named pairs (Q4_K_M for 4-bit, Q8_0 for 8-bit), then
-      -- the same server as the MLX side (LM Studio for both, in the seed)
-      local mlx = g.mlx[1]
-      local best, best_score = nil, -1
-      for _, c in ipairs(g.gguf) do
-        local q = tostring(c.labels.quant or c.labels.variant or c.labels.model or ""):upper()
-        local score = 0
-        if (b == 4 and q:find("Q4_K_M")) or (b == 8 and q:find("Q8_0")) then score = score + 2 end
-        if c.labels.backend ~= nil and c.labels.backend == mlx.labels.backend then score = score + 1 end
-        if score > best_score then best, best_score = c, score end
-      end
-      out[#out + 1] = {bits = b, mlx = mlx, gguf = best}
-    end
-  end
-  return out
 end
 
 return analysis
