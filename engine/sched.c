@@ -403,18 +403,22 @@ static void task_resume(br_sched *s, br_task *t) {
     const char *msg = lua_tostring(t->co, -1);
     int cancelled = br_is_cancel(t->co, -1);
     int interrupted = br_is_interrupt(t->co, -1);
-    if (!msg) msg = luaL_typename(t->co, -1);
+    /* an error value (a table: bench.errors) is kept as it is, so its kind
+     * reaches whoever joins the task; a message gets the task's traceback */
+    int is_value = !msg && !cancelled && !interrupted && !lua_isnil(t->co, -1);
     if (interrupted) br_push_interrupt(L);   /* the value itself: join raises it again */
     else if (cancelled) br_push_cancel(L);
-    else luaL_traceback(L, t->co, msg, 0);
+    else if (is_value) { lua_pushvalue(t->co, -1); lua_xmove(t->co, L, 1); }
+    else luaL_traceback(L, t->co, msg ? msg : luaL_typename(t->co, -1), 0);
     lua_setiuservalue(L, ud, 2);
     int njoin = t->njoiners;
     task_finished(s, t, cancelled || interrupted ? T_CANCELLED : T_FAILED);
     if (!cancelled && !interrupted && njoin == 0) {
       lua_getiuservalue(L, ud, 2);
+      if (is_value) luaL_traceback(L, t->co, luaL_tolstring(L, -1, NULL), 0);
       fprintf(stderr, "benchrun: task %d failed: %s\n", t->id, lua_tostring(L, -1));
       s->unjoined_failures++;
-      lua_pop(L, 1);
+      lua_pop(L, is_value ? 3 : 1);
     }
   }
   lua_sethook(t->co, NULL, 0, 0);    /* its <close> handlers run, interrupted or not */
