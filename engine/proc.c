@@ -17,12 +17,17 @@
  * br_runtime_close) stops every child still there, synchronously. On Linux
  * the child also gets PR_SET_PDEATHSIG(SIGKILL) for a SIGKILLed benchrun.
  *
- * The readiness helpers (proc.wait_ready) are Lua, compiled in below, on top
- * of the C primitives p:lines_since, proc.probe_http and proc.probe_port. */
+ * The readiness helpers (proc.wait_ready, proc.probe_http), the exit
+ * classification and the port checks are Lua, in scripts/bench/proc/, on
+ * top of the C primitives here (p:lines_since, proc.probe_port,
+ * proc.port_owners) and bench.http. */
 #include "benchrun/loop.h"
 #include "benchrun/runtime.h"
 #include "benchrun/sched.h"
 #include "platform.h"
+#include "buf.h"
+#include "class.h"
+#include "sock.h"
 
 #include <lauxlib.h>
 #include <arpa/inet.h>
@@ -48,6 +53,7 @@ extern char **environ;
 #define STATE_MT "bench.proc.State"
 #define PROC_MT "bench.proc.Process"
 #define WAIT_MT "bench.proc.Wait"
+#define PROBE_MT "bench.proc.Probe"
 
 enum { RING_DEFAULT = 500, LINE_MAX_BYTES = 8192 };
 enum { EV_EXIT = 1, EV_LINE = 2, EV_EOF = 4 };
@@ -58,17 +64,12 @@ typedef struct proc_state proc_state;
 typedef struct pwait pwait;
 
 typedef struct {
-  char *data;
-  size_t len, cap;
-} buf;
-
-typedef struct {
   int fd;              /* read end, -1 once at EOF */
   br_io io;
   child *c;
   int capture;         /* keep the whole output */
-  buf full;
-  buf partial;         /* the line being received */
+  br_buf full;
+  br_buf partial;         /* the line being received */
   int logfd;           /* -1, or a file this stream is appended to */
 } stream;
 
@@ -193,39 +194,11 @@ static void on_sigchld(int sig) {
   errno = saved;
 }
 
-static void set_nonblock_cloexec(int fd) {
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
-
 static int make_pipe(int fds[2]) {
   if (pipe(fds) != 0) return -1;
   fcntl(fds[0], F_SETFD, FD_CLOEXEC);
   fcntl(fds[1], F_SETFD, FD_CLOEXEC);
   return 0;
-}
-
-/* ---- small buffers ---- */
-
-static int buf_add(buf *b, const char *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) return -1;
-    b->data = d;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = 0;
-  return 0;
-}
-
-static void buf_free(buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
 }
 
 /* ---- waiters ---- */
@@ -308,19 +281,19 @@ static void write_all(int fd, const char *p, size_t n) {
 static int stream_consume(stream *s, const char *p, size_t n) {
   child *c = s->c;
   int lines = 0;
-  if (s->capture) buf_add(&s->full, p, n);
+  if (s->capture) br_buf_add(&s->full, p, n);
   if (s->logfd >= 0) write_all(s->logfd, p, n);
   while (n > 0) {
     const char *nl = memchr(p, '\n', n);
     if (!nl) {
-      if (s->partial.len < LINE_MAX_BYTES) buf_add(&s->partial, p, n);
+      if (s->partial.len < LINE_MAX_BYTES) br_buf_add(&s->partial, p, n);
       break;
     }
     size_t k = (size_t)(nl - p);
     if (s->partial.len) {
-      if (s->partial.len < LINE_MAX_BYTES) buf_add(&s->partial, p, k);
-      ring_push(c, s->partial.data, s->partial.len);
-      s->partial.len = 0;
+      if (s->partial.len < LINE_MAX_BYTES) br_buf_add(&s->partial, p, k);
+      ring_push(c, s->partial.p, s->partial.len);
+      br_buf_clear(&s->partial);
     } else {
       ring_push(c, p, k);
     }
@@ -353,8 +326,8 @@ static int stream_read(br_loop *loop, stream *s) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     /* EOF (or an error, which ends the stream the same way) */
     if (s->partial.len) {
-      ring_push(s->c, s->partial.data, s->partial.len);
-      s->partial.len = 0;
+      ring_push(s->c, s->partial.p, s->partial.len);
+      br_buf_clear(&s->partial);
       ev |= EV_LINE;
     }
     stream_close(loop, s);
@@ -452,10 +425,10 @@ static void child_free(child *c) {
   if (c->out.logfd >= 0 && c->out.logfd != c->logfd) close(c->out.logfd);
   if (c->err.logfd >= 0 && c->err.logfd != c->logfd) close(c->err.logfd);
   if (c->logfd >= 0) close(c->logfd);
-  buf_free(&c->out.full);
-  buf_free(&c->out.partial);
-  buf_free(&c->err.full);
-  buf_free(&c->err.partial);
+  br_buf_free(&c->out.full);
+  br_buf_free(&c->out.partial);
+  br_buf_free(&c->err.full);
+  br_buf_free(&c->err.partial);
   for (size_t i = 0; i < c->ring_cap; i++) free(c->ring[i]);
   free(c->ring);
   free(c->input);
@@ -542,8 +515,8 @@ static void state_open(lua_State *L) {
   ps->sig_pipe[0] = ps->sig_pipe[1] = -1;
   luaL_setmetatable(L, STATE_MT);
   if (make_pipe(ps->sig_pipe) != 0) luaL_error(L, "bench.proc: cannot create a pipe: %s", strerror(errno));
-  set_nonblock_cloexec(ps->sig_pipe[0]);
-  set_nonblock_cloexec(ps->sig_pipe[1]);
+  br_fd_nonblock(ps->sig_pipe[0]);
+  br_fd_nonblock(ps->sig_pipe[1]);
   ps->loop = br_sched_loop(L);
   for (int i = 0; i < MAX_STATES; i++)
     if (sigchld_fds[i] == 0) { sigchld_fds[i] = ps->sig_pipe[1]; ps->slot = i; break; }
@@ -1042,19 +1015,19 @@ static int do_spawn(lua_State *L, int opts, const char *fn, int force_capture, c
   h->c = c;
   if (piped_out) {
     c->out.fd = p_out[0];
-    set_nonblock_cloexec(c->out.fd);
+    br_fd_nonblock(c->out.fd);
     c->out.io.weak = 1;
     br_io_start(ps->loop, &c->out.io, c->out.fd, BR_READ, on_stream, &c->out);
   }
   if (piped_err) {
     c->err.fd = p_err[0];
-    set_nonblock_cloexec(c->err.fd);
+    br_fd_nonblock(c->err.fd);
     c->err.io.weak = 1;
     br_io_start(ps->loop, &c->err.io, c->err.fd, BR_READ, on_stream, &c->err);
   }
   if (stdin_pipe) {
     c->in_fd = p_in[1];
-    set_nonblock_cloexec(c->in_fd);
+    br_fd_nonblock(c->in_fd);
     if (input) {
       c->input = malloc(input_len ? input_len : 1);
       if (c->input) memcpy(c->input, input, input_len);
@@ -1282,7 +1255,7 @@ static void push_tail(lua_State *L, child *c, lua_Integer n) {
     stream *s = i ? &c->err : &c->out;
     if (s->partial.len) {
       if (n > 0) luaL_addchar(&b, '\n');
-      luaL_addlstring(&b, s->partial.data, s->partial.len);
+      luaL_addlstring(&b, s->partial.p, s->partial.len);
     }
   }
   luaL_pushresult(&b);
@@ -1320,8 +1293,8 @@ static int p_lines_since(lua_State *L) {
 /* p:output() -> stdout, stderr captured so far (stdout = "capture") */
 static int p_output(lua_State *L) {
   child *c = check_child(L, 1);
-  lua_pushlstring(L, c->out.full.data ? c->out.full.data : "", c->out.full.len);
-  lua_pushlstring(L, c->err.full.data ? c->err.full.data : "", c->err.full.len);
+  lua_pushlstring(L, c->out.full.p ? c->out.full.p : "", c->out.full.len);
+  lua_pushlstring(L, c->err.full.p ? c->err.full.p : "", c->err.full.len);
   return 2;
 }
 
@@ -1442,9 +1415,9 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
        * after the exit, then stop reading. */
       if (eof || pw->timed_out || br_now() - c->t_exit > NS) {
         push_exit_info(L, c);
-        lua_pushlstring(L, c->out.full.data ? c->out.full.data : "", c->out.full.len);
+        lua_pushlstring(L, c->out.full.p ? c->out.full.p : "", c->out.full.len);
         lua_setfield(L, -2, "stdout");
-        lua_pushlstring(L, c->err.full.data ? c->err.full.data : "", c->err.full.len);
+        lua_pushlstring(L, c->err.full.p ? c->err.full.p : "", c->err.full.len);
         lua_setfield(L, -2, "stderr");
         lua_pushinteger(L, c->t_exit - c->t_spawn);
         lua_setfield(L, -2, "duration_ns");
@@ -1492,7 +1465,8 @@ static int l_run(lua_State *L) {
   return run_k(L, LUA_YIELD, (lua_KContext)pw);
 }
 
-/* ---- readiness probes (used by proc.wait_ready, in Lua below) ---- */
+/* ---- the port probe (proc.probe_port; proc.wait_ready is Lua, in
+ * scripts/bench/proc/ready.lua, and asks HTTP through bench.http) ---- */
 
 typedef struct {
   br_wait w;
@@ -1501,11 +1475,6 @@ typedef struct {
   br_loop *loop;
   int fd;
   int timed_out;
-  int connected;
-  int http;              /* send a GET and read the answer */
-  buf req, resp;
-  size_t sent;
-  int eof;
   int err;
 } probe;
 
@@ -1515,61 +1484,14 @@ static void probe_finish(probe *p) {
   br_wait_done(&p->w);
 }
 
-/* Whether resp holds a whole response whose end is known without the
- * connection closing: a body of Content-Length bytes, or none (204, 304).
- * A server that keeps the connection open despite "Connection: close"
- * (keep-alive by default) is then not waited for until the timeout. */
-static int resp_complete(const buf *b) {
-  if (!b->data) return 0;
-  const char *end = strstr(b->data, "\r\n\r\n");
-  if (!end) return 0;
-  size_t head = (size_t)(end + 4 - b->data);
-  int code = 0;
-  if (sscanf(b->data, "HTTP/%*d.%*d %d", &code) != 1 && sscanf(b->data, "HTTP/%*d %d", &code) != 1) return 0;
-  if (code == 204 || code == 304) return 1;
-  for (const char *l = strstr(b->data, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
-    if (strncasecmp(l + 2, "Content-Length:", 15) != 0) continue;
-    const char *v = l + 17;
-    while (*v == ' ' || *v == '\t') v++;
-    if (*v < '0' || *v > '9') return 0;   /* malformed: read to the close */
-    unsigned long long cl = strtoull(v, NULL, 10);
-    return b->len - head >= cl;
-  }
-  return 0;   /* chunked or close-delimited: read to the close */
-}
-
+/* writable: the connect finished, one way or the other */
 static void probe_io(br_loop *loop, br_io *io, int events) {
   probe *p = io->data;
-  if (!p->connected) {
-    int e = 0;
-    socklen_t len = sizeof e;
-    getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &e, &len);
-    if (e) { p->err = e; probe_finish(p); return; }
-    p->connected = 1;
-    if (!p->http) { probe_finish(p); return; }
-  }
-  if (p->sent < p->req.len) {
-    ssize_t w = send(p->fd, p->req.data + p->sent, p->req.len - p->sent, 0);
-    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { p->err = errno; probe_finish(p); return; }
-    if (w > 0) p->sent += (size_t)w;
-    if (p->sent == p->req.len) br_io_start(loop, &p->io, p->fd, BR_READ, probe_io, p);
-    return;
-  }
-  char chunk[16384];
-  for (;;) {
-    ssize_t n = recv(p->fd, chunk, sizeof chunk, 0);
-    if (n > 0) {
-      if (p->resp.len < (1 << 20)) buf_add(&p->resp, chunk, (size_t)n);
-      if (resp_complete(&p->resp)) { p->eof = 1; probe_finish(p); return; }
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    if (n < 0) p->err = errno;
-    p->eof = 1;
-    probe_finish(p);
-    return;
-  }
+  int e = 0;
+  socklen_t len = sizeof e;
+  getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &e, &len);
+  p->err = e;
+  probe_finish(p);
 }
 
 static void probe_timeout(br_loop *loop, br_timer *t) {
@@ -1588,42 +1510,6 @@ static void probe_cancel(br_wait *w) {
 static int probe_gc(lua_State *L) {
   probe *p = lua_touserdata(L, 1);
   if (p->fd >= 0) { close(p->fd); p->fd = -1; }
-  buf_free(&p->req);
-  buf_free(&p->resp);
-  return 0;
-}
-
-/* Parse http://host[:port][/path]; only plain HTTP (a readiness probe on a
- * local server needs no TLS). */
-static int parse_url(const char *url, char *host, size_t hsz, char *port, size_t psz, const char **path) {
-  if (strncmp(url, "http://", 7) != 0) return -1;
-  const char *h = url + 7;
-  const char *slash = strchr(h, '/');
-  size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-  *path = slash ? slash : "/";
-  const char *colon = NULL;
-  if (h[0] == '[') {
-    const char *rb = memchr(h, ']', hl);
-    if (!rb) return -1;
-    if ((size_t)(rb - h - 1) >= hsz) return -1;
-    memcpy(host, h + 1, (size_t)(rb - h - 1));
-    host[rb - h - 1] = 0;
-    colon = (rb + 1 < h + hl && rb[1] == ':') ? rb + 1 : NULL;
-  } else {
-    colon = memchr(h, ':', hl);
-    size_t n = colon ? (size_t)(colon - h) : hl;
-    if (n == 0 || n >= hsz) return -1;
-    memcpy(host, h, n);
-    host[n] = 0;
-  }
-  if (colon) {
-    size_t n = (size_t)(h + hl - colon - 1);
-    if (n == 0 || n >= psz) return -1;
-    memcpy(port, colon + 1, n);
-    port[n] = 0;
-  } else {
-    snprintf(port, psz, "80");
-  }
   return 0;
 }
 
@@ -1631,39 +1517,30 @@ static int probe_k(lua_State *L, int status, lua_KContext ctx) {
   probe *p = (probe *)ctx;
   if (br_wait_cancelled(&p->w)) return br_wait_raise(L, &p->w);
   if (p->timed_out) { lua_pushnil(L); lua_pushliteral(L, "timed out"); return 2; }
-  if (p->err && !p->resp.len) { lua_pushnil(L); lua_pushstring(L, strerror(p->err)); return 2; }
-  if (!p->http) { lua_pushboolean(L, 1); return 1; }
-  const char *r = p->resp.data ? p->resp.data : "";
-  int code = 0;
-  if (sscanf(r, "HTTP/%*d.%*d %d", &code) != 1 && sscanf(r, "HTTP/%*d %d", &code) != 1) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "not an HTTP response");
-    return 2;
-  }
-  lua_pushinteger(L, code);
-  const char *body = strstr(r, "\r\n\r\n");
-  if (body) lua_pushlstring(L, body + 4, p->resp.len - (size_t)(body + 4 - r));
-  else lua_pushliteral(L, "");
-  return 2;
+  if (p->err) { lua_pushnil(L); lua_pushstring(L, strerror(p->err)); return 2; }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
-static int start_probe(lua_State *L, const char *host, const char *port, int http, const char *path,
-                       const char *hosthdr, lua_Number timeout) {
+/* proc.probe_port(port[, host = "127.0.0.1"[, timeout = 1]]) -> true | nil, message */
+static int l_probe_port(lua_State *L) {
+  lua_Integer port = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, port > 0 && port < 65536, 1, "expected a port 1..65535");
+  const char *host = luaL_optstring(L, 2, "127.0.0.1");
+  lua_Number timeout = luaL_optnumber(L, 3, 1);
+  char ps[16];
+  snprintf(ps, sizeof ps, "%d", (int)port);
   probe *p = lua_newuserdatauv(L, sizeof *p, 0);
   memset(p, 0, sizeof *p);
   p->fd = -1;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, probe_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
+  luaL_setmetatable(L, PROBE_MT);
   p->loop = br_sched_loop(L);
-  p->http = http;
   struct addrinfo hints, *ai = NULL;
   memset(&hints, 0, sizeof hints);
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV;
   /* localhost and literal addresses resolve without the network */
-  int gai = getaddrinfo(host, port, &hints, &ai);
+  int gai = getaddrinfo(host, ps, &hints, &ai);
   if (gai != 0 || !ai) {
     lua_pushnil(L);
     lua_pushfstring(L, "cannot resolve '%s': %s", host, gai_strerror(gai));
@@ -1676,7 +1553,7 @@ static int start_probe(lua_State *L, const char *host, const char *port, int htt
     lua_pushstring(L, strerror(errno));
     return 2;
   }
-  set_nonblock_cloexec(p->fd);
+  br_fd_nonblock(p->fd);
   int rc = connect(p->fd, ai->ai_addr, ai->ai_addrlen);
   freeaddrinfo(ai);
   if (rc != 0 && errno != EINPROGRESS) {
@@ -1684,43 +1561,11 @@ static int start_probe(lua_State *L, const char *host, const char *port, int htt
     lua_pushstring(L, strerror(errno));
     return 2;
   }
-  if (http) {
-    char req[2048];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: benchrun\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-                     path, hosthdr);
-    if (n < 0 || (size_t)n >= sizeof req) return luaL_error(L, "proc.probe_http: URL too long");
-    buf_add(&p->req, req, (size_t)n);
-  }
   br_wait_init(&p->w, L);
   p->w.cancel = probe_cancel;
   br_io_start(p->loop, &p->io, p->fd, BR_WRITE, probe_io, p);
   br_timer_start(p->loop, &p->timer, br_now() + (int64_t)(timeout * 1e9), probe_timeout, p);
   return br_await(L, &p->w, (lua_KContext)p, probe_k);
-}
-
-/* proc.probe_http(url[, timeout = 2]) -> status, body | nil, message */
-static int l_probe_http(lua_State *L) {
-  const char *url = luaL_checkstring(L, 1);
-  lua_Number timeout = luaL_optnumber(L, 2, 2);
-  char host[256], port[16];
-  const char *path;
-  if (parse_url(url, host, sizeof host, port, sizeof port, &path) != 0)
-    return luaL_argerror(L, 1, lua_pushfstring(L, "expected http://host[:port]/path, got '%s'", url));
-  const char *slash = strchr(url + 7, '/');
-  lua_pushlstring(L, url + 7, slash ? (size_t)(slash - url - 7) : strlen(url + 7));
-  const char *hosthdr = lua_tostring(L, -1);
-  return start_probe(L, host, port, 1, path, hosthdr, timeout);
-}
-
-/* proc.probe_port(port[, host = "127.0.0.1"[, timeout = 1]]) -> true | nil, message */
-static int l_probe_port(lua_State *L) {
-  lua_Integer port = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, port > 0 && port < 65536, 1, "expected a port 1..65535");
-  const char *host = luaL_optstring(L, 2, "127.0.0.1");
-  lua_Number timeout = luaL_optnumber(L, 3, 1);
-  char ps[16];
-  snprintf(ps, sizeof ps, "%d", (int)port);
-  return start_probe(L, host, ps, 0, "/", host, timeout);
 }
 
 /* proc.free_port([host]) -> a port the kernel says is free now */
@@ -1839,197 +1684,33 @@ static int l_port_owners(lua_State *L) {
   return 1;
 }
 
-/* The Lua half: exits classified and the port checks, written in Lua on the
- * primitives above (proc.classify_exit, proc.check_port_free,
- * proc.check_port_owner). */
-static const char servers_lua[] =
-  "local proc = ...\n"
-  "-- proc.classify_exit(info) -> {status, signal, signal_name, code, core_dumped, evidence, reason}.\n"
-  "-- The one place that says why a process ended, from its exit info only\n"
-  "-- (never from its output): 'oom' with evidence of an OOM kill (info.oom and\n"
-  "-- info.evidence), 'stopped' by a signal benchrun sent (or any signal after\n"
-  "-- one: info.asked_to_stop), 'crashed' by any other signal, 'failed' for an exit with a code (or no exit info).\n"
-  "function proc.classify_exit(info)\n"
-  "  if type(info) ~= 'table' then\n"
-  "    return {status = 'failed', reason = 'no exit information'}\n"
-  "  end\n"
-  "  local c = {signal = info.signal, signal_name = info.signal_name, code = info.code,\n"
-  "             core_dumped = info.core_dumped, reason = info.reason}\n"
-  "  if info.oom and info.evidence then c.status, c.evidence = 'oom', info.evidence\n"
-  "  elseif info.signal and (info.sent_by_benchrun or info.asked_to_stop) then c.status = 'stopped'\n"
-  "  elseif info.signal then c.status = 'crashed'\n"
-  "  else c.status = 'failed' end\n"
-  "  if not c.reason then\n"
-  "    c.reason = c.signal and ('killed by ' .. (c.signal_name or ('signal ' .. c.signal)))\n"
-  "               or ('exited with code ' .. tostring(c.code))\n"
-  "  end\n"
-  "  return c\n"
-  "end\n"
-  "local function describe(o)\n"
-  "  local s = string.format('pid %d (%s)', o.pid, o.command ~= '' and o.command or '?')\n"
-  "  -- a group whose leader is gone: what a killed benchrun's server leaves\n"
-  "  if o.pgid ~= o.pid and o.pgid > 0 and not proc.process_info(o.pgid) then\n"
-  "    s = s .. string.format(', left behind: the leader of its process group (pid %d) is gone,'\n"
-  "      .. ' as when an earlier benchrun was killed', o.pgid)\n"
-  "  elseif o.ppid == 1 then\n"
-  "    s = s .. ', whose parent is gone (now a child of pid 1)'\n"
-  "  end\n"
-  "  return s\n"
-  "end\n"
-  "local function names(r, keep)\n"
-  "  local list = {}\n"
-  "  for _, o in ipairs(r.owners) do if keep(o) then list[#list + 1] = describe(o) end end\n"
-  "  if r.unowned > 0 then\n"
-  "    list[#list + 1] = string.format('%d socket%s of a process benchrun may not inspect (another user\\'s)',\n"
-  "      r.unowned, r.unowned == 1 and '' or 's')\n"
-  "  end\n"
-  "  return list\n"
-  "end\n"
-  "-- proc.check_port_free(port[, host]) -> true | nil, message naming who holds it.\n"
-  "-- Before a spawn: whatever listens there would be measured instead of (or\n"
-  "-- besides, with SO_REUSEPORT) the server benchrun starts.\n"
-  "function proc.check_port_free(port, host)\n"
-  "  local r = proc.port_owners(port)\n"
-  "  local held = r and names(r, function() return true end) or {}\n"
-  "  if #held == 0 and proc.probe_port(port, host or '127.0.0.1', 1) then\n"
-  "    held[1] = 'a process benchrun cannot see (a connect to ' .. (host or '127.0.0.1') .. ' succeeds)'\n"
-  "  end\n"
-  "  if #held == 0 then return true end\n"
-  "  return nil, string.format('port %d is already in use by %s; benchrun measures only a server it starts:'\n"
-  "    .. ' stop that process or give the server another port', port, table.concat(held, '; '))\n"
-  "end\n"
-  "-- proc.check_port_owner(p, port) -> true[, note] | nil, message.\n"
-  "-- After a spawn: every listener on port must be p, in its process group or\n"
-  "-- a descendant of it. note: why it could not be checked (platform).\n"
-  "function proc.check_port_owner(p, port)\n"
-  "  local r, why = proc.port_owners(port)\n"
-  "  if not r then return true, why end\n"
-  "  local function ours(o)\n"
-  "    if o.pid == p.pid or o.pgid == p.pid then return true end\n"
-  "    local q = o.ppid\n"
-  "    for _ = 1, 64 do\n"
-  "      if q == p.pid then return true end\n"
-  "      if q <= 1 then return false end\n"
-  "      local i = proc.process_info(q)\n"
-  "      if not i then return false end\n"
-  "      q = i.ppid\n"
-  "    end\n"
-  "    return false\n"
-  "  end\n"
-  "  local foreign = names(r, function(o) return not ours(o) end)\n"
-  "  if #foreign == 0 then return true end\n"
-  "  return nil, string.format('port %d is also held by %s, not by the server benchrun started (%s, pid %d):'\n"
-  "    .. ' requests could reach that process instead', port, table.concat(foreign, '; '), p.name, p.pid)\n"
-  "end\n";
-
-/* The Lua half: readiness, written in Lua on the primitives above. */
-static const char wait_ready_lua[] =
-  "local proc, clock = ...\n"
-  "local function tail_of(p) return p and ('; last output:\\n' .. p:tail(20)) or '' end\n"
-  "-- proc.wait_ready{http = url, expect = status | function(status, body) -> bool,\n"
-  "--   line = pattern, port = n, host = h, proc = p, timeout = s, interval = s}\n"
-  "-- -> seconds since the process started (or since the call), resolution (s),\n"
-  "-- or nil, message. Every condition given must hold; a process that exits\n"
-  "-- first fails it. The load time is when the ready answer came; the\n"
-  "-- server became ready after the last try that found it not ready began,\n"
-  "-- `resolution` earlier at most. Polls are 2% of the time waited apart (at least\n"
-  "-- `interval`, 5 ms, at most 0.5 s): a 1 s load is read to ~20 ms, not\n"
-  "-- bucketed by a growing back-off, and a long load costs few probes.\n"
-  "return function(o)\n"
-  "  if type(o) ~= 'table' then error('proc.wait_ready: expected a table of options', 2) end\n"
-  "  if not (o.http or o.line or o.port) then error('proc.wait_ready: give http, line or port', 2) end\n"
-  "  if o.line and not o.proc then error('proc.wait_ready: line needs proc', 2) end\n"
-  "  local p = o.proc\n"
-  "  local t0 = p and p.started_ns or clock.now()\n"
-  "  local timeout = o.timeout or 60\n"
-  "  local deadline = clock.now() + math.floor(timeout * 1e9)\n"
-  "  local min_interval = o.interval or 0.005\n"
-  "  local t_not_ready = t0\n"
-  "  local expect = o.expect or 200\n"
-  "  local line_ok, seq, last = not o.line, 0, 'nothing tried yet'\n"
-  "  while true do\n"
-  "    local t_try = clock.now()\n"
-  "    if p and not p:alive() then\n"
-  "      local info = p:exit_info()\n"
-  "      return nil, string.format('%s (pid %d) %s before it was ready%s', p.name, p.pid, info.reason, tail_of(p))\n"
-  "    end\n"
-  "    if not line_ok then\n"
-  "      local lines\n"
-  "      lines, seq = p:lines_since(seq)\n"
-  "      for _, l in ipairs(lines) do if l:find(o.line) then line_ok = true break end end\n"
-  "      if not line_ok then last = 'no line matching ' .. string.format('%q', o.line) end\n"
-  "    end\n"
-  "    local ok = line_ok\n"
-  "    if ok and o.port then\n"
-  "      local r, err = proc.probe_port(o.port, o.host or '127.0.0.1', 1)\n"
-  "      if not r then ok = false last = 'port ' .. o.port .. ': ' .. err end\n"
-  "    end\n"
-  "    if ok and o.http then\n"
-  "      local status, body = proc.probe_http(o.http, math.min(5, math.max(0.2, timeout)))\n"
-  "      if not status then ok = false last = o.http .. ': ' .. body\n"
-  "      else\n"
-  "        local good\n"
-  "        if type(expect) == 'function' then good = expect(status, body)\n"
-  "        else good = status == expect end\n"
-  "        if not good then ok = false last = o.http .. ' answered ' .. status .. ' ' .. body:sub(1, 200) end\n"
-  "      end\n"
-  "    end\n"
-  "    local now = clock.now()\n"
-  "    if ok then return (now - t0) / 1e9, (now - t_not_ready) / 1e9 end\n"
-  "    t_not_ready = t_try\n"
-  "    if now >= deadline then\n"
-  "      return nil, string.format('not ready after %g s (%s)%s', timeout, last, tail_of(p))\n"
-  "    end\n"
-  "    clock.sleep(math.max(min_interval, math.min(0.5, (now - t0) / 1e9 * 0.02)))\n"
-  "  end\n"
-  "end\n";
-
 int luaopen_bench_proc(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"wait", p_wait}, {"stop", p_stop}, {"alive", p_alive}, {"signal", p_signal},
     {"tail", p_tail}, {"lines_since", p_lines_since}, {"wait_for_line", p_wait_for_line},
     {"output", p_output}, {"exit_info", p_exit_info}, {"write", p_write},
     {"close_stdin", p_close_stdin}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+    {"__index", p_index}, {"__gc", p_gc}, {"__close", p_close}, {"__tostring", p_tostring}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-    {"spawn", l_spawn}, {"run", l_run}, {"probe_http", l_probe_http}, {"probe_port", l_probe_port},
+    {"spawn", l_spawn}, {"run", l_run}, {"probe_port", l_probe_port},
     {"free_port", l_free_port}, {"pid_alive", l_pid_alive}, {"kill", l_kill},
     {"children", l_children}, {"port_owners", l_port_owners}, {"process_info", l_process_info},
     {NULL, NULL}};
 
-  luaL_newmetatable(L, STATE_MT);
-  lua_pushcfunction(L, state_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  br_class(L, STATE_MT, (const luaL_Reg[]){{"__gc", state_gc}, {NULL, NULL}}, NULL);
+  br_class(L, PROBE_MT, (const luaL_Reg[]){{"__gc", probe_gc}, {NULL, NULL}}, NULL);
+  br_class(L, PROC_MT, meta, methods);
+  lua_pop(L, 3);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
   int have = !lua_isnil(L, -1);
   lua_pop(L, 1);
   if (!have) state_open(L);
 
-  luaL_newmetatable(L, PROC_MT);
-  luaL_newlib(L, methods);
-  lua_pushcclosure(L, p_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, p_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, p_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, p_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-
   luaL_newlib(L, funcs);
-  int mod = lua_gettop(L);
-  if (luaL_loadbuffer(L, wait_ready_lua, sizeof wait_ready_lua - 1, "=bench.proc.wait_ready") != LUA_OK)
-    return lua_error(L);
-  lua_pushvalue(L, mod);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "bench.clock");
-  lua_call(L, 1, 1);
-  lua_call(L, 2, 1);
-  lua_setfield(L, mod, "wait_ready");
-  if (luaL_loadbuffer(L, servers_lua, sizeof servers_lua - 1, "=bench.proc.servers") != LUA_OK)
-    return lua_error(L);
-  lua_pushvalue(L, mod);
-  lua_call(L, 1, 0);
+  /* the Lua half, in scripts/bench/proc/: exits classified, the port
+   * checks, readiness (through bench.http) */
+  br_runtime_extend(L, -1, "bench.proc.servers");
+  br_runtime_extend(L, -1, "bench.proc.ready");
   return 1;
 }

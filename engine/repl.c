@@ -1,7 +1,8 @@
 /* The interactive REPL: lua.c's reading rules (try `return <line>` first,
  * keep reading while the chunk is incomplete) plus line editing, history,
  * completion of globals and fields, and a pretty-printer for tables.
- * (The lazy `probe` global comes from the runtime, for scripts too.)
+ * (The lazy `probe` global comes from the runtime, for scripts too; the
+ * printer and the completion are Lua, in scripts/bench/repl.lua.)
  *
  * Line editing comes from libedit's readline interface when benchrun was
  * built with it (BENCHRUN_HAVE_LIBEDIT) and stdin is a terminal; otherwise
@@ -31,116 +32,6 @@
 #define PROMPT2 ">> "
 #define HISTORY_FILE ".benchrun_history"
 #define HISTORY_MAX 1000
-
-/* Helpers written in Lua: the pretty-printer and completion candidates.
- * Compiled once when the REPL starts. */
-static const char helpers_lua[] =
-  "local M = {}\nlocal null = require('bench.yaml').null\n"
-  "local MAX_DEPTH, MAX_ITEMS, MAX_LINE = 4, 40, 78\n"
-  "local keywords = {'and','break','do','else','elseif','end','false','for','function',\n"
-  "  'goto','if','in','local','nil','not','or','repeat','return','then','true','until','while'}\n"
-  "local function quote(s)\n"
-  "  return '\"' .. s:gsub('[%c\"\\\\]', function(c)\n"
-  "    local named = {['\\n'] = '\\\\n', ['\\t'] = '\\\\t', ['\\r'] = '\\\\r', ['\"'] = '\\\\\"', ['\\\\'] = '\\\\\\\\'}\n"
-  "    return named[c] or string.format('\\\\%03d', c:byte())\n"
-  "  end) .. '\"'\n"
-  "end\n"
-  "local function scalar(v)\n"
-  "  if type(v) == 'string' then return quote(v) end\n"
-  "  if v == nil then return 'nil' end\n"
-  "  if v == null then return 'null' end\n"
-  "  return tostring(v)\n"
-  "end\n"
-  "local function key_order(a, b)\n"
-  "  local ta, tb = type(a), type(b)\n"
-  "  if ta ~= tb then return ta < tb end\n"
-  "  if ta == 'number' or ta == 'string' then return a < b end\n"
-  "  return tostring(a) < tostring(b)\n"
-  "end\n"
-  "local function render(v, depth, seen, indent)\n"
-  "  if type(v) ~= 'table' then return scalar(v) end\n"
-  "  local mt = getmetatable(v)\n"
-  "  if mt and mt.__tostring then return tostring(v) end\n"
-  "  if seen[v] then return '<cycle: ' .. tostring(v) .. '>' end\n"
-  "  if next(v) == nil then return '{}' end\n"
-  "  if depth >= MAX_DEPTH then return '{...}' end\n"
-  "  seen[v] = true\n"
-  "  local parts, n, shown = {}, #v, 0\n"
-  "  local total = 0\n"
-  "  for _ in pairs(v) do total = total + 1 end\n"
-  "  for i = 1, n do\n"
-  "    if shown >= MAX_ITEMS then break end\n"
-  "    parts[#parts + 1] = render(v[i], depth + 1, seen, indent .. '  ')\n"
-  "    shown = shown + 1\n"
-  "  end\n"
-  "  local keys = {}\n"
-  "  for k in pairs(v) do\n"
-  "    if not (math.type(k) == 'integer' and k >= 1 and k <= n) then keys[#keys + 1] = k end\n"
-  "  end\n"
-  "  table.sort(keys, key_order)\n"
-  "  for _, k in ipairs(keys) do\n"
-  "    if shown >= MAX_ITEMS then break end\n"
-  "    local ks = (type(k) == 'string' and k:match('^[%a_][%w_]*$')) and k or ('[' .. scalar(k) .. ']')\n"
-  "    parts[#parts + 1] = ks .. ' = ' .. render(v[k], depth + 1, seen, indent .. '  ')\n"
-  "    shown = shown + 1\n"
-  "  end\n"
-  "  if total > shown then parts[#parts + 1] = '... (' .. (total - shown) .. ' more)' end\n"
-  "  seen[v] = nil\n"
-  "  local one = '{' .. table.concat(parts, ', ') .. '}'\n"
-  "  if #one + #indent <= MAX_LINE and not one:find('\\n') then return one end\n"
-  "  return '{\\n' .. indent .. '  ' .. table.concat(parts, ',\\n' .. indent .. '  ') .. '\\n' .. indent .. '}'\n"
-  "end\n"
-  "-- M.show(...): the text the REPL prints for a line's results.\n"
-  "function M.show(...)\n"
-  "  local out = {}\n"
-  "  for i = 1, select('#', ...) do\n"
-  "    local v = select(i, ...)\n"
-  "    out[i] = type(v) == 'string' and v or render(v, 0, {}, '')\n"
-  "  end\n"
-  "  return table.concat(out, '\\t')\n"
-  "end\n"
-  "local function fields(v, methods_only, into)\n"
-  "  local seen = {}\n"
-  "  for _ = 1, 8 do\n"
-  "    if v == nil or seen[v] then break end\n"
-  "    seen[v] = true\n"
-  "    if type(v) == 'table' then\n"
-  "      for k, x in next, v do\n"
-  "        if type(k) == 'string' and (not methods_only or type(x) == 'function') then into[k] = true end\n"
-  "      end\n"
-  "    end\n"
-  "    local mt = getmetatable(v)\n"
-  "    local idx = type(mt) == 'table' and rawget(mt, '__index') or nil\n"
-  "    if type(idx) ~= 'table' then break end\n"
-  "    v = idx\n"
-  "  end\n"
-  "end\n"
-  "-- M.complete(word): candidates for a word such as `cl`, `clock.s`, `w:el`.\n"
-  "function M.complete(word)\n"
-  "  local base, sep, part = word:match('^(.-)([.:])([%w_]*)$')\n"
-  "  local names, value = {}, nil\n"
-  "  if not base then\n"
-  "    part, base, sep = word, '', ''\n"
-  "    for _, k in ipairs(keywords) do names[k] = true end\n"
-  "    fields(_G, false, names)\n"
-  "  else\n"
-  "    value = _G\n"
-  "    for name in (base .. '.'):gmatch('([^.:]*)[.:]') do\n"
-  "      if not name:match('^[%a_][%w_]*$') then return {} end\n"
-  "      local ok, x = pcall(function() return value[name] end)\n"
-  "      if not ok or x == nil then return {} end\n"
-  "      value = x\n"
-  "    end\n"
-  "    fields(value, sep == ':', names)\n"
-  "  end\n"
-  "  local out = {}\n"
-  "  for k in pairs(names) do\n"
-  "    if k:sub(1, #part) == part and k:match('^[%a_][%w_]*$') then out[#out + 1] = base .. sep .. k end\n"
-  "  end\n"
-  "  table.sort(out)\n"
-  "  return out\n"
-  "end\n"
-  "return M\n";
 
 static int helpers_ref = LUA_NOREF;
 static lua_State *repl_state;          /* for the completion callback */
@@ -347,9 +238,12 @@ static void reset_after_error(lua_State *L) {
   br_sched_take_failures(L);
 }
 
+/* The helpers written in Lua (scripts/bench/repl.lua): the pretty-printer
+ * and the completion candidates. */
 static int setup(lua_State *L) {
-  if (luaL_loadbuffer(L, helpers_lua, sizeof helpers_lua - 1, "=(repl helpers)") != LUA_OK) return lua_error(L);
-  lua_call(L, 0, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "bench.repl");
+  lua_call(L, 1, 1);
   helpers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }

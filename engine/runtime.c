@@ -116,6 +116,16 @@ static void preload(lua_State *L) {
   lua_pop(L, 1);
 }
 
+int br_runtime_extend(lua_State *L, int module, const char *script) {
+  module = lua_absindex(L, module);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, script);
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, module);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
 /* `probe` (scripts/bench/probe.lua, a callable module) is a global that
  * loads the module on first use, so startup does not pay for it:
  * probe(url) calls it, probe.field reads its fields. */

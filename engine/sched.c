@@ -2,6 +2,7 @@
  * (spawn, wait, run, sleep) and the waiting protocol of sched.h. */
 #include "benchrun/sched.h"
 #include "benchrun/runtime.h"
+#include "class.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -707,9 +708,7 @@ int br_sched_open(lua_State *L) {
   s->loop = br_loop_new();
   if (!s->loop) return luaL_error(L, "cannot create the event loop");
   s->main = L;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, sched_gc);
-  lua_setfield(L, -2, "__gc");
+  br_class(L, "bench.Scheduler", (const luaL_Reg[]){{"__gc", sched_gc}, {NULL, NULL}}, NULL);
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &SCHED_KEY);
   *(br_sched **)lua_getextraspace(L) = s;
@@ -745,10 +744,7 @@ int luaopen_bench(lua_State *L) {
     {"spawn", l_spawn}, {"wait", l_wait}, {"run", l_run}, {"sleep", br_clock_sleep},
     {"tasks", l_running}, {"is_interrupt", l_is_interrupt}, {"is_cancel", l_is_cancel},
     {"xpcall_top", l_xpcall_top}, {NULL, NULL}};
-  luaL_newmetatable(L, TASK_MT);
-  luaL_setfuncs(L, task_meta, 0);
-  luaL_newlib(L, task_methods);
-  lua_setfield(L, -2, "__index");
+  br_class(L, TASK_MT, task_meta, task_methods);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   br_push_interrupt(L);

@@ -19,6 +19,7 @@
  * code must work inside finalizers where the loop cannot run. */
 #include "benchrun/runtime.h"
 #include "platform.h"
+#include "class.h"
 
 #include <cJSON.h>
 #include <lauxlib.h>
@@ -704,16 +705,9 @@ static int l_lockfile(lua_State *L) {
   /* the userdata first: an allocation error cannot leak the descriptor */
   int *u = lua_newuserdatauv(L, sizeof *u, 0);
   *u = -1;
-  if (luaL_newmetatable(L, LOCK_MT)) {
-    lua_pushcfunction(L, lock_unlock);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, lock_unlock);
-    lua_setfield(L, -2, "__close");
-    lua_newtable(L);
-    lua_pushcfunction(L, lock_unlock);
-    lua_setfield(L, -2, "unlock");
-    lua_setfield(L, -2, "__index");
-  }
+  static const luaL_Reg meta[] = {{"__gc", lock_unlock}, {"__close", lock_unlock}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"unlock", lock_unlock}, {NULL, NULL}};
+  br_class(L, LOCK_MT, meta, methods);
   lua_setmetatable(L, -2);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -766,10 +760,7 @@ int luaopen_bench_sys(lua_State *L) {
   if (access(p, F_OK) == 0) restore(NULL, ORPHANED, 0);
   luaL_newlib(L, funcs);
   lua_newuserdatauv(L, 1, 0);
-  if (luaL_newmetatable(L, GUARD_MT)) {
-    lua_pushcfunction(L, guard_gc);
-    lua_setfield(L, -2, "__gc");
-  }
+  br_class(L, GUARD_MT, (const luaL_Reg[]){{"__gc", guard_gc}, {NULL, NULL}}, NULL);
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "_guard");   /* lives as long as the module table */
   return 1;

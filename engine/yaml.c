@@ -19,6 +19,7 @@
  * null decodes to yaml.null, a light userdata NULL equal to cjson.null, so a
  * null survives in sequences and round-trips through json.encode. */
 #include "benchrun/runtime.h"
+#include "class.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -629,9 +630,7 @@ static int decode_body(lua_State *L) {
   /* frames are freed by this guard even if we raise */
   d->store = lua_newuserdatauv(L, sizeof *d->store, 0);
   d->store->frames = NULL;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, frames_free);
-  lua_setfield(L, -2, "__gc");
+  br_class(L, "bench.yaml.Frames", (const luaL_Reg[]){{"__gc", frames_free}, {NULL, NULL}}, NULL);
   lua_setmetatable(L, -2);
   if (d->positions) {
     lua_newtable(L);
@@ -700,15 +699,13 @@ static int run_decode(lua_State *L, ybox *box, decoder *d, int all) {
   return 1;
 }
 
-static ybox *new_box(lua_State *L) {
+static ybox *new_box(lua_State *L, const char *name) {
   ybox *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
-  if (luaL_newmetatable(L, "bench.yaml.Parser")) {
-    lua_pushcfunction(L, ybox_gc);
-    lua_setfield(L, -2, "__gc");
-  }
+  br_class(L, "bench.yaml.Parser", (const luaL_Reg[]){{"__gc", ybox_gc}, {NULL, NULL}}, NULL);
   lua_setmetatable(L, -2);
-  if (!yaml_parser_initialize(&b->parser)) luaL_error(L, "yaml: cannot create a parser (out of memory)");
+  /* every error of a decode names its input: callers add no prefix */
+  if (!yaml_parser_initialize(&b->parser)) luaL_error(L, "%s: cannot create a YAML parser (out of memory)", name);
   b->parser_ok = 1;
   return b;
 }
@@ -728,7 +725,7 @@ static int decode_string(lua_State *L, int all) {
   d.input = s;
   d.input_len = len;
   lua_settop(L, 3);
-  ybox *box = new_box(L);
+  ybox *box = new_box(L, name);
   yaml_parser_set_input_string(&box->parser, (const unsigned char *)s, len);
   return run_decode(L, box, &d, all);
 }
@@ -744,7 +741,7 @@ static int load_file(lua_State *L, int all) {
   read_opts(L, 2, &d);
   d.name = path;
   lua_settop(L, 2);
-  ybox *box = new_box(L);
+  ybox *box = new_box(L, path);
   FILE *f = fopen(path, "rb");
   if (!f) {
     lua_pushnil(L);
@@ -1126,9 +1123,7 @@ static int l_encode(lua_State *L) {
   lua_settop(L, 1);
   obuf *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, obuf_gc);
-  lua_setfield(L, -2, "__gc");
+  br_class(L, "bench.yaml.Output", (const luaL_Reg[]){{"__gc", obuf_gc}, {NULL, NULL}}, NULL);
   lua_setmetatable(L, -2);
   lua_newtable(L);
   encoder e = {L, b, lua_gettop(L), 0};

@@ -21,7 +21,8 @@ local SIZE_UNITS = {
   K = 1024, M = 1024 ^ 2, G = 1024 ^ 3, T = 1024 ^ 4,
 }
 
--- plan.duration(v) -> seconds (a number) or nil, why. Accepts a number
+-- plan.duration(v) -> seconds (a number) or nil, why[, expected] (expected:
+-- what a plan error says was expected, when the unit was wrong). Accepts a number
 -- (seconds) or a string such as "100ms", "30s", "1.5m", "2h", "1h30m".
 function M.duration(v)
   if type(v) == "number" then
@@ -42,14 +43,14 @@ function M.duration(v)
       return nil, "a duration such as 100ms, 30s or 5m"
     end
     local f = DURATION_UNITS[unit]
-    if not f then return nil, string.format("a duration unit (ms, s, m, h), got '%s'", unit) end
+    if not f then return nil, string.format("a duration unit (ms, s, m, h), got '%s'", unit), "a duration unit (ms, s, m, h)" end
     total = total + tonumber(num) * f
     pos, n = nxt, n + 1
   end
   return total
 end
 
--- plan.size(v) -> bytes (an integer) or nil, why. A number is bytes; a
+-- plan.size(v) -> bytes (an integer) or nil, why[, expected] (as plan.duration). A number is bytes; a
 -- string is "512MiB", "2GiB", "138GB" (GB = 10^9, GiB = 2^30).
 function M.size(v)
   if math.type(v) == "integer" then
@@ -65,7 +66,7 @@ function M.size(v)
   if not num then return nil, "a size such as 512MiB, 2GiB or 138GB" end
   if unit == "" then unit = "B" end
   local f = SIZE_UNITS[unit]
-  if not f then return nil, string.format("a size unit (B, KB, MB, GB, KiB, MiB, GiB, TiB), got '%s'", unit) end
+  if not f then return nil, string.format("a size unit (B, KB, MB, GB, KiB, MiB, GiB, TiB), got '%s'", unit), "a size unit (B, KB, MB, GB, KiB, MiB, GiB, TiB)" end
   local b = math.floor(tonumber(num) * f + 0.5)
   if b >= 2^63 then return nil, "a size such as 512MiB, 2GiB or 138GB" end
   return math.tointeger(b)
@@ -604,8 +605,8 @@ function V:check(nd, v, path)
     if type(v) ~= "boolean" then self:err(path, "expected %s, got %s", expected(nd), describe(v)) return nil end
     return v
   elseif k == "duration" then
-    local s, why = M.duration(v)
-    if not s then self:err(path, "expected %s, got %s", why:find("unit") and why:gsub(", got.*", "") or expected(nd), describe(v)) return nil end
+    local s, _, bad_unit = M.duration(v)
+    if not s then self:err(path, "expected %s, got %s", bad_unit or expected(nd), describe(v)) return nil end
     if nd.positive and s <= 0 then self:err(path, "expected a duration greater than 0, got %s", describe(v)) return nil end
     if nd.min and s < nd.min then
       self:err(path, "expected a duration of at least %s, got %s", M.format_duration(nd.min), describe(v))
@@ -617,8 +618,8 @@ function V:check(nd, v, path)
     end
     return s
   elseif k == "size" then
-    local b, why = M.size(v)
-    if not b then self:err(path, "expected %s, got %s", why:find("unit") and why:gsub(", got.*", "") or expected(nd), describe(v)) return nil end
+    local b, _, bad_unit = M.size(v)
+    if not b then self:err(path, "expected %s, got %s", bad_unit or expected(nd), describe(v)) return nil end
     return b
   elseif k == "enum" then
     for _, x in ipairs(nd.values) do if v == x then return v end end
@@ -1401,9 +1402,8 @@ function M.load(path, opts)
   f:close()
   local ok, doc, pos = pcall(yaml.load_file, path, {positions = true, max_alias_nodes = L.plan_nodes})
   if not ok or doc == nil then
-    local msg = tostring(ok and pos or doc)
-    if not msg:find(path, 1, true) then msg = path .. ": " .. msg end
-    return nil, {msg}
+    -- yaml.load_file's messages name the file (path:line:col: ...)
+    return nil, {tostring(ok and pos or doc)}
   end
   local big = M.expanded_size(doc)
   if big then return nil, {string.format("%s: %s (each use of a YAML alias counts in full; see plans/README.md)", path, big)} end

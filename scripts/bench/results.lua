@@ -319,7 +319,7 @@ function Run:_write_failed(file, err)
   local what = file and string.format("results: cannot write %s/%s: %s", self.dir, file, tostring(err)) or err
   local msg = string.format("%s; the run stops here (the records written before are kept; " ..
                             "free some space, then continue with --resume %s)", what, self.dir)
-  self.write_error = msg
+  self.write_error, self.write_cause = msg, what   -- the cause alone, for finish's message
   error(msg, 0)
 end
 
@@ -481,7 +481,7 @@ function Run:finish(opts)
   if ok then ok, path = pcall(require("bench.report").render, self.dir, {phase = self.summary.phase}) end
   if ok then return path end
   return nil, string.format("%s; the cells are kept in %s (once there is space, `benchrun report %s` writes the report)",
-                            tostring(self.write_error and self.write_error:match("^(.-); the run stops here") or err or path),
+                            tostring(self.write_cause or err or path),
                             self.dir, self.dir)
 end
 
