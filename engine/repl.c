@@ -14,6 +14,7 @@
  * Ctrl-C while typing discards the line. Ctrl-D exits with status 0. */
 #include "benchrun/runtime.h"
 #include "benchrun/sched.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -139,33 +140,28 @@ static char *read_line(const char *prompt, int tty, int *interrupted) {
     fputs(prompt, stdout);
     fflush(stdout);
   }
-  size_t cap = 256, len = 0;
-  line = malloc(cap);
-  for (;;) {
-    if (!line) break;
+  br_buf b = BR_BUF_INIT;
+  int none = br_buf_reserve(&b, 0) != 0;   /* out of memory reads as the end */
+  br_buf_clear(&b);                         /* "" for an empty line */
+  while (!none) {
     int c = getchar();
     if (c == EOF) {
       if (line_interrupted || (ferror(stdin) && errno == EINTR)) {
         clearerr(stdin);
         *interrupted = 1;
-        free(line);
-        line = NULL;
-        break;
+        none = 1;
+      } else if (b.len == 0) {
+        none = 1;   /* the end of input */
       }
-      if (len == 0) { free(line); line = NULL; }
       break;
     }
     if (c == '\n') break;
-    if (len + 2 > cap) {
-      char *nl = realloc(line, cap *= 2);
-      if (!nl) { free(line); line = NULL; break; }
-      line = nl;
-    }
-    line[len++] = (char)c;
+    char ch = (char)c;
+    if (br_buf_add(&b, &ch, 1) != 0) none = 1;
   }
-  if (line) line[len] = 0;
   sigaction(SIGINT, &old, NULL);
-  return line;
+  if (none) { br_buf_free(&b); return NULL; }
+  return b.p;   /* the caller frees it */
 }
 
 /* ---- evaluating ---- */

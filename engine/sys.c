@@ -24,6 +24,7 @@
 #include <cJSON.h>
 #include <lauxlib.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -650,6 +651,15 @@ static int l_info(lua_State *L) {
   return 1;
 }
 
+/* sys.isatty([fd = 2]) -> whether the descriptor is a terminal (the
+ * progress display asks for stderr's) */
+static int l_isatty(lua_State *L) {
+  lua_Integer fd = luaL_optinteger(L, 1, 2);
+  luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, 1, "expected a file descriptor");
+  lua_pushboolean(L, isatty((int)fd) == 1);
+  return 1;
+}
+
 /* sys.mkdir(path [, exclusive]) -> true | nil, message, "exists"
  * Creates the folder and its parents with the C library (no `mkdir` program:
  * user text such as "-rf" is never an option of anything). With exclusive,
@@ -748,7 +758,7 @@ static int guard_gc(lua_State *L) {
 
 int luaopen_bench_sys(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"mkdir", l_mkdir}, {"lockfile", l_lockfile},
+    {"mkdir", l_mkdir}, {"lockfile", l_lockfile}, {"isatty", l_isatty},
     {"info", l_info}, {"sysctl_get", l_sysctl_get}, {"sysctl_set", l_sysctl_set},
     {"restore_all", l_restore_all}, {"restore_pending", l_restore_pending}, {"journal", l_journal},
     {"state_dir", l_state_dir}, {NULL, NULL}};
