@@ -1,0 +1,445 @@
+/* bench.proc's spawning (proc.h): proc.spawn's options read into a spec
+ * (argv, env set/unset, cwd, PATH lookup, the streams), then fork and exec
+ * with no shell, in the child's own process group. */
+#include "proc.h"
+#include "platform.h"
+#include "sock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ---- spawning ---- */
+
+typedef struct {
+  char **argv, **envp;
+  char *path;
+  char *cwd;
+  int nargv, nenv;
+} spawn_spec;
+
+static void spec_free(spawn_spec *sp) {
+  if (sp->argv) for (int i = 0; i < sp->nargv; i++) free(sp->argv[i]);
+  if (sp->envp) for (int i = 0; i < sp->nenv; i++) free(sp->envp[i]);
+  free(sp->argv);
+  free(sp->envp);
+  free(sp->path);
+  free(sp->cwd);
+  memset(sp, 0, sizeof *sp);
+}
+
+static int env_name_eq(const char *entry, const char *name, size_t n) {
+  return !strncmp(entry, name, n) && entry[n] == '=';
+}
+
+static void env_remove(spawn_spec *sp, const char *name, size_t n) {
+  for (int i = 0; i < sp->nenv; i++) {
+    if (env_name_eq(sp->envp[i], name, n)) {
+      free(sp->envp[i]);
+      sp->envp[i] = sp->envp[--sp->nenv];
+      sp->envp[sp->nenv] = NULL;
+      i--;
+    }
+  }
+}
+
+static int env_put(spawn_spec *sp, const char *name, const char *value) {
+  size_t n = strlen(name);
+  env_remove(sp, name, n);
+  char *e = malloc(n + strlen(value) + 2);
+  if (!e) return -1;
+  sprintf(e, "%s=%s", name, value);
+  char **ne = realloc(sp->envp, (size_t)(sp->nenv + 2) * sizeof *ne);
+  if (!ne) { free(e); return -1; }
+  sp->envp = ne;
+  sp->envp[sp->nenv++] = e;
+  sp->envp[sp->nenv] = NULL;
+  return 0;
+}
+
+static const char *env_get(spawn_spec *sp, const char *name) {
+  size_t n = strlen(name);
+  for (int i = 0; i < sp->nenv; i++)
+    if (env_name_eq(sp->envp[i], name, n)) return sp->envp[i] + n + 1;
+  return NULL;
+}
+
+/* Read opts.env into sp->envp: either {set = {K = V}, unset = {K...},
+ * clear = bool} or a plain {K = V} table (false unsets). */
+static void read_env(lua_State *L, int opts, spawn_spec *sp, const char *fn) {
+  lua_getfield(L, opts, "env");
+  int env = lua_gettop(L);
+  int clear = 0;
+  if (lua_istable(L, env)) {
+    lua_getfield(L, env, "clear");
+    clear = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  } else if (!lua_isnil(L, env)) {
+    luaL_error(L, "%s: env: expected a table, got %s", fn, luaL_typename(L, env));
+  }
+  sp->envp = calloc(1, sizeof *sp->envp);
+  if (!clear) {
+    for (char **e = environ; *e; e++) {
+      char **ne = realloc(sp->envp, (size_t)(sp->nenv + 2) * sizeof *ne);
+      if (!ne) luaL_error(L, "%s: out of memory", fn);
+      sp->envp = ne;
+      sp->envp[sp->nenv++] = strdup(*e);
+      sp->envp[sp->nenv] = NULL;
+    }
+  }
+  if (lua_isnil(L, env)) { lua_pop(L, 1); return; }
+  lua_getfield(L, env, "set");
+  lua_getfield(L, env, "unset");
+  int structured = lua_istable(L, -1) || lua_istable(L, -2);
+  int unset = lua_gettop(L), set = unset - 1;
+  if (lua_istable(L, unset)) {
+    for (lua_Integer i = 1; lua_geti(L, unset, i) != LUA_TNIL; i++) {
+      const char *k = lua_tostring(L, -1);
+      if (!k) luaL_error(L, "%s: env.unset[%d]: expected a variable name", fn, (int)i);
+      env_remove(sp, k, strlen(k));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  int from = structured ? set : env;
+  if (lua_istable(L, from)) {
+    lua_pushnil(L);
+    while (lua_next(L, from)) {
+      if (lua_type(L, -2) != LUA_TSTRING) { lua_pop(L, 1); continue; }   /* clear/set/unset handled */
+      const char *k = lua_tostring(L, -2);
+      if (!structured && (!strcmp(k, "clear"))) { lua_pop(L, 1); continue; }
+      if (!*k || strchr(k, '=')) luaL_error(L, "%s: env: bad variable name '%s'", fn, k);
+      if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+        env_remove(sp, k, strlen(k));
+      } else {
+        const char *v = lua_isboolean(L, -1) ? "1" : lua_tostring(L, -1);
+        if (!v) luaL_error(L, "%s: env.%s: expected a string or number, got %s", fn, k, luaL_typename(L, -1));
+        if (env_put(sp, k, v) != 0) luaL_error(L, "%s: out of memory", fn);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, env - 1);
+}
+
+static int is_executable_file(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+/* Resolve argv[0] against the child's PATH. Returns NULL with why in msg. */
+static char *resolve_path(spawn_spec *sp, const char *name, char *msg, size_t msz) {
+  if (strchr(name, '/')) {
+    struct stat st;
+    if (stat(name, &st) != 0) { snprintf(msg, msz, "'%s' does not exist", name); return NULL; }
+    if (!S_ISREG(st.st_mode)) { snprintf(msg, msz, "'%s' is not a regular file", name); return NULL; }
+    if (access(name, X_OK) != 0) { snprintf(msg, msz, "'%s' is not executable", name); return NULL; }
+    return strdup(name);
+  }
+  const char *path = env_get(sp, "PATH");
+  if (!path) path = getenv("PATH");
+  if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+  const char *p = path;
+  while (1) {
+    const char *end = strchr(p, ':');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    char *cand = malloc(n + strlen(name) + 3);
+    if (!cand) break;
+    if (n == 0) sprintf(cand, "./%s", name);
+    else sprintf(cand, "%.*s/%s", (int)n, p, name);
+    if (is_executable_file(cand)) return cand;
+    free(cand);
+    if (!end) break;
+    p = end + 1;
+  }
+  snprintf(msg, msz, "'%s' not found in PATH", name);
+  return NULL;
+}
+
+/* Where one output stream goes: "pipe" (ring only), "capture" (ring + whole
+ * output), "inherit", "null", or a file path (appended; ring too). */
+enum { OUT_PIPE, OUT_CAPTURE, OUT_INHERIT, OUT_NULL, OUT_FILE };
+
+static int read_out_mode(lua_State *L, int opts, const char *field, const char **path, int dflt) {
+  lua_getfield(L, opts, field);
+  int mode = dflt;
+  *path = NULL;
+  if (lua_isstring(L, -1)) {
+    const char *s = lua_tostring(L, -1);
+    if (!strcmp(s, "pipe") || !strcmp(s, "tail")) mode = OUT_PIPE;
+    else if (!strcmp(s, "capture")) mode = OUT_CAPTURE;
+    else if (!strcmp(s, "inherit")) mode = OUT_INHERIT;
+    else if (!strcmp(s, "null")) mode = OUT_NULL;
+    else { mode = OUT_FILE; *path = s; }
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "proc.spawn: %s: expected \"capture\", \"pipe\", \"inherit\", \"null\" or a file path, got %s",
+               field, luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);   /* the string stays reachable through opts */
+  return mode;
+}
+
+lua_Number proc_opt_number(lua_State *L, int t, const char *k, lua_Number dflt) {
+  lua_getfield(L, t, k);
+  lua_Number v = dflt;
+  if (!lua_isnil(L, -1)) {
+    int ok;
+    v = lua_tonumberx(L, -1, &ok);
+    if (!ok) luaL_error(L, "%s: expected a number, got %s", k, luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static int open_log(const char *path) {
+  return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+/* In the forked child: only async-signal-safe calls until exec. */
+static void child_exec(spawn_spec *sp, int fd_in, int fd_out, int fd_err, int errfd, pid_t parent) {
+  sigset_t none;
+  sigemptyset(&none);
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < 32; s++) if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, NULL);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  setpgid(0, 0);
+  br_platform_child_prepare((int)parent);
+  int code;
+  if (sp->cwd && chdir(sp->cwd) != 0) goto fail;
+  /* dup2 onto 0..2; the sources are >= 3 (or already in place) */
+  if (fd_in != 0 && dup2(fd_in, 0) < 0) goto fail;
+  if (fd_out != 1 && dup2(fd_out, 1) < 0) goto fail;
+  if (fd_err != 2 && dup2(fd_err, 2) < 0) goto fail;
+  br_platform_close_fds(errfd);
+  execve(sp->path, sp->argv, sp->envp);
+fail:
+  code = errno;
+  {
+    ssize_t r = write(errfd, &code, sizeof code);
+    (void)r;
+  }
+  _exit(127);
+}
+
+/* Shared by proc.spawn and proc.run. Pushes the handle, or nil + message. */
+int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, const char *input, size_t input_len) {
+  proc_state *ps = proc_get_state(L);
+  char msg[600];
+  spawn_spec sp;
+  memset(&sp, 0, sizeof sp);
+
+  lua_getfield(L, opts, "argv");
+  if (!lua_istable(L, -1)) return luaL_error(L, "%s: argv: expected a list of strings", fn);
+  int argv_t = lua_gettop(L);
+  int n = (int)luaL_len(L, argv_t);
+  if (n < 1) return luaL_error(L, "%s: argv: expected at least the program", fn);
+  for (int i = 1; i <= n; i++) {
+    lua_geti(L, argv_t, i);
+    if (!lua_isstring(L, -1))
+      return luaL_error(L, "%s: argv[%d]: expected a string, got %s", fn, i, luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  /* Create the handle closed first, then acquire: an error in between
+   * leaves nothing behind (liolib's pattern). */
+  phandle *h = lua_newuserdatauv(L, sizeof *h, 1);
+  h->c = NULL;
+  luaL_setmetatable(L, PROC_MT);
+  int hidx = lua_gettop(L);
+
+  const char *outp, *errp;
+  int omode = read_out_mode(L, opts, "stdout", &outp, OUT_PIPE);
+  int emode = read_out_mode(L, opts, "stderr", &errp, OUT_PIPE);
+  if (force_capture) {
+    if (omode == OUT_PIPE) omode = OUT_CAPTURE;
+    if (emode == OUT_PIPE) emode = OUT_CAPTURE;
+  }
+  lua_getfield(L, opts, "log");
+  const char *logp = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, opts, "cwd");
+  const char *cwd = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_Number grace = proc_opt_number(L, opts, "grace", 10);
+  lua_Number ring = proc_opt_number(L, opts, "tail_lines", RING_DEFAULT);
+  if (ring < 1 || ring > 1e6) return luaL_error(L, "%s: tail_lines: expected 1..1000000", fn);
+  lua_getfield(L, opts, "stdin");
+  int stdin_pipe = input != NULL || (lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "pipe"));
+  lua_pop(L, 1);
+
+  read_env(L, opts, &sp, fn);
+  sp.nargv = n;
+  sp.argv = calloc((size_t)n + 1, sizeof *sp.argv);
+  for (int i = 1; i <= n; i++) {
+    lua_geti(L, argv_t, i);
+    sp.argv[i - 1] = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  if (cwd) sp.cwd = strdup(cwd);
+  sp.path = resolve_path(&sp, sp.argv[0], msg, sizeof msg);
+  if (!sp.path) {
+    spec_free(&sp);
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: cannot start: %s", fn, msg);
+    return 2;
+  }
+  if (cwd) {
+    struct stat st;
+    if (stat(cwd, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      spec_free(&sp);
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s: cwd '%s' is not a folder", fn, cwd);
+      return 2;
+    }
+  }
+
+  /* Files first: a log that cannot be opened is the caller's to fix. */
+  int logfd = -1, ofile = -1, efile = -1;
+  if (logp && (logfd = open_log(logp)) < 0) {
+    snprintf(msg, sizeof msg, "cannot open log '%s': %s", logp, strerror(errno));
+    goto fail_files;
+  }
+  if (omode == OUT_FILE && (ofile = open_log(outp)) < 0) {
+    snprintf(msg, sizeof msg, "cannot open stdout file '%s': %s", outp, strerror(errno));
+    goto fail_files;
+  }
+  if (emode == OUT_FILE && (efile = (errp && outp && !strcmp(errp, outp) && ofile >= 0) ? dup(ofile) : open_log(errp)) < 0) {
+    snprintf(msg, sizeof msg, "cannot open stderr file '%s': %s", errp, strerror(errno));
+    goto fail_files;
+  }
+
+  int p_out[2] = {-1, -1}, p_err[2] = {-1, -1}, p_in[2] = {-1, -1}, p_exec[2] = {-1, -1};
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  int ok = devnull >= 0 && proc_make_pipe(p_exec) == 0;
+  int piped_out = omode != OUT_INHERIT && omode != OUT_NULL;
+  int piped_err = emode != OUT_INHERIT && emode != OUT_NULL;
+  if (ok && piped_out) ok = proc_make_pipe(p_out) == 0;
+  if (ok && piped_err) ok = proc_make_pipe(p_err) == 0;
+  if (ok && stdin_pipe) ok = proc_make_pipe(p_in) == 0;
+  if (!ok) {
+    snprintf(msg, sizeof msg, "cannot create pipes: %s", strerror(errno));
+    int fds[] = {devnull, p_out[0], p_out[1], p_err[0], p_err[1], p_in[0], p_in[1], p_exec[0], p_exec[1]};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) if (fds[i] >= 0) close(fds[i]);
+    goto fail_files;
+  }
+  int c_in = stdin_pipe ? p_in[0] : devnull;
+  int c_out = piped_out ? p_out[1] : omode == OUT_NULL ? devnull : 1;
+  int c_err = piped_err ? p_err[1] : emode == OUT_NULL ? devnull : 2;
+
+  child *c = calloc(1, sizeof *c);
+  char **ringv = calloc((size_t)ring, sizeof *ringv);
+  if (!c || !ringv) {
+    free(c);
+    free(ringv);
+    return luaL_error(L, "%s: out of memory", fn);
+  }
+  c->oom_before = br_platform_oom_kill_count();
+  pid_t parent = getpid();
+  int64_t t0 = br_now();
+  pid_t pid = fork();
+  if (pid == 0) child_exec(&sp, c_in, c_out, c_err, p_exec[1], parent);
+  int fork_errno = errno;
+  close(p_exec[1]);
+  if (pid > 0) setpgid(pid, pid);   /* also from here: no window where a group kill misses it */
+  int exec_errno = 0;
+  if (pid > 0) {
+    ssize_t r;
+    do r = read(p_exec[0], &exec_errno, sizeof exec_errno);
+    while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof exec_errno) exec_errno = 0;
+  }
+  close(p_exec[0]);
+  close(devnull);
+  if (p_out[1] >= 0) close(p_out[1]);
+  if (p_err[1] >= 0) close(p_err[1]);
+  if (p_in[0] >= 0) close(p_in[0]);
+  if (pid < 0 || exec_errno) {
+    if (pid > 0) waitpid(pid, NULL, 0);
+    int e = pid < 0 ? fork_errno : exec_errno;
+    snprintf(msg, sizeof msg, "%s '%s': %s", pid < 0 ? "fork failed for" : "cannot execute", sp.path, strerror(e));
+    int fds[] = {p_out[0], p_err[0], p_in[1]};
+    for (size_t i = 0; i < 3; i++) if (fds[i] >= 0) close(fds[i]);
+    free(c);
+    free(ringv);
+    goto fail_files;
+  }
+
+  c->ps = ps;
+  c->pid = pid;
+  c->running = 1;
+  proc_groups_add(pid);
+  c->t_spawn = t0;
+  c->grace_ns = (int64_t)(grace * 1e9);
+  c->name = strdup(sp.argv[0]);
+  c->ring = ringv;
+  c->ring_cap = (size_t)ring;
+  c->logfd = logfd;
+  c->in_fd = -1;
+  c->out.c = c->err.c = c;
+  c->out.fd = c->err.fd = -1;
+  c->out.capture = omode == OUT_CAPTURE;
+  c->err.capture = emode == OUT_CAPTURE;
+  c->out.logfd = ofile >= 0 ? ofile : logfd;
+  c->err.logfd = efile >= 0 ? efile : logfd;
+  c->next = ps->children;
+  if (c->next) c->next->prev = c;
+  ps->children = c;
+  h->c = c;
+  if (piped_out) {
+    c->out.fd = p_out[0];
+    br_fd_nonblock(c->out.fd);
+    c->out.io.weak = 1;
+    br_io_start(ps->loop, &c->out.io, c->out.fd, BR_READ, proc_on_stream, &c->out);
+  }
+  if (piped_err) {
+    c->err.fd = p_err[0];
+    br_fd_nonblock(c->err.fd);
+    c->err.io.weak = 1;
+    br_io_start(ps->loop, &c->err.io, c->err.fd, BR_READ, proc_on_stream, &c->err);
+  }
+  if (stdin_pipe) {
+    c->in_fd = p_in[1];
+    br_fd_nonblock(c->in_fd);
+    if (input) {
+      c->input = malloc(input_len ? input_len : 1);
+      if (c->input) memcpy(c->input, input, input_len);
+      c->input_len = c->input ? input_len : 0;
+      c->in_io.weak = 1;
+      br_io_start(ps->loop, &c->in_io, c->in_fd, BR_WRITE, proc_on_stdin, c);
+    }
+  }
+  spec_free(&sp);
+  /* it may have exited already; the SIGCHLD pipe will say so too */
+  proc_reap_all(ps);
+  lua_settop(L, hidx);
+  lua_replace(L, argv_t);   /* leave only the handle, where argv was */
+  return 1;
+
+fail_files:
+  if (logfd >= 0) close(logfd);
+  if (ofile >= 0) close(ofile);
+  if (efile >= 0) close(efile);
+  spec_free(&sp);
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", fn, msg);
+  return 2;
+}
+
+/* proc.spawn{argv = {...}, env = {set = {}, unset = {}}, cwd, stdout, stderr,
+ *            log = path, stdin = "pipe"|nil, grace = s, tail_lines = n}
+ * -> Process, or nil, message when the program cannot be started. */
+int proc_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  return proc_do_spawn(L, 1, "proc.spawn", 0, NULL, 0);
+}
