@@ -166,7 +166,8 @@ static char *read_line(const char *prompt, int tty, int *interrupted) {
 
 /* ---- evaluating ---- */
 
-/* An incomplete chunk: its syntax error is at <eof> (lua.c's rule). */
+/* An incomplete chunk: its syntax error is at <eof> (lua.c's rule). The
+ * words of Lua's own message are the only signal the C API gives. */
 static int incomplete(lua_State *L, int status) {
   if (status != LUA_ERRSYNTAX) return 0;
   size_t n;

@@ -189,6 +189,9 @@ static int sysctl_write(const char *name, const char *value, const char *prog, c
   if (rc == 0) return 0;
   if (rc == -1)   /* the helper could not even run (not installed, timed out) */
     snprintf(why, whysz, "cannot set sysctl %s=%s: %s", name, value, out);
+  /* Words, not a kind, and on purpose: `sudo -n` says it refused only in
+   * its message (it exits 1, as sysctl may), so the message picks which
+   * advice to give; nothing else depends on it (the failure is the same). */
   else if (use_sudo && (strstr(out, "password") || strstr(out, "sudo:")))
     snprintf(why, whysz,
              "cannot set sysctl %s=%s: sudo refused (%s); run `sudo -v` first, allow `sysctl` in sudoers "
