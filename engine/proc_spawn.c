@@ -169,6 +169,16 @@ static char *resolve_path(spawn_spec *sp, const char *name, char *msg, size_t ms
  * output), "inherit", "null", or a file path (appended; ring too). */
 enum { OUT_PIPE, OUT_CAPTURE, OUT_INHERIT, OUT_NULL, OUT_FILE };
 
+/* proc.spawn's options besides argv and env. The strings stay valid while
+ * the options table is on the stack. */
+typedef struct {
+  int omode, emode;                 /* OUT_* of stdout, stderr */
+  const char *outp, *errp, *logp;   /* their files; the shared log */
+  const char *cwd;
+  lua_Number grace, ring;
+  int stdin_pipe;
+} spawn_opts;
+
 static int read_out_mode(lua_State *L, int opts, const char *field, const char **path, int dflt) {
   lua_getfield(L, opts, field);
   int mode = dflt;
@@ -200,11 +210,52 @@ lua_Number proc_opt_number(lua_State *L, int t, const char *k, lua_Number dflt) 
   return v;
 }
 
+static void read_spawn_opts(lua_State *L, int opts, const char *fn, int force_capture, int has_input,
+                            spawn_opts *o) {
+  o->omode = read_out_mode(L, opts, "stdout", &o->outp, OUT_PIPE);
+  o->emode = read_out_mode(L, opts, "stderr", &o->errp, OUT_PIPE);
+  if (force_capture) {
+    if (o->omode == OUT_PIPE) o->omode = OUT_CAPTURE;
+    if (o->emode == OUT_PIPE) o->emode = OUT_CAPTURE;
+  }
+  lua_getfield(L, opts, "log");
+  o->logp = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, opts, "cwd");
+  o->cwd = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  o->grace = proc_opt_number(L, opts, "grace", 10);
+  o->ring = proc_opt_number(L, opts, "tail_lines", RING_DEFAULT);
+  if (o->ring < 1 || o->ring > 1e6) luaL_error(L, "%s: tail_lines: expected 1..1000000", fn);
+  lua_getfield(L, opts, "stdin");
+  o->stdin_pipe = has_input || (lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "pipe"));
+  lua_pop(L, 1);
+}
+
 static int open_log(const char *path) {
   return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
 /* In the forked child: only async-signal-safe calls until exec. */
+/* Open the log and the stdout/stderr files of o: 0, or -1 with msg set
+ * (what was opened is in the fds, for the caller to close). */
+static int open_outputs(const spawn_opts *o, int *logfd, int *ofile, int *efile, char *msg, size_t msz) {
+  if (o->logp && (*logfd = open_log(o->logp)) < 0) {
+    snprintf(msg, msz, "cannot open log '%s': %s", o->logp, strerror(errno));
+    return -1;
+  }
+  if (o->omode == OUT_FILE && (*ofile = open_log(o->outp)) < 0) {
+    snprintf(msg, msz, "cannot open stdout file '%s': %s", o->outp, strerror(errno));
+    return -1;
+  }
+  int same = o->errp && o->outp && !strcmp(o->errp, o->outp) && *ofile >= 0;
+  if (o->emode == OUT_FILE && (*efile = same ? dup(*ofile) : open_log(o->errp)) < 0) {
+    snprintf(msg, msz, "cannot open stderr file '%s': %s", o->errp, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
 static void child_exec(spawn_spec *sp, int fd_in, int fd_out, int fd_err, int errfd, pid_t parent) {
   sigset_t none;
   sigemptyset(&none);
@@ -233,6 +284,97 @@ fail:
 }
 
 /* Shared by proc.spawn and proc.run. Pushes the handle, or nil + message. */
+/* fork, and exec sp in the child with c_in/c_out/c_err as its 0, 1, 2 and
+ * in its own process group. The exec's errno comes back through p_exec (a
+ * close-on-exec pipe: nothing arrives when the exec worked); both of its
+ * ends are closed here. -> the pid (then *exec_errno may say it failed), or
+ * -1 with *fork_errno. */
+static pid_t fork_exec(spawn_spec *sp, int c_in, int c_out, int c_err, int p_exec[2], int *fork_errno,
+                       int *exec_errno) {
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) child_exec(sp, c_in, c_out, c_err, p_exec[1], parent);
+  *fork_errno = errno;
+  close(p_exec[1]);
+  if (pid > 0) setpgid(pid, pid);   /* also from here: no window where a group kill misses it */
+  *exec_errno = 0;
+  if (pid > 0) {
+    ssize_t r;
+    do r = read(p_exec[0], exec_errno, sizeof *exec_errno);
+    while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof *exec_errno) *exec_errno = 0;
+  }
+  close(p_exec[0]);
+  return pid;
+}
+
+/* The pipes a child needs and /dev/null (-1 where none). */
+typedef struct {
+  int out[2], err[2], in[2], exec[2];
+  int devnull;
+} spawn_pipes;
+
+/* 0, or -1 with msg set and nothing left open. */
+static int open_pipes(spawn_pipes *p, int piped_out, int piped_err, int stdin_pipe, char *msg, size_t msz) {
+  for (int i = 0; i < 2; i++) p->out[i] = p->err[i] = p->in[i] = p->exec[i] = -1;
+  p->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  int ok = p->devnull >= 0 && proc_make_pipe(p->exec) == 0;
+  if (ok && piped_out) ok = proc_make_pipe(p->out) == 0;
+  if (ok && piped_err) ok = proc_make_pipe(p->err) == 0;
+  if (ok && stdin_pipe) ok = proc_make_pipe(p->in) == 0;
+  if (ok) return 0;
+  snprintf(msg, msz, "cannot create pipes: %s", strerror(errno));
+  int fds[] = {p->devnull, p->out[0], p->out[1], p->err[0], p->err[1], p->in[0], p->in[1], p->exec[0], p->exec[1]};
+  for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) if (fds[i] >= 0) close(fds[i]);
+  return -1;
+}
+
+/* A child that runs: its fields filled in (pid, t_spawn, name, ring and
+ * logfd are set), linked into the registry, its pipes watched on the loop.
+ * out_file/err_file: its own files (-1: the shared log); rd_out/rd_err/
+ * wr_in: our ends of its pipes (-1: none). */
+static void child_start(proc_state *ps, child *c, const spawn_opts *o, int out_file, int err_file,
+                        int rd_out, int rd_err, int wr_in, const char *input, size_t input_len) {
+  c->ps = ps;
+  c->running = 1;
+  proc_groups_add(c->pid);
+  c->grace_ns = (int64_t)(o->grace * 1e9);
+  c->ring_cap = (size_t)o->ring;
+  c->in_fd = -1;
+  c->out.c = c->err.c = c;
+  c->out.fd = c->err.fd = -1;
+  c->out.capture = o->omode == OUT_CAPTURE;
+  c->err.capture = o->emode == OUT_CAPTURE;
+  c->out.logfd = out_file >= 0 ? out_file : c->logfd;
+  c->err.logfd = err_file >= 0 ? err_file : c->logfd;
+  c->next = ps->children;
+  if (c->next) c->next->prev = c;
+  ps->children = c;
+  if (rd_out >= 0) {
+    c->out.fd = rd_out;
+    br_fd_nonblock(c->out.fd);
+    c->out.io.weak = 1;
+    br_io_start(ps->loop, &c->out.io, c->out.fd, BR_READ, proc_on_stream, &c->out);
+  }
+  if (rd_err >= 0) {
+    c->err.fd = rd_err;
+    br_fd_nonblock(c->err.fd);
+    c->err.io.weak = 1;
+    br_io_start(ps->loop, &c->err.io, c->err.fd, BR_READ, proc_on_stream, &c->err);
+  }
+  if (wr_in >= 0) {
+    c->in_fd = wr_in;
+    br_fd_nonblock(c->in_fd);
+    if (input) {
+      c->input = malloc(input_len ? input_len : 1);
+      if (c->input) memcpy(c->input, input, input_len);
+      c->input_len = c->input ? input_len : 0;
+      c->in_io.weak = 1;
+      br_io_start(ps->loop, &c->in_io, c->in_fd, BR_WRITE, proc_on_stdin, c);
+    }
+  }
+}
+
 int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, const char *input, size_t input_len) {
   proc_state *ps = proc_get_state(L);
   char msg[600];
@@ -257,25 +399,10 @@ int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, con
   luaL_setmetatable(L, PROC_MT);
   int hidx = lua_gettop(L);
 
-  const char *outp, *errp;
-  int omode = read_out_mode(L, opts, "stdout", &outp, OUT_PIPE);
-  int emode = read_out_mode(L, opts, "stderr", &errp, OUT_PIPE);
-  if (force_capture) {
-    if (omode == OUT_PIPE) omode = OUT_CAPTURE;
-    if (emode == OUT_PIPE) emode = OUT_CAPTURE;
-  }
-  lua_getfield(L, opts, "log");
-  const char *logp = lua_tostring(L, -1);
-  lua_pop(L, 1);
-  lua_getfield(L, opts, "cwd");
-  const char *cwd = lua_tostring(L, -1);
-  lua_pop(L, 1);
-  lua_Number grace = proc_opt_number(L, opts, "grace", 10);
-  lua_Number ring = proc_opt_number(L, opts, "tail_lines", RING_DEFAULT);
-  if (ring < 1 || ring > 1e6) return luaL_error(L, "%s: tail_lines: expected 1..1000000", fn);
-  lua_getfield(L, opts, "stdin");
-  int stdin_pipe = input != NULL || (lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "pipe"));
-  lua_pop(L, 1);
+  spawn_opts o;
+  read_spawn_opts(L, opts, fn, force_capture, input != NULL, &o);
+  int omode = o.omode, emode = o.emode, stdin_pipe = o.stdin_pipe;
+  const char *cwd = o.cwd;
 
   read_env(L, opts, &sp, fn);
   sp.nargv = n;
@@ -305,119 +432,50 @@ int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, con
 
   /* Files first: a log that cannot be opened is the caller's to fix. */
   int logfd = -1, ofile = -1, efile = -1;
-  if (logp && (logfd = open_log(logp)) < 0) {
-    snprintf(msg, sizeof msg, "cannot open log '%s': %s", logp, strerror(errno));
-    goto fail_files;
-  }
-  if (omode == OUT_FILE && (ofile = open_log(outp)) < 0) {
-    snprintf(msg, sizeof msg, "cannot open stdout file '%s': %s", outp, strerror(errno));
-    goto fail_files;
-  }
-  if (emode == OUT_FILE && (efile = (errp && outp && !strcmp(errp, outp) && ofile >= 0) ? dup(ofile) : open_log(errp)) < 0) {
-    snprintf(msg, sizeof msg, "cannot open stderr file '%s': %s", errp, strerror(errno));
-    goto fail_files;
-  }
+  if (open_outputs(&o, &logfd, &ofile, &efile, msg, sizeof msg) != 0) goto fail_files;
 
-  int p_out[2] = {-1, -1}, p_err[2] = {-1, -1}, p_in[2] = {-1, -1}, p_exec[2] = {-1, -1};
-  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  int ok = devnull >= 0 && proc_make_pipe(p_exec) == 0;
   int piped_out = omode != OUT_INHERIT && omode != OUT_NULL;
   int piped_err = emode != OUT_INHERIT && emode != OUT_NULL;
-  if (ok && piped_out) ok = proc_make_pipe(p_out) == 0;
-  if (ok && piped_err) ok = proc_make_pipe(p_err) == 0;
-  if (ok && stdin_pipe) ok = proc_make_pipe(p_in) == 0;
-  if (!ok) {
-    snprintf(msg, sizeof msg, "cannot create pipes: %s", strerror(errno));
-    int fds[] = {devnull, p_out[0], p_out[1], p_err[0], p_err[1], p_in[0], p_in[1], p_exec[0], p_exec[1]};
-    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) if (fds[i] >= 0) close(fds[i]);
-    goto fail_files;
-  }
-  int c_in = stdin_pipe ? p_in[0] : devnull;
-  int c_out = piped_out ? p_out[1] : omode == OUT_NULL ? devnull : 1;
-  int c_err = piped_err ? p_err[1] : emode == OUT_NULL ? devnull : 2;
+  spawn_pipes pp;
+  if (open_pipes(&pp, piped_out, piped_err, stdin_pipe, msg, sizeof msg) != 0) goto fail_files;
+  int c_in = stdin_pipe ? pp.in[0] : pp.devnull;
+  int c_out = piped_out ? pp.out[1] : omode == OUT_NULL ? pp.devnull : 1;
+  int c_err = piped_err ? pp.err[1] : emode == OUT_NULL ? pp.devnull : 2;
 
   child *c = calloc(1, sizeof *c);
-  char **ringv = calloc((size_t)ring, sizeof *ringv);
+  char **ringv = calloc((size_t)o.ring, sizeof *ringv);
   if (!c || !ringv) {
     free(c);
     free(ringv);
     return luaL_error(L, "%s: out of memory", fn);
   }
   c->oom_before = br_platform_oom_kill_count();
-  pid_t parent = getpid();
   int64_t t0 = br_now();
-  pid_t pid = fork();
-  if (pid == 0) child_exec(&sp, c_in, c_out, c_err, p_exec[1], parent);
-  int fork_errno = errno;
-  close(p_exec[1]);
-  if (pid > 0) setpgid(pid, pid);   /* also from here: no window where a group kill misses it */
-  int exec_errno = 0;
-  if (pid > 0) {
-    ssize_t r;
-    do r = read(p_exec[0], &exec_errno, sizeof exec_errno);
-    while (r < 0 && errno == EINTR);
-    if (r != (ssize_t)sizeof exec_errno) exec_errno = 0;
-  }
-  close(p_exec[0]);
-  close(devnull);
-  if (p_out[1] >= 0) close(p_out[1]);
-  if (p_err[1] >= 0) close(p_err[1]);
-  if (p_in[0] >= 0) close(p_in[0]);
+  int exec_errno = 0, fork_errno = 0;
+  pid_t pid = fork_exec(&sp, c_in, c_out, c_err, pp.exec, &fork_errno, &exec_errno);
+  close(pp.devnull);
+  if (pp.out[1] >= 0) close(pp.out[1]);
+  if (pp.err[1] >= 0) close(pp.err[1]);
+  if (pp.in[0] >= 0) close(pp.in[0]);
   if (pid < 0 || exec_errno) {
     if (pid > 0) waitpid(pid, NULL, 0);
     int e = pid < 0 ? fork_errno : exec_errno;
     snprintf(msg, sizeof msg, "%s '%s': %s", pid < 0 ? "fork failed for" : "cannot execute", sp.path, strerror(e));
-    int fds[] = {p_out[0], p_err[0], p_in[1]};
+    int fds[] = {pp.out[0], pp.err[0], pp.in[1]};
     for (size_t i = 0; i < 3; i++) if (fds[i] >= 0) close(fds[i]);
     free(c);
     free(ringv);
     goto fail_files;
   }
 
-  c->ps = ps;
   c->pid = pid;
-  c->running = 1;
-  proc_groups_add(pid);
   c->t_spawn = t0;
-  c->grace_ns = (int64_t)(grace * 1e9);
   c->name = strdup(sp.argv[0]);
   c->ring = ringv;
-  c->ring_cap = (size_t)ring;
   c->logfd = logfd;
-  c->in_fd = -1;
-  c->out.c = c->err.c = c;
-  c->out.fd = c->err.fd = -1;
-  c->out.capture = omode == OUT_CAPTURE;
-  c->err.capture = emode == OUT_CAPTURE;
-  c->out.logfd = ofile >= 0 ? ofile : logfd;
-  c->err.logfd = efile >= 0 ? efile : logfd;
-  c->next = ps->children;
-  if (c->next) c->next->prev = c;
-  ps->children = c;
+  child_start(ps, c, &o, ofile, efile, piped_out ? pp.out[0] : -1, piped_err ? pp.err[0] : -1,
+              stdin_pipe ? pp.in[1] : -1, input, input_len);
   h->c = c;
-  if (piped_out) {
-    c->out.fd = p_out[0];
-    br_fd_nonblock(c->out.fd);
-    c->out.io.weak = 1;
-    br_io_start(ps->loop, &c->out.io, c->out.fd, BR_READ, proc_on_stream, &c->out);
-  }
-  if (piped_err) {
-    c->err.fd = p_err[0];
-    br_fd_nonblock(c->err.fd);
-    c->err.io.weak = 1;
-    br_io_start(ps->loop, &c->err.io, c->err.fd, BR_READ, proc_on_stream, &c->err);
-  }
-  if (stdin_pipe) {
-    c->in_fd = p_in[1];
-    br_fd_nonblock(c->in_fd);
-    if (input) {
-      c->input = malloc(input_len ? input_len : 1);
-      if (c->input) memcpy(c->input, input, input_len);
-      c->input_len = c->input ? input_len : 0;
-      c->in_io.weak = 1;
-      br_io_start(ps->loop, &c->in_io, c->in_fd, BR_WRITE, proc_on_stdin, c);
-    }
-  }
   spec_free(&sp);
   /* it may have exited already; the SIGCHLD pipe will say so too */
   proc_reap_all(ps);
