@@ -3,6 +3,7 @@
 #include "benchrun/runtime.h"
 #include "benchrun/sched.h"
 #include "platform.h"
+#include "class.h"
 #include "sock.h"
 
 #include <lauxlib.h>
@@ -161,12 +162,9 @@ static int probe_index(lua_State *L) {
 }
 
 static void set_probe_global(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__call", probe_call}, {"__index", probe_index}, {NULL, NULL}};
   lua_newtable(L);
-  lua_createtable(L, 0, 2);
-  lua_pushcfunction(L, probe_call);
-  lua_setfield(L, -2, "__call");
-  lua_pushcfunction(L, probe_index);
-  lua_setfield(L, -2, "__index");
+  br_class(L, "bench.ProbeProxy", meta, NULL);
   lua_setmetatable(L, -2);
   lua_setglobal(L, "probe");
 }
