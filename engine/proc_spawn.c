@@ -308,6 +308,31 @@ static pid_t fork_exec(spawn_spec *sp, int c_in, int c_out, int c_err, int p_exe
   return pid;
 }
 
+/* The program: argv (the n strings of the list at argv_t), its path found
+ * in PATH, the folder it starts in. 0, or -1 with msg set. */
+static int build_spec(lua_State *L, int argv_t, int n, const char *cwd, spawn_spec *sp, char *msg, size_t msz) {
+  sp->nargv = n;
+  sp->argv = calloc((size_t)n + 1, sizeof *sp->argv);
+  for (int i = 1; i <= n; i++) {
+    lua_geti(L, argv_t, i);
+    sp->argv[i - 1] = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  if (cwd) sp->cwd = strdup(cwd);
+  char why[580];   /* fits msg (600) after "cannot start: " */
+  sp->path = resolve_path(sp, sp->argv[0], why, sizeof why);
+  if (!sp->path) {
+    snprintf(msg, msz, "cannot start: %s", why);
+    return -1;
+  }
+  struct stat st;
+  if (cwd && (stat(cwd, &st) != 0 || !S_ISDIR(st.st_mode))) {
+    snprintf(msg, msz, "cwd '%s' is not a folder", cwd);
+    return -1;
+  }
+  return 0;
+}
+
 /* The pipes a child needs and /dev/null (-1 where none). */
 typedef struct {
   int out[2], err[2], in[2], exec[2];
@@ -405,29 +430,11 @@ int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, con
   const char *cwd = o.cwd;
 
   read_env(L, opts, &sp, fn);
-  sp.nargv = n;
-  sp.argv = calloc((size_t)n + 1, sizeof *sp.argv);
-  for (int i = 1; i <= n; i++) {
-    lua_geti(L, argv_t, i);
-    sp.argv[i - 1] = strdup(lua_tostring(L, -1));
-    lua_pop(L, 1);
-  }
-  if (cwd) sp.cwd = strdup(cwd);
-  sp.path = resolve_path(&sp, sp.argv[0], msg, sizeof msg);
-  if (!sp.path) {
+  if (build_spec(L, argv_t, n, cwd, &sp, msg, sizeof msg) != 0) {
     spec_free(&sp);
     lua_pushnil(L);
-    lua_pushfstring(L, "%s: cannot start: %s", fn, msg);
+    lua_pushfstring(L, "%s: %s", fn, msg);
     return 2;
-  }
-  if (cwd) {
-    struct stat st;
-    if (stat(cwd, &st) != 0 || !S_ISDIR(st.st_mode)) {
-      spec_free(&sp);
-      lua_pushnil(L);
-      lua_pushfstring(L, "%s: cwd '%s' is not a folder", fn, cwd);
-      return 2;
-    }
   }
 
   /* Files first: a log that cannot be opened is the caller's to fix. */
