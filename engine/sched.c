@@ -1,5 +1,10 @@
 /* Lua tasks (coroutines) scheduled by the event loop: the `bench` module
- * (spawn, wait, run, sleep) and the waiting protocol of sched.h. */
+ * (spawn, wait, run, sleep) and the waiting protocol of sched.h.
+ *
+ * One file over ~700 lines on purpose: a task's states, the waits that
+ * suspend it, cancellation and the interruption are one state machine
+ * (a cancelled wait, a join and a Ctrl-C each move every part of it);
+ * split, each piece would reach into the others' fields. */
 #include "benchrun/sched.h"
 #include "benchrun/runtime.h"
 #include "class.h"
