@@ -16,7 +16,6 @@ local bench = require("bench")
 local errors = {}
 
 local Error = {__name = "bench.error"}
-Error.__index = Error
 
 function Error.__tostring(e) return e.err end
 
