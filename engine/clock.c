@@ -5,6 +5,7 @@
 #include "benchrun/runtime.h"
 #include "benchrun/sched.h"
 #include "platform.h"
+#include "class.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -137,11 +138,8 @@ int luaopen_bench_clock(lua_State *L) {
     {"now", l_now}, {"wall", l_wall}, {"wall_ns", l_wall_ns}, {"sleep", br_clock_sleep},
     {"sleep_until", l_sleep_until}, {"stopwatch", l_stopwatch}, {"ms", l_ms},
     {"seconds", l_seconds}, {NULL, NULL}};
-  luaL_newmetatable(L, WATCH_MT);
-  lua_pushcfunction(L, sw_tostring);
-  lua_setfield(L, -2, "__tostring");
-  luaL_newlib(L, sw_methods);
-  lua_setfield(L, -2, "__index");
+  static const luaL_Reg sw_meta[] = {{"__tostring", sw_tostring}, {NULL, NULL}};
+  br_class(L, WATCH_MT, sw_meta, sw_methods);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   return 1;

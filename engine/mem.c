@@ -12,6 +12,7 @@
 #include "benchrun/loop.h"
 #include "benchrun/runtime.h"
 #include "platform.h"
+#include "class.h"
 
 #include <lauxlib.h>
 #include <errno.h>
@@ -642,15 +643,9 @@ int luaopen_bench_mem(lua_State *L) {
     {"peak", s_peak}, {"close", s_close}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
     {"process", l_process}, {"system", l_system}, {"gpu", l_gpu}, {"sampler", l_sampler}, {NULL, NULL}};
-  luaL_newmetatable(L, SAMPLER_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, s_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, s_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, s_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {
+    {"__gc", s_close}, {"__close", s_close}, {"__tostring", s_tostring}, {NULL, NULL}};
+  br_class(L, SAMPLER_MT, meta, methods);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_pushstring(L, br_platform_real_mem_name());

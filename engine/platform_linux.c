@@ -1,4 +1,6 @@
-/* Linux side of the platform layer (see platform.h). */
+/* Linux side of the platform layer (see platform.h). One file per platform
+ * on purpose, whatever its length: everything platform.h asks of Linux is
+ * here, and platform_darwin.c answers the same list for macOS. */
 #include "platform.h"
 #include "benchrun/loop.h"
 

@@ -1,7 +1,8 @@
 /* The interactive REPL: lua.c's reading rules (try `return <line>` first,
  * keep reading while the chunk is incomplete) plus line editing, history,
  * completion of globals and fields, and a pretty-printer for tables.
- * (The lazy `probe` global comes from the runtime, for scripts too.)
+ * (The lazy `probe` global comes from the runtime, for scripts too; the
+ * printer and the completion are Lua, in scripts/bench/repl.lua.)
  *
  * Line editing comes from libedit's readline interface when benchrun was
  * built with it (BENCHRUN_HAVE_LIBEDIT) and stdin is a terminal; otherwise
@@ -13,6 +14,7 @@
  * Ctrl-C while typing discards the line. Ctrl-D exits with status 0. */
 #include "benchrun/runtime.h"
 #include "benchrun/sched.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -31,116 +33,6 @@
 #define PROMPT2 ">> "
 #define HISTORY_FILE ".benchrun_history"
 #define HISTORY_MAX 1000
-
-/* Helpers written in Lua: the pretty-printer and completion candidates.
- * Compiled once when the REPL starts. */
-static const char helpers_lua[] =
-  "local M = {}\nlocal null = require('bench.yaml').null\n"
-  "local MAX_DEPTH, MAX_ITEMS, MAX_LINE = 4, 40, 78\n"
-  "local keywords = {'and','break','do','else','elseif','end','false','for','function',\n"
-  "  'goto','if','in','local','nil','not','or','repeat','return','then','true','until','while'}\n"
-  "local function quote(s)\n"
-  "  return '\"' .. s:gsub('[%c\"\\\\]', function(c)\n"
-  "    local named = {['\\n'] = '\\\\n', ['\\t'] = '\\\\t', ['\\r'] = '\\\\r', ['\"'] = '\\\\\"', ['\\\\'] = '\\\\\\\\'}\n"
-  "    return named[c] or string.format('\\\\%03d', c:byte())\n"
-  "  end) .. '\"'\n"
-  "end\n"
-  "local function scalar(v)\n"
-  "  if type(v) == 'string' then return quote(v) end\n"
-  "  if v == nil then return 'nil' end\n"
-  "  if v == null then return 'null' end\n"
-  "  return tostring(v)\n"
-  "end\n"
-  "local function key_order(a, b)\n"
-  "  local ta, tb = type(a), type(b)\n"
-  "  if ta ~= tb then return ta < tb end\n"
-  "  if ta == 'number' or ta == 'string' then return a < b end\n"
-  "  return tostring(a) < tostring(b)\n"
-  "end\n"
-  "local function render(v, depth, seen, indent)\n"
-  "  if type(v) ~= 'table' then return scalar(v) end\n"
-  "  local mt = getmetatable(v)\n"
-  "  if mt and mt.__tostring then return tostring(v) end\n"
-  "  if seen[v] then return '<cycle: ' .. tostring(v) .. '>' end\n"
-  "  if next(v) == nil then return '{}' end\n"
-  "  if depth >= MAX_DEPTH then return '{...}' end\n"
-  "  seen[v] = true\n"
-  "  local parts, n, shown = {}, #v, 0\n"
-  "  local total = 0\n"
-  "  for _ in pairs(v) do total = total + 1 end\n"
-  "  for i = 1, n do\n"
-  "    if shown >= MAX_ITEMS then break end\n"
-  "    parts[#parts + 1] = render(v[i], depth + 1, seen, indent .. '  ')\n"
-  "    shown = shown + 1\n"
-  "  end\n"
-  "  local keys = {}\n"
-  "  for k in pairs(v) do\n"
-  "    if not (math.type(k) == 'integer' and k >= 1 and k <= n) then keys[#keys + 1] = k end\n"
-  "  end\n"
-  "  table.sort(keys, key_order)\n"
-  "  for _, k in ipairs(keys) do\n"
-  "    if shown >= MAX_ITEMS then break end\n"
-  "    local ks = (type(k) == 'string' and k:match('^[%a_][%w_]*$')) and k or ('[' .. scalar(k) .. ']')\n"
-  "    parts[#parts + 1] = ks .. ' = ' .. render(v[k], depth + 1, seen, indent .. '  ')\n"
-  "    shown = shown + 1\n"
-  "  end\n"
-  "  if total > shown then parts[#parts + 1] = '... (' .. (total - shown) .. ' more)' end\n"
-  "  seen[v] = nil\n"
-  "  local one = '{' .. table.concat(parts, ', ') .. '}'\n"
-  "  if #one + #indent <= MAX_LINE and not one:find('\\n') then return one end\n"
-  "  return '{\\n' .. indent .. '  ' .. table.concat(parts, ',\\n' .. indent .. '  ') .. '\\n' .. indent .. '}'\n"
-  "end\n"
-  "-- M.show(...): the text the REPL prints for a line's results.\n"
-  "function M.show(...)\n"
-  "  local out = {}\n"
-  "  for i = 1, select('#', ...) do\n"
-  "    local v = select(i, ...)\n"
-  "    out[i] = type(v) == 'string' and v or render(v, 0, {}, '')\n"
-  "  end\n"
-  "  return table.concat(out, '\\t')\n"
-  "end\n"
-  "local function fields(v, methods_only, into)\n"
-  "  local seen = {}\n"
-  "  for _ = 1, 8 do\n"
-  "    if v == nil or seen[v] then break end\n"
-  "    seen[v] = true\n"
-  "    if type(v) == 'table' then\n"
-  "      for k, x in next, v do\n"
-  "        if type(k) == 'string' and (not methods_only or type(x) == 'function') then into[k] = true end\n"
-  "      end\n"
-  "    end\n"
-  "    local mt = getmetatable(v)\n"
-  "    local idx = type(mt) == 'table' and rawget(mt, '__index') or nil\n"
-  "    if type(idx) ~= 'table' then break end\n"
-  "    v = idx\n"
-  "  end\n"
-  "end\n"
-  "-- M.complete(word): candidates for a word such as `cl`, `clock.s`, `w:el`.\n"
-  "function M.complete(word)\n"
-  "  local base, sep, part = word:match('^(.-)([.:])([%w_]*)$')\n"
-  "  local names, value = {}, nil\n"
-  "  if not base then\n"
-  "    part, base, sep = word, '', ''\n"
-  "    for _, k in ipairs(keywords) do names[k] = true end\n"
-  "    fields(_G, false, names)\n"
-  "  else\n"
-  "    value = _G\n"
-  "    for name in (base .. '.'):gmatch('([^.:]*)[.:]') do\n"
-  "      if not name:match('^[%a_][%w_]*$') then return {} end\n"
-  "      local ok, x = pcall(function() return value[name] end)\n"
-  "      if not ok or x == nil then return {} end\n"
-  "      value = x\n"
-  "    end\n"
-  "    fields(value, sep == ':', names)\n"
-  "  end\n"
-  "  local out = {}\n"
-  "  for k in pairs(names) do\n"
-  "    if k:sub(1, #part) == part and k:match('^[%a_][%w_]*$') then out[#out + 1] = base .. sep .. k end\n"
-  "  end\n"
-  "  table.sort(out)\n"
-  "  return out\n"
-  "end\n"
-  "return M\n";
 
 static int helpers_ref = LUA_NOREF;
 static lua_State *repl_state;          /* for the completion callback */
@@ -248,38 +140,34 @@ static char *read_line(const char *prompt, int tty, int *interrupted) {
     fputs(prompt, stdout);
     fflush(stdout);
   }
-  size_t cap = 256, len = 0;
-  line = malloc(cap);
-  for (;;) {
-    if (!line) break;
+  br_buf b = BR_BUF_INIT;
+  int none = br_buf_reserve(&b, 0) != 0;   /* out of memory reads as the end */
+  br_buf_clear(&b);                         /* "" for an empty line */
+  while (!none) {
     int c = getchar();
     if (c == EOF) {
       if (line_interrupted || (ferror(stdin) && errno == EINTR)) {
         clearerr(stdin);
         *interrupted = 1;
-        free(line);
-        line = NULL;
-        break;
+        none = 1;
+      } else if (b.len == 0) {
+        none = 1;   /* the end of input */
       }
-      if (len == 0) { free(line); line = NULL; }
       break;
     }
     if (c == '\n') break;
-    if (len + 2 > cap) {
-      char *nl = realloc(line, cap *= 2);
-      if (!nl) { free(line); line = NULL; break; }
-      line = nl;
-    }
-    line[len++] = (char)c;
+    char ch = (char)c;
+    if (br_buf_add(&b, &ch, 1) != 0) none = 1;
   }
-  if (line) line[len] = 0;
   sigaction(SIGINT, &old, NULL);
-  return line;
+  if (none) { br_buf_free(&b); return NULL; }
+  return b.p;   /* the caller frees it */
 }
 
 /* ---- evaluating ---- */
 
-/* An incomplete chunk: its syntax error is at <eof> (lua.c's rule). */
+/* An incomplete chunk: its syntax error is at <eof> (lua.c's rule). The
+ * words of Lua's own message are the only signal the C API gives. */
 static int incomplete(lua_State *L, int status) {
   if (status != LUA_ERRSYNTAX) return 0;
   size_t n;
@@ -347,9 +235,12 @@ static void reset_after_error(lua_State *L) {
   br_sched_take_failures(L);
 }
 
+/* The helpers written in Lua (scripts/bench/repl.lua): the pretty-printer
+ * and the completion candidates. */
 static int setup(lua_State *L) {
-  if (luaL_loadbuffer(L, helpers_lua, sizeof helpers_lua - 1, "=(repl helpers)") != LUA_OK) return lua_error(L);
-  lua_call(L, 0, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "bench.repl");
+  lua_call(L, 1, 1);
   helpers_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }

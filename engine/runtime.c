@@ -3,6 +3,8 @@
 #include "benchrun/runtime.h"
 #include "benchrun/sched.h"
 #include "platform.h"
+#include "class.h"
+#include "sock.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -93,29 +95,48 @@ static void set_package_path(lua_State *L) {
   lua_pop(L, 1);
 }
 
-static void preload(lua_State *L) {
-  static const luaL_Reg modules[] = {
-    {"bench", luaopen_bench},
-    {"bench.clock", luaopen_bench_clock},
-    {"bench.yaml", luaopen_bench_yaml},
-    {"bench.http", luaopen_bench_http},
-    {"bench.proc", luaopen_bench_proc},
-    {"bench.mem", luaopen_bench_mem},
-    {"bench.power", luaopen_bench_power},
-    {"bench.sys", luaopen_bench_sys},
-    {"bench.stats", luaopen_bench_stats},
-    {"bench.sim", luaopen_bench_sim},
+/* The C modules, in one table (as Lua's linit.c lists its libraries): the
+ * module name `require` finds in package.preload, the open function, and
+ * the global every script and the REPL see it as (NULL: none). */
+static const struct {
+  const char *module;
+  lua_CFunction open;
+  const char *global;
+} c_modules[] = {
+  {"bench", luaopen_bench, "bench"},
+  {"bench.clock", luaopen_bench_clock, "clock"},
+  {"bench.yaml", luaopen_bench_yaml, "yaml"},
+  {"bench.http", luaopen_bench_http, "http"},
+  {"bench.proc", luaopen_bench_proc, "proc"},
+  {"bench.mem", luaopen_bench_mem, "mem"},
+  {"bench.power", luaopen_bench_power, "power"},
+  {"bench.sys", luaopen_bench_sys, "sys"},
+  {"bench.stats", luaopen_bench_stats, "stats"},
+  {"bench.sim", luaopen_bench_sim, NULL},
 #ifdef BENCHRUN_HAVE_CJSON
-    {"cjson", luaopen_cjson},
-    {"cjson.safe", luaopen_cjson_safe},
+  {"cjson", luaopen_cjson, "json"},
+  {"cjson.safe", luaopen_cjson_safe, NULL},
 #endif
-    {NULL, NULL}};
+};
+enum { N_C_MODULES = sizeof c_modules / sizeof c_modules[0] };
+
+static void preload(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  for (const luaL_Reg *m = modules; m->name; m++) {
-    lua_pushcfunction(L, m->func);
-    lua_setfield(L, -2, m->name);
+  for (int i = 0; i < N_C_MODULES; i++) {
+    lua_pushcfunction(L, c_modules[i].open);
+    lua_setfield(L, -2, c_modules[i].module);
   }
   lua_pop(L, 1);
+}
+
+int br_runtime_extend(lua_State *L, int module, const char *script) {
+  module = lua_absindex(L, module);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, script);
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, module);
+  lua_call(L, 1, 0);
+  return 0;
 }
 
 /* `probe` (scripts/bench/probe.lua, a callable module) is a global that
@@ -143,28 +164,30 @@ static int probe_index(lua_State *L) {
 }
 
 static void set_probe_global(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__call", probe_call}, {"__index", probe_index}, {NULL, NULL}};
   lua_newtable(L);
-  lua_createtable(L, 0, 2);
-  lua_pushcfunction(L, probe_call);
-  lua_setfield(L, -2, "__call");
-  lua_pushcfunction(L, probe_index);
-  lua_setfield(L, -2, "__index");
+  br_class(L, "bench.ProbeProxy", meta, NULL);
   lua_setmetatable(L, -2);
   lua_setglobal(L, "probe");
 }
 
-/* Globals every script and the REPL see: the C modules by short name. */
+/* Globals every script and the REPL see: the C modules by short name
+ * (c_modules' third column). `json` is cjson where it is linked in, else
+ * the cjson that `require` finds at run time (luarocks on macOS). */
 static int set_globals(lua_State *L) {
-  static const char *const names[][2] = {
-    {"bench", "bench"}, {"clock", "bench.clock"}, {"yaml", "bench.yaml"},
-    {"http", "bench.http"}, {"proc", "bench.proc"}, {"mem", "bench.mem"},
-    {"power", "bench.power"}, {"sys", "bench.sys"}, {"stats", "bench.stats"}, {"json", "cjson"}};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+  for (int i = 0; i < N_C_MODULES; i++) {
+    if (!c_modules[i].global) continue;
     lua_getglobal(L, "require");
-    lua_pushstring(L, names[i][1]);
+    lua_pushstring(L, c_modules[i].module);
     lua_call(L, 1, 1);
-    lua_setglobal(L, names[i][0]);
+    lua_setglobal(L, c_modules[i].global);
   }
+#ifndef BENCHRUN_HAVE_CJSON
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  lua_call(L, 1, 1);
+  lua_setglobal(L, "json");
+#endif
   /* bench.executable lets scripts start `benchrun sim` and friends. */
   lua_getglobal(L, "bench");
   lua_pushstring(L, exe_path);
@@ -357,9 +380,8 @@ void br_runtime_clear_interrupt(lua_State *L) {
 void br_runtime_signals(lua_State *L) {
   signal_state = L;
   if (hard_pipe[0] < 0 && pipe(hard_pipe) == 0) {
-    fcntl(hard_pipe[0], F_SETFD, FD_CLOEXEC);
-    fcntl(hard_pipe[1], F_SETFD, FD_CLOEXEC);
-    fcntl(hard_pipe[1], F_SETFL, O_NONBLOCK);
+    fcntl(hard_pipe[0], F_SETFD, FD_CLOEXEC);   /* blocking: its thread waits there */
+    br_fd_nonblock(hard_pipe[1]);                /* a signal handler never blocks */
     /* the thread takes no signal: they stay with the main thread */
     sigset_t all, old;
     sigfillset(&all);

@@ -1,7 +1,13 @@
 /* Lua tasks (coroutines) scheduled by the event loop: the `bench` module
- * (spawn, wait, run, sleep) and the waiting protocol of sched.h. */
+ * (spawn, wait, run, sleep) and the waiting protocol of sched.h.
+ *
+ * One file over ~700 lines on purpose: a task's states, the waits that
+ * suspend it, cancellation and the interruption are one state machine
+ * (a cancelled wait, a join and a Ctrl-C each move every part of it);
+ * split, each piece would reach into the others' fields. */
 #include "benchrun/sched.h"
 #include "benchrun/runtime.h"
+#include "class.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -403,18 +409,22 @@ static void task_resume(br_sched *s, br_task *t) {
     const char *msg = lua_tostring(t->co, -1);
     int cancelled = br_is_cancel(t->co, -1);
     int interrupted = br_is_interrupt(t->co, -1);
-    if (!msg) msg = luaL_typename(t->co, -1);
+    /* an error value (a table: bench.errors) is kept as it is, so its kind
+     * reaches whoever joins the task; a message gets the task's traceback */
+    int is_value = !msg && !cancelled && !interrupted && !lua_isnil(t->co, -1);
     if (interrupted) br_push_interrupt(L);   /* the value itself: join raises it again */
     else if (cancelled) br_push_cancel(L);
-    else luaL_traceback(L, t->co, msg, 0);
+    else if (is_value) { lua_pushvalue(t->co, -1); lua_xmove(t->co, L, 1); }
+    else luaL_traceback(L, t->co, msg ? msg : luaL_typename(t->co, -1), 0);
     lua_setiuservalue(L, ud, 2);
     int njoin = t->njoiners;
     task_finished(s, t, cancelled || interrupted ? T_CANCELLED : T_FAILED);
     if (!cancelled && !interrupted && njoin == 0) {
       lua_getiuservalue(L, ud, 2);
+      if (is_value) luaL_traceback(L, t->co, luaL_tolstring(L, -1, NULL), 0);
       fprintf(stderr, "benchrun: task %d failed: %s\n", t->id, lua_tostring(L, -1));
       s->unjoined_failures++;
-      lua_pop(L, 1);
+      lua_pop(L, is_value ? 3 : 1);
     }
   }
   lua_sethook(t->co, NULL, 0, 0);    /* its <close> handlers run, interrupted or not */
@@ -703,9 +713,7 @@ int br_sched_open(lua_State *L) {
   s->loop = br_loop_new();
   if (!s->loop) return luaL_error(L, "cannot create the event loop");
   s->main = L;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, sched_gc);
-  lua_setfield(L, -2, "__gc");
+  br_class(L, "bench.Scheduler", (const luaL_Reg[]){{"__gc", sched_gc}, {NULL, NULL}}, NULL);
   lua_setmetatable(L, -2);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &SCHED_KEY);
   *(br_sched **)lua_getextraspace(L) = s;
@@ -741,10 +749,7 @@ int luaopen_bench(lua_State *L) {
     {"spawn", l_spawn}, {"wait", l_wait}, {"run", l_run}, {"sleep", br_clock_sleep},
     {"tasks", l_running}, {"is_interrupt", l_is_interrupt}, {"is_cancel", l_is_cancel},
     {"xpcall_top", l_xpcall_top}, {NULL, NULL}};
-  luaL_newmetatable(L, TASK_MT);
-  luaL_setfuncs(L, task_meta, 0);
-  luaL_newlib(L, task_methods);
-  lua_setfield(L, -2, "__index");
+  br_class(L, TASK_MT, task_meta, task_methods);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   br_push_interrupt(L);

@@ -15,6 +15,7 @@
  * Only the window of buckets between the smallest and largest index seen is
  * allocated, so a wide [lowest, highest] costs nothing until it is used. */
 #include "benchrun/runtime.h"
+#include "class.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -402,13 +403,8 @@ int luaopen_bench_stats(lua_State *L) {
     {"summary", h_summary}, {"reset", h_reset}, {"encode", h_encode}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
     {"histogram", l_histogram}, {"decode", l_decode}, {"jain", l_jain}, {NULL, NULL}};
-  luaL_newmetatable(L, HIST_MT);
-  lua_pushcfunction(L, h_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, h_tostring);
-  lua_setfield(L, -2, "__tostring");
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
+  static const luaL_Reg meta[] = {{"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
+  br_class(L, HIST_MT, meta, methods);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   return 1;

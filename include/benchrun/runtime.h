@@ -38,6 +38,12 @@ int br_sys_unrestored(void);
  * after grace_s), without Lua; -> how many groups were signalled. */
 int br_proc_kill_all(double grace_s);
 
+/* The Lua half of a C module: require(script) (a file under scripts/, found
+ * as every script is) returns function(module), called with the table at
+ * index `module` to add its functions. The script receives the table, so it
+ * never requires the module being opened. Raises on error. */
+int br_runtime_extend(lua_State *L, int module, const char *script);
+
 /* The absolute path of the running benchrun executable. */
 const char *br_runtime_executable(void);
 /* The scripts/ folder in use. */

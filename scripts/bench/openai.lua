@@ -577,7 +577,8 @@ local function make_record(self, r, kind, stream)
   rec.transport = r.transport
   rec.ttfb_ms = ms(t.first_byte, rec.t_latency_start_ns)
   rec.e2el_ms = ms(t["end"], rec.t_latency_start_ns)
-  if r.error and r.error:match("^http_") then
+  -- an error status (the transport's kind http_<status>): the body says why
+  if r.error and r.status >= 400 and r.error == "http_" .. math.tointeger(r.status) then
     rec.error_detail = error_detail(r.body) or rec.error_detail
   end
   if r.llm then

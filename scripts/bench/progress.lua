@@ -27,20 +27,8 @@ local function json_line(t)
 end
 
 -- progress.isatty(fd) -> bool: is this file descriptor (2 = stderr) a terminal?
--- bench.sys.isatty when the engine has it; otherwise `test -t FD` run with
--- that descriptor inherited (argv only, no shell), once per run.
 function progress.isatty(fd)
-  fd = fd or 2
-  local ok, sys = pcall(require, "bench.sys")
-  if ok and type(sys.isatty) == "function" then return sys.isatty(fd) == true end
-  local pok, proc = pcall(require, "bench.proc")
-  if not pok or type(proc.spawn) ~= "function" then return false end
-  local streams = {stdout = "null", stderr = "null"}
-  if fd == 1 then streams.stdout = "inherit" elseif fd == 2 then streams.stderr = "inherit" else return false end
-  local sok, child = pcall(proc.spawn, {argv = {"test", "-t", tostring(fd)}, stdout = streams.stdout, stderr = streams.stderr})
-  if not sok or not child then return false end
-  local wok, res = pcall(child.wait, child)
-  return wok and type(res) == "table" and res.code == 0
+  return require("bench.sys").isatty(fd or 2)
 end
 
 -- progress.new{total=, mode=, tty=, out=, json_out=, clock=} -> progress

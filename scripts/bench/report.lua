@@ -432,8 +432,8 @@ per-request values when a side has a single repeat, marked *). Markdown on stdou
 --json prints the comparison as JSON.
 ]]
 
-local function usage(msg)
-  local cmd = msg:match("^(%a+):") or "report"
+-- usage(cmd, msg): the command is given, not read back out of the message
+local function usage(cmd, msg)
   io.stderr:write("benchrun: " .. msg .. "\n(try 'benchrun " .. cmd .. " --help')\n")
   return 2
 end
@@ -448,14 +448,14 @@ function report.main(...)
     if a == "--help" or a == "-h" then io.stdout:write(report_help) return 0
     elseif a == "--out" or a == "--phase" or a == "--title" then
       local v = args[i + 1]
-      if not v then return usage("report: " .. a .. " needs a value") end
+      if not v then return usage("report", "report: " .. a .. " needs a value") end
       if a == "--out" then out = v elseif a == "--phase" then phase = v else title = v end
       i = i + 1
-    elseif a:sub(1, 2) == "--" then return usage("report: unknown option '" .. a .. "'")
+    elseif a:sub(1, 2) == "--" then return usage("report", "report: unknown option '" .. a .. "'")
     else dirs[#dirs + 1] = a end
     i = i + 1
   end
-  if #dirs == 0 then return usage("report: missing DIR (a results folder)") end
+  if #dirs == 0 then return usage("report", "report: missing DIR (a results folder)") end
   local datas = {}
   for _, d in ipairs(dirs) do
     local data, err = results.load(d)
@@ -494,13 +494,13 @@ function report.compare_main(...)
     elseif a == "--json" then as_json = true
     elseif a == "--out" then
       out = args[i + 1]
-      if not out then return usage("compare: --out needs a file") end
+      if not out then return usage("compare", "compare: --out needs a file") end
       i = i + 1
-    elseif a:sub(1, 2) == "--" then return usage("compare: unknown option '" .. a .. "'")
+    elseif a:sub(1, 2) == "--" then return usage("compare", "compare: unknown option '" .. a .. "'")
     else dirs[#dirs + 1] = a end
     i = i + 1
   end
-  if #dirs ~= 2 then return usage("compare: expected two results folders, got " .. #dirs) end
+  if #dirs ~= 2 then return usage("compare", "compare: expected two results folders, got " .. #dirs) end
   local compare = require("bench.report.compare")
   local da, err = results.load(dirs[1])
   if not da then io.stderr:write("benchrun: compare: " .. err .. "\n") return 1 end

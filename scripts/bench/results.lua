@@ -138,7 +138,7 @@ function Run:_write_failed(file, err)
   local what = file and string.format("results: cannot write %s/%s: %s", self.dir, file, tostring(err)) or err
   local msg = string.format("%s; the run stops here (the records written before are kept; " ..
                             "free some space, then continue with --resume %s)", what, self.dir)
-  self.write_error = msg
+  self.write_error, self.write_cause = msg, what   -- the cause alone, for finish's message
   error(msg, 0)
 end
 
@@ -305,7 +305,7 @@ end
 -- failed: why, and that the cells are kept for `benchrun report DIR`.
 function M.kept_message(run, why)
   return string.format("%s; the cells are kept in %s (once there is space, `benchrun report %s` writes the report)",
-                       tostring(run.write_error and run.write_error:match("^(.-); the run stops here") or why),
+                       tostring(run.write_cause or why),
                        run.dir, run.dir)
 end
 

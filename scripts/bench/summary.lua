@@ -5,6 +5,7 @@
 --   D = {n, p50, p90, p95, p99, mean, stddev, min, max}   (nil when n = 0)
 -- Latencies are milliseconds; rates are per second.
 local stats = require("bench.stats")
+local errors = require("bench.errors")
 
 local M = {}
 
@@ -26,11 +27,14 @@ local finite = require("bench.util").finite
 
 -- summary.error_kind(rec) -> a short stable kind for an error record:
 -- rec.error_kind if the client set one, "http_<status>" for an HTTP error
--- status, else the error text up to its first ':' or space ("timeout",
--- "refused", "reset", ...).
+-- status, the kind of an error value (bench.errors, or {err =, kind =}),
+-- else the error up to its first ':' or space: the openai client's errors
+-- are kinds already ("timeout_total", "refused", "reset", ...), and a
+-- client of one's own that returns words keeps the documented first word.
 function M.error_kind(rec)
   if rec.error_kind then return tostring(rec.error_kind) end
   if type(rec.status) == "number" and rec.status >= 400 then return "http_" .. math.tointeger(rec.status) end
+  if type(rec.error) == "table" then return errors.kind_of(rec.error) end
   local e = tostring(rec.error or "error")
   return e:match("^([%w_%-%.]+)") or "error"
 end

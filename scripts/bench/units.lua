@@ -19,7 +19,8 @@ local DURATION_WHAT = "a duration such as 100ms, 30s or 5m"
 local SIZE_WHAT = "a size such as 512MiB, 2GiB or 138GB"
 units.DURATION_WHAT, units.SIZE_WHAT = DURATION_WHAT, SIZE_WHAT
 
--- units.duration(v) -> seconds (a number) or nil, why. Accepts a number
+-- units.duration(v) -> seconds (a number) or nil, why[, expected] (expected:
+-- what a plan error says was expected, when the unit was wrong). Accepts a number
 -- (seconds) or a string such as "100ms", "30s", "1.5m", "2h", "1h30m"
 -- (spaces ignored: "5m 12.34s").
 function units.duration(v)
@@ -42,14 +43,15 @@ function units.duration(v)
       return nil, DURATION_WHAT
     end
     local f = units.DURATION_UNITS[unit]
-    if not f then return nil, string.format("a duration unit (ms, s, m, h), got '%s'", unit) end
+    if not f then return nil, string.format("a duration unit (ms, s, m, h), got '%s'", unit), "a duration unit (ms, s, m, h)" end
     total = total + tonumber(num) * f
     pos, n = nxt, n + 1
   end
   return total
 end
 
--- units.size(v) -> bytes (an integer) or nil, why. A number is bytes; a
+-- units.size(v) -> bytes (an integer) or nil, why[, expected] (as
+-- units.duration). A number is bytes; a
 -- string is "512MiB", "2GiB", "138GB" (GB = 10^9, GiB = 2^30).
 function units.size(v)
   if math.type(v) == "integer" then
@@ -65,7 +67,7 @@ function units.size(v)
   if not num then return nil, SIZE_WHAT end
   if unit == "" then unit = "B" end
   local f = units.SIZE_UNITS[unit]
-  if not f then return nil, string.format("a size unit (B, KB, MB, GB, KiB, MiB, GiB, TiB), got '%s'", unit) end
+  if not f then return nil, string.format("a size unit (B, KB, MB, GB, KiB, MiB, GiB, TiB), got '%s'", unit), "a size unit (B, KB, MB, GB, KiB, MiB, GiB, TiB)" end
   local b = math.floor(tonumber(num) * f + 0.5)
   if b >= 2^63 then return nil, SIZE_WHAT end
   return math.tointeger(b)

@@ -2,7 +2,7 @@
 # The REPL in a real pseudo-terminal (tmux): a multi-line function and its
 # printed result, Ctrl-C during clock.sleep(100) back to the prompt, Ctrl-C on
 # a half-typed line, tab completion of module fields and methods, pretty
-# tables, a task run to its end, history in ~/.benchrun_history, Ctrl-D exits 0.
+# tables, sys.isatty, a task run to its end, history in ~/.benchrun_history, Ctrl-D exits 0.
 # Usage: repl_tty.sh BENCHRUN
 set -u
 B=${1:?usage: repl_tty.sh path/to/benchrun}
@@ -42,6 +42,9 @@ expect "multi-line function" "sq=144"
 
 type_line 'return {1, 2, {a = "b"}, n = 3}'
 expect "pretty table" '{1, 2, {a = "b"}, n = 3}'
+
+type_line 'return "tty=" .. tostring(sys.isatty(0)) .. "," .. tostring(sys.isatty())'
+expect "sys.isatty sees the terminal" "tty=true,true"
 
 type_line 'clock.sleep(100)'
 sleep 0.5

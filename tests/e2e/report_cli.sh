@@ -50,4 +50,9 @@ grep -q "# benchrun analysis: 2 runs" "$tmp/analysis/report.md" || fail "combine
 "$B" report "$tmp/missing" > /dev/null 2>&1; rc=$?
 [ $rc -eq 1 ] || fail "report of a missing folder exited $rc, expected 1"
 "$B" report --help | grep -q "usage: benchrun report" || fail "report --help"
+# a usage error points at the command's own help (the command is given, not read out of the message)
+err=$("$B" compare --bogus 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -qF "(try 'benchrun compare --help')" <<<"$err" || fail "compare usage error: $rc $err"
+err=$("$B" report 2>&1); rc=$?
+[ $rc -eq 2 ] && grep -qF "(try 'benchrun report --help')" <<<"$err" || fail "report usage error: $rc $err"
 echo "ok"

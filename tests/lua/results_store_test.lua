@@ -321,4 +321,21 @@ T.case("one benchrun at a time in a folder: a second open is refused until the f
   assert(results.open(dir)):close()
 end)
 
+T.case("after a failed write, finish names the cause alone and where the cells are", function()
+  local run, dir = new_run()
+  -- the disk fills up as finish flushes the records (as a full tmpfs does in e2e/results_safety)
+  local raised
+  run.flush = function(self)
+    local _, err = pcall(self._write_failed, self, "records.jsonl", "No space left on device")
+    raised = err
+    error(err, 0)
+  end
+  local path, why = run:finish()
+  T.eq(raised, "results: cannot write " .. dir .. "/records.jsonl: No space left on device; the run stops here "
+    .. "(the records written before are kept; free some space, then continue with --resume " .. dir .. ")", "raised")
+  T.eq(path, nil, "no report")
+  T.eq(why, "results: cannot write " .. dir .. "/records.jsonl: No space left on device; the cells are kept in "
+    .. dir .. " (once there is space, `benchrun report " .. dir .. "` writes the report)", "finish")
+end)
+
 T.done()

@@ -83,6 +83,12 @@ T.case("errors by kind, fairness of a mix, by_name", function()
   T.eq(s.errors.by_kind.http_503, 1, "status")
   T.eq(s.errors.by_kind.exception, 1, "explicit kind")
   T.eq(s.errors.by_kind.error, 1, "no error text")
+  -- an error value is classified by its kind, never by its words
+  local ev = summary.of({{ok = false, error = require("bench.errors").new("model_missing", "refused: no such model")},
+                         {ok = false, error = {err = "timeout: slow", kind = "overloaded"}}}, {wall_s = 1})
+  T.eq(ev.errors.by_kind.model_missing, 1, "bench.errors value")
+  T.eq(ev.errors.by_kind.overloaded, 1, "a {err, kind} table")
+  T.eq(ev.errors.by_kind.refused, nil, "not its first word")
   T.eq(s.ttft_ms.n, 2, "latencies from successes only")
   T.near(s.fairness.jain, (125 ^ 2) / (2 * (100 ^ 2 + 25 ^ 2)), 1e-12, "jain of 100 and 25")
   T.eq(s.by_name.short.requests, 2, "by_name short")

@@ -74,14 +74,13 @@ function adapter.start(opts)
   local p, err = proc.spawn{argv = argv, env = opts.env, log = opts.log, grace = 5}
   if not p then return nil, "sim: " .. err end
   if opts.on_spawn then opts.on_spawn(p.pid, p) end
-  -- the exit of a start that failed, with its evidence; the record goes
+  -- the exit info with the OOM record's evidence (nil while it runs): every
+  -- message of a failed start is written from it, so it says what the
+  -- evidence says
+  local function exit_info() return with_oom_record(p:exit_info(), record, p.pid) end
+  -- a start that failed: the process stopped, the record gone
   local function fail(msg, grace)
-    local raw = p:exit_info()
-    local info = with_oom_record(raw, record, p.pid)
-    if info ~= raw then   -- the message says what the evidence says
-      local at = msg:find(raw.reason, 1, true)
-      if at then msg = msg:sub(1, at - 1) .. info.reason .. msg:sub(at + #raw.reason) end
-    end
+    local info = exit_info()
     p:stop(grace)
     if record then os.remove(record) end
     return nil, msg, info or p:exit_info()
@@ -94,7 +93,7 @@ function adapter.start(opts)
     if port then break end
     if not p:alive() or clock.now() > deadline then
       os.remove(portfile)
-      local info = p:exit_info()
+      local info = exit_info()
       return fail(string.format("sim: %s before listening; last output:\n%s",
                                 info and info.reason or "no port file", p:tail(20)), 1)
     end
@@ -102,7 +101,7 @@ function adapter.start(opts)
   end
   if portfile then os.remove(portfile) end
   local base_url = string.format("http://%s:%d", host:find(":") and ("[" .. host .. "]") or host, port)
-  local t, why = proc.wait_ready{proc = p, http = base_url .. "/health",
+  local t, why = proc.wait_ready{proc = p, http = base_url .. "/health", exit_info = exit_info,
                                  timeout = math.max(0.1, (deadline - clock.now()) / 1e9), interval = 0.01}
   if not t then return fail("sim: " .. why, 2) end
   local mine, foreign = proc.check_port_owner(p, port)

@@ -160,15 +160,15 @@ function CHECKERS.bool(self, nd, v, path)
 end
 
 -- a parse failure: the parser's unit complaint ("a duration unit (ms, s,
--- m, h)") when it has one, else what the node expects
-local function unparsed(self, nd, v, path, why)
-  self:err(path, "expected %s, got %s", why:find("unit") and why:gsub(", got.*", "") or expected(nd), describe(v))
+-- m, h)", its third value) when it has one, else what the node expects
+local function unparsed(self, nd, v, path, bad_unit)
+  self:err(path, "expected %s, got %s", bad_unit or expected(nd), describe(v))
   return nil
 end
 
 function CHECKERS.duration(self, nd, v, path)
-  local s, why = units.duration(v)
-  if not s then return unparsed(self, nd, v, path, why) end
+  local s, _, bad_unit = units.duration(v)
+  if not s then return unparsed(self, nd, v, path, bad_unit) end
   if nd.positive and s <= 0 then self:err(path, "expected a duration greater than 0, got %s", describe(v)) return nil end
   if nd.min and s < nd.min then
     self:err(path, "expected a duration of at least %s, got %s", units.format_duration(nd.min), describe(v))
@@ -182,8 +182,8 @@ function CHECKERS.duration(self, nd, v, path)
 end
 
 function CHECKERS.size(self, nd, v, path)
-  local b, why = units.size(v)
-  if not b then return unparsed(self, nd, v, path, why) end
+  local b, _, bad_unit = units.size(v)
+  if not b then return unparsed(self, nd, v, path, bad_unit) end
   return b
 end
 

@@ -139,9 +139,8 @@ function load.file(path, opts)
   if not text then return nil, {string.format("%s: cannot open the plan", path)} end
   local ok, doc, pos = pcall(yaml.load_file, path, {positions = true, max_alias_nodes = LIMITS.plan_nodes})
   if not ok or doc == nil then
-    local msg = tostring(ok and pos or doc)
-    if not msg:find(path, 1, true) then msg = path .. ": " .. msg end
-    return nil, {msg}
+    -- yaml.load_file's messages name the file (path:line:col: ...)
+    return nil, {tostring(ok and pos or doc)}
   end
   local big = load.expanded_size(doc)
   if big then return nil, {string.format("%s: %s (each use of a YAML alias counts in full; see plans/README.md)", path, big)} end
