@@ -103,6 +103,7 @@ static void preload(lua_State *L) {
     {"bench.mem", luaopen_bench_mem},
     {"bench.sys", luaopen_bench_sys},
     {"bench.stats", luaopen_bench_stats},
+    {"bench.db", luaopen_bench_db},
 #ifdef BENCHRUN_HAVE_CJSON
     {"cjson", luaopen_cjson},
     {"cjson.safe", luaopen_cjson_safe},

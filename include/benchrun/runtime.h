@@ -52,6 +52,7 @@ int luaopen_bench_proc(lua_State *L);
 int luaopen_bench_mem(lua_State *L);
 int luaopen_bench_sys(lua_State *L);
 int luaopen_bench_stats(lua_State *L);
+int luaopen_bench_db(lua_State *L);
 
 /* bench.sleep / clock.sleep, shared by both modules. */
 int br_clock_sleep(lua_State *L);
