@@ -27,6 +27,10 @@ static const char *const main_help =
   "  benchrun sim [options]          the built-in simulated LLM server\n"
   "  benchrun report DIR...          re-render a report from raw results\n"
   "  benchrun compare DIR_A DIR_B    compare two runs\n"
+  "  benchrun compare [RUN] --baseline last|ID\n"
+  "                                  compare a run with a recorded one (exit 3: regression)\n"
+  "  benchrun history [ID] [--plan NAME] [--since WHEN] [--json]\n"
+  "                                  list the recorded runs (the run history)\n"
   "  benchrun --version              version (with git describe)\n"
   "  benchrun help COMMAND           help on one command (or COMMAND --help)\n"
   "\n"
@@ -176,7 +180,8 @@ int main(int argc, char **argv) {
 
   int is_plan = has_suffix(cmd, ".yaml") || has_suffix(cmd, ".yml");
   int known = is_plan || !strcmp(cmd, "repl") || !strcmp(cmd, "run") || !strcmp(cmd, "-e") ||
-              !strcmp(cmd, "report") || !strcmp(cmd, "compare") || !strcmp(cmd, "help");
+              !strcmp(cmd, "report") || !strcmp(cmd, "compare") || !strcmp(cmd, "history") ||
+              !strcmp(cmd, "help");
   if (!known) {
     if (cmd[0] == '-') return usage_error("unknown option '%s'", cmd);
     return usage_error("unknown command or plan '%s' (a plan file ends in .yaml)", cmd);
@@ -185,7 +190,8 @@ int main(int argc, char **argv) {
     if (argc < 3) { fputs(main_help, stdout); return EXIT_OK; }
     int r = help_for(argv[2]);
     if (r >= 0) return r;
-    if (strcmp(argv[2], "report") && strcmp(argv[2], "compare") && strcmp(argv[2], "plan"))
+    if (strcmp(argv[2], "report") && strcmp(argv[2], "compare") && strcmp(argv[2], "plan") &&
+        strcmp(argv[2], "history"))
       return usage_error("no help for '%s'", argv[2]);
     cmd = argv[2];
     argv[2] = "--help";

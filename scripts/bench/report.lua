@@ -413,6 +413,9 @@ change in %, and whether each change exceeds run-to-run noise
 (|Δ| > max(2·sqrt(sA²/nA + sB²/nB), 1% of A) over per-repeat values;
 per-request values when a side has a single repeat, marked *). Markdown on stdout (or --out FILE);
 --json prints the comparison as JSON.
+
+benchrun compare [RUN] --baseline last|ID compares a run with one of the run
+history instead (benchrun compare --baseline last --help).
 ]]
 
 local function usage(msg)
@@ -469,6 +472,10 @@ end
 -- report.compare_main(...) -> exit code (benchrun compare A B)
 function report.compare_main(...)
   local args = {...}
+  -- against a recorded run: the run history's command
+  for _, a in ipairs(args) do
+    if a == "--baseline" or a:match("^%-%-baseline=") then return require("bench.history.cli").compare(...) end
+  end
   local dirs, out, as_json = {}, nil, false
   local i = 1
   while i <= #args do

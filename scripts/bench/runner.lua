@@ -991,6 +991,7 @@ function M.run(plan, opts)
   local report_path, ferr = run:finish{phase = phase_script.phase, notes = notes}
   if not report_path then io.stderr:write("benchrun: ", tostring(ferr), "\n") return 1 end
   pcall(run.close, run)
+  require("bench.history").after_run(run.dir, opts, progress)   -- a warning at worst, never the run's failure
   if not opts.quiet and not opts.json then
     for _, l in ipairs(lines) do io.stdout:write(l, "\n") end
   end
