@@ -5,6 +5,7 @@ local analysis = require("bench.report.analysis")
 local markdown = require("bench.report.markdown")
 local svg = require("bench.report.svg")
 local quality = require("bench.report.quality")
+local html = require("bench.report.html")
 
 local report = {}
 
@@ -352,7 +353,7 @@ function report.build(data, opts)
 end
 
 -- report.render(dir_or_data, {phase=, out=, title=}) -> report path
--- Writes report.md, summary.csv, charts/*.svg into `out` (default: the
+-- Writes report.md, report.html, summary.csv, charts/*.svg into `out` (default: the
 -- folder itself) and stores the analysis in the folder's summary.json.
 function report.render(src, opts)
   opts = opts or {}
@@ -371,7 +372,7 @@ function report.render(src, opts)
     local ok, why = svg.well_formed(text)
     if not ok then error("report: chart " .. file .. " is not well-formed XML: " .. why, 0) end
     must(results.write_atomic(out .. "/" .. file, text))
-    charts[#charts + 1] = {file = file, title = title}
+    charts[#charts + 1] = {file = file, title = title, svg = text}   -- svg: report.html draws it inline
   end
   add("charts/tps_by_variant.svg", "Decode TPS by configuration", chart_tps(an))
   local tput, lat = chart_scaling(ctx.scaling)
@@ -384,6 +385,7 @@ function report.render(src, opts)
   local md = markdown.render(an, ctx)
   local path = out .. "/report.md"
   must(results.write_atomic(path, md))
+  must(results.write_atomic(out .. "/report.html", html.render(an, ctx)))
   must(results.write_atomic(out .. "/summary.csv", report.csv(an)))
   -- the analysis goes into summary.json beside the cells
   local summary = {}
