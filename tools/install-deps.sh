@@ -13,7 +13,8 @@ SUDO=""
 pkgs=(build-essential cmake pkg-config clang llvm libclang-rt-dev
       liblua5.4-dev lua5.4 libcurl4-openssl-dev libyaml-dev lua-cjson-dev libcjson-dev libedit-dev libsqlite3-dev
       curl tmux hyperfine procps openssl
-      python3 python3-numpy)   # tests/realserver: tools/realserver.sh makes the models
+      python3 python3-numpy    # tests/realserver: tools/realserver.sh makes the models
+      chromium)                # tests/e2e/report_html.sh: report.html in headless Chromium
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
