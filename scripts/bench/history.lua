@@ -279,13 +279,16 @@ end
 
 -- history.baseline(h, spec, candidate) -> run row | nil, message
 -- spec: "last" (the latest run of the candidate's plan recorded before it,
--- its folder another) or a run id.
+-- its folder another, a dry run for a dry run and a real one for a real one)
+-- or a run id.
 function history.baseline(h, spec, cand)
   if spec == "last" then
     local rows = assert(h:rows("SELECT id FROM runs WHERE plan IS :plan AND id < :below AND (dir IS NULL OR " ..
-      "dir IS NOT :dir) ORDER BY id DESC LIMIT 1", {plan = cand.plan, below = cand.id or math.maxinteger, dir = cand.dir}))
+      "dir IS NOT :dir) AND dry_run = :dry ORDER BY id DESC LIMIT 1",
+      {plan = cand.plan, below = cand.id or math.maxinteger, dir = cand.dir, dry = cand.dry_run and 1 or 0}))
     if not rows[1] then
-      return nil, string.format("no earlier run of plan '%s' is recorded", tostring(cand.plan))
+      return nil, string.format("no earlier %srun of plan '%s' is recorded", cand.dry_run and "dry " or "",
+                                tostring(cand.plan))
     end
     return history.run(h, rows[1].id)
   end

@@ -128,6 +128,11 @@ run_demo e --no-history > /dev/null
 [ "$("$B" history --limit 0 --json | grep -c '"id"')" = 1 ] || fail "--no-history recorded nothing"
 run_demo f --history "$tmp/flag/h.db" > /dev/null
 [ "$("$B" history --history "$tmp/flag/h.db" --json | grep -c '"id"')" = 1 ] || fail "--history PATH"
+# a dry run's baseline is an earlier dry run, never a real run's figures
+run_demo dry --dry-run --history "$tmp/flag/h.db" > /dev/null
+"$B" history --history "$tmp/flag/h.db" | grep -q "^#2 .*demo (dry)" || fail "the dry run is listed as one"
+"$B" compare --baseline last --history "$tmp/flag/h.db" > /dev/null 2> "$tmp/e.txt"; [ $? = 1 ] || fail "dry vs real: exit 1"
+grep -q "no earlier dry run of plan 'demo' is recorded" "$tmp/e.txt" || { cat "$tmp/e.txt"; fail "dry vs real: said"; }
 ( unset BENCHRUN_HISTORY; export XDG_DATA_HOME="$tmp/xdg"; run_demo g > /dev/null )
 [ -f "$tmp/xdg/benchrun/history.db" ] || fail "XDG_DATA_HOME/benchrun/history.db"
 BENCHRUN_HISTORY=off run_demo o > /dev/null

@@ -228,7 +228,7 @@ local function candidate(h, spec)
   if id then
     local run, why = history.run(h, id)
     if not run then return nil, why end
-    return {id = run.id, plan = run.plan, dir = run.dir, started = run.started, facts = run.facts,
+    return {id = run.id, plan = run.plan, dir = run.dir, started = run.started, facts = run.facts, dry_run = run.dry_run == 1,
             an = history.as_analysis(run), label = string.format("run #%d", run.id)}
   end
   local data, why = results.load(spec)
@@ -236,6 +236,7 @@ local function candidate(h, spec)
   local dir = data.dir or spec
   if dir:sub(1, 1) ~= "/" and os.getenv("PWD") then dir = os.getenv("PWD") .. "/" .. dir:gsub("^%./", "") end
   return {plan = data.summary.name, dir = dir, started = data.summary.started, facts = compare.env_facts(data),
+          dry_run = (data.env or {}).dry_run == true or ((data.summary or {}).notes or {}).dry_run == true,
           an = analysis.analyze(data), label = spec}
 end
 
