@@ -97,7 +97,10 @@ static void check_bindable(lua_State *L, int first) {
   }
 }
 
-/* Bind the arguments from index `first` on; one table binds by position and name. */
+/* Bind the arguments from index `first` on; one table binds by position and
+ * name. -> an SQLite code, or TOO_MANY (nothing bound: the caller raises,
+ * after finalizing a statement it owns). */
+#define TOO_MANY (-1)
 static int bind_args(lua_State *L, sqlite3_stmt *st, int first) {
   int top = lua_gettop(L);
   int rc = SQLITE_OK;
@@ -114,8 +117,7 @@ static int bind_args(lua_State *L, sqlite3_stmt *st, int first) {
     return rc;
   }
   int n = top - first + 1;
-  if (n > sqlite3_bind_parameter_count(st))
-    return luaL_error(L, "bench.db: %d values for %d parameters", n, sqlite3_bind_parameter_count(st));
+  if (n > sqlite3_bind_parameter_count(st)) return TOO_MANY;
   for (int i = 0; i < n && rc == SQLITE_OK; i++) rc = bind_value(L, st, i + 1, first + i);
   return rc;
 }
@@ -191,7 +193,13 @@ static int prepare_bound(lua_State *L, Db *d, sqlite3_stmt **st) {
   int rc = sqlite3_prepare_v2(d->db, sql, (int)n, st, NULL);
   if (rc != SQLITE_OK) return rc;
   rc = bind_args(L, *st, 3);
-  if (rc != SQLITE_OK) { sqlite3_finalize(*st); *st = NULL; }
+  if (rc != SQLITE_OK) {
+    int params = sqlite3_bind_parameter_count(*st);
+    sqlite3_finalize(*st);
+    *st = NULL;
+    if (rc == TOO_MANY)
+      return luaL_error(L, "bench.db: %d values for %d parameters", lua_gettop(L) - 2, params);
+  }
   return rc;
 }
 
@@ -271,6 +279,8 @@ static int l_stmt_bind(lua_State *L) {
   check_bindable(L, 2);
   sqlite3_reset(s->st);
   int rc = bind_args(L, s->st, 2);
+  if (rc == TOO_MANY)
+    return luaL_error(L, "bench.db: %d values for %d parameters", lua_gettop(L) - 1, sqlite3_bind_parameter_count(s->st));
   if (rc != SQLITE_OK) return fail(L, sqlite3_db_handle(s->st), rc);
   lua_settop(L, 1);
   return 1;
