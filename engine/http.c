@@ -5,6 +5,7 @@
  * table when the transfer ends. The transfer itself is http_xfer.c's; the
  * transports are http_native.c and http_curl.c (http_internal.h says
  * which file holds what). */
+#include "class.h"
 #include "benchrun/loop.h"
 #include "benchrun/runtime.h"
 #include "benchrun/sched.h"
@@ -477,22 +478,13 @@ int luaopen_bench_http(lua_State *L) {
     {"request", l_request}, {"max_fds", l_max_fds}, {"active", l_active}, {"version", http_curl_version},
     {"rusage", l_rusage},
     {NULL, NULL}};
-  luaL_newmetatable(L, CTX_MT);
-  lua_pushcfunction(L, ctx_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, ctx_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, ctx_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-  luaL_newmetatable(L, REQ_MT);
-  lua_pushcfunction(L, req_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, req_gc);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, req_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  static const luaL_Reg ctx_meta[] = {
+    {"__gc", ctx_close}, {"__close", ctx_close}, {"__tostring", ctx_tostring}, {NULL, NULL}};
+  static const luaL_Reg req_meta[] = {
+    {"__gc", req_gc}, {"__close", req_gc}, {"__tostring", req_tostring}, {NULL, NULL}};
+  br_class(L, CTX_MT, ctx_meta, NULL);
+  br_class(L, REQ_MT, req_meta, NULL);
+  lua_pop(L, 2);
   luaL_newlib(L, funcs);
   return 1;
 }

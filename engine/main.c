@@ -32,6 +32,10 @@ static const char *const main_help =
   "                                  the shards as a Slurm job array and a merge job\n"
   "  benchrun k8s PLAN.yaml --shards N --image IMAGE\n"
   "                                  the shards as a Kubernetes Indexed Job (manifest)\n"
+  "  benchrun compare [RUN] --baseline last|ID\n"
+  "                                  compare a run with a recorded one (exit 3: regression)\n"
+  "  benchrun history [ID] [--plan NAME] [--since WHEN] [--json]\n"
+  "                                  list the recorded runs (the run history)\n"
   "  benchrun --version              version (with git describe)\n"
   "  benchrun help COMMAND           help on one command (or COMMAND --help)\n"
   "\n"
@@ -181,8 +185,8 @@ int main(int argc, char **argv) {
 
   int is_plan = has_suffix(cmd, ".yaml") || has_suffix(cmd, ".yml");
   int known = is_plan || !strcmp(cmd, "repl") || !strcmp(cmd, "run") || !strcmp(cmd, "-e") ||
-              !strcmp(cmd, "report") || !strcmp(cmd, "compare") || !strcmp(cmd, "help") ||
-              !strcmp(cmd, "merge") || !strcmp(cmd, "slurm") || !strcmp(cmd, "k8s");
+              !strcmp(cmd, "report") || !strcmp(cmd, "compare") || !strcmp(cmd, "history") ||
+              !strcmp(cmd, "help") || !strcmp(cmd, "merge") || !strcmp(cmd, "slurm") || !strcmp(cmd, "k8s");
   if (!known) {
     if (cmd[0] == '-') return usage_error("unknown option '%s'", cmd);
     return usage_error("unknown command or plan '%s' (a plan file ends in .yaml)", cmd);
@@ -192,7 +196,8 @@ int main(int argc, char **argv) {
     int r = help_for(argv[2]);
     if (r >= 0) return r;
     if (strcmp(argv[2], "report") && strcmp(argv[2], "compare") && strcmp(argv[2], "plan") &&
-        strcmp(argv[2], "merge") && strcmp(argv[2], "slurm") && strcmp(argv[2], "k8s"))
+        strcmp(argv[2], "merge") && strcmp(argv[2], "slurm") && strcmp(argv[2], "k8s") &&
+        strcmp(argv[2], "history"))
       return usage_error("no help for '%s'", argv[2]);
     cmd = argv[2];
     argv[2] = "--help";

@@ -19,6 +19,7 @@
  * About 770 lines, over the ~700 of the layout rules: the Lua API, the
  * sampler thread and the window over its ring share one private sample
  * type, ring and lock; split, they would need a header for one user. */
+#include "class.h"
 #include "benchrun/loop.h"
 #include "benchrun/runtime.h"
 #include "platform.h"
@@ -755,15 +756,9 @@ int luaopen_bench_power(lua_State *L) {
     {"window", s_window}, {"sources", s_sources}, {"close", s_close}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
     {"sources", l_sources}, {"read", l_read}, {"sampler", l_sampler}, {NULL, NULL}};
-  luaL_newmetatable(L, SAMPLER_MT);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, s_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, s_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, s_tostring);
-  lua_setfield(L, -2, "__tostring");
+  static const luaL_Reg meta[] = {
+    {"__gc", s_close}, {"__close", s_close}, {"__tostring", s_tostring}, {NULL, NULL}};
+  br_class(L, SAMPLER_MT, meta, methods);
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
   lua_pushnumber(L, MAX_WATTS);

@@ -113,6 +113,7 @@ static const struct {
   {"bench.sys", luaopen_bench_sys, "sys"},
   {"bench.stats", luaopen_bench_stats, "stats"},
   {"bench.sim", luaopen_bench_sim, NULL},
+  {"bench.db", luaopen_bench_db, NULL},
 #ifdef BENCHRUN_HAVE_CJSON
   {"cjson", luaopen_cjson, "json"},
   {"cjson.safe", luaopen_cjson_safe, NULL},

@@ -12,6 +12,7 @@ if(NOT APPLE)
   find_path(BENCHRUN_MACOS_CURL_DIR curl/curl.h HINTS ${CURL_INCLUDE_DIRS})
   find_path(BENCHRUN_MACOS_YAML_DIR yaml.h HINTS ${YAML_INCLUDE_DIRS})
   find_path(BENCHRUN_MACOS_CJSON_DIR cJSON.h HINTS ${CJSONC_INCLUDE_DIRS} PATH_SUFFIXES cjson)
+  find_path(BENCHRUN_MACOS_SQLITE_DIR sqlite3.h HINTS ${SQLITE3_INCLUDE_DIRS})
   find_path(BENCHRUN_MACOS_EDIT_DIR NAMES histedit.h editline/readline.h HINTS ${LIBEDIT_INCLUDE_DIRS})
 
   # The definitions and warnings of the real targets, one per line, so the
@@ -24,7 +25,7 @@ if(NOT APPLE)
   foreach(w ${BENCHRUN_WARNINGS})
     string(APPEND _macos_flags "warning ${w}\n")
   endforeach()
-  foreach(k LUA CURL YAML CJSON)
+  foreach(k LUA CURL YAML CJSON SQLITE)
     if(BENCHRUN_MACOS_${k}_DIR)
       string(TOLOWER ${k} _macos_key)
       string(APPEND _macos_flags "headers ${_macos_key} ${BENCHRUN_MACOS_${k}_DIR}\n")
@@ -36,7 +37,7 @@ if(NOT APPLE)
   # The shared libraries the real executable links: check.sh turns their
   # exported symbols into macOS link stubs (.tbd), so the whole engine can be
   # linked for macOS and a call to something no library has fails there.
-  foreach(k LUA CURL YAML CJSONC LIBEDIT)
+  foreach(k LUA CURL YAML CJSONC SQLITE3 LIBEDIT)
     foreach(lib ${${k}_LINK_LIBRARIES})
       if(lib MATCHES "\\.so(\\.[0-9]+)*$")
         string(APPEND _macos_flags "library ${lib}\n")

@@ -4,17 +4,18 @@
 #   macOS: Homebrew packages, and lua-cjson through luarocks.
 set -euo pipefail
 if [ "$(uname -s)" = Darwin ]; then
-  brew install cmake pkg-config lua curl libyaml libedit cjson luarocks hyperfine tmux
+  brew install cmake pkg-config lua curl libyaml libedit cjson sqlite luarocks hyperfine tmux
   luarocks install lua-cjson
   exit 0
 fi
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 pkgs=(build-essential cmake pkg-config clang llvm libclang-rt-dev
-      liblua5.4-dev lua5.4 libcurl4-openssl-dev libyaml-dev lua-cjson-dev libcjson-dev libedit-dev
+      liblua5.4-dev lua5.4 libcurl4-openssl-dev libyaml-dev lua-cjson-dev libcjson-dev libedit-dev libsqlite3-dev
       curl tmux hyperfine procps openssl
       python3 python3-numpy    # tests/realserver: tools/realserver.sh makes the models
-      slurm-wlm munge)         # tests/e2e/slurm_cluster.sh: a one-node Slurm cluster
+      slurm-wlm munge          # tests/e2e/slurm_cluster.sh: a one-node Slurm cluster
+      chromium)                # tests/e2e/report_html.sh: report.html in headless Chromium
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

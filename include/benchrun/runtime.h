@@ -60,6 +60,7 @@ int luaopen_bench_power(lua_State *L);
 int luaopen_bench_sys(lua_State *L);
 int luaopen_bench_stats(lua_State *L);
 int luaopen_bench_sim(lua_State *L);            /* engine/sim/options.c */
+int luaopen_bench_db(lua_State *L);
 
 /* bench.sleep / clock.sleep, shared by both modules. */
 int br_clock_sleep(lua_State *L);

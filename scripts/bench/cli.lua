@@ -29,6 +29,9 @@ results/<name>-<UTC time>/ with report.md.
                      machine; this shard writes DIR/shard-I-of-N/ (default:
                      <out>/<name>-<UTC time>); `benchrun merge DIR` joins them
   --quiet            print nothing but errors and the report path
+  --history PATH     record the finished run in this history database (default:
+                     $BENCHRUN_HISTORY, else ~/.local/share/benchrun/history.db)
+  --no-history       do not record the run (benchrun history lists the recorded runs)
   --json             progress as JSON lines on stdout
   --help             this text
 
@@ -68,6 +71,10 @@ function M.parse_plan_args(args)
     elseif a == "--dry-run" then o.dry_run = true
     elseif a == "--quiet" or a == "-q" then o.quiet = true
     elseif a == "--json" then o.json = true
+    elseif a == "--no-history" then o.no_history = true
+    elseif a == "--history" then
+      v, why = val(a); if not v then return nil, why end
+      o.history = v
     elseif a == "--help" or a == "-h" then o.help = true
     elseif a == "--set" or a == "-s" then
       v, why = val(a); if not v then return nil, why end
@@ -237,6 +244,11 @@ end
 -- benchrun compare A B (the report module's)
 function M.compare(...)
   return require("bench.report").compare_main(...)
+end
+
+-- benchrun history [ID] [filters] (bench.history.cli)
+function M.history(...)
+  return require("bench.history.cli").main(...)
 end
 
 return M

@@ -8,6 +8,7 @@ local svg = require("bench.report.svg")
 local quality = require("bench.report.quality")
 local findings = require("bench.report.findings")
 local phase = require("bench.phase")
+local html = require("bench.report.html")
 
 local report = {}
 
@@ -357,7 +358,7 @@ function report.build(data, opts)
 end
 
 -- report.render(dir_or_data, {phase=, out=, title=}) -> report path
--- Writes report.md, summary.csv, charts/*.svg into `out` (default: the
+-- Writes report.md, report.html, summary.csv, charts/*.svg into `out` (default: the
 -- folder itself) and stores the analysis in the folder's summary.json.
 function report.render(src, opts)
   opts = opts or {}
@@ -376,7 +377,7 @@ function report.render(src, opts)
     local ok, why = svg.well_formed(text)
     if not ok then error("report: chart " .. file .. " is not well-formed XML: " .. why, 0) end
     must(results.write_atomic(out .. "/" .. file, text))
-    charts[#charts + 1] = {file = file, title = title}
+    charts[#charts + 1] = {file = file, title = title, svg = text}   -- svg: report.html draws it inline
   end
   add("charts/tps_by_variant.svg", "Decode TPS by configuration", chart_tps(an))
   local tput, lat = chart_scaling(ctx.scaling)
@@ -389,6 +390,7 @@ function report.render(src, opts)
   local md = markdown.render(an, ctx)
   local path = out .. "/report.md"
   must(results.write_atomic(path, md))
+  must(results.write_atomic(out .. "/report.html", html.render(an, ctx)))
   must(results.write_atomic(out .. "/summary.csv", report.csv(an)))
   -- the analysis goes into summary.json beside the cells
   local summary = {}
@@ -430,6 +432,9 @@ change in %, and whether each change exceeds run-to-run noise
 (|Δ| > max(2·sqrt(sA²/nA + sB²/nB), 1% of A) over per-repeat values;
 per-request values when a side has a single repeat, marked *). Markdown on stdout (or --out FILE);
 --json prints the comparison as JSON.
+
+benchrun compare [RUN] --baseline last|ID compares a run with one of the run
+history instead (benchrun compare --baseline last --help).
 ]]
 
 -- usage(cmd, msg): the command is given, not read back out of the message
@@ -486,6 +491,10 @@ end
 -- report.compare_main(...) -> exit code (benchrun compare A B)
 function report.compare_main(...)
   local args = {...}
+  -- against a recorded run: the run history's command
+  for _, a in ipairs(args) do
+    if a == "--baseline" or a:match("^%-%-baseline=") then return require("bench.history.cli").compare(...) end
+  end
   local dirs, out, as_json = {}, nil, false
   local i = 1
   while i <= #args do

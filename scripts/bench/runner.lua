@@ -568,6 +568,7 @@ local function finish_run(ctx)
   local report_path, ferr = require("bench.report").finish(run, {phase = phase_script.phase, notes = notes})
   if not report_path then io.stderr:write("benchrun: ", tostring(ferr), "\n") return nil end
   pcall(run.close, run)
+  require("bench.history").after_run(run.dir, opts, ctx.progress)   -- a warning at worst, never the run's failure
   if not opts.quiet and not opts.json then
     for _, l in ipairs(lines) do io.stdout:write(l, "\n") end
     io.stdout:flush()   -- before the last lines on stderr: the report's path ends the output

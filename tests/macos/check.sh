@@ -96,7 +96,7 @@ while IFS=' ' read -r kind rest; do
   esac
 done <"$flags"
 [ ${#warnings[@]} -gt 0 ] && [ ${#engine_defs[@]} -gt 0 ] || die "$flags: no warnings or definitions"
-for k in lua curl yaml cjson; do
+for k in lua curl yaml cjson sqlite; do
   [ -n "${hdr[$k]:-}" ] || die "$flags: no headers folder for $k"
 done
 
@@ -124,6 +124,7 @@ EOF
 cp -R "${hdr[curl]}/curl" "$shim/root/curl"
 cp "${hdr[yaml]}/yaml.h" "$shim/root/"
 cp "${hdr[cjson]}/cJSON.h" "$shim/root/cjson/"
+cp "${hdr[sqlite]}/sqlite3.h" "$shim/root/"
 incs=(-I"$include" -I"$engine" -I"$shim/lua" -I"$shim/root" -I"$shim/root/cjson")
 if [ -n "${hdr[edit]:-}" ]; then
   cp "${hdr[edit]}/histedit.h" "$shim/root/"

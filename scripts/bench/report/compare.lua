@@ -26,10 +26,17 @@ compare.METRICS = {
 
 -- compare.compare(data_a, data_b) -> {a, b, rows = {{name, a_cfg, b_cfg, metrics = {...}}}, only_a, only_b}
 function compare.compare(da, db)
-  local aa, ab = analysis.analyze(da), analysis.analyze(db)
-  local cmp = {a = {name = da.summary.name, dir = da.dir, started = da.summary.started},
-               b = {name = db.summary.name, dir = db.dir, started = db.summary.started},
-               rows = {}, only_a = {}, only_b = {}, env = compare.env_diff(da, db)}
+  return compare.analyses(analysis.analyze(da), analysis.analyze(db),
+    {name = da.summary.name, dir = da.dir, started = da.summary.started},
+    {name = db.summary.name, dir = db.dir, started = db.summary.started}, compare.env_diff(da, db))
+end
+
+-- compare.analyses(aa, ab, a, b, env) -> the same, from two analyses (or
+-- anything with their configs, by_key and each config's key, name, status,
+-- metrics and repeat_values: the run history keeps those); a and b name the
+-- runs, env lists what differs between their environments.
+function compare.analyses(aa, ab, a, b, env)
+  local cmp = {a = a, b = b, rows = {}, only_a = {}, only_b = {}, env = env or {}}
   for _, ca in ipairs(aa.configs) do
     local cb = ab.by_key[ca.key]
     if not cb then
@@ -63,7 +70,7 @@ function compare.compare(da, db)
 end
 
 -- What differs between the two runs' environments: host, benchrun, servers.
-local function env_facts(d)
+function compare.env_facts(d)
   local env = d.env or {}
   local h = type(env.host) == "table" and env.host or {}
   local cpu = h.cpu
@@ -86,7 +93,11 @@ local function env_facts(d)
 end
 
 function compare.env_diff(da, db)
-  local fa, fb = env_facts(da), env_facts(db)
+  return compare.facts_diff(compare.env_facts(da), compare.env_facts(db))
+end
+
+-- compare.facts_diff(fa, fb) -> {{what, a, b}} for the facts that differ
+function compare.facts_diff(fa, fb)
   local out = {}
   for _, k in ipairs({"host", "os", "cpu", "ram", "benchrun", "servers", "dry_run"}) do
     if fa[k] ~= fb[k] then out[#out + 1] = {what = k, a = fa[k] or "–", b = fb[k] or "–"} end
@@ -145,6 +156,23 @@ function compare.markdown(cmp)
   if #cmp.only_a > 0 then out[#out + 1] = "Only in A: " .. table.concat(cmp.only_a, ", ") out[#out + 1] = "" end
   if #cmp.only_b > 0 then out[#out + 1] = "Only in B: " .. table.concat(cmp.only_b, ", ") out[#out + 1] = "" end
   return table.concat(out, "\n")
+end
+
+-- compare.regressions(cmp, threshold_pct) -> {{config, key, name, a, b, delta_pct}}:
+-- the metrics that got worse in B beyond run-to-run noise (the rule above)
+-- and by more than threshold_pct percent of A. A metric without a noise
+-- verdict (one value per run) never counts.
+function compare.regressions(cmp, threshold_pct)
+  local out = {}
+  for _, r in ipairs(cmp.rows) do
+    for _, e in ipairs(r.metrics) do
+      if e.beyond_noise and e.better == "A" and e.delta_pct and math.abs(e.delta_pct) > threshold_pct then
+        out[#out + 1] = {config = r.name, key = e.key, name = BY_KEY[e.key].name, a = e.a, b = e.b,
+                         delta_pct = e.delta_pct, basis = e.basis}
+      end
+    end
+  end
+  return out
 end
 
 -- compare.to_json(cmp) -> a plain table for results.json_pretty

@@ -1,4 +1,4 @@
--- bench.report.svg: small hand-written SVG charts (bars, deltas, lines, a
+-- bench.report.svg: small hand-written SVG charts (bars, deltas, lines, a request timeline, a
 -- memory timeline). Self-contained files: no scripts, no external fonts, so
 -- they render the same in a browser, on GitHub and in an image viewer.
 local svg = {}
@@ -339,6 +339,70 @@ function svg.timeline(o)
   text(out, left + plot_w / 2, h - 10, o.xlabel or "time (s)", 'text-anchor="middle" fill="#444"')
   out[#out + 1] = string.format('<text x="16" y="%s" transform="rotate(-90 16 %s)" text-anchor="middle" fill="#444">%s</text>',
     f(top + plot_h / 2), f(top + plot_h / 2), esc(o.ylabel or ""))
+  out[#out + 1] = "</svg>\n"
+  return table.concat(out, "\n")
+end
+
+-- svg.requests{title=, series={{name=, color=}}, requests={{series=i, send=, first=, last=, failed=, label=}}, caption=}
+-- One row per request, in send order: a thin bar from its send to its first
+-- token (waiting), a thick one from the first token to the last (streaming),
+-- coloured by its series (the cell); a failed request is a dashed line.
+-- Times in seconds from the run's start.
+function svg.requests(o)
+  local reqs, series = o.requests or {}, o.series or {}
+  local left, top, plot_w = 70, 48, 720
+  local legend_w = 170
+  for _, s in ipairs(series) do legend_w = math.max(legend_w, text_w(truncate(s.name, 40)) + 40) end
+  local n = #reqs
+  local plot_h = math.min(math.max(n * 6, 120), 480)
+  local row = plot_h / math.max(n, 1)
+  local w = math.floor(left + plot_w + 24 + legend_w + 16)
+  local h = math.floor(top + plot_h + 56 + (o.caption and 16 or 0))
+  local out = open_svg(w, h, o.title)
+  local t0, t1 = math.huge, 0
+  for _, r in ipairs(reqs) do
+    t0 = math.min(t0, r.send)
+    t1 = math.max(t1, r.last or r.first or r.send)
+  end
+  if t0 == math.huge then t0 = 0 end
+  local xt = svg.ticks(t0 > 0 and math.floor(t0) or 0, t1 > t0 and t1 or t0 + 1, 8)
+  local xlo, xhi = xt[1], xt[#xt]
+  local function X(t) return left + (t - xlo) / (xhi - xlo) * plot_w end
+  for _, t in ipairs(xt) do
+    line(out, X(t), top, X(t), top + plot_h, 'stroke="#eeeeee" stroke-width="1"')
+    text(out, X(t), top + plot_h + 18, fmt(t), 'text-anchor="middle" fill="#666"')
+  end
+  line(out, left, top + plot_h, left + plot_w, top + plot_h, 'stroke="#888"')
+  line(out, left, top, left, top + plot_h, 'stroke="#888"')
+  local thick = math.max(math.min(row * 0.8, 8), 1)
+  for i, r in ipairs(reqs) do
+    local y = top + (i - 0.5) * row
+    local color = (series[r.series] or {}).color or PALETTE[((r.series or 1) - 1) % #PALETTE + 1]
+    local tip = r.label and ("<title>" .. esc(r.label) .. "</title>") or ""
+    out[#out + 1] = '<g>' .. tip
+    if r.failed or not r.first then
+      line(out, X(r.send), y, X(r.last or r.send), y,
+           string.format('stroke="%s" stroke-width="%s" stroke-dasharray="3,2"', color, f(math.max(thick / 2, 1))))
+    else
+      line(out, X(r.send), y, X(r.first), y, string.format('stroke="%s" stroke-opacity="0.45" stroke-width="%s"', color,
+        f(math.max(thick / 3, 1))))
+      line(out, X(r.first), y, X(math.max(r.last or r.first, r.first)) + 0.5, y,
+           string.format('stroke="%s" stroke-width="%s"', color, f(thick)))
+    end
+    out[#out + 1] = '</g>'
+  end
+  legend(out, series, left + plot_w + 24, top + 10)
+  local ly = top + 10 + #series * 18 + 10
+  line(out, left + plot_w + 24, ly - 4, left + plot_w + 42, ly - 4, 'stroke="#777" stroke-opacity="0.45" stroke-width="2"')
+  text(out, left + plot_w + 48, ly, "waiting (send → first token)", 'fill="#222" font-size="11"')
+  line(out, left + plot_w + 24, ly + 14, left + plot_w + 42, ly + 14, 'stroke="#777" stroke-width="5"')
+  text(out, left + plot_w + 48, ly + 18, "streaming (→ last token)", 'fill="#222" font-size="11"')
+  line(out, left + plot_w + 24, ly + 32, left + plot_w + 42, ly + 32, 'stroke="#777" stroke-width="2" stroke-dasharray="3,2"')
+  text(out, left + plot_w + 48, ly + 36, "failed", 'fill="#222" font-size="11"')
+  text(out, left + plot_w / 2, top + plot_h + 40, o.xlabel or "time since the run started (s)", 'text-anchor="middle" fill="#444"')
+  out[#out + 1] = string.format('<text x="16" y="%s" transform="rotate(-90 16 %s)" text-anchor="middle" fill="#444">%s</text>',
+    f(top + plot_h / 2), f(top + plot_h / 2), esc(o.ylabel or "requests, in send order"))
+  if o.caption then text(out, left, h - 8, o.caption, 'fill="#666" font-size="11"') end
   out[#out + 1] = "</svg>\n"
   return table.concat(out, "\n")
 end
