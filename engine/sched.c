@@ -442,7 +442,7 @@ static void sched_step(br_sched *s, int block) {
    * Linux stamps with the last one's arrival (the first token looks late
    * by the gaps between them). */
   size_t n = s->rlen;
-  int64_t polled = br_now();
+  int64_t polled = n > 1 ? br_now() : 0;
   for (size_t i = 0; i < n; i++) {
     br_task *t = pop_ready(s);
     if (!t) break;
