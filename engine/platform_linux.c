@@ -1,4 +1,5 @@
-/* Linux side of the platform layer (see platform.h). */
+/* Linux side of the platform layer (see platform.h). Over 700 lines: by
+ * design every Linux-specific piece lives in this one file, in sections. */
 #include "platform.h"
 #include "benchrun/loop.h"
 

@@ -1,5 +1,7 @@
 /* Lua tasks (coroutines) scheduled by the event loop: the `bench` module
- * (spawn, wait, run, sleep) and the waiting protocol of sched.h. */
+ * (spawn, wait, run, sleep) and the waiting protocol of sched.h. Over 700
+ * lines: the task life cycle, the waits and the Lua API share one state and
+ * are read together. */
 #include "benchrun/sched.h"
 #include "benchrun/runtime.h"
 
