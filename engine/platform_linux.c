@@ -1,6 +1,7 @@
-/* Linux side of the platform layer (see platform.h). One file per platform
- * on purpose, whatever its length: everything platform.h asks of Linux is
- * here, and platform_darwin.c answers the same list for macOS. */
+/* Linux side of the platform layer (see platform.h). Long file: one file
+ * per platform on purpose, whatever its length: everything platform.h asks
+ * of Linux is here, in sections, and platform_darwin.c answers the same list
+ * for macOS. */
 #include "platform.h"
 #include "benchrun/loop.h"
 
@@ -8,10 +9,14 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
-struct br_poller { int epfd; };
+/* tfd: a timerfd in the epoll set for deadlines far ahead (see
+ * br_poller_wait), -1 where there is none; armed: the absolute deadline
+ * (CLOCK_MONOTONIC ns) it is set to, 0 when it is not set. */
+struct br_poller { int epfd, tfd; int64_t armed; };
 
 br_poller *br_poller_new(void) {
   /* The default 50 µs timer slack would show up in every scheduled send and
@@ -21,11 +26,19 @@ br_poller *br_poller_new(void) {
   if (!p) return NULL;
   p->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (p->epfd < 0) { free(p); return NULL; }
+  p->armed = 0;
+  p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &p->tfd };
+  if (p->tfd >= 0 && epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->tfd, &ev) != 0) {
+    close(p->tfd);
+    p->tfd = -1;   /* every deadline then goes to the wait's timeout */
+  }
   return p;
 }
 
 void br_poller_free(br_poller *p) {
   if (!p) return;
+  if (p->tfd >= 0) close(p->tfd);
   close(p->epfd);
   free(p);
 }
@@ -53,10 +66,34 @@ int br_poller_set(br_poller *p, int fd, int old_events, int new_events, void *pt
  * of up to a millisecond late; older kernels fall back to epoll_wait. */
 static int pwait2_missing;
 
+/* A deadline at least FAR_NS ahead (a request's timeout while its tokens
+ * stream: the waits end by I/O, not by it) goes to the timerfd, set once per
+ * deadline, and the wait gets no timeout: a timeout arms and cancels a
+ * kernel timer in every wait, which on a virtual machine cost about 1.3 µs
+ * of CPU per wake-up, a sixth of what reading a paced token costs
+ * (docs/http.md, "The client benchmark"). Nearer deadlines (the simulator's
+ * token times, open-loop send times), which end their waits, stay the
+ * wait's timeout: through the timerfd each would cost two more calls. The
+ * loop recomputes the deadline from its clock before each wait, so it
+ * wobbles by the time in between: a set one within EARLY_NS before or
+ * LATE_NS after it is kept (early: one wake-up that finds nothing due). */
+enum { FAR_NS = 1000000000, EARLY_NS = 50000, LATE_NS = 2000 };
+
+static int64_t far_deadline(br_poller *p, int64_t timeout_ns) {
+  if (p->tfd < 0 || timeout_ns < FAR_NS) return timeout_ns;
+  int64_t at = br_platform_monotonic_ns() + timeout_ns;
+  if (!p->armed || p->armed < at - EARLY_NS || p->armed > at + LATE_NS) {
+    struct itimerspec its = {{0, 0}, {(time_t)(at / 1000000000), (long)(at % 1000000000)}};
+    p->armed = timerfd_settime(p->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0 ? at : 0;
+  }
+  return p->armed ? -1 : timeout_ns;
+}
+
 int br_poller_wait(br_poller *p, int64_t timeout_ns, br_poll_event *out, int max) {
   enum { BATCH = 256 };
   struct epoll_event evs[BATCH];
   if (max > BATCH) max = BATCH;
+  timeout_ns = far_deadline(p, timeout_ns);
   int n = -1;
   if (!pwait2_missing) {
     struct timespec ts, *tsp = NULL;
@@ -79,15 +116,23 @@ int br_poller_wait(br_poller *p, int64_t timeout_ns, br_poll_event *out, int max
     n = epoll_wait(p->epfd, evs, max, ms);
   }
   if (n < 0) return errno == EINTR ? 0 : -errno;
+  int k = 0;
   for (int i = 0; i < n; i++) {
+    if (evs[i].data.ptr == &p->tfd) {   /* the far deadline came: the loop runs its due timers */
+      uint64_t ticks;
+      if (read(p->tfd, &ticks, sizeof ticks) < 0) { /* nothing to clear */ }
+      p->armed = 0;
+      continue;
+    }
     int e = 0;
     if (evs[i].events & (EPOLLIN | EPOLLRDHUP)) e |= BR_READ;
     if (evs[i].events & EPOLLOUT) e |= BR_WRITE;
     if (evs[i].events & (EPOLLHUP | EPOLLERR)) e |= BR_HUP | BR_READ;
-    out[i].ptr = evs[i].data.ptr;
-    out[i].events = e;
+    out[k].ptr = evs[i].data.ptr;
+    out[k].events = e;
+    k++;
   }
-  return n;
+  return k;
 }
 
 int64_t br_platform_monotonic_ns(void) {

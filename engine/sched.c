@@ -1,7 +1,7 @@
 /* Lua tasks (coroutines) scheduled by the event loop: the `bench` module
  * (spawn, wait, run, sleep) and the waiting protocol of sched.h.
  *
- * One file over ~700 lines on purpose: a task's states, the waits that
+ * Long file: over ~700 lines on purpose: a task's states, the waits that
  * suspend it, cancellation and the interruption are one state machine
  * (a cancelled wait, a join and a Ctrl-C each move every part of it);
  * split, each piece would reach into the others' fields. */
@@ -435,18 +435,32 @@ static void task_resume(br_sched *s, br_task *t) {
   lua_settop(L, ud - 2);
 }
 
+/* How long tasks run before ready I/O is serviced (see sched_step). */
+enum { SLICE_NS = 1000000 };
+
 static void sched_step(br_sched *s, int block) {
   if (s->interrupted && !s->interrupt_seen) {
     s->interrupt_seen = 1;
     br_sched_cancel_all(s->main);
   }
   /* Run the tasks that are ready now; ones made ready meanwhile wait for the
-   * next step, so a busy task cannot starve the loop. */
+   * next step, so a busy task cannot starve the loop. Between two of them
+   * ready I/O is serviced once a slice has passed: a step of a thousand
+   * tasks (a thousand requests started together, a thousand slow on_record
+   * callbacks) can outlast a server's time to the first token, and a
+   * socket left that long holds several events when it is read, which
+   * Linux stamps with the last one's arrival (the first token looks late
+   * by the gaps between them). */
   size_t n = s->rlen;
+  int64_t polled = n > 1 ? br_now() : 0;
   for (size_t i = 0; i < n; i++) {
     br_task *t = pop_ready(s);
     if (!t) break;
     task_resume(s, t);
+    if (i + 1 < n && br_now() - polled >= SLICE_NS) {
+      br_loop_run_once(s->loop, 0);
+      polled = br_now();
+    }
   }
   /* Poll without blocking when tasks ran: one of them may have finished
    * what the caller waits for. */

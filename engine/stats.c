@@ -211,6 +211,23 @@ static int h_add(lua_State *L) {
   return 1;
 }
 
+/* h:add_list(list) -> h: adds each finite number >= 0 of the list (a
+ * record's itl_ms) and skips anything else; one call per record instead of
+ * one per token, which in Lua cost more than reading the tokens did. */
+static int h_add_list(lua_State *L) {
+  hist *h = check_hist(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+  for (lua_Integer i = 1; i <= n; i++) {
+    int isnum = lua_rawgeti(L, 2, i) == LUA_TNUMBER;   /* a number, not a numeric string */
+    double v = isnum ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
+    if (isnum && v >= 0 && isfinite(v) && hist_add(h, v, 1) != 0) return luaL_error(L, "stats: out of memory");
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* h:merge(other) -> h. Both must have the same lowest and digits. */
 static int h_merge(lua_State *L) {
   hist *h = check_hist(L, 1);
@@ -398,7 +415,7 @@ static int l_jain(lua_State *L) {
 
 int luaopen_bench_stats(lua_State *L) {
   static const luaL_Reg methods[] = {
-    {"add", h_add}, {"merge", h_merge}, {"count", h_count}, {"min", h_min}, {"max", h_max},
+    {"add", h_add}, {"add_list", h_add_list}, {"merge", h_merge}, {"count", h_count}, {"min", h_min}, {"max", h_max},
     {"mean", h_mean}, {"stddev", h_stddev}, {"percentile", h_percentile},
     {"summary", h_summary}, {"reset", h_reset}, {"encode", h_encode}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {

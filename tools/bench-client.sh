@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Client benchmark (issue 4, "Speed"): bench.http + bench.openai against
 # `benchrun sim` on loopback, beside a minimal C reader on the same loop as
-# the floor. For each load and each number of concurrent streams it prints
+# the floor: through load.closed (openai+load, the path of a user's script)
+# and through tasks that call the client directly (bench.openai). For each load and each number of concurrent streams it prints
 # client CPU µs per token (getrusage), tokens/s, peak RSS and the client's
 # ttft/itl timestamp error (p50/p99, ms) against the simulator's own send
 # times (the sim_ns field of each event).
@@ -26,7 +27,10 @@
 # BIG=4096 (an extra unpaced run with that many streams; 0 skips it),
 # REPEAT=3 (runs of each level, the reader and the client in turn: the table
 # shows the median and the range, since one run on a shared VM can be off by
-# 2x when few streams make the CPU figure small).
+# 2x when few streams make the CPU figure small), CLIENTS="load http" (the
+# client's paths, see tests/bench/client_bench.lua), TTFT_LEVELS (default:
+# LEVELS) and TTFT_REPEAT=1 (runs of tests/bench/ttft_bench.lua per level;
+# the table then adds each row's worst p99 over the runs).
 # Not a test: figures vary with the machine and what else runs on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +42,7 @@ tokens=${TOKENS:-256}
 loads=${LOADS:-"paced unpaced ttft"}
 big=${BIG:-4096}
 repeat=${REPEAT:-3}
+clients=${CLIENTS:-"load http"}
 # The simulator on one CPU, the client on another, where taskset exists:
 # with one stream the CPU per token is mostly the cost of a wake-up, and
 # that doubles or halves with where the scheduler happens to put the two
@@ -75,8 +80,10 @@ run_level() {   # mode streams
   [ "$mode" = unpaced ] && rounds=$(( (262144 + n * tokens - 1) / (n * tokens) ))
   for _ in $(seq "$repeat"); do
     "${pin_client[@]}" "$reader" "$port" "$n" "$tokens" "$rounds" | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
-    "${pin_client[@]}" "$bin" run tests/bench/client_bench.lua "http://127.0.0.1:$port" "$n" "$tokens" "$rounds" \
-      | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
+    for path in $clients; do
+      "${pin_client[@]}" "$bin" run tests/bench/client_bench.lua "http://127.0.0.1:$port" "$n" "$tokens" "$rounds" "$path" \
+        | sed "s/^{/{\"mode\":\"$mode\",/" | tee -a "$out" >&2
+    done
   done
 }
 
@@ -93,8 +100,10 @@ for mode in $loads; do
   if [ "$mode" = ttft ]; then
     # 100 ms true TTFT, 50 tok/s streams, as issue 12 measured them
     start_sim --decode-tps 50 --prefill-tps 10
-    for n in $levels; do
-      "${pin_client[@]}" "$bin" run tests/bench/ttft_bench.lua "$port" "$n" 16 | tee -a "$ttft_out" >&2
+    for n in ${TTFT_LEVELS:-$levels}; do
+      for _ in $(seq "${TTFT_REPEAT:-1}"); do
+        "${pin_client[@]}" "$bin" run tests/bench/ttft_bench.lua "$port" "$n" 16 | tee -a "$ttft_out" >&2
+      done
     done
     stop_sim
     continue
@@ -136,5 +145,23 @@ if [ -s "$ttft_out" ]; then
       print(string.format("%-12s %-5s %-5s %6d  %s %s %s %s", r.path, r.wave, r.slow_on_record and "yes" or "no",
         r.streams, pp("err_p50_ms", "err_p99_ms"), pp("send_p50_ms", "send_p99_ms"),
         pp("recv_p50_ms", "recv_p99_ms"), pp("call_err_p50_ms", "call_err_p99_ms")))
+    end
+    -- with TTFT_REPEAT > 1: each case'"'"'s worst p99 over its runs
+    local worst, order = {}, {}
+    for l in io.lines(arg[1]) do
+      local r = json.decode(l)
+      local k = string.format("%-12s %-5s %-5s %6d", r.path, r.wave, r.slow_on_record and "yes" or "no", r.streams)
+      if not worst[k] then worst[k] = {runs = 0, err = 0, recv = 0, send = 0} order[#order + 1] = k end
+      local w = worst[k]
+      w.runs, w.err = w.runs + 1, math.max(w.err, r.err_p99_ms)
+      w.recv, w.send = math.max(w.recv, r.recv_p99_ms), math.max(w.send, r.send_p99_ms)
+    end
+    if worst[order[1]].runs > 1 then
+      print("\nworst p99 over the runs, ms")
+      print(string.format("%-12s %-5s %-5s %6s  %4s %8s %8s %8s", "path", "wave", "slow", "starts", "runs", "error", "send", "receive"))
+      for _, k in ipairs(order) do
+        local w = worst[k]
+        print(string.format("%s  %4d %8.2f %8.2f %8.2f", k, w.runs, w.err, w.send, w.recv))
+      end
     end' "$ttft_out"
 fi

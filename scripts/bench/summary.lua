@@ -96,7 +96,7 @@ local function add_to_histograms(hs, r)
   for _, k in ipairs(M.LATENCIES) do
     local v = r[k]
     if k == "itl_ms" then
-      for _, g in ipairs(v or {}) do if finite(g) and g >= 0 then hs.itl_ms:add(g) end end
+      if type(v) == "table" then hs.itl_ms:add_list(v) end   -- in C, finite values >= 0 only: a call per token cost ~0.2 µs
     elseif finite(v) and v >= 0 then
       hs[k]:add(v)
     end

@@ -261,6 +261,66 @@ static void test_run_once_timeout(void) {
   br_loop_free(loop);
 }
 
+/* Deadlines a second or more ahead (on Linux: a timerfd set once, the
+ * waits without a timeout) fire at their time while I/O wakes the loop
+ * every 20 ms, also when a nearer one is added after the first was set. */
+typedef struct { br_loop *loop; int fd; int64_t start; int reads; br_timer b; int64_t fired_a, fired_b; _Atomic int done; } far_state;
+
+static void far_fired(br_loop *loop, br_timer *t) {
+  (void)loop;
+  far_state *f = t->data;
+  if (t == &f->b) f->fired_b = br_now();
+  else { f->fired_a = br_now(); f->done = 1; }
+}
+
+static void far_read(br_loop *loop, br_io *io, int events) {
+  (void)events;
+  far_state *f = io->data;
+  char c[64];
+  while (read(io->fd, c, sizeof c) > 0) f->reads++;
+  if (f->reads >= 5 && !br_timer_active(&f->b) && !f->fired_b)   /* ~100 ms in: a nearer far deadline */
+    br_timer_start(loop, &f->b, f->start + 1200 * MS, far_fired, f);
+}
+
+static void *far_writer(void *arg) {
+  far_state *f = arg;
+  for (int i = 0; i < 80 && !f->done; i++) {   /* at most 1.6 s */
+    if (write(f->fd, "x", 1) < 0) break;
+    usleep(20000);
+  }
+  return NULL;
+}
+
+static void test_far_timers_with_io(void) {
+  far_state f;
+  memset(&f, 0, sizeof f);
+  f.loop = br_loop_new();
+  int fds[2];
+  CHECK_EQ(pipe(fds), 0);
+  fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  f.fd = fds[1];
+  br_io io;
+  memset(&io, 0, sizeof io);
+  br_io_start(f.loop, &io, fds[0], BR_READ, far_read, &f);
+  br_timer a;
+  memset(&a, 0, sizeof a);
+  f.start = br_now();
+  br_timer_start(f.loop, &a, f.start + 1400 * MS, far_fired, &f);
+  pthread_t th;
+  CHECK_EQ(pthread_create(&th, NULL, far_writer, &f), 0);
+  while (!f.fired_a && br_now() - f.start < 5000 * MS) br_loop_run_once(f.loop, -1);
+  pthread_join(th, NULL);
+  CHECK(f.reads >= 5);
+  CHECK(f.fired_b >= f.start + 1200 * MS);
+  CHECK(f.fired_a >= f.start + 1400 * MS);
+  CHECK(f.fired_b < f.fired_a);
+  CHECK(f.fired_a < f.start + 1900 * MS);   /* not seconds late (generous: a loaded machine) */
+  br_io_stop(f.loop, &io);
+  close(fds[0]);
+  close(fds[1]);
+  br_loop_free(f.loop);
+}
+
 int main(void) {
   test_timer_order();
   test_timer_ties();
@@ -272,6 +332,7 @@ int main(void) {
   test_stop_from_callback();
   test_wakeup_thread();
   test_run_once_timeout();
+  test_far_timers_with_io();
   if (failures) {
     fprintf(stderr, "test_loop: %d failure(s)\n", failures);
     return 1;

@@ -61,4 +61,27 @@ T.case("open loop: latencies from the schedule include the send delay", function
   T.eq(type(res.summary.client_send_delay_ms), "table", "summarised per level")
 end)
 
+-- A step that runs many ready tasks (a thousand requests started together,
+-- a thousand slow on_record callbacks) reads ready sockets between them:
+-- left unread, a stream's socket queues several events, and Linux stamps the
+-- read that takes them all with the last one's arrival, so its first token
+-- looked late by the gaps between them (17-60 ms at 1,024 starts).
+T.case("the loop reads between tasks: a long step leaves no stream unread", function()
+  local slow <close> = T.sim{"--prefill-tps", "5", "--decode-tps", "50"}   -- 200 ms to the first token
+  local c = openai.client{base_url = slow.url, model = "m"}
+  local events = 0
+  local r = bench.spawn(function()
+    return c:chat{prompt = "hi", max_tokens = 2, on_event = function() events = events + 1 end}
+  end)
+  clock.sleep(0.02)   -- the request is on the wire; its first token is due in ~180 ms
+  T.eq(events, 0, "no event yet")
+  local seen
+  -- a and b run in one step; before, b ran right after a's second, the event unread
+  local a = bench.spawn(function() busy(1000) end)
+  local b = bench.spawn(function() seen = events end)
+  bench.wait(a, b, r)
+  T.eq(r:join().ok, true, "the request")
+  T.eq(seen > 0, true, "events read while the step ran: " .. seen)
+end)
+
 T.done()

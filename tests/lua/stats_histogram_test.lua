@@ -131,6 +131,16 @@ T.case("jain", function()
   T.checkerr("stats.jain: [2]: expected a number, got string", stats.jain, {1, "x"})
 end)
 
+T.case("add_list adds a list's finite numbers >= 0 and skips the rest", function()
+  local a, b = stats.histogram(), stats.histogram()
+  a:add_list{1.5, 20, -1, 0 / 0, math.huge, "7", 300, 0}
+  for _, x in ipairs{1.5, 20, 300, 0} do b:add(x) end
+  T.eq(a:count(), 4, "count")
+  T.eq(a:encode(), b:encode(), "the same as one add per number")
+  T.eq(a:add_list{}, a, "returns h")
+  T.checkerr("table expected", a.add_list, a, 5)
+end)
+
 T.case("caller mistakes raise", function()
   T.checkerr("lowest: expected a number > 0", stats.histogram, {lowest = 0})
   T.checkerr("digits: expected an integer from 1 to 5", stats.histogram, {digits = 9})
