@@ -260,7 +260,9 @@ end
 -- kinds with their counts and the first error's words, so a figure is never
 -- read without knowing what stands behind it.
 local FLAG_TEXT = {burst = "whole answer at once (no decode rate)", token_mismatch = "server token count contradicted",
-                   invalid_utf8 = "invalid UTF-8 replaced", prompt_truncated = "prompt cut by the server"}
+                   invalid_utf8 = "invalid UTF-8 replaced", prompt_truncated = "prompt cut by the server",
+                   reasoning_exhausted = "reasoning used up max_tokens", tool_args_invalid = "tool arguments not JSON",
+                   tool_args_split_utf8 = "tool arguments split mid-UTF-8", schema_mismatch = "schema not matched"}
 local function section_errors(out, an)
   local first = {}
   for _, r in ipairs(an.data.records or {}) do
@@ -1009,6 +1011,7 @@ function MD.render(an, ctx)
   section_fairness(out, an)
   section_tuning(out, an, ctx.tuning)
   section_latency(out, an)
+  require("bench.report.toolcalls").section(out, an, MD.table)   -- tool calls, structured output, reasoning budget
   section_quality(out, an, ctx.quality)
   if #ctx.charts > 0 then
     out[#out + 1] = "## Charts"
