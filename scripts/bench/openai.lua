@@ -424,7 +424,9 @@ end
 local function answer_rates(rec, m, t0)
   local first = first_answer_t(m)
   rec.ttft_any_ms = ms(m.first_token_t, t0)
+  -- answer tokens: the server's counts where it splits them, else the answer's token events
   local n = rec.output_tokens and rec.reasoning_tokens and rec.output_tokens - rec.reasoning_tokens
+            or (m.content_events or 0) + (m.tool_events or 0)
   if first and n and n > 1 and not rec.burst and rec.t_end_ns > first then
     rec.answer_decode_tps = (n - 1) / ((rec.t_end_ns - first) / 1e9)
   end
