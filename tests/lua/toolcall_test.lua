@@ -134,6 +134,65 @@ T.case("reasoning that uses up max_tokens", function()
   assert(sm.ttft_any_ms and sm.answer_decode_tps, "answer-only distributions beside the totals")
 end)
 
+-- Hostile and captured servers (tests/helpers/rawserver), both transports.
+local HEAD = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+local FIX = os.getenv("BENCHRUN_TESTS") .. "/fixtures/llama-server/"
+local function ev(delta, finish)
+  return "data: " .. json.encode({choices = {{index = 0, delta = delta, finish_reason = finish}}}) .. "\n\n"
+end
+local function ask(transport, bytes, args)
+  local srv <close> = T.raw{"expect-request", T.send_step(bytes), "close"}
+  local c = openai.client{base_url = srv.url, model = "m", transport = transport}
+  local call = {prompt = "weather?", max_tokens = 32, extra = {tools = {WEATHER}}}
+  for k, v in pairs(args or {}) do call[k] = v end
+  return c:chat(call)
+end
+local function piece(args) return ev({tool_calls = {{index = 0, ["function"] = {arguments = args}}}}) end
+
+for _, tr in ipairs{"native", "curl"} do
+  T.case(tr .. ": a stream of only tool-call deltas is a generation (was empty_response)", function()
+    local r = ask(tr, HEAD .. ev({role = "assistant", content = json.null}) ..
+      ev({tool_calls = {{index = 0, id = "c1", type = "function", ["function"] = {name = "get_weather", arguments = ""}}}}) ..
+      piece("{\"city\": \"Par") .. piece("is\"}") .. ev({}, "tool_calls") .. "data: [DONE]\n\n")
+    T.eq(r.error, nil, "error")
+    T.eq(r.ok, true, "ok")
+    assert(r.ttft_ms and r.ttftc_ms, "ttft from the first tool-call token")
+    T.eq(r.tool_calls[1].id, "c1", "id")
+    T.eq(r.tool_calls[1].arguments, "{\"city\": \"Paris\"}", "arguments assembled")
+    T.eq(r.output_tokens, 3, "tool-call token events counted")
+  end)
+
+  T.case(tr .. ": a malformed tool-call event is bad_json, never a crash", function()
+    local r = ask(tr, HEAD .. ev({tool_calls = {{index = 0, ["function"] = {name = "f", arguments = ""}}}}) ..
+      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\"}}\n\n" ..
+      piece(42) .. "data: [DONE]\n\n")
+    T.eq(r.ok, false, "ok")
+    T.eq(r.error, "bad_json", "error")
+    T.eq(r.tool_calls[1].arguments, "", "the malformed event added nothing")
+  end)
+
+  T.case(tr .. ": llama-server's captured tool call (non-streamed)", function()
+    local body = assert(T.read_file(FIX .. "tools-chat.json"))
+    local r = ask(tr, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " .. #body ..
+                      "\r\nConnection: close\r\n\r\n" .. body, {stream = false})
+    T.eq(r.ok, true, "ok")
+    T.eq(r.finish_reason, "tool_calls", "finish_reason")
+    T.eq(r.tool_calls[1].name, "get_weather", "name")
+    T.eq(r.tool_calls[1].arguments, "{\"city\":\"Málaga\"}", "arguments")
+    T.eq(r.tool_calls[1].id, "", "llama-server's empty id kept as sent")
+    T.eq(r.tool_calls[1].schema_ok, true, "schema")
+  end)
+
+  T.case(tr .. ": llama-server's captured refusal of streamed tools", function()
+    local head = assert(T.read_file(FIX .. "tools-stream.headers"))
+    local body = assert(T.read_file(FIX .. "tools-stream.json"))
+    local r = ask(tr, head:gsub("Keep%-Alive[^\n]*\n", "") .. body)
+    T.eq(r.ok, false, "ok")
+    T.eq(r.error, "http_500", "error")
+    T.eq(r.error_detail, "Cannot use tools with stream", "the server's words")
+  end)
+end
+
 T.case("bench.jsonschema: the subset", function()
   local schema = {type = "object", required = {"a"}, additionalProperties = false,
                   properties = {a = {type = "integer"}, b = {type = {"string", "null"}},
