@@ -219,6 +219,15 @@ T.case("workload.tools and a plan that runs it against the simulator", function(
   T.eq(js.extra.response_format.type, "json_schema", "structured output")
   T.checkerr("mode", workload.tools, {mode = "x"})
   T.eq(workload.from({tools = true}).kind, "tools", "workload.from")
+  -- a bad value in a plan is an error naming the key
+  local P = require("bench.plan")
+  local bad = T.tmpdir() .. "/bad.yaml"
+  local f = assert(io.open(bad, "w"))
+  f:write("name: bad\nserver: {backend: sim}\nworkload:\n  tools: {mode: yaml}\n")
+  f:close()
+  local plan, errs = P.load(bad, {})
+  T.eq(plan, nil, "rejected")
+  assert(table.concat(errs, "\n"):find("workload.tools", 1, true), table.concat(errs, "\n"))
 
   local dir = T.tmpdir()
   local rc, res, rdir = T.run_plan(dir, [[
