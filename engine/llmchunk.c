@@ -308,7 +308,10 @@ static int parse_int(const char *v, const char *ve, int64_t *out) {
   if (v < ve && *v == '-') { neg = 1; v++; }
   if (v >= ve) return -1;
   int64_t x = 0;
-  for (; v < ve && *v >= '0' && *v <= '9'; v++) x = x * 10 + (*v - '0');
+  for (; v < ve && *v >= '0' && *v <= '9'; v++) {
+    if (x > (INT64_MAX - 9) / 10) return -1;   /* past int64: not a count or a time we can use */
+    x = x * 10 + (*v - '0');
+  }
   if (v < ve && *v != '.' && *v != 'e' && *v != 'E') return -1;
   *out = neg ? -x : x;
   return 0;

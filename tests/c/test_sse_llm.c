@@ -236,6 +236,13 @@ static void test_tool_calls(void) {
   ev(&s, "{\"message\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"q\\\"\"}}]}}", &d);
   EXPECT_INT("no-index piece joins the last call", s.ntools, 2);
   br_llm_free(&s);
+  /* an index past int64 is no index (the fuzz test found the overflow) */
+  br_llm_init(&s);
+  ev(&s, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":99999999999999999999,\"function\":{\"name\":\"n\"}}]}}],"
+         "\"sim_ns\":99999999999999999999}", &d);
+  EXPECT_INT("huge index", (int)s.tools[0].index, -1);
+  EXPECT_INT("huge sim_ns ignored", d.has_sim_ns, 0);
+  br_llm_free(&s);
   /* more calls than kept: counted, never grown past the limit */
   br_llm_init(&s);
   for (int i = 0; i < BR_LLM_MAX_TOOLS + 3; i++) {
