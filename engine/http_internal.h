@@ -164,9 +164,9 @@ struct xfer {
    * the lateness in ns (saturated at ±2.1 s; NO_LAG where unknown). */
   uint32_t *tok_us;
   int32_t *tok_lag;
-  size_t ntok, captok, ncontent, nreasoning;
+  size_t ntok, captok, ncontent, nreasoning, ntool;
   int64_t first_token_t, last_token_t;
-  int64_t first_content_t, first_reasoning_t;
+  int64_t first_content_t, first_reasoning_t, first_tool_t;
   int has_sim;
   int reused;            /* the answer came on a kept connection */
   /* when name resolution, connecting, TLS and sending the request ended

@@ -88,6 +88,35 @@ static void push_events(lua_State *L, const xfer *x) {
   lua_setfield(L, -2, "events");
 }
 
+/* The tool calls a stream carried (llmchunk.h's br_llm_tool): tool_calls =
+ * {{index?, id?, name?, arguments, arguments_raw?, bad_escape?, pieces,
+ * split_utf8}}, first_tool_t, tool_events, tools_dropped. */
+static void push_tool_calls(lua_State *L, const xfer *x) {
+  const br_llm *m = &x->llm;
+  br_sse_buf a = {0};
+  lua_createtable(L, m->ntools, 0);
+  for (int i = 0; i < m->ntools; i++) {
+    const br_llm_tool *t = &m->tools[i];
+    lua_createtable(L, 0, 8);
+    if (t->index >= 0) set_int(L, "index", (lua_Integer)t->index);
+    if (t->id.len) set_str(L, "id", t->id.p, t->id.len);
+    if (t->name.len) set_str(L, "name", t->name.p, t->name.len);
+    a.len = 0;
+    int r = br_llm_tool_arguments(t, &a);
+    set_str(L, "arguments", a.p ? a.p : "", r == -2 ? 0 : a.len);
+    if (r == -1) { lua_pushboolean(L, 1); lua_setfield(L, -2, "bad_escape"); }
+    if (t->args_raw) { lua_pushboolean(L, 1); lua_setfield(L, -2, "arguments_raw"); }
+    set_int(L, "pieces", t->pieces);
+    set_int(L, "split_utf8", t->split_utf8);
+    lua_rawseti(L, -2, i + 1);
+  }
+  br_sse_buf_free(&a);
+  lua_setfield(L, -2, "tool_calls");
+  if (x->first_tool_t) set_int(L, "first_tool_t", x->first_tool_t);
+  set_int(L, "tool_events", (lua_Integer)x->ntool);
+  if (m->tools_dropped) set_int(L, "tools_dropped", (lua_Integer)m->tools_dropped);
+}
+
 static void push_llm(lua_State *L, const xfer *x) {
   const br_llm *m = &x->llm;
   lua_createtable(L, 0, 20);
@@ -111,6 +140,7 @@ static void push_llm(lua_State *L, const xfer *x) {
   if (x->llm.sim_arrival_ns) set_int(L, "sim_arrival_ns", x->llm.sim_arrival_ns);
   set_int(L, "content_events", (lua_Integer)x->ncontent);
   set_int(L, "reasoning_events", (lua_Integer)x->nreasoning);
+  if (m->ntools || m->tools_dropped) push_tool_calls(L, x);
   if (x->ntok) {
     set_int(L, "first_token_t", x->first_token_t);
     set_int(L, "last_token_t", x->last_token_t);

@@ -213,7 +213,9 @@ static int push_token(xfer *x, int64_t t, int kind, const br_llm_delta *d) {
   if (!x->ntok) x->first_token_t = t;
   x->last_token_t = t;
   x->t_progress = t;
-  if (kind == BR_LLM_CONTENT) x->ncontent++; else x->nreasoning++;
+  if (kind == BR_LLM_CONTENT) x->ncontent++;
+  else if (kind == BR_LLM_TOOL) x->ntool++;
+  else x->nreasoning++;
   x->ntok++;
   return 0;
 }
@@ -241,7 +243,7 @@ static int keep_raw(xfer *x, const br_sse_event *ev, int64_t t) {
   return 0;
 }
 
-static const char *const kind_names[] = {NULL, "content", "reasoning"};
+static const char *const kind_names[] = {NULL, "content", "reasoning", "tool_call"};
 
 /* The table on_event gets for one event. */
 static void push_event(lua_State *L, const xfer *x, const br_sse_event *ev, int64_t t, const br_llm_delta *d,
@@ -335,6 +337,7 @@ static int event_cb(void *ud, const br_sse_event *ev) {
     if (d.kind) {
       if (d.kind == BR_LLM_CONTENT && !x->first_content_t) x->first_content_t = t;
       if (d.kind == BR_LLM_REASONING && !x->first_reasoning_t) x->first_reasoning_t = t;
+      if (d.kind == BR_LLM_TOOL && !x->first_tool_t) x->first_tool_t = t;
       if (push_token(x, t, d.kind, &d)) { http_fail(x, HERR_NOMEM); return 1; }
     }
   }

@@ -206,6 +206,14 @@ void br_llm_free(br_llm *s) {
   br_sse_buf *bufs[] = {&s->content, &s->reasoning, &s->usage, &s->timings, &s->stats,
                         &s->final, &s->error, &s->scratch};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) br_sse_buf_free(bufs[i]);
+  for (int i = 0; i < s->ntools; i++) {
+    br_sse_buf_free(&s->tools[i].id);
+    br_sse_buf_free(&s->tools[i].name);
+    br_sse_buf_free(&s->tools[i].args);
+  }
+  free(s->tools);
+  s->tools = NULL;
+  s->ntools = s->captools = 0;
 }
 
 
@@ -250,7 +258,7 @@ static int route_think(br_llm *s, size_t from, int *tag_seen) {
   return 0;
 }
 
-typedef struct { int text; int tag; } seen;
+typedef struct { int text; int tag; int tool; } seen;
 
 /* A string value at v: append it (content or reasoning) and return its end;
  * anything else is skipped. NULL if malformed; *rc gets -2 when out of
@@ -300,10 +308,189 @@ static int parse_int(const char *v, const char *ve, int64_t *out) {
   if (v < ve && *v == '-') { neg = 1; v++; }
   if (v >= ve) return -1;
   int64_t x = 0;
-  for (; v < ve && *v >= '0' && *v <= '9'; v++) x = x * 10 + (*v - '0');
+  for (; v < ve && *v >= '0' && *v <= '9'; v++) {
+    if (x > (INT64_MAX - 9) / 10) return -1;   /* past int64: not a count or a time we can use */
+    x = x * 10 + (*v - '0');
+  }
   if (v < ve && *v != '.' && *v != 'e' && *v != 'E') return -1;
   *out = neg ? -x : x;
   return 0;
+}
+
+/* ---- tool calls ---- */
+
+/* Whether p[0..n) ends inside a UTF-8 character: a lead byte whose
+ * continuation bytes have not all come (a piece split mid-character). */
+static int ends_mid_utf8(const char *p, size_t n) {
+  size_t k = 0;   /* continuation bytes at the end */
+  while (k < n && k < 3 && ((unsigned char)p[n - 1 - k] & 0xC0) == 0x80) k++;
+  if (k == n) return 0;
+  unsigned char lead = (unsigned char)p[n - 1 - k];
+  size_t need = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
+  return need > k;
+}
+
+/* Where the parts of one tool_calls element are (NULL: absent). */
+typedef struct { const char *index, *id, *name, *args; } tc_parts;
+
+/* function: {name, arguments, index (Ollama)}; returns its end. */
+static const char *walk_function(const char *v, const char *e, tc_parts *tp) {
+  if (*v != '{') return br_json_skip(v, e);
+  objit it;
+  if (obj_begin(&it, v, e)) return NULL;
+  const char *k, *x;
+  size_t kl;
+  int r;
+  while ((r = obj_next(&it, &k, &kl, &x)) == 1) {
+    if (key_is(k, kl, "name")) tp->name = x;
+    else if (key_is(k, kl, "arguments")) tp->args = x;
+    else if (key_is(k, kl, "index") && !tp->index) tp->index = x;
+    if (obj_end(&it, br_json_skip(x, e))) return NULL;
+  }
+  return r == 0 ? it.p : NULL;
+}
+
+static br_llm_tool *tool_new(br_llm *s, int64_t index, int *rc) {
+  if (s->ntools >= BR_LLM_MAX_TOOLS) { s->tools_dropped++; return NULL; }
+  if (s->ntools == s->captools) {
+    int cap = s->captools ? s->captools * 2 : 4;
+    br_llm_tool *a = realloc(s->tools, (size_t)cap * sizeof *a);
+    if (!a) { *rc = -2; return NULL; }
+    s->tools = a;
+    s->captools = cap;
+  }
+  br_llm_tool *t = &s->tools[s->ntools++];
+  memset(t, 0, sizeof *t);
+  t->index = index;
+  return t;
+}
+
+/* The call a delta belongs to: the one of its index; without an index, the
+ * last one unless the delta names another id; a call whose arguments are a
+ * JSON value (Ollama) is always whole, so new. NULL: none kept. */
+static br_llm_tool *tool_for(br_llm *s, const tc_parts *tp, const char *e, int *rc) {
+  int64_t index = -1;
+  if (tp->index) {
+    const char *ie = br_json_skip(tp->index, e);
+    if (!ie || parse_int(tp->index, ie, &index) || index < 0) index = -1;
+  }
+  int whole = tp->args && *tp->args != '"' && *tp->args != 'n';
+  if (!whole && index >= 0) {
+    for (int i = s->ntools - 1; i >= 0; i--)
+      if (s->tools[i].index == index) return &s->tools[i];
+  } else if (!whole && s->ntools > 0) {
+    br_llm_tool *last = &s->tools[s->ntools - 1];
+    const char *ide = tp->id && *tp->id == '"' ? skip_string(tp->id, e) : NULL;
+    size_t idn = ide ? (size_t)(ide - tp->id - 2) : 0;
+    if (idn == 0 || last->id.len == 0 || (idn == last->id.len && memcmp(tp->id + 1, last->id.p, idn) == 0))
+      return last;
+  }
+  return tool_new(s, index, rc);
+}
+
+/* A string value at v into b when b is still empty; 1 if it added. */
+static int take_once(br_sse_buf *b, const char *v, const char *e, int *rc) {
+  if (!v || *v != '"' || b->len) return 0;
+  const char *ve = skip_string(v, e);
+  if (!ve || ve - v <= 2) return 0;
+  int r = br_json_unescape(b, v + 1, (size_t)(ve - v - 2));
+  if (r == -2) *rc = -2;
+  return r == 0;
+}
+
+/* One element of a tool_calls list: {index, id, type, function}; returns its end. */
+static const char *walk_tool_call(br_llm *s, const char *v, const char *e, seen *sn, int *rc) {
+  if (*v != '{') return br_json_skip(v, e);
+  tc_parts tp = {NULL, NULL, NULL, NULL};
+  objit it;
+  if (obj_begin(&it, v, e)) return NULL;
+  const char *k, *x;
+  size_t kl;
+  int r;
+  while ((r = obj_next(&it, &k, &kl, &x)) == 1) {
+    const char *xe;
+    if (key_is(k, kl, "function")) xe = walk_function(x, e, &tp);
+    else {
+      if (key_is(k, kl, "index")) tp.index = x;
+      else if (key_is(k, kl, "id")) tp.id = x;
+      xe = br_json_skip(x, e);
+    }
+    if (obj_end(&it, xe)) return NULL;
+  }
+  if (r != 0) return NULL;
+  br_llm_tool *t = tool_for(s, &tp, e, rc);
+  if (!t) return it.p;
+  if (take_once(&t->id, tp.id, e, rc)) sn->tool = 1;
+  if (take_once(&t->name, tp.name, e, rc)) sn->tool = 1;
+  if (tp.args && *tp.args == '"') {
+    const char *ae = skip_string(tp.args, e);
+    size_t n = ae ? (size_t)(ae - tp.args - 2) : 0;
+    if (n) {
+      if (br_sse_buf_append(&t->args, tp.args + 1, n)) *rc = -2;
+      t->pieces++;
+      if (ends_mid_utf8(tp.args + 1, n)) t->split_utf8++;
+      sn->tool = 1;
+    }
+  } else if (tp.args && *tp.args != 'n') {
+    const char *ae = br_json_skip(tp.args, e);
+    if (ae) {
+      t->args.len = 0;
+      if (br_sse_buf_append(&t->args, tp.args, (size_t)(ae - tp.args))) *rc = -2;
+      t->args_raw = 1;
+      t->pieces++;
+      sn->tool = 1;
+    }
+  }
+  return it.p;
+}
+
+/* "tool_calls": a list of calls or of pieces of them; returns its end. */
+static const char *walk_tool_calls(br_llm *s, const char *v, const char *e, seen *sn, int *rc) {
+  if (*v != '[') return br_json_skip(v, e);
+  const char *p = ws(v + 1, e);
+  if (p < e && *p == ']') return p + 1;
+  for (;;) {
+    p = walk_tool_call(s, ws(p, e), e, sn, rc);
+    if (!p || *rc == -2) return NULL;
+    p = ws(p, e);
+    if (p < e && *p == ',') { p++; continue; }
+    return p < e && *p == ']' ? p + 1 : NULL;
+  }
+}
+
+/* Before an event: each call's lengths, to undo what a malformed event added. */
+static void tools_mark(br_llm *s) {
+  for (int i = 0; i < s->ntools; i++) {
+    br_llm_tool *t = &s->tools[i];
+    t->undo_id = t->id.len, t->undo_name = t->name.len, t->undo_args = t->args.len;
+    t->undo_pieces = t->pieces, t->undo_split = t->split_utf8, t->undo_raw = t->args_raw;
+  }
+}
+
+static void tools_undo(br_llm *s, int ntools0, uint64_t dropped0) {
+  for (int i = ntools0; i < s->ntools; i++) {
+    br_sse_buf_free(&s->tools[i].id);
+    br_sse_buf_free(&s->tools[i].name);
+    br_sse_buf_free(&s->tools[i].args);
+  }
+  s->ntools = ntools0;
+  s->tools_dropped = dropped0;
+  for (int i = 0; i < s->ntools; i++) {
+    br_llm_tool *t = &s->tools[i];
+    t->id.len = t->undo_id, t->name.len = t->undo_name, t->args.len = t->undo_args;
+    t->pieces = t->undo_pieces, t->split_utf8 = t->undo_split, t->args_raw = t->undo_raw;
+  }
+}
+
+int br_llm_tool_arguments(const br_llm_tool *t, br_sse_buf *out) {
+  if (t->args_raw || t->args.len == 0) return br_sse_buf_append(out, t->args.p, t->args.len) ? -2 : 0;
+  size_t from = out->len;
+  int r = br_json_unescape(out, t->args.p, t->args.len);
+  if (r == -1) {
+    out->len = from;
+    return br_sse_buf_append(out, t->args.p, t->args.len) ? -2 : -1;
+  }
+  return r;
 }
 
 /* A message-like object {content, reasoning_content, reasoning, thinking}
@@ -320,6 +507,7 @@ static const char *walk_message(br_llm *s, const char *v, const char *e, seen *s
     if (key_is(k, kl, "content")) xe = take_text(s, x, e, 0, sn, rc);
     else if (key_is(k, kl, "reasoning_content") || key_is(k, kl, "reasoning") || key_is(k, kl, "thinking"))
       xe = take_text(s, x, e, 1, sn, rc);
+    else if (key_is(k, kl, "tool_calls")) xe = walk_tool_calls(s, x, e, sn, rc);
     else xe = br_json_skip(x, e);
     if (obj_end(&it, xe)) return NULL;
   }
@@ -367,8 +555,11 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
   int think0 = s->in_think, nheld0 = s->nheld;
   char held0[sizeof s->held];
   memcpy(held0, s->held, sizeof held0);
-  seen sn = {0, 0};
+  seen sn = {0, 0, 0};
   int rc = 0;
+  int ntools0 = s->ntools;
+  uint64_t dropped0 = s->tools_dropped;
+  tools_mark(s);
   objit it;
   int r = obj_begin(&it, p, e);
   const char *k, *v;
@@ -429,6 +620,7 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
     s->in_think = think0;
     s->nheld = nheld0;
     memcpy(s->held, held0, sizeof held0);
+    tools_undo(s, ntools0, dropped0);
     if (out->done && s->final.len == 0) s->done = 0;
     memset(out, 0, sizeof *out);
     s->bad_json++;
@@ -439,6 +631,7 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
   out->reasoning_added = s->reasoning.len - r0;
   if (out->content_added) out->kind = BR_LLM_CONTENT;
   else if (out->reasoning_added) out->kind = BR_LLM_REASONING;
+  else if (sn.tool) out->kind = BR_LLM_TOOL;
   else if (sn.text) out->kind = (sn.tag || s->in_think || s->nheld) ? BR_LLM_REASONING : BR_LLM_CONTENT;
   return 0;
 }

@@ -176,6 +176,8 @@ static void req_reset(conn *c) {
   for (int i = 0; i < c->n_stops; i++) free(c->stops[i]);
   c->n_stops = 0;
   c->tail.len = c->text.len = c->rtext.len = c->model.len = c->prompt_echo.len = 0;
+  c->tool = c->tool_fits = 0;
+  c->tool_name.len = c->tool_args.len = c->tool_off = 0;
   c->ep = EP_NONE;
   c->fault = F_NONE;
   c->emitted = c->finished = c->fault_done = c->fin_sent = 0;
@@ -203,6 +205,8 @@ void sim_conn_close(conn *c) {
   br_buf_free(&c->rtext);
   br_buf_free(&c->model);
   br_buf_free(&c->prompt_echo);
+  br_buf_free(&c->tool_name);
+  br_buf_free(&c->tool_args);
   sim->nconns--;
   free(c);
 }

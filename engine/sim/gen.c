@@ -227,14 +227,14 @@ static int emit_token(conn *c, br_buf *b, int packed) {
   int wid;
   size_t n = next_token_text(c, tok, &wid);
   int reasoning = c->emitted < c->reasoning_n;
-  long keep = c->n_stops && !reasoning ? stop_match(c, tok, n) : -1;
+  long keep = c->n_stops && !reasoning && !c->tool ? stop_match(c, tok, n) : -1;
   if (keep == 0) { c->finished = 2; return 1; }   /* the stop string starts this token */
   int64_t stamp = br_now();
   if (c->emitted == 0) c->t_first = stamp;
   if (!packed) record_lateness(sim, stamp - c->next_due);
   int last = c->emitted + 1 == c->target;
   if (keep > 0) { n = (size_t)keep; last = 1; c->finished = 2; }
-  else if (last) c->finished = c->max_tokens_set ? 1 : 2;
+  else if (last) c->finished = c->max_tokens_set && !c->tool_fits ? 1 : 2;
   int huge = c->fault == F_HUGE_EVENT && c->fault_at == c->emitted;
   br_buf *dst = reasoning && c->think == R_FIELD ? &c->rtext : &c->text;
   if (c->stream) {
@@ -243,7 +243,7 @@ static int emit_token(conn *c, br_buf *b, int packed) {
     else sim_fmt_token(b, c, tok, n, reasoning, last, wid, stamp);
     sim->c_events++;
   } else {
-    out_mem(dst, tok, n);
+    if (!c->tool || reasoning) out_mem(dst, tok, n);   /* a call's arguments are not text */
     if (huge) huge_token(c, b, dst, reasoning, last, wid, stamp);
   }
   c->emitted++;

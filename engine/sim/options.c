@@ -127,6 +127,9 @@ static const choice dialects[] = {
   {"openai", D_OPENAI}, {"vllm", D_OPENAI}, {"llama.cpp", D_LLAMA}, {"llama-server", D_LLAMA},
   {"llama", D_LLAMA}, {"lmstudio", D_LMSTUDIO}, {"ollama", D_OLLAMA}, {NULL, 0}};
 static const choice reasonings[] = {{"none", R_NONE}, {"field", R_FIELD}, {"think", R_THINK}, {NULL, 0}};
+static const choice tool_modes[] = {{"on", 1}, {"off", 0}, {NULL, 0}};
+static const choice tool_args_kinds[] = {{"valid", TA_VALID}, {"split-utf8", TA_SPLIT_UTF8}, {"invalid", TA_INVALID},
+                                         {NULL, 0}};
 static const choice queue_statuses[] = {{"503", 503}, {"429", 429}, {NULL, 0}};
 
 /* K_CUSTOM parsers: NULL when set, BAD when v is not a value ("expected
@@ -235,6 +238,15 @@ static const option options[] = {
    .plan = "reasoning", .plan_true = "field"},
   {"--reasoning-tokens", "N", K_INT, AT(reasoning_tokens), 0, 10000000, .expect = "an integer >= 0",
    .shown = "32 when reasoning is on", .help = "reasoning tokens before the answer"},
+  {"--reasoning-exhaust", NULL, K_SWITCH, AT(reasoning_exhaust),
+   .help = "with --reasoning: a request that sets max_tokens gets only reasoning\n"
+           "(the budget runs out before any answer, finish_reason length)"},
+  {"--tool-calls", "MODE", K_CHOICE, AT(tool_calls), .choices = tool_modes, .expect = "on or off", .def = "on",
+   .help = "on: a chat request that offers tools is answered with a call of\nthe first one (docs/sim.md)"},
+  {"--tool-args", "KIND", K_CHOICE, AT(tool_args), .choices = tool_args_kinds,
+   .expect = "valid, split-utf8 or invalid", .def = "valid",
+   .help = "the call's streamed arguments: valid JSON cut on characters,\n"
+           "pieces cut inside UTF-8 characters, or not JSON"},
   {"--output-tokens", "N", K_INT, AT(output_tokens), 1, 100000000, .expect = "an integer >= 1", .def = "128",
    .help = "answer length when a request sets no max_tokens"},
   {"--ctx-size", "N", K_INT, AT(ctx_size), 1, 100000000, .expect = "an integer >= 1", .def = "4096",

@@ -213,6 +213,9 @@ int sim_parse_generation(conn *c, cJSON *root) {
   if (ollama && cJSON_IsTrue(think) && c->think == R_NONE) c->think = R_FIELD;
   c->reasoning_n = c->think == R_NONE ? 0 : sim->cfg.reasoning_tokens;
   if (c->think != R_NONE && c->reasoning_n == 0) c->think = R_NONE;
+  /* --reasoning-exhaust: the budget runs out in the reasoning */
+  if (c->think != R_NONE && sim->cfg.reasoning_exhaust && c->max_tokens_set) c->reasoning_n = c->target;
+  if (sim_parse_tools(c, root)) return -1;
 
   if (parse_stops(c, root)) return -1;
   seed_and_id(c, root, bytes);

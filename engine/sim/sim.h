@@ -48,6 +48,7 @@ enum { SIM_EXIT_USAGE = 2 };
 
 enum dialect { D_OPENAI, D_LLAMA, D_LMSTUDIO, D_OLLAMA };
 enum reasoning { R_NONE, R_FIELD, R_THINK };
+enum tool_args { TA_VALID, TA_SPLIT_UTF8, TA_INVALID };
 enum fault {
   F_NONE, F_REFUSE, F_HTTP500, F_HTTP503, F_STALL_FIRST, F_STALL_MID, F_DROP, F_BAD_JSON,
   F_CONTENT_TYPE, F_HUGE_EVENT, F_ENDLESS_LINE, F_CRASH, F_COUNT
@@ -76,6 +77,9 @@ typedef struct {
   uint64_t seed;
   int reasoning;
   int reasoning_tokens;
+  int reasoning_exhaust;     /* every token of a request with max_tokens is reasoning */
+  int tool_calls;            /* answer a request that offers tools with a call */
+  int tool_args;             /* TA_*: how the call's arguments are sent */
   int output_tokens;         /* answer length when a request sets no max_tokens */
   int ctx_size;
   double speedup;            /* product of the --speedup-env factors that apply */
@@ -149,6 +153,11 @@ struct conn {
   br_buf text, rtext;    /* full answer (non-streaming) */
   br_buf model;          /* JSON-escaped model name */
   br_buf prompt_echo;    /* llama.cpp /completion echoes its prompt (escaped) */
+  int tool;              /* the answer is a tool call (tools.c) */
+  br_buf tool_name;      /* its function's name (escaped) */
+  br_buf tool_args;      /* its arguments (raw JSON text, unescaped) */
+  size_t tool_off;       /* arguments sent so far */
+  int tool_fits;         /* the whole call fits in max_tokens: it ends with "tool_calls" */
   char id[40];
   uint64_t rng;
   uint64_t req_id;
@@ -310,7 +319,9 @@ static inline int sim_is_chat(const conn *c) {
   return c->ep == EP_CHAT || c->ep == EP_LMS_CHAT || c->ep == EP_OLLAMA_CHAT;
 }
 static inline int sim_is_ollama(const conn *c) { return c->ep == EP_OLLAMA_CHAT || c->ep == EP_OLLAMA_GEN; }
-static inline const char *sim_finish_str(const conn *c) { return c->finished == 2 ? "stop" : "length"; }
+static inline const char *sim_finish_str(const conn *c) {
+  return c->finished == 2 ? (c->tool && !sim_is_ollama(c) ? "tool_calls" : "stop") : "length";
+}
 
 /* One token event; `reasoning`: the token belongs to the reasoning part. */
 void sim_fmt_token(br_buf *b, conn *c, const char *t, size_t n, int reasoning, int last, int wid, int64_t stamp);
@@ -327,12 +338,20 @@ const char *sim_stream_ctype(const conn *c);
 /* The end of every event: its send time (and, in the first, the arrival). */
 void put_stamp_end(br_buf *b, const conn *c, int64_t stamp);
 
+/* tools.c: a request that offers tools, answered with a call */
+int sim_parse_tools(conn *c, cJSON *root);           /* 0, or an error was sent: -1 */
+void sim_tool_token(br_buf *b, conn *c, int64_t stamp);   /* one event of the call */
+void sim_tool_message(br_buf *b, conn *c);           /* "tool_calls":[...] of a whole answer */
+
 /* wire_openai.c */
 void oai_token(br_buf *b, conn *c, const char *t, size_t n, int field, int last, int64_t stamp);
 void oai_role(br_buf *b, conn *c, int64_t stamp);
 void oai_final(br_buf *b, conn *c, int64_t stamp);
 void oai_full(br_buf *b, conn *c, int64_t stamp);
 void put_usage(br_buf *b, conn *c);
+/* One tool-call chunk: with id (the call's first event, or a whole call) or
+ * a piece of the arguments (args[0..n), raw, escaped here). */
+void oai_tool_event(br_buf *b, conn *c, const char *id, int head, const char *args, size_t n, int64_t stamp);
 
 /* wire_llama.c */
 extern const char llama_fingerprint[];
@@ -346,6 +365,8 @@ void ollama_token(br_buf *b, conn *c, const char *t, size_t n, int field, int64_
 void ollama_final(br_buf *b, conn *c, int64_t stamp);
 void ollama_full(br_buf *b, conn *c, int64_t stamp);
 void ollama_load_answer(br_buf *b, conn *c);
+void ollama_tool_event(br_buf *b, conn *c, int64_t stamp);
+void ollama_tool_calls(br_buf *b, conn *c);   /* "tool_calls":[...], arguments an object */
 void ollama_model_entry(sim_t *sim, br_buf *b, const char *name, int ps);
 
 #endif

@@ -22,6 +22,7 @@ void put_stamp_end(br_buf *b, const conn *c, int64_t stamp) {
  * reasoning field (R_FIELD); R_THINK tokens are plain content. */
 void sim_fmt_token(br_buf *b, conn *c, const char *t, size_t n, int reasoning, int last, int wid, int64_t stamp) {
   int field = reasoning && c->think == R_FIELD;
+  if (c->tool && !reasoning) { sim_tool_token(b, c, stamp); return; }   /* tools.c */
   if (sim_is_ollama(c)) ollama_token(b, c, t, n, field, stamp);
   else if (c->ep == EP_LLAMA_COMPL) llama_token(b, c, t, n, wid, stamp);
   else oai_token(b, c, t, n, field, last, stamp);

@@ -60,6 +60,27 @@ void ollama_token(br_buf *b, conn *c, const char *t, size_t n, int field, int64_
   OUT_LIT(b, "\n");
 }
 
+/* "tool_calls":[...] as Ollama's api.ToolCall: the function's name and its
+ * arguments as a JSON object (Ollama parses the model's call itself). */
+void ollama_tool_calls(br_buf *b, conn *c) {
+  OUT_LIT(b, "\"tool_calls\":[{\"function\":{\"name\":\"");
+  out_mem(b, c->tool_name.p, c->tool_name.len);
+  OUT_LIT(b, "\",\"arguments\":");
+  out_mem(b, c->tool_args.p, c->tool_args.len);
+  OUT_LIT(b, "}}]");
+}
+
+/* The whole call in one event, as Ollama streams tool calls (its blog post
+ * "Streaming responses with tool calling", 0.8). */
+void ollama_tool_event(br_buf *b, conn *c, int64_t stamp) {
+  put_head(b, c);
+  OUT_LIT(b, "\",\"message\":{\"role\":\"assistant\",\"content\":\"\",");
+  ollama_tool_calls(b, c);
+  OUT_LIT(b, "},\"done\":false");
+  put_stamp_end(b, c, stamp);
+  OUT_LIT(b, "\n");
+}
+
 void ollama_final(br_buf *b, conn *c, int64_t stamp) {
   put_head(b, c);
   if (c->ep == EP_OLLAMA_CHAT) OUT_LIT(b, "\",\"message\":{\"role\":\"assistant\",\"content\":\"\"}");
@@ -78,7 +99,8 @@ void ollama_full(br_buf *b, conn *c, int64_t stamp) {
     OUT_LIT(b, "\",\"message\":{\"role\":\"assistant\",\"content\":\"");
     out_json_esc(b, c->text.p ? c->text.p : "", c->text.len);
     if (c->rtext.len) { OUT_LIT(b, "\",\"thinking\":\""); out_json_esc(b, c->rtext.p, c->rtext.len); }
-    OUT_LIT(b, "\"}");
+    if (c->tool) { OUT_LIT(b, "\","); ollama_tool_calls(b, c); OUT_LIT(b, "}"); }   /* tools.c */
+    else OUT_LIT(b, "\"}");
   } else {
     OUT_LIT(b, "\",\"response\":\"");
     out_json_esc(b, c->text.p ? c->text.p : "", c->text.len);

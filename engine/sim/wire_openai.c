@@ -129,6 +129,49 @@ void oai_token(br_buf *b, conn *c, const char *t, size_t n, int field, int last,
   OUT_LIT(b, "\n\n");
 }
 
+/* One tool-call chunk (tools.c says when): the call's first event names it
+ * (id, type, name), the next ones carry pieces of its arguments; Ollama's
+ * /v1 sends it whole. Fields in each server's order: llama.cpp's
+ * common_chat_msg_diff_to_json_oaicompat (index, id, type, function {name,
+ * arguments}), vLLM's DeltaToolCall (id, type, index, function {name}, no
+ * arguments in the first), LM Studio's and Ollama's (with the role). */
+void oai_tool_event(br_buf *b, conn *c, const char *id, int head, const char *args, size_t n, int64_t stamp) {
+  int d = c->sim->cfg.dialect;
+  chunk_head(b, c);
+  if (d == D_LLAMA) OUT_LIT(b, "{\"finish_reason\":null,\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0");
+  else if (d == D_OPENAI) OUT_LIT(b, "{\"index\":0,\"delta\":{\"tool_calls\":[{");
+  else if (d == D_OLLAMA) OUT_LIT(b, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{");
+  else OUT_LIT(b, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"tool_calls\":[{\"index\":0");
+  if (head) {
+    out_str(b, d == D_OPENAI || d == D_OLLAMA ? "\"id\":\"" : ",\"id\":\"");
+    out_str(b, id);
+    OUT_LIT(b, "\",\"type\":\"function\"");
+    if (d == D_OPENAI || d == D_OLLAMA) OUT_LIT(b, ",\"index\":0");
+    OUT_LIT(b, ",\"function\":{\"name\":\"");
+    out_mem(b, c->tool_name.p, c->tool_name.len);
+    OUT_LIT(b, "\"");
+    if (d != D_OPENAI || n) OUT_LIT(b, ",\"arguments\":\"");
+  } else {
+    if (d == D_OPENAI) OUT_LIT(b, "\"index\":0");
+    else if (d == D_LMSTUDIO) OUT_LIT(b, ",\"type\":\"function\"");
+    OUT_LIT(b, ",\"function\":{\"arguments\":\"");
+  }
+  if (!head || d != D_OPENAI || n) {
+    out_json_esc(b, args, n);
+    OUT_LIT(b, "\"");
+  }
+  OUT_LIT(b, "}}]}");
+  if (d == D_LLAMA) {
+    OUT_LIT(b, "}");
+    chunk_tail_llama(b, c);
+  } else {
+    if (d != D_OLLAMA) OUT_LIT(b, ",\"logprobs\":null");
+    OUT_LIT(b, ",\"finish_reason\":null}]");
+  }
+  put_stamp_end(b, c, stamp);
+  OUT_LIT(b, "\n\n");
+}
+
 /* vLLM sends the assistant role alone before the first token. */
 void oai_role(br_buf *b, conn *c, int64_t stamp) {
   chunk_head(b, c);
@@ -214,6 +257,7 @@ void oai_full(br_buf *b, conn *c, int64_t stamp) {
     } else OUT_LIT(b, "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
     out_json_esc(b, c->text.p ? c->text.p : "", c->text.len);
     OUT_LIT(b, "\"");
+    if (c->tool) { OUT_LIT(b, ","); sim_tool_message(b, c); }   /* tools.c */
     if (c->rtext.len) {
       OUT_LIT(b, ",\"reasoning_content\":\"");
       out_json_esc(b, c->rtext.p, c->rtext.len);

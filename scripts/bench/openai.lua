@@ -17,6 +17,7 @@
 local http = require("bench.http")
 local json = require("cjson")
 local util = require("bench.util")
+local toolcall = require("bench.toolcall")
 
 local M = {}
 
@@ -411,20 +412,48 @@ is_burst = function(m)
   return span < BURST_SPAN_NS or (n - 1) / (span / 1e9) > BURST_MAX_TPS
 end
 
-local function streamed_record(rec, r)
+-- The answer's first token: content or a tool call, whichever came first.
+local function first_answer_t(m)
+  local a, b = m.first_content_t, m.first_tool_t
+  if a and b then return math.min(a, b) end
+  return a or b
+end
+
+-- Beside the totals, when the answer followed reasoning: the first token of
+-- any kind (ttft_any_ms) and the answer's own decode rate.
+local function answer_rates(rec, m, t0)
+  local first = first_answer_t(m)
+  rec.ttft_any_ms = ms(m.first_token_t, t0)
+  -- answer tokens: the server's counts where it splits them, else the answer's token events
+  local n = rec.output_tokens and rec.reasoning_tokens and rec.output_tokens - rec.reasoning_tokens
+            or (m.content_events or 0) + (m.tool_events or 0)
+  if first and n and n > 1 and not rec.burst and rec.t_end_ns > first then
+    rec.answer_decode_tps = (n - 1) / ((rec.t_end_ns - first) / 1e9)
+  end
+end
+
+local function tool_bytes(calls)
+  local n = 0
+  for _, c in ipairs(calls or {}) do n = n + #(c.arguments or "") + #(c.name or "") end
+  return n
+end
+
+local function streamed_record(rec, r, request)
   local m = r.llm
   local t0 = rec.t_latency_start_ns
   rec.text = m.content
   rec.reasoning = m.reasoning ~= "" and m.reasoning or nil
   rec.finish_reason = m.finish_reason
   rec.chunks = m.chunks
-  rec.ttft_ms = ms(m.first_content_t, t0)
+  rec.ttft_ms = ms(first_answer_t(m), t0)
+  rec.ttftc_ms = ms(m.first_tool_t, t0)
+  rec.tool_events = m.tool_events
   rec.ttfr_ms = ms(m.first_reasoning_t, t0)
   rec.itl_ms = m.itl_ms   -- gaps between token events (content and reasoning), built in C
   rec.content_events, rec.reasoning_events = m.content_events, m.reasoning_events
   fill_counts(rec, decode_json(m.usage), decode_json(m.timings), decode_json(m.stats), decode_json(m.final),
               m.tokens > 0 and m.tokens or nil,
-              {events = m.tokens, bytes = #(m.content or "") + #(m.reasoning or "")})
+              {events = m.tokens, bytes = #(m.content or "") + #(m.reasoning or "") + tool_bytes(m.tool_calls)})
   if rec.dialect == "llama.cpp" then
     local final = decode_json(m.final)
     if final and final.stop_type ~= nil then llama_native_final(rec, final) end
@@ -446,6 +475,13 @@ local function streamed_record(rec, r)
     rec.tpot_ms = (rec.t_end_ns - first) / 1e6 / (tokens - 1)
     rec.decode_tps = (tokens - 1) / ((rec.t_end_ns - first) / 1e9)
   end
+  if m.reasoning_events > 0 then answer_rates(rec, m, t0) end
+  toolcall.fill(rec, m.tool_calls, request)
+  if m.tools_dropped then
+    rec.tool_call_note = (rec.tool_call_note and (rec.tool_call_note .. "; ") or "") ..
+      string.format("%d tool call(s) past the first %d were not kept", m.tools_dropped, #m.tool_calls)
+  end
+  toolcall.reasoning(rec)
   if m.sim_arrival_ns then
     -- benchrun sim: when the request arrived there (the wire's send side)
     rec.sim_arrival_ns = m.sim_arrival_ns
@@ -475,7 +511,7 @@ local function streamed_record(rec, r)
   end
 end
 
-local function whole_record(rec, r, kind, dialect)
+local function whole_record(rec, r, kind, dialect, request)
   local v = decode_json(r.body)
   if not v then
     if not rec.error then
@@ -485,9 +521,10 @@ local function whole_record(rec, r, kind, dialect)
     return
   end
   local function str(x) return type(x) == "string" and x or nil end
-  local text, reasoning, usage, timings, stats, final
+  local text, reasoning, usage, timings, stats, final, calls
   if dialect == "ollama-native" then
     local msg = type(v.message) == "table" and v.message or {}
+    calls = msg.tool_calls
     text = str(msg.content) or str(v.response)
     reasoning = str(msg.thinking) or str(v.thinking)
     rec.finish_reason = v.done_reason
@@ -497,6 +534,7 @@ local function whole_record(rec, r, kind, dialect)
     local msg = type(c.message) == "table" and c.message or {}
     text = str(msg.content) or str(c.text) or str(v.content)
     reasoning = str(msg.reasoning_content) or str(msg.reasoning)
+    calls = msg.tool_calls
     rec.finish_reason = c.finish_reason
     usage, timings, stats = type(v.usage) == "table" and v.usage or nil, type(v.timings) == "table" and v.timings or nil,
                             type(v.stats) == "table" and v.stats or nil
@@ -516,7 +554,9 @@ local function whole_record(rec, r, kind, dialect)
   rec.reasoning = reasoning ~= "" and reasoning or nil
   rec.chunks = 0
   rec.itl_ms = {}
-  if not rec.error and text == "" and not rec.reasoning then
+  toolcall.fill(rec, type(calls) == "table" and calls or nil, request)
+  toolcall.reasoning(rec)
+  if not rec.error and text == "" and not rec.reasoning and not rec.tool_calls then
     rec.error = "empty_response"
     rec.error_detail = "the answer has no content and no reasoning"
   end
@@ -557,7 +597,7 @@ local function prompt_bytes(args)
   return n
 end
 
-local function make_record(self, r, kind, stream)
+local function make_record(self, r, kind, stream, request)
   local t = r.timings
   local rec = {
     ok = false, error = r.error, error_detail = r.error_detail, status = r.status,
@@ -582,11 +622,11 @@ local function make_record(self, r, kind, stream)
     rec.error_detail = error_detail(r.body) or rec.error_detail
   end
   if r.llm then
-    streamed_record(rec, r)
+    streamed_record(rec, r, request)
     local d = DIALECTS[self.dialect]
     if d and d.stream_stats and not rec.server then rec.server_stats = d.stream_stats end
   elseif not r.error then
-    whole_record(rec, r, kind, self.dialect)
+    whole_record(rec, r, kind, self.dialect, request)
   end
   if r.events and r.llm then rec.events = r.events end
   rec.ok = rec.error == nil
@@ -609,7 +649,8 @@ local function call(self, kind, args, who)
   local body = build_body(self, kind, args, who)
   local stream = args.stream ~= false and (d.ndjson and "ndjson" or "sse") or nil
   local r = send(self, "POST", path, body, stream, args)
-  local rec = make_record(self, r, kind, stream)
+  -- what the call offered (tools, response_format): the schemas its answer is checked against
+  local rec = make_record(self, r, kind, stream, merge(copy(self.extra), args.extra))
   check_prompt(rec, prompt_bytes(args), args.expect_prompt_tokens)
   return rec
 end

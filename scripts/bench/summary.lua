@@ -80,6 +80,11 @@ local function request_value(rec, metric)
   return v and v / 1e3
 end
 
+-- Beside the totals, for answers after reasoning or with tool calls
+-- (docs/openai.md): the first token of any kind, the answer's own decode
+-- rate, the first tool-call token.
+M.ANSWER = {"ttft_any_ms", "answer_decode_tps", "ttftc_ms"}
+
 -- The histograms of a summary, empty.
 local function new_histograms()
   local hs = {}
@@ -88,6 +93,7 @@ local function new_histograms()
   hs.decode_tps = stats.histogram()
   hs.queue_ms = stats.histogram()
   hs.client_send_delay_ms = stats.histogram()
+  for _, k in ipairs(M.ANSWER) do hs[k] = stats.histogram() end
   return hs
 end
 
@@ -109,6 +115,9 @@ local function add_to_histograms(hs, r)
   if finite(r.client_send_delay_ms) and r.client_send_delay_ms >= 0 then
     hs.client_send_delay_ms:add(r.client_send_delay_ms)
   end
+  for _, k in ipairs(M.ANSWER) do
+    if finite(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
+  end
 end
 
 -- summary.histograms(records) -> {ttft_ms = h, ..., decode_tps = h} of the
@@ -128,7 +137,12 @@ end
 --   token_mismatch  the server's token count contradicts what arrived
 --   invalid_utf8    the text had invalid UTF-8 (replaced when stored)
 --   prompt_truncated  the server cut the prompt without an error
-M.RECORD_FLAGS = {"burst", "token_mismatch", "invalid_utf8", "prompt_truncated"}
+--   reasoning_exhausted  max_tokens ran out in the reasoning, before any answer
+--   tool_args_invalid  a tool call's arguments are not a JSON object
+--   tool_args_split_utf8  a tool call's argument pieces split a UTF-8 character
+--   schema_mismatch  tool arguments or structured output do not match the schema
+M.RECORD_FLAGS = {"burst", "token_mismatch", "invalid_utf8", "prompt_truncated",
+                  "reasoning_exhausted", "tool_args_invalid", "tool_args_split_utf8", "schema_mismatch"}
 
 -- A cell whose client_send_delay_ms p99 is above this is flagged: its
 -- requests waited in the client before the wire (docs/stats.md).
@@ -216,6 +230,30 @@ local function meets_all(r, checks)
   return true
 end
 
+-- Tool calls and structured output (bench.toolcall's fields), counted per
+-- summary: tools = {answers, calls, args_json, schema_checked, schema_ok},
+-- structured = {answers, json, schema_ok}; absent when no answer had any.
+local function add_tools(s, r)
+  if type(r.tool_calls) == "table" then
+    local t = s.tools or {answers = 0, calls = 0, args_json = 0, schema_checked = 0, schema_ok = 0}
+    s.tools = t
+    t.answers = t.answers + 1
+    for _, c in ipairs(r.tool_calls) do
+      t.calls = t.calls + 1
+      if c.arguments_json then t.args_json = t.args_json + 1 end
+      if c.schema_ok ~= nil then t.schema_checked = t.schema_checked + 1 end
+      if c.schema_ok then t.schema_ok = t.schema_ok + 1 end
+    end
+  end
+  if type(r.structured) == "table" then
+    local t = s.structured or {answers = 0, json = 0, schema_ok = 0}
+    s.structured = t
+    t.answers = t.answers + 1
+    if r.structured.json then t.json = t.json + 1 end
+    if r.structured.schema_ok then t.schema_ok = t.schema_ok + 1 end
+  end
+end
+
 local Acc = {}
 Acc.__index = Acc
 
@@ -267,6 +305,7 @@ function Acc:add(r)
         s.flags[f] = (s.flags[f] or 0) + 1
       end
     end
+    add_tools(s, r)
     add_to_histograms(self.hs, r)
     if #self.checks > 0 and meets_all(r, self.checks) then self.good = self.good + 1 end
   else

@@ -463,6 +463,47 @@ function M.multiturn(opts)
   end, {size = convs * turns})
 end
 
+-- workload.tools{mode = "tools" | "json_schema", tool_choice = "auto"?,
+-- max_tokens = n?} -> benchrun's tool-calling prompts (prompts/tools.json),
+-- cycling. mode "tools" (the default): each request offers every function
+-- (its own first) in extra.tools, and tool_choice when given; "json_schema":
+-- each asks for its function's arguments as structured output
+-- (extra.response_format, OpenAI's json_schema). bench.toolcall checks the
+-- answers against those schemas (docs/openai.md).
+local tools_cache
+function M.tools(opts)
+  opts = opts or {}
+  local mode = opts.mode or "tools"
+  if mode ~= "tools" and mode ~= "json_schema" then
+    error("workload.tools: mode: expected \"tools\" or \"json_schema\", got " .. tostring(mode), 2)
+  end
+  if not tools_cache then
+    local s, err = read_file(here() .. "/prompts/tools.json", "workload.tools")
+    if not s and bench and bench.scripts_dir then s = read_file(bench.scripts_dir .. "/bench/prompts/tools.json", "workload.tools") end
+    if not s then error(err, 0) end
+    tools_cache = json.decode(s).prompts
+  end
+  local items = {}
+  for i, p in ipairs(tools_cache) do
+    local extra = {}
+    if mode == "tools" then
+      extra.tools = {{type = "function", ["function"] = util.copy(p["function"])}}
+      for j, q in ipairs(tools_cache) do
+        if j ~= i then extra.tools[#extra.tools + 1] = {type = "function", ["function"] = util.copy(q["function"])} end
+      end
+      extra.tool_choice = opts.tool_choice
+    else
+      extra.response_format = {type = "json_schema", json_schema = {name = p["function"].name, strict = true,
+                                                                    schema = util.copy(p["function"].parameters)}}
+    end
+    items[i] = {name = p.name, max_tokens = opts.max_tokens or 256, extra = extra,
+                prompt = mode == "tools" and p.prompt
+                  or (p.prompt:gsub(" Use the tool%.$", "") .. " Answer only with a JSON object of the arguments for "
+                      .. p["function"].name .. ".")}
+  end
+  return list_workload("tools", items)
+end
+
 -- workload.list{request, ...} -> cycles through a Lua list of requests.
 function M.list(items, opts)
   if type(items) ~= "table" then error("workload.list: expected a list of requests", 2) end
@@ -477,7 +518,8 @@ function M.is(x) return getmetatable(x) == Workload end
 -- workload.from(spec) -> a workload from what a plan or a script gives:
 -- a workload (returned as is), "seed", a path to a JSON/JSONL file, a list
 -- of prompts, or a table {prompts = "seed" | path | list, mix = {...},
--- synthetic = {...}, sharegpt = path, multiturn = {...}, max_tokens = n?,
+-- synthetic = {...}, sharegpt = path, multiturn = {...}, tools = true | {mode,
+-- tool_choice}, max_tokens = n?,
 -- seed = n?}.
 function M.from(spec)
   if M.is(spec) then return spec end
@@ -496,6 +538,8 @@ function M.from(spec)
     w = M.synthetic(s)
   elseif spec.sharegpt then
     w = M.sharegpt(spec.sharegpt, {seed = spec.seed, limit = spec.limit})
+  elseif spec.tools then
+    w = M.tools(spec.tools == true and {} or spec.tools)
   elseif spec.multiturn then
     local s = util.copy(spec.multiturn)
     s.seed = s.seed or spec.seed

@@ -188,12 +188,81 @@ static void test_fixture(void) {
   br_llm_free(&c.llm);
 }
 
+/* Tool calls: OpenAI/llama.cpp pieces by index, arguments split mid-UTF-8
+ * and mid-surrogate-pair, Ollama's whole calls, a malformed event undone. */
+static void test_tool_calls(void) {
+  br_llm s;
+  br_llm_delta d;
+  br_sse_buf a = {0};
+  br_llm_init(&s);
+  ev(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,"
+         "\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}", &d);
+  EXPECT_INT("tool first kind", d.kind, BR_LLM_TOOL);
+  /* "é" (C3 A9) split between two pieces, then a surrogate pair split */
+  ev(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\\\"Mal\xc3\"}}]}}]}", &d);
+  EXPECT_INT("tool piece kind", d.kind, BR_LLM_TOOL);
+  ev(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\xa9\\ud83d\"}}]}}]}", &d);
+  ev(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\ude00\\\"}\"}}]}}]}", &d);
+  /* a second call, then a malformed event that must leave no trace */
+  ev(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_2\",\"type\":\"function\","
+         "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}", &d);
+  EXPECT_INT("tool bad event", ev(&s, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"xx\"}}]}}]", &d), -1);
+  EXPECT_INT("tool bad event new call", ev(&s, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":5,\"id\":\"z\"}]}}", &d), -1);
+  ev(&s, "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}", &d);
+  EXPECT_INT("tool kind of empty delta", d.kind, BR_LLM_NONE);
+  EXPECT_INT("tools", s.ntools, 2);
+  EXPECT_STR("tool id", s.tools[0].id.p, s.tools[0].id.len, "call_1");
+  EXPECT_STR("tool name", s.tools[0].name.p, s.tools[0].name.len, "get_weather");
+  EXPECT_INT("tool pieces", s.tools[0].pieces, 3);
+  EXPECT_INT("tool split pieces", s.tools[0].split_utf8, 1);
+  EXPECT_INT("tool arguments", br_llm_tool_arguments(&s.tools[0], &a), 0);
+  EXPECT_STR("tool arguments text", a.p, a.len, "{\"city\":\"Mal\xc3\xa9\xf0\x9f\x98\x80\"}");
+  EXPECT_STR("tool 2 name", s.tools[1].name.p, s.tools[1].name.len, "f");
+  EXPECT_INT("tool 2 index", (int)s.tools[1].index, 1);
+  EXPECT_STR("finish", s.finish, strlen(s.finish), "tool_calls");
+  br_llm_free(&s);
+  /* Ollama: whole calls, arguments an object, no index */
+  br_llm_init(&s);
+  ev(&s, "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"a\","
+         "\"arguments\":{\"x\":1}}},{\"function\":{\"name\":\"b\",\"arguments\":{}}}]},\"done\":false}", &d);
+  EXPECT_INT("ollama tool kind", d.kind, BR_LLM_TOOL);
+  EXPECT_INT("ollama tools", s.ntools, 2);
+  a.len = 0;
+  br_llm_tool_arguments(&s.tools[0], &a);
+  EXPECT_STR("ollama args", a.p, a.len, "{\"x\":1}");
+  EXPECT_INT("ollama args raw", s.tools[0].args_raw, 1);
+  EXPECT_STR("ollama name 2", s.tools[1].name.p, s.tools[1].name.len, "b");
+  /* no index, no id: pieces go to the last call */
+  ev(&s, "{\"message\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"q\\\"\"}}]}}", &d);
+  EXPECT_INT("no-index piece joins the last call", s.ntools, 2);
+  br_llm_free(&s);
+  /* an index past int64 is no index (the fuzz test found the overflow) */
+  br_llm_init(&s);
+  ev(&s, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":99999999999999999999,\"function\":{\"name\":\"n\"}}]}}],"
+         "\"sim_ns\":99999999999999999999}", &d);
+  EXPECT_INT("huge index", (int)s.tools[0].index, -1);
+  EXPECT_INT("huge sim_ns ignored", d.has_sim_ns, 0);
+  br_llm_free(&s);
+  /* more calls than kept: counted, never grown past the limit */
+  br_llm_init(&s);
+  for (int i = 0; i < BR_LLM_MAX_TOOLS + 3; i++) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":%d,\"function\":{\"name\":\"n\"}}]}}]}", i);
+    ev(&s, buf, &d);
+  }
+  EXPECT_INT("tools kept", s.ntools, BR_LLM_MAX_TOOLS);
+  EXPECT_INT("tools dropped", (int)s.tools_dropped, 3);
+  br_llm_free(&s);
+  br_sse_buf_free(&a);
+}
+
 int main(void) {
   test_openai_chat();
   test_think_tags();
   test_other_dialects();
   test_bad_json();
   test_fixture();
+  test_tool_calls();
   if (failures) {
     fprintf(stderr, "%d failure(s)\n", failures);
     return 1;

@@ -52,6 +52,23 @@ static int run(int mode, size_t max, const uint8_t *p, size_t n, size_t step, si
   return rc;
 }
 
+/* The tool calls of two decodings agree, and each one's arguments can be
+ * read back (unescaped or raw) without harm. */
+static int same_tools(const br_llm *a, const br_llm *b) {
+  if (a->ntools != b->ntools || a->tools_dropped != b->tools_dropped) return 0;
+  br_sse_buf x = {0}, y = {0};
+  int same = 1;
+  for (int i = 0; i < a->ntools && same; i++) {
+    x.len = y.len = 0;
+    int rx = br_llm_tool_arguments(&a->tools[i], &x), ry = br_llm_tool_arguments(&b->tools[i], &y);
+    same = rx == ry && x.len == y.len && (!x.len || memcmp(x.p, y.p, x.len) == 0) &&
+           a->tools[i].name.len == b->tools[i].name.len && a->tools[i].split_utf8 == b->tools[i].split_utf8;
+  }
+  br_sse_buf_free(&x);
+  br_sse_buf_free(&y);
+  return same;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 3) return 0;
   int mode = data[0] & 1 ? BR_SSE_MODE_NDJSON : BR_SSE_MODE_SSE;
@@ -70,7 +87,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
    * event when the unfinished line is held differently. */
   if (rc1 == BR_SSE_OK && rc2 == BR_SSE_OK &&
       (whole.log.len != pieces.log.len || (whole.log.len && memcmp(whole.log.p, pieces.log.p, whole.log.len) != 0) ||
-       whole.llm.content.len != pieces.llm.content.len || whole.llm.reasoning.len != pieces.llm.reasoning.len)) {
+       whole.llm.content.len != pieces.llm.content.len || whole.llm.reasoning.len != pieces.llm.reasoning.len ||
+       !same_tools(&whole.llm, &pieces.llm))) {
     fprintf(stderr, "fuzz_sse: decoding in reads of %zu differs from decoding whole\n", step);
     abort();
   }
@@ -96,7 +114,11 @@ int main(int argc, char **argv) {
     "{\"choices\":[{\"delta\":{\"content\":\"", "\"}}]}", "<think>", "</think>", "\\u00e9", "\\ud83d\\ude00",
     "[DONE]", "{\"message\":{\"content\":\"x\",\"thinking\":\"y\"},\"done\":", "true}", "false}",
     "\"usage\":{\"completion_tokens\":3}", "\"sim_ns\":123", "\\\"", "\\", "\"", "{", "}", "[", "]", ",",
-    "{\"content\":\"a\",\"stop\":true,\"timings\":{}}", "\"finish_reason\":\"stop\"", "null", "\x00"};
+    "{\"content\":\"a\",\"stop\":true,\"timings\":{}}", "\"finish_reason\":\"stop\"", "null", "\x00",
+    /* tool calls: OpenAI pieces by index, Ollama whole calls, UTF-8 split mid-character */
+    "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":", "0,\"id\":\"c\",\"function\":{\"name\":\"f\",\"arguments\":\"",
+    "{\"function\":{\"arguments\":\"", "\\\"k\\\":", "\xc3", "\xa9", "\xf0\x9f", "\"}}]}}]}",
+    "{\"message\":{\"tool_calls\":[{\"function\":{\"name\":\"g\",\"arguments\":{\"x\":[1,{}]}}}]}}", "-1", "99999999999999999999"};
   size_t natoms = sizeof atoms / sizeof atoms[0];
   unsigned char buf[2048];
   int runs = 0;

@@ -109,6 +109,9 @@ local WORKLOAD = T.map({
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   max_tokens = T.int{min = 1, max = L.max_tokens},
   synthetic = T.any(),         -- passed to bench.workload.synthetic
+  tools = T.oneof({T.bool(), T.map({mode = T.enum({"tools", "json_schema"}),
+                                     tool_choice = T.enum({"auto", "required", "none"})})},
+                  {what = "true or {mode: tools | json_schema, tool_choice}"}),   -- bench.workload.tools
   temperature = T.number{min = 0},
   seed = T.int(),
 })

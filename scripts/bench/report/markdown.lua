@@ -8,6 +8,7 @@ local MD = {}
 
 local format = require("bench.report.format")
 local findings = require("bench.report.findings")
+local toolcalls = require("bench.report.toolcalls")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -199,7 +200,9 @@ end
 -- kinds with their counts and the first error's words, so a figure is never
 -- read without knowing what stands behind it.
 local FLAG_TEXT = {burst = "whole answer at once (no decode rate)", token_mismatch = "server token count contradicted",
-                   invalid_utf8 = "invalid UTF-8 replaced", prompt_truncated = "prompt cut by the server"}
+                   invalid_utf8 = "invalid UTF-8 replaced", prompt_truncated = "prompt cut by the server",
+                   reasoning_exhausted = "reasoning used up max_tokens", tool_args_invalid = "tool arguments not JSON",
+                   tool_args_split_utf8 = "tool arguments split mid-UTF-8", schema_mismatch = "schema not matched"}
 local function section_errors(out, an)
   local first = {}
   for _, r in ipairs(an.data.records or {}) do
@@ -497,7 +500,7 @@ end
 -- scaling, tuning, quality, title, phase, phase_parts = {findings, sections,
 -- answered}}. A phase script's sections follow the section their `after`
 -- names: "results", "errors", "scaling", "fairness", "tuning", "latency",
--- "quality" (docs/phases.md).
+-- "toolcalls", "quality" (docs/phases.md).
 function MD.render(an, ctx)
   local out = {}
   section_header(out, an, ctx)
@@ -516,7 +519,9 @@ function MD.render(an, ctx)
   local sections = {
     {"results", section_variants}, {"errors", section_errors}, {"scaling", function() section_scaling(out, an, ctx.scaling) end},
     {"fairness", section_fairness}, {"tuning", function() section_tuning(out, an, ctx.tuning) end},
-    {"latency", section_latency}, {"quality", function() section_quality(out, an, ctx.quality) end},
+    {"latency", section_latency},
+    {"toolcalls", function() toolcalls.section(out, an, MD.table) end},   -- tool calls, structured output, reasoning budget
+    {"quality", function() section_quality(out, an, ctx.quality) end},
   }
   for _, s in ipairs(sections) do
     s[2](out, an)
