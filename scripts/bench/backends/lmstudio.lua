@@ -201,113 +201,107 @@ local function find_loaded(list, id)
   end
 end
 
-function adapter.start(opts)
-  backends.check_opts("lmstudio", opts, true)
-  local extra = opts.extra or {}
-  local host = opts.host or "127.0.0.1"
-  local binary = opts.binary or "lms"
-  local env = opts.env
-  local name = tostring(opts.model)
-  local function fail(msg) return nil, "lmstudio: " .. msg end
-
-  -- 1. models loaded before us
+-- 1. models loaded before us: refused, unloaded, or allowed (extra.*)
+-- -> true | nil, message
+local function check_loaded_before(binary, env, extra)
   local before, err = lms_json(binary, {"ps", "--json"}, 60, env)
-  if not before then return fail(err) end
-  if #before > 0 then
-    local ids = {}
-    for _, m in ipairs(before) do ids[#ids + 1] = tostring(type(m) == "table" and m.identifier) end
-    if extra.unload_loaded then
-      for _, id in ipairs(ids) do
-        local ok, e = lms(binary, {"unload", id}, 300, env)
-        if not ok then return fail(e) end
-      end
-    elseif not extra.allow_loaded then
-      return fail(string.format("%d model%s already loaded in LM Studio (%s): %s memory and the system-wide samples "
-        .. "would count %s; unload %s (lms unload --all), or set server.extra.unload_loaded: true to let benchrun "
-        .. "unload %s, or extra.allow_loaded: true to measure beside %s", #ids, #ids > 1 and "s" or "",
-        table.concat(ids, ", "), #ids > 1 and "their" or "its", #ids > 1 and "them" or "it",
-        #ids > 1 and "them" or "it", #ids > 1 and "them" or "it", #ids > 1 and "them" or "it"))
+  if not before then return nil, err end
+  if #before == 0 then return true end
+  local ids = {}
+  for _, m in ipairs(before) do ids[#ids + 1] = tostring(type(m) == "table" and m.identifier) end
+  if extra.unload_loaded then
+    for _, id in ipairs(ids) do
+      local ok, e = lms(binary, {"unload", id}, 300, env)
+      if not ok then return nil, e end
     end
+  elseif not extra.allow_loaded then
+    local them = #ids > 1 and "them" or "it"
+    return nil, string.format("%d model%s already loaded in LM Studio (%s): %s memory and the system-wide samples "
+      .. "would count %s; unload %s (lms unload --all), or set server.extra.unload_loaded: true to let benchrun "
+      .. "unload %s, or extra.allow_loaded: true to measure beside %s", #ids, #ids > 1 and "s" or "",
+      table.concat(ids, ", "), #ids > 1 and "their" or "its", them, them, them, them)
   end
+  return true
+end
 
-  -- 2. the environment reaches the engine only through a daemon started with it
+-- 2. the environment reaches the engine only through a daemon started with
+-- it -> {delivery, daemon_pid, restarted} | nil, message
+local function deliver_env(binary, env, extra)
   local key = env_key(env)
-  local delivery, daemon_pid, restarted
-  if key ~= "" or extra.restart_daemon or extra.restart_server or (daemon_env ~= nil and daemon_env ~= key) then
-    local up, why = restart_daemon(binary, env)
-    if not up then daemon_env = nil return fail(why) end
-    daemon_env, daemon_pid, restarted = key, math.tointeger(tonumber(up.pid)), true
-    delivery = key ~= "" and string.format("LM Studio's daemon (llmster, pid %s) restarted by `lms daemon up` "
-      .. "run with the cell's environment (%s)", pid_text(up.pid), key)
-      or string.format("LM Studio's daemon (llmster, pid %s) restarted without extra environment", pid_text(up.pid))
-  else
-    delivery = "no environment for this cell: LM Studio's engine runs with the environment its daemon started with"
+  if not (key ~= "" or extra.restart_daemon or extra.restart_server or (daemon_env ~= nil and daemon_env ~= key)) then
+    return {delivery = "no environment for this cell: LM Studio's engine runs with the environment its daemon started with"}
   end
+  local up, why = restart_daemon(binary, env)
+  if not up then daemon_env = nil return nil, why end
+  daemon_env = key
+  return {daemon_pid = math.tointeger(tonumber(up.pid)), restarted = true,
+          delivery = key ~= "" and string.format("LM Studio's daemon (llmster, pid %s) restarted by `lms daemon up` "
+            .. "run with the cell's environment (%s)", pid_text(up.pid), key)
+            or string.format("LM Studio's daemon (llmster, pid %s) restarted without extra environment", pid_text(up.pid))}
+end
 
-  -- 3. the HTTP server
+-- 3. the HTTP server: the running one on the wanted port, or one we start
+-- -> port, started | nil, message
+local function ensure_server(binary, env, port)
   local st = server_status(binary, env)
-  local port = opts.port
-  local started_server = false
-  if st.running and st.port and (not port or port == 0 or port == st.port) then
-    port = st.port
-  else
-    if not port or port == 0 then port = 1234 end
-    local out, e = lms(binary, {"server", "start", "--port", port}, 120, env)
-    if not out then return fail(e) end
-    started_server = true
-  end
-  local function cleanup()
-    if started_server then lms(binary, {"server", "stop"}, 60, env) end
-  end
+  if st.running and st.port and (not port or port == 0 or port == st.port) then return st.port, false end
+  if not port or port == 0 then port = 1234 end
+  local out, e = lms(binary, {"server", "start", "--port", port}, 120, env)
+  if not out then return nil, e end
+  return port, true
+end
 
-  -- 4. exactly one downloaded model, loaded by its key, confirmed by lms ps
+-- what is wrong with the instance `lms ps` lists after our load, or nil
+local function wrong_instance(inst, mkey, entry, id, name)
+  local _, q = split_name(name)
+  if not inst then
+    return string.format("`lms load` said it loaded %s, but lms ps --json lists no model with identifier \"%s\"", mkey, id)
+  elseif lower(inst.modelKey) ~= lower(mkey) and lower(inst.modelKey) ~= lower(entry.modelKey) then
+    return string.format("LM Studio loaded %s under \"%s\", not the intended %s", describe(inst), id, describe(entry))
+  elseif q and quant_name(inst) and lower(quant_name(inst)) ~= lower(q) then
+    return string.format("LM Studio loaded %s, not quantization %s", describe(inst), q)
+  end
+end
+
+-- 4. exactly one downloaded model, loaded by its key, confirmed by lms ps
+-- -> {id, mkey, entry, inst, out, load_time} | nil, message (nothing left loaded)
+local function load_model(binary, env, opts, name)
   local models, e = lms_json(binary, {"ls", "--json"}, 60, env)
-  if not models then cleanup() return fail(e) end
+  if not models then return nil, e end
   local mkey, entry = adapter.resolve(models, name)
-  if not mkey then cleanup() return fail(entry) end
-  local id = extra.identifier or mkey
+  if not mkey then return nil, entry end
+  local id = (opts.extra or {}).identifier or mkey
   local args = {"load", mkey, "--identifier", id}
   backends.args(opts.args, args)
   local sw = clock.stopwatch()
-  local out
-  out, err = lms(binary, args, opts.ready_timeout or 1800, env)
+  local out, err = lms(binary, args, opts.ready_timeout or 1800, env)
   local load_time = sw:elapsed()
   if not out then
     -- LM Studio may hold the model (or go on loading it) after a failed or
     -- timed-out `lms load`: unload it, so the next cell does not find it
     local u, ue = lms(binary, {"unload", id}, 300, env)
-    cleanup()
-    return fail(err .. (u and ("; unloaded " .. id) or ("; unloading " .. id .. " failed too: " .. tostring(ue))))
+    return nil, err .. (u and ("; unloaded " .. id) or ("; unloading " .. id .. " failed too: " .. tostring(ue)))
   end
-  local now = lms_json(binary, {"ps", "--json"}, 60, env)
-  local inst = find_loaded(now, id)
-  local _, q = split_name(name)
-  local wrong
-  if not inst then
-    wrong = string.format("`lms load` said it loaded %s, but lms ps --json lists no model with identifier \"%s\"", mkey, id)
-  elseif lower(inst.modelKey) ~= lower(mkey) and lower(inst.modelKey) ~= lower(entry.modelKey) then
-    wrong = string.format("LM Studio loaded %s under \"%s\", not the intended %s", describe(inst), id, describe(entry))
-  elseif q and quant_name(inst) and lower(quant_name(inst)) ~= lower(q) then
-    wrong = string.format("LM Studio loaded %s, not quantization %s", describe(inst), q)
-  end
+  local inst = find_loaded(lms_json(binary, {"ps", "--json"}, 60, env), id)
+  local wrong = wrong_instance(inst, mkey, entry, id, name)
   if wrong then
     lms(binary, {"unload", id}, 300, env)
-    cleanup()
-    return fail(wrong)
+    return nil, wrong
   end
-  local base_url = string.format("http://%s:%d", host, port)
-  local t, why = proc.wait_ready{http = base_url .. "/v1/models", timeout = 60}
-  if not t then
-    lms(binary, {"unload", id}, 300, env)
-    cleanup()
-    return fail(why)
-  end
-  local log = {out}
-  local srv = backends.server{backend = "lmstudio", base_url = base_url, dialect = opts.dialect or "lmstudio",
-                       model = id, load_time_s = load_time, pid = extra.pid, port = port, host = host,
-                       server_load_s = adapter.parse_load_time(out), model_key = mkey, model_path = entry.path,
-                       quant = quant_name(inst) or quant_name(entry), env_delivery = delivery,
-                       daemon_pid = daemon_pid,
+  return {id = id, mkey = mkey, entry = entry, inst = inst, out = out, load_time = load_time}
+end
+
+-- 5. the server object: stop unloads (and stops what we started)
+local function lmstudio_server(binary, env, opts, m, port, started_server, daemon)
+  local host = opts.host or "127.0.0.1"
+  local id = m.id
+  local log = {m.out}
+  local srv = backends.server{backend = "lmstudio", base_url = string.format("http://%s:%d", host, port),
+                       dialect = opts.dialect or "lmstudio",
+                       model = id, load_time_s = m.load_time, pid = (opts.extra or {}).pid, port = port, host = host,
+                       server_load_s = adapter.parse_load_time(m.out), model_key = m.mkey, model_path = m.entry.path,
+                       quant = quant_name(m.inst) or quant_name(m.entry), env_delivery = daemon.delivery,
+                       daemon_pid = daemon.daemon_pid,
                        -- LM Studio's /api/v0 answers carry `stats` only when not streamed
                        stats = "LM Studio sends stats (tokens_per_second, time_to_first_token, generation_time) "
                          .. "in non-streamed /api/v0 answers only (dialect lmstudio-v0)"}
@@ -319,7 +313,7 @@ function adapter.start(opts)
       log[#log + 1] = o or e2
     end
     -- a daemon this adapter started with an env is not left to the user with it
-    if restarted and daemon_env ~= nil and daemon_env ~= "" then
+    if daemon.restarted and daemon_env ~= nil and daemon_env ~= "" then
       o, e2 = lms(binary, {"daemon", "down"}, 120, env)
       log[#log + 1] = o or e2
       daemon_env = nil
@@ -346,6 +340,35 @@ function adapter.start(opts)
     return lms_json(binary, {"ps", "--json"}, 30, env)
   end
   return srv
+end
+
+function adapter.start(opts)
+  backends.check_opts("lmstudio", opts, true)
+  local extra = opts.extra or {}
+  local binary = opts.binary or "lms"
+  local env = opts.env
+  local function fail(msg) return nil, "lmstudio: " .. tostring(msg) end
+  local ok, err = check_loaded_before(binary, env, extra)
+  if not ok then return fail(err) end
+  local daemon
+  daemon, err = deliver_env(binary, env, extra)
+  if not daemon then return fail(err) end
+  local port, started_server = ensure_server(binary, env, opts.port)
+  if not port then return fail(started_server) end
+  local function cleanup()
+    if started_server then lms(binary, {"server", "stop"}, 60, env) end
+  end
+  local m
+  m, err = load_model(binary, env, opts, tostring(opts.model))
+  if not m then cleanup() return fail(err) end
+  local base_url = string.format("http://%s:%d", opts.host or "127.0.0.1", port)
+  local t, why = proc.wait_ready{http = base_url .. "/v1/models", timeout = 60}
+  if not t then
+    lms(binary, {"unload", m.id}, 300, env)
+    cleanup()
+    return fail(why)
+  end
+  return lmstudio_server(binary, env, opts, m, port, started_server, daemon)
 end
 
 return adapter

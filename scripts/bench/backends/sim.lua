@@ -45,11 +45,11 @@ local function with_oom_record(info, record, pid)
   return info
 end
 
-function adapter.start(opts)
-  backends.check_opts("sim", opts, false)
-  local host = opts.host or "127.0.0.1"
+-- the sim's command line -> argv, portfile (the port it picks is written
+-- there), record (its OOM record file) | nil, message
+local function sim_argv(opts, host)
   local argv = {opts.binary or bench.executable, "sim", "--host", host}
-  local portfile
+  local portfile, record
   if opts.port and opts.port ~= 0 then
     local free, busy = proc.check_port_free(opts.port, host)
     if not free then return nil, "sim: " .. busy end
@@ -62,13 +62,20 @@ function adapter.start(opts)
   local extra = backends.args(opts.args)
   if opts.model and not backends.has_flag(extra, "--model") then backends.args({"--model", opts.model}, argv) end
   if opts.dialect and not backends.has_flag(extra, "--dialect") then backends.args({"--dialect", opts.dialect}, argv) end
-  local record
   if backends.has_flag(extra, "--oom-at-memory") and not backends.has_flag(extra, "--oom-record") then
     record = os.tmpname()
     os.remove(record)
     backends.args({"--oom-record", record}, argv)
   end
   backends.args(extra, argv)
+  return argv, portfile, record
+end
+
+function adapter.start(opts)
+  backends.check_opts("sim", opts, false)
+  local host = opts.host or "127.0.0.1"
+  local argv, portfile, record = sim_argv(opts, host)
+  if not argv then return nil, portfile end
   local dialect = backends.flag_value(argv, "--dialect") or default_of("--dialect")
   local model = backends.flag_value(argv, "--model") or default_of("--model")
   local p, err = proc.spawn{argv = argv, env = opts.env, log = opts.log, grace = 5}
