@@ -288,6 +288,24 @@ local function add_scheduled(rec)
   end
 end
 
+-- The open loop's schedule: when(i) -> request i's send time (ns), drawn
+-- lazily in order from gap() (seconds), so a duration run needs no bound.
+-- Send times are asked for in order, so only the recent ones are kept and an
+-- hour-long run holds no more than a short one.
+local SCHEDULE_KEEP = 1024
+local function send_times(gap, t_start)
+  local sched, drawn, t_next = {}, 0, t_start
+  return function(i)
+    while drawn < i do
+      drawn = drawn + 1
+      sched[drawn] = t_next
+      sched[drawn - SCHEDULE_KEEP] = nil
+      t_next = t_next + math.floor(gap() * 1e9 + 0.5)
+    end
+    return assert(sched[i], "load.open: a send time asked for out of order")
+  end
+end
+
 -- load.open{client = c, rate = r (req/s), arrival = "poisson" | "constant"
 -- | "gamma", burstiness = k?, requests = n | duration = s, seed = 0,
 -- max_concurrency = n?, warmup = 0, workload = w, ...same as closed} -> result
@@ -310,20 +328,7 @@ function M.open(opts)
   local t_start = clock.now()
   local deadline = opts.duration and t_start + math.floor(opts.duration * 1e9)
   local total = opts.requests
-  -- The schedule, drawn lazily in order (so a duration run needs no bound);
-  -- send times are asked for in order, so only the recent ones are kept and
-  -- an hour-long run holds no more than a short one.
-  local sched, drawn, t_next = {}, 0, t_start
-  local KEEP = 1024
-  local function when(i)
-    while drawn < i do
-      drawn = drawn + 1
-      sched[drawn] = t_next
-      sched[drawn - KEEP] = nil
-      t_next = t_next + math.floor(gap() * 1e9 + 0.5)
-    end
-    return assert(sched[i], "load.open: a send time asked for out of order")
-  end
+  local when = send_times(gap, t_start)
   local function in_run(i)
     if total and i > total then return false end
     if stopped(opts) then return false end
@@ -365,7 +370,7 @@ function M.open(opts)
       if stopped(opts) then break end
       tasks[#tasks + 1] = spawn(one, i, t)
       -- keep only the requests still running (a failed one stays, for wait_all to raise)
-      if #tasks >= 2 * KEEP then
+      if #tasks >= 2 * SCHEDULE_KEEP then
         local live = {}
         for _, x in ipairs(tasks) do if x:status() ~= "done" then live[#live + 1] = x end end
         for k = 1, #tasks do tasks[k] = live[k] end
