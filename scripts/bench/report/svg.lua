@@ -256,6 +256,28 @@ function svg.lines(o)
   return table.concat(out, "\n")
 end
 
+-- a timeline's series as lines; a point without a value breaks its line
+-- (no sample of that kind there), and a lone point is a dot
+local function timeline_lines(out, series, X, Y)
+  for i, s in ipairs(series) do
+    local color = s.color or PALETTE[(i - 1) % #PALETTE + 1]
+    local pts = {}
+    local function flush_line()
+      if #pts > 1 then
+        out[#out + 1] = string.format('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(pts, " "))
+      elseif #pts == 1 then
+        local x, y = pts[1]:match("([^,]+),(.+)")
+        out[#out + 1] = string.format('<circle cx="%s" cy="%s" r="2" fill="%s"/>', x, y, color)
+      end
+      pts = {}
+    end
+    for _, p in ipairs(s.points) do
+      if p[2] then pts[#pts + 1] = f(X(p[1])) .. "," .. f(Y(p[2])) else flush_line() end
+    end
+    flush_line()
+  end
+end
+
 -- svg.timeline{title=, ylabel=, series={{name=, points={{t_s, y}}}}, bands={{x0=, x1=, kind=, label=}}}
 -- Memory over time: shaded bands mark the load phase of each cell, thin lines
 -- mark cell boundaries.
@@ -307,24 +329,7 @@ function svg.timeline(o)
   end
   line(out, left, top, left, top + plot_h, 'stroke="#888"')
   line(out, left, top + plot_h, left + plot_w, top + plot_h, 'stroke="#888"')
-  for i, s in ipairs(series) do
-    local color = s.color or PALETTE[(i - 1) % #PALETTE + 1]
-    -- a point without a value breaks the line: no sample of that kind there
-    local pts = {}
-    local function flush_line()
-      if #pts > 1 then
-        out[#out + 1] = string.format('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(pts, " "))
-      elseif #pts == 1 then
-        local x, y = pts[1]:match("([^,]+),(.+)")
-        out[#out + 1] = string.format('<circle cx="%s" cy="%s" r="2" fill="%s"/>', x, y, color)
-      end
-      pts = {}
-    end
-    for _, p in ipairs(s.points) do
-      if p[2] then pts[#pts + 1] = f(X(p[1])) .. "," .. f(Y(p[2])) else flush_line() end
-    end
-    flush_line()
-  end
+  timeline_lines(out, series, X, Y)
   legend(out, series, left + plot_w + 24, top + 10)
   local ly = top + 10 + #series * 18 + 10
   for _, kind in ipairs({"load", "warmup", "run", "unload"}) do
