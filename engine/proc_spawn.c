@@ -400,23 +400,42 @@ static void child_start(proc_state *ps, child *c, const spawn_opts *o, int out_f
   }
 }
 
+/* opts.argv checked: a list of at least one string. Pushes it; *argv_t is
+ * its stack index. -> its length (raises on bad input). */
+static int check_argv(lua_State *L, int opts, const char *fn, int *argv_t) {
+  lua_getfield(L, opts, "argv");
+  if (!lua_istable(L, -1)) return luaL_error(L, "%s: argv: expected a list of strings", fn);
+  *argv_t = lua_gettop(L);
+  int n = (int)luaL_len(L, *argv_t);
+  if (n < 1) return luaL_error(L, "%s: argv: expected at least the program", fn);
+  for (int i = 1; i <= n; i++) {
+    lua_geti(L, *argv_t, i);
+    if (!lua_isstring(L, -1))
+      return luaL_error(L, "%s: argv[%d]: expected a string, got %s", fn, i, luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
+/* A fork or exec that failed: the child reaped, our ends of its pipes
+ * closed, and msg says why. */
+static void spawn_failed(pid_t pid, int fork_errno, int exec_errno, const char *path, spawn_pipes *pp,
+                         char *msg, size_t msgsz) {
+  if (pid > 0) waitpid(pid, NULL, 0);
+  int e = pid < 0 ? fork_errno : exec_errno;
+  snprintf(msg, msgsz, "%s '%s': %s", pid < 0 ? "fork failed for" : "cannot execute", path, strerror(e));
+  int fds[] = {pp->out[0], pp->err[0], pp->in[1]};
+  for (size_t i = 0; i < 3; i++) if (fds[i] >= 0) close(fds[i]);
+}
+
 int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, const char *input, size_t input_len) {
   proc_state *ps = proc_get_state(L);
   char msg[600];
   spawn_spec sp;
   memset(&sp, 0, sizeof sp);
 
-  lua_getfield(L, opts, "argv");
-  if (!lua_istable(L, -1)) return luaL_error(L, "%s: argv: expected a list of strings", fn);
-  int argv_t = lua_gettop(L);
-  int n = (int)luaL_len(L, argv_t);
-  if (n < 1) return luaL_error(L, "%s: argv: expected at least the program", fn);
-  for (int i = 1; i <= n; i++) {
-    lua_geti(L, argv_t, i);
-    if (!lua_isstring(L, -1))
-      return luaL_error(L, "%s: argv[%d]: expected a string, got %s", fn, i, luaL_typename(L, -1));
-    lua_pop(L, 1);
-  }
+  int argv_t = 0;
+  int n = check_argv(L, opts, fn, &argv_t);
   /* Create the handle closed first, then acquire: an error in between
    * leaves nothing behind (liolib's pattern). */
   phandle *h = lua_newuserdatauv(L, sizeof *h, 1);
@@ -465,11 +484,7 @@ int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, con
   if (pp.err[1] >= 0) close(pp.err[1]);
   if (pp.in[0] >= 0) close(pp.in[0]);
   if (pid < 0 || exec_errno) {
-    if (pid > 0) waitpid(pid, NULL, 0);
-    int e = pid < 0 ? fork_errno : exec_errno;
-    snprintf(msg, sizeof msg, "%s '%s': %s", pid < 0 ? "fork failed for" : "cannot execute", sp.path, strerror(e));
-    int fds[] = {pp.out[0], pp.err[0], pp.in[1]};
-    for (size_t i = 0; i < 3; i++) if (fds[i] >= 0) close(fds[i]);
+    spawn_failed(pid, fork_errno, exec_errno, sp.path, &pp, msg, sizeof msg);
     free(c);
     free(ringv);
     goto fail_files;
