@@ -182,6 +182,24 @@ static void get_ollama_version(conn *c) {
   sim_send_full(c, 200, "application/json; charset=utf-8", v, sizeof v - 1, NULL);
 }
 
+/* llama.cpp's GET /props (c392e509 handle_props), the fields a client reads:
+ * the slot's context in default_generation_settings.n_ctx and total_slots. */
+static void get_props(conn *c) {
+  sim_t *sim = c->sim;
+  br_buf b = BR_BUF_INIT;
+  OUT_LIT(&b, "{\"default_generation_settings\":{\"n_ctx\":");
+  out_i64(&b, sim->cfg.ctx_size);
+  OUT_LIT(&b, ",\"speculative\":false,\"is_processing\":false},\"total_slots\":");
+  out_i64(&b, sim->cfg.slots);
+  OUT_LIT(&b, ",\"model_path\":\"");
+  out_json_esc(&b, sim->cfg.models[0], strlen(sim->cfg.models[0]));
+  OUT_LIT(&b, "\",\"chat_template\":\"\",\"bos_token\":\"\",\"eos_token\":\"\",\"build_info\":\"");
+  out_str(&b, llama_fingerprint);
+  OUT_LIT(&b, "\"}");
+  sim_send_full(c, 200, "application/json; charset=utf-8", b.p, b.len, NULL);
+  br_buf_free(&b);
+}
+
 static const struct { const char *path; int dialects; void (*get)(conn *c); } get_routes[] = {
   {"/health", ALL, get_health},
   {"/", OLLAMA, get_ollama_root},
@@ -189,6 +207,7 @@ static const struct { const char *path; int dialects; void (*get)(conn *c); } ge
   {"/models", LLAMA, get_models_v1},
   {"/metrics", ALL, sim_get_metrics},
   {"/slots", LLAMA, get_slots},
+  {"/props", LLAMA, get_props},
   {"/api/v0/models", LMS, get_models_lms},
   {"/api/tags", OLLAMA, get_ollama_tags},
   {"/api/ps", OLLAMA, get_ollama_ps},
@@ -369,6 +388,8 @@ void sim_dispatch(conn *c) {
   int ep = route(sim, path, pl);
   if (ml == 3 && !memcmp(method, "GET", 3)) { handle_get(c, path, pl); return; }
   if (ml == 4 && !memcmp(method, "POST", 4)) {
+    if (sim->cfg.dialect == D_LLAMA && path_is(path, pl, "/tokenize")) { sim_tokenize(c); return; }
+    if (sim->cfg.dialect == D_LLAMA && path_is(path, pl, "/detokenize")) { sim_detokenize(c); return; }
     if (ep == EP_NONE) {
       /* a GET-only path: 405; anything else: 404 */
       if (path_is(path, pl, "/health") || path_is(path, pl, "/v1/models") || path_is(path, pl, "/metrics"))

@@ -1,0 +1,194 @@
+-- bench.depth: prefill and decode speed at a context depth, like
+-- llama-bench's -d, against any server (docs/depth.md).
+--
+--   local depth = require("bench.depth")
+--   local tok = require("bench.tokenizer").for_server{base_url = ..., dialect = ...}
+--   local r = depth.measure{client = client, tokenizer = tok, depth = 4096, pp = 512, tg = 128}
+--   -- r.cold / r.warm: {prefill_tokens, ttft_ms, prefill_tps, server_prefill_tps, decode_tps, server_decode_tps, ...}
+--   local list = depth.sweep{client = client, tokenizer = tok, depths = {0, 4096, 16384}}
+--
+-- At depth D a prompt holds D tokens of context, then pp tokens of
+-- question; the server answers tg tokens. Cold: a context no earlier
+-- request had (each measure starts its text with words of its own), so
+-- all D + pp tokens are prefilled. Warm: the same D-token context again
+-- with another pp tokens after it, so a server with a prefix cache
+-- prefills only those (what llama-bench's "pp512 @ d4096" measures).
+-- Prompts are built to the exact count with the server's tokenizer; where
+-- it has none, to an estimate calibrated by one probe request's usage (the
+-- result's note says so). A depth that does not fit the server's context
+-- is a note, not a request.
+local tokenizer = require("bench.tokenizer")
+
+local depth = {}
+
+depth.DEFAULT_PP, depth.DEFAULT_TG = 512, 128
+
+-- Words of the filler text: common short English words, each one token in
+-- most vocabularies, so a count moves by about one per word.
+local WORDS = {"the", "of", "and", "to", "in", "is", "that", "it", "was", "for", "on", "are", "as", "with",
+               "his", "they", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but",
+               "not", "what", "all", "were", "we", "when", "your", "can", "said", "there", "use", "an",
+               "each", "which", "she", "do", "how", "their", "if", "will", "up", "other", "about", "out",
+               "many", "then", "them", "these", "so", "some", "her", "would", "make", "like", "him", "into",
+               "time", "has", "look", "two", "more", "write", "go", "see", "number", "no", "way", "could"}
+
+-- n filler words from seed (a string), deterministic: " w1 w2 ..."
+local function words(seed, n)
+  local h = 2166136261
+  for i = 1, #seed do h = ((h ~ seed:byte(i)) * 16777619) & 0xffffffff end
+  local out = {}
+  for i = 1, n do
+    h = (h * 1103515245 + 12345) & 0x7fffffff
+    out[i] = " " .. WORDS[(h >> 8) % #WORDS + 1]
+  end
+  return out
+end
+
+-- depth.build(tok, target, seed, base?) -> text, count, source, exact:
+-- base .. filler words whose count is target tokens (BOS included where
+-- the server adds one), by binary search over the number of words, then
+-- single characters to close the last gap.
+function depth.build(tok, target, seed, base)
+  base = base or ""
+  if target <= 0 then return base, 0, "tokenizer", target == 0 end
+  local n0, src = tok:count(base ~= "" and base or " ")
+  if src ~= "tokenizer" then
+    -- no tokenizer: as many bytes as the (calibrated) estimate says
+    local need = math.max(0, math.floor((target - (base ~= "" and n0 or 0)) * tok.bytes_per_token + 0.5))
+    local text = base .. table.concat(words(seed, need // 2 + 1)):sub(1, need)
+    return text, select(1, tok:count(text)), "estimate", false
+  end
+  local list = words(seed, 2 * target + 16)
+  local function text_of(k) return base .. table.concat(list, "", 1, k) end
+  local lo, hi = 0, #list      -- count(text_of(lo)) <= target < count(text_of(hi + 1))
+  while lo < hi do
+    local mid = (lo + hi + 1) // 2
+    if tok:count(text_of(mid)) <= target then lo = mid else hi = mid - 1 end
+  end
+  local text = text_of(lo)
+  local n = tok:count(text)
+  for _ = 1, 64 do
+    if n >= target then break end
+    local grown = false
+    for _, tail in ipairs{" a", "a", "."} do
+      local m = tok:count(text .. tail)
+      if m <= target then text, n, grown = text .. tail, m, true break end
+    end
+    if not grown then break end
+  end
+  return text, n, "tokenizer", n == target
+end
+
+-- Figures of one request at a depth.
+local function figures(rec, phase, prefill_tokens)
+  local s = type(rec.server) == "table" and rec.server or {}
+  local f = {ok = rec.ok, error = rec.error, error_detail = rec.error_detail, ttft_ms = rec.ttft_ms,
+             prompt_tokens = rec.input_tokens or rec.prompt_tokens, input_tokens_source = rec.input_tokens_source,
+             output_tokens = rec.output_tokens, decode_tps = rec.decode_tps,
+             server_prefill_tps = s.prompt_per_second, server_decode_tps = s.predicted_per_second,
+             server_prompt_n = s.prompt_n}
+  -- what the server prefilled: its own count (llama.cpp timings.prompt_n,
+  -- which leaves out the cached prefix), else the tokens it did not have
+  -- cached (usage.prompt_tokens_details), else what we expected
+  local cached = type(rec.cached_tokens) == "number" and rec.cached_tokens or nil
+  f.prefill_tokens = s.prompt_n or (cached and f.prompt_tokens and f.prompt_tokens - cached) or prefill_tokens
+  if rec.ok and f.ttft_ms and f.ttft_ms > 0 and f.prefill_tokens then
+    f.prefill_tps = f.prefill_tokens / (f.ttft_ms / 1000)
+  end
+  if rec.prompt_truncated then f.note = "the server cut the prompt: " .. tostring(rec.prompt_truncated_detail) end
+  return f
+end
+
+local function check(opts, who)
+  if type(opts) ~= "table" then error(who .. ": expected a table of options", 3) end
+  if type(opts.client) ~= "table" or not opts.client.complete then
+    error(who .. ": client: expected a bench.openai client", 3)
+  end
+  for _, k in ipairs{"pp", "tg"} do
+    if opts[k] ~= nil and (math.type(opts[k]) ~= "integer" or opts[k] < 1) then
+      error(string.format("%s: %s: expected an integer >= 1, got %s", who, k, tostring(opts[k])), 3)
+    end
+  end
+end
+
+local runs = 0
+
+-- One request of a measure; its record goes to on_record (with depth and phase).
+local function ask(opts, d, phase, prompt, count, source, tg)
+  local c = opts.client
+  local extra = {temperature = 0}
+  local dialect = c.dialect
+  if dialect == "llama.cpp" or dialect == "vllm" or dialect == "sglang" then extra.ignore_eos = true end
+  local rec = c:complete{prompt = prompt, max_tokens = tg, extra = extra,
+                         input_tokens_exact = source == "tokenizer" and count or nil,
+                         expect_prompt_tokens = source == "tokenizer" and count or nil}
+  rec.depth, rec.depth_phase = d, phase
+  rec.name = rec.name or string.format("d%d-%s", d, phase)
+  if opts.on_record then opts.on_record(rec) end
+  return rec
+end
+
+-- One probe request teaches a tokenizer without an endpoint the server's
+-- bytes per token (its usage.prompt_tokens).
+local function calibrate(opts, tok)
+  if tok.kind ~= "usage" or tok.calibrated then return end
+  tok:count(" ")
+  if tok.kind ~= "usage" then return end
+  local text = table.concat(words("calibrate", 400))
+  local rec = opts.client:complete{prompt = text, max_tokens = 1, extra = {temperature = 0}}
+  tok:calibrate(#text, rec.prompt_tokens)
+end
+
+-- depth.measure{client, tokenizer?, depth, pp?, tg?, context?, on_record?}
+--   -> {depth, pp, tg, label_pp, label_tg, cold, warm, note?, skipped?, exact, input_tokens_source}
+function depth.measure(opts)
+  check(opts, "depth.measure")
+  local d = opts.depth
+  if math.type(d) ~= "integer" or d < 0 then error("depth.measure: depth: expected an integer >= 0, got " .. tostring(d), 2) end
+  local pp, tg = opts.pp or depth.DEFAULT_PP, opts.tg or depth.DEFAULT_TG
+  local tok = opts.tokenizer or tokenizer.for_server{base_url = opts.client.base_url, dialect = opts.client.dialect,
+                                                       model = opts.client.model}
+  local out = {depth = d, pp = pp, tg = tg, label_pp = string.format("pp%d @ d%d", pp, d),
+               label_tg = string.format("tg%d @ d%d", tg, d)}
+  local n_ctx = opts.context or tok:context()
+  out.context = n_ctx
+  if n_ctx and d + pp + tg > n_ctx then
+    out.skipped = true
+    out.note = string.format("depth %d + pp%d + tg%d needs %d tokens, more than the server's context of %d: not measured",
+                             d, pp, tg, d + pp + tg, n_ctx)
+    return out
+  end
+  calibrate(opts, tok)
+  runs = runs + 1
+  local seed = string.format("%d-%d-%d", os.time(), runs, d)
+  local base = depth.build(tok, d, "ctx" .. seed)
+  local cold, n_cold, src, exact1 = depth.build(tok, d + pp, "qa" .. seed, base)
+  local warm, n_warm, _, exact2 = depth.build(tok, d + pp, "qb" .. seed, base)
+  out.exact, out.input_tokens_source = exact1 and exact2, src
+  out.note = tok.note
+  local rc = ask(opts, d, "cold", cold, n_cold, src, tg)
+  if src ~= "tokenizer" then tok:calibrate(#cold, rc.prompt_tokens) end
+  out.cold = figures(rc, "cold", n_cold)
+  out.warm = figures(ask(opts, d, "warm", warm, n_warm, src, tg), "warm", pp)
+  if not rc.ok and not n_ctx then
+    out.note = (out.note and (out.note .. "; ") or "") .. string.format(
+      "the server refused depth %d (%s): is it larger than the server's context?", d, tostring(rc.error_detail or rc.error))
+  end
+  return out
+end
+
+-- depth.sweep{client, tokenizer?, depths = {...}, pp?, tg?, on_record?} -> list of depth.measure results
+function depth.sweep(opts)
+  check(opts, "depth.sweep")
+  if type(opts.depths) ~= "table" or #opts.depths == 0 then error("depth.sweep: depths: expected a list of depths", 2) end
+  local tok = opts.tokenizer or tokenizer.for_server{base_url = opts.client.base_url, dialect = opts.client.dialect,
+                                                       model = opts.client.model}
+  local list = {}
+  for i, d in ipairs(opts.depths) do
+    list[i] = depth.measure{client = opts.client, tokenizer = tok, depth = d, pp = opts.pp, tg = opts.tg,
+                            on_record = opts.on_record, context = opts.context}
+  end
+  return list
+end
+
+return depth
