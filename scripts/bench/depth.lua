@@ -89,9 +89,12 @@ local function figures(rec, phase, prefill_tokens)
              server_prompt_n = s.prompt_n}
   -- what the server prefilled: its own count (llama.cpp timings.prompt_n,
   -- which leaves out the cached prefix), else the tokens it did not have
-  -- cached (usage.prompt_tokens_details), else what we expected
+  -- cached (rec.cached_tokens, from usage.prompt_tokens_details where the
+  -- client reads it), else (cold) the whole prompt's count or (warm) the
+  -- pp tokens after the context, as if the server cached it
   local cached = type(rec.cached_tokens) == "number" and rec.cached_tokens or nil
-  f.prefill_tokens = s.prompt_n or (cached and f.prompt_tokens and f.prompt_tokens - cached) or prefill_tokens
+  f.prefill_tokens = s.prompt_n or (cached and f.prompt_tokens and f.prompt_tokens - cached)
+    or (phase == "cold" and f.prompt_tokens) or prefill_tokens
   if rec.ok and f.ttft_ms and f.ttft_ms > 0 and f.prefill_tokens then
     f.prefill_tps = f.prefill_tokens / (f.ttft_ms / 1000)
   end
@@ -189,6 +192,25 @@ function depth.sweep(opts)
                             on_record = opts.on_record, context = opts.context}
   end
   return list
+end
+
+-- depth.cell{client, cell, out, backend?, on_record}: the runner's hook for
+-- a plan cell with depth: (one call per repeat). The result goes to
+-- out.depth (a list, one per repeat); a depth the context cannot hold is
+-- a failed record whose error says so (error = "depth_exceeds_context"),
+-- so the cell, its summary and the report all show it.
+function depth.cell(o)
+  local c = o.client
+  local tok = tokenizer.for_server{base_url = c.base_url, dialect = c.dialect, model = c.model, backend = o.backend}
+  local r = depth.measure{client = c, tokenizer = tok, depth = o.cell.depth,
+                          tg = o.cell.max_tokens or depth.DEFAULT_TG, on_record = o.on_record}
+  o.out.depth = o.out.depth or {}
+  table.insert(o.out.depth, r)
+  if r.skipped then
+    o.on_record{ok = false, error = "depth_exceeds_context", error_detail = r.note, depth = r.depth,
+                name = string.format("d%d", r.depth)}
+  end
+  return r
 end
 
 return depth

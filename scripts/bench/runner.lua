@@ -687,6 +687,10 @@ local function run_cell(ctx, cell, i)
   -- closed loop (N users) or, with a rate, open loop (arrivals at their
   -- scheduled times whatever the server does; latency also from those times)
   local function send(rep)
+    if cell.depth then   -- a depth cell measures bench.depth instead of the workload
+      return require("bench.depth").cell{client = client, cell = cell, out = out, backend = s.backend,
+                                         on_record = function(r) on_record(r, rep, false) end}
+    end
     local args = {client = client, requests = requests, duration = cell.duration, workload = w,
                   on_record = function(r) on_record(r, rep, false) end, stop = server_gone}
     if cell.rate then
