@@ -80,7 +80,7 @@ function depth.build(tok, target, seed, base)
 end
 
 -- Figures of one request at a depth.
-local function figures(rec, phase, prefill_tokens)
+local function figures(rec, phase, expected)
   local s = type(rec.server) == "table" and rec.server or {}
   local f = {ok = rec.ok, error = rec.error, error_detail = rec.error_detail, ttft_ms = rec.ttft_ms,
              prompt_tokens = rec.input_tokens or rec.prompt_tokens, input_tokens_source = rec.input_tokens_source,
@@ -90,15 +90,19 @@ local function figures(rec, phase, prefill_tokens)
   -- what the server prefilled: its own count (llama.cpp timings.prompt_n,
   -- which leaves out the cached prefix), else the tokens it did not have
   -- cached (rec.cached_tokens, from usage.prompt_tokens_details where the
-  -- client reads it), else (cold) the whole prompt's count or (warm) the
-  -- pp tokens after the context, as if the server cached it
+  -- client reads it), else the whole prompt: a server that does not say
+  -- what it cached is not assumed to have cached anything
   local cached = type(rec.cached_tokens) == "number" and rec.cached_tokens or nil
   f.prefill_tokens = s.prompt_n or (cached and f.prompt_tokens and f.prompt_tokens - cached)
-    or (phase == "cold" and f.prompt_tokens) or prefill_tokens
+    or f.prompt_tokens or expected
+  if phase == "warm" and not s.prompt_n and not cached then
+    f.note = "the server does not say how much of the prompt it had cached: warm counts the whole prompt"
+  end
   if rec.ok and f.ttft_ms and f.ttft_ms > 0 and f.prefill_tokens then
     f.prefill_tps = f.prefill_tokens / (f.ttft_ms / 1000)
   end
   if rec.prompt_truncated then f.note = "the server cut the prompt: " .. tostring(rec.prompt_truncated_detail) end
+  if not rec.ok then f.note = "the request failed: " .. tostring(rec.error_detail or rec.error) end
   return f
 end
 

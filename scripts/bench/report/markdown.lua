@@ -1010,6 +1010,7 @@ function MD.render(an, ctx)
   section_tuning(out, an, ctx.tuning)
   section_latency(out, an)
   section_quality(out, an, ctx.quality)
+  require("bench.report.depth").section(out, an.data, MD.table)
   if #ctx.charts > 0 then
     out[#out + 1] = "## Charts"
     out[#out + 1] = ""
