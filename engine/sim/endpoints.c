@@ -182,14 +182,18 @@ static void get_ollama_version(conn *c) {
   sim_send_full(c, 200, "application/json; charset=utf-8", v, sizeof v - 1, NULL);
 }
 
-/* llama.cpp's GET /props (c392e509 handle_props), the fields a client reads:
- * the slot's context in default_generation_settings.n_ctx and total_slots. */
+/* llama.cpp's GET /props (c392e509 handle_props; tests/fixtures/llama-server/
+ * props.json): the slot's context in default_generation_settings.n_ctx,
+ * total_slots, and the other keys with fewer sampling params. */
 static void get_props(conn *c) {
   sim_t *sim = c->sim;
   br_buf b = BR_BUF_INIT;
-  OUT_LIT(&b, "{\"default_generation_settings\":{\"n_ctx\":");
+  OUT_LIT(&b, "{\"default_generation_settings\":{\"id\":0,\"id_task\":-1,\"n_ctx\":");
   out_i64(&b, sim->cfg.ctx_size);
-  OUT_LIT(&b, ",\"speculative\":false,\"is_processing\":false},\"total_slots\":");
+  OUT_LIT(&b, ",\"speculative\":false,\"is_processing\":false,\"non_causal\":false,\"params\":{\"n_predict\":-1,"
+              "\"seed\":4294967295,\"temperature\":0.800000011920929},\"prompt\":\"\",\"next_token\":{"
+              "\"has_next_token\":true,\"has_new_line\":false,\"n_remain\":-1,\"n_decoded\":0,\"stopping_word\":\"\"}},"
+              "\"total_slots\":");
   out_i64(&b, sim->cfg.slots);
   OUT_LIT(&b, ",\"model_path\":\"");
   out_json_esc(&b, sim->cfg.models[0], strlen(sim->cfg.models[0]));
