@@ -392,8 +392,10 @@ void sim_dispatch(conn *c) {
   int ep = route(sim, path, pl);
   if (ml == 3 && !memcmp(method, "GET", 3)) { handle_get(c, path, pl); return; }
   if (ml == 4 && !memcmp(method, "POST", 4)) {
-    if (sim->cfg.dialect == D_LLAMA && path_is(path, pl, "/tokenize")) { sim_tokenize(c); return; }
-    if (sim->cfg.dialect == D_LLAMA && path_is(path, pl, "/detokenize")) { sim_detokenize(c); return; }
+    /* llama.cpp's and vLLM's tokenizer endpoints (tokenize.c) */
+    int tok = sim->cfg.dialect == D_LLAMA || sim->cfg.dialect == D_OPENAI;
+    if (tok && path_is(path, pl, "/tokenize")) { sim_tokenize(c); return; }
+    if (tok && path_is(path, pl, "/detokenize")) { sim_detokenize(c); return; }
     if (ep == EP_NONE) {
       /* a GET-only path: 405; anything else: 404 */
       if (path_is(path, pl, "/health") || path_is(path, pl, "/v1/models") || path_is(path, pl, "/metrics"))

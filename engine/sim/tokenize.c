@@ -13,7 +13,13 @@
  * /detokenize gives the text back. It has no BOS (as Qwen's vocabularies
  * have none), so add_special changes nothing and a completion's prompt
  * counts what /tokenize counts. A number in a list "content" is a token id
- * as it is (request.c counts it as one token too). */
+ * as it is (request.c counts it as one token too).
+ *
+ * The openai dialect (vLLM's server) answers vLLM's own format
+ * (vllm/entrypoints/openai/protocol.py, TokenizeCompletionRequest and
+ * TokenizeResponse): {"model", "prompt", "add_special_tokens"} ->
+ * {"count", "max_model_len", "tokens", "token_strs": null};
+ * {"model", "tokens"} -> {"prompt"} (DetokenizeResponse). */
 #include "sim.h"
 
 #include <stdio.h>
@@ -78,20 +84,45 @@ static void put_text(br_buf *b, const char *s, int pieces, int *first) {
 }
 
 /* llama.cpp answers a body it cannot parse with 500 (its exception
- * handler); a field of the wrong type is the same json exception. */
+ * handler); a field of the wrong type is the same json exception. vLLM
+ * answers 400. */
 static cJSON *parse_body(conn *c) {
   cJSON *root = cJSON_ParseWithLength(c->in.p + c->head_len, c->body_len);
   if (!cJSON_IsObject(root)) {
     cJSON_Delete(root);
-    sim_send_error(c, 500, "server_error", "request body: expected a JSON object");
+    if (c->sim->cfg.dialect == D_OPENAI) sim_send_error(c, 400, "BadRequestError", "request body: expected a JSON object");
+    else sim_send_error(c, 500, "server_error", "request body: expected a JSON object");
     return NULL;
   }
   return root;
 }
 
+static void tokenize_vllm(conn *c, cJSON *root) {
+  const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+  if (!cJSON_IsString(prompt)) {
+    cJSON_Delete(root);
+    sim_send_error(c, 400, "BadRequestError", "prompt: Field required (a string)");
+    return;
+  }
+  br_buf b = BR_BUF_INIT;
+  size_t n = strlen(prompt->valuestring);
+  OUT_LIT(&b, "{\"count\":");
+  out_i64(&b, (int64_t)((n + PIECE_MAX - 1) / PIECE_MAX));
+  OUT_LIT(&b, ",\"max_model_len\":");
+  out_i64(&b, c->sim->cfg.ctx_size);
+  OUT_LIT(&b, ",\"tokens\":[");
+  int first = 1;
+  put_text(&b, prompt->valuestring, 0, &first);
+  OUT_LIT(&b, "],\"token_strs\":null}");
+  cJSON_Delete(root);
+  sim_send_full(c, 200, "application/json", b.p, b.len, NULL);
+  br_buf_free(&b);
+}
+
 void sim_tokenize(conn *c) {
   cJSON *root = parse_body(c);
   if (!root) return;
+  if (c->sim->cfg.dialect == D_OPENAI) { tokenize_vllm(c, root); return; }
   const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
   int pieces = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "with_pieces"));
   br_buf b = BR_BUF_INIT;
@@ -128,7 +159,8 @@ void sim_detokenize(conn *c) {
     unsigned char p[PIECE_MAX];
     if (cJSON_IsNumber(x)) out_mem(&text, p, piece_of(x->valuedouble, p));
   }
-  OUT_LIT(&b, "{\"content\":\"");
+  if (c->sim->cfg.dialect == D_OPENAI) OUT_LIT(&b, "{\"prompt\":\"");   /* vLLM's DetokenizeResponse */
+  else OUT_LIT(&b, "{\"content\":\"");
   out_json_esc(&b, text.p ? text.p : "", text.len);
   OUT_LIT(&b, "\"}");
   cJSON_Delete(root);

@@ -120,9 +120,33 @@ T.case("depth.measure: prefill = tokens / TTFT, within 10% of timings.prompt_per
   end
 end)
 
+T.case("vLLM's /tokenize (the sim's openai dialect): counts = usage, max_model_len, found by probing", function()
+  local s <close> = T.sim{"--dialect", "openai", "--decode-tps", "0", "--ctx-size", "8192"}
+  local st, body = post(s.url .. "/tokenize", {model = "sim-model", prompt = "Hello world"})
+  T.eq(st, 200, "status")
+  local v = json.decode(body)
+  T.eq(keys(v), "count,max_model_len,token_strs,tokens", "vLLM's TokenizeResponse")
+  T.eq(v.count, #v.tokens, "count")
+  st, body = post(s.url .. "/detokenize", {model = "sim-model", tokens = v.tokens})
+  T.eq(json.decode(body).prompt, "Hello world", "vLLM's DetokenizeResponse")
+  T.eq(post(s.url .. "/tokenize", {model = "sim-model"}), 400, "no prompt: 400 as vLLM")
+  local c = openai.client{base_url = s.url, dialect = "vllm"}
+  for _, dialect in ipairs{"vllm", "openai"} do
+    local tok = tokenizer.for_server{base_url = s.url, dialect = dialect, model = "sim-model"}
+    local text = "Grüße, 🦙! " .. string.rep("lorem ipsum ", 30)
+    local n, src = tok:count(text)
+    T.eq(src, "tokenizer", dialect .. ": source")
+    T.eq(tok.kind, "vllm", dialect .. ": vLLM's format")
+    T.eq(c:complete{prompt = text, max_tokens = 2}.prompt_tokens, n, dialect .. ": usage.prompt_tokens")
+    T.eq(tok:detokenize(assert(tok:tokenize(text))), text, dialect .. ": round trip")
+    T.eq(tok:context(), 8192, dialect .. ": max_model_len")
+  end
+end)
+
 T.case("a server without /tokenize: usage, calibrated, and it says so", function()
-  local s <close> = T.sim{"--dialect", "openai", "--decode-tps", "0"}
-  local c = openai.client{base_url = s.url, dialect = "openai"}
+  -- LM Studio's server has no tokenizer endpoint: the probe's 404s are the note
+  local s <close> = T.sim{"--dialect", "lmstudio", "--decode-tps", "0"}
+  local c = openai.client{base_url = s.url, dialect = "lmstudio"}
   local tok = tokenizer.for_server{base_url = s.url, dialect = "openai"}
   local n, src = tok:count(string.rep("x", 400))
   T.eq(src, "estimate", "no tokenizer: an estimate")
@@ -136,7 +160,7 @@ T.case("a server without /tokenize: usage, calibrated, and it says so", function
   T.eq(r.cold.input_tokens_source, "usage", "its count is the server's usage")
   T.near(r.cold.prompt_tokens, 1536, 16, "calibrated prompt near the target")
   -- a record without usage: an estimate at the calibrated ratio, said so
-  local plain = openai.client{base_url = s.url, dialect = "openai", include_usage = false}
+  local plain = openai.client{base_url = s.url, dialect = "lmstudio", include_usage = false}
   local first = plain:chat{prompt = string.rep("y", 400), max_tokens = 2, stream = false}
   T.eq(first.input_tokens_source, "usage", "a whole answer has usage")
   local rec = plain:chat{prompt = string.rep("y", 400), max_tokens = 2}
