@@ -165,7 +165,8 @@ function Tok:calibrate(bytes, prompt_tokens)
   self.calibrated = true
   self.bytes_per_token = bytes / prompt_tokens
   self.note = string.format("this server has no tokenizer endpoint: prompt tokens are estimated at %.2f bytes each,"
-    .. " calibrated from the first response's usage.prompt_tokens (%d for %d bytes)", self.bytes_per_token,
+    .. " calibrated from the first response's own count (usage.prompt_tokens; Ollama: prompt_eval_count):"
+    .. " %d for %d bytes", self.bytes_per_token,
     prompt_tokens, bytes)
 end
 

@@ -169,6 +169,16 @@ T.case("a server without /tokenize: usage, calibrated, and it says so", function
   T.eq(rec.input_tokens, 100, "400 bytes at the calibrated 4 bytes a token")
 end)
 
+T.case("Ollama: prompt_eval_count is the count, the estimate calibrated from it", function()
+  local s <close> = T.sim{"--dialect", "ollama", "--decode-tps", "0"}
+  local c = openai.client{base_url = s.url, dialect = "ollama-native", model = "sim-model"}
+  local r = depth.measure{client = c, depth = 1024, tg = 4}
+  T.eq(tokenizer.for_server{base_url = s.url, dialect = "ollama-native"}.kind, "usage", "no tokenizer endpoint")
+  assert(r.note:find("prompt_eval_count", 1, true), r.note)
+  T.eq(r.cold.input_tokens_source, "usage", "prompt_eval_count")
+  T.near(r.cold.prompt_tokens, 1536, 16, "calibrated prompt near the target")
+end)
+
 T.case("a depth larger than the context: a note, no request", function()
   local s <close> = T.sim{"--dialect", "llama.cpp", "--ctx-size", "1024"}
   local c = openai.client{base_url = s.url, dialect = "llama.cpp"}
