@@ -23,61 +23,9 @@ local depth = {}
 
 depth.DEFAULT_PP, depth.DEFAULT_TG = 512, 128
 
--- Words of the filler text: common short English words, each one token in
--- most vocabularies, so a count moves by about one per word.
-local WORDS = {"the", "of", "and", "to", "in", "is", "that", "it", "was", "for", "on", "are", "as", "with",
-               "his", "they", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but",
-               "not", "what", "all", "were", "we", "when", "your", "can", "said", "there", "use", "an",
-               "each", "which", "she", "do", "how", "their", "if", "will", "up", "other", "about", "out",
-               "many", "then", "them", "these", "so", "some", "her", "would", "make", "like", "him", "into",
-               "time", "has", "look", "two", "more", "write", "go", "see", "number", "no", "way", "could"}
-
--- n filler words from seed (a string), deterministic: " w1 w2 ..."
-local function words(seed, n)
-  local h = 2166136261
-  for i = 1, #seed do h = ((h ~ seed:byte(i)) * 16777619) & 0xffffffff end
-  local out = {}
-  for i = 1, n do
-    h = (h * 1103515245 + 12345) & 0x7fffffff
-    out[i] = " " .. WORDS[(h >> 8) % #WORDS + 1]
-  end
-  return out
-end
-
--- depth.build(tok, target, seed, base?) -> text, count, source, exact:
--- base .. filler words whose count is target tokens (BOS included where
--- the server adds one), by binary search over the number of words, then
--- single characters to close the last gap.
-function depth.build(tok, target, seed, base)
-  base = base or ""
-  if target <= 0 then return base, 0, "tokenizer", target == 0 end
-  local n0, src = tok:count(base ~= "" and base or " ")
-  if src ~= "tokenizer" then
-    -- no tokenizer: as many bytes as the (calibrated) estimate says
-    local need = math.max(0, math.floor((target - (base ~= "" and n0 or 0)) * tok.bytes_per_token + 0.5))
-    local text = base .. table.concat(words(seed, need // 2 + 1)):sub(1, need)
-    return text, select(1, tok:count(text)), "estimate", false
-  end
-  local list = words(seed, 2 * target + 16)
-  local function text_of(k) return base .. table.concat(list, "", 1, k) end
-  local lo, hi = 0, #list      -- count(text_of(lo)) <= target < count(text_of(hi + 1))
-  while lo < hi do
-    local mid = (lo + hi + 1) // 2
-    if tok:count(text_of(mid)) <= target then lo = mid else hi = mid - 1 end
-  end
-  local text = text_of(lo)
-  local n = tok:count(text)
-  for _ = 1, 64 do
-    if n >= target then break end
-    local grown = false
-    for _, tail in ipairs{" a", "a", "."} do
-      local m = tok:count(text .. tail)
-      if m <= target then text, n, grown = text .. tail, m, true break end
-    end
-    if not grown then break end
-  end
-  return text, n, "tokenizer", n == target
-end
+-- depth.build(tok, target, seed, base?): a prompt of exactly target tokens
+-- (bench.tokenizer.build)
+depth.build = tokenizer.build
 
 -- Figures of one request at a depth.
 local function figures(rec, phase, expected)
@@ -141,7 +89,7 @@ local function calibrate(opts, tok)
   if tok.kind ~= "usage" or tok.calibrated then return end
   tok:count(" ")
   if tok.kind ~= "usage" then return end
-  local text = table.concat(words("calibrate", 400))
+  local text = tokenizer.filler("calibrate", 400)
   local rec = opts.client:complete{prompt = text, max_tokens = 1, extra = {temperature = 0}}
   tok:calibrate(#text, rec.prompt_tokens)
 end

@@ -649,6 +649,11 @@ local function run_cell(ctx, cell, i)
     else requests = conc * 4 end
   end
   out.requests_per_repeat = requests
+  if type((plan.workload or {}).synthetic) == "table" then   -- exact prompt lengths (docs/tokenizer.md)
+    local tokenizer = require("bench.tokenizer")
+    w, out.prompt_lengths = tokenizer.exact_lengths(w, tokenizer.for_server{base_url = srv.base_url,
+      dialect = client.dialect, model = client.model, backend = s.backend}, requests or conc * 4)
+  end
 
   -- as many open files as the cell's connections need, or a clear no
   local fd_ok, fd_why = M.ensure_fds(cell)

@@ -190,4 +190,100 @@ function Tok:context()
   return nil
 end
 
+-- Words of the filler text: common short English words, each one token in
+-- most vocabularies, so a count moves by about one per word.
+local WORDS = {"the", "of", "and", "to", "in", "is", "that", "it", "was", "for", "on", "are", "as", "with",
+               "his", "they", "at", "be", "this", "have", "from", "or", "one", "had", "by", "word", "but",
+               "not", "what", "all", "were", "we", "when", "your", "can", "said", "there", "use", "an",
+               "each", "which", "she", "do", "how", "their", "if", "will", "up", "other", "about", "out",
+               "many", "then", "them", "these", "so", "some", "her", "would", "make", "like", "him", "into",
+               "time", "has", "look", "two", "more", "write", "go", "see", "number", "no", "way", "could"}
+
+-- n filler words from seed (a string), deterministic: {" w1", " w2", ...}
+local function words(seed, n)
+  local h = 2166136261
+  for i = 1, #seed do h = ((h ~ seed:byte(i)) * 16777619) & 0xffffffff end
+  local out = {}
+  for i = 1, n do
+    h = (h * 1103515245 + 12345) & 0x7fffffff
+    out[i] = " " .. WORDS[(h >> 8) % #WORDS + 1]
+  end
+  return out
+end
+
+-- tokenizer.build(tok, target, seed, base?) -> text, count, source, exact:
+-- base .. filler words whose count is target tokens (BOS included where
+-- the server adds one), by binary search over the number of words, then
+-- single characters to close the last gap.
+function tokenizer.build(tok, target, seed, base)
+  base = base or ""
+  if target <= 0 then return base, 0, "tokenizer", target == 0 end
+  local n0, src = tok:count(base ~= "" and base or " ")
+  if src ~= "tokenizer" then
+    -- no tokenizer: as many bytes as the (calibrated) estimate says
+    local need = math.max(0, math.floor((target - (base ~= "" and n0 or 0)) * tok.bytes_per_token + 0.5))
+    local text = base .. table.concat(words(seed, need // 2 + 1)):sub(1, need)
+    return text, select(1, tok:count(text)), "estimate", false
+  end
+  local list = words(seed, 2 * target + 16)
+  local function text_of(k) return base .. table.concat(list, "", 1, k) end
+  local lo, hi = 0, #list      -- count(text_of(lo)) <= target < count(text_of(hi + 1))
+  while lo < hi do
+    local mid = (lo + hi + 1) // 2
+    if tok:count(text_of(mid)) <= target then lo = mid else hi = mid - 1 end
+  end
+  local text = text_of(lo)
+  local n = tok:count(text)
+  for _ = 1, 64 do
+    if n >= target then break end
+    local grown = false
+    for _, tail in ipairs{" a", "a", "."} do
+      local m = tok:count(text .. tail)
+      if m <= target then text, n, grown = text .. tail, m, true break end
+    end
+    if not grown then break end
+  end
+  return text, n, "tokenizer", n == target
+end
+
+-- tokenizer.filler(seed, n) -> n filler words from seed, as one text
+function tokenizer.filler(seed, n) return table.concat(words(seed, n)) end
+
+-- tokenizer.exact_lengths(w, tok, n) -> a workload, and a note: the
+-- synthetic requests of w (bench.workload.synthetic: name "synthetic", an
+-- input_tokens target, a prompt "PREFIX i: words") get a prompt whose text
+-- is exactly input_tokens tokens by the server's tokenizer (its "PREFIX
+-- i: " kept, the words built anew from the same index), so two servers see
+-- the same target and each its own exact prompt. The text only: a chat
+-- request adds its template's tokens (the record's usage counts them), as
+-- vLLM's bench serve counts its random prompts. Requests 1..n are built now,
+-- before the load (each takes a few /tokenize calls); later ones on first
+-- use; all are kept. Other requests pass unchanged. A server without a
+-- tokenizer: w unchanged, and the note says so.
+function tokenizer.exact_lengths(w, tok, n)
+  tok:count(" ")   -- finds the server's format (or that it has none)
+  if tok.kind == "usage" then return w, tok.note end
+  local built = {}
+  local function exact(i)
+    if built[i] then return built[i] end
+    local r = w:next(i)
+    if r.name == "synthetic" and type(r.prompt) == "string" and math.type(r.input_tokens) == "integer" then
+      local copy = {}
+      for k, v in pairs(r) do copy[k] = v end
+      local head = r.prompt:match("^(.-%d+: )") or ""
+      local text, count, _, is_exact = tokenizer.build(tok, r.input_tokens, "synthetic-" .. i, head)
+      copy.prompt, copy.input_tokens = text, count
+      copy.input_tokens_by = is_exact and "tokenizer" or "tokenizer (nearest count)"
+      r = copy
+    end
+    built[i] = r
+    return r
+  end
+  for i = 1, n or 0 do exact(i) end
+  local out = setmetatable({}, getmetatable(w))
+  for k, v in pairs(w) do out[k] = v end
+  out.next = function(_, i) return exact(i) end
+  return out, "synthetic prompts have exactly their input tokens by the server's tokenizer (the chat template adds its own)"
+end
+
 return tokenizer

@@ -231,6 +231,32 @@ matrix:
   T.eq(rc ~= nil, true, "the run returned")
 end)
 
+T.case("a synthetic workload's prompts have exactly their input tokens by the server's tokenizer", function()
+  local dir = T.tmpdir()
+  for _, dialect in ipairs{"llama.cpp", "lmstudio"} do
+    local _, data = T.run_plan(dir, string.format([[
+name: exact-lengths
+server: {backend: sim, args: ["--dialect", "%s", "--decode-tps", "0"]}
+workload: {synthetic: {input: {dist: uniform, min: 40, max: 300}, output: 4}}
+requests: 12
+]], dialect))
+    local targets = data.records[1] and {}
+    local w = require("bench.workload").synthetic{input = {dist = "uniform", min = 40, max = 300}, output = 4}
+    for i, r in ipairs(data.records) do
+      targets[i] = w:next(r.index).input_tokens
+      if dialect == "llama.cpp" then
+        T.eq(r.prompt_tokens, targets[i], "request " .. r.index .. ": the sim counted the target")
+      end
+    end
+    local cell = data.cells[1]
+    if dialect == "llama.cpp" then
+      assert(cell.prompt_lengths:find("exactly", 1, true), tostring(cell.prompt_lengths))
+    else
+      assert(cell.prompt_lengths:find("no tokenizer endpoint", 1, true), tostring(cell.prompt_lengths))
+    end
+  end
+end)
+
 T.case("plan: depth values are checked with file, line and field", function()
   local P = require("bench.plan")
   local dir = T.tmpdir()
