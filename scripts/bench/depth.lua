@@ -154,8 +154,9 @@ end
 function depth.cell(o)
   local c = o.client
   local tok = tokenizer.for_server{base_url = c.base_url, dialect = c.dialect, model = c.model, backend = o.backend}
-  local r = depth.measure{client = c, tokenizer = tok, depth = o.cell.depth,
-                          tg = o.cell.max_tokens or depth.DEFAULT_TG, on_record = o.on_record}
+  -- tg: the cell's max_tokens, within a dry run's cap (max_tokens_cap)
+  local tg = math.min(o.cell.max_tokens or depth.DEFAULT_TG, o.cell.max_tokens_cap or math.huge)
+  local r = depth.measure{client = c, tokenizer = tok, depth = o.cell.depth, tg = tg, on_record = o.on_record}
   o.out.depth = o.out.depth or {}
   table.insert(o.out.depth, r)
   if r.skipped then
