@@ -34,7 +34,8 @@ local function figures(rec, phase, expected)
              prompt_tokens = rec.input_tokens or rec.prompt_tokens, input_tokens_source = rec.input_tokens_source,
              output_tokens = rec.output_tokens, decode_tps = rec.decode_tps,
              server_prefill_tps = s.prompt_per_second, server_decode_tps = s.predicted_per_second,
-             server_prompt_n = s.prompt_n}
+             server_prompt_n = s.prompt_n,
+             burst = rec.burst}   -- tokens that came at once: no decode rate of ours (docs/openai.md)
   -- what the server prefilled: its own count (llama.cpp timings.prompt_n,
   -- which leaves out the cached prefix), else the tokens it did not have
   -- cached (rec.cached_tokens, from usage.prompt_tokens_details where the
