@@ -602,7 +602,8 @@ local function input_tokens(self, rec, args, bytes)
     rec.input_tokens, rec.input_tokens_source = args.input_tokens_exact, "tokenizer"
   elseif rec.prompt_tokens then
     rec.input_tokens, rec.input_tokens_source = rec.prompt_tokens, "usage"
-    if not self.bytes_per_token and bytes > 0 and rec.prompt_tokens > 0 then
+    -- from a prompt long enough that a chat template's few tokens do not skew it
+    if not self.bytes_per_token and bytes >= 256 and rec.prompt_tokens > 0 then
       self.bytes_per_token = bytes / rec.prompt_tokens
     end
   else
