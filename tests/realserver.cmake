@@ -18,3 +18,6 @@ foreach(src ${REALSERVER_TESTS})
     ENVIRONMENT "BENCHRUN_TESTS=${CMAKE_CURRENT_SOURCE_DIR};BENCHRUN_REALSERVER_ENV=${REALSERVER_ENV};BENCHRUN_SOURCE=${PROJECT_SOURCE_DIR};BENCHRUN_HISTORY=${CMAKE_CURRENT_BINARY_DIR}/history.db"
     FIXTURES_REQUIRED realserver LABELS realserver SKIP_RETURN_CODE 77 TIMEOUT 600)
 endforeach()
+# a timing comparison (prefill tokens / TTFT against the server's own
+# figure): alone, so that other tests do not take the machine's 2 cores
+set_tests_properties(realserver/depth_test PROPERTIES RUN_SERIAL ON)

@@ -182,6 +182,28 @@ static void get_ollama_version(conn *c) {
   sim_send_full(c, 200, "application/json; charset=utf-8", v, sizeof v - 1, NULL);
 }
 
+/* llama.cpp's GET /props (c392e509 handle_props; tests/fixtures/llama-server/
+ * props.json): the slot's context in default_generation_settings.n_ctx,
+ * total_slots, and the other keys with fewer sampling params. */
+static void get_props(conn *c) {
+  sim_t *sim = c->sim;
+  br_buf b = BR_BUF_INIT;
+  OUT_LIT(&b, "{\"default_generation_settings\":{\"id\":0,\"id_task\":-1,\"n_ctx\":");
+  out_i64(&b, sim->cfg.ctx_size);
+  OUT_LIT(&b, ",\"speculative\":false,\"is_processing\":false,\"non_causal\":false,\"params\":{\"n_predict\":-1,"
+              "\"seed\":4294967295,\"temperature\":0.800000011920929},\"prompt\":\"\",\"next_token\":{"
+              "\"has_next_token\":true,\"has_new_line\":false,\"n_remain\":-1,\"n_decoded\":0,\"stopping_word\":\"\"}},"
+              "\"total_slots\":");
+  out_i64(&b, sim->cfg.slots);
+  OUT_LIT(&b, ",\"model_path\":\"");
+  out_json_esc(&b, sim->cfg.models[0], strlen(sim->cfg.models[0]));
+  OUT_LIT(&b, "\",\"chat_template\":\"\",\"bos_token\":\"\",\"eos_token\":\"\",\"build_info\":\"");
+  out_str(&b, llama_fingerprint);
+  OUT_LIT(&b, "\"}");
+  sim_send_full(c, 200, "application/json; charset=utf-8", b.p, b.len, NULL);
+  br_buf_free(&b);
+}
+
 static const struct { const char *path; int dialects; void (*get)(conn *c); } get_routes[] = {
   {"/health", ALL, get_health},
   {"/", OLLAMA, get_ollama_root},
@@ -189,6 +211,7 @@ static const struct { const char *path; int dialects; void (*get)(conn *c); } ge
   {"/models", LLAMA, get_models_v1},
   {"/metrics", ALL, sim_get_metrics},
   {"/slots", LLAMA, get_slots},
+  {"/props", LLAMA, get_props},
   {"/api/v0/models", LMS, get_models_lms},
   {"/api/tags", OLLAMA, get_ollama_tags},
   {"/api/ps", OLLAMA, get_ollama_ps},
@@ -369,6 +392,10 @@ void sim_dispatch(conn *c) {
   int ep = route(sim, path, pl);
   if (ml == 3 && !memcmp(method, "GET", 3)) { handle_get(c, path, pl); return; }
   if (ml == 4 && !memcmp(method, "POST", 4)) {
+    /* llama.cpp's and vLLM's tokenizer endpoints (tokenize.c) */
+    int tok = sim->cfg.dialect == D_LLAMA || sim->cfg.dialect == D_OPENAI;
+    if (tok && path_is(path, pl, "/tokenize")) { sim_tokenize(c); return; }
+    if (tok && path_is(path, pl, "/detokenize")) { sim_detokenize(c); return; }
     if (ep == EP_NONE) {
       /* a GET-only path: 405; anything else: 404 */
       if (path_is(path, pl, "/health") || path_is(path, pl, "/v1/models") || path_is(path, pl, "/metrics"))

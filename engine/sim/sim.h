@@ -290,6 +290,9 @@ void sim_dispatch(conn *c);
 /* Load-only requests waiting in the queue are answered when the load ends. */
 void sim_answer_load_waiters(sim_t *sim);
 void sim_get_metrics(conn *c);
+/* tokenize.c: POST /tokenize and /detokenize (llama.cpp's; vLLM's for the openai dialect) */
+void sim_tokenize(conn *c);
+void sim_detokenize(conn *c);
 /* The fault of this request: asked for (header, then body field), else
  * drawn for --fault. -1: an unknown kind was asked for. */
 int sim_pick_fault(conn *c, const char *header_fault, size_t hlen, const cJSON *body);

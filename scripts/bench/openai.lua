@@ -633,6 +633,29 @@ local function make_record(self, r, kind, stream, request)
   return rec
 end
 
+-- The prompt's token count and its source, on every record
+-- (docs/tokenizer.md): the caller's count with the server's tokenizer
+-- (args.input_tokens_exact), else the server's own (usage or timings),
+-- else an estimate: ~4 bytes a token, or this client's ratio once a
+-- response's usage calibrated it (the record's input_tokens_note says so).
+local function input_tokens(self, rec, args, bytes)
+  if math.type(args.input_tokens_exact) == "integer" then
+    rec.input_tokens, rec.input_tokens_source = args.input_tokens_exact, "tokenizer"
+  elseif rec.prompt_tokens then
+    rec.input_tokens, rec.input_tokens_source = rec.prompt_tokens, "usage"
+    -- from a prompt long enough that a chat template's few tokens do not skew it
+    if not self.bytes_per_token and bytes >= 256 and rec.prompt_tokens > 0 then
+      self.bytes_per_token = bytes / rec.prompt_tokens
+    end
+  else
+    rec.input_tokens = math.max(1, math.ceil(bytes / (self.bytes_per_token or 4)))
+    rec.input_tokens_source = "estimate"
+    rec.input_tokens_note = self.bytes_per_token
+      and string.format("estimated at %.2f bytes a token, calibrated from this server's first usage count", self.bytes_per_token)
+      or "estimated at ~4 bytes a token (no tokenizer or usage count)"
+  end
+end
+
 local function call(self, kind, args, who)
   if type(args) ~= "table" then error(who .. ": expected a table of arguments", 3) end
   if args.on_event ~= nil and type(args.on_event) ~= "function" then error(who .. ": on_event: expected a function", 3) end
@@ -652,6 +675,7 @@ local function call(self, kind, args, who)
   -- what the call offered (tools, response_format): the schemas its answer is checked against
   local rec = make_record(self, r, kind, stream, merge(copy(self.extra), args.extra))
   check_prompt(rec, prompt_bytes(args), args.expect_prompt_tokens)
+  input_tokens(self, rec, args, prompt_bytes(args))
   return rec
 end
 

@@ -245,8 +245,8 @@ local LOST_CONNECTION = {reset = true, refused = true, truncated = true}
 -- server does; latency also from those times). -> wall seconds of the
 -- repeats, whether the server died, why the load stopped (or nil). acc:
 -- the cell's summary accumulator.
-local function measure(ctx, cell, srv, out, acc)
-  local load = require("bench.load")
+-- The cell's client, workload and request count per repeat.
+local function cell_load(ctx, cell, srv, out)
   local s = cell.server
   -- server.extra is the backend's (docs/servers.md), never request fields
   local client = require("bench.openai").client{base_url = srv.base_url, dialect = srv.dialect or s.dialect,
@@ -261,6 +261,18 @@ local function measure(ctx, cell, srv, out, acc)
     else requests = conc * 4 end
   end
   out.requests_per_repeat = requests
+  if type((ctx.plan.workload or {}).synthetic) == "table" then   -- exact prompt lengths (docs/tokenizer.md)
+    local tokenizer = require("bench.tokenizer")
+    w, out.prompt_lengths = tokenizer.exact_lengths(w, tokenizer.for_server{base_url = srv.base_url,
+      dialect = client.dialect, model = client.model, backend = s.backend}, requests or conc * 4)
+  end
+  return client, w, requests, conc
+end
+
+local function measure(ctx, cell, srv, out, acc)
+  local load = require("bench.load")
+  local s = cell.server
+  local client, w, requests, conc = cell_load(ctx, cell, srv, out)
 
   -- the load stops when the server is gone: its process exited, or a
   -- refused connection and a probe say nobody listens any more
@@ -286,6 +298,10 @@ local function measure(ctx, cell, srv, out, acc)
     end
   end
   local function send(rep)
+    if cell.depth then   -- a depth cell measures bench.depth instead of the workload
+      return require("bench.depth").cell{client = client, cell = cell, out = out, backend = s.backend,
+                                         on_record = function(r) on_record(r, rep, false) end}
+    end
     local args = {client = client, requests = requests, duration = cell.duration, workload = w,
                   on_record = function(r) on_record(r, rep, false) end, stop = server_gone}
     if cell.rate then

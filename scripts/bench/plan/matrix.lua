@@ -22,7 +22,7 @@ local child, copy, is_list, is_map = paths.child, util.copy, util.is_list, util.
 matrix.AXES = {
   model = true, server = true, backend = true, env = true, sysctl = true,
   concurrency = true, max_tokens = true, requests = true, args = true,
-  ["repeat"] = true, rate = true, mix = true, warmup = true,
+  ["repeat"] = true, rate = true, mix = true, warmup = true, depth = true,
 }
 local AXES = matrix.AXES
 
@@ -40,6 +40,7 @@ end
 
 -- matrix.label_of(axis, v) -> a readable label of an axis value
 function matrix.label_of(axis, v)
+  if axis == "depth" and type(v) == "number" then return "d" .. scalar_label(v) end   -- llama-bench's "d4096"
   if type(v) ~= "table" then return scalar_label(v) end
   if v.name then return tostring(v.name) end
   if axis == "env" or axis == "sysctl" then
@@ -314,7 +315,7 @@ end
 -- the cell of combination cb (the i-th), before its checks
 local function build_cell(plan, cb, i, constant)
   local cell = {}
-  for _, k in ipairs({"repeat", "warmup", "concurrency", "max_tokens", "requests"}) do cell[k] = plan[k] end
+  for _, k in ipairs({"repeat", "warmup", "concurrency", "max_tokens", "requests", "depth"}) do cell[k] = plan[k] end
   for _, s in ipairs(cb.settings) do
     for k, x in pairs(s) do set_field(cell, k, util.deep_copy(x)) end
   end

@@ -30,6 +30,7 @@ function T.oneof(nodes, o) o = o or {}; o.nodes = nodes; return node("oneof", o)
 schema.LIMITS = {
   concurrency = 100000, requests = 10000000, ["repeat"] = 10000, warmup = 100000,
   max_tokens = 10000000, rate = 1000000, duration = 7 * 86400,
+  depth = 10000000,   -- context tokens before a depth measurement's prompt (bench.depth)
   -- a plan's size once its YAML aliases are expanded (billion-laughs bound)
   plan_nodes = 200000, plan_bytes = 8 * 1024 * 1024,
 }
@@ -143,6 +144,7 @@ local CELL_FIELDS = {
   tags = T.dict(T.scalar()),
   timeout = TIMEOUT,
   max_error_rate = ERROR_RATE,
+  depth = T.int{min = 0, max = L.depth},   -- a depth measurement (bench.depth) instead of the workload
 }
 
 local function cell_map(o) return T.map(CELL_FIELDS, o) end
@@ -190,6 +192,7 @@ schema.root = T.map({
   concurrency = T.int{min = 1, max = L.concurrency},
   max_tokens = T.int{min = 1, max = L.max_tokens},
   requests = T.int{min = 1, max = L.requests},
+  depth = T.int{min = 0, max = L.depth},
   env = ENV,
   sysctl = SYSCTL,
   matrix = T.oneof({T.dict(T.any()), T.list(T.dict(T.any()), {nonempty = true})},

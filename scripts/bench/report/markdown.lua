@@ -9,6 +9,7 @@ local MD = {}
 local format = require("bench.report.format")
 local findings = require("bench.report.findings")
 local toolcalls = require("bench.report.toolcalls")
+local depth = require("bench.report.depth")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -500,7 +501,7 @@ end
 -- scaling, tuning, quality, title, phase, phase_parts = {findings, sections,
 -- answered}}. A phase script's sections follow the section their `after`
 -- names: "results", "errors", "scaling", "fairness", "tuning", "latency",
--- "toolcalls", "quality" (docs/phases.md).
+-- "toolcalls", "quality", "depth" (docs/phases.md).
 function MD.render(an, ctx)
   local out = {}
   section_header(out, an, ctx)
@@ -522,6 +523,7 @@ function MD.render(an, ctx)
     {"latency", section_latency},
     {"toolcalls", function() toolcalls.section(out, an, MD.table) end},   -- tool calls, structured output, reasoning budget
     {"quality", function() section_quality(out, an, ctx.quality) end},
+    {"depth", function() depth.section(out, an.data, MD.table) end},   -- speed over context depth
   }
   for _, s in ipairs(sections) do
     s[2](out, an)
