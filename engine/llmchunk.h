@@ -10,7 +10,9 @@
  *   choices[0].text, choices[0].finish_reason, usage, timings (llama.cpp),
  *   stats (LM Studio /api/v0), content + stop (llama.cpp /completion),
  *   message.content / message.thinking, response, thinking, done, done_reason
- *   (Ollama), error, sim_ns (benchrun sim's send time), and "[DONE]".
+ *   (Ollama), error, sim_ns (benchrun sim's send time), and "[DONE]";
+ *   choices[0].logprobs and llama.cpp's completion_probabilities are kept
+ *   as raw JSON entries (one memcpy per event; Lua decodes them once).
  * Text inside <think>...</think> in the content goes to the reasoning
  * buffer, with tags split across events handled. */
 #ifndef BENCHRUN_LLMCHUNK_H
@@ -29,6 +31,12 @@ typedef struct br_llm {
   br_sse_buf stats;       /* the last "stats" object (LM Studio /api/v0) */
   br_sse_buf final;       /* the whole event that said done (Ollama) */
   br_sse_buf error;       /* the first in-stream "error" value, raw JSON */
+  br_sse_buf logprobs;    /* per-token logprob entries, raw JSON, comma-joined
+                           * (choices[0].logprobs.content[*], llama.cpp's
+                           * completion_probabilities[*], or a legacy
+                           * /v1/completions logprobs object whole) */
+  uint64_t logprob_events;   /* events that carried logprobs */
+  uint64_t text_no_logprobs; /* events with text but without logprobs */
   char finish[32];        /* finish_reason / done_reason ("" if none) */
   int done;               /* saw [DONE], done:true or stop:true */
   int in_think;           /* inside <think> ... </think> */

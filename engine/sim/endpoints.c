@@ -369,6 +369,7 @@ void sim_dispatch(conn *c) {
   int ep = route(sim, path, pl);
   if (ml == 3 && !memcmp(method, "GET", 3)) { handle_get(c, path, pl); return; }
   if (ml == 4 && !memcmp(method, "POST", 4)) {
+    if (ep == EP_NONE && sim_prefix_reset(c, path, pl, q ? q : path + pl, q ? (size_t)(sp2 - q) : 0)) return;
     if (ep == EP_NONE) {
       /* a GET-only path: 405; anything else: 404 */
       if (path_is(path, pl, "/health") || path_is(path, pl, "/v1/models") || path_is(path, pl, "/metrics"))
