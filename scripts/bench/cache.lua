@@ -194,4 +194,35 @@ function cache.scrape(base_url, backend)
   return cache.metrics(r.body, backend)
 end
 
+-- ---- a cell (bench.runner's hooks) ----
+
+-- cache.begin_cell(plan, cell, srv) -> the cell's cache state: the reset
+-- the cell asked for (cache: {reset: true}, on the cell or the plan), the
+-- server's counters before it (only where the plan has a cache: key: no
+-- request a plan did not ask for), and the per-request accumulator.
+function cache.begin_cell(plan, cell, srv)
+  local opt = cell.cache or plan.cache
+  local st = {acc = cache.accumulator(), backend = srv.backend or (cell.server or {}).backend}
+  if not opt then return st end
+  if opt.reset then
+    local ok, res = pcall(cache.reset, srv.base_url, st.backend, srv.dialect or (cell.server or {}).dialect)
+    st.reset = ok and res or {ok = false, detail = tostring(res)}
+  end
+  st.before = cache.scrape(srv.base_url, st.backend)
+  st.scraped = true
+  return st
+end
+
+-- cache.end_cell(st, srv) -> the cell's `cache` table (nil: nothing to say)
+function cache.end_cell(st, srv)
+  local res = st.acc:result() or {}
+  if st.scraped and st.before then
+    local d = cache.metrics_delta(st.before, cache.scrape(srv.base_url, st.backend))
+    if d then res.server_hit_rate, res.server_hit_source = d.rate, d.source end
+  end
+  res.reset = st.reset
+  if next(res) == nil then return nil end
+  return res
+end
+
 return cache

@@ -126,4 +126,36 @@ function logprobs.request_fields(kind, dialect, native, k)
   return {logprobs = k, temperature = 0}
 end
 
+-- logprobs.run_cell(plan, client, w, n, max_tokens) -> {prompt name =
+-- {tokens = list?, note = text?}} or nil: the quality pass of a cell
+-- (quality: {logprobs: k}): each of the workload's first n distinct
+-- prompts once more, streamed, at temperature 0 with k top logprobs.
+-- These requests are not in the cell's speed figures.
+function logprobs.run_cell(plan, client, w, n, max_tokens)
+  local q = plan.quality
+  if type(q) ~= "table" or not q.logprobs then return nil end
+  local out, seen = {}, {}
+  for i = 1, math.min(n or w.size or 1, 64) do
+    local item = w:next(i)
+    local name = item.prompt or item.name or ("prompt" .. i)
+    if not seen[name] then
+      seen[name] = true
+      local args = {}
+      for k, v in pairs(item) do args[k] = v end
+      args.logprobs = q.logprobs
+      args.max_tokens = max_tokens or args.max_tokens
+      args.stream = true
+      local extra = {}
+      for k, v in pairs(args.extra or {}) do extra[k] = v end
+      extra.temperature = 0
+      args.extra = extra
+      local ok, rec = pcall(client.chat, client, args)
+      if not ok then out[name] = {note = tostring(rec)}
+      elseif not rec.ok then out[name] = {note = "the request failed: " .. tostring(rec.error) .. (rec.error_detail and (": " .. rec.error_detail) or "")}
+      else out[name] = {tokens = rec.logprobs, note = rec.logprobs_note, missing = rec.logprobs_missing} end
+    end
+  end
+  return out
+end
+
 return logprobs

@@ -667,6 +667,7 @@ local function run_cell(ctx, cell, i)
   end
 
   local cell_summary = new_summary(plan.slo)
+  local cache_state = require("bench.cache").begin_cell(plan, cell, srv)   -- prefix caching (bench.cache)
   local lost_connection = false
   local function on_record(r, rep, warm)
     r.cell = cell.id
@@ -677,6 +678,7 @@ local function run_cell(ctx, cell, i)
     if LOST_CONNECTION[r.error] then lost_connection = true end
     if not warm then
       cell_summary:add(r)
+      cache_state.acc:add(r)
       if r.prompt == nil and r.name then r.prompt = r.name end
       local pname = r.prompt or r.name
       if pname and r.text and out.outputs[pname] == nil and (r.ok ~= false and not r.error) then out.outputs[pname] = r.text end
@@ -736,6 +738,10 @@ local function run_cell(ctx, cell, i)
     set_peaks(out, stop_server(ctx))
   end
   out.summary = summarize(cell_summary, wall_total)
+  if not died then out.cache = require("bench.cache").end_cell(cache_state, srv) end
+  if not died and not gone and out.status == "ok" and server_alive(srv) then   -- quality by logprobs
+    out.quality_logprobs = require("bench.logprobs").run_cell(plan, client, w, nprompts, cell.max_tokens)
+  end
   if gone then out.stopped = gone end
   -- a cell is what its requests were (bench.summary.verdict): none
   -- succeeded is failed, errors above max_error_rate degraded

@@ -1010,6 +1010,8 @@ function MD.render(an, ctx)
   section_tuning(out, an, ctx.tuning)
   section_latency(out, an)
   section_quality(out, an, ctx.quality)
+  require("bench.report.logprobs").section(out, an, MD.table)   -- quality by logprobs
+  require("bench.report.cache").section(out, an, MD.table)      -- prefix cache
   if #ctx.charts > 0 then
     out[#out + 1] = "## Charts"
     out[#out + 1] = ""
