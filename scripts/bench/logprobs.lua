@@ -10,7 +10,7 @@
 -- vLLM's legacy /v1/completions objects {tokens, token_logprobs,
 -- top_logprobs}); it is decoded once per request, after the stream.
 --
--- The comparison (docs/quality.md): both answered the same prompt at
+-- The comparison (docs/reports.md, "Quality by logprobs"): both answered the same prompt at
 -- temperature 0. Position i is compared while both had the same text
 -- before it (up to and including the first position where the chosen
 -- tokens differ): there the two distributions answer the same question.

@@ -1,7 +1,7 @@
 -- bench.report.cache: the "Prefix cache" section (per configuration: the
 -- cache hit rate, the requests with a hit, TTFT with and without one, the
 -- server's own /metrics figure and the cache reset), from each cell's
--- `cache` table (bench.cache.end_cell). docs/report.md, "Prefix cache".
+-- `cache` table (bench.cache.end_cell). docs/reports.md, "Prefix cache".
 local report_cache = {}
 
 local function pct(x) return x and string.format("%.1f%%", 100 * x) or "–" end

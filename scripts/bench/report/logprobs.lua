@@ -3,7 +3,7 @@
 -- precision whose cells have logprobs, as bench.report.quality picks):
 -- top-1 token agreement, mean KL divergence over the top-k, the first
 -- divergence position, the text similarity beside them, and quality per
--- GB next to TPS/GB. docs/report.md, "Quality by logprobs".
+-- GB next to TPS/GB. docs/reports.md, "Quality by logprobs".
 local logprobs = require("bench.logprobs")
 local quality = require("bench.report.quality")
 
