@@ -94,8 +94,9 @@ function Acc:result()
 end
 
 -- The cache-reset request of each kind of server (POST, no body needed):
---   vllm        POST /reset_prefix_cache (vllm/entrypoints/openai/api_server.py;
---               200, empty body)
+--   vllm        POST /reset_prefix_cache (200, empty body); a development
+--               route: registered only with VLLM_SERVER_DEV_MODE=1 in the
+--               server's environment (vllm/entrypoints/serve), else 404
 --   sglang      POST /flush_cache (sglang/srt/entrypoints/http_server.py)
 --   llama.cpp   POST /slots/{id}?action=erase per slot, ids from GET /slots
 --               (tools/server/server.cpp; b4748 needs --slots for the list
@@ -142,7 +143,13 @@ function cache.reset(base_url, backend, dialect)
     return {ok = false, detail = "this server (" .. tostring(backend or dialect) .. ") offers no way to reset its cache"}
   end
   local r = post(http, base_url .. path)
-  if r.status ~= 200 then return {ok = false, how = "POST " .. path, detail = why(r)} end
+  if r.status ~= 200 then
+    local detail = why(r)
+    if r.status == 404 and path == cache.RESET.vllm then
+      detail = detail .. " (vLLM serves it only with VLLM_SERVER_DEV_MODE=1 in the server's env:)"
+    end
+    return {ok = false, how = "POST " .. path, detail = detail}
+  end
   return {ok = true, how = "POST " .. path}
 end
 

@@ -49,6 +49,12 @@ T.case("reset paths: SGLang /flush_cache; a server with no way says so; counters
   T.eq(d.source, "counters", "vLLM's prefix-cache counters")
   T.eq(d.rate > 0.4 and d.rate < 0.5, true, "the server's hit rate over the two: " .. tostring(d.rate))
   T.eq(cache.reset(s.url, "sglang", "openai").how, "POST /flush_cache", "SGLang's path")
+  -- a vLLM without VLLM_SERVER_DEV_MODE has no such route: 404, and the reason
+  local notfound = "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 22\r\n\r\n{\"detail\":\"Not Found\"}"
+  local v <close> = T.raw{"expect-request", T.send_step(notfound), "close"}
+  local vr = cache.reset(v.url, "vllm", "openai")
+  T.eq(vr.ok, false, "404: not reset")
+  T.eq(vr.detail:match("VLLM_SERVER_DEV_MODE=1") ~= nil, true, vr.detail)
   local o <close> = T.sim{"--dialect", "ollama"}
   local r = cache.reset(o.url, "ollama", "ollama")
   T.eq(r.ok, false, "Ollama has no reset")
