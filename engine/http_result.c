@@ -134,6 +134,17 @@ static void push_llm(lua_State *L, const xfer *x) {
   set_buf(L, "stats", &m->stats);
   set_buf(L, "final", &m->final);
   set_buf(L, "error", &m->error);
+  if (m->logprob_events) {   /* the entries as one JSON array text */
+    luaL_Buffer lb;
+    luaL_buffinit(L, &lb);
+    luaL_addchar(&lb, '[');
+    luaL_addlstring(&lb, m->logprobs.p ? m->logprobs.p : "", m->logprobs.len);
+    luaL_addchar(&lb, ']');
+    luaL_pushresult(&lb);
+    lua_setfield(L, -2, "logprobs");
+  }
+  set_int(L, "logprob_events", (lua_Integer)m->logprob_events);
+  set_int(L, "text_no_logprobs", (lua_Integer)m->text_no_logprobs);
   if (x->first_content_t) set_int(L, "first_content_t", x->first_content_t);
   if (x->first_reasoning_t) set_int(L, "first_reasoning_t", x->first_reasoning_t);
   set_int(L, "tokens", (lua_Integer)x->ntok);

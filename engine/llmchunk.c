@@ -204,7 +204,7 @@ void br_llm_init(br_llm *s) { memset(s, 0, sizeof *s); }
 
 void br_llm_free(br_llm *s) {
   br_sse_buf *bufs[] = {&s->content, &s->reasoning, &s->usage, &s->timings, &s->stats,
-                        &s->final, &s->error, &s->scratch};
+                        &s->final, &s->error, &s->scratch, &s->logprobs};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) br_sse_buf_free(bufs[i]);
   for (int i = 0; i < s->ntools; i++) {
     br_sse_buf_free(&s->tools[i].id);
@@ -258,7 +258,7 @@ static int route_think(br_llm *s, size_t from, int *tag_seen) {
   return 0;
 }
 
-typedef struct { int text; int tag; int tool; } seen;
+typedef struct { int text; int tag; int tool; int logprobs; } seen;
 
 /* A string value at v: append it (content or reasoning) and return its end;
  * anything else is skipped. NULL if malformed; *rc gets -2 when out of
@@ -315,6 +315,51 @@ static int parse_int(const char *v, const char *ve, int64_t *out) {
   if (v < ve && *v != '.' && *v != 'e' && *v != 'E') return -1;
   *out = neg ? -x : x;
   return 0;
+}
+
+/* The elements of a JSON array at v (its text between the brackets),
+ * appended to the logprobs buffer, comma-joined. Returns the array's end. */
+static const char *take_logprob_list(br_llm *s, const char *v, const char *e, seen *sn, int *rc) {
+  if (*v != '[') return br_json_skip(v, e);
+  const char *ve = br_json_skip(v, e);
+  if (!ve) return NULL;
+  const char *a = ws(v + 1, e), *z = ve - 1;
+  while (z > a && (z[-1] == ' ' || z[-1] == '\n' || z[-1] == '\r' || z[-1] == '\t')) z--;
+  if (z > a) {
+    sn->logprobs = 1;
+    if ((s->logprobs.len && br_sse_buf_append(&s->logprobs, ",", 1)) ||
+        br_sse_buf_append(&s->logprobs, a, (size_t)(z - a)))
+      *rc = -2;
+  }
+  return ve;
+}
+
+/* choices[0].logprobs: {"content": [entries]} (chat), or the legacy
+ * /v1/completions object {tokens, token_logprobs, top_logprobs}, kept
+ * whole as one entry; null when not asked for. */
+static const char *take_logprobs(br_llm *s, const char *v, const char *e, seen *sn, int *rc) {
+  if (*v != '{') return br_json_skip(v, e);
+  const char *ve = br_json_skip(v, e);
+  if (!ve) return NULL;
+  objit it;
+  if (obj_begin(&it, v, e)) return NULL;
+  const char *k, *x;
+  size_t kl;
+  int r, has_content = 0;
+  while ((r = obj_next(&it, &k, &kl, &x)) == 1) {
+    const char *xe;
+    if (key_is(k, kl, "content")) { has_content = 1; xe = take_logprob_list(s, x, e, sn, rc); }
+    else xe = br_json_skip(x, e);
+    if (obj_end(&it, xe)) return NULL;
+  }
+  if (r != 0) return NULL;
+  if (!has_content) {
+    sn->logprobs = 1;
+    if ((s->logprobs.len && br_sse_buf_append(&s->logprobs, ",", 1)) ||
+        br_sse_buf_append(&s->logprobs, v, (size_t)(ve - v)))
+      *rc = -2;
+  }
+  return ve;
 }
 
 /* ---- tool calls ---- */
@@ -529,6 +574,7 @@ static const char *walk_choices(br_llm *s, const char *v, const char *e, seen *s
     if (key_is(k, kl, "delta") || key_is(k, kl, "message")) xe = walk_message(s, x, e, sn, rc);
     else if (key_is(k, kl, "text")) xe = take_text(s, x, e, 0, sn, rc);
     else if (key_is(k, kl, "finish_reason")) xe = take_finish(s, x, e);
+    else if (key_is(k, kl, "logprobs")) xe = take_logprobs(s, x, e, sn, rc);
     else xe = br_json_skip(x, e);
     if (obj_end(&it, xe)) return NULL;
   }
@@ -551,7 +597,7 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
     s->done = out->done = 1;
     return 0;
   }
-  size_t c0 = s->content.len, r0 = s->reasoning.len;
+  size_t c0 = s->content.len, r0 = s->reasoning.len, l0 = s->logprobs.len;
   int think0 = s->in_think, nheld0 = s->nheld;
   char held0[sizeof s->held];
   memcpy(held0, s->held, sizeof held0);
@@ -570,6 +616,7 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
     case 'c':
       if (key_is(k, kl, "choices")) ve = walk_choices(s, v, e, &sn, &rc);
       else if (key_is(k, kl, "content")) ve = take_text(s, v, e, 0, &sn, &rc);
+      else if (key_is(k, kl, "completion_probabilities")) ve = take_logprob_list(s, v, e, &sn, &rc);
       break;
     case 'u':
       if (key_is(k, kl, "usage")) ve = take_raw(&s->usage, v, e, &rc);
@@ -617,6 +664,7 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
     /* Not valid JSON: undo whatever text this event added. */
     s->content.len = c0;
     s->reasoning.len = r0;
+    s->logprobs.len = l0;
     s->in_think = think0;
     s->nheld = nheld0;
     memcpy(s->held, held0, sizeof held0);
@@ -627,6 +675,8 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
     return -1;
   }
   if (out->done && s->final.len == 0 && br_sse_buf_append(&s->final, p, (size_t)(e - p))) return -2;
+  if (sn.logprobs) s->logprob_events++;
+  else if (sn.text) s->text_no_logprobs++;
   out->content_added = s->content.len - c0;
   out->reasoning_added = s->reasoning.len - r0;
   if (out->content_added) out->kind = BR_LLM_CONTENT;

@@ -15,6 +15,8 @@
  *   of {index, id, type, function {name, arguments}}, arguments a string
  *   streamed in pieces) and message.tool_calls (Ollama: whole calls, their
  *   arguments a JSON object), assembled per call (br_llm_tool).
+ *   choices[0].logprobs and llama.cpp's completion_probabilities are kept
+ *   as raw JSON entries (one memcpy per event; Lua decodes them once).
  * Text inside <think>...</think> in the content goes to the reasoning
  * buffer, with tags split across events handled. */
 #ifndef BENCHRUN_LLMCHUNK_H
@@ -47,6 +49,12 @@ typedef struct br_llm {
   br_sse_buf stats;       /* the last "stats" object (LM Studio /api/v0) */
   br_sse_buf final;       /* the whole event that said done (Ollama) */
   br_sse_buf error;       /* the first in-stream "error" value, raw JSON */
+  br_sse_buf logprobs;    /* per-token logprob entries, raw JSON, comma-joined
+                           * (choices[0].logprobs.content[*], llama.cpp's
+                           * completion_probabilities[*], or a legacy
+                           * /v1/completions logprobs object whole) */
+  uint64_t logprob_events;   /* events that carried logprobs */
+  uint64_t text_no_logprobs; /* events with text but without logprobs */
   char finish[32];        /* finish_reason / done_reason ("" if none) */
   int done;               /* saw [DONE], done:true or stop:true */
   int in_think;           /* inside <think> ... </think> */

@@ -396,6 +396,7 @@ void sim_dispatch(conn *c) {
     int tok = sim->cfg.dialect == D_LLAMA || sim->cfg.dialect == D_OPENAI;
     if (tok && path_is(path, pl, "/tokenize")) { sim_tokenize(c); return; }
     if (tok && path_is(path, pl, "/detokenize")) { sim_detokenize(c); return; }
+    if (ep == EP_NONE && sim_prefix_reset(c, path, pl, q ? q : path + pl, q ? (size_t)(sp2 - q) : 0)) return;
     if (ep == EP_NONE) {
       /* a GET-only path: 405; anything else: 404 */
       if (path_is(path, pl, "/health") || path_is(path, pl, "/v1/models") || path_is(path, pl, "/metrics"))

@@ -63,7 +63,7 @@ static int64_t decode_interval(conn *c) {
 
 static int64_t prefill_ns(conn *c) {
   const sim_t *sim = c->sim;
-  double s = c->prompt_tokens / (sim->cfg.prefill_tps * sim->cfg.speedup);
+  double s = (c->prompt_tokens - c->cached_tokens) / (sim->cfg.prefill_tps * sim->cfg.speedup);
   return jittered(sim, (int64_t)(s * 1e9), &c->rng);
 }
 
@@ -125,8 +125,15 @@ static const struct { const char *s; unsigned char n; } words[64] = {
 
 /* The generated text of the next token: " word"; in think mode the first
  * and last reasoning tokens are the tags themselves, as real models emit. */
+size_t sim_word_text(int w, char *buf) {
+  buf[0] = ' ';
+  memcpy(buf + 1, words[w & 63].s, words[w & 63].n);
+  return 1 + (size_t)words[w & 63].n;
+}
+
 static size_t next_token_text(conn *c, char *buf, int *wid) {
-  int w = (int)(splitmix(&c->rng) & 63);
+  /* with logprobs asked for, the word is the logprob model's top token */
+  int w = c->n_probs >= 0 ? sim_logprob_step(c) : (int)(splitmix(&c->rng) & 63);
   *wid = w;
   int i = c->emitted;
   if (c->think == R_THINK && i < c->reasoning_n) {
@@ -247,6 +254,7 @@ static int emit_token(conn *c, br_buf *b, int packed) {
     if (huge) huge_token(c, b, dst, reasoning, last, wid, stamp);
   }
   c->emitted++;
+  c->lp_offset += n;
   c->t_last = stamp;
   sim->c_gen_tokens++;
   sim->kv_tokens++;

@@ -53,6 +53,13 @@ static void vllm_metrics(sim_t *sim, br_buf *b, double kv_use) {
     "# HELP vllm:generation_tokens_total Number of generation tokens processed.\n"
     "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total%s %llu.0\n",
     lbl.p, (unsigned long long)sim->c_prompt_tokens, lbl.p, (unsigned long long)sim->c_gen_tokens);
+  if (sim->cfg.prefix_cache > 0)   /* vLLM V1's prefix-cache counters, in tokens */
+    out_printf(b,
+      "# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.\n"
+      "# TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total%s %llu.0\n"
+      "# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.\n"
+      "# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total%s %llu.0\n",
+      lbl.p, (unsigned long long)sim->c_prefix_queries, lbl.p, (unsigned long long)sim->c_prefix_hits);
   br_buf_free(&lbl);
 }
 

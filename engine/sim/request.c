@@ -219,5 +219,7 @@ int sim_parse_generation(conn *c, cJSON *root) {
 
   if (parse_stops(c, root)) return -1;
   seed_and_id(c, root, bytes);
+  if (sim_parse_logprobs(c, root)) return bad_request(c, "top_logprobs: expected an integer 0..20");
+  sim_prefix_lookup(c, root);
   return 0;
 }

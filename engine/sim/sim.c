@@ -92,6 +92,7 @@ static void stop(sim_t *sim) {
   free(sim->mem);
   free(sim->kv_mem);
   br_buf_free(&sim->scratch);
+  free(sim->pc_keys);
 }
 
 int br_sim_main(int argc, char **argv) {

@@ -19,6 +19,8 @@
  *   request.c     a generation request's JSON body
  *   gen.c         generation: the timing model, slots and queue, the token step
  *   memory.c      model and KV-cache memory, the OOM kill, crashes
+ *   prefix.c      the prefix cache (--prefix-cache) and its reset endpoints
+ *   logprobs.c    the logprob model (--logprob-noise) and its wire entries
  *   wire*.c       the wire formats: wire.c picks one; wire_openai.c (OpenAI SSE
  *                 and JSON in each dialect's variant), wire_llama.c (llama.cpp's
  *                 /completion), wire_ollama.c (Ollama's NDJSON)
@@ -90,6 +92,8 @@ typedef struct {
   int64_t header_timeout_ns, idle_timeout_ns;
   size_t max_body, max_head;
   size_t huge_event_bytes;
+  int prefix_cache;          /* tokens the prefix cache holds (0: off; prefix.c) */
+  double logprob_noise;      /* quantization-like noise on logprobs (logprobs.c) */
 } sim_cfg;
 
 /* ------------------------------------------------------------------ */
@@ -165,6 +169,13 @@ struct conn {
   int64_t t_arrive, t_slot, t_first, t_last, next_due, waited_load_ns;
   int64_t t_read;        /* when the bytes of the last read arrived (the kernel's stamp) */
   size_t endless_sent;
+  int cached_tokens;     /* prompt tokens the prefix cache held (prefix.c) */
+  int n_probs;           /* top logprobs asked for; -1: no logprobs (logprobs.c) */
+  int lp_n;
+  int lp_ids[8];
+  double lp_vals[8], lp_chosen;
+  uint64_t lp_chain;
+  uint64_t lp_offset;    /* text offset of the token (legacy completions logprobs) */
 };
 
 struct sim {
@@ -198,6 +209,9 @@ struct sim {
   uint64_t late_count;
   br_buf scratch;
   time_t start_wall;
+  uint64_t *pc_keys;          /* the prefix cache's block hashes (prefix.c) */
+  size_t pc_cap, pc_len, pc_next;
+  uint64_t c_prefix_queries, c_prefix_hits;   /* prompt tokens looked up / found */
 };
 
 /* The upper bounds of the event-lateness histogram's buckets (ns). */
@@ -314,6 +328,17 @@ void sim_load_tick(br_loop *loop, br_timer *t);
 void sim_touch_memory(sim_t *sim, uint64_t upto);
 void sim_touch_kv(sim_t *sim);
 void sim_crash(const char *why) __attribute__((noreturn));
+
+/* prefix.c: the prefix cache and its reset endpoints */
+void sim_prefix_lookup(conn *c, const cJSON *root);
+int sim_prefix_reset(conn *c, const char *path, size_t pl, const char *query, size_t ql);
+
+/* logprobs.c: the logprob model and its wire entries; gen.c's words */
+int sim_parse_logprobs(conn *c, const cJSON *root);
+int sim_logprob_step(conn *c);
+void sim_put_logprob_entry(br_buf *b, const conn *c, const char *t, size_t n);
+void sim_put_logprob_legacy(br_buf *b, const conn *c, const char *t, size_t n);
+size_t sim_word_text(int w, char *buf);
 
 /* ------------------------------------------------------------------ */
 /* wire*.c: the bytes of each dialect's answers */

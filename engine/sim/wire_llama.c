@@ -11,14 +11,15 @@ void put_llama_timings(br_buf *b, conn *c) {
   double prompt_ms = (double)(c->t_first - c->t_slot) / 1e6;
   double pred_ms = (double)(c->t_last - c->t_first) / 1e6;
   int k = c->emitted;
+  int pn = c->prompt_tokens - c->cached_tokens;   /* b4748: only what the cache did not hold */
   OUT_LIT(b, "\"timings\":{\"prompt_n\":");
-  out_i64(b, c->prompt_tokens);
+  out_i64(b, pn);
   OUT_LIT(b, ",\"prompt_ms\":");
   out_double(b, prompt_ms);
   OUT_LIT(b, ",\"prompt_per_token_ms\":");
-  out_double(b, c->prompt_tokens ? prompt_ms / c->prompt_tokens : 0);
+  out_double(b, pn ? prompt_ms / pn : 0);
   OUT_LIT(b, ",\"prompt_per_second\":");
-  out_double(b, prompt_ms > 0 ? c->prompt_tokens * 1e3 / prompt_ms : 0);
+  out_double(b, prompt_ms > 0 ? pn * 1e3 / prompt_ms : 0);
   OUT_LIT(b, ",\"predicted_n\":");
   out_i64(b, k);
   OUT_LIT(b, ",\"predicted_ms\":");
@@ -51,6 +52,11 @@ void llama_token(br_buf *b, conn *c, const char *t, size_t n, int wid, int64_t s
   out_i64(b, c->emitted + 1);
   OUT_LIT(b, ",\"tokens_evaluated\":");
   out_i64(b, c->prompt_tokens);
+  if (c->n_probs >= 0) {   /* n_probs: this token's and its top alternatives */
+    OUT_LIT(b, ",\"completion_probabilities\":[");
+    sim_put_logprob_entry(b, c, t, n);
+    OUT_LIT(b, "]");
+  }
   put_stamp_end(b, c, stamp);
   OUT_LIT(b, "\n\n");
 }

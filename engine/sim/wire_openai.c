@@ -64,6 +64,11 @@ void put_usage(br_buf *b, conn *c) {
     out_i64(b, c->prompt_tokens + c->emitted);
     OUT_LIT(b, ",\"completion_tokens\":");
     out_i64(b, c->emitted);
+    if (c->sim->cfg.prefix_cache > 0) {   /* vLLM with --enable-prompt-tokens-details */
+      OUT_LIT(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+      out_i64(b, c->cached_tokens);
+      OUT_LIT(b, "}");
+    }
   } else {
     OUT_LIT(b, "\"completion_tokens\":");
     out_i64(b, c->emitted);
@@ -90,6 +95,22 @@ static void put_lms_stats(br_buf *b, conn *c) {
   OUT_LIT(b, "},\"runtime\":{\"name\":\"llama.cpp-sim\",\"version\":\"1.0.0\",\"supported_formats\":[\"gguf\"]}");
 }
 
+/* A token's logprobs, where asked for: {"content": [entry]} (chat, and
+ * llama.cpp's completions), vLLM's legacy object for /v1/completions;
+ * `as_value`: else null, where the field is always there (vLLM's order).
+ * llama.cpp's chat chunk has the field only when asked for. */
+static void put_logprobs(br_buf *b, conn *c, const char *t, size_t n, int as_value) {
+  if (c->n_probs < 0) {
+    if (as_value) OUT_LIT(b, "null");
+    return;
+  }
+  if (!as_value) OUT_LIT(b, ",\"logprobs\":");
+  if (!sim_is_chat(c) && c->sim->cfg.dialect == D_OPENAI) { sim_put_logprob_legacy(b, c, t, n); return; }
+  OUT_LIT(b, "{\"content\":[");
+  sim_put_logprob_entry(b, c, t, n);
+  OUT_LIT(b, "]}");
+}
+
 /* One token's chunk; `field`: it goes to reasoning_content. */
 void oai_token(br_buf *b, conn *c, const char *t, size_t n, int field, int last, int64_t stamp) {
   int d = c->sim->cfg.dialect;
@@ -101,11 +122,15 @@ void oai_token(br_buf *b, conn *c, const char *t, size_t n, int field, int last,
       OUT_LIT(b, "{\"finish_reason\":null,\"index\":0,\"delta\":{\"");
       if (field) OUT_LIT(b, "reasoning_content\":\""); else OUT_LIT(b, "content\":\"");
       out_mem(b, t, n);
-      OUT_LIT(b, "\"}}");
+      OUT_LIT(b, "\"}");
+      put_logprobs(b, c, t, n, 0);
+      OUT_LIT(b, "}");
     } else {
       OUT_LIT(b, "{\"text\":\"");
       out_mem(b, t, n);
-      OUT_LIT(b, "\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}");
+      OUT_LIT(b, "\",\"index\":0,\"logprobs\":");
+      put_logprobs(b, c, t, n, 1);
+      OUT_LIT(b, ",\"finish_reason\":null}");
     }
     chunk_tail_llama(b, c);
   } else if (chat) {
@@ -113,13 +138,17 @@ void oai_token(br_buf *b, conn *c, const char *t, size_t n, int field, int last,
     if (d == D_LMSTUDIO || d == D_OLLAMA) OUT_LIT(b, "\"role\":\"assistant\",");
     if (field) OUT_LIT(b, "\"reasoning_content\":\""); else OUT_LIT(b, "\"content\":\"");
     out_mem(b, t, n);
-    OUT_LIT(b, "\"},\"logprobs\":null,\"finish_reason\":");
+    OUT_LIT(b, "\"},\"logprobs\":");
+    put_logprobs(b, c, t, n, 1);
+    OUT_LIT(b, ",\"finish_reason\":");
     if (fin) { OUT_LIT(b, "\""); out_str(b, sim_finish_str(c)); OUT_LIT(b, "\"}]"); c->fin_sent = 1; }
     else OUT_LIT(b, "null}]");
   } else {
     OUT_LIT(b, "{\"index\":0,\"text\":\"");
     out_mem(b, t, n);
-    OUT_LIT(b, "\",\"logprobs\":null,\"finish_reason\":");
+    OUT_LIT(b, "\",\"logprobs\":");
+    put_logprobs(b, c, t, n, 1);
+    OUT_LIT(b, ",\"finish_reason\":");
     if (fin) { OUT_LIT(b, "\""); out_str(b, sim_finish_str(c)); OUT_LIT(b, "\""); c->fin_sent = 1; }
     else OUT_LIT(b, "null");
     if (d == D_OPENAI) OUT_LIT(b, ",\"stop_reason\":null");

@@ -18,6 +18,8 @@ local http = require("bench.http")
 local json = require("cjson")
 local util = require("bench.util")
 local toolcall = require("bench.toolcall")
+local cache = require("bench.cache")
+local logprobs = require("bench.logprobs")
 
 local M = {}
 
@@ -247,6 +249,12 @@ local function build_body(self, kind, args, who)
     body.prompt = args.prompt
   end
   local native_llama = kind == "complete" and args.native and self.dialect == "llama.cpp"
+  if args.logprobs ~= nil then
+    if math.type(args.logprobs) ~= "integer" or args.logprobs < 0 or args.logprobs > 20 then
+      error(who .. ": logprobs: expected an integer 0..20 (top logprobs per token), got " .. tostring(args.logprobs), 3)
+    end
+    merge(extra, logprobs.request_fields(kind, self.dialect, native_llama, args.logprobs))
+  end
   if not native_llama then body.model = model_of(self, args, who) end
   body.stream = stream
   if args.max_tokens ~= nil and (math.type(args.max_tokens) ~= "integer" or args.max_tokens <= 0) then
@@ -273,7 +281,7 @@ end
 
 -- ---- records ----
 
-local stream_error_message, is_burst
+local stream_error_message, is_burst, take_logprobs
 
 local function ms(a, b)
   if a == nil or b == nil then return nil end
@@ -451,13 +459,14 @@ local function streamed_record(rec, r, request)
   rec.ttfr_ms = ms(m.first_reasoning_t, t0)
   rec.itl_ms = m.itl_ms   -- gaps between token events (content and reasoning), built in C
   rec.content_events, rec.reasoning_events = m.content_events, m.reasoning_events
-  fill_counts(rec, decode_json(m.usage), decode_json(m.timings), decode_json(m.stats), decode_json(m.final),
+  local usage, timings, final = decode_json(m.usage), decode_json(m.timings), decode_json(m.final)
+  fill_counts(rec, usage, timings, decode_json(m.stats), final,
               m.tokens > 0 and m.tokens or nil,
               {events = m.tokens, bytes = #(m.content or "") + #(m.reasoning or "") + tool_bytes(m.tool_calls)})
   if rec.dialect == "llama.cpp" then
-    local final = decode_json(m.final)
     if final and final.stop_type ~= nil then llama_native_final(rec, final) end
   end
+  cache.fill(rec, usage, timings, final)
   if rec.reasoning_tokens == nil and m.reasoning_events > 0 and rec.token_source == "chunks" then
     rec.reasoning_tokens = m.reasoning_events
   end
@@ -550,6 +559,7 @@ local function whole_record(rec, r, kind, dialect, request)
   end
   fill_counts(rec, usage, timings, stats, final, nil, {events = 0, bytes = #text + #(reasoning or "")})
   if dialect == "llama.cpp" and v.stop_type ~= nil then llama_native_final(rec, v) end
+  cache.fill(rec, usage, timings, dialect == "llama.cpp" and v or nil)
   rec.text = text
   rec.reasoning = reasoning ~= "" and reasoning or nil
   rec.chunks = 0
@@ -656,6 +666,28 @@ local function input_tokens(self, rec, args, bytes)
   end
 end
 
+-- The logprobs a request asked for: rec.logprobs (bench.logprobs.decode's
+-- list), and a note where some or all are missing (a server that sends
+-- none, or none on some tokens): never an error of the request.
+take_logprobs = function(rec, r)
+  local m = r.llm
+  if not m then
+    rec.logprobs_note = "logprobs are read from streamed answers only"
+    return
+  end
+  local list, missing = logprobs.decode(m.logprobs)
+  if not list then
+    if rec.ok then rec.logprobs_note = "the server sent no logprobs (" .. tostring(rec.dialect) .. ")" end
+    return
+  end
+  rec.logprobs = list
+  missing = missing + (m.text_no_logprobs or 0)
+  if missing > 0 then
+    rec.logprobs_missing = missing
+    rec.logprobs_note = string.format("%d token(s) or event(s) came without logprobs", missing)
+  end
+end
+
 local function call(self, kind, args, who)
   if type(args) ~= "table" then error(who .. ": expected a table of arguments", 3) end
   if args.on_event ~= nil and type(args.on_event) ~= "function" then error(who .. ": on_event: expected a function", 3) end
@@ -676,6 +708,7 @@ local function call(self, kind, args, who)
   local rec = make_record(self, r, kind, stream, merge(copy(self.extra), args.extra))
   check_prompt(rec, prompt_bytes(args), args.expect_prompt_tokens)
   input_tokens(self, rec, args, prompt_bytes(args))
+  if args.logprobs ~= nil then take_logprobs(rec, r) end
   return rec
 end
 

@@ -284,6 +284,8 @@ local function analysis_json(an, ctx)
     end
     out.quality = q
   end
+  out.quality_logprobs = require("bench.report.logprobs").json(an)
+  out.cache = require("bench.report.cache").rows(an)
   return out
 end
 

@@ -266,13 +266,22 @@ local function cell_load(ctx, cell, srv, out)
     w, out.prompt_lengths = tokenizer.exact_lengths(w, tokenizer.for_server{base_url = srv.base_url,
       dialect = client.dialect, model = client.model, backend = s.backend}, requests or conc * 4)
   end
-  return client, w, requests, conc
+  return client, w, requests, conc, nprompts
+end
+
+-- After a cell's load, while its server still runs: the prefix cache's
+-- figures (bench.cache) and the quality pass by logprobs (bench.logprobs).
+local function after_load(ctx, cell, srv, out, cache_state, client, w, nprompts)
+  out.cache = require("bench.cache").end_cell(cache_state, srv)
+  if out.status == "ok" then
+    out.quality_logprobs = require("bench.logprobs").run_cell(ctx.plan, client, w, nprompts, cell.max_tokens)
+  end
 end
 
 local function measure(ctx, cell, srv, out, acc)
   local load = require("bench.load")
   local s = cell.server
-  local client, w, requests, conc = cell_load(ctx, cell, srv, out)
+  local client, w, requests, conc, nprompts = cell_load(ctx, cell, srv, out)
 
   -- the load stops when the server is gone: its process exited, or a
   -- refused connection and a probe say nobody listens any more
@@ -281,6 +290,7 @@ local function measure(ctx, cell, srv, out, acc)
     if not gone and srv.proc and not server_alive(srv) then gone = "the server exited" end
     return gone
   end
+  local cache_state = require("bench.cache").begin_cell(ctx.plan, cell, srv)   -- prefix caching (bench.cache)
   local lost_connection = false
   local function on_record(r, rep, warm)
     r.cell = cell.id
@@ -291,6 +301,7 @@ local function measure(ctx, cell, srv, out, acc)
     if LOST_CONNECTION[r.error] then lost_connection = true end
     if not warm then
       acc:add(r)
+      cache_state.acc:add(r)
       if r.prompt == nil and r.name then r.prompt = r.name end
       local pname = r.prompt or r.name
       if pname and r.text and out.outputs[pname] == nil and (r.ok ~= false and not r.error) then out.outputs[pname] = r.text end
@@ -337,7 +348,9 @@ local function measure(ctx, cell, srv, out, acc)
   -- a server that died as the last requests ended may not be reaped yet:
   -- requests that lost their connection give it a moment to show it
   if not died and lost_connection and srv.proc then pcall(srv.proc.wait, srv.proc, 0.5) end
-  return wall_total, died or not server_alive(srv), gone
+  died = died or not server_alive(srv)
+  if not died and not gone then after_load(ctx, cell, srv, out, cache_state, client, w, nprompts) end
+  return wall_total, died, gone
 end
 
 -- run_cell(ctx, cell, i) -> the cell table written to the results store

@@ -256,7 +256,65 @@ static void test_tool_calls(void) {
   br_sse_buf_free(&a);
 }
 
+/* A capture fed through SSE and extraction at once. */
+static void feed_file(const char *name, fixture_ctx *c) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/llama-server/%s", FIXTURES_DIR, name);
+  br_llm_init(&c->llm);
+  c->tokens = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) { failures++; fprintf(stderr, "FAIL cannot read %s\n", path); return; }
+  static char buf[65536];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  br_sse sse;
+  br_sse_init(&sse, BR_SSE_MODE_SSE, 1 << 20);
+  for (size_t off = 0; off < n; off += 53) br_sse_feed(&sse, buf + off, n - off < 53 ? n - off : 53, on_event, c);
+  br_sse_finish(&sse, on_event, c);
+  br_sse_free(&sse);
+}
+
+static size_t count_of(const br_sse_buf *b, const char *needle) {
+  size_t k = 0, nl = strlen(needle);
+  for (const char *p = b->p; p && (p = memmem(p, b->len - (size_t)(p - b->p), needle, nl)); p += nl) k++;
+  return k;
+}
+
+/* Logprobs as the real llama-server streams them (b4748): chat
+ * choices[0].logprobs.content and /completion's completion_probabilities;
+ * events with text but no logprobs are counted; a broken event's entries
+ * are taken back. */
+static void test_logprobs(void) {
+  fixture_ctx c;
+  feed_file("chat-stream-logprobs.sse", &c);
+  EXPECT_INT("chat logprob events", c.llm.logprob_events, 4);
+  EXPECT_INT("chat text without logprobs", c.llm.text_no_logprobs, 0);
+  EXPECT_INT("chat entries", count_of(&c.llm.logprobs, "\"top_logprobs\""), 4);
+  EXPECT_STR("chat first entry", c.llm.logprobs.p, 30, "{\"id\":16060,\"token\":\" Mundial\"");
+  br_llm_free(&c.llm);
+  feed_file("native-completion-stream-probs.sse", &c);
+  EXPECT_INT("native logprob events", c.llm.logprob_events, 3);
+  EXPECT_INT("native entries", count_of(&c.llm.logprobs, "\"top_logprobs\""), 3);
+  EXPECT_STR("native first entry", c.llm.logprobs.p, 11, "{\"id\":3850,");
+  br_llm_free(&c.llm);
+
+  br_llm s;
+  br_llm_delta d;
+  br_llm_init(&s);
+  ev(&s, "{\"choices\":[{\"delta\":{\"content\":\"a\"},\"logprobs\":{\"content\":[{\"token\":\"a\",\"logprob\":-1}]}}]}", &d);
+  ev(&s, "{\"choices\":[{\"delta\":{\"content\":\"b\"},\"logprobs\":null}]}", &d);
+  ev(&s, "{\"choices\":[{\"delta\":{\"content\":\"c\"},\"logprobs\":{\"content\":[{\"token\":\"c\"", &d);   /* cut */
+  ev(&s, "{\"choices\":[{\"text\":\"d\",\"logprobs\":{\"tokens\":[\"d\"],\"token_logprobs\":[-2]}}]}", &d);
+  EXPECT_INT("mixed: logprob events", s.logprob_events, 2);
+  EXPECT_INT("mixed: text without logprobs", s.text_no_logprobs, 1);
+  EXPECT_INT("mixed: bad json", s.bad_json, 1);
+  EXPECT_STR("mixed: entries (the cut one taken back, the legacy object whole)", s.logprobs.p, s.logprobs.len,
+             "{\"token\":\"a\",\"logprob\":-1},{\"tokens\":[\"d\"],\"token_logprobs\":[-2]}");
+  br_llm_free(&s);
+}
+
 int main(void) {
+  test_logprobs();
   test_openai_chat();
   test_think_tags();
   test_other_dialects();

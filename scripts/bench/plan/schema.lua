@@ -113,9 +113,19 @@ local WORKLOAD = T.map({
   tools = T.oneof({T.bool(), T.map({mode = T.enum({"tools", "json_schema"}),
                                      tool_choice = T.enum({"auto", "required", "none"})})},
                   {what = "true or {mode: tools | json_schema, tool_choice}"}),   -- bench.workload.tools
+  sharegpt = T.file(),         -- a ShareGPT JSON file (bench.workload.sharegpt)
+  limit = T.int{min = 1},      -- sharegpt: a seeded sample of this many
+  multiturn = T.map({          -- growing conversations (bench.workload.multiturn)
+    conversations = T.int{min = 1, max = 100000}, turns = T.int{min = 1, max = 1000},
+    system_tokens = T.int{min = 0}, user_tokens = T.int{min = 1}, reply_tokens = T.int{min = 1},
+    max_tokens = T.int{min = 1, max = L.max_tokens}, seed = T.int(), system = T.string(),
+  }),
   temperature = T.number{min = 0},
   seed = T.int(),
 })
+
+-- prefix caching: reset the server's cache before the cell (bench.cache)
+local CACHE = T.map({reset = T.bool()})
 
 local SYSCTL = T.dict(T.oneof({T.int(), T.string()}, {what = "an integer or \"default\""}),
                       {what = "a mapping of sysctl names to values", key = SYSCTL_NAME})
@@ -145,6 +155,7 @@ local CELL_FIELDS = {
   timeout = TIMEOUT,
   max_error_rate = ERROR_RATE,
   depth = T.int{min = 0, max = L.depth},   -- a depth measurement (bench.depth) instead of the workload
+  cache = CACHE,
 }
 
 local function cell_map(o) return T.map(CELL_FIELDS, o) end
@@ -176,6 +187,7 @@ local DRY_MODEL = T.map({
   prefill_tps = T.number{min = 0.001},
   load_time = T.duration{max = 86400},   -- the simulator waits this long
   model_memory = T.size(),
+  logprob_noise = T.number{min = 0, max = 100},   -- the sim's quantization-like noise
 })
 
 -- the whole document
@@ -200,6 +212,10 @@ schema.root = T.map({
   cells = T.list(cell_map(), {nonempty = true}),
   exclude = T.list(T.dict(T.any())),
   load = T.list(SCENARIO, {nonempty = true}),
+  cache = CACHE,
+  -- quality by logprobs: each variant answers the workload's prompts once
+  -- more at temperature 0 with this many top logprobs (bench.logprobs)
+  quality = T.map({logprobs = T.int{min = 1, max = 20}}),
   sampling = T.map({
     -- a sampler ticks every interval: 0 would spin, so at least 1 ms
     memory = T.duration{min = 0.001, max = 3600},
@@ -250,6 +266,8 @@ schema.root = T.map({
     speedup_env = T.dict(T.number{min = 0.001}, {what = "a mapping of NAME or NAME=VALUE to a speed factor"}),
     models = T.dict(DRY_MODEL, {what = "a mapping of model names to simulator figures"}),
     reasoning = T.bool(),
+    prefix_cache = T.int{min = 0, max = 100000000},
+    logprob_noise = T.number{min = 0, max = 100},
     dialect = T.enum({"openai", "llama.cpp", "lmstudio", "ollama"}),
     args = T.list(T.scalar()),
   }),

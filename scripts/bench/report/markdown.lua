@@ -10,6 +10,8 @@ local format = require("bench.report.format")
 local findings = require("bench.report.findings")
 local toolcalls = require("bench.report.toolcalls")
 local depth = require("bench.report.depth")
+local logprobs = require("bench.report.logprobs")
+local cache = require("bench.report.cache")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -501,7 +503,7 @@ end
 -- scaling, tuning, quality, title, phase, phase_parts = {findings, sections,
 -- answered}}. A phase script's sections follow the section their `after`
 -- names: "results", "errors", "scaling", "fairness", "tuning", "latency",
--- "toolcalls", "quality", "depth" (docs/phases.md).
+-- "toolcalls", "quality", "logprobs", "cache", "depth" (docs/phases.md).
 function MD.render(an, ctx)
   local out = {}
   section_header(out, an, ctx)
@@ -523,6 +525,8 @@ function MD.render(an, ctx)
     {"latency", section_latency},
     {"toolcalls", function() toolcalls.section(out, an, MD.table) end},   -- tool calls, structured output, reasoning budget
     {"quality", function() section_quality(out, an, ctx.quality) end},
+    {"logprobs", function() logprobs.section(out, an, MD.table) end},   -- quality by logprobs
+    {"cache", function() cache.section(out, an, MD.table) end},         -- prefix cache
     {"depth", function() depth.section(out, an.data, MD.table) end},   -- speed over context depth
   }
   for _, s in ipairs(sections) do
