@@ -205,6 +205,7 @@ schema.root = T.map({
     tpot_p50 = T.duration{positive = true}, tpot_p95 = T.duration{positive = true}, tpot_p99 = T.duration{positive = true},
     itl_p95 = T.duration{positive = true}, itl_p99 = T.duration{positive = true},
     e2el_p50 = T.duration{positive = true}, e2el_p95 = T.duration{positive = true}, e2el_p99 = T.duration{positive = true},
+    min_decode_tps = T.number{min = 0},
   }),
   output = T.string(),
   timeout = TIMEOUT,

@@ -8,6 +8,7 @@ local MD = {}
 
 local format = require("bench.report.format")
 local findings = require("bench.report.findings")
+local slo = require("bench.report.slo")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -516,7 +517,8 @@ function MD.render(an, ctx)
   local sections = {
     {"results", section_variants}, {"errors", section_errors}, {"scaling", function() section_scaling(out, an, ctx.scaling) end},
     {"fairness", section_fairness}, {"tuning", function() section_tuning(out, an, ctx.tuning) end},
-    {"latency", section_latency}, {"quality", function() section_quality(out, an, ctx.quality) end},
+    {"latency", section_latency}, {"slo", function() slo.section(out, an.data.cells) end},
+    {"quality", function() section_quality(out, an, ctx.quality) end},
   }
   for _, s in ipairs(sections) do
     s[2](out, an)
