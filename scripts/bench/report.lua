@@ -384,6 +384,7 @@ function report.render(src, opts)
   add("charts/latency_vs_concurrency.svg", "Latency vs concurrency", lat)
   add("charts/tuning_deltas.svg", "Decode TPS change vs baseline", chart_tuning(ctx.tuning))
   add("charts/memory.svg", "Memory over time", chart_memory(an))
+  for _, ch in ipairs(require("bench.report.capacity").charts(an.data.cells)) do add(ch.file, ch.title, ch.svg) end
   ctx.charts = charts
   ctx.findings = findings.recommendations(an, ctx)
   local md = markdown.render(an, ctx)

@@ -273,6 +273,7 @@ local function measure(ctx, cell, srv, out, acc)
   local function on_record(r, rep, warm)
     r.cell = cell.id
     r["repeat"] = rep
+    r.search_step, r.search_level = cell.search_step, cell.search_level   -- a capacity search's step (bench.search)
     if warm then r.warmup = true end
     ctx.run:record(cell.id, r)
     if r.error == "refused" and not gone and not server_alive(srv) then gone = "the server stopped listening" end
@@ -289,7 +290,7 @@ local function measure(ctx, cell, srv, out, acc)
     local args = {client = client, requests = requests, duration = cell.duration, workload = w,
                   on_record = function(r) on_record(r, rep, false) end, stop = server_gone}
     if cell.rate then
-      args.rate, args.arrival = cell.rate, cell.arrival or "poisson"
+      args.rate, args.arrival, args.burstiness = cell.rate, cell.arrival or "poisson", cell.burstiness
       args.seed = rep
       if cell.concurrency_set then args.max_concurrency = conc end
       return load.open(args)
@@ -324,6 +325,29 @@ local function measure(ctx, cell, srv, out, acc)
   return wall_total, died or not server_alive(srv), gone
 end
 
+-- A plan's search: (bench.search) measures the cell at the levels the
+-- search picks, each as a cell of its own load, and records the search in
+-- out.search. -> wall seconds, died, gone, the found level's summary
+local function search_cell(ctx, cell, srv, out)
+  local search = require("bench.search")
+  local spec = search.spec(ctx.plan.search, cell)
+  local wall, died, gone = 0, false, nil
+  local res = search.run(spec, function(level, step)
+    ctx.progress:log(string.format("cell %s: search step %d: %s", cell.id, step, search.level_text(spec.over, level)))
+    local acc = new_summary(spec.slo)
+    local w, d, g = measure(ctx, search.level_cell(spec, cell, level, step), srv, out, acc)
+    wall = wall + w
+    if d then died, gone = true, g end
+    return summarize(acc, w), d and (g or "the server died")
+  end)
+  out.search = search.record(res)
+  if not res.converged then
+    out.warning = res.why
+    ctx.progress:log(string.format("cell %s: %s", cell.id, res.why))
+  end
+  return wall, died, gone, res.best_summary
+end
+
 -- run_cell(ctx, cell, i) -> the cell table written to the results store
 local function run_cell(ctx, cell, i)
   local plan = ctx.plan
@@ -347,7 +371,7 @@ local function run_cell(ctx, cell, i)
   if not fd_ok then return ended(out, "failed", fd_why) end
 
   local acc = new_summary(plan.slo)
-  local wall_total, died, gone = measure(ctx, cell, srv, out, acc)
+  local wall_total, died, gone, found = (plan.search and search_cell or measure)(ctx, cell, srv, out, acc)
   if died then
     local info = srv.exit_info and srv:exit_info() or nil
     local status, c = death_status(info)
@@ -359,7 +383,7 @@ local function run_cell(ctx, cell, i)
     ctx.monitor:take_ceiling_hit(out)
     monitor.set_peaks(out, stop_server(ctx))
   end
-  out.summary = summarize(acc, wall_total)
+  out.summary = found or summarize(acc, wall_total)
   if gone then out.stopped = gone end
   -- a cell is what its requests were (bench.summary.verdict): none
   -- succeeded is failed, errors above max_error_rate degraded

@@ -48,6 +48,7 @@ local EXPECTED = {
   dict = "a mapping",
   file = "a file path",
   scalar = "a string, number or boolean",
+  fraction = "a fraction such as 5% or 0.05",
 }
 
 local function expected(nd)
@@ -185,6 +186,17 @@ function CHECKERS.size(self, nd, v, path)
   local b, why = units.size(v)
   if not b then return unparsed(self, nd, v, path, why) end
   return b
+end
+
+-- a share: 0.05 or "5%" -> 0.05 (above 0, at most 1)
+function CHECKERS.fraction(self, nd, v, path)
+  local f = v
+  if type(v) == "string" then
+    local n = v:match("^%s*([%d%.]+)%s*%%%s*$")
+    f = n and tonumber(n) and tonumber(n) / 100
+  end
+  if type(f) ~= "number" or f <= 0 or f > 1 then return wrong(self, nd, v, path) end
+  return f
 end
 
 function CHECKERS.enum(self, nd, v, path)

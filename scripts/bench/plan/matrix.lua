@@ -143,7 +143,7 @@ local function axis(v, name, values, path)
 end
 
 -- The scenario list (load:) as axis values {label, settings}.
-local SCENARIO_KEYS = {"requests", "duration", "rate", "arrival", "mix", "prompt", "warmup", "repeat", "note",
+local SCENARIO_KEYS = {"requests", "duration", "rate", "arrival", "burstiness", "mix", "prompt", "warmup", "repeat", "note",
                        "timeout", "max_error_rate"}
 local function load_axis(scenarios)
   local out = {}
@@ -350,6 +350,10 @@ local function check_workload(v, plan, cell, path)
   if cell.mix then v:check_mix(cell.mix, path, "cell " .. cell.id .. ": mix: ") end
   if cell.arrival and not cell.rate then
     v:err(path, "cell %s: arrival '%s' needs a rate (requests per second) in the same cell", cell.id, cell.arrival)
+  end
+  if cell.burstiness and cell.arrival ~= "gamma" then
+    v:err(path, "cell %s: burstiness %s needs arrival: gamma in the same cell (it is the gamma arrivals' shape)",
+          cell.id, tostring(cell.burstiness))
   end
 end
 

@@ -22,6 +22,7 @@ function T.dict(of, o) o = o or {}; o.of = of; return node("dict", o) end
 function T.any(o) return node("any", o) end
 function T.scalar(o) return node("scalar", o) end
 function T.file(o) return node("file", o) end
+function T.fraction(o) return node("fraction", o) end
 function T.oneof(nodes, o) o = o or {}; o.nodes = nodes; return node("oneof", o) end
 
 -- Upper bounds of the load keys (plans/README.md): a value past them is a
@@ -131,7 +132,8 @@ local CELL_FIELDS = {
   requests = T.int{min = 1, max = L.requests},
   duration = T.duration{positive = true, max = L.duration},
   rate = T.number{min = 0.001, max = L.rate},
-  arrival = T.enum({"poisson", "constant"}),
+  arrival = T.enum({"poisson", "constant", "gamma"}),
+  burstiness = T.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = T.string(),         -- one prompt of the workload, by name
   ["repeat"] = T.int{min = 1, max = L["repeat"]},
@@ -156,7 +158,8 @@ local SCENARIO = T.map({
   requests = T.int{min = 1, max = L.requests},
   duration = T.duration{positive = true, max = L.duration},
   rate = T.number{min = 0.001, max = L.rate},
-  arrival = T.enum({"poisson", "constant"}),
+  arrival = T.enum({"poisson", "constant", "gamma"}),
+  burstiness = T.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = T.string(),         -- a prompt name of the workload
   warmup = T.int{min = 0, max = L.warmup},
@@ -171,6 +174,18 @@ local DRY_MODEL = T.map({
   prefill_tps = T.number{min = 0.001},
   load_time = T.duration{max = 86400},   -- the simulator waits this long
   model_memory = T.size(),
+})
+
+-- service level objectives: a plan's slo: and a search's (bench.summary reads the keys)
+schema.SLO = T.map({
+  ttft_p50 = T.duration{positive = true}, ttft_p95 = T.duration{positive = true}, ttft_p99 = T.duration{positive = true},
+  tpot_p50 = T.duration{positive = true}, tpot_p95 = T.duration{positive = true}, tpot_p99 = T.duration{positive = true},
+  itl_p95 = T.duration{positive = true}, itl_p99 = T.duration{positive = true},
+  e2el_p50 = T.duration{positive = true}, e2el_p95 = T.duration{positive = true}, e2el_p99 = T.duration{positive = true},
+  min_decode_tps = T.number{min = 0},
+  -- per-request decode rates: the share of requests at least this fast (p95: 95% of them), their mean
+  decode_tps_p50 = T.number{min = 0}, decode_tps_p90 = T.number{min = 0}, decode_tps_p95 = T.number{min = 0},
+  decode_tps_p99 = T.number{min = 0}, decode_tps_mean = T.number{min = 0},
 })
 
 -- the whole document
@@ -200,13 +215,20 @@ schema.root = T.map({
     gpu = T.bool(),
     metrics = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a scrape interval of 1ms to 1h"}),
   }),
-  slo = T.map({
-    ttft_p50 = T.duration{positive = true}, ttft_p95 = T.duration{positive = true}, ttft_p99 = T.duration{positive = true},
-    tpot_p50 = T.duration{positive = true}, tpot_p95 = T.duration{positive = true}, tpot_p99 = T.duration{positive = true},
-    itl_p95 = T.duration{positive = true}, itl_p99 = T.duration{positive = true},
-    e2el_p50 = T.duration{positive = true}, e2el_p95 = T.duration{positive = true}, e2el_p99 = T.duration{positive = true},
-    min_decode_tps = T.number{min = 0},
-  }),
+  slo = schema.SLO,
+  search = T.map({
+    over = T.enum({"concurrency", "rate"}),
+    slo = schema.SLO,
+    method = T.enum({"bisect"}),
+    precision = T.fraction(),
+    max_steps = T.int{min = 1, max = 100},
+    min = T.number{min = 0.001, max = L.rate},
+    max = T.number{min = 0.001, max = L.rate},
+    requests = T.int{min = 1, max = L.requests},
+    duration = T.duration{positive = true, max = L.duration},
+    noise = T.fraction(),
+    repeat_near = T.int{min = 0, max = 10},
+  }, {required = {"over", "slo"}}),
   output = T.string(),
   timeout = TIMEOUT,
   max_error_rate = ERROR_RATE,

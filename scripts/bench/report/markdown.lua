@@ -9,6 +9,7 @@ local MD = {}
 local format = require("bench.report.format")
 local findings = require("bench.report.findings")
 local slo = require("bench.report.slo")
+local capacity = require("bench.report.capacity")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -516,6 +517,7 @@ function MD.render(an, ctx)
   end
   local sections = {
     {"results", section_variants}, {"errors", section_errors}, {"scaling", function() section_scaling(out, an, ctx.scaling) end},
+    {"capacity", function() capacity.section(out, an.data.cells) end},
     {"fairness", section_fairness}, {"tuning", function() section_tuning(out, an, ctx.tuning) end},
     {"latency", section_latency}, {"slo", function() slo.section(out, an.data.cells) end},
     {"quality", function() section_quality(out, an, ctx.quality) end},
