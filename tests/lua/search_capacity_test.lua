@@ -64,6 +64,20 @@ T.case("TTFT knee: the slots set it", function()
   assert(report(rdir):find("6 concurrent users fail on TTFT p95:", 1, true), report(rdir))
 end)
 
+T.case("a level within noise of a target is measured again and judged by the majority", function()
+  -- 7 users decode at 200 / 4 = 50 tok/s, 2% above 49: within the 5% noise
+  local rc, data = T.run_plan(dir, plan_text("decode_tps: 200, slots: 64, batch_slowdown: 0.5",
+    "  over: concurrency\n  slo: {decode_tps_p50: 49}\n  noise: 5%\n  repeat_near: 2\n"))
+  T.eq(rc, 0, "exit status")
+  local s = data.cells[1].search
+  local runs = 0
+  for _, st in ipairs(s.steps) do if st.level == 7 then runs = runs + 1 end end
+  T.eq(runs, 3, "7 users measured three times")
+  for _, l in ipairs(s.levels) do if l.level == 7 then T.eq(l.runs, 3, "its judgment counts three runs") end end
+  T.eq(s.best, 7, "and judged met")
+  T.eq(s.first_fail, 8, "8 users fail")
+end)
+
 T.case("no load meets: said so, with the lowest load's miss", function()
   local rc, data, rdir = T.run_plan(dir, plan_text("decode_tps: 200",
     "  over: concurrency\n  slo: {decode_tps_p50: 1000, ttft_p95: 2s}\n"))
