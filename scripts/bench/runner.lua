@@ -237,6 +237,35 @@ local function cell_server(ctx, cell, out)
   return srv
 end
 
+-- The cell's warm-up requests, one at a time: cell.warmup of them, or
+-- with warmup: auto until TTFT stops falling (bench.steady; why it stopped
+-- goes to out.warmup_auto).
+local function warm_up(ctx, cell, args, out)
+  local load = require("bench.load")
+  if cell.warmup_auto then
+    local warm = require("bench.steady").warmup(ctx.plan.steady)
+    local record, gone = args.on_record, args.stop
+    ctx.monitor:mark("warmup")
+    load.closed{client = args.client, concurrency = 1, requests = warm.o.warmup_max, workload = args.workload,
+                on_record = function(r) warm:add(r) record(r) end,
+                stop = function() return gone() or warm:stop() end}
+    out.warmup_auto = warm:result()
+  elseif (cell.warmup or 0) > 0 then
+    ctx.monitor:mark("warmup")
+    args.concurrency, args.requests = 1, cell.warmup
+    load.closed(args)
+  end
+end
+
+-- requests: auto / duration: auto (bench.steady): the load's bound and a
+-- watcher per repeat that stops it once steady; nil for other cells.
+local function steady_of(ctx, cell)
+  if not cell.steady then return nil end
+  local steady = require("bench.steady")
+  local o = steady.options(ctx.plan.steady)
+  return {max = o.max, new = function() return steady.watch(o) end}
+end
+
 -- errors of a request whose connection went away under it
 local LOST_CONNECTION = {reset = true, refused = true, truncated = true}
 
@@ -255,6 +284,9 @@ local function measure(ctx, cell, srv, out, acc)
   local w, nprompts = cell_workload(ctx, cell)
   local conc = cell.concurrency or 1
   local requests = cell.requests
+  local steady = steady_of(ctx, cell)
+  local watch
+  if steady then requests = steady.max end
   if not requests and not cell.duration then
     -- one user: every prompt once per repeat; N users: 4 rounds of N
     if conc == 1 then requests = cell.prompt and 1 or (nprompts or 5)
@@ -280,6 +312,7 @@ local function measure(ctx, cell, srv, out, acc)
     if LOST_CONNECTION[r.error] then lost_connection = true end
     if not warm then
       acc:add(r)
+      if watch then watch:add(r) end
       if r.prompt == nil and r.name then r.prompt = r.name end
       local pname = r.prompt or r.name
       if pname and r.text and out.outputs[pname] == nil and (r.ok ~= false and not r.error) then out.outputs[pname] = r.text end
@@ -289,6 +322,8 @@ local function measure(ctx, cell, srv, out, acc)
   local function send(rep)
     local args = {client = client, requests = requests, duration = cell.duration, workload = w,
                   on_record = function(r) on_record(r, rep, false) end, stop = server_gone}
+    watch = steady and steady.new()
+    if watch then args.stop = function() return server_gone() or watch:stop() end end
     if cell.rate then
       args.rate, args.arrival, args.burstiness = cell.rate, cell.arrival or "poisson", cell.burstiness
       args.seed = rep
@@ -300,17 +335,15 @@ local function measure(ctx, cell, srv, out, acc)
   end
 
   local wall_total, died = 0, false
-  if (cell.warmup or 0) > 0 then
-    ctx.monitor:mark("warmup")
-    load.closed{client = client, concurrency = 1, requests = cell.warmup, workload = w,
-                on_record = function(r) on_record(r, 0, true) end, stop = server_gone}
-  end
+  warm_up(ctx, cell, {client = client, workload = w, on_record = function(r) on_record(r, 0, true) end,
+                      stop = server_gone}, out)
   for rep = 1, cell["repeat"] or 1 do
     if not server_alive(srv) then died = true break end
     ctx.monitor:mark("run")
     local t0 = now_ns()
     local ok, res = pcall(send, rep)
     wall_total = wall_total + (now_ns() - t0) / 1e9
+    if watch then out.steady = out.steady or {} out.steady[rep] = watch:result() end
     if not ok then
       if bench.is_interrupt(res) then error(res, 0) end
       out.status, out.error = "failed", tostring(res)

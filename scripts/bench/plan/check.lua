@@ -297,6 +297,12 @@ function Validator:check(nd, v, path)
     self:err(path, "expected %s, got %s (not a finite number)", expected(nd), tostring(v))
     return nil
   end
+  -- requests, duration, warmup: auto (bench.steady)
+  if nd.auto and v == "auto" then return v end
+  if nd.auto and type(v) == "string" and k ~= "duration" then
+    self:err(path, "expected auto or %s, got %s", expected(nd), describe(v))
+    return nil
+  end
   local checker = CHECKERS[k]
   if not checker then error("plan: unknown schema kind " .. tostring(k)) end
   return checker(self, nd, v, path)

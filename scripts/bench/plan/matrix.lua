@@ -328,6 +328,10 @@ local function build_cell(plan, cb, i, constant)
   cell.group = nil
   cell.index = i
   cell["repeat"] = cell["repeat"] or 1
+  -- requests: auto / duration: auto run until steady, warmup: auto until
+  -- TTFT stops falling (bench.steady; the runner reads these flags)
+  if cell.requests == "auto" or cell.duration == "auto" then cell.steady, cell.requests, cell.duration = true, nil, nil end
+  if cell.warmup == "auto" then cell.warmup_auto, cell.warmup = true, nil end
   cell.warmup = cell.warmup or 0
   -- an open-loop cell (rate) caps its senders only when concurrency was given
   cell.concurrency_set = cell.concurrency ~= nil or nil

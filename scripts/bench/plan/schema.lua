@@ -36,6 +36,9 @@ schema.LIMITS = {
 }
 local L = schema.LIMITS
 
+-- a count or length that may be "auto" (bench.steady decides it)
+local function AUTO(nd) nd.auto = true; return nd end
+
 -- sysctl names: dotted words, never a path ("../../x" would leave /proc/sys)
 local SYSCTL_NAME = {check = function(k)
   return k:match("^[%w_][%w_%.%-]*$") ~= nil and not k:find("..", 1, true) and k:sub(-1) ~= "."
@@ -129,15 +132,15 @@ local CELL_FIELDS = {
   sysctl = SYSCTL,
   concurrency = T.int{min = 1, max = L.concurrency},
   max_tokens = T.int{min = 1, max = L.max_tokens},
-  requests = T.int{min = 1, max = L.requests},
-  duration = T.duration{positive = true, max = L.duration},
+  requests = AUTO(T.int{min = 1, max = L.requests}),
+  duration = AUTO(T.duration{positive = true, max = L.duration}),
   rate = T.number{min = 0.001, max = L.rate},
   arrival = T.enum({"poisson", "constant", "gamma"}),
   burstiness = T.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = T.string(),         -- one prompt of the workload, by name
   ["repeat"] = T.int{min = 1, max = L["repeat"]},
-  warmup = T.int{min = 0, max = L.warmup},
+  warmup = AUTO(T.int{min = 0, max = L.warmup}),
   restart = T.bool(),
   tags = T.dict(T.scalar()),
   timeout = TIMEOUT,
@@ -155,14 +158,14 @@ local SCENARIO = T.map({
   name = T.string(),
   concurrency = int_or_list(L.concurrency),
   max_tokens = int_or_list(L.max_tokens),
-  requests = T.int{min = 1, max = L.requests},
-  duration = T.duration{positive = true, max = L.duration},
+  requests = AUTO(T.int{min = 1, max = L.requests}),
+  duration = AUTO(T.duration{positive = true, max = L.duration}),
   rate = T.number{min = 0.001, max = L.rate},
   arrival = T.enum({"poisson", "constant", "gamma"}),
   burstiness = T.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = T.string(),         -- a prompt name of the workload
-  warmup = T.int{min = 0, max = L.warmup},
+  warmup = AUTO(T.int{min = 0, max = L.warmup}),
   ["repeat"] = T.int{min = 1, max = L["repeat"]},
   note = T.string(),
   timeout = TIMEOUT,
@@ -198,10 +201,10 @@ schema.root = T.map({
   models = T.dict(MODEL, {what = "a mapping of model names to models"}),
   workload = WORKLOAD,
   ["repeat"] = T.int{min = 1, max = L["repeat"]},
-  warmup = T.int{min = 0, max = L.warmup},
+  warmup = AUTO(T.int{min = 0, max = L.warmup}),
   concurrency = T.int{min = 1, max = L.concurrency},
   max_tokens = T.int{min = 1, max = L.max_tokens},
-  requests = T.int{min = 1, max = L.requests},
+  requests = AUTO(T.int{min = 1, max = L.requests}),
   env = ENV,
   sysctl = SYSCTL,
   matrix = T.oneof({T.dict(T.any()), T.list(T.dict(T.any()), {nonempty = true})},
@@ -216,6 +219,13 @@ schema.root = T.map({
     metrics = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a scrape interval of 1ms to 1h"}),
   }),
   slo = schema.SLO,
+  steady = T.map({
+    ci = T.fraction(),                      -- the 95% interval's half-width, relative to the mean
+    min = T.int{min = 2, max = L.requests},
+    max = T.int{min = 2, max = L.requests},
+    warmup_max = T.int{min = 2, max = L.warmup},
+    tolerance = T.fraction(),               -- a warm-up TTFT within this of the one before: not falling
+  }),
   search = T.map({
     over = T.enum({"concurrency", "rate"}),
     slo = schema.SLO,
@@ -264,6 +274,7 @@ schema.root = T.map({
     max_tokens = T.int{min = 1, max = L.max_tokens},
     slots = T.int{min = 1, max = L.concurrency},
     batch_slowdown = T.number{min = 0},
+    jitter = T.number{min = 0, max = 1},   -- each token interval times 1 ± jitter (a noisy server)
     speedup_env = T.dict(T.number{min = 0.001}, {what = "a mapping of NAME or NAME=VALUE to a speed factor"}),
     models = T.dict(DRY_MODEL, {what = "a mapping of model names to simulator figures"}),
     reasoning = T.bool(),
