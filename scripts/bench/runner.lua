@@ -23,6 +23,7 @@ local progress = require("bench.progress")
 local monitor = require("bench.monitor")
 local sysctl = require("bench.sysctl")
 local labels = require("bench.labels")
+local steady = require("bench.steady")
 
 local function now_ns() return clock.now() end
 
@@ -237,33 +238,13 @@ local function cell_server(ctx, cell, out)
   return srv
 end
 
--- The cell's warm-up requests, one at a time: cell.warmup of them, or
--- with warmup: auto until TTFT stops falling (bench.steady; why it stopped
--- goes to out.warmup_auto).
-local function warm_up(ctx, cell, args, out)
-  local load = require("bench.load")
-  if cell.warmup_auto then
-    local warm = require("bench.steady").warmup(ctx.plan.steady)
-    local record, gone = args.on_record, args.stop
-    ctx.monitor:mark("warmup")
-    load.closed{client = args.client, concurrency = 1, requests = warm.o.warmup_max, workload = args.workload,
-                on_record = function(r) warm:add(r) record(r) end,
-                stop = function() return gone() or warm:stop() end}
-    out.warmup_auto = warm:result()
-  elseif (cell.warmup or 0) > 0 then
-    ctx.monitor:mark("warmup")
-    args.concurrency, args.requests = 1, cell.warmup
-    load.closed(args)
-  end
-end
-
--- requests: auto / duration: auto (bench.steady): the load's bound and a
--- watcher per repeat that stops it once steady; nil for other cells.
-local function steady_of(ctx, cell)
-  if not cell.steady then return nil end
-  local steady = require("bench.steady")
-  local o = steady.options(ctx.plan.steady)
-  return {max = o.max, new = function() return steady.watch(o) end}
+-- Requests per repeat: the cell's, the steady bound (requests: auto), or
+-- for one user every prompt once, for N users 4 rounds of N (nil: a duration).
+local function requests_of(cell, nprompts, sw)
+  if sw then return sw.max end
+  if cell.requests or cell.duration then return cell.requests end
+  if (cell.concurrency or 1) == 1 then return cell.prompt and 1 or (nprompts or 5) end
+  return cell.concurrency * 4
 end
 
 -- errors of a request whose connection went away under it
@@ -283,15 +264,8 @@ local function measure(ctx, cell, srv, out, acc)
                                timeout = M.cell_timeout(ctx.plan, cell)}
   local w, nprompts = cell_workload(ctx, cell)
   local conc = cell.concurrency or 1
-  local requests = cell.requests
-  local steady = steady_of(ctx, cell)
-  local watch
-  if steady then requests = steady.max end
-  if not requests and not cell.duration then
-    -- one user: every prompt once per repeat; N users: 4 rounds of N
-    if conc == 1 then requests = cell.prompt and 1 or (nprompts or 5)
-    else requests = conc * 4 end
-  end
+  local sw, watch = steady.of(ctx.plan.steady, cell)   -- requests/duration: auto (bench.steady)
+  local requests = requests_of(cell, nprompts, sw)
   out.requests_per_repeat = requests
 
   -- the load stops when the server is gone: its process exited, or a
@@ -322,8 +296,8 @@ local function measure(ctx, cell, srv, out, acc)
   local function send(rep)
     local args = {client = client, requests = requests, duration = cell.duration, workload = w,
                   on_record = function(r) on_record(r, rep, false) end, stop = server_gone}
-    watch = steady and steady.new()
-    if watch then args.stop = function() return server_gone() or watch:stop() end end
+    watch = sw and sw.new()
+    if watch then args.stop = watch:guard(server_gone) end
     if cell.rate then
       args.rate, args.arrival, args.burstiness = cell.rate, cell.arrival or "poisson", cell.burstiness
       args.seed = rep
@@ -335,8 +309,9 @@ local function measure(ctx, cell, srv, out, acc)
   end
 
   local wall_total, died = 0, false
-  warm_up(ctx, cell, {client = client, workload = w, on_record = function(r) on_record(r, 0, true) end,
-                      stop = server_gone}, out)
+  if cell.warmup_auto or (cell.warmup or 0) > 0 then ctx.monitor:mark("warmup") end
+  out.warmup_auto = steady.warm_up(cell, ctx.plan.steady, {client = client, workload = w, stop = server_gone,
+                                                         on_record = function(r) on_record(r, 0, true) end})
   for rep = 1, cell["repeat"] or 1 do
     if not server_alive(srv) then died = true break end
     ctx.monitor:mark("run")

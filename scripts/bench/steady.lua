@@ -7,6 +7,8 @@
 -- bound it. A warm-up stops once a request's TTFT is no longer falling:
 -- not more than `tolerance` below the one before it (at least 2, at most
 -- warmup_max requests). Either records why it stopped.
+local load = require("bench.load")
+
 local steady = {}
 
 steady.DEFAULTS = {metric = "decode_tps", ci = 0.02, min = 10, max = 1000, warmup_max = 10, tolerance = 0.1}
@@ -74,6 +76,19 @@ function Watch:result()
   return r
 end
 
+-- w:guard(gone) -> a load's stop function: gone()'s reason, else steady's
+function Watch:guard(gone)
+  return function() return gone() or self:stop() end
+end
+
+-- steady.of(plan_steady, cell) -> for a cell with requests/duration: auto,
+-- {max (the load's bound), new() -> a watcher per repeat}; else nil
+function steady.of(o, cell)
+  if not cell.steady then return nil end
+  local opts = steady.options(o)
+  return {max = opts.max, new = function() return steady.watch(opts) end}
+end
+
 local Warm = {}
 Warm.__index = Warm
 
@@ -104,6 +119,24 @@ function Warm:result()
             and string.format("warm after %d requests: TTFT stopped falling (within %.0f%% of the one before)",
                               #self.ttft, self.o.tolerance * 100)
             or string.format("TTFT still falling after %d warm-up requests (warmup_max)", #self.ttft)}
+end
+
+-- steady.warm_up(cell, plan_steady, args) -> the warm-up's result with
+-- warmup: auto (nil otherwise): the cell's warm-up requests, one at a time,
+-- through load.closed; args: client, workload, on_record, stop.
+function steady.warm_up(cell, o, args)
+  if cell.warmup_auto then
+    local warm = steady.warmup(o)
+    local record, gone = args.on_record, args.stop
+    load.closed{client = args.client, concurrency = 1, requests = warm.o.warmup_max, workload = args.workload,
+                on_record = function(r) warm:add(r) record(r) end,
+                stop = function() return gone() or warm:stop() end}
+    return warm:result()
+  elseif (cell.warmup or 0) > 0 then
+    load.closed{client = args.client, concurrency = 1, requests = cell.warmup, workload = args.workload,
+                on_record = args.on_record, stop = args.stop}
+  end
+  return nil
 end
 
 return steady
