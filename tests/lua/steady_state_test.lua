@@ -31,7 +31,7 @@ end
 T.case("a steady simulator stops early, a jittery one later; each says why", function()
   local rc, calm = T.run_plan(dir, plan(0))
   T.eq(rc, 0, "exit status")
-  local rc2, noisy = T.run_plan(dir, plan(0.8))
+  local rc2, noisy, rdir = T.run_plan(dir, plan(0.8))
   T.eq(rc2, 0, "exit status")
   local a, b = calm.cells[1].steady[1], noisy.cells[1].steady[1]
   T.eq(a.stopped_because, "stable", "the steady sim: " .. tostring(a.text))
@@ -47,6 +47,8 @@ T.case("a steady simulator stops early, a jittery one later; each says why", fun
   assert(b.ci_relative <= 0.02, "its interval")
   assert(b.text:find("^steady after %d+ requests: the 95%% interval of the mean decode_tps is ±"), b.text)
   T.eq(noisy.cells[1].summary.requests, b.requests, "the summary counts what was sent")
+  local md = assert(T.read_file(rdir .. "/report.md"))
+  assert(md:find("## Run length\n\n- **steady**: steady after " .. b.requests .. " requests: the 95% interval", 1, true), md)
 end)
 
 T.case("the maximum stops a load that never steadies, and says so", function()

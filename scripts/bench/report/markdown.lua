@@ -10,6 +10,7 @@ local format = require("bench.report.format")
 local findings = require("bench.report.findings")
 local slo = require("bench.report.slo")
 local capacity = require("bench.report.capacity")
+local steady = require("bench.report.steady")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -520,6 +521,7 @@ function MD.render(an, ctx)
     {"capacity", function() capacity.section(out, an.data.cells) end},
     {"fairness", section_fairness}, {"tuning", function() section_tuning(out, an, ctx.tuning) end},
     {"latency", section_latency}, {"slo", function() slo.section(out, an.data.cells) end},
+    {"steady", function() steady.section(out, an.data.cells) end},
     {"quality", function() section_quality(out, an, ctx.quality) end},
   }
   for _, s in ipairs(sections) do
