@@ -64,6 +64,27 @@ T.case("TTFT knee: the slots set it", function()
   assert(report(rdir):find("6 concurrent users fail on TTFT p95:", 1, true), report(rdir))
 end)
 
+T.case("open-loop rate knee: slots over the service time", function()
+  -- constant arrivals at rate r onto S slots each busy (tokens - 1) / D s
+  -- per request: no wait up to mu = S D / (tokens - 1) req/s; above it, a
+  -- run of N requests ends N (1/mu - 1/r) behind, so the TTFT objective T
+  -- holds up to 1 / (1/mu - T/N) (a finite run's start is empty)
+  local S, D, tokens, N, ttft = 4, 200, 16, 60, 0.03
+  local mu = S * D / (tokens - 1)
+  local hi = 1 / (1 / mu - ttft / N)
+  local rc, data = T.run_plan(dir, "name: knee\nserver: {backend: sim}\nworkload:\n  prompts:\n"
+    .. "    - {name: a, prompt: \"hello there\", max_tokens: 16}\n"
+    .. string.format("dry_run: {load_time: 10ms, memory_scale: 0.0001, decode_tps: %d, slots: %d, batch_slowdown: 0}\n", D, S)
+    .. "cells:\n  - {name: open, rate: 20, arrival: constant}\n"
+    .. string.format("search:\n  over: rate\n  slo: {ttft_p95: 30ms}\n  precision: 5%%\n  requests: %d\n", N))
+  T.eq(rc, 0, "exit status")
+  local s = data.cells[1].search
+  T.eq(s.converged, true, tostring(s.why))
+  assert(s.best >= mu * 0.95 and s.best <= hi * 1.05, string.format("found %.1f req/s, expected %.1f to %.1f", s.best,
+                                                                     mu, hi))
+  assert((s.first_fail - s.best) <= 0.05 * s.best, "within the precision")
+end)
+
 T.case("a level within noise of a target is measured again and judged by the majority", function()
   -- 7 users decode at 200 / 4 = 50 tok/s, 2% above 49: within the 5% noise
   local rc, data = T.run_plan(dir, plan_text("decode_tps: 200, slots: 64, batch_slowdown: 0.5",
