@@ -166,7 +166,7 @@ function search.level_cell(spec, cell, level, step)
   local c = {}
   for k, v in pairs(cell) do c[k] = v end
   if spec.over == "concurrency" then
-    c.concurrency, c.concurrency_set = level, true
+    c.concurrency, c.concurrency_set, c.rate = level, true, nil   -- users: a closed loop
   else
     c.rate = level
   end
