@@ -601,7 +601,7 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
   int think0 = s->in_think, nheld0 = s->nheld;
   char held0[sizeof s->held];
   memcpy(held0, s->held, sizeof held0);
-  seen sn = {0, 0, 0};
+  seen sn = {0, 0, 0, 0};
   int rc = 0;
   int ntools0 = s->ntools;
   uint64_t dropped0 = s->tools_dropped;

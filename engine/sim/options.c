@@ -226,7 +226,7 @@ static const option options[] = {
   {"--queue-status", "CODE", K_CUSTOM, AT(queue_status), .choices = queue_statuses, .expect = "503 or 429",
    .def = "503", .custom = set_queue_status, .help = "status of that rejection"},
   {"--jitter", "F", K_NUM, AT(jitter), 0, 1, .expect = "a fraction 0..1", .def = "0",
-   .help = "each interval times 1 +- F, uniform"},
+   .help = "each interval times 1 +- F, uniform", .plan = "jitter"},
   {"--seed", "N", K_CUSTOM, AT(seed), 0, 18446744073709551615.0, .expect = "an unsigned integer", .def = "1",
    .custom = set_seed, .help = "seed of texts, jitter and faults"},
   {"--speedup-env", "NAME=F", K_CUSTOM, 0, .expect = "NAME=FACTOR with FACTOR > 0", .custom = set_speedup,

@@ -390,6 +390,7 @@ function report.render(src, opts)
   local depth_prefill, depth_decode = require("bench.report.depth").charts(data)
   add("charts/depth_prefill.svg", "Prefill speed over context depth", depth_prefill)
   add("charts/depth_decode.svg", "Decode speed over context depth", depth_decode)
+  for _, ch in ipairs(require("bench.report.capacity").charts(an.data.cells)) do add(ch.file, ch.title, ch.svg) end
   ctx.charts = charts
   ctx.findings = findings.recommendations(an, ctx)
   local md = markdown.render(an, ctx)

@@ -23,6 +23,7 @@ local progress = require("bench.progress")
 local monitor = require("bench.monitor")
 local sysctl = require("bench.sysctl")
 local labels = require("bench.labels")
+local steady = require("bench.steady")
 
 local function now_ns() return clock.now() end
 
@@ -237,15 +238,20 @@ local function cell_server(ctx, cell, out)
   return srv
 end
 
+-- Requests per repeat: the cell's, the steady bound (requests: auto), or
+-- for one user every prompt once, for N users 4 rounds of N (nil: a duration).
+local function requests_of(cell, nprompts, sw)
+  if sw then return sw.max end
+  if cell.requests or cell.duration then return cell.requests end
+  if (cell.concurrency or 1) == 1 then return cell.prompt and 1 or (nprompts or 5) end
+  return cell.concurrency * 4
+end
+
 -- errors of a request whose connection went away under it
 local LOST_CONNECTION = {reset = true, refused = true, truncated = true}
 
--- The cell's requests: warm-ups, then each repeat (closed loop of N users
--- or, with a rate, open loop: arrivals at their scheduled times whatever the
--- server does; latency also from those times). -> wall seconds of the
--- repeats, whether the server died, why the load stopped (or nil). acc:
--- the cell's summary accumulator.
--- The cell's client, workload and request count per repeat.
+-- The cell's client, workload and request count per repeat (and its
+-- steady-state rule, bench.steady, for requests: auto).
 local function cell_load(ctx, cell, srv, out)
   local s = cell.server
   -- server.extra is the backend's (docs/servers.md), never request fields
@@ -254,19 +260,15 @@ local function cell_load(ctx, cell, srv, out)
                                timeout = M.cell_timeout(ctx.plan, cell)}
   local w, nprompts = cell_workload(ctx, cell)
   local conc = cell.concurrency or 1
-  local requests = cell.requests
-  if not requests and not cell.duration then
-    -- one user: every prompt once per repeat; N users: 4 rounds of N
-    if conc == 1 then requests = cell.prompt and 1 or (nprompts or 5)
-    else requests = conc * 4 end
-  end
+  local sw = steady.of(ctx.plan.steady, cell)   -- requests/duration: auto (bench.steady)
+  local requests = requests_of(cell, nprompts, sw)
   out.requests_per_repeat = requests
   if type((ctx.plan.workload or {}).synthetic) == "table" then   -- exact prompt lengths (docs/tokenizer.md)
     local tokenizer = require("bench.tokenizer")
     w, out.prompt_lengths = tokenizer.exact_lengths(w, tokenizer.for_server{base_url = srv.base_url,
       dialect = client.dialect, model = client.model, backend = s.backend}, requests or conc * 4)
   end
-  return client, w, requests, conc, nprompts
+  return client, w, requests, conc, nprompts, sw
 end
 
 -- After a cell's load, while its server still runs: the prefix cache's
@@ -278,10 +280,16 @@ local function after_load(ctx, cell, srv, out, cache_state, client, w, nprompts)
   end
 end
 
+-- The cell's requests: warm-ups, then each repeat (closed loop of N users
+-- or, with a rate, open loop: arrivals at their scheduled times whatever the
+-- server does; latency also from those times). -> wall seconds of the
+-- repeats, whether the server died, why the load stopped (or nil). acc:
+-- the cell's summary accumulator.
 local function measure(ctx, cell, srv, out, acc)
   local load = require("bench.load")
   local s = cell.server
-  local client, w, requests, conc, nprompts = cell_load(ctx, cell, srv, out)
+  local client, w, requests, conc, nprompts, sw = cell_load(ctx, cell, srv, out)
+  local watch   -- the repeat's steady-state watch (requests: auto)
 
   -- the load stops when the server is gone: its process exited, or a
   -- refused connection and a probe say nobody listens any more
@@ -295,6 +303,7 @@ local function measure(ctx, cell, srv, out, acc)
   local function on_record(r, rep, warm)
     r.cell = cell.id
     r["repeat"] = rep
+    r.search_step, r.search_level = cell.search_step, cell.search_level   -- a capacity search's step (bench.search)
     if warm then r.warmup = true end
     ctx.run:record(cell.id, r)
     if r.error == "refused" and not gone and not server_alive(srv) then gone = "the server stopped listening" end
@@ -302,6 +311,7 @@ local function measure(ctx, cell, srv, out, acc)
     if not warm then
       acc:add(r)
       cache_state.acc:add(r)
+      if watch then watch:add(r) end
       if r.prompt == nil and r.name then r.prompt = r.name end
       local pname = r.prompt or r.name
       if pname and r.text and out.outputs[pname] == nil and (r.ok ~= false and not r.error) then out.outputs[pname] = r.text end
@@ -315,8 +325,10 @@ local function measure(ctx, cell, srv, out, acc)
     end
     local args = {client = client, requests = requests, duration = cell.duration, workload = w,
                   on_record = function(r) on_record(r, rep, false) end, stop = server_gone}
+    watch = sw and sw.new()
+    if watch then args.stop = watch:guard(server_gone) end
     if cell.rate then
-      args.rate, args.arrival = cell.rate, cell.arrival or "poisson"
+      args.rate, args.arrival, args.burstiness = cell.rate, cell.arrival or "poisson", cell.burstiness
       args.seed = rep
       if cell.concurrency_set then args.max_concurrency = conc end
       return load.open(args)
@@ -326,17 +338,16 @@ local function measure(ctx, cell, srv, out, acc)
   end
 
   local wall_total, died = 0, false
-  if (cell.warmup or 0) > 0 then
-    ctx.monitor:mark("warmup")
-    load.closed{client = client, concurrency = 1, requests = cell.warmup, workload = w,
-                on_record = function(r) on_record(r, 0, true) end, stop = server_gone}
-  end
+  if cell.warmup_auto or (cell.warmup or 0) > 0 then ctx.monitor:mark("warmup") end
+  out.warmup_auto = steady.warm_up(cell, ctx.plan.steady, {client = client, workload = w, stop = server_gone,
+                                                         on_record = function(r) on_record(r, 0, true) end})
   for rep = 1, cell["repeat"] or 1 do
     if not server_alive(srv) then died = true break end
     ctx.monitor:mark("run")
     local t0 = now_ns()
     local ok, res = pcall(send, rep)
     wall_total = wall_total + (now_ns() - t0) / 1e9
+    if watch then out.steady = out.steady or {} out.steady[rep] = watch:result() end
     if not ok then
       if bench.is_interrupt(res) then error(res, 0) end
       out.status, out.error = "failed", tostring(res)
@@ -351,6 +362,29 @@ local function measure(ctx, cell, srv, out, acc)
   died = died or not server_alive(srv)
   if not died and not gone then after_load(ctx, cell, srv, out, cache_state, client, w, nprompts) end
   return wall_total, died, gone
+end
+
+-- A plan's search: (bench.search) measures the cell at the levels the
+-- search picks, each as a cell of its own load, and records the search in
+-- out.search. -> wall seconds, died, gone, the found level's summary
+local function search_cell(ctx, cell, srv, out)
+  local search = require("bench.search")
+  local spec = search.spec(ctx.plan.search, cell)
+  local wall, died, gone = 0, false, nil
+  local res = search.run(spec, function(level, step)
+    ctx.progress:log(string.format("cell %s: search step %d: %s", cell.id, step, search.level_text(spec.over, level)))
+    local acc = new_summary(spec.slo)
+    local w, d, g = measure(ctx, search.level_cell(spec, cell, level, step), srv, out, acc)
+    wall = wall + w
+    if d then died, gone = true, g end
+    return summarize(acc, w), d and (g or "the server died")
+  end)
+  out.search = search.record(res)
+  if not res.converged then
+    out.warning = res.why
+    ctx.progress:log(string.format("cell %s: %s", cell.id, res.why))
+  end
+  return wall, died, gone, res.best_summary
 end
 
 -- run_cell(ctx, cell, i) -> the cell table written to the results store
@@ -376,7 +410,7 @@ local function run_cell(ctx, cell, i)
   if not fd_ok then return ended(out, "failed", fd_why) end
 
   local acc = new_summary(plan.slo)
-  local wall_total, died, gone = measure(ctx, cell, srv, out, acc)
+  local wall_total, died, gone, found = (plan.search and search_cell or measure)(ctx, cell, srv, out, acc)
   if died then
     local info = srv.exit_info and srv:exit_info() or nil
     local status, c = death_status(info)
@@ -388,7 +422,7 @@ local function run_cell(ctx, cell, i)
     ctx.monitor:take_ceiling_hit(out)
     monitor.set_peaks(out, stop_server(ctx))
   end
-  out.summary = summarize(acc, wall_total)
+  out.summary = found or summarize(acc, wall_total)
   if gone then out.stopped = gone end
   -- a cell is what its requests were (bench.summary.verdict): none
   -- succeeded is failed, errors above max_error_rate degraded

@@ -43,6 +43,8 @@ end
 -- (every request). Metrics: ttft, ttfb, ttfr, tpot, itl, e2el (upper
 -- bounds, seconds) and decode_tps (a lower bound, tokens/s).
 local function parse_slo_key(k)
+  -- min_decode_tps: every request at least this fast (decode_tps's "max" is its minimum)
+  if k == "min_decode_tps" then return "decode_tps", "max" end
   local metric, stat = k:match("^(.-)_(p%d+%.?%d*)$")
   if not metric then metric, stat = k:match("^(.-)_(mean)$") end
   if not metric then metric, stat = k, "max" end

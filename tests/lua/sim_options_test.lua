@@ -123,9 +123,9 @@ T.case("bench.dryrun sets a flag for every plan key, with values the sim accepts
   local keys = {}
   for _, o in ipairs(dryrun.plan_options()) do keys[#keys + 1] = o.plan end
   T.eq(table.concat(keys, " "), "load_time decode_tps prefill_tps model_memory oom_at_memory slots batch_slowdown "
-       .. "speedup_env reasoning prefix_cache logprob_noise dialect", "plan keys, in --help's order")
+       .. "jitter speedup_env reasoning prefix_cache logprob_noise dialect", "plan keys, in --help's order")
   local plan = {dry_run = {decode_tps = 120, prefill_tps = 900, load_time = 0.5, model_memory = 2 ^ 24,
-                           oom_at_memory = 2 ^ 40, slots = 3, batch_slowdown = 0.2, reasoning = true,
+                           oom_at_memory = 2 ^ 40, slots = 3, batch_slowdown = 0.2, jitter = 0.1, reasoning = true,
                            prefix_cache = 4096, logprob_noise = 0.5,
                            dialect = "llama.cpp", speedup_env = {BENCHRUN_TEST_SPEED = 2}}}
   local spec = dryrun.server(plan, {server = {backend = "vllm"}, model = {name = "m", size = 4e9}})

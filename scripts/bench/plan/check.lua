@@ -48,6 +48,7 @@ local EXPECTED = {
   dict = "a mapping",
   file = "a file path",
   scalar = "a string, number or boolean",
+  fraction = "a fraction such as 5% or 0.05",
 }
 
 local function expected(nd)
@@ -187,6 +188,17 @@ function CHECKERS.size(self, nd, v, path)
   return b
 end
 
+-- a share: 0.05 or "5%" -> 0.05 (above 0, at most 1)
+function CHECKERS.fraction(self, nd, v, path)
+  local f = v
+  if type(v) == "string" then
+    local n = v:match("^%s*([%d%.]+)%s*%%%s*$")
+    f = n and tonumber(n) and tonumber(n) / 100
+  end
+  if type(f) ~= "number" or f <= 0 or f > 1 then return wrong(self, nd, v, path) end
+  return f
+end
+
 function CHECKERS.enum(self, nd, v, path)
   for _, x in ipairs(nd.values) do if v == x then return v end end
   local s = type(v) == "string" and suggest.closest(v, nd.values)
@@ -283,6 +295,12 @@ function Validator:check(nd, v, path)
   end
   if type(v) == "number" and (v ~= v or v == math.huge or v == -math.huge) then
     self:err(path, "expected %s, got %s (not a finite number)", expected(nd), tostring(v))
+    return nil
+  end
+  -- requests, duration, warmup: auto (bench.steady)
+  if nd.auto and v == "auto" then return v end
+  if nd.auto and type(v) == "string" and k ~= "duration" then
+    self:err(path, "expected auto or %s, got %s", expected(nd), describe(v))
     return nil
   end
   local checker = CHECKERS[k]

@@ -69,6 +69,23 @@ local function workload(v, plan)
   end
 end
 
+-- search: min below max; a rate search's bounds are requests per second,
+-- a concurrency search's whole users
+local function search_bounds(v, plan)
+  local s = plan.search
+  if not s then return end
+  if s.min and s.max and s.min > s.max then
+    v:err({"search", "max"}, "expected a load at least search.min (%s), got %s", tostring(s.min), tostring(s.max))
+  end
+  if s.over == "concurrency" then
+    for _, k in ipairs({"min", "max"}) do
+      if s[k] and (s[k] < 1 or s[k] ~= math.floor(s[k])) then
+        v:err({"search", k}, "expected a whole number of users (search.over is concurrency), got %s", tostring(s[k]))
+      end
+    end
+  end
+end
+
 -- cross.check(v, plan) records with validator v what the fields say of each other
 function cross.check(v, plan)
   compare_names(v, plan)
@@ -78,6 +95,7 @@ function cross.check(v, plan)
   end
   phase_script(v, plan)
   workload(v, plan)
+  search_bounds(v, plan)
 end
 
 return cross

@@ -144,7 +144,7 @@ local function axis(v, name, values, path)
 end
 
 -- The scenario list (load:) as axis values {label, settings}.
-local SCENARIO_KEYS = {"requests", "duration", "rate", "arrival", "mix", "prompt", "warmup", "repeat", "note",
+local SCENARIO_KEYS = {"requests", "duration", "rate", "arrival", "burstiness", "mix", "prompt", "warmup", "repeat", "note",
                        "timeout", "max_error_rate"}
 local function load_axis(scenarios)
   local out = {}
@@ -329,6 +329,10 @@ local function build_cell(plan, cb, i, constant)
   cell.group = nil
   cell.index = i
   cell["repeat"] = cell["repeat"] or 1
+  -- requests: auto / duration: auto run until steady, warmup: auto until
+  -- TTFT stops falling (bench.steady; the runner reads these flags)
+  if cell.requests == "auto" or cell.duration == "auto" then cell.steady, cell.requests, cell.duration = true, nil, nil end
+  if cell.warmup == "auto" then cell.warmup_auto, cell.warmup = true, nil end
   cell.warmup = cell.warmup or 0
   -- an open-loop cell (rate) caps its senders only when concurrency was given
   cell.concurrency_set = cell.concurrency ~= nil or nil
@@ -351,6 +355,10 @@ local function check_workload(v, plan, cell, path)
   if cell.mix then v:check_mix(cell.mix, path, "cell " .. cell.id .. ": mix: ") end
   if cell.arrival and not cell.rate then
     v:err(path, "cell %s: arrival '%s' needs a rate (requests per second) in the same cell", cell.id, cell.arrival)
+  end
+  if cell.burstiness and cell.arrival ~= "gamma" then
+    v:err(path, "cell %s: burstiness %s needs arrival: gamma in the same cell (it is the gamma arrivals' shape)",
+          cell.id, tostring(cell.burstiness))
   end
 end
 

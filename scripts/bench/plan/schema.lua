@@ -22,6 +22,7 @@ function T.dict(of, o) o = o or {}; o.of = of; return node("dict", o) end
 function T.any(o) return node("any", o) end
 function T.scalar(o) return node("scalar", o) end
 function T.file(o) return node("file", o) end
+function T.fraction(o) return node("fraction", o) end
 function T.oneof(nodes, o) o = o or {}; o.nodes = nodes; return node("oneof", o) end
 
 -- Upper bounds of the load keys (plans/README.md): a value past them is a
@@ -35,6 +36,9 @@ schema.LIMITS = {
   plan_nodes = 200000, plan_bytes = 8 * 1024 * 1024,
 }
 local L = schema.LIMITS
+
+-- a count or length that may be "auto" (bench.steady decides it)
+local function AUTO(nd) nd.auto = true; return nd end
 
 -- sysctl names: dotted words, never a path ("../../x" would leave /proc/sys)
 local SYSCTL_NAME = {check = function(k)
@@ -142,14 +146,15 @@ local CELL_FIELDS = {
   sysctl = SYSCTL,
   concurrency = T.int{min = 1, max = L.concurrency},
   max_tokens = T.int{min = 1, max = L.max_tokens},
-  requests = T.int{min = 1, max = L.requests},
-  duration = T.duration{positive = true, max = L.duration},
+  requests = AUTO(T.int{min = 1, max = L.requests}),
+  duration = AUTO(T.duration{positive = true, max = L.duration}),
   rate = T.number{min = 0.001, max = L.rate},
-  arrival = T.enum({"poisson", "constant"}),
+  arrival = T.enum({"poisson", "constant", "gamma"}),
+  burstiness = T.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = T.string(),         -- one prompt of the workload, by name
   ["repeat"] = T.int{min = 1, max = L["repeat"]},
-  warmup = T.int{min = 0, max = L.warmup},
+  warmup = AUTO(T.int{min = 0, max = L.warmup}),
   restart = T.bool(),
   tags = T.dict(T.scalar()),
   timeout = TIMEOUT,
@@ -169,13 +174,14 @@ local SCENARIO = T.map({
   name = T.string(),
   concurrency = int_or_list(L.concurrency),
   max_tokens = int_or_list(L.max_tokens),
-  requests = T.int{min = 1, max = L.requests},
-  duration = T.duration{positive = true, max = L.duration},
+  requests = AUTO(T.int{min = 1, max = L.requests}),
+  duration = AUTO(T.duration{positive = true, max = L.duration}),
   rate = T.number{min = 0.001, max = L.rate},
-  arrival = T.enum({"poisson", "constant"}),
+  arrival = T.enum({"poisson", "constant", "gamma"}),
+  burstiness = T.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
   mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = T.string(),         -- a prompt name of the workload
-  warmup = T.int{min = 0, max = L.warmup},
+  warmup = AUTO(T.int{min = 0, max = L.warmup}),
   ["repeat"] = T.int{min = 1, max = L["repeat"]},
   note = T.string(),
   timeout = TIMEOUT,
@@ -190,6 +196,18 @@ local DRY_MODEL = T.map({
   logprob_noise = T.number{min = 0, max = 100},   -- the sim's quantization-like noise
 })
 
+-- service level objectives: a plan's slo: and a search's (bench.summary reads the keys)
+schema.SLO = T.map({
+  ttft_p50 = T.duration{positive = true}, ttft_p95 = T.duration{positive = true}, ttft_p99 = T.duration{positive = true},
+  tpot_p50 = T.duration{positive = true}, tpot_p95 = T.duration{positive = true}, tpot_p99 = T.duration{positive = true},
+  itl_p95 = T.duration{positive = true}, itl_p99 = T.duration{positive = true},
+  e2el_p50 = T.duration{positive = true}, e2el_p95 = T.duration{positive = true}, e2el_p99 = T.duration{positive = true},
+  min_decode_tps = T.number{min = 0},
+  -- per-request decode rates: the share of requests at least this fast (p95: 95% of them), their mean
+  decode_tps_p50 = T.number{min = 0}, decode_tps_p90 = T.number{min = 0}, decode_tps_p95 = T.number{min = 0},
+  decode_tps_p99 = T.number{min = 0}, decode_tps_mean = T.number{min = 0},
+})
+
 -- the whole document
 schema.root = T.map({
   name = T.string(),
@@ -200,10 +218,10 @@ schema.root = T.map({
   models = T.dict(MODEL, {what = "a mapping of model names to models"}),
   workload = WORKLOAD,
   ["repeat"] = T.int{min = 1, max = L["repeat"]},
-  warmup = T.int{min = 0, max = L.warmup},
+  warmup = AUTO(T.int{min = 0, max = L.warmup}),
   concurrency = T.int{min = 1, max = L.concurrency},
   max_tokens = T.int{min = 1, max = L.max_tokens},
-  requests = T.int{min = 1, max = L.requests},
+  requests = AUTO(T.int{min = 1, max = L.requests}),
   depth = T.int{min = 0, max = L.depth},
   env = ENV,
   sysctl = SYSCTL,
@@ -222,12 +240,27 @@ schema.root = T.map({
     gpu = T.bool(),
     metrics = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a scrape interval of 1ms to 1h"}),
   }),
-  slo = T.map({
-    ttft_p50 = T.duration{positive = true}, ttft_p95 = T.duration{positive = true}, ttft_p99 = T.duration{positive = true},
-    tpot_p50 = T.duration{positive = true}, tpot_p95 = T.duration{positive = true}, tpot_p99 = T.duration{positive = true},
-    itl_p95 = T.duration{positive = true}, itl_p99 = T.duration{positive = true},
-    e2el_p50 = T.duration{positive = true}, e2el_p95 = T.duration{positive = true}, e2el_p99 = T.duration{positive = true},
+  slo = schema.SLO,
+  steady = T.map({
+    ci = T.fraction(),                      -- the 95% interval's half-width, relative to the mean
+    min = T.int{min = 2, max = L.requests},
+    max = T.int{min = 2, max = L.requests},
+    warmup_max = T.int{min = 2, max = L.warmup},
+    tolerance = T.fraction(),               -- a warm-up TTFT within this of the one before: not falling
   }),
+  search = T.map({
+    over = T.enum({"concurrency", "rate"}),
+    slo = schema.SLO,
+    method = T.enum({"bisect"}),
+    precision = T.fraction(),
+    max_steps = T.int{min = 1, max = 100},
+    min = T.number{min = 0.001, max = L.rate},
+    max = T.number{min = 0.001, max = L.rate},
+    requests = T.int{min = 1, max = L.requests},
+    duration = T.duration{positive = true, max = L.duration},
+    noise = T.fraction(),
+    repeat_near = T.int{min = 0, max = 10},
+  }, {required = {"over", "slo"}}),
   output = T.string(),
   timeout = TIMEOUT,
   max_error_rate = ERROR_RATE,
@@ -263,6 +296,7 @@ schema.root = T.map({
     max_tokens = T.int{min = 1, max = L.max_tokens},
     slots = T.int{min = 1, max = L.concurrency},
     batch_slowdown = T.number{min = 0},
+    jitter = T.number{min = 0, max = 1},   -- each token interval times 1 ± jitter (a noisy server)
     speedup_env = T.dict(T.number{min = 0.001}, {what = "a mapping of NAME or NAME=VALUE to a speed factor"}),
     models = T.dict(DRY_MODEL, {what = "a mapping of model names to simulator figures"}),
     reasoning = T.bool(),

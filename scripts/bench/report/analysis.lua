@@ -594,4 +594,37 @@ function analysis.noise(ra, rb, metric)
           n_a = #a, n_b = #b, mean_a = ma, mean_b = mb}
 end
 
+-- ------------------------------------------------------------ robust figures
+-- The median of a list (nil when empty).
+function analysis.median(xs) return analysis.percentile(xs, 50) end
+
+-- A configuration's typical decode rate: the median of its requests' rates
+-- (one late request at 3x the others lifts a mean, not a median); the
+-- summary's figures when there are no records.
+function analysis.typical_decode_tps(c)
+  local per = c.repeat_values and c.repeat_values.per_request and c.repeat_values.per_request.decode_tps or {}
+  if #per > 0 then return analysis.median(per) end
+  return c.metrics.decode_tps_p50 or c.metrics.decode_tps
+end
+
+-- Does b's median differ from a's by more than noise? The standard error
+-- of a median is about 1.253 sigma / sqrt(n), sigma estimated robustly as
+-- 1.4826 x the median absolute deviation (an outlier moves neither);
+-- differences under 2 standard errors, or under MIN_EFFECT of a's median,
+-- are noise. a, b: lists of per-request values.
+function analysis.median_noise(a, b)
+  if #a < 2 or #b < 2 then return {verdict = "n/a", basis = "too few values"} end
+  local function se(xs)
+    local m = analysis.median(xs)
+    local dev = {}
+    for i, x in ipairs(xs) do dev[i] = math.abs(x - m) end
+    return 1.253 * 1.4826 * analysis.median(dev) / math.sqrt(#xs), m
+  end
+  local sa, ma = se(a)
+  local sb, mb = se(b)
+  local threshold = math.max(2 * math.sqrt(sa ^ 2 + sb ^ 2), analysis.MIN_EFFECT * math.abs(ma))
+  return {verdict = math.abs(mb - ma) > threshold and "yes" or "no", basis = "medians of requests",
+          diff = mb - ma, threshold = threshold, median_a = ma, median_b = mb}
+end
+
 return analysis

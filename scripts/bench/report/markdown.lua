@@ -12,6 +12,9 @@ local toolcalls = require("bench.report.toolcalls")
 local depth = require("bench.report.depth")
 local logprobs = require("bench.report.logprobs")
 local cache = require("bench.report.cache")
+local slo = require("bench.report.slo")
+local capacity = require("bench.report.capacity")
+local steady = require("bench.report.steady")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -521,9 +524,12 @@ function MD.render(an, ctx)
   end
   local sections = {
     {"results", section_variants}, {"errors", section_errors}, {"scaling", function() section_scaling(out, an, ctx.scaling) end},
+    {"capacity", function() capacity.section(out, an.data.cells) end},
     {"fairness", section_fairness}, {"tuning", function() section_tuning(out, an, ctx.tuning) end},
     {"latency", section_latency},
     {"toolcalls", function() toolcalls.section(out, an, MD.table) end},   -- tool calls, structured output, reasoning budget
+    {"slo", function() slo.section(out, an.data.cells) end},
+    {"steady", function() steady.section(out, an.data.cells) end},
     {"quality", function() section_quality(out, an, ctx.quality) end},
     {"logprobs", function() logprobs.section(out, an, MD.table) end},   -- quality by logprobs
     {"cache", function() cache.section(out, an, MD.table) end},         -- prefix cache
