@@ -86,6 +86,10 @@ typedef struct {
   int64_t header_timeout_ns, idle_timeout_ns;
   size_t max_body, max_head;
   size_t huge_event_bytes;
+  /* power.c: the synthetic power source */
+  const char *power_sysfs;
+  double power_idle_w, power_j_per_token, heat_c_per_j, throttle_temp_c, throttle_slowdown;
+  int64_t cool_ns;
 } sim_cfg;
 
 /* ------------------------------------------------------------------ */
@@ -189,6 +193,12 @@ struct sim {
   uint64_t late_count;
   br_buf scratch;
   time_t start_wall;
+  /* power.c: the synthetic machine's counters */
+  br_timer power_timer;
+  double pw_energy_uj, pw_heat_c;
+  uint64_t pw_throttle_count;
+  int pw_throttled;
+  int64_t pw_last_ns;
 };
 
 /* The upper bounds of the event-lateness histogram's buckets (ns). */
@@ -302,6 +312,12 @@ void sim_load_tick(br_loop *loop, br_timer *t);
 void sim_touch_memory(sim_t *sim, uint64_t upto);
 void sim_touch_kv(sim_t *sim);
 void sim_crash(const char *why) __attribute__((noreturn));
+
+/* power.c: the synthetic power source under --power-sysfs */
+void sim_power_start(sim_t *sim);
+void sim_power_stop(sim_t *sim);
+void sim_power_token(sim_t *sim);
+double sim_power_slowdown(const sim_t *sim);
 
 /* ------------------------------------------------------------------ */
 /* wire*.c: the bytes of each dialect's answers */
