@@ -48,6 +48,7 @@ local EXPECTED = {
   dict = "a mapping",
   file = "a file path",
   scalar = "a string, number or boolean",
+  fraction = "a percentage such as 10% (or a fraction such as 0.1)",
 }
 
 local function expected(nd)
@@ -151,6 +152,16 @@ function CHECKERS.number(self, nd, v, path)
              (nd.max and v > nd.max) and string.format("%g", v) or tostring(v))
     return nil
   end
+  return v
+end
+
+-- a share: "10%" or 0.1 -> 0.1 (0..10, that is up to 1000%)
+function CHECKERS.fraction(self, nd, v, path)
+  if type(v) == "string" then
+    local n = v:match("^%s*(%d+%.?%d*)%s*%%%s*$")
+    v = n and tonumber(n) / 100 or v
+  end
+  if type(v) ~= "number" or v ~= v or v < 0 or v > 10 then return wrong(self, nd, v, path) end
   return v
 end
 

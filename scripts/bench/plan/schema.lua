@@ -2,7 +2,7 @@
 -- (plans/README.md documents each key). bench.plan.check walks a document
 -- against it; the node kinds are the rows of its checker table.
 --
--- Node kinds: string, int, number, bool, duration, size, enum, list, map
+-- Node kinds: string, int, number, bool, duration, size, fraction, enum, list, map
 -- (known fields), dict (free keys, typed values), any, oneof, file (a path
 -- that must exist, relative to the plan's folder), scalar.
 local schema = {}
@@ -22,6 +22,7 @@ function T.dict(of, o) o = o or {}; o.of = of; return node("dict", o) end
 function T.any(o) return node("any", o) end
 function T.scalar(o) return node("scalar", o) end
 function T.file(o) return node("file", o) end
+function T.fraction(o) return node("fraction", o) end
 function T.oneof(nodes, o) o = o or {}; o.nodes = nodes; return node("oneof", o) end
 
 -- Upper bounds of the load keys (plans/README.md): a value past them is a
@@ -199,7 +200,16 @@ schema.root = T.map({
     memory = T.duration{min = 0.001, max = 3600},
     gpu = T.bool(),
     metrics = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a scrape interval of 1ms to 1h"}),
+    power = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a sampling interval of 1ms to 1h"}),
   }),
+  -- issue 15 (bench.powerwatch): energy per cell and the wait between cells
+  energy = T.oneof({T.bool(), T.map({idle = T.duration{min = 0, max = 600}})},
+                   {what = "true, false or a mapping with idle: (a duration of 0 to 10m)"}),
+  cooldown = T.oneof({T.bool(), T.map({
+    ["until"] = T.enum({"nominal"}),
+    idle_power_within = T.fraction(),
+    max = T.duration{positive = true, max = 86400},
+  })}, {what = "true, false or a mapping of until, idle_power_within, max"}),
   slo = T.map({
     ttft_p50 = T.duration{positive = true}, ttft_p95 = T.duration{positive = true}, ttft_p99 = T.duration{positive = true},
     tpot_p50 = T.duration{positive = true}, tpot_p95 = T.duration{positive = true}, tpot_p99 = T.duration{positive = true},
