@@ -23,6 +23,7 @@ local progress = require("bench.progress")
 local monitor = require("bench.monitor")
 local sysctl = require("bench.sysctl")
 local labels = require("bench.labels")
+local powerwatch = require("bench.powerwatch")
 
 local function now_ns() return clock.now() end
 
@@ -310,6 +311,7 @@ local function measure(ctx, cell, srv, out, acc)
     local t0 = now_ns()
     local ok, res = pcall(send, rep)
     wall_total = wall_total + (now_ns() - t0) / 1e9
+    ctx.power:window(t0, now_ns())   -- the measured window (bench.powerwatch)
     if not ok then
       if bench.is_interrupt(res) then error(res, 0) end
       out.status, out.error = "failed", tostring(res)
@@ -346,6 +348,8 @@ local function run_cell(ctx, cell, i)
   local fd_ok, fd_why = M.ensure_fds(cell)
   if not fd_ok then return ended(out, "failed", fd_why) end
 
+  -- cooldown, then the idle baseline (bench.powerwatch)
+  ctx.power:before_cell(cell, out)
   local acc = new_summary(plan.slo)
   local wall_total, died, gone = measure(ctx, cell, srv, out, acc)
   if died then
@@ -360,6 +364,7 @@ local function run_cell(ctx, cell, i)
     monitor.set_peaks(out, stop_server(ctx))
   end
   out.summary = summarize(acc, wall_total)
+  ctx.power:after_cell(out)
   if gone then out.stopped = gone end
   -- a cell is what its requests were (bench.summary.verdict): none
   -- succeeded is failed, errors above max_error_rate degraded
@@ -445,9 +450,10 @@ end
 -- The plan
 ---------------------------------------------------------------------------
 
-local function env_of(plan, opts)
+local function env_of(plan, opts, pw)
   local env = {dry_run = opts.dry_run or false, argv = opts.argv, sets = opts.sets, only = opts.only,
-               shard = opts.shard_info}   -- bench.shard: which shard of which run (bench.merge reads it)
+               shard = opts.shard_info,   -- bench.shard: which shard of which run (bench.merge reads it)
+               power = pw and pw:env()}   -- bench.powerwatch: the machine's power sources
   local ok, info = pcall(sys.info)
   if ok then env.host = info end
   local models, servers = {}, {}
@@ -469,7 +475,7 @@ end
 
 -- The run's folder: a new one, or with --resume the one it continues.
 -- -> run | nil, exit status (said on stderr)
-local function open_run(plan, opts, phase_script, checks)
+local function open_run(plan, opts, phase_script, checks, pw)
   local results = require("bench.results")
   if opts.resume then
     local run, why = results.open(opts.resume, {checks = checks, expect = {plan_text = plan.text, sets = opts.sets,
@@ -478,7 +484,7 @@ local function open_run(plan, opts, phase_script, checks)
     return run
   end
   local run, why = results.create{root = opts.out or plan.output or "results", name = plan.name, dir = opts.dir,
-                                  plan = plan.doc, plan_text = plan.text, env = env_of(plan, opts),
+                                  plan = plan.doc, plan_text = plan.text, env = env_of(plan, opts, pw),
                                   phase = phase_script.phase, checks = checks, total_cells = #plan.cells}
   if not run then io.stderr:write("benchrun: cannot create the results folder: ", tostring(why), "\n") return nil, 1 end
   return run
@@ -587,8 +593,11 @@ function M.run(plan, opts)
   local checks = phase_script.checks
   if checks == nil then checks = require("bench.checks").of_plan end
   if type(checks) == "function" then checks = checks(plan) end
-  local run, code = open_run(plan, opts, phase_script, checks)
-  if not run then return code end
+  -- the machine's power sources, for env.json; sampled from the first cell on
+  local pw = powerwatch.new{plan = plan, progress = {log = function(_, l) io.stderr:write("benchrun: ", l, "\n") end},
+                            dry = opts.dry_run}
+  local run, code = open_run(plan, opts, phase_script, checks, pw)
+  if not run then pw:stop() return code end
 
   local remaining = {}
   for _, c in ipairs(plan.cells) do
@@ -603,7 +612,9 @@ function M.run(plan, opts)
   local ctx = {plan = plan, run = run, dry = opts.dry_run or false, progress = prog,
                sysctl = sysctl.new(opts.dry_run, plan.safety and plan.safety.max_sysctl or {}),
                monitor = monitor.new{plan = plan, run = run, progress = prog},
-               phase_script = phase_script, opts = opts}
+               phase_script = phase_script, opts = opts, power = pw}
+  pw.progress = prog
+  pw:start(run, ctx.monitor)
   M.assign_labels(plan, plan.cells, phase_script, ctx)
   local stopped
   local status_count = {}
@@ -618,6 +629,7 @@ function M.run(plan, opts)
   end)
   -- whatever happened: stop the server, restore the machine's settings
   stop_server(ctx)
+  pw:stop()
   local rok, rwhy = ctx.sysctl:restore()
   if not rok then
     io.stderr:write("benchrun: WARNING: sysctl values NOT restored: ", tostring(rwhy),
