@@ -8,6 +8,7 @@ local svg = require("bench.report.svg")
 local quality = require("bench.report.quality")
 local findings = require("bench.report.findings")
 local phase = require("bench.phase")
+local energy_report = require("bench.report.energy")
 
 local report = {}
 
@@ -203,6 +204,7 @@ function report.csv(an)
   local head = {"cell"}
   for _, k in ipairs(label_keys) do head[#head + 1] = k end
   for _, k in ipairs(CSV_METRICS) do head[#head + 1] = k end
+  for _, k in ipairs(energy_report.CSV_FIELDS) do head[#head + 1] = k end
   local lines = {table.concat(head, ",")}
   local recs_by_cell = {}
   for _, r in ipairs(an.data.records or {}) do
@@ -232,6 +234,8 @@ function report.csv(an)
       row[#row + 1] = csv_field(type(v) == "table" and analysis.label_text(v) or v)
     end
     for _, k in ipairs(CSV_METRICS) do row[#row + 1] = csv_field(m[k]) end
+    local ef = energy_report.cell_fields(cell)
+    for _, k in ipairs(energy_report.CSV_FIELDS) do row[#row + 1] = csv_field(ef[k]) end
     lines[#lines + 1] = table.concat(row, ",")
   end
   return table.concat(lines, "\n") .. "\n"
@@ -346,6 +350,7 @@ report.merge = merge
 function report.build(data, opts)
   opts = opts or {}
   local an = analysis.analyze(data)
+  energy_report.annotate(an)   -- each configuration's energy figures into its metrics
   local ctx = {phase = opts.phase or data.summary.phase, title = opts.title or data.summary.title, charts = {}}
   ctx.scaling = groups.scaling(an)
   ctx.tuning = groups.tuning(an)
@@ -384,6 +389,7 @@ function report.render(src, opts)
   add("charts/latency_vs_concurrency.svg", "Latency vs concurrency", lat)
   add("charts/tuning_deltas.svg", "Decode TPS change vs baseline", chart_tuning(ctx.tuning))
   add("charts/memory.svg", "Memory over time", chart_memory(an))
+  add("charts/power.svg", "Power over time", energy_report.chart(an))
   ctx.charts = charts
   ctx.findings = findings.recommendations(an, ctx)
   local md = markdown.render(an, ctx)

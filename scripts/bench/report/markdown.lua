@@ -8,6 +8,7 @@ local MD = {}
 
 local format = require("bench.report.format")
 local findings = require("bench.report.findings")
+local energy_report = require("bench.report.energy")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -141,6 +142,7 @@ end
 local function name_cols(an, c, cols)
   local r = label_values(c, cols)
   if an.names_are_ids then table.insert(r, 1, c.name) end
+  r[1] = energy_report.mark(c, r[1])   -- a cell that ran throttled says so in every table
   return r
 end
 local function name_heads(an, cols, extra)
@@ -153,6 +155,7 @@ local function section_variants(out, an)
   local cols = label_cols(an)
   local rows = {}
   local file_gb, has_gpu = false, false
+  local energy_cols, energy_vals = energy_report.columns(an)
   for _, c in ipairs(an.configs) do
     if c.metrics.tps_per_file_gb then file_gb = true end
     if c.metrics.gpu_source then has_gpu = true end
@@ -165,6 +168,7 @@ local function section_variants(out, an)
     if has_gpu then vals[#vals + 1] = gb(m.gpu_peak_bytes) end
     vals[#vals + 1] = num2(m.tps_per_gb)
     if file_gb then vals[#vals + 1] = num2(m.tps_per_file_gb) end
+    if energy_cols then for _, v in ipairs(energy_vals(c)) do vals[#vals + 1] = v end end
     vals[#vals + 1] = string.format("%d/%d", math.floor(m.ok or 0), math.floor(m.requests or 0))
     vals[#vals + 1] = (STATUS_TEXT[c.status] or c.status) .. (c.error and (": " .. tostring(c.error):sub(1, 60)) or "")
     for _, v in ipairs(vals) do r[#r + 1] = v end
@@ -177,6 +181,7 @@ local function section_variants(out, an)
   if has_gpu then extra[#extra + 1] = "of which GPU (GB)" end
   extra[#extra + 1] = "TPS/GB"
   if file_gb then extra[#extra + 1] = "TPS/GB (file)" end
+  for _, h in ipairs(energy_cols or {}) do extra[#extra + 1] = h end
   extra[#extra + 1] = "OK/requests"
   extra[#extra + 1] = "Status"
   local h = name_heads(an, cols, extra)
@@ -497,7 +502,7 @@ end
 -- scaling, tuning, quality, title, phase, phase_parts = {findings, sections,
 -- answered}}. A phase script's sections follow the section their `after`
 -- names: "results", "errors", "scaling", "fairness", "tuning", "latency",
--- "quality" (docs/phases.md).
+-- "quality", "energy" (docs/phases.md).
 function MD.render(an, ctx)
   local out = {}
   section_header(out, an, ctx)
@@ -517,6 +522,7 @@ function MD.render(an, ctx)
     {"results", section_variants}, {"errors", section_errors}, {"scaling", function() section_scaling(out, an, ctx.scaling) end},
     {"fairness", section_fairness}, {"tuning", function() section_tuning(out, an, ctx.tuning) end},
     {"latency", section_latency}, {"quality", function() section_quality(out, an, ctx.quality) end},
+    {"energy", energy_report.section},
   }
   for _, s in ipairs(sections) do
     s[2](out, an)
