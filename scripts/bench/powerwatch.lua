@@ -127,6 +127,8 @@ function Watch:before_cell(cell, out)
   local set = energy.settings(self.plan, cell, self.dry)
   if set.cooldown then
     self.monitor:mark("cooldown")
+    -- two fresh samples at least: a run's first cell has little else to go on
+    self:settle(clock.now() + self.interval * 1e9)
     local t0 = clock.now()
     local r = energy.cooldown_wait(set.cooldown, self.idle_w, function()
       return (clock.now() - t0) / 1e9, self:probe_now()
