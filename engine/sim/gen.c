@@ -58,7 +58,7 @@ static int64_t decode_interval(conn *c) {
   const sim_t *sim = c->sim;
   if (sim->cfg.decode_tps <= 0) return 0;
   double rate = sim->cfg.decode_tps * sim->cfg.speedup / (1 + sim->cfg.batch_slowdown * (sim->active - 1));
-  rate /= sim_power_slowdown(sim);   /* a throttled synthetic machine (power.c) */
+  rate /= sim_power_slowdown(sim);   /* a throttled synthetic machine (energy.c) */
   return jittered(sim, (int64_t)(1e9 / rate), &c->rng);
 }
 

@@ -259,7 +259,7 @@ static const option options[] = {
    .shown = "never", .help = "crash (abort, SIGABRT) when generation request N+1 arrives"},
   {"--huge-event", "SIZE", K_SIZE_T, AT(huge_event_bytes), 0, 2147483648.0, .above_min = 1,
    .expect = "a size like 4MiB", .def = "4MiB", .help = "size of the huge-event fault's event"},
-  {.kind = K_HEADING, .help = "A synthetic power source (engine/sim/power.c; docs/power.md)"},
+  {.kind = K_HEADING, .help = "A synthetic power source (engine/sim/energy.c; docs/power.md)"},
   {"--power-sysfs", "DIR", K_TEXT, AT(power_sysfs),
    .help = "write a RAPL package, a thermal zone and a throttle count under\n"
            "DIR in the kernel's formats (benchrun reads them with\nBENCHRUN_SYSFS_ROOT=DIR)"},

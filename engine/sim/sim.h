@@ -19,6 +19,7 @@
  *   request.c     a generation request's JSON body
  *   gen.c         generation: the timing model, slots and queue, the token step
  *   memory.c      model and KV-cache memory, the OOM kill, crashes
+ *   energy.c      the synthetic power source (--power-sysfs): energy, heat, throttling
  *   wire*.c       the wire formats: wire.c picks one; wire_openai.c (OpenAI SSE
  *                 and JSON in each dialect's variant), wire_llama.c (llama.cpp's
  *                 /completion), wire_ollama.c (Ollama's NDJSON)
@@ -86,7 +87,7 @@ typedef struct {
   int64_t header_timeout_ns, idle_timeout_ns;
   size_t max_body, max_head;
   size_t huge_event_bytes;
-  /* power.c: the synthetic power source */
+  /* energy.c: the synthetic power source */
   const char *power_sysfs;
   double power_idle_w, power_j_per_token, heat_c_per_j, throttle_temp_c, throttle_slowdown;
   int64_t cool_ns;
@@ -193,7 +194,7 @@ struct sim {
   uint64_t late_count;
   br_buf scratch;
   time_t start_wall;
-  /* power.c: the synthetic machine's counters */
+  /* energy.c: the synthetic machine's counters */
   br_timer power_timer;
   double pw_energy_uj, pw_heat_c;
   uint64_t pw_throttle_count;
@@ -313,7 +314,7 @@ void sim_touch_memory(sim_t *sim, uint64_t upto);
 void sim_touch_kv(sim_t *sim);
 void sim_crash(const char *why) __attribute__((noreturn));
 
-/* power.c: the synthetic power source under --power-sysfs */
+/* energy.c: the synthetic power source under --power-sysfs */
 void sim_power_start(sim_t *sim);
 void sim_power_stop(sim_t *sim);
 void sim_power_token(sim_t *sim);

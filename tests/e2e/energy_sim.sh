@@ -36,7 +36,7 @@ HOT="[--decode-tps, '400', --power-sysfs, '$S', --power-idle-w, '10', --power-j-
 cat > "$tmp/plan1.yaml" <<EOF2
 name: energy-sim
 sampling: {power: 10ms}
-energy: {idle: 500ms}
+energy: {idle: 1s}
 cooldown: {until: nominal, idle_power_within: 10%, max: 30s}
 cells:
   - {name: cool, server: {backend: sim, args: $COOL}, requests: 4, max_tokens: 200}
@@ -70,7 +70,7 @@ assert(tokens == 800, "cool: 800 output tokens, got " .. tostring(tokens))
 -- the known value: 2 J per token, plus 10 W of idle over the window
 near(cool.j_per_token, 2 + 10 * cool.window_s / tokens, 0.02, "cool: J/token")
 near(cool.j_per_token_above_idle, 2, 0.02, "cool: J/token above idle")
-near(cool.idle_w, 10, 0.02, "cool: idle baseline")
+near(cool.idle_w, 10, 0.05, "cool: idle baseline (10 ms ticks of the simulator at its edges)")
 near(cool.tok_per_w, 1 / cool.j_per_token, 1e-9, "cool: tok/s per W")
 assert(cool.throttled == false, "cool: not throttled")
 assert(cells.hot.energy.throttled == true and cells.hot.energy.throttled_pct > 0, "hot: flagged throttled")
