@@ -109,13 +109,15 @@ local function chart_memory(an)
   local sorted = {}
   local index = {}
   for i, s in ipairs(samples) do
-    if type(s.t_ns) == "number" then sorted[#sorted + 1] = s index[s] = i end
+    -- power samples have their own chart (bench.report.energy)
+    if type(s.t_ns) == "number" and s.type ~= "power" then sorted[#sorted + 1] = s index[s] = i end
   end
   -- stable: samples with the same time keep their file order
   table.sort(sorted, function(a, b)
     if a.t_ns ~= b.t_ns then return a.t_ns < b.t_ns end
     return index[a] < index[b]
   end)
+  if #sorted == 0 then return nil end
   -- at most ~1500 points per line: keep each bucket's maximum so peaks survive
   local span = (sorted[#sorted].t_ns - t0) / 1e9
   local buckets = 1500
