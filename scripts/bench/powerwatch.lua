@@ -123,8 +123,11 @@ end
 function Watch:before_cell(cell, out)
   self.windows = {}
   local s = self.sampler
-  if not s then return end
   local set = energy.settings(self.plan, cell, self.dry)
+  if not s then
+    if set.cooldown then out.cooldown = {waited_s = 0, ready = true, note = "no power source: nothing to wait on"} end
+    return
+  end
   if set.cooldown then
     self.monitor:mark("cooldown")
     -- two fresh samples at least: a run's first cell has little else to go on

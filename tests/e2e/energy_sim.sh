@@ -39,7 +39,7 @@ sampling: {power: 10ms}
 energy: {idle: 1s}
 cooldown: {until: nominal, idle_power_within: 10%, max: 30s}
 cells:
-  - {name: cool, server: {backend: sim, args: $COOL}, requests: 4, max_tokens: 200}
+  - {name: cool, server: {backend: sim, args: $COOL}, requests: 10, max_tokens: 200}
   - {name: hot, server: {backend: sim, args: $HOT}, requests: 6, max_tokens: 200}
   - {name: after, server: {backend: sim, args: $HOT}, requests: 1, max_tokens: 20}
 EOF2
@@ -65,8 +65,9 @@ local function near(a, b, rel, what)
   assert(type(a) == "number" and math.abs(a - b) <= rel * b, string.format("%s: %s, expected %.4g within %g%%", what, tostring(a), b, rel * 100))
 end
 local cool = cells.cool.energy
+io.stderr:write(string.format("cool: J/token %.4f, above idle %.4f, idle %.3f W, window %.3f s\n", cool.j_per_token, cool.j_per_token_above_idle, cool.idle_w, cool.window_s))
 local tokens = cells.cool.summary.output_tokens_total
-assert(tokens == 800, "cool: 800 output tokens, got " .. tostring(tokens))
+assert(tokens == 2000, "cool: 2000 output tokens, got " .. tostring(tokens))
 -- the known value: 2 J per token, plus 10 W of idle over the window
 near(cool.j_per_token, 2 + 10 * cool.window_s / tokens, 0.02, "cool: J/token")
 near(cool.j_per_token_above_idle, 2, 0.02, "cool: J/token above idle")

@@ -125,8 +125,8 @@ function E.section(out, an)
     if e.throttled then parts[#parts + 1] = string.format("ran throttled (%s%% of the time)", fmt(e.throttled_pct, "%.0f")) end
     if e.note and e.note ~= "no power source" then parts[#parts + 1] = e.note end
     if cd then
-      parts[#parts + 1] = cd.ready and string.format("cooled down in %.1f s", cd.waited_s or 0)
-        or tostring(cd.note)
+      parts[#parts + 1] = cd.ready and (string.format("cooled down in %.1f s", cd.waited_s or 0)
+        .. (cd.note and (" (" .. tostring(cd.note) .. ")") or "")) or tostring(cd.note)
     end
     if #parts > 0 then lines[#lines + 1] = string.format("- %s: %s.", tostring(cell.id), table.concat(parts, "; ")) end
   end

@@ -286,7 +286,7 @@ local function section_scaling(out, an, groups)
         ms(m.e2el_p50), ms(m.e2el_p95), ms(m.e2el_p99), ms(m.ttft_p95)}
       if has_queue then row[#row + 1] = ms(m.queue_p50) end
       row[#row + 1] = peak_gb(m)
-      row[#row + 1] = STATUS_TEXT[r.config.status] or r.config.status
+      row[#row + 1] = energy_report.mark(r.config, STATUS_TEXT[r.config.status] or r.config.status)
       rows[#rows + 1] = row
     end
     local head = {"Concurrency", "Aggregate TPS", "Per-request TPS", "Scaling vs c=" .. g.base_conc,
@@ -321,7 +321,7 @@ local function section_fairness(out, an)
     local m = c.metrics
     local mixed = c.labels.scenario == "mixed" or c.labels.mix
     if mixed or (not any_mixed and m.jain and (tonumber(c.labels.concurrency) or 1) > 1) then
-      rows[#rows + 1] = {c.name, tostring(c.labels.concurrency or ""), num2(m.jain), num2(m.p99_p50),
+      rows[#rows + 1] = {energy_report.mark(c, c.name), tostring(c.labels.concurrency or ""), num2(m.jain), num2(m.p99_p50),
         ms(m.ttft_p50), ms(m.ttft_p99), ms(m.e2el_p50), ms(m.e2el_p99), tps(m.output_tps)}
     end
   end
@@ -379,7 +379,7 @@ local function section_tuning(out, an, groups)
     end
     for _, r in ipairs(g.rows) do
       local m = r.config.metrics
-      local row = {r.name .. (r.is_base and " (baseline)" or "")}
+      local row = {energy_report.mark(r.config, r.name .. (r.is_base and " (baseline)" or ""))}
       if g.has_sysctl then
         row[#row + 1] = (r.sysctl or "") .. (r.sysctl_simulated and " (simulated)" or "")
       end
@@ -465,7 +465,7 @@ local function section_quality(out, an, qc)
     for _, r in ipairs(p.rows) do
       local chk = ""
       if r.check then chk = (r.check.ok and "✅" or "❌") .. (r.check.detail and (" " .. r.check.detail) or "") end
-      rows[#rows + 1] = {r.config.name .. (r.is_ref and " (reference)" or ""),
+      rows[#rows + 1] = {energy_report.mark(r.config, r.config.name .. (r.is_ref and " (reference)" or "")),
         r.sim and string.format("%.3f", r.sim.lcs) or "–", r.sim and string.format("%.3f", r.sim.jaccard) or "–",
         r.tokens and string.format("%d", r.tokens) or "–", any_check and chk or nil}
     end
