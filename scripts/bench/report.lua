@@ -109,8 +109,7 @@ local function chart_memory(an)
   local sorted = {}
   local index = {}
   for i, s in ipairs(samples) do
-    -- power samples have their own chart (bench.report.energy)
-    if type(s.t_ns) == "number" and s.type ~= "power" then sorted[#sorted + 1] = s index[s] = i end
+    if type(s.t_ns) == "number" and s.type ~= "power" then sorted[#sorted + 1] = s index[s] = i end   -- (power: its own chart)
   end
   -- stable: samples with the same time keep their file order
   table.sort(sorted, function(a, b)
