@@ -136,4 +136,28 @@ assert(e and e.note == "no power source" and e.energy_j == nil and e.j_per_token
 local m = s.analysis.configs[1].metrics
 assert(m.energy_note == "no power source" and m.j_per_token == nil, "analysis: " .. json.encode(m))
 EOF2
+# --- 4: a dry run of a real server's plan: the rehearsal's simulators are
+# the power source (dry_run.args), the same path as a real run
+S=$tmp/sys4
+tree "$S"
+cat > "$tmp/plan4.yaml" <<EOF2
+name: energy-dry
+cooldown: {max: 1s}
+dry_run: {decode_tps: 400, args: [--power-sysfs, '$S', --heat-c-per-j, '0.05', --throttle-temp, '55']}
+cells:
+  - {name: real, server: {backend: llama-server, model: /no/such/model.gguf}, requests: 4, max_tokens: 200}
+EOF2
+BENCHRUN_SYSFS_ROOT=$S BENCHRUN_NVML=$tmp/no-nvml.so "$B" "$tmp/plan4.yaml" --dry-run --out "$tmp/r4" --quiet \
+  > "$tmp/out4.txt" 2> "$tmp/err4.txt" || { cat "$tmp/err4.txt"; fail "plan 4 exited $?"; }
+dir=$(dirname "$(tail -1 "$tmp/out4.txt")")
+"$B" run - "$dir" <<'EOF2' || fail "plan 4: a dry run's energy"
+local dir = ...
+local json = require("cjson")
+local f = assert(io.open(dir .. "/summary.json")) local s = json.decode(f:read("a")) f:close()
+local e = s.cells[1].energy
+assert(e and e.j_per_token and e.throttled == true, "dry run: energy and throttling from the simulators: " .. json.encode(e))
+assert(e.idle_w == nil, "no idle baseline by default on the simulator")
+EOF2
+grep -q "🔥 throttled" "$dir/report.md" || fail "plan 4: throttled mark"
+
 echo "ok energy_sim"
