@@ -5,7 +5,9 @@
 -- by bench.sys, restored at the end whatever happens; simulated in a dry
 -- run), (re)start the server when its configuration changed (backend, model,
 -- args, env, sysctl) or the cell asks for a restart, watch it (bench.monitor:
--- memory, ceiling, /metrics, samples.jsonl), send the warm-ups, then each
+-- memory, ceiling, /metrics, samples.jsonl), wait for the machine to cool
+-- and measure its idle power (bench.powerwatch: one power sampler for the
+-- run; each cell's energy over its repeats), send the warm-ups, then each
 -- repeat's requests through bench.load, write every record to the results
 -- store as it ends, and write the cell's summary when it ends. A server that
 -- dies makes that cell's result "oom" (only with evidence of an OOM kill),
