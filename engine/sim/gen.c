@@ -58,6 +58,7 @@ static int64_t decode_interval(conn *c) {
   const sim_t *sim = c->sim;
   if (sim->cfg.decode_tps <= 0) return 0;
   double rate = sim->cfg.decode_tps * sim->cfg.speedup / (1 + sim->cfg.batch_slowdown * (sim->active - 1));
+  rate /= sim_power_slowdown(sim);   /* a throttled synthetic machine (energy.c) */
   return jittered(sim, (int64_t)(1e9 / rate), &c->rng);
 }
 
@@ -257,6 +258,7 @@ static int emit_token(conn *c, br_buf *b, int packed) {
   c->lp_offset += n;
   c->t_last = stamp;
   sim->c_gen_tokens++;
+  sim_power_token(sim);
   sim->kv_tokens++;
   if (sim->cfg.kv_bytes_per_token) sim_touch_kv(sim);
   if (keep > 0) return 1;

@@ -276,6 +276,22 @@ static const option options[] = {
    .shown = "never", .help = "crash (abort, SIGABRT) when generation request N+1 arrives"},
   {"--huge-event", "SIZE", K_SIZE_T, AT(huge_event_bytes), 0, 2147483648.0, .above_min = 1,
    .expect = "a size like 4MiB", .def = "4MiB", .help = "size of the huge-event fault's event"},
+  {.kind = K_HEADING, .help = "A synthetic power source (engine/sim/energy.c; docs/power.md)"},
+  {"--power-sysfs", "DIR", K_TEXT, AT(power_sysfs),
+   .help = "write a RAPL package, a thermal zone and a throttle count under\n"
+           "DIR in the kernel's formats (benchrun reads them with\nBENCHRUN_SYSFS_ROOT=DIR)"},
+  {"--power-idle-w", "W", K_NUM, AT(power_idle_w), 0, 10000, .expect = "watts 0..10000", .def = "20",
+   .help = "power drawn all the time"},
+  {"--power-j-per-token", "J", K_NUM, AT(power_j_per_token), 0, 1e6, .expect = "joules >= 0", .def = "1",
+   .help = "energy of each generated token"},
+  {"--heat-c-per-j", "C", K_NUM, AT(heat_c_per_j), 0, 1e6, .expect = "a number >= 0", .def = "0",
+   .help = "degrees a joule of tokens heats the machine (from 40 C)"},
+  {"--cool-time", "DUR", K_DURATION, AT(cool_ns), 0, 3600, .expect = "a duration like 2s", .def = "1s",
+   .help = "time constant of cooling back to 40 C"},
+  {"--throttle-temp", "C", K_NUM, AT(throttle_temp_c), 0, 1000, .expect = "degrees 0..1000", .def = "0",
+   .shown = "never", .help = "throttled at or above this temperature"},
+  {"--throttle-slowdown", "F", K_NUM, AT(throttle_slowdown), 1, 1e6, .expect = "a factor >= 1", .def = "2",
+   .help = "decode rate divided by F while throttled"},
 };
 enum { N_OPTIONS = sizeof options / sizeof options[0] };
 

@@ -77,6 +77,7 @@ static int start(sim_t *sim) {
   fflush(stdout);
   sim->load_timer.data = sim;
   if (!sim->loaded) sim_load_tick(sim->loop, &sim->load_timer);
+  sim_power_start(sim);
   return 0;
 }
 
@@ -85,6 +86,7 @@ static void stop(sim_t *sim) {
   br_io_stop(sim->loop, &sim->lio);
   br_timer_stop(sim->loop, &sim->load_timer);
   br_timer_stop(sim->loop, &sim->accept_retry);
+  sim_power_stop(sim);
   close(sim->lfd);
   signal_loop = NULL;
   br_loop_free(sim->loop);

@@ -21,6 +21,7 @@
  *   memory.c      model and KV-cache memory, the OOM kill, crashes
  *   prefix.c      the prefix cache (--prefix-cache) and its reset endpoints
  *   logprobs.c    the logprob model (--logprob-noise) and its wire entries
+ *   energy.c      the synthetic power source (--power-sysfs): energy, heat, throttling
  *   wire*.c       the wire formats: wire.c picks one; wire_openai.c (OpenAI SSE
  *                 and JSON in each dialect's variant), wire_llama.c (llama.cpp's
  *                 /completion), wire_ollama.c (Ollama's NDJSON)
@@ -94,6 +95,10 @@ typedef struct {
   size_t huge_event_bytes;
   int prefix_cache;          /* tokens the prefix cache holds (0: off; prefix.c) */
   double logprob_noise;      /* quantization-like noise on logprobs (logprobs.c) */
+  /* energy.c: the synthetic power source */
+  const char *power_sysfs;
+  double power_idle_w, power_j_per_token, heat_c_per_j, throttle_temp_c, throttle_slowdown;
+  int64_t cool_ns;
 } sim_cfg;
 
 /* ------------------------------------------------------------------ */
@@ -212,6 +217,12 @@ struct sim {
   uint64_t *pc_keys;          /* the prefix cache's block hashes (prefix.c) */
   size_t pc_cap, pc_len, pc_next;
   uint64_t c_prefix_queries, c_prefix_hits;   /* prompt tokens looked up / found */
+  /* energy.c: the synthetic machine's counters */
+  br_timer power_timer;
+  double pw_energy_uj, pw_heat_c;
+  uint64_t pw_throttle_count;
+  int pw_throttled;
+  int64_t pw_last_ns;
 };
 
 /* The upper bounds of the event-lateness histogram's buckets (ns). */
@@ -339,6 +350,11 @@ int sim_logprob_step(conn *c);
 void sim_put_logprob_entry(br_buf *b, const conn *c, const char *t, size_t n);
 void sim_put_logprob_legacy(br_buf *b, const conn *c, const char *t, size_t n);
 size_t sim_word_text(int w, char *buf);
+/* energy.c: the synthetic power source under --power-sysfs */
+void sim_power_start(sim_t *sim);
+void sim_power_stop(sim_t *sim);
+void sim_power_token(sim_t *sim);
+double sim_power_slowdown(const sim_t *sim);
 
 /* ------------------------------------------------------------------ */
 /* wire*.c: the bytes of each dialect's answers */

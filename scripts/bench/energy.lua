@@ -168,4 +168,37 @@ function energy.cooldown_wait(cfg, idle_w, probe, sleep)
   end
 end
 
+-- ---- what a plan asks for ----
+
+-- The idle baseline's length where the plan does not say: long enough for
+-- a steady reading on a real machine; none on the simulator, whose idle
+-- power is what it was told (and a test suite of dry runs stays fast).
+energy.DEFAULT_IDLE_S = 5
+energy.DEFAULT_INTERVAL_S = 0.1
+energy.DEFAULT_COOLDOWN = {["until"] = "nominal", within = 0.1, max_s = 300}
+
+-- energy.settings(plan, cell, dry) -> {interval = s | nil (no sampler),
+-- idle_s, cooldown = {until, within, max_s} | nil} from the plan's
+-- sampling.power, energy and cooldown keys (validated: plans/README.md).
+-- cell (optional) decides the idle default: 0 on the simulator.
+function energy.settings(plan, cell, dry)
+  local sp = (plan.sampling or {}).power
+  local e = plan.energy
+  local r = {}
+  if sp ~= false and e ~= false then
+    r.interval = type(sp) == "number" and sp or energy.DEFAULT_INTERVAL_S
+  end
+  local sim = dry or (cell and cell.server and cell.server.backend == "sim")
+  r.idle_s = type(e) == "table" and e.idle or (sim and 0 or energy.DEFAULT_IDLE_S)
+  if not r.interval then r.idle_s = 0 end
+  local c = plan.cooldown
+  if c and c ~= false then
+    c = type(c) == "table" and c or {}
+    local d = energy.DEFAULT_COOLDOWN
+    r.cooldown = {["until"] = c["until"] or d["until"], within = c.idle_power_within or d.within,
+                  max_s = c.max or d.max_s}
+  end
+  return r
+end
+
 return energy

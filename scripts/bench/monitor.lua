@@ -37,6 +37,7 @@ local function mark_at(marks, t)
   end
   return m
 end
+M.mark_at = mark_at   -- (bench.powerwatch marks its samples alike)
 
 local function cancel_task(t)
   if t and t:status() ~= "done" and t:status() ~= "failed" and t:status() ~= "cancelled" then pcall(t.cancel, t) end

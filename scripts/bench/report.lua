@@ -9,6 +9,7 @@ local quality = require("bench.report.quality")
 local findings = require("bench.report.findings")
 local phase = require("bench.phase")
 local html = require("bench.report.html")
+local energy_report = require("bench.report.energy")
 
 local report = {}
 
@@ -109,13 +110,14 @@ local function chart_memory(an)
   local sorted = {}
   local index = {}
   for i, s in ipairs(samples) do
-    if type(s.t_ns) == "number" then sorted[#sorted + 1] = s index[s] = i end
+    if type(s.t_ns) == "number" and s.type ~= "power" then sorted[#sorted + 1] = s index[s] = i end   -- (power: its own chart)
   end
   -- stable: samples with the same time keep their file order
   table.sort(sorted, function(a, b)
     if a.t_ns ~= b.t_ns then return a.t_ns < b.t_ns end
     return index[a] < index[b]
   end)
+  if #sorted == 0 then return nil end
   -- at most ~1500 points per line: keep each bucket's maximum so peaks survive
   local span = (sorted[#sorted].t_ns - t0) / 1e9
   local buckets = 1500
@@ -204,6 +206,7 @@ function report.csv(an)
   local head = {"cell"}
   for _, k in ipairs(label_keys) do head[#head + 1] = k end
   for _, k in ipairs(CSV_METRICS) do head[#head + 1] = k end
+  for _, k in ipairs(energy_report.CSV_FIELDS) do head[#head + 1] = k end
   local lines = {table.concat(head, ",")}
   local recs_by_cell = {}
   for _, r in ipairs(an.data.records or {}) do
@@ -233,6 +236,8 @@ function report.csv(an)
       row[#row + 1] = csv_field(type(v) == "table" and analysis.label_text(v) or v)
     end
     for _, k in ipairs(CSV_METRICS) do row[#row + 1] = csv_field(m[k]) end
+    local ef = energy_report.cell_fields(cell)
+    for _, k in ipairs(energy_report.CSV_FIELDS) do row[#row + 1] = csv_field(ef[k]) end
     lines[#lines + 1] = table.concat(row, ",")
   end
   return table.concat(lines, "\n") .. "\n"
@@ -349,6 +354,7 @@ report.merge = merge
 function report.build(data, opts)
   opts = opts or {}
   local an = analysis.analyze(data)
+  energy_report.annotate(an)   -- each configuration's energy figures into its metrics
   local ctx = {phase = opts.phase or data.summary.phase, title = opts.title or data.summary.title, charts = {}}
   ctx.scaling = groups.scaling(an)
   ctx.tuning = groups.tuning(an)
@@ -391,6 +397,7 @@ function report.render(src, opts)
   add("charts/depth_prefill.svg", "Prefill speed over context depth", depth_prefill)
   add("charts/depth_decode.svg", "Decode speed over context depth", depth_decode)
   for _, ch in ipairs(require("bench.report.capacity").charts(an.data.cells)) do add(ch.file, ch.title, ch.svg) end
+  add("charts/power.svg", "Power over time", energy_report.chart(an))
   ctx.charts = charts
   ctx.findings = findings.recommendations(an, ctx)
   local md = markdown.render(an, ctx)

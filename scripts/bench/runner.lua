@@ -5,7 +5,9 @@
 -- by bench.sys, restored at the end whatever happens; simulated in a dry
 -- run), (re)start the server when its configuration changed (backend, model,
 -- args, env, sysctl) or the cell asks for a restart, watch it (bench.monitor:
--- memory, ceiling, /metrics, samples.jsonl), send the warm-ups, then each
+-- memory, ceiling, /metrics, samples.jsonl), wait for the machine to cool
+-- and measure its idle power (bench.powerwatch: one power sampler for the
+-- run; each cell's energy over its repeats), send the warm-ups, then each
 -- repeat's requests through bench.load, write every record to the results
 -- store as it ends, and write the cell's summary when it ends. A server that
 -- dies makes that cell's result "oom" (only with evidence of an OOM kill),
@@ -24,6 +26,7 @@ local monitor = require("bench.monitor")
 local sysctl = require("bench.sysctl")
 local labels = require("bench.labels")
 local steady = require("bench.steady")
+local powerwatch = require("bench.powerwatch")
 
 local function now_ns() return clock.now() end
 
@@ -348,6 +351,7 @@ local function measure(ctx, cell, srv, out, acc)
     local ok, res = pcall(send, rep)
     wall_total = wall_total + (now_ns() - t0) / 1e9
     if watch then out.steady = out.steady or {} out.steady[rep] = watch:result() end
+    ctx.power:window(t0, now_ns())   -- the measured window (bench.powerwatch)
     if not ok then
       if bench.is_interrupt(res) then error(res, 0) end
       out.status, out.error = "failed", tostring(res)
@@ -409,6 +413,8 @@ local function run_cell(ctx, cell, i)
   local fd_ok, fd_why = M.ensure_fds(cell)
   if not fd_ok then return ended(out, "failed", fd_why) end
 
+  -- cooldown, then the idle baseline (bench.powerwatch)
+  ctx.power:before_cell(cell, out)
   local acc = new_summary(plan.slo)
   local wall_total, died, gone, found = (plan.search and search_cell or measure)(ctx, cell, srv, out, acc)
   if died then
@@ -423,6 +429,7 @@ local function run_cell(ctx, cell, i)
     monitor.set_peaks(out, stop_server(ctx))
   end
   out.summary = found or summarize(acc, wall_total)
+  ctx.power:after_cell(out)
   if gone then out.stopped = gone end
   -- a cell is what its requests were (bench.summary.verdict): none
   -- succeeded is failed, errors above max_error_rate degraded
@@ -508,9 +515,10 @@ end
 -- The plan
 ---------------------------------------------------------------------------
 
-local function env_of(plan, opts)
+local function env_of(plan, opts, pw)
   local env = {dry_run = opts.dry_run or false, argv = opts.argv, sets = opts.sets, only = opts.only,
-               shard = opts.shard_info}   -- bench.shard: which shard of which run (bench.merge reads it)
+               shard = opts.shard_info,   -- bench.shard: which shard of which run (bench.merge reads it)
+               power = pw and pw:env()}   -- bench.powerwatch: the machine's power sources
   local ok, info = pcall(sys.info)
   if ok then env.host = info end
   local models, servers = {}, {}
@@ -532,7 +540,7 @@ end
 
 -- The run's folder: a new one, or with --resume the one it continues.
 -- -> run | nil, exit status (said on stderr)
-local function open_run(plan, opts, phase_script, checks)
+local function open_run(plan, opts, phase_script, checks, pw)
   local results = require("bench.results")
   if opts.resume then
     local run, why = results.open(opts.resume, {checks = checks, expect = {plan_text = plan.text, sets = opts.sets,
@@ -541,7 +549,7 @@ local function open_run(plan, opts, phase_script, checks)
     return run
   end
   local run, why = results.create{root = opts.out or plan.output or "results", name = plan.name, dir = opts.dir,
-                                  plan = plan.doc, plan_text = plan.text, env = env_of(plan, opts),
+                                  plan = plan.doc, plan_text = plan.text, env = env_of(plan, opts, pw),
                                   phase = phase_script.phase, checks = checks, total_cells = #plan.cells}
   if not run then io.stderr:write("benchrun: cannot create the results folder: ", tostring(why), "\n") return nil, 1 end
   return run
@@ -651,8 +659,11 @@ function M.run(plan, opts)
   local checks = phase_script.checks
   if checks == nil then checks = require("bench.checks").of_plan end
   if type(checks) == "function" then checks = checks(plan) end
-  local run, code = open_run(plan, opts, phase_script, checks)
-  if not run then return code end
+  -- the machine's power sources, for env.json; sampled from the first cell on
+  local pw = powerwatch.new{plan = plan, progress = {log = function(_, l) io.stderr:write("benchrun: ", l, "\n") end},
+                            dry = opts.dry_run}
+  local run, code = open_run(plan, opts, phase_script, checks, pw)
+  if not run then pw:stop() return code end
 
   local remaining = {}
   for _, c in ipairs(plan.cells) do
@@ -667,7 +678,9 @@ function M.run(plan, opts)
   local ctx = {plan = plan, run = run, dry = opts.dry_run or false, progress = prog,
                sysctl = sysctl.new(opts.dry_run, plan.safety and plan.safety.max_sysctl or {}),
                monitor = monitor.new{plan = plan, run = run, progress = prog},
-               phase_script = phase_script, opts = opts}
+               phase_script = phase_script, opts = opts, power = pw}
+  pw.progress = prog
+  pw:start(run, ctx.monitor)
   M.assign_labels(plan, plan.cells, phase_script, ctx)
   local stopped
   local status_count = {}
@@ -682,6 +695,7 @@ function M.run(plan, opts)
   end)
   -- whatever happened: stop the server, restore the machine's settings
   stop_server(ctx)
+  pw:stop()
   local rok, rwhy = ctx.sysctl:restore()
   if not rok then
     io.stderr:write("benchrun: WARNING: sysctl values NOT restored: ", tostring(rwhy),

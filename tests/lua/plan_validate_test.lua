@@ -56,7 +56,7 @@ end)
 
 T.case("unknown key with did you mean", function()
   one_error(BASE .. "repeet: 3\n", "3:1",
-    "repeet: unknown key, did you mean 'repeat'? (expected one of: cache, cells, compare, concurrency, criteria, depth, description, dry_run, env, estimate, exclude, expected, load, matrix, max_error_rate, max_tokens, models, name, notes, output, params, quality, questions, repeat, requests, safety, sampling, script, search, server, servers, slo, steady, sysctl, timeout, warmup, workload)")
+    "repeet: unknown key, did you mean 'repeat'? (expected one of: cache, cells, compare, concurrency, cooldown, criteria, depth, description, dry_run, energy, env, estimate, exclude, expected, load, matrix, max_error_rate, max_tokens, models, name, notes, output, params, quality, questions, repeat, requests, safety, sampling, script, search, server, servers, slo, steady, sysctl, timeout, warmup, workload)")
 end)
 
 T.case("nested unknown key", function()
@@ -339,3 +339,35 @@ T.case("mix and workload.synthetic: what the cell's start would die on", functio
 end)
 
 T.done()
+
+-- issue 15: sampling.power, energy and cooldown (bench.powerwatch)
+T.case("energy and cooldown keys: values, defaults and errors", function()
+  local energy = require("bench.energy")
+  local plan = assert(load(BASE .. "cooldown: {until: nominal, idle_power_within: 15%, max: 2m}\nenergy: {idle: 3s}\n" ..
+                           "sampling: {power: 50ms}\n"))
+  T.eq(plan.cooldown.idle_power_within, 0.15, "15% is 0.15")
+  T.eq(plan.cooldown.max, 120, "max in seconds")
+  local s = energy.settings(plan, plan.cells[1])
+  T.eq(s.interval, 0.05, "sampling.power")
+  T.eq(s.idle_s, 3, "energy.idle")
+  T.eq(s.cooldown.within, 0.15, "within")
+  plan = assert(load(BASE .. "cooldown: true\n"))
+  s = energy.settings(plan, plan.cells[1])
+  T.eq(s.cooldown.max_s, 300, "cooldown: true waits at most 5m")
+  T.eq(s.cooldown.within, 0.1, "and 10% of idle")
+  T.eq(s.cooldown["until"], "nominal", "until nominal")
+  T.eq(s.idle_s, 0, "no idle baseline by default on the simulator")
+  T.eq(energy.settings({}, {server = {backend = "llama-server"}}).idle_s, 5, "5 s on a real server")
+  plan = assert(load(BASE .. "energy: false\n"))
+  s = energy.settings(plan, plan.cells[1])
+  T.eq(s.interval, nil, "energy: false: no sampler")
+  one_error(BASE .. "cooldown: {idle_power_within: lots}\n", "3:30",
+    "cooldown.idle_power_within: expected a fraction such as 5% or 0.05, got the string \"lots\"")
+  one_error(BASE .. "cooldown: {until: cold}\n", "3:18", "cooldown.until: expected one of nominal, got the string \"cold\"")
+  one_error(BASE .. "cooldown: {max: 0s}\n", "3:16", "cooldown.max: expected a duration greater than 0, got the string \"0s\"")
+  one_error(BASE .. "energy: {idle: 11m}\n", "3:15", "energy.idle: expected a duration of at most 10m, got the string \"11m\"")
+  one_error(BASE .. "energy: sometimes\n", "3:9",
+    "energy: expected true, false or a mapping with idle: (a duration of 0 to 10m), got the string \"sometimes\"")
+  one_error(BASE .. "sampling: {power: 0s}\n", "3:19",
+    "sampling.power: expected true, false or a sampling interval of 1ms to 1h, got the string \"0s\"")
+end)

@@ -94,7 +94,7 @@ T.case("the parser accepts each range's ends and rejects what is outside", funct
       checked = checked + 1
     end
   end
-  T.eq(checked, 21, "options with a numeric range checked")
+  T.eq(checked, 27, "options with a numeric range checked")
 end)
 
 T.case("choices: each accepted, anything else rejected", function()

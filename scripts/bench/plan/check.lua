@@ -188,14 +188,17 @@ function CHECKERS.size(self, nd, v, path)
   return b
 end
 
--- a share: 0.05 or "5%" -> 0.05 (above 0, at most 1)
+-- a share: 0.05 or "5%" -> 0.05: above 0 and at most 1, unless the node
+-- allows 0 (zero = true) or more (max = 10: up to 1000%)
 function CHECKERS.fraction(self, nd, v, path)
   local f = v
   if type(v) == "string" then
-    local n = v:match("^%s*([%d%.]+)%s*%%%s*$")
+    local n = v:match("^%s*(%d+%.?%d*)%s*%%%s*$")
     f = n and tonumber(n) and tonumber(n) / 100
   end
-  if type(f) ~= "number" or f <= 0 or f > 1 then return wrong(self, nd, v, path) end
+  if type(f) ~= "number" or f ~= f or f < 0 or (f == 0 and not nd.zero) or f > (nd.max or 1) then
+    return wrong(self, nd, v, path)
+  end
   return f
 end
 

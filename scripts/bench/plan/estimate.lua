@@ -96,6 +96,12 @@ local function cell_seconds(plan, c, sim, est, d)
   return t
 end
 
+-- the idle baseline and, as an upper bound, the cooldown's max before a cell
+local function energy_seconds(plan, c, dry)
+  local e = require("bench.energy").settings(plan, c, dry)
+  return (e.idle_s or 0) + (e.cooldown and e.cooldown.max_s or 0)
+end
+
 -- estimate.seconds(plan, {dry_run}) -> seconds, per-cell list. A cell on
 -- the simulator (a dry run, or backend sim) uses the dry_run: figures.
 function estimate.seconds(plan, opts)
@@ -115,7 +121,7 @@ function estimate.seconds(plan, opts)
       t = t + lt
     end
     prev_key = key
-    t = t + cell_seconds(plan, c, sim, est, d)
+    t = t + cell_seconds(plan, c, sim, est, d) + energy_seconds(plan, c, opts.dry_run)
     per[#per + 1] = t
     total = total + t
   end
@@ -178,6 +184,12 @@ function estimate.check_text(plan)
   add("estimated time: %s for a real run (load %s per server start, %s tok/s decode: the plan's estimate: section or defaults)",
       units.format_duration(total), units.format_duration(est.load_time or 60), tostring(est.decode_tps or 40))
   add("                %s for --dry-run", units.format_duration(dtotal))
+  local e = require("bench.energy").settings(plan, plan.cells[1])
+  if e.cooldown or (e.idle_s or 0) > 0 then
+    add("                (each cell includes %s%s%s)", (e.idle_s or 0) > 0 and (units.format_duration(e.idle_s) .. " of idle baseline") or "",
+        (e.idle_s or 0) > 0 and e.cooldown and " and " or "",
+        e.cooldown and ("up to " .. units.format_duration(e.cooldown.max_s) .. " of cooldown (its max: an upper bound)") or "")
+  end
   return table.concat(out, "\n")
 end
 

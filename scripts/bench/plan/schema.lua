@@ -2,7 +2,7 @@
 -- (plans/README.md documents each key). bench.plan.check walks a document
 -- against it; the node kinds are the rows of its checker table.
 --
--- Node kinds: string, int, number, bool, duration, size, enum, list, map
+-- Node kinds: string, int, number, bool, duration, size, fraction, enum, list, map
 -- (known fields), dict (free keys, typed values), any, oneof, file (a path
 -- that must exist, relative to the plan's folder), scalar.
 local schema = {}
@@ -239,7 +239,16 @@ schema.root = T.map({
     memory = T.duration{min = 0.001, max = 3600},
     gpu = T.bool(),
     metrics = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a scrape interval of 1ms to 1h"}),
+    power = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a sampling interval of 1ms to 1h"}),
   }),
+  -- issue 15 (bench.powerwatch): energy per cell and the wait between cells
+  energy = T.oneof({T.bool(), T.map({idle = T.duration{min = 0, max = 600}})},
+                   {what = "true, false or a mapping with idle: (a duration of 0 to 10m)"}),
+  cooldown = T.oneof({T.bool(), T.map({
+    ["until"] = T.enum({"nominal"}),
+    idle_power_within = T.fraction{zero = true, max = 10},   -- up to 1000%
+    max = T.duration{positive = true, max = 86400},
+  })}, {what = "true, false or a mapping of until, idle_power_within, max"}),
   slo = schema.SLO,
   steady = T.map({
     ci = T.fraction(),                      -- the 95% interval's half-width, relative to the mean

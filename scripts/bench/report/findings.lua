@@ -107,6 +107,8 @@ end
 function M.recommendations(an, ctx)
   local recs = {}
   single_request(an, recs)
+  local efficient = require("bench.report.energy").finding(an)   -- beside "Fastest"
+  if efficient then recs[#recs + 1] = efficient end
   -- the phase script's own (its report hook: phase 3's MLX-vs-GGUF pairs)
   for _, f in ipairs(ctx.phase_parts and ctx.phase_parts.findings or {}) do recs[#recs + 1] = f end
   for _, g in ipairs(ctx.scaling or {}) do

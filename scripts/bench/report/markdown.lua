@@ -15,6 +15,7 @@ local cache = require("bench.report.cache")
 local slo = require("bench.report.slo")
 local capacity = require("bench.report.capacity")
 local steady = require("bench.report.steady")
+local energy_report = require("bench.report.energy")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -148,6 +149,7 @@ end
 local function name_cols(an, c, cols)
   local r = label_values(c, cols)
   if an.names_are_ids then table.insert(r, 1, c.name) end
+  r[1] = energy_report.mark(c, r[1])   -- a cell that ran throttled says so in every table
   return r
 end
 local function name_heads(an, cols, extra)
@@ -160,6 +162,7 @@ local function section_variants(out, an)
   local cols = label_cols(an)
   local rows = {}
   local file_gb, has_gpu = false, false
+  local energy_cols, energy_vals = energy_report.columns(an)
   for _, c in ipairs(an.configs) do
     if c.metrics.tps_per_file_gb then file_gb = true end
     if c.metrics.gpu_source then has_gpu = true end
@@ -172,6 +175,7 @@ local function section_variants(out, an)
     if has_gpu then vals[#vals + 1] = gb(m.gpu_peak_bytes) end
     vals[#vals + 1] = num2(m.tps_per_gb)
     if file_gb then vals[#vals + 1] = num2(m.tps_per_file_gb) end
+    if energy_cols then for _, v in ipairs(energy_vals(c)) do vals[#vals + 1] = v end end
     vals[#vals + 1] = string.format("%d/%d", math.floor(m.ok or 0), math.floor(m.requests or 0))
     vals[#vals + 1] = (STATUS_TEXT[c.status] or c.status) .. (c.error and (": " .. tostring(c.error):sub(1, 60)) or "")
     for _, v in ipairs(vals) do r[#r + 1] = v end
@@ -184,6 +188,7 @@ local function section_variants(out, an)
   if has_gpu then extra[#extra + 1] = "of which GPU (GB)" end
   extra[#extra + 1] = "TPS/GB"
   if file_gb then extra[#extra + 1] = "TPS/GB (file)" end
+  for _, h in ipairs(energy_cols or {}) do extra[#extra + 1] = h end
   extra[#extra + 1] = "OK/requests"
   extra[#extra + 1] = "Status"
   local h = name_heads(an, cols, extra)
@@ -290,7 +295,7 @@ local function section_scaling(out, an, groups)
         ms(m.e2el_p50), ms(m.e2el_p95), ms(m.e2el_p99), ms(m.ttft_p95)}
       if has_queue then row[#row + 1] = ms(m.queue_p50) end
       row[#row + 1] = peak_gb(m)
-      row[#row + 1] = STATUS_TEXT[r.config.status] or r.config.status
+      row[#row + 1] = energy_report.mark(r.config, STATUS_TEXT[r.config.status] or r.config.status)
       rows[#rows + 1] = row
     end
     local head = {"Concurrency", "Aggregate TPS", "Per-request TPS", "Scaling vs c=" .. g.base_conc,
@@ -325,7 +330,7 @@ local function section_fairness(out, an)
     local m = c.metrics
     local mixed = c.labels.scenario == "mixed" or c.labels.mix
     if mixed or (not any_mixed and m.jain and (tonumber(c.labels.concurrency) or 1) > 1) then
-      rows[#rows + 1] = {c.name, tostring(c.labels.concurrency or ""), num2(m.jain), num2(m.p99_p50),
+      rows[#rows + 1] = {energy_report.mark(c, c.name), tostring(c.labels.concurrency or ""), num2(m.jain), num2(m.p99_p50),
         ms(m.ttft_p50), ms(m.ttft_p99), ms(m.e2el_p50), ms(m.e2el_p99), tps(m.output_tps)}
     end
   end
@@ -383,7 +388,7 @@ local function section_tuning(out, an, groups)
     end
     for _, r in ipairs(g.rows) do
       local m = r.config.metrics
-      local row = {r.name .. (r.is_base and " (baseline)" or "")}
+      local row = {energy_report.mark(r.config, r.name .. (r.is_base and " (baseline)" or ""))}
       if g.has_sysctl then
         row[#row + 1] = (r.sysctl or "") .. (r.sysctl_simulated and " (simulated)" or "")
       end
@@ -469,7 +474,7 @@ local function section_quality(out, an, qc)
     for _, r in ipairs(p.rows) do
       local chk = ""
       if r.check then chk = (r.check.ok and "✅" or "❌") .. (r.check.detail and (" " .. r.check.detail) or "") end
-      rows[#rows + 1] = {r.config.name .. (r.is_ref and " (reference)" or ""),
+      rows[#rows + 1] = {energy_report.mark(r.config, r.config.name .. (r.is_ref and " (reference)" or "")),
         r.sim and string.format("%.3f", r.sim.lcs) or "–", r.sim and string.format("%.3f", r.sim.jaccard) or "–",
         r.tokens and string.format("%d", r.tokens) or "–", any_check and chk or nil}
     end
@@ -506,7 +511,8 @@ end
 -- scaling, tuning, quality, title, phase, phase_parts = {findings, sections,
 -- answered}}. A phase script's sections follow the section their `after`
 -- names: "results", "errors", "scaling", "fairness", "tuning", "latency",
--- "toolcalls", "quality", "logprobs", "cache", "depth" (docs/phases.md).
+-- "toolcalls", "slo", "steady", "quality", "logprobs", "cache", "depth",
+-- "energy" (docs/phases.md).
 function MD.render(an, ctx)
   local out = {}
   section_header(out, an, ctx)
@@ -534,6 +540,7 @@ function MD.render(an, ctx)
     {"logprobs", function() logprobs.section(out, an, MD.table) end},   -- quality by logprobs
     {"cache", function() cache.section(out, an, MD.table) end},         -- prefix cache
     {"depth", function() depth.section(out, an.data, MD.table) end},   -- speed over context depth
+    {"energy", energy_report.section},   -- energy and heat (bench.report.energy)
   }
   for _, s in ipairs(sections) do
     s[2](out, an)
