@@ -257,7 +257,9 @@ typedef struct {
   int *pids;                       /* the tree's pids of the last sample (the thread's) */
 } sampler;
 
-static void sample_take(sampler *s, sample *out, int want_real, int64_t last_real, int64_t last_real_ns) {
+/* pids: a buffer of MAX_TREE for the tree's pids (the caller's own: the
+ * thread and sample_now() each have one). */
+static void sample_take(sampler *s, int *pids, sample *out, int want_real, int64_t last_real, int64_t last_real_ns) {
   memset(out, 0, sizeof *out);
   out->t_ns = br_now();
   out->wall_ns = br_platform_wall_ns();
@@ -265,7 +267,7 @@ static void sample_take(sampler *s, sample *out, int want_real, int64_t last_rea
   out->real_ns = last_real_ns;
   if (s->pid > 0) {
     proc_mem m;
-    if (proc_tree_mem(s->pid, s->tree, want_real, &m, s->pids) == 0) {
+    if (proc_tree_mem(s->pid, s->tree, want_real, &m, pids) == 0) {
       out->rss = m.rss;
       out->nprocs = m.nprocs;
       if (want_real) { out->real = m.real; out->real_ns = out->t_ns; }
@@ -292,7 +294,7 @@ static void sample_take(sampler *s, sample *out, int want_real, int64_t last_rea
     if (out->nprocs > 0) {
       char why2[200] = "";
       int n2 = out->nprocs < MAX_TREE ? out->nprocs : MAX_TREE;
-      out->server_gpu = tree_gpu(s->pids, n2, out->gpu_used, &out->gpu_src, why2, sizeof why2);
+      out->server_gpu = tree_gpu(pids, n2, out->gpu_used, &out->gpu_src, why2, sizeof why2);
       if (out->gpu_src == GPU_SRC_DEVICE) {
         pthread_mutex_lock(&s->mu);
         if (!s->src_why[0]) snprintf(s->src_why, sizeof s->src_why, "%s", why2);
@@ -319,6 +321,7 @@ static void json_field(FILE *f, const char *k, int64_t v) {
 
 static void sample_write(sampler *s, const sample *x) {
   FILE *f = s->file;
+  flockfile(f);   /* the thread and sample_now() both write: whole lines */
   fprintf(f, "{\"type\":\"memory\",\"t_ns\":%lld,\"wall\":%.6f", (long long)x->t_ns, (double)x->wall_ns / 1e9);
   if (s->pid > 0) fprintf(f, ",\"pid\":%d,\"nprocs\":%d", s->pid, x->nprocs);
   json_field(f, "rss", x->rss);
@@ -332,6 +335,7 @@ static void sample_write(sampler *s, const sample *x) {
   json_field(f, "server_mem", x->server_mem);
   fputs("}\n", f);
   fflush(f);
+  funlockfile(f);
 }
 
 /* CPU time of the calling thread (POSIX; macOS 10.12+). */
@@ -339,6 +343,24 @@ static int64_t thread_cpu_ns(void) {
   struct timespec ts;
   if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A sample into the ring (the mutex held), kept in time order: the thread
+ * and sampler:sample_now() both push, so a sample may arrive after a later
+ * one; it moves back past it. */
+static void ring_push(sampler *s, const sample *x) {
+  if (s->len < s->cap) s->ring[(s->head + s->len++) % s->cap] = *x;
+  else { s->ring[s->head] = *x; s->head = (s->head + 1) % s->cap; }
+  for (size_t i = s->len - 1; i > 0; i--) {
+    sample *a = &s->ring[(s->head + i - 1) % s->cap], *b = &s->ring[(s->head + i) % s->cap];
+    if (a->t_ns <= b->t_ns) break;
+    sample t = *a;
+    *a = *b;
+    *b = t;
+  }
+  if (s->total == 0) s->peak = *x;
+  else peak_update(&s->peak, x);
+  s->total++;
 }
 
 static void *sampler_main(void *arg) {
@@ -351,7 +373,7 @@ static void *sampler_main(void *arg) {
     int64_t t0 = br_now();
     int want_real = ++since_real >= real_every;
     sample x;
-    sample_take(s, &x, want_real, last_real, last_real_ns);
+    sample_take(s, s->pids, &x, want_real, last_real, last_real_ns);
     int64_t t1 = br_now();
     if (want_real && x.real >= 0) {
       since_real = 0;
@@ -366,11 +388,7 @@ static void *sampler_main(void *arg) {
     if (late > s->late_max_ns) s->late_max_ns = late;
     s->read_ns += t1 - t0;
     s->cpu_ns = thread_cpu_ns();
-    if (s->len < s->cap) s->ring[(s->head + s->len++) % s->cap] = x;
-    else { s->ring[s->head] = x; s->head = (s->head + 1) % s->cap; }
-    if (s->total == 0) s->peak = x;
-    else peak_update(&s->peak, &x);
-    s->total++;
+    ring_push(s, &x);
     int stop = s->stop;
     pthread_mutex_unlock(&s->mu);
     if (s->file) sample_write(s, &x);
@@ -590,6 +608,26 @@ static int s_series(lua_State *L) {
 }
 
 /* sampler:latest() -> the last sample, or nil before the first */
+/* sampler:sample_now() -> true: one sample taken at once, on the calling
+ * thread, beside the thread's schedule. A phase shorter than the interval
+ * (a cell of a few requests) still gets samples at its edges, so its own
+ * peak is known. */
+static int s_sample_now(lua_State *L) {
+  sampler *s = check_sampler(L, 1);
+  if (!s->running) { lua_pushboolean(L, 0); return 1; }
+  int *pids = malloc(MAX_TREE * sizeof *pids);   /* the thread's buffer is the thread's */
+  if (!pids) return luaL_error(L, "mem.sampler: out of memory");
+  sample x;
+  sample_take(s, pids, &x, 1, -1, 0);
+  free(pids);
+  pthread_mutex_lock(&s->mu);
+  ring_push(s, &x);
+  pthread_mutex_unlock(&s->mu);
+  if (s->file) sample_write(s, &x);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int s_latest(lua_State *L) {
   sampler *s = check_sampler(L, 1);
   if (!s->ring) return luaL_error(L, "mem.sampler: closed");
@@ -640,7 +678,7 @@ static int s_tostring(lua_State *L) {
 int luaopen_bench_mem(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"start", s_start}, {"stop", s_stop}, {"series", s_series}, {"latest", s_latest},
-    {"peak", s_peak}, {"close", s_close}, {NULL, NULL}};
+    {"peak", s_peak}, {"sample_now", s_sample_now}, {"close", s_close}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
     {"process", l_process}, {"system", l_system}, {"gpu", l_gpu}, {"sampler", l_sampler}, {NULL, NULL}};
   static const luaL_Reg meta[] = {

@@ -25,9 +25,14 @@ end
 -- the samples of the sampler thread (attributed at the end by time) and of
 -- the scraper (labelled as they come)
 function Monitor:mark(phase, cell_id)
+  -- a sample at the edge, before and after it: a phase shorter than the
+  -- sampling interval (a cell of a few short requests) still has its own
+  -- samples, so its own peak
+  if self.sampler then pcall(self.sampler.sample_now, self.sampler) end
   self.phase = phase
   if cell_id then self.cell_id = cell_id end
   self.marks[#self.marks + 1] = {t = clock.now(), phase = phase, cell = self.cell_id}
+  if self.sampler then pcall(self.sampler.sample_now, self.sampler) end
 end
 
 local function mark_at(marks, t)

@@ -109,4 +109,52 @@ T.case("sampler:series(since_ns) returns only the newer samples", function()
   T.eq(b.dropped, 0, "dropped counts the ring, not the selection")
 end)
 
+
+T.case("sample_now: a sample at once, in time order, whole lines in the file", function()
+  local p = assert(proc.spawn{argv = {"sleep", "30"}})
+  local file = os.tmpname()
+  -- an interval far longer than the test: every sample after the first is sample_now's
+  local s = assert(mem.sampler{pid = p.pid, interval = 60, file = file, gpu = false})
+  T.eq(s:sample_now(), false, "not started: no sample")
+  s:start()
+  for _ = 1, 20 do assert(s:sample_now()) end
+  local list = s:series().samples
+  assert(#list >= 20, "samples: " .. #list)   -- the thread's first may come later
+  for i = 2, #list do assert(list[i].t_ns >= list[i - 1].t_ns, "in time order at " .. i) end
+  assert(list[#list].rss > 0, "the process's memory")
+  s:stop()
+  p:stop(1)
+  local n = 0
+  for line in io.lines(file) do
+    n = n + 1
+    assert(line:match('^{"type":"memory".*}$'), "a whole line: " .. line)
+  end
+  assert(n >= 20, "lines: " .. n)
+  os.remove(file)
+end)
+
+T.case("a cell shorter than the sampling interval has its own peak", function()
+  local dir = T.tmpdir()
+  local plan = [[
+name: short
+server: {backend: sim, args: [--decode-tps, "5000"]}
+sampling: {memory: 30s}
+workload: {prompts: [{name: a, prompt: hi, max_tokens: 4}]}
+matrix: {concurrency: [1, 2, 3]}
+warmup: 0
+]]
+  local rc, data = T.run_plan(dir, plan)
+  T.eq(rc, 0, "run")
+  -- each cell's measured phase has memory samples of its own (the edges)
+  local run_samples = {}
+  for _, x in ipairs(data.samples or {}) do
+    if (x.type or "memory") == "memory" and x.phase == "run" and x.cell then
+      run_samples[tostring(x.cell)] = (run_samples[tostring(x.cell)] or 0) + 1
+    end
+  end
+  T.eq(#data.cells, 3, "three cells")
+  for _, c in ipairs(data.cells) do
+    assert((run_samples[tostring(c.id)] or 0) >= 1, "memory samples in " .. c.id .. "'s run")
+  end
+end)
 T.done()
