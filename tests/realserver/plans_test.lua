@@ -82,8 +82,13 @@ T.case("phase 3: F16, Q8_0 and Q4_0 on llama-server; the plan's pairs, no MLX cr
 end)
 
 T.case("phase 4: batching with --parallel; efficiency and queue from llama.cpp's /metrics; one story", function()
+  -- --threads-http 8: llama-server serves /metrics from the same HTTP thread
+  -- pool as the completions, n_parallel + 2 threads by default on a 2-core
+  -- machine (server.cpp), so at 4 streams on 2 slots every thread holds a
+  -- stream and each scrape waits for one to end, when the queue has just
+  -- moved on: the deferred requests were there but no scrape could see them
   local r = S.run(S.PLANS .. "/phase4.yaml", {
-    "--set", "servers.vllm-mlx=" .. server({"--parallel", "2", "--metrics"}),
+    "--set", "servers.vllm-mlx=" .. server({"--parallel", "2", "--metrics", "--threads-http", "8"}),
     "--set", "servers.mlx-lm=" .. server(),
     "--set", "models.mlx-4bit=" .. model("tiny.gguf", "F32", 32),
     "--set", "load=[{name: baseline, concurrency: 1, max_tokens: [8, 16], requests: 2},"
