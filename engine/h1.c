@@ -287,6 +287,7 @@ static int counted_body(br_h1 *p, const char *s, size_t n, size_t *i, const br_h
   return body(p, b, k, cb, ud);
 }
 
+/* long function: the parser's state machine, one case per state. */
 int br_h1_feed(br_h1 *p, const char *s, size_t n, const br_h1_callbacks *cb, void *ud, size_t *used) {
   size_t i = 0;
   int rc = BR_H1_MORE;

@@ -117,6 +117,66 @@ static void push_tool_calls(lua_State *L, const xfer *x) {
   if (m->tools_dropped) set_int(L, "tools_dropped", (lua_Integer)m->tools_dropped);
 }
 
+/* Token arrival times: first/last, the gaps (itl_ms) and, for raw
+ * requests, every arrival (token_t); into the table on top. */
+static void push_token_times(lua_State *L, const xfer *x) {
+  if (x->ntok) {
+    set_int(L, "first_token_t", x->first_token_t);
+    set_int(L, "last_token_t", x->last_token_t);
+  }
+  /* Gaps between token events, in ms, built here: a list per request
+   * costs far less in C than in Lua. */
+  lua_createtable(L, x->ntok ? (int)x->ntok - 1 : 0, 0);
+  for (size_t i = 1; i < x->ntok; i++) {
+    lua_pushnumber(L, (lua_Number)(x->tok_us[i] - x->tok_us[i - 1]) / 1e3);
+    lua_rawseti(L, -2, (lua_Integer)i);
+  }
+  lua_setfield(L, -2, "itl_ms");
+  if (x->raw) {   /* arrival times, µs resolution */
+    lua_createtable(L, (int)x->ntok, 0);
+    for (size_t i = 0; i < x->ntok; i++) {
+      lua_pushinteger(L, x->t_start + (int64_t)x->tok_us[i] * 1000);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "token_t");
+  }
+}
+
+/* The client's lateness against the simulator's send time of each
+ * token (x->has_sim): the first one's is the ttft error, the change from
+ * one token to the next the itl error; into the table on top. */
+static void push_sim_lag(lua_State *L, const xfer *x) {
+  int64_t prev = INT64_MIN, maxlag = INT64_MIN;
+  lua_Integer j = 0;
+  lua_createtable(L, (int)x->ntok, 0);
+  for (size_t i = 0; i < x->ntok; i++) {
+    int64_t lag = x->tok_lag[i];
+    if (lag == NO_LAG) continue;
+    if (lag > maxlag) maxlag = lag;
+    if (prev == INT64_MIN) {
+      lua_pushnumber(L, (lua_Number)lag / 1e6);
+      lua_setfield(L, -3, "sim_ttft_err_ms");
+    } else {
+      lua_pushnumber(L, (lua_Number)(lag - prev) / 1e6);
+      lua_rawseti(L, -2, ++j);
+    }
+    prev = lag;
+  }
+  lua_setfield(L, -2, "sim_itl_err_ms");
+  lua_pushnumber(L, (lua_Number)maxlag / 1e6);
+  lua_setfield(L, -2, "sim_lag_max_ms");
+  if (x->raw) {
+    lua_createtable(L, (int)x->ntok, 0);
+    j = 0;
+    for (size_t i = 0; i < x->ntok; i++) {
+      if (x->tok_lag[i] == NO_LAG) continue;
+      lua_pushinteger(L, x->tok_lag[i]);
+      lua_rawseti(L, -2, ++j);
+    }
+    lua_setfield(L, -2, "sim_lag_ns");
+  }
+}
+
 static void push_llm(lua_State *L, const xfer *x) {
   const br_llm *m = &x->llm;
   lua_createtable(L, 0, 20);
@@ -152,60 +212,8 @@ static void push_llm(lua_State *L, const xfer *x) {
   set_int(L, "content_events", (lua_Integer)x->ncontent);
   set_int(L, "reasoning_events", (lua_Integer)x->nreasoning);
   if (m->ntools || m->tools_dropped) push_tool_calls(L, x);
-  if (x->ntok) {
-    set_int(L, "first_token_t", x->first_token_t);
-    set_int(L, "last_token_t", x->last_token_t);
-  }
-  /* Gaps between token events, in ms, built here: a list per request
-   * costs far less in C than in Lua. */
-  lua_createtable(L, x->ntok ? (int)x->ntok - 1 : 0, 0);
-  for (size_t i = 1; i < x->ntok; i++) {
-    lua_pushnumber(L, (lua_Number)(x->tok_us[i] - x->tok_us[i - 1]) / 1e3);
-    lua_rawseti(L, -2, (lua_Integer)i);
-  }
-  lua_setfield(L, -2, "itl_ms");
-  if (x->raw) {   /* arrival times, µs resolution */
-    lua_createtable(L, (int)x->ntok, 0);
-    for (size_t i = 0; i < x->ntok; i++) {
-      lua_pushinteger(L, x->t_start + (int64_t)x->tok_us[i] * 1000);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    lua_setfield(L, -2, "token_t");
-  }
-  if (x->has_sim) {
-    /* The client's lateness against the simulator's send time of each
-     * token: the first one's is the ttft error, the change from one token
-     * to the next the itl error. */
-    int64_t prev = INT64_MIN, maxlag = INT64_MIN;
-    lua_Integer j = 0;
-    lua_createtable(L, (int)x->ntok, 0);
-    for (size_t i = 0; i < x->ntok; i++) {
-      int64_t lag = x->tok_lag[i];
-      if (lag == NO_LAG) continue;
-      if (lag > maxlag) maxlag = lag;
-      if (prev == INT64_MIN) {
-        lua_pushnumber(L, (lua_Number)lag / 1e6);
-        lua_setfield(L, -3, "sim_ttft_err_ms");
-      } else {
-        lua_pushnumber(L, (lua_Number)(lag - prev) / 1e6);
-        lua_rawseti(L, -2, ++j);
-      }
-      prev = lag;
-    }
-    lua_setfield(L, -2, "sim_itl_err_ms");
-    lua_pushnumber(L, (lua_Number)maxlag / 1e6);
-    lua_setfield(L, -2, "sim_lag_max_ms");
-    if (x->raw) {
-      lua_createtable(L, (int)x->ntok, 0);
-      j = 0;
-      for (size_t i = 0; i < x->ntok; i++) {
-        if (x->tok_lag[i] == NO_LAG) continue;
-        lua_pushinteger(L, x->tok_lag[i]);
-        lua_rawseti(L, -2, ++j);
-      }
-      lua_setfield(L, -2, "sim_lag_ns");
-    }
-  }
+  push_token_times(L, x);
+  if (x->has_sim) push_sim_lag(L, x);
   lua_setfield(L, -2, "llm");
 }
 

@@ -588,6 +588,7 @@ static const char *walk_choices(br_llm *s, const char *v, const char *e, seen *s
   return p < e && *p == ']' ? p + 1 : NULL;
 }
 
+/* long function: one event's parse, a walk over the chunk's fields. */
 int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
   memset(out, 0, sizeof *out);
   s->events++;

@@ -16,7 +16,7 @@
  * gap: nothing is added, the sample names the source and why, and a window
  * over it says how much of it was covered. Nothing is ever negative.
  *
- * About 770 lines, over the ~700 of the layout rules: the Lua API, the
+ * long file: about 770 lines, over the ~700 of the layout rules: the Lua API, the
  * sampler thread and the window over its ring share one private sample
  * type, ring and lock; split, they would need a header for one user. */
 #include "class.h"

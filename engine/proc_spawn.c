@@ -428,6 +428,14 @@ static void spawn_failed(pid_t pid, int fork_errno, int exec_errno, const char *
   for (size_t i = 0; i < 3; i++) if (fds[i] >= 0) close(fds[i]);
 }
 
+/* The parent's copies of the child's ends of the pipes, closed once it runs. */
+static void close_child_ends(spawn_pipes *pp) {
+  close(pp->devnull);
+  if (pp->out[1] >= 0) close(pp->out[1]);
+  if (pp->err[1] >= 0) close(pp->err[1]);
+  if (pp->in[0] >= 0) close(pp->in[0]);
+}
+
 int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, const char *input, size_t input_len) {
   proc_state *ps = proc_get_state(L);
   char msg[600];
@@ -479,10 +487,7 @@ int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, con
   int64_t t0 = br_now();
   int exec_errno = 0, fork_errno = 0;
   pid_t pid = fork_exec(&sp, c_in, c_out, c_err, pp.exec, &fork_errno, &exec_errno);
-  close(pp.devnull);
-  if (pp.out[1] >= 0) close(pp.out[1]);
-  if (pp.err[1] >= 0) close(pp.err[1]);
-  if (pp.in[0] >= 0) close(pp.in[0]);
+  close_child_ends(&pp);
   if (pid < 0 || exec_errno) {
     spawn_failed(pid, fork_errno, exec_errno, sp.path, &pp, msg, sizeof msg);
     free(c);
@@ -490,11 +495,8 @@ int proc_do_spawn(lua_State *L, int opts, const char *fn, int force_capture, con
     goto fail_files;
   }
 
-  c->pid = pid;
-  c->t_spawn = t0;
-  c->name = strdup(sp.argv[0]);
-  c->ring = ringv;
-  c->logfd = logfd;
+  *c = (child){.pid = pid, .t_spawn = t0, .name = strdup(sp.argv[0]), .ring = ringv, .logfd = logfd,
+                .oom_before = c->oom_before};
   child_start(ps, c, &o, ofile, efile, piped_out ? pp.out[0] : -1, piped_err ? pp.err[0] : -1,
               stdin_pipe ? pp.in[1] : -1, input, input_len);
   h->c = c;

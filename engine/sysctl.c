@@ -463,6 +463,19 @@ static int l_sysctl_get(lua_State *L) {
   return 1;
 }
 
+/* A new journal entry: this run changes name from original to value. */
+static cJSON *journal_add(cJSON *entries, const char *name, const char *original, const char *value) {
+  cJSON *e = cJSON_CreateObject();
+  cJSON_AddStringToObject(e, "name", name);
+  cJSON_AddStringToObject(e, "original", original);
+  cJSON_AddStringToObject(e, "value", value);
+  cJSON_AddNumberToObject(e, "pid", (double)getpid());
+  cJSON_AddNumberToObject(e, "time", (double)time(NULL));
+  if (sysctl_program()) cJSON_AddStringToObject(e, "program", sysctl_program());
+  cJSON_AddItemToArray(entries, e);
+  return e;
+}
+
 /* sys.sysctl_set(name, value) -> previous value | nil, message.
  * Journaled before the change; the first original is kept when a run
  * changes the same name twice. One benchrun owns a name at a time: a name
@@ -519,18 +532,8 @@ static int l_sysctl_set(lua_State *L) {
     break;
   }
   cJSON *added = NULL;
-  if (!mine) {
-    added = cJSON_CreateObject();
-    cJSON_AddStringToObject(added, "name", name);
-    cJSON_AddStringToObject(added, "original", prev);
-    cJSON_AddStringToObject(added, "value", value);
-    cJSON_AddNumberToObject(added, "pid", (double)me);
-    cJSON_AddNumberToObject(added, "time", (double)time(NULL));
-    if (sysctl_program()) cJSON_AddStringToObject(added, "program", sysctl_program());
-    cJSON_AddItemToArray(entries, added);
-  } else {
-    cJSON_ReplaceItemInObjectCaseSensitive(mine, "value", cJSON_CreateString(value));
-  }
+  if (!mine) added = journal_add(entries, name, prev, value);
+  else cJSON_ReplaceItemInObjectCaseSensitive(mine, "value", cJSON_CreateString(value));
   if (journal_save(&j, entries, why, sizeof why) != 0) {
     journal_close(&j, entries);
     lua_pushnil(L);

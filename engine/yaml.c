@@ -19,8 +19,8 @@
  * null decodes to yaml.null, a light userdata NULL equal to cjson.null, so a
  * null survives in sequences and round-trips through json.encode.
  *
- * Encoding (yaml.encode) is in yaml_encode.c. This file stays over ~700
- * lines on purpose: it is one parser, a state machine over libyaml's events
+ * Encoding (yaml.encode) is in yaml_encode.c.
+ * long file: over ~700 lines on purpose: it is one parser, a state machine over libyaml's events
  * (frames, anchors, merges, positions) whose parts share the decoder's
  * state; cut in pieces it would be harder to follow, not easier. */
 #include "benchrun/runtime.h"
@@ -515,6 +515,7 @@ static void close_collection(decoder *d, yaml_mark_t mark) {
 
 /* Decode one document's root node; the event at hand is its first event.
  * Leaves the root value at the top of the stack. */
+/* long function: the decoder's state machine over libyaml's events. */
 static void decode_node(decoder *d) {
   lua_State *L = d->L;
   int root = lua_gettop(L) + 1;

@@ -7,7 +7,12 @@
 # ttft/itl timestamp error (p50/p99, ms) against the simulator's own send
 # times (the sim_ns field of each event).
 #
-#   paced:   50 tokens/s per stream, ttft 100 ms (one wake-up per event)
+#   paced:   50 tokens/s per stream, ttft 100 ms, each stream on its own
+#            clock from its start (few events per wake-up: how many depends
+#            on how close together the streams started, see docs/http.md)
+#   steps:   the same rates on shared decode steps (sim --decode-steps): the
+#            streams' tokens leave together each step, as from a batching
+#            server, so the reader and the client see the same arrivals
 #   unpaced: as fast as the simulator can write (events packed many per
 #            read: this measures parsing alone)
 #   ttft:    TTFT as a user reads it against the server's true TTFT (the
@@ -23,7 +28,7 @@
 #
 #   tools/bench-client.sh [BUILD_DIR]     (default build/; needs the targets
 #                                          benchrun and bench_client_reader)
-# Environment: LEVELS="1 64 256 1024", TOKENS=256, LOADS="paced unpaced ttft",
+# Environment: LEVELS="1 64 256 1024", TOKENS=256, LOADS="paced steps unpaced ttft",
 # BIG=4096 (an extra unpaced run with that many streams; 0 skips it),
 # REPEAT=3 (runs of each level, the reader and the client in turn: the table
 # shows the median and the range, since one run on a shared VM can be off by
@@ -39,7 +44,7 @@ bin=$build/benchrun
 reader=$build/tests/bench_client_reader
 levels=${LEVELS:-"1 64 256 1024"}
 tokens=${TOKENS:-256}
-loads=${LOADS:-"paced unpaced ttft"}
+loads=${LOADS:-"paced steps unpaced ttft"}
 big=${BIG:-4096}
 repeat=${REPEAT:-3}
 clients=${CLIENTS:-"load http"}
@@ -111,6 +116,7 @@ for mode in $loads; do
   case $mode in
     # the simulator counts the prompt "hi" as 1 token: 10 tokens/s of prefill is a 100 ms ttft
     paced) start_sim --decode-tps 50 --prefill-tps 10 ;;
+    steps) start_sim --decode-tps 50 --prefill-tps 10 --decode-steps ;;
     unpaced) start_sim --decode-tps 0 --prefill-tps 1000000000 ;;
     *) echo "bench-client: unknown load $mode" >&2; exit 2 ;;
   esac

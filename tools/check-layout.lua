@@ -8,42 +8,13 @@
 --     a function counts: it is the same dependency, only later);
 --   * an edge from the library (scripts/bench/**) to a phase script
 --     (phases.*): phases use the library, never the other way round.
--- Lists, and fails only for the files named in CHECKED below:
---   * a Lua or C file (scripts/, engine/, include/) over MAX_LINES lines
---     without a reason at its top: a comment among its first 40 lines that
---     says "long file:" and why;
+-- and on, for every Lua and C file of scripts/, engine/, include/ and tools/:
+--   * a file over MAX_LINES lines without a reason at its top: a comment
+--     among its first 40 lines that says "long file:" and why;
 --   * a function over MAX_FUNCTION lines, unless the comment line just above
 --     it says "long function:" and why (a parser's state machine).
--- Files not in CHECKED are report-only (a warning list), so the check does
--- not fail while other work splits them; add a file to CHECKED once it obeys.
 -- --edges prints every require edge ("from -> to").
 local MAX_LINES, MAX_FUNCTION = 700, 80
-
--- files whose size and function lengths fail the check (the others warn)
-local CHECKED = {
-  ["scripts/bench/runner.lua"] = true,
-  ["scripts/bench/monitor.lua"] = true,
-  ["scripts/bench/sysctl.lua"] = true,
-  ["scripts/bench/labels.lua"] = true,
-  ["scripts/bench/phase.lua"] = true,
-  ["scripts/bench/progress.lua"] = true,
-  ["scripts/bench/report.lua"] = true,
-  ["scripts/bench/report/markdown.lua"] = true,
-  ["scripts/bench/report/findings.lua"] = true,
-  ["scripts/bench/report/format.lua"] = true,
-  ["scripts/bench/report/analysis.lua"] = true,
-  ["scripts/bench/report/groups.lua"] = true,
-  ["scripts/bench/results.lua"] = true,
-  ["scripts/bench/results/json.lua"] = true,
-  ["scripts/bench/checks.lua"] = true,
-  ["scripts/phases/baseline.lua"] = true,
-  ["scripts/phases/batching.lua"] = true,
-  ["scripts/phases/common.lua"] = true,
-  ["scripts/phases/compare.lua"] = true,
-  ["scripts/phases/envcheck.lua"] = true,
-  ["scripts/phases/tuning.lua"] = true,
-  ["tools/check-layout.lua"] = true,
-}
 
 local args = {...}
 local root, show_edges = ".", false
@@ -227,13 +198,12 @@ for _, dir in ipairs({"engine", "include", "tools"}) do
 end
 for _, rel in ipairs(sources) do
   local lines = read_lines(rel)
-  local report = CHECKED[rel] and fail or warn
   if #lines > MAX_LINES and not has_reason(lines) then
-    report(string.format("%s: %d lines (over %d) and no reason at its top (a comment saying \"long file:\")",
+    fail(string.format("%s: %d lines (over %d) and no reason at its top (a comment saying \"long file:\")",
                          rel, #lines, MAX_LINES))
   end
   for _, f in ipairs(long_functions(rel, lines)) do
-    report(string.format("%s:%d: function %s is %d lines (over %d)", rel, f.line, f.name, f.len, MAX_FUNCTION))
+    fail(string.format("%s:%d: function %s is %d lines (over %d)", rel, f.line, f.name, f.len, MAX_FUNCTION))
   end
 end
 

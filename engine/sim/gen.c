@@ -62,6 +62,14 @@ static int64_t decode_interval(conn *c) {
   return jittered(sim, (int64_t)(1e9 / rate), &c->rng);
 }
 
+/* With --decode-steps, a due time moved up to the next step of the grid
+ * that every sequence shares (multiples of the decode interval on the
+ * monotonic clock), as a batching server's decode steps; else unchanged. */
+static int64_t on_step(const sim_t *sim, int64_t due, int64_t interval) {
+  if (!sim->cfg.decode_steps || interval <= 0) return due;
+  return (due + interval - 1) / interval * interval;
+}
+
 static int64_t prefill_ns(conn *c) {
   const sim_t *sim = c->sim;
   double s = (c->prompt_tokens - c->cached_tokens) / (sim->cfg.prefill_tps * sim->cfg.speedup);
@@ -93,7 +101,7 @@ void sim_start_sequence(conn *c) {
   c->t_slot = now;
   if (!sim->loaded) return;
   if (c->waited_load_ns == 0 && sim->t_loaded > c->t_arrive) c->waited_load_ns = sim->t_loaded - c->t_arrive;
-  c->next_due = now + prefill_ns(c);
+  c->next_due = on_step(sim, now + prefill_ns(c), sim->cfg.decode_steps ? decode_interval(c) : 0);
   br_timer_start(sim->loop, &c->tick, c->next_due, tick_cb, c);
 }
 
@@ -262,7 +270,10 @@ static int emit_token(conn *c, br_buf *b, int packed) {
   sim->kv_tokens++;
   if (sim->cfg.kv_bytes_per_token) sim_touch_kv(sim);
   if (keep > 0) return 1;
-  if (!packed) c->next_due += decode_interval(c);
+  if (!packed) {
+    int64_t iv = decode_interval(c);
+    c->next_due = on_step(sim, c->next_due + iv, iv);
+  }
   return 0;
 }
 

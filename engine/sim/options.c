@@ -221,6 +221,10 @@ static const option options[] = {
    .help = "sequences decoded at once", .plan = "slots"},
   {"--batch-slowdown", "K", K_NUM, AT(batch_slowdown), 0, 1e6, .expect = "a number >= 0", .def = "0.05",
    .help = "rate = decode_tps / (1 + K*(active-1))", .plan = "batch_slowdown"},
+  {"--decode-steps", NULL, K_SWITCH, AT(decode_steps),
+   .help = "sequences share decode steps: every token is due on one clock-wide grid\n"
+           "of the decode interval, as a batching server emits one token per\n"
+           "running sequence each step (default: each sequence on its own clock)"},
   {"--max-queue", "N", K_LONG, AT(max_queue), -1, 100000000, .expect = "an integer >= 0 (-1: unlimited)",
    .def = "-1", .shown = "unlimited", .help = "queued requests beyond this are rejected; -1 = no limit"},
   {"--queue-status", "CODE", K_CUSTOM, AT(queue_status), .choices = queue_statuses, .expect = "503 or 429",

@@ -74,6 +74,7 @@ typedef struct {
   double prefill_tps, decode_tps;
   int slots;
   double batch_slowdown;
+  int decode_steps;            /* tokens due on a shared grid of the decode interval */
   long max_queue;            /* -1: unlimited */
   int queue_status;          /* 503 or 429 */
   double jitter;

@@ -10,6 +10,12 @@ function util.copy(t)
 end
 
 -- util.deep_copy(v) -> v with every table copied (no cycles expected).
+-- the fields of `from` (may be nil) set into `into`; -> into
+function util.merge(into, from)
+  for k, v in pairs(from or {}) do into[k] = v end
+  return into
+end
+
 function util.deep_copy(v)
   if type(v) ~= "table" then return v end
   local o = {}

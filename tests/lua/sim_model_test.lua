@@ -166,4 +166,25 @@ T.case("--speedup-env: the factor applies only when the variable is set", functi
   T.near(rate{SIM_TEST_FAST = "1", SIM_TEST_OFF = ""}, 80, 12, "factor 2")
 end)
 
+T.case("--decode-steps: streams started apart share one grid of decode steps", function()
+  local s <close> = T.sim{"--decode-tps", "50", "--batch-slowdown", "0", "--slots", "8", "--decode-steps"}
+  local iv = 20e6   -- 50 tokens/s
+  -- three requests 7 ms apart: on their own clocks their tokens would be 7 ms apart too
+  local res = all(3, function(i)
+    bench.sleep((i - 1) * 0.007)
+    return curl(s.url .. "/v1/chat/completions", chat(10))
+  end)
+  for i = 1, 3 do
+    T.eq(res[i][1], 200, "status")
+    local ts = stamps(res[i][2])
+    T.eq(#ts, 10, "tokens")
+    for k, t in ipairs(ts) do
+      -- a step's tokens leave at its time, plus the timer's lateness
+      local off = t % iv
+      assert(off < 3e6, string.format("request %d token %d: %.2f ms after its step", i, k, off / 1e6))
+      if k > 1 then T.near(t - ts[k - 1], iv, 3e6, "one step apart") end
+    end
+  end
+end)
+
 T.done()
