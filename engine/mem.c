@@ -13,6 +13,7 @@
 #include "benchrun/runtime.h"
 #include "platform.h"
 #include "class.h"
+#include "ticker.h"
 
 #include <lauxlib.h>
 #include <errno.h>
@@ -236,9 +237,7 @@ typedef struct {
 
 typedef struct {
   pthread_mutex_t mu;
-  pthread_t thread;
-  int running;                     /* thread started and not joined */
-  int stop;                        /* ask the thread to end */
+  br_ticker tk;                    /* the thread (ticker.h); its stop under mu */
   int pid;                         /* 0: system (and GPU) only */
   int tree, gpu;
   int64_t interval_ns;
@@ -389,28 +388,12 @@ static void *sampler_main(void *arg) {
     s->read_ns += t1 - t0;
     s->cpu_ns = thread_cpu_ns();
     ring_push(s, &x);
-    int stop = s->stop;
+    int stop = s->tk.stop;
     pthread_mutex_unlock(&s->mu);
     if (s->file) sample_write(s, &x);
     if (stop) break;
-    /* Absolute schedule: no drift; after an overrun skip the missed slots. */
-    next += s->interval_ns;
-    int64_t now = br_now();
-    if (next <= now) next = now + s->interval_ns - (now - next) % s->interval_ns;
-    pthread_mutex_lock(&s->mu);
-    while (!s->stop && br_now() < next) {
-      pthread_mutex_unlock(&s->mu);
-      /* Sleep in slices so stop() is answered within 50 ms even at long intervals. */
-      int64_t until = next, cap = br_now() + 50000000;
-      br_platform_sleep_until(until < cap ? until : cap);
-      pthread_mutex_lock(&s->mu);
-    }
-    stop = s->stop;
-    pthread_mutex_unlock(&s->mu);
-    if (stop) {
-      /* one last sample at stop, so the series ends at the stop time */
-      continue;
-    }
+    /* after a stop: one last sample, so the series ends at the stop time */
+    br_ticker_wait(&s->tk, &next, s->interval_ns);
   }
   return NULL;
 }
@@ -450,6 +433,7 @@ static int l_sampler(lua_State *L) {
     return luaL_error(L, "mem.sampler: out of memory");
   }
   pthread_mutex_init(&s->mu, NULL);
+  s->tk.mu = &s->mu;
   if (s->gpu) {
     br_gpu_mem g[MAX_GPUS];
     s->gpu_available = br_platform_gpu_mem(g, MAX_GPUS, s->gpu_why, sizeof s->gpu_why) > 0;
@@ -470,36 +454,25 @@ static int l_sampler(lua_State *L) {
 static int s_start(lua_State *L) {
   sampler *s = check_sampler(L, 1);
   if (!s->ring) return luaL_error(L, "mem.sampler: closed");
-  if (s->running) return luaL_error(L, "mem.sampler: already started");
-  s->stop = 0;
+  if (s->tk.running) return luaL_error(L, "mem.sampler: already started");
   s->len = s->head = 0;
   s->total = 0;
   s->late_max_ns = s->cpu_ns = s->read_ns = 0;
   s->src_why[0] = 0;
   s->started_ns = br_now();
-  /* Signals belong to the main thread (Ctrl-C, SIGCHLD): block them here. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&s->thread, NULL, sampler_main, s);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int rc = br_ticker_start(&s->tk, sampler_main, s);
   if (rc != 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "mem.sampler: cannot start the thread: %s", strerror(rc));
     return 2;
   }
-  s->running = 1;
   lua_settop(L, 1);
   return 1;
 }
 
 static void sampler_join(sampler *s) {
-  if (!s->running) return;
-  pthread_mutex_lock(&s->mu);
-  s->stop = 1;
-  pthread_mutex_unlock(&s->mu);
-  pthread_join(s->thread, NULL);
-  s->running = 0;
+  if (!s->tk.running) return;
+  br_ticker_join(&s->tk);
   s->stopped_ns = br_now();
 }
 
@@ -546,7 +519,7 @@ static void push_series(lua_State *L, sampler *s, int64_t since) {
   sample peak = s->peak;
   uint64_t total = s->total;
   int64_t late = s->late_max_ns, cpu = s->cpu_ns, rd = s->read_ns;
-  int64_t end = s->running ? br_now() : s->stopped_ns;
+  int64_t end = s->tk.running ? br_now() : s->stopped_ns;
   char src_why[200];
   snprintf(src_why, sizeof src_why, "%s", s->src_why);
   pthread_mutex_unlock(&s->mu);
@@ -614,7 +587,7 @@ static int s_series(lua_State *L) {
  * peak is known. */
 static int s_sample_now(lua_State *L) {
   sampler *s = check_sampler(L, 1);
-  if (!s->running) { lua_pushboolean(L, 0); return 1; }
+  if (!s->tk.running) { lua_pushboolean(L, 0); return 1; }
   int *pids = malloc(MAX_TREE * sizeof *pids);   /* the thread's buffer is the thread's */
   if (!pids) return luaL_error(L, "mem.sampler: out of memory");
   sample x;
@@ -671,7 +644,7 @@ static int s_close(lua_State *L) {
 static int s_tostring(lua_State *L) {
   sampler *s = check_sampler(L, 1);
   lua_pushfstring(L, "bench.mem.Sampler (pid %d, every %d ms, %s)", s->pid, (int)(s->interval_ns / 1000000),
-                  !s->ring ? "closed" : s->running ? "running" : "stopped");
+                  !s->ring ? "closed" : s->tk.running ? "running" : "stopped");
   return 1;
 }
 

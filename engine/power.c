@@ -20,6 +20,7 @@
  * sampler thread and the window over its ring share one private sample
  * type, ring and lock; split, they would need a header for one user. */
 #include "class.h"
+#include "ticker.h"
 #include "benchrun/loop.h"
 #include "benchrun/runtime.h"
 #include "platform.h"
@@ -159,8 +160,7 @@ typedef struct {
 
 typedef struct {
   pthread_mutex_t mu;
-  pthread_t thread;
-  int running, stop;
+  br_ticker tk;                /* the thread (ticker.h); its stop under mu */
   int64_t interval_ns;
   FILE *file;
   br_power_set *set;
@@ -347,26 +347,14 @@ static void *sampler_main(void *arg) {
     if (s->len < s->cap) s->ring[(s->head + s->len++) % s->cap] = x;
     else { s->ring[s->head] = x; s->head = (s->head + 1) % s->cap; }
     s->total++;
-    int stop = s->stop;
+    int stop = s->tk.stop;
     pthread_mutex_unlock(&s->mu);
     if (s->file) sample_write(s, &x, have_before ? &before : NULL);
     before = x;
     have_before = 1;
     if (stop) break;
-    /* Absolute schedule: no drift; after an overrun skip the missed slots. */
-    next += s->interval_ns;
-    int64_t now = br_now();
-    if (next <= now) next = now + s->interval_ns - (now - next) % s->interval_ns;
-    pthread_mutex_lock(&s->mu);
-    while (!s->stop && br_now() < next) {
-      pthread_mutex_unlock(&s->mu);
-      /* Sleep in slices so stop() is answered within 50 ms. */
-      int64_t until = next, cap = br_now() + 50000000;
-      br_platform_sleep_until(until < cap ? until : cap);
-      pthread_mutex_lock(&s->mu);
-    }
-    pthread_mutex_unlock(&s->mu);
     /* after a stop: one last sample, so the series ends at the stop time */
+    br_ticker_wait(&s->tk, &next, s->interval_ns);
   }
   return NULL;
 }
@@ -417,6 +405,7 @@ static int l_sampler(lua_State *L) {
     return luaL_error(L, "power.sampler: out of memory for %d samples", (int)cap);
   }
   pthread_mutex_init(&s->mu, NULL);
+  s->tk.mu = &s->mu;
   for (int i = 0; i < s->n; i++) {
     const br_power_source *src = br_power_source_at(s->set, i);
     if (src->counted && src->domain >= 0) s->counted++;
@@ -435,8 +424,7 @@ static int l_sampler(lua_State *L) {
 
 static int s_start(lua_State *L) {
   sampler *s = check_sampler(L, 1);
-  if (s->running) return luaL_error(L, "power.sampler: already started");
-  s->stop = 0;
+  if (s->tk.running) return luaL_error(L, "power.sampler: already started");
   s->len = s->head = 0;
   s->total = s->gaps = 0;
   s->ngap_why = 0;
@@ -444,29 +432,19 @@ static int s_start(lua_State *L) {
   memset(s->cum, 0, sizeof s->cum);
   s->late_max_ns = s->cpu_ns = s->read_ns = 0;
   s->started_ns = br_now();
-  /* Signals belong to the main thread (Ctrl-C, SIGCHLD): block them here. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&s->thread, NULL, sampler_main, s);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int rc = br_ticker_start(&s->tk, sampler_main, s);
   if (rc != 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "power.sampler: cannot start the thread: %s", strerror(rc));
     return 2;
   }
-  s->running = 1;
   lua_settop(L, 1);
   return 1;
 }
 
 static void sampler_join(sampler *s) {
-  if (!s->running) return;
-  pthread_mutex_lock(&s->mu);
-  s->stop = 1;
-  pthread_mutex_unlock(&s->mu);
-  pthread_join(s->thread, NULL);
-  s->running = 0;
+  if (!s->tk.running) return;
+  br_ticker_join(&s->tk);
   s->stopped_ns = br_now();
 }
 
@@ -543,7 +521,7 @@ static void push_series(lua_State *L, sampler *s, int64_t since) {
   size_t held = s->len;
   uint64_t total = s->total, gaps = s->gaps;
   int64_t late = s->late_max_ns, cpu = s->cpu_ns, rd = s->read_ns;
-  int64_t end = s->running ? br_now() : s->stopped_ns;
+  int64_t end = s->tk.running ? br_now() : s->stopped_ns;
   pthread_mutex_unlock(&s->mu);
   psample *copy = copy_since(s, since, &len, &has_before);
   if (!copy) luaL_error(L, "power.sampler: out of memory");
@@ -746,7 +724,7 @@ static int s_close(lua_State *L) {
 static int s_tostring(lua_State *L) {
   sampler *s = luaL_checkudata(L, 1, SAMPLER_MT);
   lua_pushfstring(L, "bench.power.Sampler (%d sources, every %d ms, %s)", s->n, (int)(s->interval_ns / 1000000),
-                  !s->ring ? "closed" : s->running ? "running" : "stopped");
+                  !s->ring ? "closed" : s->tk.running ? "running" : "stopped");
   return 1;
 }
 

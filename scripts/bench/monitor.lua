@@ -42,7 +42,35 @@ local function mark_at(marks, t)
   end
   return m
 end
-M.mark_at = mark_at   -- (bench.powerwatch marks its samples alike)
+M.mark_at = mark_at
+
+-- monitor.write_new(holder, run, marks, series, before): the samples of a
+-- sampler's series newer than holder.samples_t into the run's
+-- samples.jsonl, each attributed to the cell and phase of the mark at its
+-- time; `before` (a mark, or nil) stands for the time before the first
+-- mark. The memory sampler's samples and bench.powerwatch's go through it.
+function M.write_new(holder, run, marks, series, before)
+  local list = {}
+  for _, x in ipairs(series.samples or {}) do
+    if x.t_ns and (not holder.samples_t or x.t_ns > holder.samples_t) then
+      local m = mark_at(marks, x.t_ns) or before or {}
+      x.cell = x.cell or m.cell
+      x.phase = x.phase or m.phase or "idle"
+      list[#list + 1] = x
+      holder.samples_t = x.t_ns
+    end
+  end
+  if #list > 0 then run:samples(list) end
+end
+
+-- monitor.sync_every_second(obj): a task's body that calls obj:sync() each
+-- second, so samples reach samples.jsonl while a long cell runs
+function M.sync_every_second(obj)
+  while true do
+    clock.sleep(1)
+    obj:sync()
+  end
+end
 
 local function cancel_task(t)
   if t and t:status() ~= "done" and t:status() ~= "failed" and t:status() ~= "cancelled" then pcall(t.cancel, t) end
@@ -125,35 +153,14 @@ local function scrape_metrics(self, base_url, interval)
   end
 end
 
--- write the samples of a series not written yet, each attributed to the
--- cell and phase the run was in at its time
-local function write_samples(self, series)
-  local list = {}
-  local last = self.samples_t or -1
-  for _, x in ipairs(series.samples or {}) do
-    if x.t_ns and x.t_ns > last then
-      local m = mark_at(self.marks, x.t_ns) or self.marks[1] or {}
-      x.cell = x.cell or m.cell or self.cell_id
-      x.phase = x.phase or m.phase or "idle"
-      list[#list + 1] = x
-      self.samples_t = x.t_ns
-    end
-  end
-  if #list > 0 then self.run:samples(list) end
-end
-
 -- the samples taken since the last call, into samples.jsonl
 function Monitor:sync()
   local s = self.sampler
   if not s then return end
   local ok, series = pcall(s.series, s, self.samples_t or nil)
-  if ok and type(series) == "table" then write_samples(self, series) end
-end
-
-local function sync_every_second(self)
-  while true do
-    clock.sleep(1)
-    self:sync()
+  -- before the first mark: the first cell (its server's start and load)
+  if ok and type(series) == "table" then
+    M.write_new(self, self.run, self.marks, series, self.marks[1] or {cell = self.cell_id})
   end
 end
 
@@ -172,7 +179,7 @@ function Monitor:start(cell, opts)
       self.progress:log(string.format("cell %s: no memory sampling: %s", cell.id, tostring(s)))
     else
       self.sampler = s
-      self.sampler_sync = bench.spawn(sync_every_second, self)
+      self.sampler_sync = bench.spawn(M.sync_every_second, self)
       local ceiling, shown = ceiling_of(self.plan, cell)
       -- (the watch keeps its own sampler and process: a task cancelled as
       -- the server stops may run once more)
@@ -199,7 +206,7 @@ function Monitor:stop()
   if not s then return nil end
   local ok, res = pcall(s.stop, s)
   if not ok or type(res) ~= "table" then return nil end
-  write_samples(self, res)
+  M.write_new(self, self.run, self.marks, res, self.marks[1] or {cell = self.cell_id})
   return res.peak, res
 end
 

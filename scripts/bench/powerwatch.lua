@@ -65,23 +65,8 @@ function Watch:sync(series)
     ok, series = pcall(s.series, s, self.samples_t)
     if not ok or type(series) ~= "table" then return end
   end
-  local list, marks = {}, self.monitor and self.monitor.marks or {}
-  for _, x in ipairs(series.samples or {}) do
-    if x.t_ns and (not self.samples_t or x.t_ns > self.samples_t) then
-      local m = monitor.mark_at(marks, x.t_ns) or {}
-      x.cell, x.phase = m.cell, m.phase or "idle"
-      list[#list + 1] = x
-      self.samples_t = x.t_ns
-    end
-  end
-  if #list > 0 then self.run:samples(list) end
-end
-
-local function sync_every_second(self)
-  while true do
-    clock.sleep(1)
-    self:sync()
-  end
+  -- before the first mark: no cell, idle (the baseline before the run)
+  monitor.write_new(self, self.run, self.monitor and self.monitor.marks or {}, series, nil)
 end
 
 function Watch:start(run, mon)
@@ -94,7 +79,7 @@ function Watch:start(run, mon)
     self.sampler = nil
     return
   end
-  self.task = bench.spawn(sync_every_second, self)
+  self.task = bench.spawn(monitor.sync_every_second, self)
 end
 
 -- wait until the sampler holds a sample at or past t (a window's end is
