@@ -11,6 +11,7 @@
 #include "benchrun/sched.h"
 #include "http_internal.h"
 #include "platform.h"
+#include "sock.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -430,7 +431,8 @@ static void set_int(lua_State *L, const char *k, lua_Integer v) {
 }
 
 /* http.max_fds([n]) -> the soft limit on open files after raising it to n
- * (default: the hard limit); thousands of streams need thousands of fds. */
+ * (default: the hard limit); thousands of streams need thousands of fds.
+ * The process's file table is grown to that size at once (br_fd_reserve). */
 static int l_max_fds(lua_State *L) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return luaL_fileresult(L, 0, "getrlimit");
@@ -446,6 +448,10 @@ static int l_max_fds(lua_State *L) {
     }
     getrlimit(RLIMIT_NOFILE, &rl);
   }
+  /* the file table grown now, not while requests are being sent (sock.h);
+   * at most 65,536 slots (512 KB of kernel memory) */
+  rlim_t room = want < rl.rlim_cur ? want : rl.rlim_cur;
+  br_fd_reserve(room > 65536 ? 65536 : (int)room);
   lua_pushinteger(L, (lua_Integer)rl.rlim_cur);
   return 1;
 }

@@ -10,11 +10,23 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 int br_fd_nonblock(int fd) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return -1;
   return fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+void br_fd_reserve(int n) {
+  if (n < 2) return;
+  /* duplicating any open descriptor onto slot n-1 grows the table to hold
+   * it; closing it again keeps the table (tables never shrink) */
+  int probe = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (probe < 0) return;
+  int high = fcntl(probe, F_DUPFD_CLOEXEC, n - 1);
+  if (high >= 0) close(high);
+  close(probe);
 }
 
 void br_sock_stamp_arrivals(int fd) { br_platform_rx_stamp_enable(fd); }

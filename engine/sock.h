@@ -11,6 +11,16 @@
  * polls). 0, or -1 with errno. */
 int br_fd_nonblock(int fd);
 
+/* Make room for n open files in this process's file table now, so that
+ * opening the n-th socket later costs what opening the first did. Linux
+ * grows the table on demand (64, 256, 512, ... slots), and when the
+ * process has threads (curl's resolver, the samplers) each growth waits
+ * for an RCU grace period: 10-30 ms on a VM, in the middle of whichever
+ * request opened the socket that crossed the boundary (measured: one
+ * request in 64 sent 17 ms late, counted as the client's send delay).
+ * Best effort: nothing is reported when it cannot. */
+void br_fd_reserve(int n);
+
 /* Ask the kernel to stamp what arrives on fd (see br_recv_stamped). */
 void br_sock_stamp_arrivals(int fd);
 
