@@ -49,12 +49,19 @@ local function misses(summary)
   return list
 end
 
--- whether a level's figures lie within `noise` of a target (either side)
+-- whether noise could turn a level's judgment: one objective lies within
+-- `noise` of its target (either side) and none misses by more than that
+-- (a clear miss fails the level whatever the close one does)
 local function near(summary, noise)
+  local close = false
   for _, o in pairs(summary.slo or {}) do
-    if o.value and o.target and o.target > 0 and math.abs(o.value - o.target) <= noise * o.target then return true end
+    if o.value and o.target and o.target > 0 then
+      local within = math.abs(o.value - o.target) <= noise * o.target
+      if not o.met and not within then return false end
+      close = close or within
+    end
   end
-  return false
+  return close
 end
 
 -- the figures of one measurement the report keeps (not the whole summary)

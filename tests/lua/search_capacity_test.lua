@@ -99,6 +99,25 @@ T.case("a level within noise of a target is measured again and judged by the maj
   T.eq(s.first_fail, 8, "8 users fail")
 end)
 
+T.case("a clear miss is not measured again for another objective's closeness", function()
+  -- a made-up measurement: at 4 users and above decode misses by half while
+  -- TTFT sits 1% under its target (within noise); only a level whose
+  -- judgment noise could turn is worth a second run
+  local search = require("bench.search")
+  local spec = search.spec({over = "concurrency", min = 1, max = 8, noise = 0.05, repeat_near = 2})
+  local runs = {}
+  local r = search.run(spec, function(level)
+    runs[level] = (runs[level] or 0) + 1
+    local fails = level >= 4
+    return {slo = {ttft_p95 = {target = 1, value = 0.99, met = true},
+                   decode_tps_p50 = {target = 10, value = fails and 5 or 20, met = not fails}},
+            slo_met = not fails}
+  end)
+  T.eq(runs[4], 1, "4 users (a clear decode miss) measured once")
+  T.eq(runs[2], 3, "2 users (met, TTFT within noise) measured three times")
+  T.eq(r.best, 3, "3 users is the answer")
+end)
+
 T.case("no load meets: said so, with the lowest load's miss", function()
   local rc, data, rdir = T.run_plan(dir, plan_text("decode_tps: 200",
     "  over: concurrency\n  slo: {decode_tps_p50: 1000, ttft_p95: 2s}\n"))
