@@ -4,6 +4,8 @@
 # would be written into it), its tables and charts are in the rendered DOM,
 # sorting and filtering work when a header is clicked and text typed, and a
 # screenshot goes to the test's output folder (build/tests/report_html/).
+# A second page, a capacity search's, must show the answer in words, the
+# SLO and goodput tables and the run length, as report.md does.
 # Chromium is Debian's `chromium` (tools/install-deps.sh); without it the
 # test skips, except in CI, where that is a failure.
 set -u
@@ -94,6 +96,43 @@ probe=$(grep -o 'data-probe="[^"]*"' "$tmp/probe-dom.html")
 echo '<script>no_such_function();</script>' | with_script "$page" "$tmp/broken.html"
 browse "$tmp/broken.html" --dump-dom > "$tmp/broken-dom.html" || fail "chromium (broken) exited $?"
 js_error "$tmp/broken-dom.html" | grep -q no_such_function || fail "a thrown error is not caught by the page"
+
+# --- a capacity search with an objective and warmup: auto: the answer in
+# words, the search's steps, the SLO and goodput tables and the run length,
+# in the rendered page as in report.md
+cat > "$tmp/knee.yaml" <<'EOF'
+name: knee
+server: {backend: sim}
+workload:
+  prompts:
+    - {name: a, prompt: "hello there", max_tokens: 16}
+dry_run: {load_time: 10ms, memory_scale: 0.0001, decode_tps: 200, slots: 64, batch_slowdown: 0.5}
+warmup: auto
+search:
+  over: concurrency
+  slo: {decode_tps_p50: 47}
+  max: 16
+EOF
+"$B" "$tmp/knee.yaml" --out "$tmp/k" --quiet --no-history > "$tmp/kout.txt" 2> "$tmp/kerr.txt" ||
+  { cat "$tmp/kerr.txt"; fail "the capacity plan exited $?"; }
+kdir=$(dirname "$(tail -1 "$tmp/kout.txt")")
+browse "$kdir/report.html" --dump-dom > "$tmp/knee-dom.html" || fail "chromium (capacity page) exited $?"
+js_error "$tmp/knee-dom.html" && fail "a script error in the capacity page"
+grep -q '<body data-report-ready="1"' "$tmp/knee-dom.html" || fail "the capacity page's script did not finish"
+for id in capacity slo steady; do
+  grep -q "<section id=\"$id\">" "$tmp/knee-dom.html" || fail "section $id missing from the capacity page"
+done
+for id in t-capacity-1 t-slo-1; do
+  grep -q "<table class=\"sortable\" id=\"$id\">" "$tmp/knee-dom.html" || fail "table $id missing"
+done
+grep -q '<p class="answer"><strong>7 concurrent users</strong> meet every objective' "$tmp/knee-dom.html" ||
+  fail "no capacity answer in words (7 concurrent users)"
+grep -q '<p class="goodput">Goodput: <strong>' "$tmp/knee-dom.html" || fail "no goodput"
+grep -q '<ul class="run-length"><li><strong>knee</strong>, warm-up: warm after' "$tmp/knee-dom.html" ||
+  fail "no run length"
+rm -f "$outdir/report-capacity.png"
+browse "$kdir/report.html" --window-size=1400,2400 --screenshot="$outdir/report-capacity.png" > /dev/null ||
+  fail "chromium --screenshot (capacity page) exited $?"
 
 # --- a screenshot for a person to look at
 rm -f "$outdir/report.png"
