@@ -6,27 +6,38 @@
 # screenshot goes to the test's output folder (build/tests/report_html/).
 # A second page, a capacity search's, must show the answer in words, the
 # SLO and goodput tables and the run length, as report.md does.
-# Chromium is Debian's `chromium` (tools/install-deps.sh); without it the
-# test skips, except in CI, where that is a failure.
+# Chromium is Debian's `chromium` (tools/install-deps.sh), or Google Chrome;
+# a snap's (Ubuntu's `chromium`) is passed over: its private /tmp hides the
+# page. Without one the test skips, except in CI, where that is a failure
+# unless BENCHRUN_ALLOW_SKIP names chromium (tests/helpers/ci_skip.sh).
 set -u
 B="$1"
 SRC="${BENCHRUN_SOURCE:?BENCHRUN_SOURCE is not set}"
+. "${BENCHRUN_TESTS:?BENCHRUN_TESTS is not set}/helpers/ci_skip.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 outdir="$PWD/report_html"
 mkdir -p "$outdir"
 
-chrome=""
-for c in chromium chromium-browser google-chrome \
+# a snap's browser: the binary under /snap, or Ubuntu's wrapper script that starts it
+is_snap() {
+  local p
+  p=$(readlink -f "$1" 2> /dev/null || echo "$1")
+  case "$p" in /snap/*) return 0 ;; esac
+  head -c 4 "$p" 2> /dev/null | grep -q '^#!' && grep -q '/snap/' "$p" 2> /dev/null
+}
+chrome="" snaps=""
+for c in chromium chromium-browser google-chrome google-chrome-stable \
          "/Applications/Chromium.app/Contents/MacOS/Chromium" \
          "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome"; do
-  if command -v "$c" > /dev/null 2>&1; then chrome=$(command -v "$c"); break; fi
+  command -v "$c" > /dev/null 2>&1 || continue
+  if is_snap "$(command -v "$c")"; then snaps="${snaps:+$snaps, }$c"; continue; fi
+  chrome=$(command -v "$c"); break
 done
 if [ -z "$chrome" ]; then
-  [ "${CI:-}" = true ] && fail "no chromium in CI (tools/install-deps.sh installs Debian's chromium)"
-  echo "SKIP: no chromium or Chrome found (Debian: apt-get install chromium; tools/install-deps.sh does)"
-  exit 77
+  [ -n "$snaps" ] && ci_skip chromium "only a snap's browser ($snaps): its private /tmp cannot open the test's page (install Google Chrome or a .deb Chromium)"
+  ci_skip chromium "no chromium or Chrome found (Debian: apt-get install chromium; tools/install-deps.sh does)"
 fi
 # root (CI) needs --no-sandbox; a private profile keeps runs apart
 browse() {   # browse FILE ARGS... -> DOM on stdout, the browser's log in $tmp/chrome.log
