@@ -111,20 +111,7 @@ js_error "$tmp/broken-dom.html" | grep -q no_such_function || fail "a thrown err
 # --- a capacity search with an objective and warmup: auto: the answer in
 # words, the search's steps, the SLO and goodput tables and the run length,
 # in the rendered page as in report.md
-cat > "$tmp/knee.yaml" <<'EOF'
-name: knee
-server: {backend: sim}
-workload:
-  prompts:
-    - {name: a, prompt: "hello there", max_tokens: 16}
-dry_run: {load_time: 10ms, memory_scale: 0.0001, decode_tps: 200, slots: 64, batch_slowdown: 0.5}
-warmup: auto
-search:
-  over: concurrency
-  slo: {decode_tps_p50: 47}
-  max: 16
-EOF
-"$B" "$tmp/knee.yaml" --out "$tmp/k" --quiet --no-history > "$tmp/kout.txt" 2> "$tmp/kerr.txt" ||
+"$B" "$BENCHRUN_TESTS/data/capacity_knee.yaml" --out "$tmp/k" --quiet --no-history > "$tmp/kout.txt" 2> "$tmp/kerr.txt" ||
   { cat "$tmp/kerr.txt"; fail "the capacity plan exited $?"; }
 kdir=$(dirname "$(tail -1 "$tmp/kout.txt")")
 browse "$kdir/report.html" --dump-dom > "$tmp/knee-dom.html" || fail "chromium (capacity page) exited $?"

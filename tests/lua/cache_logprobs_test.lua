@@ -83,11 +83,17 @@ T.case("llama.cpp timings.cache_n: the sim's /completion in the source's format;
   T.eq(plain.body:find('"cache_n"', 1, true), nil, "b4748's timings have no cache_n")
 end)
 
+-- the plans' workload: conversations whose turns repeat the system prompt
+-- and the turns before them
+local MULTITURN = [[
+workload:
+  multiturn: {conversations: 2, turns: 3, system_tokens: 400, user_tokens: 20, reply_tokens: 20, max_tokens: 8}
+]]
+
 local LLAMA_PLAN = [[
 name: cache-llama
 server: {backend: sim}
-workload:
-  multiturn: {conversations: 2, turns: 3, system_tokens: 400, user_tokens: 20, reply_tokens: 20, max_tokens: 8}
+]] .. MULTITURN .. [[
 cache: {reset: true}
 dry_run: {decode_tps: 5000, prefill_tps: 4000, prefix_cache: 100000, dialect: llama.cpp}
 ]]
@@ -262,8 +268,7 @@ end)
 local PLAN = [[
 name: cache-quality
 server: {backend: sim}
-workload:
-  multiturn: {conversations: 2, turns: 3, system_tokens: 400, user_tokens: 20, reply_tokens: 20, max_tokens: 8}
+]] .. MULTITURN .. [[
 models:
   f16: {model: f16, bits: 16, size: 2GB}
   q8: {model: q8, bits: 8, size: 1GB}

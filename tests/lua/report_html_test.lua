@@ -95,19 +95,7 @@ end)
 
 -- a capacity search with an objective and an automatic warm-up: report.md's
 -- Capacity, Service level objectives and Run length, all in the page too
-local KNEE = [[
-name: knee
-server: {backend: sim}
-workload:
-  prompts:
-    - {name: a, prompt: "hello there", max_tokens: 16}
-dry_run: {load_time: 10ms, memory_scale: 0.0001, decode_tps: 200, slots: 64, batch_slowdown: 0.5}
-warmup: auto
-search:
-  over: concurrency
-  slo: {decode_tps_p50: 47}
-  max: 16
-]]
+local KNEE = assert(T.read_file(os.getenv("BENCHRUN_TESTS") .. "/data/capacity_knee.yaml"))
 
 T.case("capacity in words, SLO and goodput tables, run length: in report.html as in report.md", function()
   local capacity, slo, steady = require("bench.report.capacity"), require("bench.report.slo"), require("bench.report.steady")
