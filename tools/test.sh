@@ -3,8 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(getconf _NPROCESSORS_ONLN)
-# in CI the tests against a real llama-server must run, never skip
-if [ "${CI:-}" = true ]; then export BENCHRUN_REALSERVER=${BENCHRUN_REALSERVER:-require}; fi
+# in CI the tests against a real llama-server must run, never skip, unless
+# BENCHRUN_ALLOW_SKIP names realserver (tests/helpers/ci_skip.sh)
+. tests/helpers/ci_skip.sh
+if ci_must_run realserver; then export BENCHRUN_REALSERVER=${BENCHRUN_REALSERVER:-require}; fi
 echo "== build (warnings are errors)"
 tools/build.sh build
 echo "== tests"

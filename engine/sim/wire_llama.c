@@ -1,6 +1,10 @@
 /* llama.cpp's own /completion (tools/server of llama.cpp b4748): its SSE
  * events and whole answer, and the timings object that its OpenAI-style
- * answers carry too. */
+ * answers carry too. With the prefix cache on (--prefix-cache) the timings
+ * take the later form, cache_n first: llama.cpp PR #15827 (September 2025,
+ * tools/server/server.cpp result_timings::to_json; server-task.cpp since)
+ * added "cache_n" (prompt tokens taken from the cache) ahead of prompt_n,
+ * which still counts only the tokens computed. */
 #include "sim.h"
 
 const char llama_fingerprint[] = "b4748-c392e5094";
@@ -12,7 +16,13 @@ void put_llama_timings(br_buf *b, conn *c) {
   double pred_ms = (double)(c->t_last - c->t_first) / 1e6;
   int k = c->emitted;
   int pn = c->prompt_tokens - c->cached_tokens;   /* b4748: only what the cache did not hold */
-  OUT_LIT(b, "\"timings\":{\"prompt_n\":");
+  OUT_LIT(b, "\"timings\":{");
+  if (c->sim->cfg.prefix_cache > 0) {
+    OUT_LIT(b, "\"cache_n\":");
+    out_i64(b, c->cached_tokens);
+    OUT_LIT(b, ",");
+  }
+  OUT_LIT(b, "\"prompt_n\":");
   out_i64(b, pn);
   OUT_LIT(b, ",\"prompt_ms\":");
   out_double(b, prompt_ms);

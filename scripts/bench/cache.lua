@@ -8,7 +8,8 @@
 -- Where the servers say how much of a prompt came from their cache:
 --   usage.prompt_tokens_details.cached_tokens   OpenAI, vLLM (with
 --                       --enable-prompt-tokens-details), SGLang
---   timings.cache_n     llama.cpp since mid-2025
+--   timings.cache_n     llama.cpp since PR #15827 (September 2025): the
+--                       timings of the last chunk or answer, cache_n first
 --   timings.prompt_n    llama.cpp before that (b4748, the test suite's
 --                       server): prompt_n counts only what the cache did not
 --                       hold, so cached = prompt tokens - prompt_n

@@ -260,6 +260,15 @@ function tokenizer.filler(seed, n) return table.concat(words(seed, n)) end
 -- before the load (each takes a few /tokenize calls); later ones on first
 -- use; all are kept. Other requests pass unchanged. A server without a
 -- tokenizer: w unchanged, and the note says so.
+tokenizer.EXACT_LENGTHS = "synthetic prompts have exactly their input tokens by the server's tokenizer "
+  .. "(the chat template adds its own)"
+
+-- tokenizer.lengths_estimated(note) -> true when a cell's prompt_lengths
+-- note (exact_lengths' second result) says the lengths are estimates
+function tokenizer.lengths_estimated(note)
+  return type(note) == "string" and note ~= tokenizer.EXACT_LENGTHS
+end
+
 function tokenizer.exact_lengths(w, tok, n)
   tok:count(" ")   -- finds the server's format (or that it has none)
   if tok.kind == "usage" then return w, tok.note end
@@ -283,7 +292,7 @@ function tokenizer.exact_lengths(w, tok, n)
   local out = setmetatable({}, getmetatable(w))
   for k, v in pairs(w) do out[k] = v end
   out.next = function(_, i) return exact(i) end
-  return out, "synthetic prompts have exactly their input tokens by the server's tokenizer (the chat template adds its own)"
+  return out, tokenizer.EXACT_LENGTHS
 end
 
 return tokenizer

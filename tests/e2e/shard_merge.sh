@@ -3,8 +3,8 @@
 # the split keeps cells of one server start together, the merged report
 # equals one machine's run of the plan cell for cell, and the bad inputs
 # (index out of range, more shards than server groups, two shards in one
-# folder, shards of different plan versions, a shard killed mid-cell) are
-# refused or reported as the issue says.
+# folder, shards of different plans, plan versions, --set or --dry-run, a
+# shard killed mid-cell) are refused or reported as the issue says.
 set -u
 B="$1"
 SRC="${BENCHRUN_SOURCE:?BENCHRUN_SOURCE is not set}"
@@ -80,6 +80,27 @@ sed 's/^repeat: 2$/repeat: 3/' "$plan" > "$tmp/demo2.yaml"
 [ $rc -eq 1 ] && grep -q 'different runs: .*another version of it.*"repeat: 2" vs "repeat: 3"' "$tmp/e.txt" ||
   fail "a merge of two plan versions: rc $rc: $(cat "$tmp/e.txt")"
 [ -f "$tmp/mixed/report.md" ] && fail "a refused merge wrote report.md"
+
+# shard 1 as above, shard 2 with one thing changed: each is refused, naming
+# that difference and no other
+refused() {   # refused WHAT DIR WANTED UNWANTED [ARGS of shard 2...]
+  local what=$1 dir=$2 want=$3 unwanted=$4 p2=$plan rc
+  shift 4
+  if [ "${1:-}" = --plan ]; then p2=$2; shift 2; fi
+  "$B" "$plan" --shard 1/2 --run-dir "$dir" --quiet > /dev/null 2>&1 || fail "$what: shard 1 exited $?"
+  "$B" "$p2" --shard 2/2 --run-dir "$dir" --quiet "$@" > /dev/null 2>&1 || fail "$what: shard 2 exited $?"
+  "$B" merge "$dir" > /dev/null 2> "$tmp/e.txt"; rc=$?
+  [ $rc -eq 1 ] && grep -q "refused: shard-1-of-2 and shard-2-of-2 are shards of different runs: .*$want" "$tmp/e.txt" ||
+    fail "a merge of $what: rc $rc: $(cat "$tmp/e.txt")"
+  grep -q -- "$unwanted" "$tmp/e.txt" && fail "a merge of $what names more than the difference: $(cat "$tmp/e.txt")"
+  [ -f "$dir/report.md" ] && fail "a refused merge ($what) wrote report.md"
+  return 0
+}
+sed 's/^name: demo$/name: demo-b/' "$plan" > "$tmp/other-name.yaml"
+cmp -s "$plan" "$tmp/other-name.yaml" && fail "the renamed plan is the same file"
+refused "two plans (names)" "$tmp/names" "the plan: 'demo' vs 'demo-b'" "--set\|--dry-run" --plan "$tmp/other-name.yaml"
+refused "two --set" "$tmp/sets" "--set: none vs repeat=1" "plan's text\|--dry-run" --set repeat=1
+refused "a dry run and a real one" "$tmp/dry" "--dry-run: a real run vs a dry run" "plan's text\|--set" --dry-run
 
 # a shard killed mid-cell: merge lists the missing cells, --resume finishes them
 SLOW=(--set 'matrix.concurrency=[1,2]' --set repeat=1 --set dry_run.decode_tps=150 --set 'dry_run.models={}')

@@ -12,7 +12,7 @@ local logprobs = require("bench.logprobs")
 -- a prompt of ~1,000 tokens at the simulator's 4 bytes a token
 local LONG = string.rep("The same long context is sent again. ", 108)
 
-T.case("cached tokens per record: usage (vLLM), prompt_n (llama.cpp b4748); a hit prefills faster", function()
+T.case("cached tokens per record: usage (vLLM), timings.cache_n (llama.cpp); a hit prefills faster", function()
   for _, d in ipairs{"openai", "llama.cpp"} do
     local s <close> = T.sim{"--dialect", d, "--prefix-cache", "100000", "--prefill-tps", "5000", "--decode-tps", "0"}
     local c = openai.client{base_url = s.url, dialect = d, model = "m"}
@@ -23,7 +23,13 @@ T.case("cached tokens per record: usage (vLLM), prompt_n (llama.cpp b4748); a hi
     T.eq(a.cache_hit, false, d .. ": no hit")
     T.eq(b.cached_tokens > 0.9 * b.prompt_tokens and b.cached_tokens < b.prompt_tokens, true,
          d .. ": the repeat is cached but one token: " .. tostring(b.cached_tokens) .. " of " .. tostring(b.prompt_tokens))
-    T.eq(b.cache_source, d == "openai" and "usage" or "prompt_n", d .. ": where the count came from")
+    T.eq(b.cache_source, d == "openai" and "usage" or "cache_n", d .. ": where the count came from")
+    if d == "llama.cpp" then
+      -- the sim's timings in llama.cpp's later form (PR #15827): cache_n is
+      -- the cached part, prompt_n still only the computed part
+      T.eq(b.cached_tokens, b.server.cache_n, "llama.cpp: cached_tokens is timings.cache_n")
+      T.eq(b.server.cache_n + b.server.prompt_n, b.prompt_tokens, "llama.cpp: cache_n + prompt_n = the prompt")
+    end
     T.eq(b.ttft_ms < a.ttft_ms / 4, true, string.format("%s: TTFT with a hit %.1f ms, without %.1f ms", d, b.ttft_ms, a.ttft_ms))
     -- the cell's figures: hit rate = cached / prompt tokens over the requests
     local acc = cache.accumulator()
@@ -37,6 +43,85 @@ T.case("cached tokens per record: usage (vLLM), prompt_n (llama.cpp b4748); a hi
     T.eq(r.ok, true, d .. ": reset: " .. tostring(r.detail))
     T.eq(c:chat{prompt = LONG, max_tokens = 2}.cached_tokens, 0, d .. ": cold after the reset")
   end
+end)
+
+-- llama.cpp's timings object since PR #15827 (tools/server/server.cpp,
+-- result_timings::to_json; tools/server/server-task.cpp later): cache_n
+-- first, then prompt_n (the computed part only) and the rest. The keys the
+-- sim's /completion answer must have, in that order.
+local LLAMA_TIMINGS = {"cache_n", "prompt_n", "prompt_ms", "prompt_per_token_ms", "prompt_per_second",
+                       "predicted_n", "predicted_ms", "predicted_per_token_ms", "predicted_per_second"}
+
+T.case("llama.cpp timings.cache_n: the sim's /completion in the source's format; the record reads it", function()
+  local s <close> = T.sim{"--dialect", "llama.cpp", "--prefix-cache", "100000", "--prefill-tps", "5000", "--decode-tps", "0"}
+  local http = require("bench.http")
+  local body = '{"prompt":"' .. LONG .. '","n_predict":2}'
+  http.request{url = s.url .. "/completion", method = "POST", body = body}
+  local r = http.request{url = s.url .. "/completion", method = "POST", body = body}
+  T.eq(r.status, 200, "/completion")
+  local t = r.body:match('"timings":(%b{})')
+  local keys = {}
+  for k in t:gmatch('"([%a_]+)":') do keys[#keys + 1] = k end
+  T.eq(table.concat(keys, " "), table.concat(LLAMA_TIMINGS, " "), "the timings' keys in llama.cpp's order")
+  local v = require("cjson").decode(r.body)
+  T.eq(v.timings.cache_n > 0 and v.timings.cache_n + v.timings.prompt_n == v.tokens_evaluated, true,
+       "cache_n + prompt_n = tokens_evaluated: " .. t)
+  -- through the client, native and OpenAI-style, streamed and not
+  local c = openai.client{base_url = s.url, dialect = "llama.cpp"}
+  for _, stream in ipairs{true, false} do
+    local n = c:complete{prompt = LONG, max_tokens = 2, native = true, stream = stream}
+    T.eq(n.cache_source, "cache_n", "/completion stream=" .. tostring(stream) .. ": the source")
+    T.eq(n.cached_tokens, n.server.cache_n, "/completion stream=" .. tostring(stream) .. ": cached_tokens = cache_n")
+    T.eq(n.cache_hit, true, "/completion: a hit")
+    local o = c:complete{prompt = LONG, max_tokens = 2, stream = stream}
+    T.eq(o.cache_source, "cache_n", "/v1/completions stream=" .. tostring(stream) .. ": the source")
+    T.eq(o.cached_tokens > 0, true, "/v1/completions: cached")
+  end
+  -- without --prefix-cache the llama.cpp dialect stays b4748's: no cache_n
+  local n <close> = T.sim{"--dialect", "llama.cpp", "--decode-tps", "0"}
+  local plain = http.request{url = n.url .. "/completion", method = "POST", body = body}
+  T.eq(plain.body:find('"cache_n"', 1, true), nil, "b4748's timings have no cache_n")
+end)
+
+-- the plans' workload: conversations whose turns repeat the system prompt
+-- and the turns before them
+local MULTITURN = [[
+workload:
+  multiturn: {conversations: 2, turns: 3, system_tokens: 400, user_tokens: 20, reply_tokens: 20, max_tokens: 8}
+]]
+
+local LLAMA_PLAN = [[
+name: cache-llama
+server: {backend: sim}
+]] .. MULTITURN .. [[
+cache: {reset: true}
+dry_run: {decode_tps: 5000, prefill_tps: 4000, prefix_cache: 100000, dialect: llama.cpp}
+]]
+
+T.case("a plan on the llama.cpp dialect: the cell's hit rate is the records' timings.cache_n", function()
+  local dir = T.tmpdir()
+  local rc, data, rdir = T.run_plan(dir, LLAMA_PLAN, {dry_run = true})
+  T.eq(rc, 0, "exit status")
+  T.eq(#data.cells, 1, "one cell")
+  local cell = data.cells[1]
+  local cached, prompt, hits, n = 0, 0, 0, 0
+  for _, r in ipairs(data.records) do
+    if r.cell == cell.id and r.ok ~= false and not r.error then
+      n = n + 1
+      T.eq(r.cache_source, "cache_n", "record " .. n .. ": counted from timings.cache_n")
+      cached, prompt = cached + r.cached_tokens, prompt + r.prompt_tokens
+      if r.cached_tokens > 0 then hits = hits + 1 end
+    end
+  end
+  T.eq(n, 6, "the cell's requests")
+  T.eq(cell.cache.requests, 6, "the cell counted them")
+  T.eq(cell.cache.reported, 6, "every one reported")
+  T.eq(cell.cache.hit_requests, hits, "requests with a hit")
+  T.eq(hits, 5, "all but the first repeat the system prompt")
+  T.eq(math.abs(cell.cache.hit_rate - cached / prompt) < 1e-12, true,
+       string.format("hit rate %s = sum cache_n / sum prompt tokens %s", tostring(cell.cache.hit_rate), tostring(cached / prompt)))
+  T.eq(cell.cache.reset.ok, true, "reset by slot erase: " .. tostring(cell.cache.reset.detail))
+  T.eq(T.read_file(rdir .. "/report.md"):find("## Prefix cache", 1, true) ~= nil, true, "the report's cache section")
 end)
 
 T.case("reset paths: SGLang /flush_cache; a server with no way says so; counters from /metrics", function()
@@ -183,8 +268,7 @@ end)
 local PLAN = [[
 name: cache-quality
 server: {backend: sim}
-workload:
-  multiturn: {conversations: 2, turns: 3, system_tokens: 400, user_tokens: 20, reply_tokens: 20, max_tokens: 8}
+]] .. MULTITURN .. [[
 models:
   f16: {model: f16, bits: 16, size: 2GB}
   q8: {model: q8, bits: 8, size: 1GB}

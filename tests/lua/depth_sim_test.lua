@@ -234,7 +234,7 @@ end)
 T.case("a synthetic workload's prompts have exactly their input tokens by the server's tokenizer", function()
   local dir = T.tmpdir()
   for _, dialect in ipairs{"llama.cpp", "lmstudio"} do
-    local _, data = T.run_plan(dir, string.format([[
+    local _, data, rdir = T.run_plan(dir, string.format([[
 name: exact-lengths
 server: {backend: sim, args: ["--dialect", "%s", "--decode-tps", "0"]}
 workload: {synthetic: {input: {dist: uniform, min: 40, max: 300}, output: 4}}
@@ -249,10 +249,18 @@ requests: 12
       end
     end
     local cell = data.cells[1]
+    -- report.md says so where the counts are estimates (an ordinary run, no depth)
+    local md = assert(T.read_file(rdir .. "/report.md"))
+    local flag = "prompt token counts estimated (no tokenizer endpoint)"
     if dialect == "llama.cpp" then
       assert(cell.prompt_lengths:find("exactly", 1, true), tostring(cell.prompt_lengths))
+      T.eq(md:find(flag, 1, true), nil, "exact lengths: no estimate flag in report.md")
     else
       assert(cell.prompt_lengths:find("no tokenizer endpoint", 1, true), tostring(cell.prompt_lengths))
+      assert(md:find("## Errors and warnings", 1, true), "report.md's warnings section:\n" .. md)
+      assert(md:find(flag, 1, true), "the cell's flag in report.md:\n" .. md)
+      assert(md:find("- **" .. tostring(cell.id) .. "**: " .. cell.prompt_lengths, 1, true),
+             "the cell's note in full in report.md:\n" .. md)
     end
   end
 end)

@@ -29,6 +29,9 @@ end
 
 local dir = T.tmpdir()
 
+-- a text as the page escapes it
+local function esc_note(s) return (s:gsub("&", "&amp;"):gsub("<", "&lt;"):gsub(">", "&gt;")) end
+
 T.case("phase 3: report.html beside report.md with every section, chart and table", function()
   local run = G.phase3(dir .. "/p3")
   T.eq(report.finish(run, {phase = "compare"}), dir .. "/p3/report.md", "report path")
@@ -88,6 +91,44 @@ T.case("names and errors are escaped; failed requests are drawn dashed; the requ
   has(page, 'stroke-dasharray="3,2"', "a failed request is dashed")
   T.eq(count(page, '<tr><td data%-v="%d+">'), 4, "the request table stops at MAX_REQUESTS")
   has(page, "The first 4 of 6 measured requests (records.jsonl holds all).", "and says so")
+end)
+
+-- a capacity search with an objective and an automatic warm-up: report.md's
+-- Capacity, Service level objectives and Run length, all in the page too
+local KNEE = assert(T.read_file(os.getenv("BENCHRUN_TESTS") .. "/data/capacity_knee.yaml"))
+
+T.case("capacity in words, SLO and goodput tables, run length: in report.html as in report.md", function()
+  local capacity, slo, steady = require("bench.report.capacity"), require("bench.report.slo"), require("bench.report.steady")
+  local rc, data, rdir = T.run_plan(dir, KNEE)
+  T.eq(rc, 0, "exit status")
+  local page = assert(T.read_file(rdir .. "/report.html"), "report.html written")
+  local md = assert(T.read_file(rdir .. "/report.md"), "report.md written")
+  offline(page)
+  for _, id in ipairs({"capacity", "slo", "steady"}) do
+    has(page, '<section id="' .. id .. '">', "section " .. id)
+    has(page, '<a href="#' .. id .. '">', "nav link " .. id)
+  end
+  -- the same entries both reports print (no second computation)
+  local cap = capacity.tables(data.cells)
+  T.eq(#cap, 1, "one search")
+  has(md, cap[1].sentence, "report.md's answer")
+  has(page, "<strong>7 concurrent users</strong> meet every objective (decode rate p50 ≥ 47.0 tok/s); "
+    .. "8 concurrent users fail on decode rate p50", "the answer in words")
+  has(page, '<table class="sortable" id="t-capacity-1">', "the search's steps")
+  T.eq(select(2, page:match('<table class="sortable" id="t%-capacity%-1">(.-)</table>'):gsub("<tr><td data%-v=", "")),
+       #data.cells[1].search.steps, "a row per step, its load sortable by value")
+  has(page, esc_note(cap[1].note), "how it searched")
+  local s = slo.tables(data.cells)
+  T.eq(#s, 1, "one judged cell")
+  has(page, "<h3>knee: every objective met</h3>", "the verdict")
+  has(page, '<table class="sortable" id="t-slo-1">', "the objectives table")
+  has(page, "<tr><td>decode rate p50 ≥ 47.0 tok/s</td><td>" .. s[1].rows[1][2] .. "</td><td>✅ met</td></tr>", "an objective")
+  has(md, s[1].goodput, "report.md's goodput")
+  has(page, '<p class="goodput">Goodput: <strong>', "the goodput")
+  local lines = steady.lines(data.cells)
+  T.eq(#lines, 1, "the warm-up said why it stopped")
+  has(md, "- " .. lines[1], "report.md's run length")
+  has(page, "<li><strong>knee</strong>, warm-up: warm after ", "the run length")
 end)
 
 T.done()

@@ -65,18 +65,14 @@ function capacity.sentence(s)
   return text
 end
 
--- capacity.section(out, cells): appends report.md's "Capacity" section
-function capacity.section(out, cells)
-  local list = searched(cells)
-  if #list == 0 then return end
-  out[#out + 1] = "## Capacity"
-  out[#out + 1] = ""
-  for _, c in ipairs(list) do
+-- capacity.tables(cells) -> one entry per cell that searched: {id,
+-- sentence (the answer in words, markdown bold), head, rows (each step's
+-- texts; row.level its load, to sort by), note (how it searched)}. The
+-- report.md section and report.html both print these.
+function capacity.tables(cells)
+  local list = {}
+  for _, c in ipairs(searched(cells)) do
     local s = c.search
-    out[#out + 1] = string.format("### %s", tostring(c.id))
-    out[#out + 1] = ""
-    out[#out + 1] = capacity.sentence(s)
-    out[#out + 1] = ""
     local keys = sorted_keys(s.slo)
     local head = {s.over == "concurrency" and "Users" or "Rate (req/s)", "Run", "Result"}
     for _, k in ipairs(keys) do head[#head + 1] = slo.objective(k, s.slo[k]) end
@@ -84,16 +80,33 @@ function capacity.section(out, cells)
     for i, st in ipairs(s.steps) do
       local r = {tostring(math.tointeger(st.level) or string.format("%.3g", st.level)),
                  string.format("step %d%s", i, st.run > 1 and string.format(" (again, %d)", st.run) or ""),
-                 st.met and "✅ met" or "❌ missed"}
+                 st.met and "✅ met" or "❌ missed", level = st.level}
       for _, k in ipairs(keys) do r[#r + 1] = value_text(k, st.slo[k] and st.slo[k].value) end
       rows[#rows + 1] = r
     end
-    out[#out + 1] = format.table(head, rows)
+    list[#list + 1] = {id = tostring(c.id), sentence = capacity.sentence(s), head = head, rows = rows,
+      note = string.format("Bisection over %s from %s to %s, precision %.0f%%, at most %d steps; a level "
+        .. "within noise of a target is measured again and judged by the majority of its runs.",
+        s.over, search.level_text(s.over, s.min), search.level_text(s.over, s.max), (s.precision or 0) * 100,
+        s.max_steps or 0)}
+  end
+  return list
+end
+
+-- capacity.section(out, cells): appends report.md's "Capacity" section
+function capacity.section(out, cells)
+  local list = capacity.tables(cells)
+  if #list == 0 then return end
+  out[#out + 1] = "## Capacity"
+  out[#out + 1] = ""
+  for _, t in ipairs(list) do
+    out[#out + 1] = string.format("### %s", t.id)
     out[#out + 1] = ""
-    out[#out + 1] = string.format("Bisection over %s from %s to %s, precision %.0f%%, at most %d steps; a level "
-      .. "within noise of a target is measured again and judged by the majority of its runs.",
-      s.over, search.level_text(s.over, s.min), search.level_text(s.over, s.max), (s.precision or 0) * 100,
-      s.max_steps or 0)
+    out[#out + 1] = t.sentence
+    out[#out + 1] = ""
+    out[#out + 1] = format.table(t.head, t.rows)
+    out[#out + 1] = ""
+    out[#out + 1] = t.note
     out[#out + 1] = ""
   end
 end

@@ -8,6 +8,9 @@
 -- (<html data-js-error="...">), so a headless browser can check both.
 local analysis = require("bench.report.analysis")
 local markdown = require("bench.report.markdown")
+local capacity = require("bench.report.capacity")
+local slo = require("bench.report.slo")
+local steady = require("bench.report.steady")
 local svg = require("bench.report.svg")
 local units = require("bench.units")
 local util = require("bench.util")
@@ -201,6 +204,48 @@ local function requests_table(list)
       html.MAX_REQUESTS, #list) or "Measured requests (warm-ups left out), in send order.")
 end
 
+-- The capacity answer in words and each search's steps (bench.report.capacity),
+-- the load column sortable by its value.
+local function capacity_html(an)
+  local list = capacity.tables(an.data.cells)
+  if #list == 0 then return nil end
+  local out = {}
+  for i, t in ipairs(list) do
+    local rows = {}
+    for j, r in ipairs(t.rows) do
+      local row = {{r[1], v = r.level}}
+      for k = 2, #t.head do row[k] = r[k] end
+      rows[j] = row
+    end
+    out[#out + 1] = "<h3>" .. esc(t.id) .. "</h3>"
+    out[#out + 1] = '<p class="answer">' .. inline_md(t.sentence) .. "</p>"
+    out[#out + 1] = table_html("t-capacity-" .. i, t.head, rows, t.note)
+  end
+  return table.concat(out, "\n")
+end
+
+-- Each judged cell's objectives and goodput (bench.report.slo).
+local function slo_html(an)
+  local list = slo.tables(an.data.cells)
+  if #list == 0 then return nil end
+  local out = {}
+  for i, t in ipairs(list) do
+    out[#out + 1] = "<h3>" .. esc(t.id .. ": " .. t.verdict) .. "</h3>"
+    out[#out + 1] = table_html("t-slo-" .. i, slo.HEAD, t.rows)
+    if t.goodput then out[#out + 1] = '<p class="goodput">' .. inline_md(t.goodput) .. "</p>" end
+  end
+  return table.concat(out, "\n")
+end
+
+-- Why each cell that chose its own length stopped (bench.report.steady).
+local function steady_html(an)
+  local lines = steady.lines(an.data.cells)
+  if #lines == 0 then return nil end
+  local li = {}
+  for _, l in ipairs(lines) do li[#li + 1] = "<li>" .. inline_md(l) .. "</li>" end
+  return '<ul class="run-length">' .. table.concat(li, "\n") .. "</ul>"
+end
+
 local function environment(an)
   local data = an.data
   local env = data.env or {}
@@ -356,7 +401,10 @@ function html.render(an, ctx)
   end
   if #an.configs > 0 then
     section("results", "Results by configuration", results_table(an))
+    section("capacity", "Capacity", capacity_html(an))
     section("latency", "Latency percentiles", latency_table(an))
+    section("slo", "Service level objectives", slo_html(an))
+    section("steady", "Run length", steady_html(an))
   end
   local charts = {}
   for _, ch in ipairs(ctx.charts or {}) do

@@ -16,6 +16,7 @@ local slo = require("bench.report.slo")
 local capacity = require("bench.report.capacity")
 local steady = require("bench.report.steady")
 local energy_report = require("bench.report.energy")
+local tokenizer = require("bench.tokenizer")
 
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
@@ -221,11 +222,17 @@ local function section_errors(out, an)
       first[r.cell] = tostring(r.error or "error") .. (r.error_detail and (": " .. tostring(r.error_detail)) or "")
     end
   end
-  local rows = {}
+  local rows, estimated = {}, {}
   for _, cell in ipairs(an.data.cells or {}) do
     local s = type(cell.summary) == "table" and cell.summary or {}
     local errs = type(s.errors) == "table" and s.errors or {}
     local flags = {}
+    -- a synthetic workload on a server without a tokenizer endpoint: its
+    -- prompt lengths (and the token counts built on them) are estimates
+    if tokenizer.lengths_estimated(cell.prompt_lengths) then
+      flags[#flags + 1] = "prompt token counts estimated (no tokenizer endpoint)"
+      estimated[#estimated + 1] = string.format("- **%s**: %s.", tostring(cell.id), cell.prompt_lengths)
+    end
     for _, f in ipairs(summary.RECORD_FLAGS) do
       local n = type(s.flags) == "table" and s.flags[f]
       if n and n > 0 then flags[#flags + 1] = string.format("%s ×%d", FLAG_TEXT[f] or f, n) end
@@ -248,12 +255,19 @@ local function section_errors(out, an)
   if #rows == 0 then return end
   out[#out + 1] = "## Errors and warnings"
   out[#out + 1] = ""
-  out[#out + 1] = "Failed measured requests per cell, by kind (docs/openai.md lists the kinds), and answers whose figures " ..
-                  "were set aside."
+  out[#out + 1] = "Failed measured requests per cell, by kind (docs/openai.md lists the kinds), answers whose figures " ..
+                  "were set aside, and cells whose prompt token counts are estimates."
   out[#out + 1] = ""
   out[#out + 1] = MD.table({"Cell", "Status", "Failed", "Error kinds", "First error", "Flags"}, rows,
                            {"l", "l", "r", "l", "l", "l"})
   out[#out + 1] = ""
+  if #estimated > 0 then
+    out[#out + 1] = "Prompt lengths (docs/tokenizer.md): the synthetic prompts were sized without the server's tokenizer, " ..
+                    "so their input token targets are estimates."
+    out[#out + 1] = ""
+    for _, l in ipairs(estimated) do out[#out + 1] = l end
+    out[#out + 1] = ""
+  end
 end
 
 local function section_latency(out, an)

@@ -40,32 +40,47 @@ local function judged(cells)
   return out
 end
 
--- slo.section(out, cells): appends the section's lines (nothing when no
--- cell was judged against an objective).
-function slo.section(out, cells)
-  local list = judged(cells)
-  if #list == 0 then return end
-  out[#out + 1] = "## Service level objectives"
-  out[#out + 1] = ""
-  for _, cell in ipairs(list) do
+slo.HEAD = {"Objective", "Value", "Result"}
+
+-- slo.tables(cells) -> one entry per judged cell: {id, verdict ("every
+-- objective met" / "objectives missed"), rows ({objective, value, result}
+-- texts of slo.HEAD), goodput (a sentence, markdown bold; nil without a
+-- count)}. The report.md section and report.html both print these.
+function slo.tables(cells)
+  local list = {}
+  for _, cell in ipairs(judged(cells)) do
     local s = cell.summary
     local keys = {}
     for k in pairs(s.slo) do keys[#keys + 1] = k end
     table.sort(keys)
-    out[#out + 1] = string.format("### %s: %s", tostring(cell.id), s.slo_met and "every objective met" or "objectives missed")
-    out[#out + 1] = ""
     local rows = {}
     for _, k in ipairs(keys) do
       local o = s.slo[k]
       rows[#rows + 1] = {slo.objective(k, o.target), figure(k, o.value), o.met and "✅ met" or "❌ missed"}
     end
-    out[#out + 1] = format.table({"Objective", "Value", "Result"}, rows)
-    out[#out + 1] = ""
     local ok, good = tonumber(s.ok) or 0, tonumber(s.good_requests)
-    if good then
-      out[#out + 1] = string.format("Goodput: **%s req/s** (%d of %d successful requests met every objective, %.0f%%; "
-        .. "%d requests in all).", s.goodput and string.format("%.2f", s.goodput) or "–", good, ok,
-        ok > 0 and good / ok * 100 or 0, tonumber(s.requests) or ok)
+    list[#list + 1] = {id = tostring(cell.id), verdict = s.slo_met and "every objective met" or "objectives missed",
+      rows = rows, goodput = good and string.format("Goodput: **%s req/s** (%d of %d successful requests met every "
+        .. "objective, %.0f%%; %d requests in all).", s.goodput and string.format("%.2f", s.goodput) or "–", good, ok,
+        ok > 0 and good / ok * 100 or 0, tonumber(s.requests) or ok) or nil}
+  end
+  return list
+end
+
+-- slo.section(out, cells): appends the section's lines (nothing when no
+-- cell was judged against an objective).
+function slo.section(out, cells)
+  local list = slo.tables(cells)
+  if #list == 0 then return end
+  out[#out + 1] = "## Service level objectives"
+  out[#out + 1] = ""
+  for _, t in ipairs(list) do
+    out[#out + 1] = string.format("### %s: %s", t.id, t.verdict)
+    out[#out + 1] = ""
+    out[#out + 1] = format.table(slo.HEAD, t.rows)
+    out[#out + 1] = ""
+    if t.goodput then
+      out[#out + 1] = t.goodput
       out[#out + 1] = ""
     end
   end
