@@ -5,6 +5,7 @@
 local format = require("bench.report.format")
 local slo = require("bench.report.slo")
 local svg = require("bench.report.svg")
+local energy_report = require("bench.report.energy")
 local search = require("bench.search")
 
 local capacity = {}
@@ -73,7 +74,8 @@ function capacity.section(out, cells)
   out[#out + 1] = ""
   for _, c in ipairs(list) do
     local s = c.search
-    out[#out + 1] = string.format("### %s", tostring(c.id))
+    -- the table below is this cell's steps: a cell that ran throttled says so in its heading
+    out[#out + 1] = "### " .. energy_report.mark(c, tostring(c.id))
     out[#out + 1] = ""
     out[#out + 1] = capacity.sentence(s)
     out[#out + 1] = ""

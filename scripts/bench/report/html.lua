@@ -7,6 +7,7 @@
 -- (<body data-report-ready="1">), and an error is written into the page
 -- (<html data-js-error="...">), so a headless browser can check both.
 local analysis = require("bench.report.analysis")
+local energy_report = require("bench.report.energy")
 local markdown = require("bench.report.markdown")
 local svg = require("bench.report.svg")
 local units = require("bench.units")
@@ -76,7 +77,7 @@ local function name_cols(an)
   local head = {an.names_are_ids and "Cell" or "Configuration"}
   for _, k in ipairs(cols) do head[#head + 1] = LABEL_HEAD[k] or k end
   return head, function(c)
-    local r = {c.name}
+    local r = {energy_report.mark(c, c.name)}   -- a configuration that ran throttled says so, as in report.md
     for _, k in ipairs(cols) do r[#r + 1] = analysis.label_text(c.labels[k]) end
     return r
   end

@@ -3,6 +3,7 @@
 -- and its goodput, the rate of requests that met every objective by
 -- themselves (bench.summary computes both; summary.csv has them too).
 local format = require("bench.report.format")
+local energy_report = require("bench.report.energy")
 
 local slo = {}
 
@@ -52,7 +53,8 @@ function slo.section(out, cells)
     local keys = {}
     for k in pairs(s.slo) do keys[#keys + 1] = k end
     table.sort(keys)
-    out[#out + 1] = string.format("### %s: %s", tostring(cell.id), s.slo_met and "every objective met" or "objectives missed")
+    out[#out + 1] = string.format("### %s: %s", energy_report.mark(cell, tostring(cell.id)),   -- throttled: said
+      s.slo_met and "every objective met" or "objectives missed")
     out[#out + 1] = ""
     local rows = {}
     for _, k in ipairs(keys) do
