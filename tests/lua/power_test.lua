@@ -319,6 +319,115 @@ print(json.encode({gaps = gaps}))
   assert(all:find("nvml:0: NVML: GPU is lost", 1, true), all)
 end)
 
+-- CPU throttling from the clock (docs/power.md): 4 CPUs with acpi-cpufreq's
+-- files (kHz; cpuinfo_max_freq the base clock) and /proc/stat in the
+-- kernel's format under BENCHRUN_PROC_ROOT. The test says which CPUs are
+-- busy (their jiffies go to user time, the others' to idle) and what clock
+-- each runs at. With `counter`, Intel's thermal_throttle counter is there too.
+local function cpufreq_tree(name, counter)
+  local root = dir .. "/" .. name
+  for n = 0, 3 do
+    local c = root .. "/sys/devices/system/cpu/cpu" .. n .. "/cpufreq"
+    mkdir(c)
+    put(c .. "/scaling_cur_freq", 800000)
+    put(c .. "/scaling_max_freq", 3000000)
+    put(c .. "/cpuinfo_max_freq", 3000000)
+    put(c .. "/cpuinfo_min_freq", 800000)
+  end
+  mkdir(root .. "/sys/devices/system/cpu/cpufreq")   -- the policies' folder: no CPU
+  mkdir(root .. "/proc")
+  if counter then
+    local c = root .. "/sys/devices/system/cpu/cpu0"
+    mkdir(c .. "/thermal_throttle")
+    put(c .. "/thermal_throttle/package_throttle_count", 5)
+  end
+  return {BENCHRUN_SYSFS_ROOT = root .. "/sys", BENCHRUN_PROC_ROOT = root .. "/proc", BENCHRUN_NVML = dir .. "/none.so",
+          T_CPU = root .. "/sys/devices/system/cpu/cpu", T_STAT = root .. "/proc/stat"}
+end
+
+-- phase(name, busy CPUs, their clocks, cap): each changes the machine, lets
+-- the sampler see it, then measures a window of 0.15 s
+local CPUFREQ = [==[
+local cpu, stat = os.getenv("T_CPU"), os.getenv("T_STAT")
+local jiffies = {}
+for n = 0, 3 do jiffies[n] = {busy = 0, idle = 0} end
+local function tick(busy)   -- 100 jiffies pass on every CPU
+  local lines, bu, id = {}, 0, 0
+  for n = 0, 3 do
+    local j = jiffies[n]
+    if busy[n] then j.busy = j.busy + 100 else j.idle = j.idle + 100 end
+    bu, id = bu + j.busy, id + j.idle
+    lines[#lines + 1] = string.format("cpu%d %d 0 0 %d 0 0 0 0 0 0", n, j.busy, j.idle)
+  end
+  table.insert(lines, 1, string.format("cpu  %d 0 0 %d 0 0 0 0 0 0", bu, id))
+  lines[#lines + 1] = "intr 12345 0 0\nctxt 67890\nbtime 1733456789\nprocesses 100"
+  put(stat, table.concat(lines, "\n"))
+end
+tick({})
+local list = power.sources()
+local s = assert(power.sampler{interval = 0.02})
+s:start()
+clock.sleep(0.06)
+local windows = {}
+local function phase(name, busy, khz, cap)
+  tick(busy)
+  for n, v in pairs(khz) do put(cpu .. n .. "/cpufreq/scaling_cur_freq", v) end
+  if cap then put(cpu .. "0/cpufreq/scaling_max_freq", cap) end
+  clock.sleep(0.15)
+  local t0 = clock.now()
+  clock.sleep(0.15)
+  windows[#windows + 1] = {name, t0, clock.now()}
+  clock.sleep(0.06)   -- a sample past the window's end before the next change (its interval is the window's last)
+end
+local B2, B4 = {[0] = true, [1] = true}, {[0] = true, [1] = true, [2] = true, [3] = true}
+phase("light", B2, {[0] = 3000000, [1] = 3000000})
+phase("hot", B2, {[0] = 2400000, [1] = 2400000})
+phase("heavy", B4, {[0] = 2400000, [1] = 2400000, [2] = 2400000, [3] = 2400000})
+phase("heavy-hot", B4, {[0] = 2000000, [1] = 2000000, [2] = 2000000, [3] = 2000000})
+phase("idle", {}, {[0] = 800000, [1] = 800000, [2] = 800000, [3] = 800000})
+phase("capped", {}, {}, 2000000)
+clock.sleep(0.05)
+s:stop()
+local out = {sources = list}
+for _, w in ipairs(windows) do out[w[1]] = s:window(w[2], w[3]) end
+print(json.encode(out))
+]==]
+
+T.case("cpufreq: busy CPUs' clock drop and a lowered cap are throttling; idle CPUs' low clock is not", function()
+  local r = inner(CPUFREQ, cpufreq_tree("cpufreq"))
+  local src = by_name(r.sources).cpufreq
+  T.eq(src.detail, "4 CPUs: throttled when scaling_max_freq is lowered or the busy CPUs' clock drops 15%", "detail")
+  T.eq(src.gives[1], "throttle", "gives throttling")
+  T.eq(src.counted, false, "no energy")
+  local function check(name, throttled)
+    local w = r[name]
+    T.near(w.throttle_known_s, w.window_s, 1e-9, name .. ": known throughout")
+    if throttled then
+      assert(w.throttled_s > 0.5 * w.window_s, name .. ": throttled: " .. json.encode(w))
+    else
+      T.eq(w.throttled_s, 0, name .. ": not throttled")
+    end
+  end
+  check("light", false)       -- 2 CPUs busy at 3.0 GHz, 2 idle at 0.8 GHz
+  check("hot", true)          -- the same load at 2.4 GHz: 80% of 3.0
+  check("heavy", false)       -- 4 busy at 2.4 GHz: a heavier load than any before, no yardstick yet
+  check("heavy-hot", true)    -- 4 busy at 2.0 GHz: 83% of 2.4
+  check("idle", false)        -- nothing busy, every clock at 0.8 GHz
+  check("capped", true)       -- idle, but cpu0's scaling_max_freq lowered from 3.0 to 2.0 GHz
+end)
+
+T.case("cpufreq: with thermal_throttle counters (Intel) the clock is not judged; a lowered cap still is", function()
+  local r = inner(CPUFREQ, cpufreq_tree("cpufreq-intel", true))
+  local s = by_name(r.sources)
+  T.eq(s.cpufreq.detail, "4 CPUs: throttled when scaling_max_freq is lowered (the clock: thermal_throttle counters tell)",
+       "detail")
+  T.eq(s["cpu-throttle:package-0"].gives[1], "throttle", "the counter")
+  for _, name in ipairs({"light", "hot", "heavy", "heavy-hot", "idle"}) do
+    T.eq(r[name].throttled_s, 0, name .. ": the counter did not rise")
+  end
+  assert(r.capped.throttled_s > 0.5 * r.capped.window_s, "capped: " .. json.encode(r.capped))
+end)
+
 T.case("no source at all: no energy figure, not 0", function()
   local r = inner([[
 local s = assert(power.sampler{interval = 0.02})
