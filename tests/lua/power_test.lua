@@ -1,8 +1,9 @@
 -- bench.power's sources and sampler (issue 15), on the real code paths:
 -- the sysfs files are the kernel's formats in a fake tree that an inner
 -- benchrun reads through BENCHRUN_SYSFS_ROOT (powercap's RAPL zones with
--- max_energy_range_uj, hwmon chips, thermal zones, the CPUs'
--- thermal_throttle counters), and NVML is tests/helpers/fake_nvml.c (NVML
+-- max_energy_range_uj, hwmon chips and amd_energy, thermal zones, the CPUs'
+-- thermal_throttle counters and cpufreq clocks, with /proc/stat under
+-- BENCHRUN_PROC_ROOT), and NVML is tests/helpers/fake_nvml.c (NVML
 -- 12.2's signatures and return codes) loaded through BENCHRUN_NVML. The
 -- test changes the files while the sampler thread runs (each write is a
 -- rename, as atomic as the kernel's own files).
@@ -317,6 +318,113 @@ print(json.encode({gaps = gaps}))
   local all = table.concat(g.gaps, "\n")
   assert(all:find("nvml:0: the counter went back from 5001.000 J to 1.000 J (reset)", 1, true), all)
   assert(all:find("nvml:0: NVML: GPU is lost", 1, true), all)
+end)
+
+-- NVML readings no GPU can give: a power reading above 10 kW, the driver's
+-- -1 through an unsigned int (4294967.295 W), and an energy counter that
+-- jumps by a gigajoule. Each is a gap that names the source and the value.
+T.case("NVML: an absurd or negative power reading and an absurd counter jump are gaps with a reason", function()
+  local mw = dir .. "/mw"
+  put(mw, 300000)
+  local r = inner([[
+local f = os.getenv("T_MW")
+local s = assert(power.sampler{interval = 0.02})
+s:start()
+clock.sleep(0.1)
+local t0 = clock.now()
+clock.sleep(0.1)
+put(f, 20000000)        -- 20 kW
+clock.sleep(0.1)
+put(f, 300000)
+clock.sleep(0.1)
+put(f, -1)              -- -1 as the unsigned mW NVML returns
+clock.sleep(0.1)
+put(f, 300000)
+clock.sleep(0.15)
+local t1 = clock.now()
+local series = s:stop()
+local gaps, bad = {}, {}
+for _, x in ipairs(series.samples) do
+  if x.gap then gaps[#gaps + 1] = x.gap end
+  if x.w and (x.w < 0 or x.w > power.max_watts) then bad[#bad + 1] = x.w end
+end
+print(json.encode({gaps = gaps, bad = bad, w = s:window(t0, t1)}))
+]], {BENCHRUN_SYSFS_ROOT = dir .. "/empty", BENCHRUN_NVML = FAKE, FAKE_NVML_ENERGY_MJ = "na",
+     FAKE_NVML_POWER_MW = "@" .. mw, T_MW = mw})
+  local all = table.concat(r.gaps, "\n")
+  assert(all:find("nvml:0: absurd reading: 20000.0 W", 1, true), all)
+  assert(all:find("nvml:0: absurd reading: 4294967.3 W", 1, true), all)
+  T.eq(#r.bad, 0, "no sample's power is negative or absurd: " .. json.encode(r.bad))
+  local w = r.w
+  assert(w.gaps >= 4, "two intervals each (the reading, and the one after it): " .. w.gaps)
+  assert(w.covered_s < w.window_s, "not covered throughout")
+  T.near(w.avg_w, 300, 1e-6, "the covered part: the steady 300 W")
+  assert(w.energy_j >= 0 and w.energy_j <= 300 * w.window_s, "energy: " .. w.energy_j)
+  local mj = dir .. "/mj-jump"
+  put(mj, 5000000)
+  local g = inner([[
+local f = os.getenv("T_MJ")
+local s = assert(power.sampler{interval = 0.02})
+s:start()
+clock.sleep(0.1)
+put(f, 1000005000000)   -- a gigajoule in one interval
+clock.sleep(0.1)
+local series = s:stop()
+local gaps = {}
+for _, x in ipairs(series.samples) do
+  if x.gap then gaps[#gaps + 1] = x.gap end
+  assert(not x.w or (x.w >= 0 and x.w <= power.max_watts), "power " .. tostring(x.w))
+end
+print(json.encode({gaps = gaps}))
+]], {BENCHRUN_SYSFS_ROOT = dir .. "/empty", BENCHRUN_NVML = FAKE, FAKE_NVML_ENERGY_MJ = "@" .. mj, T_MJ = mj})
+  T.eq(#g.gaps, 1, "one gap: " .. json.encode(g.gaps))
+  assert(g.gaps[1]:find("^nvml:0: absurd reading: 1000000000 J in "), g.gaps[1])
+end)
+
+-- AMD without RAPL in powercap (a kernel with the amd_energy hwmon driver
+-- instead): hwmonN/name "amd_energy", energyN_input in µJ, energyN_label
+-- "EcoreNNN" per core and "EsocketN" per socket.
+T.case("amd_energy: the sockets' counters are the CPU source where RAPL has no package", function()
+  local root = dir .. "/amd"
+  local hw = root .. "/class/hwmon/hwmon3"
+  mkdir(hw)
+  put(hw .. "/name", "amd_energy")
+  local files = {{"Ecore000", 1000000}, {"Ecore001", 2000000}, {"Esocket0", 50000000}, {"Esocket1", 60000000}}
+  for k, f in ipairs(files) do
+    put(hw .. "/energy" .. k .. "_label", f[1])
+    put(hw .. "/energy" .. k .. "_input", f[2])
+  end
+  local r = inner([[
+local hw = os.getenv("T_HW")
+local list, notes = power.sources()
+local s = assert(power.sampler{interval = 0.02})
+s:start()
+clock.sleep(0.1)
+local t0 = clock.now()
+clock.sleep(0.05)
+put(hw .. "/energy1_input", 9000000)    -- a core: inside its socket, not counted
+put(hw .. "/energy3_input", 53000000)   -- socket 0: 3 J
+put(hw .. "/energy4_input", 62000000)   -- socket 1: 2 J
+clock.sleep(0.15)
+local t1 = clock.now()
+clock.sleep(0.05)
+s:stop()
+print(json.encode({sources = list, notes = notes, w = s:window(t0, t1)}))
+]], {BENCHRUN_SYSFS_ROOT = root, BENCHRUN_NVML = dir .. "/none.so", T_HW = hw})
+  local s = by_name(r.sources)
+  T.eq(#r.sources, 4, "the four counters: " .. json.encode(r.sources))
+  for _, name in ipairs({"Esocket0", "Esocket1"}) do
+    local src = s["hwmon3:amd_energy/" .. name]
+    T.eq(src.counted, true, name .. " counted")
+    T.eq(src.domain, "cpu", name .. " is CPU energy")
+    T.eq(src.detail, "hwmon energy counter", name .. " detail")
+  end
+  T.eq(s["hwmon3:amd_energy/Ecore000"].counted, false, "a core's counter: listed only")
+  T.eq(s["hwmon3:amd_energy/Ecore000"].detail, "hwmon energy counter (listed, not counted)", "core detail")
+  assert(table.concat(r.notes, "\n"):find("rapl: no " .. root .. "/class/powercap", 1, true), json.encode(r.notes))
+  T.eq(r.w.gaps, 0, "no gap")
+  T.near(r.w.by_domain.cpu, 5, 1e-6, "the sockets' 3 J + 2 J, not the core's")
+  T.near(r.w.energy_j, 5, 1e-6, "total")
 end)
 
 -- CPU throttling from the clock (docs/power.md): 4 CPUs with acpi-cpufreq's
