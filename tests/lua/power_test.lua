@@ -67,13 +67,37 @@ local function fake_tree(name)
   return root
 end
 
+-- what every inner script has: put(path, value) as above; each(path,
+-- values), each value written in turn, 0.1 s apart; gaps_of(series), the
+-- gaps' reasons, checking that no sample's power or energy is negative or
+-- absurd
+local PRELUDE = [[
+local function put(path, value)
+  local f = assert(io.open(path .. '.tmp', 'w')) f:write(tostring(value), '\n') f:close()
+  assert(os.rename(path .. '.tmp', path))
+end
+local function each(path, values)
+  for _, v in ipairs(values) do
+    put(path, v)
+    clock.sleep(0.1)
+  end
+end
+local function gaps_of(series)
+  local gaps = {}
+  for _, x in ipairs(series.samples) do
+    if x.gap then gaps[#gaps + 1] = x.gap end
+    assert(not x.w or (x.w >= 0 and x.w <= power.max_watts), "power: " .. tostring(x.w))
+    assert(not x.energy_j or x.energy_j >= 0, "negative energy")
+  end
+  return gaps
+end
+]]
+
 -- run `script` in a benchrun with env; -> the JSON it prints last
 local function inner(script, env)
   local path = string.format("%s/inner%d.lua", dir, math.random(1e9))
   local f = assert(io.open(path, "w"))
-  f:write("local function put(path, value)\n",
-          "  local f = assert(io.open(path .. '.tmp', 'w')) f:write(tostring(value), '\\n') f:close()\n",
-          "  assert(os.rename(path .. '.tmp', path))\nend\n", script)
+  f:write(PRELUDE, script)
   f:close()
   local r = assert(proc.run{argv = {bench.executable, "run", path}, env = env, timeout = 60})
   if r.code ~= 0 then error("inner benchrun failed: " .. tostring(r.code) .. "\n" .. r.stdout .. r.stderr, 2) end
@@ -214,13 +238,7 @@ put(e, 999000000)
 clock.sleep(0.15)
 local t1 = clock.now()
 local series = s:stop()
-local gaps = {}
-for _, x in ipairs(series.samples) do
-  if x.gap then gaps[#gaps + 1] = x.gap end
-  assert(not x.w or x.w >= 0, "negative power")
-  assert(not x.energy_j or x.energy_j >= 0, "negative energy")
-end
-print(json.encode({w = s:window(t0, t1), gaps = gaps, count = series.gaps}))
+print(json.encode({w = s:window(t0, t1), gaps = gaps_of(series), count = series.gaps}))
 ]]
 
 T.case("bad readings are gaps with a reason, never negative or absurd figures", function()
@@ -284,19 +302,31 @@ T.case("NVML: the energy counter gives J and J/token within 2% of the known powe
   end
 end)
 
-T.case("NVML without an energy counter: power integrated; a counter reset and a lost GPU are gaps", function()
+-- Power readings no GPU can give are gaps that name the source and the
+-- value: above 10 kW, and the driver's -1 through the unsigned mW
+-- (4294967.295 W); so are a counter's gigajoule jump, a reset, a lost GPU.
+T.case("NVML without an energy counter: power integrated; absurd and negative power, a counter's absurd jump, "
+    .. "a reset and a lost GPU are gaps", function()
+  local mw = dir .. "/mw"
+  put(mw, 300000)
   local r = inner([[
 local s = assert(power.sampler{interval = 0.02})
 s:start()
-clock.sleep(0.3)
-s:stop()
-print(json.encode({w = s:window(s:series().samples[1].t_ns, s:series().samples[#s:series().samples].t_ns),
-                   src = (s:sources())[1]}))
+clock.sleep(0.1)
+each(os.getenv("T_MW"), {20000000, 300000, -1, 300000})   -- 20 kW; -1 as the unsigned mW NVML returns
+local series = s:stop()
+print(json.encode({w = s:window(series.samples[1].t_ns, series.samples[#series.samples].t_ns),
+                   src = (s:sources())[1], gaps = gaps_of(series)}))
 ]], {BENCHRUN_SYSFS_ROOT = dir .. "/empty", BENCHRUN_NVML = FAKE, FAKE_NVML_ENERGY_MJ = "na",
-     FAKE_NVML_POWER_MW = "300000"})
+     FAKE_NVML_POWER_MW = "@" .. mw, T_MW = mw})
   T.eq(r.src.detail, "Fake NVML GPU 0 (power, integrated)", "detail")
   T.eq(r.src.gives[1], "power", "gives power")
-  T.near(r.w.avg_w, 300, 1e-6, "integrated W")
+  T.near(r.w.avg_w, 300, 1e-6, "integrated W over the covered part")
+  local reasons = table.concat(r.gaps, "\n")
+  assert(reasons:find("nvml:0: absurd reading: 20000.0 W", 1, true), reasons)
+  assert(reasons:find("nvml:0: absurd reading: 4294967.3 W", 1, true), reasons)
+  assert(r.w.gaps >= 4, "two intervals each (the reading, and the one after it): " .. r.w.gaps)
+  assert(r.w.covered_s < r.w.window_s, "not covered throughout")
   local mj = dir .. "/mj"
   put(mj, 5000000)
   local g = inner([[
@@ -304,81 +334,14 @@ local f = os.getenv("T_MJ")
 local s = assert(power.sampler{interval = 0.02})
 s:start()
 clock.sleep(0.1)
-put(f, 5001000)
-clock.sleep(0.1)
-put(f, 1000)            -- went back: the driver reloaded
-clock.sleep(0.1)
-put(f, "err:15")        -- NVML_ERROR_GPU_IS_LOST
-clock.sleep(0.1)
-local series = s:stop()
-local gaps = {}
-for _, x in ipairs(series.samples) do if x.gap then gaps[#gaps + 1] = x.gap end end
-print(json.encode({gaps = gaps}))
+-- then a gigajoule in one interval (absurd), back (the driver reloaded), NVML_ERROR_GPU_IS_LOST
+each(f, {5001000, 1000005001000, 1000, "err:15"})
+print(json.encode({gaps = gaps_of(s:stop())}))
 ]], {BENCHRUN_SYSFS_ROOT = dir .. "/empty", BENCHRUN_NVML = FAKE, FAKE_NVML_ENERGY_MJ = "@" .. mj, T_MJ = mj})
   local all = table.concat(g.gaps, "\n")
-  assert(all:find("nvml:0: the counter went back from 5001.000 J to 1.000 J (reset)", 1, true), all)
+  assert(all:find("nvml:0: absurd reading: 1000000000 J in ", 1, true), all)
+  assert(all:find("nvml:0: the counter went back from 1000005001.000 J to 1.000 J (reset)", 1, true), all)
   assert(all:find("nvml:0: NVML: GPU is lost", 1, true), all)
-end)
-
--- NVML readings no GPU can give: a power reading above 10 kW, the driver's
--- -1 through an unsigned int (4294967.295 W), and an energy counter that
--- jumps by a gigajoule. Each is a gap that names the source and the value.
-T.case("NVML: an absurd or negative power reading and an absurd counter jump are gaps with a reason", function()
-  local mw = dir .. "/mw"
-  put(mw, 300000)
-  local r = inner([[
-local f = os.getenv("T_MW")
-local s = assert(power.sampler{interval = 0.02})
-s:start()
-clock.sleep(0.1)
-local t0 = clock.now()
-clock.sleep(0.1)
-put(f, 20000000)        -- 20 kW
-clock.sleep(0.1)
-put(f, 300000)
-clock.sleep(0.1)
-put(f, -1)              -- -1 as the unsigned mW NVML returns
-clock.sleep(0.1)
-put(f, 300000)
-clock.sleep(0.15)
-local t1 = clock.now()
-local series = s:stop()
-local gaps, bad = {}, {}
-for _, x in ipairs(series.samples) do
-  if x.gap then gaps[#gaps + 1] = x.gap end
-  if x.w and (x.w < 0 or x.w > power.max_watts) then bad[#bad + 1] = x.w end
-end
-print(json.encode({gaps = gaps, bad = bad, w = s:window(t0, t1)}))
-]], {BENCHRUN_SYSFS_ROOT = dir .. "/empty", BENCHRUN_NVML = FAKE, FAKE_NVML_ENERGY_MJ = "na",
-     FAKE_NVML_POWER_MW = "@" .. mw, T_MW = mw})
-  local all = table.concat(r.gaps, "\n")
-  assert(all:find("nvml:0: absurd reading: 20000.0 W", 1, true), all)
-  assert(all:find("nvml:0: absurd reading: 4294967.3 W", 1, true), all)
-  T.eq(#r.bad, 0, "no sample's power is negative or absurd: " .. json.encode(r.bad))
-  local w = r.w
-  assert(w.gaps >= 4, "two intervals each (the reading, and the one after it): " .. w.gaps)
-  assert(w.covered_s < w.window_s, "not covered throughout")
-  T.near(w.avg_w, 300, 1e-6, "the covered part: the steady 300 W")
-  assert(w.energy_j >= 0 and w.energy_j <= 300 * w.window_s, "energy: " .. w.energy_j)
-  local mj = dir .. "/mj-jump"
-  put(mj, 5000000)
-  local g = inner([[
-local f = os.getenv("T_MJ")
-local s = assert(power.sampler{interval = 0.02})
-s:start()
-clock.sleep(0.1)
-put(f, 1000005000000)   -- a gigajoule in one interval
-clock.sleep(0.1)
-local series = s:stop()
-local gaps = {}
-for _, x in ipairs(series.samples) do
-  if x.gap then gaps[#gaps + 1] = x.gap end
-  assert(not x.w or (x.w >= 0 and x.w <= power.max_watts), "power " .. tostring(x.w))
-end
-print(json.encode({gaps = gaps}))
-]], {BENCHRUN_SYSFS_ROOT = dir .. "/empty", BENCHRUN_NVML = FAKE, FAKE_NVML_ENERGY_MJ = "@" .. mj, T_MJ = mj})
-  T.eq(#g.gaps, 1, "one gap: " .. json.encode(g.gaps))
-  assert(g.gaps[1]:find("^nvml:0: absurd reading: 1000000000 J in "), g.gaps[1])
 end)
 
 -- AMD without RAPL in powercap (a kernel with the amd_energy hwmon driver
