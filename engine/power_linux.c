@@ -487,9 +487,10 @@ static void open_cpufreq(br_power_set *set, int counters) {
   if (cf) cf->cpu = calloc((size_t)(l.n ? l.n : 1), sizeof *cf->cpu);
   for (int i = 0; cf && cf->cpu && i < l.n; i++) {
     const char *name = l.v[i]->d_name;
+    if (strncmp(name, "cpu", 3) || name[3] < '0' || name[3] > '9') continue;
     char *end;
     long k = strtol(name + 3, &end, 10);
-    if (strncmp(name, "cpu", 3) || name[3] < '0' || name[3] > '9' || *end || k > INT_MAX) continue;
+    if (*end || k > INT_MAX) continue;   /* cpuN only: not cpufreq, cpuidle */
     long long v;
     put(path, sizeof path, "%s/%s/cpufreq/scaling_cur_freq", dir, name);
     if (read_num(path, &v) != 0) continue;
