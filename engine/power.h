@@ -2,7 +2,7 @@
  * and throttling that a platform has, behind one small interface.
  * power.c (the Lua module and its sampler thread) uses only this;
  * power_linux.c (NVML, powercap/RAPL, hwmon, thermal zones, the CPUs'
- * thermal_throttle counters) and power_darwin.c (IOReport's "Energy Model",
+ * thermal_throttle counters and cpufreq clocks) and power_darwin.c (IOReport's "Energy Model",
  * the thermal pressure notification) implement it; CMake builds the one of
  * the platform. */
 #ifndef BENCHRUN_POWER_H
@@ -50,7 +50,7 @@ typedef struct br_power_set br_power_set;
  * have no source. notes gets a line per thing looked for and not found
  * ("nvml: not available: ..."), separated by "\n". Linux reads the sysfs
  * trees under $BENCHRUN_SYSFS_ROOT when set (the tests' fake trees), else
- * under /sys. */
+ * under /sys, and /proc/stat under $BENCHRUN_PROC_ROOT, else /proc. */
 br_power_set *br_power_open(char *notes, size_t size);
 int br_power_count(const br_power_set *set);
 const br_power_source *br_power_source_at(const br_power_set *set, int i);

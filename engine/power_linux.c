@@ -16,8 +16,15 @@
  *   thermal:zoneN/TYPE  thermal zones' temp (m°C).
  *   cpu-throttle:package-N  the CPUs' thermal_throttle/package_throttle_count:
  *                   throttled while it rises.
+ *   cpufreq         the CPUs' clocks (cpufreq): throttled while a CPU's
+ *                   scaling_max_freq is below its value at open (a cooling
+ *                   device capped it), or, where no thermal_throttle counter
+ *                   exists, while the busy CPUs' clock is 15% or more below
+ *                   the clock reached earlier at the same load or a heavier
+ *                   one (docs/power.md, "CPU throttling from the clock").
  * The sysfs trees are read under $BENCHRUN_SYSFS_ROOT when it is set (the
- * tests build fake ones in the kernel's formats), else under /sys. */
+ * tests build fake ones in the kernel's formats), else under /sys; /proc/stat
+ * (which CPUs are busy) under $BENCHRUN_PROC_ROOT, else /proc. */
 #include "platform.h"
 #include "power.h"
 
@@ -31,7 +38,7 @@
 #include <string.h>
 
 enum { MAX_SOURCES = 128 };
-enum { K_NVML, K_RAPL, K_HWMON_ENERGY, K_HWMON_POWER, K_TEMP, K_CPU_THROTTLE };
+enum { K_NVML, K_RAPL, K_HWMON_ENERGY, K_HWMON_POWER, K_TEMP, K_CPU_THROTTLE, K_CPUFREQ };
 
 /* NVML, as nvml.h (NVML 12.2.140) declares it: nvmlReturn_t is an int enum,
  * nvmlDevice_t an opaque pointer; NVML_TEMPERATURE_GPU = 0, NVML_CLOCK_SM = 1. */
@@ -55,6 +62,8 @@ static struct {
   const char *(*errstr)(int);
 } nv;
 
+typedef struct cpufreq_state cpufreq_state;
+
 typedef struct {
   int kind;
   char path[PATH_MAX];       /* the file read (rapl, hwmon, thermal, throttle) */
@@ -63,6 +72,7 @@ typedef struct {
   nvml_dev dev;              /* nvml */
   unsigned long long last_count;
   int have_count;            /* cpu-throttle: the last count read */
+  cpufreq_state *cf;         /* cpufreq: its CPUs (owned) */
 } linux_src;
 
 struct br_power_set {
@@ -74,6 +84,11 @@ struct br_power_set {
 static const char *sysfs(void) {
   const char *r = getenv("BENCHRUN_SYSFS_ROOT");
   return r && *r ? r : "/sys";
+}
+
+static const char *procfs(void) {
+  const char *r = getenv("BENCHRUN_PROC_ROOT");
+  return r && *r ? r : "/proc";
 }
 
 static void note(char *notes, size_t size, const char *fmt, const char *a, const char *b) {
@@ -422,6 +437,164 @@ static void read_cpu_throttle(linux_src *s, br_power_reading *r) {
   s->have_count = 1;
 }
 
+/* ---- cpufreq: throttling from the CPUs' clocks (docs/power.md) ---- */
+
+#define CPUFREQ_BUSY 0.9    /* a CPU busy this share of an interval or more counts toward the clock */
+#define CPUFREQ_DROP 0.85   /* throttled below this share of the reference clock */
+enum { CPUFREQ_READS = 32, CPUFREQ_CAPS = 8 };   /* at most this many clock and cap files a sample */
+
+typedef struct {
+  int cpu;                         /* N of cpuN */
+  long long cap0;                  /* its scaling_max_freq at open (kHz); 0: unreadable */
+  unsigned long long total, idle;  /* its /proc/stat jiffies at the last reading */
+  int have;                        /* total and idle read once */
+  double busy;                     /* the last measured busy share; -1: none yet */
+} cpufreq_cpu;
+
+struct cpufreq_state {
+  int n;
+  cpufreq_cpu *cpu;                /* by CPU number, ascending (as /proc/stat lists them) */
+  int *busy;                       /* scratch: the busy CPUs' indexes */
+  double *best;                    /* best[k]: the fastest busy clock seen with k CPUs busy (kHz); 0: none */
+  int clock_rule;                  /* 0 where thermal_throttle counters tell (Intel) */
+  char dir[PATH_MAX];              /* the sysfs devices/system/cpu */
+  char stat[PATH_MAX];             /* /proc/stat */
+  char *line;                      /* getline's buffer */
+  size_t line_cap;
+};
+
+static void cpufreq_free(cpufreq_state *cf) {
+  if (!cf) return;
+  free(cf->cpu);
+  free(cf->busy);
+  free(cf->best);
+  free(cf->line);
+  free(cf);
+}
+
+static int cpu_order(const void *a, const void *b) {
+  return ((const cpufreq_cpu *)a)->cpu - ((const cpufreq_cpu *)b)->cpu;
+}
+
+/* The CPUs with a scaling_cur_freq: one source for them all. With counters
+ * (a thermal_throttle source), only the cap rule applies. */
+static void open_cpufreq(br_power_set *set, int counters) {
+  char dir[PATH_MAX], path[PATH_MAX + 64], detail[160];
+  put(dir, sizeof dir, "%s/devices/system/cpu", sysfs());
+  dir_list l;
+  if (dir_open(dir, &l) != 0) return;
+  cpufreq_state *cf = calloc(1, sizeof *cf);
+  if (cf) cf->cpu = calloc((size_t)(l.n ? l.n : 1), sizeof *cf->cpu);
+  for (int i = 0; cf && cf->cpu && i < l.n; i++) {
+    const char *name = l.v[i]->d_name;
+    if (strncmp(name, "cpu", 3) || name[3] < '0' || name[3] > '9') continue;
+    char *end;
+    long k = strtol(name + 3, &end, 10);
+    if (*end || k > INT_MAX) continue;   /* cpuN only: not cpufreq, cpuidle */
+    long long v;
+    put(path, sizeof path, "%s/%s/cpufreq/scaling_cur_freq", dir, name);
+    if (read_num(path, &v) != 0) continue;
+    cpufreq_cpu *c = &cf->cpu[cf->n++];
+    c->cpu = (int)k;
+    c->busy = -1;
+    put(path, sizeof path, "%s/%s/cpufreq/scaling_max_freq", dir, name);
+    if (read_num(path, &c->cap0) != 0 || c->cap0 < 0) c->cap0 = 0;
+  }
+  dir_free(&l);
+  if (!cf || !cf->cpu || cf->n == 0) { cpufreq_free(cf); return; }
+  qsort(cf->cpu, (size_t)cf->n, sizeof *cf->cpu, cpu_order);
+  cf->busy = calloc((size_t)cf->n, sizeof *cf->busy);
+  cf->best = calloc((size_t)cf->n + 1, sizeof *cf->best);
+  put(cf->dir, sizeof cf->dir, "%s", dir);
+  put(cf->stat, sizeof cf->stat, "%s/stat", procfs());
+  FILE *f = fopen(cf->stat, "re");
+  if (f) fclose(f);
+  cf->clock_rule = !counters && f != NULL;
+  br_power_source *p = cf->busy && cf->best ? add(set, K_CPUFREQ, BR_PDOM_CPU, 0, BR_PCAP_THROTTLE) : NULL;
+  if (!p) { cpufreq_free(cf); return; }
+  put(p->name, sizeof p->name, "cpufreq");
+  put(detail, sizeof detail, "%d CPUs: throttled when scaling_max_freq is lowered%s", cf->n,
+      counters ? " (the clock: thermal_throttle counters tell)"
+      : f ? " or the busy CPUs' clock drops 15%" : " (no /proc/stat: the clock is not judged)");
+  put(p->detail, sizeof p->detail, "%s", detail);
+  last_priv(set)->cf = cf;
+}
+
+/* Each CPU's busy share over the interval since the last reading, from
+ * /proc/stat's "cpuN user nice system idle iowait irq softirq steal"
+ * jiffies; a CPU whose counters did not move (an interval under a jiffy)
+ * keeps its last share. 0, or -1 when the file cannot be read. */
+static int cpufreq_busy(cpufreq_state *cf) {
+  FILE *f = fopen(cf->stat, "re");
+  if (!f) return -1;
+  int i = 0;
+  while (getline(&cf->line, &cf->line_cap, f) > 0 && !strncmp(cf->line, "cpu", 3)) {   /* the cpu lines come first */
+    char *p = cf->line + 3;
+    if (*p < '0' || *p > '9') continue;   /* "cpu ": all of them */
+    long k = strtol(p, &p, 10);
+    while (i < cf->n && cf->cpu[i].cpu < k) i++;
+    if (i >= cf->n) break;
+    if (cf->cpu[i].cpu != k) continue;
+    unsigned long long x, total = 0, idle = 0;
+    for (int j = 0; j < 8; j++) {
+      x = strtoull(p, &p, 10);
+      total += x;
+      if (j == 3 || j == 4) idle += x;   /* idle, iowait */
+    }
+    cpufreq_cpu *c = &cf->cpu[i];
+    /* iowait may go back a little (a kernel's own caveat): that interval keeps the last share */
+    if (c->have && total > c->total && idle >= c->idle) {
+      double dt = (double)(total - c->total), di = (double)(idle - c->idle);
+      c->busy = di >= dt ? 0 : 1 - di / dt;
+    }
+    c->total = total;
+    c->idle = idle;
+    c->have = 1;
+  }
+  fclose(f);
+  return 0;
+}
+
+/* throttled: a cap below its value at open, or (the clock rule) the busy
+ * CPUs' mean scaling_cur_freq under CPUFREQ_DROP of the fastest mean seen
+ * with as many CPUs busy or more; reasons: that mean in MHz (0: none busy).
+ * Unknown (-1) only when nothing could be read. */
+static void read_cpufreq(linux_src *s, br_power_reading *r) {
+  cpufreq_state *cf = s->cf;
+  char path[PATH_MAX + 64];
+  long long v;
+  int step = cf->n > CPUFREQ_CAPS ? cf->n / CPUFREQ_CAPS : 1;
+  for (int i = 0; i < cf->n; i += step) {
+    if (cf->cpu[i].cap0 <= 0) continue;
+    put(path, sizeof path, "%s/cpu%d/cpufreq/scaling_max_freq", cf->dir, cf->cpu[i].cpu);
+    if (read_num(path, &v) != 0) continue;
+    if (r->throttled < 0) r->throttled = 0;
+    if (v < cf->cpu[i].cap0) r->throttled = 1;
+  }
+  if (!cf->clock_rule || cpufreq_busy(cf) != 0) return;
+  int nb = 0;
+  for (int i = 0; i < cf->n; i++)
+    if (cf->cpu[i].busy >= CPUFREQ_BUSY) cf->busy[nb++] = i;
+  if (nb == 0) {   /* nothing busy: an idle CPU's low clock is no throttling */
+    if (r->throttled < 0) r->throttled = 0;
+    return;
+  }
+  int reads = nb < CPUFREQ_READS ? nb : CPUFREQ_READS, got = 0;
+  double sum = 0;
+  for (int j = 0; j < reads; j++) {   /* spread over the busy CPUs */
+    const cpufreq_cpu *c = &cf->cpu[cf->busy[(long)j * nb / reads]];
+    put(path, sizeof path, "%s/cpu%d/cpufreq/scaling_cur_freq", cf->dir, c->cpu);
+    if (read_num(path, &v) == 0 && v > 0) { sum += (double)v; got++; }
+  }
+  if (!got) return;
+  double mean = sum / got, ref = 0;
+  for (int k = nb; k <= cf->n; k++) if (cf->best[k] > ref) ref = cf->best[k];
+  if (mean > cf->best[nb]) cf->best[nb] = mean;
+  r->reasons = (uint64_t)(mean / 1000 + 0.5);
+  if (r->throttled < 0) r->throttled = 0;
+  if (ref > 0 && mean < CPUFREQ_DROP * ref) r->throttled = 1;
+}
+
 /* ---- the interface ---- */
 
 br_power_set *br_power_open(char *notes, size_t size) {
@@ -433,6 +606,9 @@ br_power_set *br_power_open(char *notes, size_t size) {
   open_hwmon(set, notes, size);
   open_thermal(set, notes, size);
   open_cpu_throttle(set);
+  int counters = 0;
+  for (int i = 0; i < set->n; i++) counters |= set->priv[i].kind == K_CPU_THROTTLE;
+  open_cpufreq(set, counters);
   if (set->n >= MAX_SOURCES) note(notes, size, "power: more than %s sources; the rest are not read%s", "128", "");
   return set;
 }
@@ -451,8 +627,13 @@ void br_power_read(br_power_set *set, br_power_reading *out) {
     linux_src *s = &set->priv[i];
     if (s->kind == K_NVML) read_nvml(s, &set->pub[i], r);
     else if (s->kind == K_CPU_THROTTLE) read_cpu_throttle(s, r);
+    else if (s->kind == K_CPUFREQ) read_cpufreq(s, r);
     else read_file_source(s, &set->pub[i], r);
   }
 }
 
-void br_power_close(br_power_set *set) { free(set); }
+void br_power_close(br_power_set *set) {
+  if (!set) return;
+  for (int i = 0; i < set->n; i++) cpufreq_free(set->priv[i].cf);
+  free(set);
+}

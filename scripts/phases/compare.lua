@@ -9,6 +9,7 @@ local units = require("bench.units")
 local analysis = require("bench.report.analysis")
 local format = require("bench.report.format")
 local quality = require("bench.report.quality")
+local energy_report = require("bench.report.energy")
 
 local phase = {phase = "compare"}
 phase.checks = C.checks
@@ -334,7 +335,7 @@ local function section_criteria(out, an, pairs_)
       elseif expected and not as_expected then
         oom_txt = oom_txt .. string.format(" (expected %s, got %s)", expected, c.status)
       end
-      local row = {c.name, prompts_txt, within_txt, oom_txt, yn(better)}
+      local row = {energy_report.mark(c, c.name), prompts_txt, within_txt, oom_txt, yn(better)}   -- throttled: said
       if any_expect or expected then row[6] = expected and (as_expected and "✅ " .. expected or "❌ " .. expected) or "" end
       rows[#rows + 1] = row
       verdicts[#verdicts + 1] = {config = c, all = all, within = within, no_oom = no_oom, as_expected = as_expected}
@@ -376,7 +377,8 @@ local function section_plan_pairs(out, an)
         out[#out + 1] = ""
         any = true
       end
-      out[#out + 1] = string.format("### %s: %s vs %s", tostring(p.name or "?"), a.name, b.name)
+      out[#out + 1] = string.format("### %s: %s vs %s", tostring(p.name or "?"), energy_report.mark(a, a.name),
+                                    energy_report.mark(b, b.name))
       out[#out + 1] = ""
       if p.note then
         out[#out + 1] = tostring(p.note)
@@ -387,7 +389,7 @@ local function section_plan_pairs(out, an)
         local x, y = ma[k], mb[k]
         return {name, f(x), f(y), pct((x and y and x ~= 0) and (y - x) / x * 100 or nil)}
       end
-      out[#out + 1] = format.table({"Metric", a.name, b.name, "b vs a"}, {
+      out[#out + 1] = format.table({"Metric", energy_report.mark(a, a.name), energy_report.mark(b, b.name), "b vs a"}, {
         row("Load time (s)", "load_s", secs),
         row("TTFT p50 (ms)", "ttft_p50", ms),
         row("Decode TPS", "decode_tps", tps),

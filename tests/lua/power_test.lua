@@ -1,8 +1,9 @@
 -- bench.power's sources and sampler (issue 15), on the real code paths:
 -- the sysfs files are the kernel's formats in a fake tree that an inner
 -- benchrun reads through BENCHRUN_SYSFS_ROOT (powercap's RAPL zones with
--- max_energy_range_uj, hwmon chips, thermal zones, the CPUs'
--- thermal_throttle counters), and NVML is tests/helpers/fake_nvml.c (NVML
+-- max_energy_range_uj, hwmon chips and amd_energy, thermal zones, the CPUs'
+-- thermal_throttle counters and cpufreq clocks, with /proc/stat under
+-- BENCHRUN_PROC_ROOT), and NVML is tests/helpers/fake_nvml.c (NVML
 -- 12.2's signatures and return codes) loaded through BENCHRUN_NVML. The
 -- test changes the files while the sampler thread runs (each write is a
 -- rename, as atomic as the kernel's own files).
@@ -66,13 +67,37 @@ local function fake_tree(name)
   return root
 end
 
+-- what every inner script has: put(path, value) as above; each(path,
+-- values), each value written in turn, 0.1 s apart; gaps_of(series), the
+-- gaps' reasons, checking that no sample's power or energy is negative or
+-- absurd
+local PRELUDE = [[
+local function put(path, value)
+  local f = assert(io.open(path .. '.tmp', 'w')) f:write(tostring(value), '\n') f:close()
+  assert(os.rename(path .. '.tmp', path))
+end
+local function each(path, values)
+  for _, v in ipairs(values) do
+    put(path, v)
+    clock.sleep(0.1)
+  end
+end
+local function gaps_of(series)
+  local gaps = {}
+  for _, x in ipairs(series.samples) do
+    if x.gap then gaps[#gaps + 1] = x.gap end
+    assert(not x.w or (x.w >= 0 and x.w <= power.max_watts), "power: " .. tostring(x.w))
+    assert(not x.energy_j or x.energy_j >= 0, "negative energy")
+  end
+  return gaps
+end
+]]
+
 -- run `script` in a benchrun with env; -> the JSON it prints last
 local function inner(script, env)
   local path = string.format("%s/inner%d.lua", dir, math.random(1e9))
   local f = assert(io.open(path, "w"))
-  f:write("local function put(path, value)\n",
-          "  local f = assert(io.open(path .. '.tmp', 'w')) f:write(tostring(value), '\\n') f:close()\n",
-          "  assert(os.rename(path .. '.tmp', path))\nend\n", script)
+  f:write(PRELUDE, script)
   f:close()
   local r = assert(proc.run{argv = {bench.executable, "run", path}, env = env, timeout = 60})
   if r.code ~= 0 then error("inner benchrun failed: " .. tostring(r.code) .. "\n" .. r.stdout .. r.stderr, 2) end
@@ -213,13 +238,7 @@ put(e, 999000000)
 clock.sleep(0.15)
 local t1 = clock.now()
 local series = s:stop()
-local gaps = {}
-for _, x in ipairs(series.samples) do
-  if x.gap then gaps[#gaps + 1] = x.gap end
-  assert(not x.w or x.w >= 0, "negative power")
-  assert(not x.energy_j or x.energy_j >= 0, "negative energy")
-end
-print(json.encode({w = s:window(t0, t1), gaps = gaps, count = series.gaps}))
+print(json.encode({w = s:window(t0, t1), gaps = gaps_of(series), count = series.gaps}))
 ]]
 
 T.case("bad readings are gaps with a reason, never negative or absurd figures", function()
@@ -283,19 +302,31 @@ T.case("NVML: the energy counter gives J and J/token within 2% of the known powe
   end
 end)
 
-T.case("NVML without an energy counter: power integrated; a counter reset and a lost GPU are gaps", function()
+-- Power readings no GPU can give are gaps that name the source and the
+-- value: above 10 kW, and the driver's -1 through the unsigned mW
+-- (4294967.295 W); so are a counter's gigajoule jump, a reset, a lost GPU.
+T.case("NVML without an energy counter: power integrated; absurd and negative power, a counter's absurd jump, "
+    .. "a reset and a lost GPU are gaps", function()
+  local mw = dir .. "/mw"
+  put(mw, 300000)
   local r = inner([[
 local s = assert(power.sampler{interval = 0.02})
 s:start()
-clock.sleep(0.3)
-s:stop()
-print(json.encode({w = s:window(s:series().samples[1].t_ns, s:series().samples[#s:series().samples].t_ns),
-                   src = (s:sources())[1]}))
+clock.sleep(0.1)
+each(os.getenv("T_MW"), {20000000, 300000, -1, 300000})   -- 20 kW; -1 as the unsigned mW NVML returns
+local series = s:stop()
+print(json.encode({w = s:window(series.samples[1].t_ns, series.samples[#series.samples].t_ns),
+                   src = (s:sources())[1], gaps = gaps_of(series)}))
 ]], {BENCHRUN_SYSFS_ROOT = dir .. "/empty", BENCHRUN_NVML = FAKE, FAKE_NVML_ENERGY_MJ = "na",
-     FAKE_NVML_POWER_MW = "300000"})
+     FAKE_NVML_POWER_MW = "@" .. mw, T_MW = mw})
   T.eq(r.src.detail, "Fake NVML GPU 0 (power, integrated)", "detail")
   T.eq(r.src.gives[1], "power", "gives power")
-  T.near(r.w.avg_w, 300, 1e-6, "integrated W")
+  T.near(r.w.avg_w, 300, 1e-6, "integrated W over the covered part")
+  local reasons = table.concat(r.gaps, "\n")
+  assert(reasons:find("nvml:0: absurd reading: 20000.0 W", 1, true), reasons)
+  assert(reasons:find("nvml:0: absurd reading: 4294967.3 W", 1, true), reasons)
+  assert(r.w.gaps >= 4, "two intervals each (the reading, and the one after it): " .. r.w.gaps)
+  assert(r.w.covered_s < r.w.window_s, "not covered throughout")
   local mj = dir .. "/mj"
   put(mj, 5000000)
   local g = inner([[
@@ -303,20 +334,169 @@ local f = os.getenv("T_MJ")
 local s = assert(power.sampler{interval = 0.02})
 s:start()
 clock.sleep(0.1)
-put(f, 5001000)
-clock.sleep(0.1)
-put(f, 1000)            -- went back: the driver reloaded
-clock.sleep(0.1)
-put(f, "err:15")        -- NVML_ERROR_GPU_IS_LOST
-clock.sleep(0.1)
-local series = s:stop()
-local gaps = {}
-for _, x in ipairs(series.samples) do if x.gap then gaps[#gaps + 1] = x.gap end end
-print(json.encode({gaps = gaps}))
+-- then a gigajoule in one interval (absurd), back (the driver reloaded), NVML_ERROR_GPU_IS_LOST
+each(f, {5001000, 1000005001000, 1000, "err:15"})
+print(json.encode({gaps = gaps_of(s:stop())}))
 ]], {BENCHRUN_SYSFS_ROOT = dir .. "/empty", BENCHRUN_NVML = FAKE, FAKE_NVML_ENERGY_MJ = "@" .. mj, T_MJ = mj})
   local all = table.concat(g.gaps, "\n")
-  assert(all:find("nvml:0: the counter went back from 5001.000 J to 1.000 J (reset)", 1, true), all)
+  assert(all:find("nvml:0: absurd reading: 1000000000 J in ", 1, true), all)
+  assert(all:find("nvml:0: the counter went back from 1000005001.000 J to 1.000 J (reset)", 1, true), all)
   assert(all:find("nvml:0: NVML: GPU is lost", 1, true), all)
+end)
+
+-- AMD without RAPL in powercap (a kernel with the amd_energy hwmon driver
+-- instead): hwmonN/name "amd_energy", energyN_input in µJ, energyN_label
+-- "EcoreNNN" per core and "EsocketN" per socket.
+T.case("amd_energy: the sockets' counters are the CPU source where RAPL has no package", function()
+  local root = dir .. "/amd"
+  local hw = root .. "/class/hwmon/hwmon3"
+  mkdir(hw)
+  put(hw .. "/name", "amd_energy")
+  local files = {{"Ecore000", 1000000}, {"Ecore001", 2000000}, {"Esocket0", 50000000}, {"Esocket1", 60000000}}
+  for k, f in ipairs(files) do
+    put(hw .. "/energy" .. k .. "_label", f[1])
+    put(hw .. "/energy" .. k .. "_input", f[2])
+  end
+  local r = inner([[
+local hw = os.getenv("T_HW")
+local list, notes = power.sources()
+local s = assert(power.sampler{interval = 0.02})
+s:start()
+clock.sleep(0.1)
+local t0 = clock.now()
+clock.sleep(0.05)
+put(hw .. "/energy1_input", 9000000)    -- a core: inside its socket, not counted
+put(hw .. "/energy3_input", 53000000)   -- socket 0: 3 J
+put(hw .. "/energy4_input", 62000000)   -- socket 1: 2 J
+clock.sleep(0.15)
+local t1 = clock.now()
+clock.sleep(0.05)
+s:stop()
+print(json.encode({sources = list, notes = notes, w = s:window(t0, t1)}))
+]], {BENCHRUN_SYSFS_ROOT = root, BENCHRUN_NVML = dir .. "/none.so", T_HW = hw})
+  local s = by_name(r.sources)
+  T.eq(#r.sources, 4, "the four counters: " .. json.encode(r.sources))
+  for _, name in ipairs({"Esocket0", "Esocket1"}) do
+    local src = s["hwmon3:amd_energy/" .. name]
+    T.eq(src.counted, true, name .. " counted")
+    T.eq(src.domain, "cpu", name .. " is CPU energy")
+    T.eq(src.detail, "hwmon energy counter", name .. " detail")
+  end
+  T.eq(s["hwmon3:amd_energy/Ecore000"].counted, false, "a core's counter: listed only")
+  T.eq(s["hwmon3:amd_energy/Ecore000"].detail, "hwmon energy counter (listed, not counted)", "core detail")
+  assert(table.concat(r.notes, "\n"):find("rapl: no " .. root .. "/class/powercap", 1, true), json.encode(r.notes))
+  T.eq(r.w.gaps, 0, "no gap")
+  T.near(r.w.by_domain.cpu, 5, 1e-6, "the sockets' 3 J + 2 J, not the core's")
+  T.near(r.w.energy_j, 5, 1e-6, "total")
+end)
+
+-- CPU throttling from the clock (docs/power.md): 4 CPUs with acpi-cpufreq's
+-- files (kHz; cpuinfo_max_freq the base clock) and /proc/stat in the
+-- kernel's format under BENCHRUN_PROC_ROOT. The test says which CPUs are
+-- busy (their jiffies go to user time, the others' to idle) and what clock
+-- each runs at. With `counter`, Intel's thermal_throttle counter is there too.
+local function cpufreq_tree(name, counter)
+  local root = dir .. "/" .. name
+  for n = 0, 3 do
+    local c = root .. "/sys/devices/system/cpu/cpu" .. n .. "/cpufreq"
+    mkdir(c)
+    put(c .. "/scaling_cur_freq", 800000)
+    put(c .. "/scaling_max_freq", 3000000)
+    put(c .. "/cpuinfo_max_freq", 3000000)
+    put(c .. "/cpuinfo_min_freq", 800000)
+  end
+  mkdir(root .. "/sys/devices/system/cpu/cpufreq")   -- the policies' folder: no CPU
+  mkdir(root .. "/proc")
+  if counter then
+    local c = root .. "/sys/devices/system/cpu/cpu0"
+    mkdir(c .. "/thermal_throttle")
+    put(c .. "/thermal_throttle/package_throttle_count", 5)
+  end
+  return {BENCHRUN_SYSFS_ROOT = root .. "/sys", BENCHRUN_PROC_ROOT = root .. "/proc", BENCHRUN_NVML = dir .. "/none.so",
+          T_CPU = root .. "/sys/devices/system/cpu/cpu", T_STAT = root .. "/proc/stat"}
+end
+
+-- phase(name, busy CPUs, their clocks, cap): each changes the machine, lets
+-- the sampler see it, then measures a window of 0.15 s
+local CPUFREQ = [==[
+local cpu, stat = os.getenv("T_CPU"), os.getenv("T_STAT")
+local jiffies = {}
+for n = 0, 3 do jiffies[n] = {busy = 0, idle = 0} end
+local function tick(busy)   -- 100 jiffies pass on every CPU
+  local lines, bu, id = {}, 0, 0
+  for n = 0, 3 do
+    local j = jiffies[n]
+    if busy[n] then j.busy = j.busy + 100 else j.idle = j.idle + 100 end
+    bu, id = bu + j.busy, id + j.idle
+    lines[#lines + 1] = string.format("cpu%d %d 0 0 %d 0 0 0 0 0 0", n, j.busy, j.idle)
+  end
+  table.insert(lines, 1, string.format("cpu  %d 0 0 %d 0 0 0 0 0 0", bu, id))
+  lines[#lines + 1] = "intr 12345 0 0\nctxt 67890\nbtime 1733456789\nprocesses 100"
+  put(stat, table.concat(lines, "\n"))
+end
+tick({})
+local list = power.sources()
+local s = assert(power.sampler{interval = 0.02})
+s:start()
+clock.sleep(0.06)
+local windows = {}
+local function phase(name, busy, khz, cap)
+  tick(busy)
+  for n, v in pairs(khz) do put(cpu .. n .. "/cpufreq/scaling_cur_freq", v) end
+  if cap then put(cpu .. "0/cpufreq/scaling_max_freq", cap) end
+  clock.sleep(0.15)
+  local t0 = clock.now()
+  clock.sleep(0.15)
+  windows[#windows + 1] = {name, t0, clock.now()}
+  clock.sleep(0.06)   -- a sample past the window's end before the next change (its interval is the window's last)
+end
+local B2, B4 = {[0] = true, [1] = true}, {[0] = true, [1] = true, [2] = true, [3] = true}
+phase("light", B2, {[0] = 3000000, [1] = 3000000})
+phase("hot", B2, {[0] = 2400000, [1] = 2400000})
+phase("heavy", B4, {[0] = 2400000, [1] = 2400000, [2] = 2400000, [3] = 2400000})
+phase("heavy-hot", B4, {[0] = 2000000, [1] = 2000000, [2] = 2000000, [3] = 2000000})
+phase("idle", {}, {[0] = 800000, [1] = 800000, [2] = 800000, [3] = 800000})
+phase("capped", {}, {}, 2000000)
+clock.sleep(0.05)
+s:stop()
+local out = {sources = list}
+for _, w in ipairs(windows) do out[w[1]] = s:window(w[2], w[3]) end
+print(json.encode(out))
+]==]
+
+T.case("cpufreq: busy CPUs' clock drop and a lowered cap are throttling; idle CPUs' low clock is not", function()
+  local r = inner(CPUFREQ, cpufreq_tree("cpufreq"))
+  local src = by_name(r.sources).cpufreq
+  T.eq(src.detail, "4 CPUs: throttled when scaling_max_freq is lowered or the busy CPUs' clock drops 15%", "detail")
+  T.eq(src.gives[1], "throttle", "gives throttling")
+  T.eq(src.counted, false, "no energy")
+  local function check(name, throttled)
+    local w = r[name]
+    T.near(w.throttle_known_s, w.window_s, 1e-9, name .. ": known throughout")
+    if throttled then
+      assert(w.throttled_s > 0.5 * w.window_s, name .. ": throttled: " .. json.encode(w))
+    else
+      T.eq(w.throttled_s, 0, name .. ": not throttled")
+    end
+  end
+  check("light", false)       -- 2 CPUs busy at 3.0 GHz, 2 idle at 0.8 GHz
+  check("hot", true)          -- the same load at 2.4 GHz: 80% of 3.0
+  check("heavy", false)       -- 4 busy at 2.4 GHz: a heavier load than any before, no yardstick yet
+  check("heavy-hot", true)    -- 4 busy at 2.0 GHz: 83% of 2.4
+  check("idle", false)        -- nothing busy, every clock at 0.8 GHz
+  check("capped", true)       -- idle, but cpu0's scaling_max_freq lowered from 3.0 to 2.0 GHz
+end)
+
+T.case("cpufreq: with thermal_throttle counters (Intel) the clock is not judged; a lowered cap still is", function()
+  local r = inner(CPUFREQ, cpufreq_tree("cpufreq-intel", true))
+  local s = by_name(r.sources)
+  T.eq(s.cpufreq.detail, "4 CPUs: throttled when scaling_max_freq is lowered (the clock: thermal_throttle counters tell)",
+       "detail")
+  T.eq(s["cpu-throttle:package-0"].gives[1], "throttle", "the counter")
+  for _, name in ipairs({"light", "hot", "heavy", "heavy-hot", "idle"}) do
+    T.eq(r[name].throttled_s, 0, name .. ": the counter did not rise")
+  end
+  assert(r.capped.throttled_s > 0.5 * r.capped.window_s, "capped: " .. json.encode(r.capped))
 end)
 
 T.case("no source at all: no energy figure, not 0", function()

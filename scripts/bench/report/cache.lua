@@ -2,6 +2,8 @@
 -- cache hit rate, the requests with a hit, TTFT with and without one, the
 -- server's own /metrics figure and the cache reset), from each cell's
 -- `cache` table (bench.cache.end_cell). docs/reports.md, "Prefix cache".
+local energy_report = require("bench.report.energy")
+
 local report_cache = {}
 
 local function pct(x) return x and string.format("%.1f%%", 100 * x) or "–" end
@@ -30,10 +32,11 @@ end
 function report_cache.section(out, an, table_fn)
   local rows = report_cache.rows(an)
   if not rows then return end
-  local shown = {}
+  local shown, cell_of = {}, {}
+  for _, c in ipairs(an.configs or {}) do for _, cell in ipairs(c.cells or {}) do cell_of[cell.id] = cell end end
   for _, r in ipairs(rows) do
     if (r.reported or 0) > 0 or r.reset or r.server_hit_rate then
-      shown[#shown + 1] = {r.config, pct(r.hit_rate),
+      shown[#shown + 1] = {energy_report.mark(cell_of[r.cell], r.config), pct(r.hit_rate),   -- a throttled cell says so
         r.requests and string.format("%d / %d", r.hit_requests or 0, r.requests) or "–",
         ms(r.ttft_hit_ms), ms(r.ttft_miss_ms), pct(r.server_hit_rate), r.reset or "no",
         r.hit_rate == nil and (r.note or "not reported") or r.note or ""}

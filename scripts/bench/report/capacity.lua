@@ -5,6 +5,7 @@
 local format = require("bench.report.format")
 local slo = require("bench.report.slo")
 local svg = require("bench.report.svg")
+local energy_report = require("bench.report.energy")
 local search = require("bench.search")
 
 local capacity = {}
@@ -65,7 +66,8 @@ function capacity.sentence(s)
   return text
 end
 
--- capacity.tables(cells) -> one entry per cell that searched: {id,
+-- capacity.tables(cells) -> one entry per cell that searched: {id, name
+-- (the id with the throttled mark where the cell ran throttled),
 -- sentence (the answer in words, markdown bold), head, rows (each step's
 -- texts; row.level its load, to sort by), note (how it searched)}. The
 -- report.md section and report.html both print these.
@@ -84,7 +86,9 @@ function capacity.tables(cells)
       for _, k in ipairs(keys) do r[#r + 1] = value_text(k, st.slo[k] and st.slo[k].value) end
       rows[#rows + 1] = r
     end
-    list[#list + 1] = {id = tostring(c.id), sentence = capacity.sentence(s), head = head, rows = rows,
+    -- the table is this cell's steps: a cell that ran throttled says so in its heading (name)
+    list[#list + 1] = {id = tostring(c.id), name = energy_report.mark(c, tostring(c.id)),
+      sentence = capacity.sentence(s), head = head, rows = rows,
       note = string.format("Bisection over %s from %s to %s, precision %.0f%%, at most %d steps; a level "
         .. "within noise of a target is measured again and judged by the majority of its runs.",
         s.over, search.level_text(s.over, s.min), search.level_text(s.over, s.max), (s.precision or 0) * 100,
@@ -100,7 +104,7 @@ function capacity.section(out, cells)
   out[#out + 1] = "## Capacity"
   out[#out + 1] = ""
   for _, t in ipairs(list) do
-    out[#out + 1] = string.format("### %s", t.id)
+    out[#out + 1] = string.format("### %s", t.name)
     out[#out + 1] = ""
     out[#out + 1] = t.sentence
     out[#out + 1] = ""

@@ -4,6 +4,7 @@
 -- tok/s over depth per variant (docs/depth.md). Reads the cells' `depth`
 -- lists (runner: out.depth); a run without depth cells gets nothing.
 local svg = require("bench.report.svg")
+local energy_report = require("bench.report.energy")
 
 local depth_report = {}
 
@@ -23,7 +24,7 @@ local function mean(list)
   return n > 0 and s / n or nil
 end
 
--- {variant, depth, pp, tg, label_pp, label_tg, cold = {field = mean}, warm = ..., notes}
+-- {variant, depth, pp, tg, label_pp, label_tg, cold = {field = mean}, warm = ..., notes, cells}
 -- per (variant, depth), in the cells' order
 function depth_report.rows(data)
   local rows, by_key = {}, {}
@@ -34,11 +35,12 @@ function depth_report.rows(data)
       local row = by_key[key]
       if not row then
         row = {variant = v, depth = r.depth, pp = r.pp, tg = r.tg, label_pp = r.label_pp, label_tg = r.label_tg,
-               runs = {}, notes = {}, skipped = false}
+               runs = {}, notes = {}, skipped = false, cells = {}}
         by_key[key] = row
         rows[#rows + 1] = row
       end
       row.runs[#row.runs + 1] = r
+      if row.cells[#row.cells] ~= cell then row.cells[#row.cells + 1] = cell end
       if r.skipped then row.skipped = true end
       for _, n in ipairs{r.note or false, type(r.cold) == "table" and r.cold.note or false,
                          type(r.warm) == "table" and r.warm.note or false} do
@@ -79,14 +81,15 @@ function depth_report.section(out, data, table_fn)
   out[#out + 1] = ""
   local body, notes, where = {}, {}, {}
   for _, r in ipairs(rows) do
+    local variant = energy_report.mark(r.cells, r.variant)   -- a throttled cell says so in every table
     if r.skipped then
-      body[#body + 1] = {r.variant, r.label_pp, "not measured", "–", "–", "–", "–"}
+      body[#body + 1] = {variant, r.label_pp, "not measured", "–", "–", "–", "–"}
     else
-      body[#body + 1] = {r.variant, r.label_pp, rate(r.cold.prefill_tps), rate(r.warm.prefill_tps),
+      body[#body + 1] = {variant, r.label_pp, rate(r.cold.prefill_tps), rate(r.warm.prefill_tps),
                          pair(r.cold.server_prefill_tps, r.warm.server_prefill_tps),
                          string.format("%s / %s", (rate(r.cold.prefill_tokens):gsub("%.0$", "")),
                                        (rate(r.warm.prefill_tokens):gsub("%.0$", ""))), r.source or "–"}
-      body[#body + 1] = {r.variant, r.label_tg, rate(r.cold.decode_tps), rate(r.warm.decode_tps),
+      body[#body + 1] = {variant, r.label_tg, rate(r.cold.decode_tps), rate(r.warm.decode_tps),
                          pair(r.cold.server_decode_tps, r.warm.server_decode_tps), "–", r.source or "–"}
     end
     for n in pairs(r.notes) do

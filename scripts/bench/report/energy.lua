@@ -5,7 +5,9 @@
 --   report.csv     E.CSV_FIELDS, E.cell_fields(cell)
 --   findings       E.finding(an): "Most energy-efficient" beside "Fastest"
 --   markdown       E.columns (results table), E.mark (throttled cells in
---                  every table), E.section (energy notes, cooldown waits)
+--                  every table: markdown's, html's, and the depth, cache,
+--                  logprobs, tool-call, capacity and SLO sections'),
+--                  E.section (energy notes, cooldown waits)
 --   report.render  E.chart(an): power over time with cell boundaries
 -- A figure that cannot be known is absent, never 0: "no power source".
 local svg = require("bench.report.svg")
@@ -94,10 +96,22 @@ function E.columns(an)
   end
 end
 
--- E.mark(c, text) -> text with a mark when the configuration ran throttled
+-- E.throttled(x) -> whether x ran throttled: a configuration (its metrics,
+-- E.annotate), a cell (its energy, bench.powerwatch), or a list of either
+-- (any of them)
+function E.throttled(x)
+  if type(x) ~= "table" then return false end
+  if type(x.metrics) == "table" and x.metrics.throttled then return true end
+  if type(x.energy) == "table" and x.energy.throttled == true then return true end
+  for _, y in ipairs(x) do if E.throttled(y) then return true end end
+  return false
+end
+
+-- E.mark(x, text) -> text with a mark when x (as E.throttled) ran
+-- throttled: every table that names a configuration or a cell marks it so
 E.MARK = " 🔥 throttled"
-function E.mark(c, text)
-  if c and c.metrics and c.metrics.throttled then return tostring(text) .. E.MARK end
+function E.mark(x, text)
+  if E.throttled(x) then return tostring(text) .. E.MARK end
   return text
 end
 

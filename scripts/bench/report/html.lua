@@ -7,6 +7,7 @@
 -- (<body data-report-ready="1">), and an error is written into the page
 -- (<html data-js-error="...">), so a headless browser can check both.
 local analysis = require("bench.report.analysis")
+local energy_report = require("bench.report.energy")
 local markdown = require("bench.report.markdown")
 local capacity = require("bench.report.capacity")
 local slo = require("bench.report.slo")
@@ -79,7 +80,7 @@ local function name_cols(an)
   local head = {an.names_are_ids and "Cell" or "Configuration"}
   for _, k in ipairs(cols) do head[#head + 1] = LABEL_HEAD[k] or k end
   return head, function(c)
-    local r = {c.name}
+    local r = {energy_report.mark(c, c.name)}   -- a configuration that ran throttled says so, as in report.md
     for _, k in ipairs(cols) do r[#r + 1] = analysis.label_text(c.labels[k]) end
     return r
   end
@@ -217,7 +218,7 @@ local function capacity_html(an)
       for k = 2, #t.head do row[k] = r[k] end
       rows[j] = row
     end
-    out[#out + 1] = "<h3>" .. esc(t.id) .. "</h3>"
+    out[#out + 1] = "<h3>" .. esc(t.name) .. "</h3>"
     out[#out + 1] = '<p class="answer">' .. inline_md(t.sentence) .. "</p>"
     out[#out + 1] = table_html("t-capacity-" .. i, t.head, rows, t.note)
   end
@@ -230,7 +231,7 @@ local function slo_html(an)
   if #list == 0 then return nil end
   local out = {}
   for i, t in ipairs(list) do
-    out[#out + 1] = "<h3>" .. esc(t.id .. ": " .. t.verdict) .. "</h3>"
+    out[#out + 1] = "<h3>" .. esc(t.name .. ": " .. t.verdict) .. "</h3>"
     out[#out + 1] = table_html("t-slo-" .. i, slo.HEAD, t.rows)
     if t.goodput then out[#out + 1] = '<p class="goodput">' .. inline_md(t.goodput) .. "</p>" end
   end

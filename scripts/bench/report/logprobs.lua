@@ -6,6 +6,7 @@
 -- GB next to TPS/GB. docs/reports.md, "Quality by logprobs".
 local logprobs = require("bench.logprobs")
 local quality = require("bench.report.quality")
+local energy_report = require("bench.report.energy")
 
 local report_logprobs = {}
 
@@ -100,7 +101,7 @@ function report_logprobs.section(out, an, table_fn)
   out[#out + 1] = ""
   local rows = {}
   for _, r in ipairs(cmp.rows) do
-    rows[#rows + 1] = {r.config.name .. (r.is_ref and " (reference)" or ""), f("%.3f", r.top1), f("%.4f", r.kl),
+    rows[#rows + 1] = {energy_report.mark(r.config, r.config.name .. (r.is_ref and " (reference)" or "")), f("%.3f", r.top1), f("%.4f", r.kl),
       r.first_divergence and tostring(r.first_divergence) or (r.prompts > 0 and "–" or "n/a"),
       f("%.3f", r.similarity), f("%.2f", r.tps_per_gb), f("%.3f", r.quality_per_gb), r.note or ""}
   end

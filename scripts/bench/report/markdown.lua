@@ -245,7 +245,7 @@ local function section_errors(out, an)
     end
     if (errs.total or 0) > 0 or #flags > 0 or (cell.status ~= "ok" and cell.status ~= "skipped") then
       local st = analysis.cell_status(cell)
-      rows[#rows + 1] = {tostring(cell.id), STATUS_TEXT[st] or st,
+      rows[#rows + 1] = {energy_report.mark(cell, tostring(cell.id)), STATUS_TEXT[st] or st,
                          string.format("%d/%d", errs.total or 0, s.requests or 0),
                          summary.kinds_text(errs.by_kind) ~= "" and summary.kinds_text(errs.by_kind) or "-",
                          tostring(first[cell.id] or cell.error or "-"):sub(1, 120),
@@ -452,7 +452,7 @@ local function section_tuning(out, an, groups)
         if cell.status == "oom" or cell.status == "crashed" or cell.status == "failed" then bad = bad + 1 end
       end
       -- (an abort at the memory ceiling is a failed cell with cell.aborted)
-      rows[#rows + 1] = {g.name .. " · " .. r.name, tostring(#vals), cv and string.format("%.1f%%", cv) or "–",
+      rows[#rows + 1] = {energy_report.mark(c, g.name .. " · " .. r.name), tostring(#vals), cv and string.format("%.1f%%", cv) or "–",
         pct(drift), string.format("%d/%d", #c.cells - bad, #c.cells)}
     end
   end

@@ -3,6 +3,7 @@
 -- and its goodput, the rate of requests that met every objective by
 -- themselves (bench.summary computes both; summary.csv has them too).
 local format = require("bench.report.format")
+local energy_report = require("bench.report.energy")
 
 local slo = {}
 
@@ -42,7 +43,8 @@ end
 
 slo.HEAD = {"Objective", "Value", "Result"}
 
--- slo.tables(cells) -> one entry per judged cell: {id, verdict ("every
+-- slo.tables(cells) -> one entry per judged cell: {id, name (the id with
+-- the throttled mark where the cell ran throttled), verdict ("every
 -- objective met" / "objectives missed"), rows ({objective, value, result}
 -- texts of slo.HEAD), goodput (a sentence, markdown bold; nil without a
 -- count)}. The report.md section and report.html both print these.
@@ -59,7 +61,8 @@ function slo.tables(cells)
       rows[#rows + 1] = {slo.objective(k, o.target), figure(k, o.value), o.met and "✅ met" or "❌ missed"}
     end
     local ok, good = tonumber(s.ok) or 0, tonumber(s.good_requests)
-    list[#list + 1] = {id = tostring(cell.id), verdict = s.slo_met and "every objective met" or "objectives missed",
+    list[#list + 1] = {id = tostring(cell.id), name = energy_report.mark(cell, tostring(cell.id)),   -- throttled: said
+      verdict = s.slo_met and "every objective met" or "objectives missed",
       rows = rows, goodput = good and string.format("Goodput: **%s req/s** (%d of %d successful requests met every "
         .. "objective, %.0f%%; %d requests in all).", s.goodput and string.format("%.2f", s.goodput) or "–", good, ok,
         ok > 0 and good / ok * 100 or 0, tonumber(s.requests) or ok) or nil}
@@ -75,7 +78,7 @@ function slo.section(out, cells)
   out[#out + 1] = "## Service level objectives"
   out[#out + 1] = ""
   for _, t in ipairs(list) do
-    out[#out + 1] = string.format("### %s: %s", t.id, t.verdict)
+    out[#out + 1] = string.format("### %s: %s", t.name, t.verdict)
     out[#out + 1] = ""
     out[#out + 1] = format.table(slo.HEAD, t.rows)
     out[#out + 1] = ""

@@ -3,6 +3,8 @@
 -- (bench.summary's tools, structured, flags.reasoning_exhausted and the
 -- answer-only distributions). report/markdown.lua calls toolcalls.section
 -- once; nothing is printed for a run without tool calls or reasoning.
+local energy_report = require("bench.report.energy")
+
 local M = {}
 
 local function pct(n, d)
@@ -21,7 +23,7 @@ local function row(cell)
   local tools, st = s.tools, s.structured
   local exhausted = type(s.flags) == "table" and s.flags.reasoning_exhausted or 0
   if not tools and not st and exhausted == 0 and not s.ttft_any_ms then return nil end
-  return {tostring(cell.id),
+  return {energy_report.mark(cell, tostring(cell.id)),   -- a throttled cell says so in every table
           tools and tostring(tools.answers) or "–",
           tools and pct(tools.args_json, tools.calls) or "–",
           tools and pct(tools.schema_ok, tools.schema_checked) or "–",
