@@ -6,6 +6,7 @@
 -- Latencies are milliseconds; rates are per second.
 local stats = require("bench.stats")
 local errors = require("bench.errors")
+local units = require("bench.units")
 
 local M = {}
 
@@ -57,14 +58,11 @@ local function parse_slo_key(k)
   return metric, stat
 end
 
--- "2s", "100ms", "250us", 2 (seconds) -> seconds.
+-- An SLO's time threshold: seconds (a number) or a duration ("2s",
+-- "100ms"), read by bench.units.
 local function seconds(v, k)
-  if type(v) == "number" then return v end
-  if type(v) == "string" then
-    local n, unit = v:match("^%s*([%d%.]+)%s*(%a*)%s*$")
-    local scale = ({[""] = 1, s = 1, ms = 1e-3, us = 1e-6, m = 60})[unit or ""]
-    if n and tonumber(n) and scale then return tonumber(n) * scale end
-  end
+  local s = units.duration(v)
+  if s then return s end
   error("summary.of: slo." .. k .. ": expected seconds (a number or \"2s\", \"100ms\"), got " .. tostring(v), 3)
 end
 
