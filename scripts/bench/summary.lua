@@ -26,18 +26,17 @@ end
 
 local finite = require("bench.util").finite
 
--- summary.error_kind(rec) -> a short stable kind for an error record:
--- rec.error_kind if the client set one, "http_<status>" for an HTTP error
--- status, the kind of an error value (bench.errors, or {err =, kind =}),
--- else the error up to its first ':' or space: the openai client's errors
--- are kinds already ("timeout_total", "refused", "reset", ...), and a
--- client of one's own that returns words keeps the documented first word.
+-- summary.error_kind(rec) -> a short stable kind for an error record, from
+-- its fields only: rec.error_kind if the client set one (bench.openai sets
+-- it on every failed record), "http_<status>" for an HTTP error status, the
+-- kind of an error value (bench.errors, or a {err =, kind =} table), else
+-- "error": a message string has no kind, and its words are never read (the
+-- message stays in rec.error for people).
 function M.error_kind(rec)
   if rec.error_kind then return tostring(rec.error_kind) end
   if type(rec.status) == "number" and rec.status >= 400 then return "http_" .. math.tointeger(rec.status) end
   if type(rec.error) == "table" then return errors.kind_of(rec.error) end
-  local e = tostring(rec.error or "error")
-  return e:match("^([%w_%-%.]+)") or "error"
+  return "error"
 end
 
 -- A SLO key: "<metric>_p<NN>" (percentile), "<metric>_mean", or "<metric>"

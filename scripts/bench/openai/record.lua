@@ -388,6 +388,10 @@ function M.make(r, kind, request, dialect, stream_stats)
   end
   if r.events and r.llm then rec.events = r.events end
   rec.ok = rec.error == nil
+  -- this client's `error` is a kind already (http.md's reasons, bad_json,
+  -- server_error, empty_response): said as one, so bench.summary counts it
+  -- without reading the word
+  rec.error_kind = rec.error
   return rec
 end
 

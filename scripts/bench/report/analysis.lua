@@ -2,6 +2,7 @@
 -- every report section, chart and comparison uses. Pure functions of the data:
 -- no files, no clocks, so the same folder always gives the same analysis.
 local labels = require("bench.labels")
+local error_kind = require("bench.summary").error_kind   -- one place classifies a record's error
 
 local analysis = {}
 
@@ -109,7 +110,7 @@ function analysis.summarize_records(recs)
       if d then dtps[#dtps + 1] = d end
       tokens = tokens + (tonumber(r.output_tokens) or 0)
     else
-      local kind = type(r.error) == "table" and (r.error.kind or "error") or tostring(r.error_kind or r.error or "error")
+      local kind = error_kind(r)
       errors[kind] = (errors[kind] or 0) + 1
     end
   end
