@@ -9,6 +9,7 @@ local units = require("bench.units")
 local analysis = require("bench.report.analysis")
 local format = require("bench.report.format")
 local quality = require("bench.report.quality")
+local groups = require("bench.report.groups")
 
 local phase = {phase = "compare"}
 phase.checks = C.checks
@@ -197,12 +198,59 @@ end
 
 ---------------------------------------------------------------------------
 -- report.md's phase-3 sections (the report hook, docs/phases.md): the
--- MLX-vs-GGUF pairs of the report's analysis (bench.report.analysis.pairs),
--- the plan's own compare: pairs (notes.pairs, written by finish above) and
--- the success criteria, after the "Errors and warnings" section; and a
--- finding per MLX-vs-GGUF pair.
+-- MLX-vs-GGUF pairs of the report's analysis (mlx_gguf_pairs below), the
+-- plan's own compare: pairs (notes.pairs, written by finish above) and the
+-- success criteria, after the "Errors and warnings" section; a finding per
+-- MLX-vs-GGUF pair; and the pairs in summary.json's analysis.
 ---------------------------------------------------------------------------
 local ms, tps, gb, secs, pct, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.num2, format.size
+
+-- MLX vs GGUF configurations of the same bit width, at single concurrency
+-- and default settings: {{bits, mlx = config, gguf = config}...} by bit width.
+local function mlx_gguf_pairs(an)
+  local by_bits = {}
+  for _, c in ipairs(an.configs) do
+    local conc = tonumber(c.labels.concurrency) or 1
+    if c.bits and c.format and conc == 1 and groups.is_default_config(c) then
+      local b = by_bits[c.bits]
+      if not b then b = {} by_bits[c.bits] = b end
+      b[c.format] = b[c.format] or {}
+      table.insert(b[c.format], c)
+    end
+  end
+  local out = {}
+  local bits = {}
+  for b in pairs(by_bits) do bits[#bits + 1] = b end
+  table.sort(bits)
+  for _, b in ipairs(bits) do
+    local g = by_bits[b]
+    if g.mlx and g.gguf then
+      -- prefer the seed's named pairs (Q4_K_M for 4-bit, Q8_0 for 8-bit), then
+      -- the same server as the MLX side (LM Studio for both, in the seed)
+      local mlx = g.mlx[1]
+      local best, best_score = nil, -1
+      for _, c in ipairs(g.gguf) do
+        local q = tostring(c.labels.quant or c.labels.variant or c.labels.model or ""):upper()
+        local score = 0
+        if (b == 4 and q:find("Q4_K_M")) or (b == 8 and q:find("Q8_0")) then score = score + 2 end
+        if c.labels.backend ~= nil and c.labels.backend == mlx.labels.backend then score = score + 1 end
+        if score > best_score then best, best_score = c, score end
+      end
+      out[#out + 1] = {bits = b, mlx = mlx, gguf = best}
+    end
+  end
+  return out
+end
+
+-- the pairs as summary.json's analysis.pairs holds them
+local function pairs_json(pairs_)
+  local out = {}
+  for _, p in ipairs(pairs_) do
+    out[#out + 1] = {bits = p.bits, mlx = p.mlx.name, gguf = p.gguf.name,
+      mlx_decode_tps = p.mlx.metrics.decode_tps, gguf_decode_tps = p.gguf.metrics.decode_tps}
+  end
+  return out
+end
 
 local function section_pairs(out, an, pairs_)
   if #pairs_ == 0 then return end
@@ -419,16 +467,19 @@ local function pair_findings(pairs_)
   return recs
 end
 
--- The MLX-vs-GGUF sections belong to phase 3 and to analyses that hold its
--- runs; a run forced to another phase (benchrun report --phase) shows none.
+-- The MLX-vs-GGUF sections belong to phase 3 and to combined analyses that
+-- hold its runs; a run forced to another phase (benchrun report --phase)
+-- shows none.
 function phase.report(an, ctx)
   local p = ctx.phase
-  if not (p == "compare" or ((p == nil or p == "analysis") and #ctx.pairs > 0)) then return nil end
+  local pairs_ = mlx_gguf_pairs(an)
+  if not (p == "compare" or ((p == nil or ctx.combined) and #pairs_ > 0)) then return nil end
   local out = {}
-  section_pairs(out, an, ctx.pairs)
+  section_pairs(out, an, pairs_)
   section_plan_pairs(out, an)
-  section_criteria(out, an, ctx.pairs)
-  return {findings = pair_findings(ctx.pairs), sections = {{after = "errors", lines = out}}}
+  section_criteria(out, an, pairs_)
+  return {findings = pair_findings(pairs_), sections = {{after = "errors", lines = out}},
+          analysis = {pairs = pairs_json(pairs_)}}
 end
 
 return phase

@@ -1,7 +1,8 @@
 -- bench.report.groups: configurations of an analysis (bench.report.analysis)
 -- read against each other: scaling groups (the same configuration at several
 -- concurrencies, against its lowest level), tuning groups (settings against
--- their baseline, with the noise rule) and MLX-vs-GGUF pairs of one bit width.
+-- their baseline, with the noise rule). A phase's own groupings (phase 3's
+-- MLX-vs-GGUF pairs) are its script's (docs/phases.md).
 local analysis = require("bench.report.analysis")
 
 local G = {}
@@ -163,44 +164,6 @@ function G.tuning(an)
         judge_effect(g, base)
         out[#out + 1] = g
       end
-    end
-  end
-  return out
-end
-
--- ------------------------------------------------------------ phase 3 pairs
--- MLX vs GGUF configurations of the same bit width, at single concurrency.
-function G.pairs(an)
-  local by_bits = {}
-  for _, c in ipairs(an.configs) do
-    local conc = tonumber(c.labels.concurrency) or 1
-    if c.bits and c.format and conc == 1 and is_default_config(c) then
-      local b = by_bits[c.bits]
-      if not b then b = {} by_bits[c.bits] = b end
-      b[c.format] = b[c.format] or {}
-      table.insert(b[c.format], c)
-    end
-  end
-  local out = {}
-  local bits = {}
-  for b in pairs(by_bits) do bits[#bits + 1] = b end
-  table.sort(bits)
-  for _, b in ipairs(bits) do
-    local g = by_bits[b]
-    if g.mlx and g.gguf then
-      -- prefer the seed's named pairs: Q4_K_M for 4-bit, Q8_0 for 8-bit
-      -- prefer the seed's named pairs (Q4_K_M for 4-bit, Q8_0 for 8-bit), then
-      -- the same server as the MLX side (LM Studio for both, in the seed)
-      local mlx = g.mlx[1]
-      local best, best_score = nil, -1
-      for _, c in ipairs(g.gguf) do
-        local q = tostring(c.labels.quant or c.labels.variant or c.labels.model or ""):upper()
-        local score = 0
-        if (b == 4 and q:find("Q4_K_M")) or (b == 8 and q:find("Q8_0")) then score = score + 2 end
-        if c.labels.backend ~= nil and c.labels.backend == mlx.labels.backend then score = score + 1 end
-        if score > best_score then best, best_score = c, score end
-      end
-      out[#out + 1] = {bits = b, mlx = mlx, gguf = best}
     end
   end
   return out

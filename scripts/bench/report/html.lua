@@ -351,7 +351,7 @@ function html.render(an, ctx)
   if #findings > 0 then
     local li = {}
     for _, f in ipairs(findings) do li[#li + 1] = "<li>" .. inline_md(f) .. "</li>" end
-    section("findings", ctx.phase == "analysis" and "Recommendations" or "Findings",
+    section("findings", ctx.combined and "Recommendations" or "Findings",
             '<ul class="findings">' .. table.concat(li, "\n") .. "</ul>")
   end
   if #an.configs > 0 then

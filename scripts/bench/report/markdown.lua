@@ -507,9 +507,9 @@ local function phase_sections(out, ctx, after)
   end
 end
 
--- MD.render(an, ctx) -> markdown text. ctx: {charts = {{file, title}}, pairs,
--- scaling, tuning, quality, title, phase, phase_parts = {findings, sections,
--- answered}}. A phase script's sections follow the section their `after`
+-- MD.render(an, ctx) -> markdown text. ctx: {charts = {{file, title}},
+-- scaling, tuning, quality, title, phase, combined (a combined analysis of
+-- several runs), phase_parts = {findings, sections, answered, analysis}}. A phase script's sections follow the section their `after`
 -- names: "results", "errors", "scaling", "fairness", "tuning", "latency",
 -- "toolcalls", "slo", "steady", "quality", "logprobs", "cache", "depth",
 -- "energy" (docs/phases.md).
@@ -518,7 +518,7 @@ function MD.render(an, ctx)
   section_header(out, an, ctx)
   local recs = findings.recommendations(an, ctx)
   if #recs > 0 then
-    out[#out + 1] = ctx.phase == "analysis" and "## Framework recommendations" or "## Findings"
+    out[#out + 1] = ctx.combined and "## Framework recommendations" or "## Findings"
     out[#out + 1] = ""
     for _, r in ipairs(recs) do out[#out + 1] = "- " .. r end
     out[#out + 1] = ""
