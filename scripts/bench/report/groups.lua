@@ -5,19 +5,19 @@
 -- MLX-vs-GGUF pairs) are its script's (docs/phases.md).
 local analysis = require("bench.report.analysis")
 
-local G = {}
+local groups = {}
 
 -- ------------------------------------------------------------ scaling
 -- Groups of configurations that differ only in concurrency (and scenario),
 -- each sorted by concurrency; the single-request cell is the baseline.
-function G.scaling(an)
-  local groups, order = {}, {}
+function groups.scaling(an)
+  local by_key, order = {}, {}
   for _, c in ipairs(an.configs) do
     local conc = tonumber(c.labels.concurrency)
     if conc and not (c.labels.mix or c.labels.scenario == "mixed") then
       local key = analysis.config_key(c.labels, {concurrency = true, scenario = true})
-      local g = groups[key]
-      if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
+      local g = by_key[key]
+      if not g then g = {key = key, rows = {}} by_key[key] = g order[#order + 1] = g end
       g.rows[#g.rows + 1] = {conc = conc, config = c}
     end
   end
@@ -74,7 +74,7 @@ local function is_default_config(c)
     or l.sysctl == "default"
   return env_empty and sys_default
 end
-G.is_default_config = is_default_config
+groups.is_default_config = is_default_config
 
 -- Settings that change nothing measurable are said so, not ranked: every
 -- other row within noise of the baseline in decode TPS, and none beyond it
@@ -104,13 +104,13 @@ end
 -- Each group differs only in env / sysctl / config; rows carry % change vs the
 -- group's baseline (cell.baseline, config "default"/"baseline", or no env and
 -- no sysctl).
-function G.tuning(an)
+function groups.tuning(an)
   local drop = {env = true, sysctl = true, config = true, baseline = true}
-  local groups, order = {}, {}
+  local by_key, order = {}, {}
   for _, c in ipairs(an.configs) do
     local key = analysis.config_key(c.labels, drop)
-    local g = groups[key]
-    if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
+    local g = by_key[key]
+    if not g then g = {key = key, rows = {}} by_key[key] = g order[#order + 1] = g end
     g.rows[#g.rows + 1] = {config = c}
   end
   local out = {}
@@ -169,4 +169,4 @@ function G.tuning(an)
   return out
 end
 
-return G
+return groups
