@@ -40,7 +40,7 @@ local function decode_json(s)
   return nil
 end
 
-local num = util.finite
+local finite = util.finite
 
 -- A count a server reported: a finite integer >= 0, else nil and why.
 local function sane_count(v, what)
@@ -125,7 +125,7 @@ local function fill_counts(rec, usage, timings, stats, final, chunk_tokens, arri
   if p then rec.prompt_tokens = p
   elseif pwhy then rec.token_mismatch = (rec.token_mismatch and (rec.token_mismatch .. "; ") or "") .. pwhy end
   local details = usage and usage.completion_tokens_details
-  local rt = type(details) == "table" and num(details.reasoning_tokens) or (usage and num(usage.reasoning_tokens))
+  local rt = type(details) == "table" and finite(details.reasoning_tokens) or (usage and finite(usage.reasoning_tokens))
   if rt then rec.reasoning_tokens = math.tointeger(rt) or rt end
 end
 
