@@ -1,6 +1,8 @@
-/* One growable byte buffer for the engine (the HTTP transports, the
- * simulator, process output). The bytes are always followed by a NUL, so a
- * buffer of text can be handed to C string functions as it is. */
+/* One growable byte buffer for the engine (the HTTP transports, the stream
+ * decoders sse.c and llmchunk.c, the YAML encoder, the simulator, process
+ * output). It grows by doubling and never shrinks until freed. The bytes
+ * are always followed by a NUL, so a buffer of text can be handed to C
+ * string functions as it is. */
 #ifndef BENCHRUN_BUF_H
 #define BENCHRUN_BUF_H
 
@@ -28,6 +30,12 @@ static inline int br_buf_str(br_buf *b, const char *s) { return br_buf_add(b, s,
 
 /* Drop the first n bytes (what a writer has sent, what a parser took). */
 void br_buf_consume(br_buf *b, size_t n);
+
+/* Keep the first n bytes (nothing happens when n >= len): a parser taking
+ * back what it appended. */
+static inline void br_buf_truncate(br_buf *b, size_t n) {
+  if (n < b->len) { b->len = n; b->p[n] = 0; }
+}
 
 /* Empty it, keeping the memory; free it. */
 static inline void br_buf_clear(br_buf *b) { b->len = 0; if (b->p) b->p[0] = 0; }

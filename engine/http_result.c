@@ -18,7 +18,7 @@ static void set_str(lua_State *L, const char *k, const char *s, size_t n) {
   lua_setfield(L, -2, k);
 }
 
-static void set_buf(lua_State *L, const char *k, const br_sse_buf *b) {
+static void set_buf(lua_State *L, const char *k, const br_buf *b) {
   if (b->len) set_str(L, k, b->p, b->len);
 }
 
@@ -93,7 +93,7 @@ static void push_events(lua_State *L, const xfer *x) {
  * split_utf8}}, first_tool_t, tool_events, tools_dropped. */
 static void push_tool_calls(lua_State *L, const xfer *x) {
   const br_llm *m = &x->llm;
-  br_sse_buf a = {0};
+  br_buf a = {0};
   lua_createtable(L, m->ntools, 0);
   for (int i = 0; i < m->ntools; i++) {
     const br_llm_tool *t = &m->tools[i];
@@ -101,7 +101,7 @@ static void push_tool_calls(lua_State *L, const xfer *x) {
     if (t->index >= 0) set_int(L, "index", (lua_Integer)t->index);
     if (t->id.len) set_str(L, "id", t->id.p, t->id.len);
     if (t->name.len) set_str(L, "name", t->name.p, t->name.len);
-    a.len = 0;
+    br_buf_clear(&a);
     int r = br_llm_tool_arguments(t, &a);
     set_str(L, "arguments", a.p ? a.p : "", r == -2 ? 0 : a.len);
     if (r == -1) { lua_pushboolean(L, 1); lua_setfield(L, -2, "bad_escape"); }
@@ -110,7 +110,7 @@ static void push_tool_calls(lua_State *L, const xfer *x) {
     set_int(L, "split_utf8", t->split_utf8);
     lua_rawseti(L, -2, i + 1);
   }
-  br_sse_buf_free(&a);
+  br_buf_free(&a);
   lua_setfield(L, -2, "tool_calls");
   if (x->first_tool_t) set_int(L, "first_tool_t", x->first_tool_t);
   set_int(L, "tool_events", (lua_Integer)x->ntool);

@@ -330,7 +330,7 @@ static int event_cb(void *ud, const br_sse_event *ev) {
   size_t c0 = x->llm.content.len, r0 = x->llm.reasoning.len;
   if (x->decode && ev->type_len == 5 && memcmp(ev->type, "error", 5) == 0) {
     /* an error event (llama.cpp's "error:" line): its data is the message */
-    if (x->llm.error.len == 0 && br_sse_buf_append(&x->llm.error, ev->data_len ? ev->data : "\"\"",
+    if (x->llm.error.len == 0 && br_buf_add(&x->llm.error, ev->data_len ? ev->data : "\"\"",
                                                    ev->data_len ? ev->data_len : 2)) { http_fail(x, HERR_NOMEM); return 1; }
   } else if (x->decode) {
     if (br_llm_event(&x->llm, ev->data, ev->data_len, &d) == -2) { http_fail(x, HERR_NOMEM); return 1; }

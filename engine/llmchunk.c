@@ -152,12 +152,12 @@ static size_t utf8_encode(unsigned cp, char *o) {
   return 4;
 }
 
-int br_json_unescape(br_sse_buf *b, const char *s, size_t n) {
+int br_json_unescape(br_buf *b, const char *s, size_t n) {
   const char *e = s + n;
   while (s < e) {
     const char *bs = memchr(s, '\\', (size_t)(e - s));
     size_t run = (size_t)((bs ? bs : e) - s);
-    if (br_sse_buf_append(b, s, run)) return -2;
+    if (br_buf_add(b, s, run)) return -2;
     if (!bs) break;
     s = bs + 1;
     if (s >= e) return -1;
@@ -193,7 +193,7 @@ int br_json_unescape(br_sse_buf *b, const char *s, size_t n) {
     default:
       return -1;
     }
-    if (br_sse_buf_append(b, out, len)) return -2;
+    if (br_buf_add(b, out, len)) return -2;
   }
   return 0;
 }
@@ -203,13 +203,13 @@ int br_json_unescape(br_sse_buf *b, const char *s, size_t n) {
 void br_llm_init(br_llm *s) { memset(s, 0, sizeof *s); }
 
 void br_llm_free(br_llm *s) {
-  br_sse_buf *bufs[] = {&s->content, &s->reasoning, &s->usage, &s->timings, &s->stats,
+  br_buf *bufs[] = {&s->content, &s->reasoning, &s->usage, &s->timings, &s->stats,
                         &s->final, &s->error, &s->scratch, &s->logprobs};
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) br_sse_buf_free(bufs[i]);
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) br_buf_free(bufs[i]);
   for (int i = 0; i < s->ntools; i++) {
-    br_sse_buf_free(&s->tools[i].id);
-    br_sse_buf_free(&s->tools[i].name);
-    br_sse_buf_free(&s->tools[i].args);
+    br_buf_free(&s->tools[i].id);
+    br_buf_free(&s->tools[i].name);
+    br_buf_free(&s->tools[i].args);
   }
   free(s->tools);
   s->tools = NULL;
@@ -218,7 +218,7 @@ void br_llm_free(br_llm *s) {
 
 
 static int emit(br_llm *s, const char *p, size_t n) {
-  return br_sse_buf_append(s->in_think ? &s->reasoning : &s->content, p, n) ? -2 : 0;
+  return br_buf_add(s->in_think ? &s->reasoning : &s->content, p, n) ? -2 : 0;
 }
 
 /* Content text already appended at content[from..]: if it may hold a
@@ -228,12 +228,12 @@ static int route_think(br_llm *s, size_t from, int *tag_seen) {
   const char *added = s->content.p + from;
   size_t n = s->content.len - from;
   if (!s->in_think && !s->nheld && !memchr(added, '<', n)) return 0;
-  s->scratch.len = 0;
-  if (br_sse_buf_append(&s->scratch, s->held, (size_t)s->nheld) ||
-      br_sse_buf_append(&s->scratch, added, n))
+  br_buf_clear(&s->scratch);
+  if (br_buf_add(&s->scratch, s->held, (size_t)s->nheld) ||
+      br_buf_add(&s->scratch, added, n))
     return -2;
   s->nheld = 0;
-  s->content.len = from;
+  br_buf_truncate(&s->content, from);
   const char *q = s->scratch.p, *end = s->scratch.p + s->scratch.len;
   while (q < end) {
     const char *tag = s->in_think ? "</think>" : "<think>";
@@ -293,12 +293,12 @@ static const char *take_finish(br_llm *s, const char *v, const char *e) {
   return ve;
 }
 
-static const char *take_raw(br_sse_buf *b, const char *v, const char *e, int *rc) {
+static const char *take_raw(br_buf *b, const char *v, const char *e, int *rc) {
   const char *ve = br_json_skip(v, e);
   if (!ve) return NULL;
   if (*v == '{') {
-    b->len = 0;
-    if (br_sse_buf_append(b, v, (size_t)(ve - v))) *rc = -2;
+    br_buf_clear(b);
+    if (br_buf_add(b, v, (size_t)(ve - v))) *rc = -2;
   }
   return ve;
 }
@@ -327,8 +327,8 @@ static const char *take_logprob_list(br_llm *s, const char *v, const char *e, se
   while (z > a && (z[-1] == ' ' || z[-1] == '\n' || z[-1] == '\r' || z[-1] == '\t')) z--;
   if (z > a) {
     sn->logprobs = 1;
-    if ((s->logprobs.len && br_sse_buf_append(&s->logprobs, ",", 1)) ||
-        br_sse_buf_append(&s->logprobs, a, (size_t)(z - a)))
+    if ((s->logprobs.len && br_buf_add(&s->logprobs, ",", 1)) ||
+        br_buf_add(&s->logprobs, a, (size_t)(z - a)))
       *rc = -2;
   }
   return ve;
@@ -355,8 +355,8 @@ static const char *take_logprobs(br_llm *s, const char *v, const char *e, seen *
   if (r != 0) return NULL;
   if (!has_content) {
     sn->logprobs = 1;
-    if ((s->logprobs.len && br_sse_buf_append(&s->logprobs, ",", 1)) ||
-        br_sse_buf_append(&s->logprobs, v, (size_t)(ve - v)))
+    if ((s->logprobs.len && br_buf_add(&s->logprobs, ",", 1)) ||
+        br_buf_add(&s->logprobs, v, (size_t)(ve - v)))
       *rc = -2;
   }
   return ve;
@@ -434,7 +434,7 @@ static br_llm_tool *tool_for(br_llm *s, const tc_parts *tp, const char *e, int *
 }
 
 /* A string value at v into b when b is still empty; 1 if it added. */
-static int take_once(br_sse_buf *b, const char *v, const char *e, int *rc) {
+static int take_once(br_buf *b, const char *v, const char *e, int *rc) {
   if (!v || *v != '"' || b->len) return 0;
   const char *ve = skip_string(v, e);
   if (!ve || ve - v <= 2) return 0;
@@ -471,7 +471,7 @@ static const char *walk_tool_call(br_llm *s, const char *v, const char *e, seen 
     const char *ae = skip_string(tp.args, e);
     size_t n = ae ? (size_t)(ae - tp.args - 2) : 0;
     if (n) {
-      if (br_sse_buf_append(&t->args, tp.args + 1, n)) *rc = -2;
+      if (br_buf_add(&t->args, tp.args + 1, n)) *rc = -2;
       t->pieces++;
       if (ends_mid_utf8(tp.args + 1, n)) t->split_utf8++;
       sn->tool = 1;
@@ -479,8 +479,8 @@ static const char *walk_tool_call(br_llm *s, const char *v, const char *e, seen 
   } else if (tp.args && *tp.args != 'n') {
     const char *ae = br_json_skip(tp.args, e);
     if (ae) {
-      t->args.len = 0;
-      if (br_sse_buf_append(&t->args, tp.args, (size_t)(ae - tp.args))) *rc = -2;
+      br_buf_clear(&t->args);
+      if (br_buf_add(&t->args, tp.args, (size_t)(ae - tp.args))) *rc = -2;
       t->args_raw = 1;
       t->pieces++;
       sn->tool = 1;
@@ -514,26 +514,28 @@ static void tools_mark(br_llm *s) {
 
 static void tools_undo(br_llm *s, int ntools0, uint64_t dropped0) {
   for (int i = ntools0; i < s->ntools; i++) {
-    br_sse_buf_free(&s->tools[i].id);
-    br_sse_buf_free(&s->tools[i].name);
-    br_sse_buf_free(&s->tools[i].args);
+    br_buf_free(&s->tools[i].id);
+    br_buf_free(&s->tools[i].name);
+    br_buf_free(&s->tools[i].args);
   }
   s->ntools = ntools0;
   s->tools_dropped = dropped0;
   for (int i = 0; i < s->ntools; i++) {
     br_llm_tool *t = &s->tools[i];
-    t->id.len = t->undo_id, t->name.len = t->undo_name, t->args.len = t->undo_args;
+    br_buf_truncate(&t->id, t->undo_id);
+    br_buf_truncate(&t->name, t->undo_name);
+    br_buf_truncate(&t->args, t->undo_args);
     t->pieces = t->undo_pieces, t->split_utf8 = t->undo_split, t->args_raw = t->undo_raw;
   }
 }
 
-int br_llm_tool_arguments(const br_llm_tool *t, br_sse_buf *out) {
-  if (t->args_raw || t->args.len == 0) return br_sse_buf_append(out, t->args.p, t->args.len) ? -2 : 0;
+int br_llm_tool_arguments(const br_llm_tool *t, br_buf *out) {
+  if (t->args_raw || t->args.len == 0) return br_buf_add(out, t->args.p, t->args.len) ? -2 : 0;
   size_t from = out->len;
   int r = br_json_unescape(out, t->args.p, t->args.len);
   if (r == -1) {
-    out->len = from;
-    return br_sse_buf_append(out, t->args.p, t->args.len) ? -2 : -1;
+    br_buf_truncate(out, from);
+    return br_buf_add(out, t->args.p, t->args.len) ? -2 : -1;
   }
   return r;
 }
@@ -651,7 +653,7 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
     case 'e':
       if (key_is(k, kl, "error") && *v != 'n' && s->error.len == 0) {
         ve = br_json_skip(v, e);
-        if (ve && br_sse_buf_append(&s->error, v, (size_t)(ve - v))) rc = -2;
+        if (ve && br_buf_add(&s->error, v, (size_t)(ve - v))) rc = -2;
       }
       break;
     default:
@@ -663,9 +665,9 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
   }
   if (r < 0 || ws(it.p, e) != e) {
     /* Not valid JSON: undo whatever text this event added. */
-    s->content.len = c0;
-    s->reasoning.len = r0;
-    s->logprobs.len = l0;
+    br_buf_truncate(&s->content, c0);
+    br_buf_truncate(&s->reasoning, r0);
+    br_buf_truncate(&s->logprobs, l0);
     s->in_think = think0;
     s->nheld = nheld0;
     memcpy(s->held, held0, sizeof held0);
@@ -675,7 +677,7 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out) {
     s->bad_json++;
     return -1;
   }
-  if (out->done && s->final.len == 0 && br_sse_buf_append(&s->final, p, (size_t)(e - p))) return -2;
+  if (out->done && s->final.len == 0 && br_buf_add(&s->final, p, (size_t)(e - p))) return -2;
   if (sn.logprobs) s->logprob_events++;
   else if (sn.text) s->text_no_logprobs++;
   out->content_added = s->content.len - c0;

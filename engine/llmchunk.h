@@ -30,8 +30,8 @@
 /* One tool call, assembled from its deltas. */
 typedef struct br_llm_tool {
   int64_t index;          /* the call's "index" (-1: the server gave none) */
-  br_sse_buf id, name;    /* unescaped, from the first delta that had them */
-  br_sse_buf args;        /* arguments: the string pieces joined with their escapes
+  br_buf id, name;        /* unescaped, from the first delta that had them */
+  br_buf args;            /* arguments: the string pieces joined with their escapes
                            * intact (a \u surrogate pair may span two pieces), or
                            * the raw JSON value when it was not a string (Ollama) */
   int args_raw;           /* args holds a raw JSON value, not string pieces */
@@ -42,14 +42,14 @@ typedef struct br_llm_tool {
 } br_llm_tool;
 
 typedef struct br_llm {
-  br_sse_buf content;     /* answer text (unescaped UTF-8) */
-  br_sse_buf reasoning;   /* reasoning text, from fields or <think> */
-  br_sse_buf usage;       /* the last non-null "usage" object, raw JSON */
-  br_sse_buf timings;     /* the last "timings" object (llama.cpp) */
-  br_sse_buf stats;       /* the last "stats" object (LM Studio /api/v0) */
-  br_sse_buf final;       /* the whole event that said done (Ollama) */
-  br_sse_buf error;       /* the first in-stream "error" value, raw JSON */
-  br_sse_buf logprobs;    /* per-token logprob entries, raw JSON, comma-joined
+  br_buf content;         /* answer text (unescaped UTF-8) */
+  br_buf reasoning;       /* reasoning text, from fields or <think> */
+  br_buf usage;           /* the last non-null "usage" object, raw JSON */
+  br_buf timings;         /* the last "timings" object (llama.cpp) */
+  br_buf stats;           /* the last "stats" object (LM Studio /api/v0) */
+  br_buf final;           /* the whole event that said done (Ollama) */
+  br_buf error;           /* the first in-stream "error" value, raw JSON */
+  br_buf logprobs;        /* per-token logprob entries, raw JSON, comma-joined
                            * (choices[0].logprobs.content[*], llama.cpp's
                            * completion_probabilities[*], or a legacy
                            * /v1/completions logprobs object whole) */
@@ -61,7 +61,7 @@ typedef struct br_llm {
   int think_seen;         /* content used <think> tags */
   char held[16];          /* the start of a possible tag, held back */
   int nheld;
-  br_sse_buf scratch;     /* text being split at <think> tags */
+  br_buf scratch;         /* text being split at <think> tags */
   int64_t sim_arrival_ns; /* benchrun sim: when the request arrived there (0: not said) */
   br_llm_tool *tools;     /* tool calls, in the order they began */
   int ntools, captools;
@@ -96,14 +96,14 @@ int br_llm_event(br_llm *s, const char *data, size_t n, br_llm_delta *out);
 
 /* A tool call's arguments as text: string pieces unescaped (0), or the raw
  * JSON value copied. -1 on a bad escape (out gets the raw text), -2 out of memory. */
-int br_llm_tool_arguments(const br_llm_tool *t, br_sse_buf *out);
+int br_llm_tool_arguments(const br_llm_tool *t, br_buf *out);
 
 /* End of stream: release held-back bytes of an unfinished tag as text. */
 void br_llm_finish(br_llm *s);
 
 /* Append the JSON string body s[0..n) (between the quotes, escapes intact)
  * to b as UTF-8. Returns 0, -1 on a bad escape, -2 out of memory. */
-int br_json_unescape(br_sse_buf *b, const char *s, size_t n);
+int br_json_unescape(br_buf *b, const char *s, size_t n);
 
 /* Skip one JSON value starting at p (after whitespace); returns the byte
  * after it, or NULL if it is malformed or runs past end. */

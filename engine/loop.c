@@ -2,9 +2,9 @@
  * and clocks come from the platform layer. */
 #include "benchrun/loop.h"
 #include "platform.h"
+#include "sock.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,11 +28,6 @@ struct br_loop {
 
 int64_t br_now(void) { return br_platform_monotonic_ns(); }
 
-static void set_nonblock_cloexec(int fd) {
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
-
 static void drain_wake_pipe(br_loop *loop, br_io *io, int events) {
   char buf[256];
   while (read(io->fd, buf, sizeof buf) > 0) {}
@@ -47,8 +42,8 @@ br_loop *br_loop_new(void) {
     free(loop);
     return NULL;
   }
-  set_nonblock_cloexec(loop->wake_pipe[0]);
-  set_nonblock_cloexec(loop->wake_pipe[1]);
+  br_fd_nonblock(loop->wake_pipe[0]);
+  br_fd_nonblock(loop->wake_pipe[1]);
   loop->wake_io.weak = 1;
   if (br_io_start(loop, &loop->wake_io, loop->wake_pipe[0], BR_READ, drain_wake_pipe, NULL) != 0) {
     close(loop->wake_pipe[0]);

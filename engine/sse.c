@@ -12,27 +12,6 @@
 
 static const unsigned char BOM[3] = {0xEF, 0xBB, 0xBF};
 
-int br_sse_buf_append(br_sse_buf *b, const void *s, size_t n) {
-  if (n == 0) return 0;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return -1;
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  return 0;
-}
-
-void br_sse_buf_free(br_sse_buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
 void br_sse_init(br_sse *d, int mode, size_t max_event) {
   memset(d, 0, sizeof *d);
   d->mode = mode;
@@ -41,10 +20,10 @@ void br_sse_init(br_sse *d, int mode, size_t max_event) {
 }
 
 void br_sse_free(br_sse *d) {
-  br_sse_buf_free(&d->line);
-  br_sse_buf_free(&d->data);
-  br_sse_buf_free(&d->type);
-  br_sse_buf_free(&d->id);
+  br_buf_free(&d->line);
+  br_buf_free(&d->data);
+  br_buf_free(&d->type);
+  br_buf_free(&d->id);
   d->has_ref = 0;
 }
 
@@ -62,7 +41,7 @@ static int too_large(const br_sse *d, size_t more) {
 static int materialize(br_sse *d) {
   if (!d->has_ref) return 0;
   d->has_ref = 0;
-  if (br_sse_buf_append(&d->data, d->ref, d->ref_len) || br_sse_buf_append(&d->data, "\n", 1))
+  if (br_buf_add(&d->data, d->ref, d->ref_len) || br_buf_add(&d->data, "\n", 1))
     return -1;
   return 0;
 }
@@ -70,7 +49,7 @@ static int materialize(br_sse *d) {
 static int dispatch(br_sse *d, br_sse_cb cb, void *ud) {
   br_sse_event ev;
   if (!d->has_ref && d->data.len == 0) {   /* no data: the spec resets and dispatches nothing */
-    d->type.len = 0;
+    br_buf_clear(&d->type);
     return BR_SSE_OK;
   }
   if (d->has_ref) {
@@ -92,8 +71,8 @@ static int dispatch(br_sse *d, br_sse_cb cb, void *ud) {
   d->events++;
   int stop = cb(ud, &ev);
   d->has_ref = 0;
-  d->data.len = 0;
-  d->type.len = 0;
+  br_buf_clear(&d->data);
+  br_buf_clear(&d->type);
   return stop ? BR_SSE_STOPPED : BR_SSE_OK;
 }
 
@@ -120,20 +99,20 @@ static int sse_line(br_sse *d, const char *line, size_t len, int in_place, br_ss
       d->has_ref = 1;
       return BR_SSE_OK;
     }
-    if (materialize(d) || br_sse_buf_append(&d->data, value, vlen) || br_sse_buf_append(&d->data, "\n", 1))
+    if (materialize(d) || br_buf_add(&d->data, value, vlen) || br_buf_add(&d->data, "\n", 1))
       return BR_SSE_NOMEM;
   } else if (field_is(line, flen, "error")) {   /* llama.cpp's in-stream error */
-    d->type.len = 0;
-    if (br_sse_buf_append(&d->type, "error", 5) || materialize(d) || br_sse_buf_append(&d->data, value, vlen) ||
-        br_sse_buf_append(&d->data, "\n", 1))
+    br_buf_clear(&d->type);
+    if (br_buf_add(&d->type, "error", 5) || materialize(d) || br_buf_add(&d->data, value, vlen) ||
+        br_buf_add(&d->data, "\n", 1))
       return BR_SSE_NOMEM;
   } else if (field_is(line, flen, "event")) {
-    d->type.len = 0;
-    if (br_sse_buf_append(&d->type, value, vlen)) return BR_SSE_NOMEM;
+    br_buf_clear(&d->type);
+    if (br_buf_add(&d->type, value, vlen)) return BR_SSE_NOMEM;
   } else if (field_is(line, flen, "id")) {
     if (!memchr(value, '\0', vlen)) {
-      d->id.len = 0;
-      if (br_sse_buf_append(&d->id, value, vlen)) return BR_SSE_NOMEM;
+      br_buf_clear(&d->id);
+      if (br_buf_add(&d->id, value, vlen)) return BR_SSE_NOMEM;
     }
   } else if (field_is(line, flen, "retry")) {
     int64_t ms = 0;
@@ -175,7 +154,7 @@ static int feed_lines(br_sse *d, const char *p, size_t n, br_sse_cb cb, void *ud
     const char *eol = find_eol(d, p, end);
     if (!eol) {   /* an unfinished line: keep it for the next read */
       if (too_large(d, (size_t)(end - p))) return BR_SSE_TOO_LARGE;
-      if (br_sse_buf_append(&d->line, p, (size_t)(end - p))) return BR_SSE_NOMEM;
+      if (br_buf_add(&d->line, p, (size_t)(end - p))) return BR_SSE_NOMEM;
       break;
     }
     size_t seg = (size_t)(eol - p);
@@ -184,7 +163,7 @@ static int feed_lines(br_sse *d, const char *p, size_t n, br_sse_cb cb, void *ud
     size_t len = seg;
     int from_buf = d->line.len != 0;
     if (from_buf) {
-      if (br_sse_buf_append(&d->line, p, seg)) return BR_SSE_NOMEM;
+      if (br_buf_add(&d->line, p, seg)) return BR_SSE_NOMEM;
       line = d->line.p;
       len = d->line.len;
     }
@@ -196,7 +175,7 @@ static int feed_lines(br_sse *d, const char *p, size_t n, br_sse_cb cb, void *ud
     }
     if (d->mode == BR_SSE_MODE_NDJSON) rc = ndjson_line(d, line, len, cb, ud);
     else rc = sse_line(d, line, len, !from_buf, cb, ud);
-    if (from_buf) d->line.len = 0;
+    if (from_buf) br_buf_clear(&d->line);
     if (rc != BR_SSE_OK) return rc;
   }
   if (materialize(d)) return BR_SSE_NOMEM;
@@ -230,14 +209,14 @@ long br_sse_finish(br_sse *d, br_sse_cb cb, void *ud) {
   if (d->mode == BR_SSE_MODE_NDJSON) {
     if (d->line.len) {
       int rc = ndjson_line(d, d->line.p, d->line.len, cb, ud);
-      d->line.len = 0;
+      br_buf_clear(&d->line);
       if (rc == BR_SSE_STOPPED) return -BR_SSE_STOPPED;
     }
     return 0;
   }
   long dropped = (long)(d->line.len + d->data.len);
-  d->line.len = 0;
-  d->data.len = 0;
-  d->type.len = 0;
+  br_buf_clear(&d->line);
+  br_buf_clear(&d->data);
+  br_buf_clear(&d->type);
   return dropped;
 }

@@ -9,18 +9,10 @@
 #ifndef BENCHRUN_SSE_H
 #define BENCHRUN_SSE_H
 
+#include "buf.h"   /* br_buf: the engine's growable byte buffer */
+
 #include <stddef.h>
 #include <stdint.h>
-
-/* An amortised byte buffer: grows by doubling, never shrinks until freed. */
-typedef struct br_sse_buf {
-  char *p;
-  size_t len, cap;
-} br_sse_buf;
-
-/* Append n bytes; 0, or -1 when out of memory (the buffer is unchanged). */
-int br_sse_buf_append(br_sse_buf *b, const void *s, size_t n);
-void br_sse_buf_free(br_sse_buf *b);
 
 enum { BR_SSE_MODE_SSE = 0, BR_SSE_MODE_NDJSON = 1 };
 
@@ -49,10 +41,10 @@ typedef int (*br_sse_cb)(void *ud, const br_sse_event *ev);
 typedef struct br_sse {
   int mode;            /* BR_SSE_MODE_* */
   size_t max_event;    /* bytes of one event (data + pending line); 0: unlimited */
-  br_sse_buf line;     /* a line split across reads */
-  br_sse_buf data;     /* data: fields joined with '\n' (each followed by '\n') */
-  br_sse_buf type;
-  br_sse_buf id;
+  br_buf line;         /* a line split across reads */
+  br_buf data;         /* data: fields joined with '\n' (each followed by '\n') */
+  br_buf type;
+  br_buf id;
   const char *ref;     /* the event's only data line, still in the caller's buffer */
   size_t ref_len;
   int has_ref;

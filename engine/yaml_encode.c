@@ -1,6 +1,7 @@
 /* bench.yaml's encoder: yaml.encode(value) -> text, block style, keys
  * sorted, every string that a YAML 1.2 (or 1.1) reader would read back as
  * something else quoted (the decoder's own scalar rules decide, yaml_scalar.h). */
+#include "buf.h"
 #include "class.h"
 #include "yaml_scalar.h"
 
@@ -11,37 +12,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-  char *p;
-  size_t len, cap;
-} obuf;
-
-static int obuf_gc(lua_State *L) {
-  obuf *b = lua_touserdata(L, 1);
-  free(b->p);
-  b->p = NULL;
+/* The text being written lives in a br_buf inside a userdata, so an error
+ * raised half way (a cycle, out of memory) frees it through __gc. */
+static int output_gc(lua_State *L) {
+  br_buf_free(lua_touserdata(L, 1));
   return 0;
 }
 
 typedef struct {
   lua_State *L;
-  obuf *out;
+  br_buf *out;
   int seen;     /* stack index: tables being written (cycle check) */
   int depth;
 } encoder;
 
 static void out_add(encoder *e, const char *s, size_t n) {
-  obuf *b = e->out;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) luaL_error(e->L, "yaml.encode: out of memory");
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
+  if (br_buf_add(e->out, s, n)) luaL_error(e->L, "yaml.encode: out of memory");
 }
 
 static void out_str(encoder *e, const char *s) { out_add(e, s, strlen(s)); }
@@ -348,15 +334,14 @@ static void put_value(encoder *e, int idx, int indent, int inline_first, const c
 int yaml_encode(lua_State *L) {
   luaL_checkany(L, 1);
   lua_settop(L, 1);
-  obuf *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  br_class(L, "bench.yaml.Output", (const luaL_Reg[]){{"__gc", obuf_gc}, {NULL, NULL}}, NULL);
+  br_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+  *b = (br_buf)BR_BUF_INIT;
+  br_class(L, "bench.yaml.Output", (const luaL_Reg[]){{"__gc", output_gc}, {NULL, NULL}}, NULL);
   lua_setmetatable(L, -2);
   lua_newtable(L);
   encoder e = {L, b, lua_gettop(L), 0};
   put_value(&e, 1, 0, 0, "value");
   lua_pushlstring(L, b->p ? b->p : "", b->len);
-  free(b->p);
-  b->p = NULL;
+  br_buf_free(b);
   return 1;
 }

@@ -7,7 +7,8 @@
 #   build/tests/fuzz_yaml -max_total_time=300 /tmp/corpus tests/yaml-cases
 
 set(FUZZ_YAML_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_yaml.c ${PROJECT_SOURCE_DIR}/engine/yaml.c
-    ${PROJECT_SOURCE_DIR}/engine/yaml_encode.c ${PROJECT_SOURCE_DIR}/engine/class.c)
+    ${PROJECT_SOURCE_DIR}/engine/yaml_encode.c ${PROJECT_SOURCE_DIR}/engine/class.c
+    ${PROJECT_SOURCE_DIR}/engine/buf.c)
 set(FUZZ_FLAGS -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer)
 set(FUZZ_YAML_EXE "")
 

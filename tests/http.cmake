@@ -1,4 +1,5 @@
-# Tests of the http part (engine/sse.c, engine/llmchunk.c, engine/h1.c)
+# Tests of the http part (engine/sse.c, engine/llmchunk.c, engine/h1.c; the
+# decoders' buffers are the engine's br_buf, so buf.c is linked with them)
 # beyond the auto-registered ones: fuzzers for the stream decoders and for
 # the HTTP/1.1 response parser.
 #
@@ -10,7 +11,8 @@
 set(_HTTP_FUZZ_SOURCES
   ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_sse.c
   ${PROJECT_SOURCE_DIR}/engine/sse.c
-  ${PROJECT_SOURCE_DIR}/engine/llmchunk.c)
+  ${PROJECT_SOURCE_DIR}/engine/llmchunk.c
+  ${PROJECT_SOURCE_DIR}/engine/buf.c)
 set(_HTTP_FIXTURES ${PROJECT_SOURCE_DIR}/tests/fixtures/llama-server)
 
 add_executable(fuzz_sse_replay ${_HTTP_FUZZ_SOURCES})

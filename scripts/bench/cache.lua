@@ -20,10 +20,10 @@ local util = require("bench.util")
 
 local cache = {}
 
-local num = util.finite
+local finite = util.finite
 
 local function count(v)
-  v = num(v)
+  v = finite(v)
   if v == nil or v < 0 or v ~= math.floor(v) then return nil end
   return math.tointeger(v) or v
 end
@@ -68,7 +68,7 @@ function Acc:add(r)
   self.prompt = self.prompt + r.prompt_tokens
   local h = r.cached_tokens > 0
   if h then self.hits = self.hits + 1 end
-  local t = num(r.ttft_ms)
+  local t = finite(r.ttft_ms)
   if t then (h and self.ttft_hit or self.ttft_miss):add(t) end
 end
 
@@ -134,7 +134,7 @@ function cache.reset(base_url, backend, dialect)
                 detail = string.format("slot %d: %s", id, why(e))}
       end
       local ok2, ev = pcall(json.decode, e.body or "")
-      if ok2 and type(ev) == "table" and num(ev.n_erased) then erased = erased + ev.n_erased end
+      if ok2 and type(ev) == "table" and finite(ev.n_erased) then erased = erased + ev.n_erased end
     end
     return {ok = true, how = "POST /slots/{id}?action=erase", detail = string.format("%d slot(s), %d tokens erased", #ids, erased)}
   end

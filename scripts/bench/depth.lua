@@ -161,7 +161,7 @@ function depth.cell(o)
   o.out.depth = o.out.depth or {}
   table.insert(o.out.depth, r)
   if r.skipped then
-    o.on_record{ok = false, error = "depth_exceeds_context", error_detail = r.note, depth = r.depth,
+    o.on_record{ok = false, error = "depth_exceeds_context", error_kind = "depth_exceeds_context", error_detail = r.note, depth = r.depth,
                 name = string.format("d%d", r.depth), input_tokens = r.depth + r.pp, input_tokens_source = "estimate",
                 input_tokens_note = "not sent: the prompt this depth would have needed"}
   end

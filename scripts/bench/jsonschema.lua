@@ -21,15 +21,9 @@ local CHECKED = {type = true, properties = true, required = true, enum = true, i
                  additionalProperties = true, description = true, title = true, ["$schema"] = true,
                  default = true, examples = true}
 
--- Whether a table is a JSON array (keys 1..n) rather than an object.
-local function is_array(t)
-  local n = 0
-  for k in pairs(t) do
-    if math.type(k) ~= "integer" or k < 1 then return false end
-    n = n + 1
-  end
-  return n == #t
-end
+-- Whether a non-empty table is a JSON array (keys 1..n) rather than an
+-- object; an empty one is "empty" below, before it is asked.
+local is_array = require("bench.util").is_array
 
 local function type_of(v)
   if v == json.null then return "null" end

@@ -7,6 +7,7 @@
 -- (bench.search) as levels of the same measurement.
 local clock = require("bench.clock")
 local steady = require("bench.steady")
+local summary = require("bench.summary")
 
 local measure = {}
 
@@ -97,7 +98,6 @@ end
 -- accumulator: memory that does not grow with the run's length); a plan's
 -- slo the summary cannot use is said in it, not raised.
 function measure.new_summary(slo)
-  local summary = require("bench.summary")
   local ok, acc = pcall(summary.accumulator, {slo = slo})
   if ok then return acc end
   local plain = summary.accumulator{}
@@ -179,8 +179,9 @@ function measure.cell(ctx, cell, srv, out, acc)
     r.search_step, r.search_level = cell.search_step, cell.search_level   -- a capacity search's step (bench.search)
     if warm then r.warmup = true end
     ctx.run:record(cell.id, r)
-    if r.error == "refused" and not gone and not measure.server_alive(srv) then gone = "the server stopped listening" end
-    if LOST_CONNECTION[r.error] then lost_connection = true end
+    local kind = not r.ok and summary.error_kind(r) or nil
+    if kind == "refused" and not gone and not measure.server_alive(srv) then gone = "the server stopped listening" end
+    if LOST_CONNECTION[kind] then lost_connection = true end
     if not warm then
       acc:add(r)
       cache_state.acc:add(r)

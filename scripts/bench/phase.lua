@@ -45,10 +45,12 @@ local function phases_of(data, ctx)
 end
 
 -- M.report_parts(data, an, ctx) -> {findings = {text...}, sections =
--- {{after = SECTION, lines = {...}}...}, answered = bool}: what the
--- `report` hooks of the report's phases add (docs/phases.md).
+-- {{after = SECTION, lines = {...}}...}, answered = bool, analysis =
+-- {key = value}}: what the `report` hooks of the report's phases add
+-- (docs/phases.md); `analysis` goes into summary.json's analysis, the first
+-- hook to name a key keeps it.
 function M.report_parts(data, an, ctx)
-  local parts = {findings = {}, sections = {}, answered = false}
+  local parts = {findings = {}, sections = {}, answered = false, analysis = {}}
   for _, name in ipairs(phases_of(data, ctx)) do
     local s = M.by_name(name)
     if s and type(s.report) == "function" then
@@ -58,6 +60,11 @@ function M.report_parts(data, an, ctx)
         for _, f in ipairs(got.findings or {}) do parts.findings[#parts.findings + 1] = f end
         for _, sec in ipairs(got.sections or {}) do parts.sections[#parts.sections + 1] = sec end
         parts.answered = parts.answered or got.answered == true
+        if type(got.analysis) == "table" then
+          for k, v in pairs(got.analysis) do
+            if parts.analysis[k] == nil then parts.analysis[k] = v end
+          end
+        end
       end
     end
   end

@@ -84,7 +84,7 @@ local function answer(rec)
   return rec.reasoning
 end
 
-local fmt = require("bench.summary").fmt
+local decimals = require("bench.summary").fmt   -- "12.3", "-" when not a number
 
 -- probe.run(url | {url, dialect?, model?, prompt?, max_tokens = 64,
 -- concurrency = 1, api_key_env?, quiet = false, out = print}) -> a report
@@ -135,9 +135,9 @@ function M.run(opts)
       lines[1] = "error: " .. tostring(rec.error)
     else
       lines[1] = string.format("ttft %s ms  %s tok/s  %s tokens (%s)  finish %s  e2e %s ms",
-        fmt(rec.ttft_ms), fmt(rec.decode_tps), tostring(rec.output_tokens), tostring(rec.token_source),
-        tostring(rec.finish_reason), fmt(rec.e2el_ms))
-      if rec.ttfr_ms then lines[1] = lines[1] .. string.format("  (reasoning from %s ms)", fmt(rec.ttfr_ms)) end
+        decimals(rec.ttft_ms), decimals(rec.decode_tps), tostring(rec.output_tokens), tostring(rec.token_source),
+        tostring(rec.finish_reason), decimals(rec.e2el_ms))
+      if rec.ttfr_ms then lines[1] = lines[1] .. string.format("  (reasoning from %s ms)", decimals(rec.ttfr_ms)) end
       lines[2] = "> " .. first_words(answer(rec), 12, 80)
     end
   else

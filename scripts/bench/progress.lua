@@ -191,7 +191,7 @@ progress.WARNINGS = {
 -- decode rates whose spread (stddev / median) is above this are noisy
 progress.NOISY = 0.15
 
--- P.warnings(cell) -> {{kind, text, remedy}...}: what the console warns of
+-- progress.warnings(cell) -> {{kind, text, remedy}...}: what the console warns of
 -- a finished cell (its summary's failed requests, spread, client delay and
 -- set-aside answers).
 function progress.warnings(cell)
@@ -246,7 +246,7 @@ end
 -- p:cell_end(cell_id, status, cell)
 -- A cell the runner stopped at the memory ceiling is recorded as failed
 -- with cell.aborted: it is shown as "aborted". Below its line, its
--- warnings (P.warnings), each with its remedy.
+-- warnings (progress.warnings), each with its remedy.
 function Progress:cell_end(cell_id, status, cell)
   status = status or "ok"
   if type(cell) == "table" and cell.aborted and status == "failed" then status = "aborted" end

@@ -245,7 +245,7 @@ end
 
 -- ------------------------------------------------------------ analysis JSON
 local function analysis_json(an, ctx)
-  local out = {configs = {}, scaling = {}, tuning = {}, pairs = {}, findings = ctx.findings}
+  local out = {configs = {}, scaling = {}, tuning = {}, findings = ctx.findings}
   for _, c in ipairs(an.configs) do
     local cells = {}
     for _, cell in ipairs(c.cells) do cells[#cells + 1] = cell.id end
@@ -273,10 +273,6 @@ local function analysis_json(an, ctx)
     out.tuning[#out.tuning + 1] = {name = g.name, baseline = g.base.name, rows = rows,
       no_measurable_effect = g.no_effect or nil, variables = g.no_effect_vars}
   end
-  for _, p in ipairs(ctx.pairs) do
-    out.pairs[#out.pairs + 1] = {bits = p.bits, mlx = p.mlx.name, gguf = p.gguf.name,
-      mlx_decode_tps = p.mlx.metrics.decode_tps, gguf_decode_tps = p.gguf.metrics.decode_tps}
-  end
   if ctx.quality then
     local q = {reference = ctx.quality.reference.name, prompts = {}}
     for _, p in ipairs(ctx.quality.prompts) do
@@ -291,17 +287,26 @@ local function analysis_json(an, ctx)
   end
   out.quality_logprobs = require("bench.report.logprobs").json(an)
   out.cache = require("bench.report.cache").rows(an)
+  -- what the phases' report hooks add (phase 3: its MLX-vs-GGUF pairs)
+  for k, v in pairs(ctx.phase_parts and ctx.phase_parts.analysis or {}) do
+    if out[k] == nil then out[k] = v end
+  end
   return out
 end
 
 local function must(ok, err) if not ok then error(err, 0) end return ok end
+
+-- The phase a combined analysis is written under (several runs merged, the
+-- seed's phase 6): a mode of the report, with no phase script of its own.
+-- report.build turns it into ctx.combined, the one flag the writers read.
+local COMBINED_PHASE = "analysis"
 
 -- Merge several loaded folders into one data set for the phase-6 analysis:
 -- cell ids are prefixed with their run's name so they stay unique, and each
 -- cell gets a `run` label only when the runs measured the same configurations.
 local function merge(datas)
   if #datas == 1 then return datas[1] end
-  local merged = {dir = nil, summary = {name = "analysis", phase = "analysis", notes = {}, runs = {}},
+  local merged = {dir = nil, summary = {name = "analysis", phase = COMBINED_PHASE, notes = {}, runs = {}},
                   env = datas[1].env, cells = {}, records = {}, samples = {}}
   local keys, clash = {}, false
   for _, d in ipairs(datas) do
@@ -356,9 +361,11 @@ function report.build(data, opts)
   local an = analysis.analyze(data)
   energy_report.annotate(an)   -- each configuration's energy figures into its metrics
   local ctx = {phase = opts.phase or data.summary.phase, title = opts.title or data.summary.title, charts = {}}
+  -- a combined analysis: merged just now, re-rendered from the folder a merge
+  -- wrote (its summary keeps the phase), or asked for with --phase
+  ctx.combined = ctx.phase == COMBINED_PHASE
   ctx.scaling = groups.scaling(an)
   ctx.tuning = groups.tuning(an)
-  ctx.pairs = groups.pairs(an)
   ctx.quality = quality.compare(an.configs)
   -- what the phases' own scripts add (their report hooks)
   ctx.phase_parts = phase.report_parts(data, an, ctx)

@@ -6,6 +6,7 @@
 -- Latencies are milliseconds; rates are per second.
 local stats = require("bench.stats")
 local errors = require("bench.errors")
+local units = require("bench.units")
 
 local M = {}
 
@@ -25,18 +26,17 @@ end
 
 local finite = require("bench.util").finite
 
--- summary.error_kind(rec) -> a short stable kind for an error record:
--- rec.error_kind if the client set one, "http_<status>" for an HTTP error
--- status, the kind of an error value (bench.errors, or {err =, kind =}),
--- else the error up to its first ':' or space: the openai client's errors
--- are kinds already ("timeout_total", "refused", "reset", ...), and a
--- client of one's own that returns words keeps the documented first word.
+-- summary.error_kind(rec) -> a short stable kind for an error record, from
+-- its fields only: rec.error_kind if the client set one (bench.openai sets
+-- it on every failed record), "http_<status>" for an HTTP error status, the
+-- kind of an error value (bench.errors, or a {err =, kind =} table), else
+-- "error": a message string has no kind, and its words are never read (the
+-- message stays in rec.error for people).
 function M.error_kind(rec)
   if rec.error_kind then return tostring(rec.error_kind) end
   if type(rec.status) == "number" and rec.status >= 400 then return "http_" .. math.tointeger(rec.status) end
   if type(rec.error) == "table" then return errors.kind_of(rec.error) end
-  local e = tostring(rec.error or "error")
-  return e:match("^([%w_%-%.]+)") or "error"
+  return "error"
 end
 
 -- A SLO key: "<metric>_p<NN>" (percentile), "<metric>_mean", or "<metric>"
@@ -57,14 +57,11 @@ local function parse_slo_key(k)
   return metric, stat
 end
 
--- "2s", "100ms", "250us", 2 (seconds) -> seconds.
+-- An SLO's time threshold: seconds (a number) or a duration ("2s",
+-- "100ms"), read by bench.units.
 local function seconds(v, k)
-  if type(v) == "number" then return v end
-  if type(v) == "string" then
-    local n, unit = v:match("^%s*([%d%.]+)%s*(%a*)%s*$")
-    local scale = ({[""] = 1, s = 1, ms = 1e-3, us = 1e-6, m = 60})[unit or ""]
-    if n and tonumber(n) and scale then return tonumber(n) * scale end
-  end
+  local s = units.duration(v)
+  if s then return s end
   error("summary.of: slo." .. k .. ": expected seconds (a number or \"2s\", \"100ms\"), got " .. tostring(v), 3)
 end
 

@@ -37,6 +37,22 @@ function util.is_list(v)
   return n == #v
 end
 
+-- util.is_array(t) -> true for a table whose keys are exactly 1..#t, the
+-- shape JSON writes as an array. The rule for an empty table: it is NOT an
+-- array (results JSON writes {} for it; bench.jsonschema, for which an empty
+-- decoded value may be either, asks about it before calling this). Unlike
+-- is_list, no __yaml mark is read.
+function util.is_array(t)
+  local n = #t
+  if n == 0 then return false end
+  local count = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
+    count = count + 1
+  end
+  return count == n
+end
+
 -- util.is_map(v) -> true for a table of keys (see is_list for empty ones).
 function util.is_map(v)
   if type(v) ~= "table" then return false end

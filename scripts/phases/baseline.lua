@@ -2,22 +2,22 @@
 -- TTFT, TPS, peak memory and the output of the test prompts. The runner
 -- does the measuring; this script names the phase, attaches the prompts'
 -- quality checks and prints a short table at the end.
-local C = require("phases.common")
+local common = require("phases.common")
 
 local phase = {phase = "baseline"}
 
-phase.checks = C.checks
+phase.checks = common.checks
 
 function phase.finish(ctx, cells)
-  local peaks = C.cell_peaks(ctx)
+  local peaks = common.cell_peaks(ctx)
   local units = require("bench.units")
   local fmt = "%-28s %8s %12s %13s %16s %11s  %s"
-  local lines = {"", C.TPS_NOTE,
+  local lines = {"", common.TPS_NOTE,
     string.format(fmt, "cell", "load s", "TTFT p50 ms", "decode tok/s", "aggregate tok/s", "peak", "status")}
   for _, c in ipairs(cells) do
-    local f = C.figures(c, peaks)
-    lines[#lines + 1] = string.format(fmt, c.id, C.fmt(f.load_time_s, "", 2), C.fmt(f.ttft_ms),
-      C.fmt(f.decode_tps), C.fmt(f.output_tps), f.peak and units.format_size(f.peak) or "n/a", c.status)
+    local f = common.figures(c, peaks)
+    lines[#lines + 1] = string.format(fmt, c.id, common.fmt(f.load_time_s, "", 2), common.fmt(f.ttft_ms),
+      common.fmt(f.decode_tps), common.fmt(f.output_tps), f.peak and units.format_size(f.peak) or "n/a", c.status)
   end
   return {}, lines
 end

@@ -5,7 +5,7 @@
 -- short/medium/long at 4 concurrent (fairness). Memory per concurrent request,
 -- queue time and batch efficiency; the plan's questions (the seed's four)
 -- answered where the data allows.
-local C = require("phases.common")
+local common = require("phases.common")
 local units = require("bench.units")
 local analysis = require("bench.report.analysis")
 local format = require("bench.report.format")
@@ -17,7 +17,7 @@ function phase.labels(ctx, cell, labels)
 end
 
 local function by_server(cells, server)
-  return C.find(cells, function(l) return (l.platform or l.server) == server end)
+  return common.find(cells, function(l) return (l.platform or l.server) == server end)
 end
 
 -- queue time: the client cannot see the server's queue, so unless the
@@ -36,9 +36,9 @@ end
 -- known name its samples carry.
 local function gauge_mean(ctx, c, lookup)
   local name, all = require("bench.backends")[lookup](not c.dry_run and c.labels.backend or "sim")
-  if name then return C.metric_mean(ctx, c.id, name) end
+  if name then return common.metric_mean(ctx, c.id, name) end
   for _, n in ipairs(all) do
-    local v = C.metric_mean(ctx, c.id, n)
+    local v = common.metric_mean(ctx, c.id, n)
     if v then return v end
   end
   return nil
@@ -109,7 +109,7 @@ local function server_tables(ctx, cells, groups, cm, notes, lines)
     if g and not main_group then main_group, main_server = g, s end
     lines[#lines + 1] = ""
     lines[#lines + 1] = string.format("%s: single-request baseline %s decode tok/s, %s aggregate tok/s (%s)", s,
-      C.fmt(mbase and mbase.decode_tps), C.fmt(mbase and mbase.output_tps),
+      common.fmt(mbase and mbase.decode_tps), common.fmt(mbase and mbase.output_tps),
       base and base.name or "no cells at several concurrencies")
     lines[#lines + 1] = string.format(fmt, "cell", "conc", "aggregate tok/s", "decode tok/s", "scaling",
       "E2E p50", "p95", "p99", "queue ms", "batch eff.", "queued", "peak")
@@ -124,10 +124,10 @@ local function server_tables(ctx, cells, groups, cm, notes, lines)
       local queued = queued_mean(ctx, c)
       local eff = running and running / conc or nil
       lines[#lines + 1] = string.format(fmt, c.id, conc,
-        C.fmt(m.output_tps), C.fmt(m.decode_tps), scaling and string.format("%.2fx", scaling) or "n/a",
-        C.fmt(m.e2el_p50, "", 0), C.fmt(m.e2el_p95, "", 0), C.fmt(m.e2el_p99, "", 0),
-        q and (C.fmt(q, "", 1) .. (qkind == "est." and "*" or "")) or "n/a",
-        eff and string.format("%.0f%%", eff * 100) or "n/a", C.fmt(queued, "", 2),
+        common.fmt(m.output_tps), common.fmt(m.decode_tps), scaling and string.format("%.2fx", scaling) or "n/a",
+        common.fmt(m.e2el_p50, "", 0), common.fmt(m.e2el_p95, "", 0), common.fmt(m.e2el_p99, "", 0),
+        q and (common.fmt(q, "", 1) .. (qkind == "est." and "*" or "")) or "n/a",
+        eff and string.format("%.0f%%", eff * 100) or "n/a", common.fmt(queued, "", 2),
         m.peak_bytes and units.format_size(m.peak_bytes) or "n/a")
       notes.scaling[#notes.scaling + 1] = {cell = c.id, server = s, concurrency = conc, aggregate_tps = m.output_tps,
                                            per_request_tps = m.decode_tps, scaling = scaling, queue_ms = q,
@@ -152,11 +152,11 @@ local function group_answers(an, g, ref, exp, notes, answers)
       end
     end
     answers[1] = string.format("Scaling at %d concurrent = %s (%s vs %s aggregate tok/s at c=%d)%s", last.conc,
-      last.scaling and string.format("%.2fx", last.scaling) or "n/a", C.fmt(last.agg_tps), C.fmt(g.rows[1].agg_tps),
+      last.scaling and string.format("%.2fx", last.scaling) or "n/a", common.fmt(last.agg_tps), common.fmt(g.rows[1].agg_tps),
       g.base_conc, verdict)
     answers[2] = string.format("Optimal concurrency %s (the smallest level within 90%% of the best aggregate, %s tok/s at %d; E2E p95 there %s ms)",
-      knee and tostring(knee.conc) or "n/a", C.fmt(best and best.agg_tps), best and best.conc or 0,
-      C.fmt(knee and knee.config.metrics.e2el_p95, "", 0))
+      knee and tostring(knee.conc) or "n/a", common.fmt(best and best.agg_tps), best and best.conc or 0,
+      common.fmt(knee and knee.config.metrics.e2el_p95, "", 0))
     if g.mem_per_request then
       local lo, hi = g.rows[1], last
       answers[4] = string.format("Memory per concurrent request about %s (least-squares slope of peak memory over concurrency %d-%d; peak %s at %d, %s at %d%s)",
@@ -187,7 +187,7 @@ local function single_user(cells, cm, servers, main_server, notes, answers)
     local ta, na = single_user_tps(sa)
     local tb, nb = single_user_tps(sb)
     answers[3] = string.format("Single user: %s %s decode tok/s vs %s %s (%s; mean over %d and %d single-request cells): %s",
-      sa, C.fmt(ta), sb, C.fmt(tb), C.fmt_pct(C.pct(ta, tb)), na, nb,
+      sa, common.fmt(ta), sb, common.fmt(tb), common.fmt_pct(common.pct(ta, tb)), na, nb,
       (ta and tb) and (ta >= tb * 0.95 and "little or no single-user cost" or "a single-user cost; use it for concurrent users") or "no data")
     notes.batching_backend, notes.single_backend = sa, sb
   else
@@ -200,14 +200,14 @@ end
 -- their c=1 baseline and memory slope), so the console says what report.md
 -- and summary.csv say.
 function phase.finish(ctx, cells)
-  local an = C.analysis(ctx)
+  local an = common.analysis(ctx)
   local groups = an and require("bench.report.groups").scaling(an) or {}
   local cm = an and an.cell_metrics or {}
   local plan = ctx.plan
   local exp = plan.expected or {}
   local ref = reference(exp)
   local notes = {scaling = {}, answers = {}}
-  local lines = {"", C.TPS_NOTE .. ";",
+  local lines = {"", common.TPS_NOTE .. ";",
     "scaling = aggregate tok/s / that of the c=1 cell of its scaling group (as report.md); queue ms with * = estimated: TTFT p50 minus the baseline's;",
     "batch eff. = mean requests running (server /metrics) / concurrency; queued = mean requests waiting (server /metrics)"}
   local main_group, main_server, servers = server_tables(ctx, cells, groups, cm, notes, lines)

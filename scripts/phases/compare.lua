@@ -3,16 +3,17 @@
 -- the 4-bit and 8-bit comparison pairs; the seed's success criteria checked
 -- and printed. An OOM kill is a recorded result of its cell (the runner goes
 -- on); a model the plan marks `expect: oom` (BF16) is reported as expected.
-local C = require("phases.common")
+local common = require("phases.common")
 local estimate = require("bench.plan.estimate")
 local units = require("bench.units")
 local analysis = require("bench.report.analysis")
 local format = require("bench.report.format")
 local quality = require("bench.report.quality")
 local energy_report = require("bench.report.energy")
+local groups = require("bench.report.groups")
 
 local phase = {phase = "compare"}
-phase.checks = C.checks
+phase.checks = common.checks
 
 function phase.labels(ctx, cell, labels)
   labels.variant = cell.model and cell.model.name
@@ -29,7 +30,7 @@ local function tps_per_gb(f, c)
   return f.decode_tps / (size / 1e9)
 end
 
--- the peak as report.md shows it (C.cell_peaks: a dry run's already scaled
+-- the peak as report.md shows it (common.cell_peaks: a dry run's already scaled
 -- back by its memory_scale)
 local function shown_peak(f)
   return f.peak
@@ -56,16 +57,16 @@ end
 -- the per-variant table: load, TTFT, rates, peak, TPS/GB two ways
 local function variant_table(cells, peaks, notes, lines)
   local fmt = "  %-22s %7s %12s %13s %16s %11s %12s %10s  %s"
-  lines[#lines + 1] = "Per variant (" .. C.TPS_NOTE .. ";"
+  lines[#lines + 1] = "Per variant (" .. common.TPS_NOTE .. ";"
   lines[#lines + 1] = "  TPS/GB peak = decode tok/s / peak GB measured, as in report.md; TPS/GB file = over the model's file size):"
   lines[#lines + 1] = string.format(fmt, "cell", "load s", "TTFT p50 ms", "decode tok/s", "aggregate tok/s", "peak", "TPS/GB peak", "TPS/GB file", "status")
   for _, c in ipairs(cells) do
-    local f = C.figures(c, peaks)
+    local f = common.figures(c, peaks)
     local t = tps_per_gb(f, c)
     notes.tps_per_gb[c.id] = tps_per_peak_gb(f, c)
     notes.tps_per_file_gb[c.id] = t
-    lines[#lines + 1] = string.format(fmt, c.id, C.fmt(f.load_time_s, "", 2), C.fmt(f.ttft_ms), C.fmt(f.decode_tps),
-      C.fmt(f.output_tps), f.peak and units.format_size(shown_peak(f)) or "n/a", C.fmt(tps_per_peak_gb(f, c), "", 2), C.fmt(t, "", 3),
+    lines[#lines + 1] = string.format(fmt, c.id, common.fmt(f.load_time_s, "", 2), common.fmt(f.ttft_ms), common.fmt(f.decode_tps),
+      common.fmt(f.output_tps), f.peak and units.format_size(shown_peak(f)) or "n/a", common.fmt(tps_per_peak_gb(f, c), "", 2), common.fmt(t, "", 3),
       c.status .. (c.labels.expect == "oom" and c.status == "oom" and " (expected)" or ""))
   end
 end
@@ -77,25 +78,25 @@ local function compare_pairs(plan, cells, peaks, notes, lines)
   lines[#lines + 1] = "Comparison pairs (the plan's compare:, a vs b):"
   local some_better = {}
   for _, pr in ipairs(plan.compare or {}) do
-    local as = C.find(cells, function(l) return l.variant == pr.a and l.platform ~= "llama-server" end)
-    if #as == 0 then as = C.find(cells, function(l) return l.variant == pr.a end) end
-    local bs = C.find(cells, function(l) return l.variant == pr.b end)
+    local as = common.find(cells, function(l) return l.variant == pr.a and l.platform ~= "llama-server" end)
+    if #as == 0 then as = common.find(cells, function(l) return l.variant == pr.a end) end
+    local bs = common.find(cells, function(l) return l.variant == pr.b end)
     for _, b in ipairs(bs) do
       local a = as[1]
       if a and a.status == "ok" and b.status == "ok" then
-        local fa, fb = C.figures(a, peaks), C.figures(b, peaks)
+        local fa, fb = common.figures(a, peaks), common.figures(b, peaks)
         local better = {}
         if fa.decode_tps and fb.decode_tps and fb.decode_tps >= fa.decode_tps * 0.95 then better[#better + 1] = "TPS" end
         if fa.ttft_ms and fb.ttft_ms and fb.ttft_ms <= fa.ttft_ms * 1.05 then better[#better + 1] = "TTFT" end
         if fa.peak and fb.peak and fb.peak <= fa.peak * 1.05 then better[#better + 1] = "memory" end
         if fa.load_time_s and fb.load_time_s and fb.load_time_s <= fa.load_time_s * 1.05 then better[#better + 1] = "load time" end
-        local entry = {name = pr.name, a = a.id, b = b.id, tps_delta_pct = C.pct(fb.decode_tps, fa.decode_tps),
-                       ttft_delta_pct = C.pct(fb.ttft_ms, fa.ttft_ms), comparable_in = better, note = pr.note}
+        local entry = {name = pr.name, a = a.id, b = b.id, tps_delta_pct = common.pct(fb.decode_tps, fa.decode_tps),
+                       ttft_delta_pct = common.pct(fb.ttft_ms, fa.ttft_ms), comparable_in = better, note = pr.note}
         notes.pairs[#notes.pairs + 1] = entry
         if #better > 0 then some_better[#some_better + 1] = string.format("%s (%s)", b.id, table.concat(better, ", ")) end
         lines[#lines + 1] = string.format("  %-6s %s vs %s: TPS %s vs %s (%s), TTFT %s vs %s ms (%s)%s", pr.name, a.id, b.id,
-          C.fmt(fa.decode_tps), C.fmt(fb.decode_tps), C.fmt_pct(entry.tps_delta_pct), C.fmt(fa.ttft_ms), C.fmt(fb.ttft_ms),
-          C.fmt_pct(entry.ttft_delta_pct), pr.note and ("  [" .. pr.note .. "]") or "")
+          common.fmt(fa.decode_tps), common.fmt(fb.decode_tps), common.fmt_pct(entry.tps_delta_pct), common.fmt(fa.ttft_ms), common.fmt(fb.ttft_ms),
+          common.fmt_pct(entry.ttft_delta_pct), pr.note and ("  [" .. pr.note .. "]") or "")
       end
     end
   end
@@ -107,12 +108,12 @@ end
 -- criterion, not counted here
 local function all_prompts(cells, peaks, nprompts, add)
   local gguf, skipped = {}, {}
-  for _, c in ipairs(C.find(cells, function(l) return l.format == "gguf" end)) do
+  for _, c in ipairs(common.find(cells, function(l) return l.format == "gguf" end)) do
     if c.labels.expect == "oom" or c.labels.expect == "fail" then skipped[#skipped + 1] = c.id else gguf[#gguf + 1] = c end
   end
   local missing = {}
   for _, c in ipairs(gguf) do
-    local f = C.figures(c, peaks)
+    local f = common.figures(c, peaks)
     local want = nprompts * (c.repeats or 1)
     if c.status ~= "ok" or (f.ok or 0) < want then
       missing[#missing + 1] = string.format("%s (%s, %d/%d ok)", c.id, c.status, f.ok or 0, want)
@@ -132,7 +133,7 @@ local function memory_criteria(ctx, cells, peaks, add)
   if lim then
     local over = {}
     for _, c in ipairs(cells) do
-      local f = C.figures(c, peaks)
+      local f = common.figures(c, peaks)
       if f.peak and f.peak > lim then over[#over + 1] = string.format("%s (%s)", c.id, units.format_size(f.peak)) end
     end
     add(string.format("memory usage stays within the %s limit", units.format_size(crit.memory_limit)), #over == 0,
@@ -153,7 +154,7 @@ local function memory_criteria(ctx, cells, peaks, add)
 end
 
 function phase.finish(ctx, cells)
-  local peaks = C.cell_peaks(ctx)
+  local peaks = common.cell_peaks(ctx)
   local plan = ctx.plan
   local crit = plan.criteria or {}
   local nprompts = #estimate.prompt_budgets(plan)
@@ -175,7 +176,7 @@ function phase.finish(ctx, cells)
   if crit.all_prompts_complete ~= false then all_prompts(cells, peaks, nprompts, add) end
   -- "comparable or better than MLX" needs MLX cells (the reference
   -- format) to compare with; a plan without them is not judged on it
-  local refs = C.find(cells, function(l) return tostring(l.format or ""):lower() == ref_format end)
+  local refs = common.find(cells, function(l) return tostring(l.format or ""):lower() == ref_format end)
   if #refs > 0 then
     add(string.format("results comparable or better than %s in some metrics", REF), #some_better > 0,
         #some_better > 0 and table.concat(some_better, "; ")
@@ -198,12 +199,59 @@ end
 
 ---------------------------------------------------------------------------
 -- report.md's phase-3 sections (the report hook, docs/phases.md): the
--- MLX-vs-GGUF pairs of the report's analysis (bench.report.analysis.pairs),
--- the plan's own compare: pairs (notes.pairs, written by finish above) and
--- the success criteria, after the "Errors and warnings" section; and a
--- finding per MLX-vs-GGUF pair.
+-- MLX-vs-GGUF pairs of the report's analysis (mlx_gguf_pairs below), the
+-- plan's own compare: pairs (notes.pairs, written by finish above) and the
+-- success criteria, after the "Errors and warnings" section; a finding per
+-- MLX-vs-GGUF pair; and the pairs in summary.json's analysis.
 ---------------------------------------------------------------------------
 local ms, tps, gb, secs, pct, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.num2, format.size
+
+-- MLX vs GGUF configurations of the same bit width, at single concurrency
+-- and default settings: {{bits, mlx = config, gguf = config}...} by bit width.
+local function mlx_gguf_pairs(an)
+  local by_bits = {}
+  for _, c in ipairs(an.configs) do
+    local conc = tonumber(c.labels.concurrency) or 1
+    if c.bits and c.format and conc == 1 and groups.is_default_config(c) then
+      local b = by_bits[c.bits]
+      if not b then b = {} by_bits[c.bits] = b end
+      b[c.format] = b[c.format] or {}
+      table.insert(b[c.format], c)
+    end
+  end
+  local out = {}
+  local bits = {}
+  for b in pairs(by_bits) do bits[#bits + 1] = b end
+  table.sort(bits)
+  for _, b in ipairs(bits) do
+    local g = by_bits[b]
+    if g.mlx and g.gguf then
+      -- prefer the seed's named pairs (Q4_K_M for 4-bit, Q8_0 for 8-bit), then
+      -- the same server as the MLX side (LM Studio for both, in the seed)
+      local mlx = g.mlx[1]
+      local best, best_score = nil, -1
+      for _, c in ipairs(g.gguf) do
+        local q = tostring(c.labels.quant or c.labels.variant or c.labels.model or ""):upper()
+        local score = 0
+        if (b == 4 and q:find("Q4_K_M")) or (b == 8 and q:find("Q8_0")) then score = score + 2 end
+        if c.labels.backend ~= nil and c.labels.backend == mlx.labels.backend then score = score + 1 end
+        if score > best_score then best, best_score = c, score end
+      end
+      out[#out + 1] = {bits = b, mlx = mlx, gguf = best}
+    end
+  end
+  return out
+end
+
+-- the pairs as summary.json's analysis.pairs holds them
+local function pairs_json(pairs_)
+  local out = {}
+  for _, p in ipairs(pairs_) do
+    out[#out + 1] = {bits = p.bits, mlx = p.mlx.name, gguf = p.gguf.name,
+      mlx_decode_tps = p.mlx.metrics.decode_tps, gguf_decode_tps = p.gguf.metrics.decode_tps}
+  end
+  return out
+end
 
 local function section_pairs(out, an, pairs_)
   if #pairs_ == 0 then return end
@@ -421,16 +469,19 @@ local function pair_findings(pairs_)
   return recs
 end
 
--- The MLX-vs-GGUF sections belong to phase 3 and to analyses that hold its
--- runs; a run forced to another phase (benchrun report --phase) shows none.
+-- The MLX-vs-GGUF sections belong to phase 3 and to combined analyses that
+-- hold its runs; a run forced to another phase (benchrun report --phase)
+-- shows none.
 function phase.report(an, ctx)
   local p = ctx.phase
-  if not (p == "compare" or ((p == nil or p == "analysis") and #ctx.pairs > 0)) then return nil end
+  local pairs_ = mlx_gguf_pairs(an)
+  if not (p == "compare" or ((p == nil or ctx.combined) and #pairs_ > 0)) then return nil end
   local out = {}
-  section_pairs(out, an, ctx.pairs)
+  section_pairs(out, an, pairs_)
   section_plan_pairs(out, an)
-  section_criteria(out, an, ctx.pairs)
-  return {findings = pair_findings(ctx.pairs), sections = {{after = "errors", lines = out}}}
+  section_criteria(out, an, pairs_)
+  return {findings = pair_findings(pairs_), sections = {{after = "errors", lines = out}},
+          analysis = {pairs = pairs_json(pairs_)}}
 end
 
 return phase

@@ -2,7 +2,7 @@
 -- what the machine is. One short request per server proves the API answers;
 -- the host facts (sys.info) and the server's version and model list go into
 -- env.json and the report's notes.
-local C = require("phases.common")
+local common = require("phases.common")
 
 local phase = {phase = "baseline"}
 
@@ -26,10 +26,10 @@ function phase.finish(ctx, cells)
   end
   lines[#lines + 1] = "benchrun " .. tostring(bench.version) .. " (" .. tostring(bench.git) .. ")"
   for _, c in ipairs(cells) do
-    local f = C.figures(c)
+    local f = common.figures(c)
     local reach = (c.status == "ok" and (f.ok or 0) > 0) and "reachable" or ("NOT reachable: " .. tostring(c.error or c.status))
     lines[#lines + 1] = string.format("server %s (%s, version %s): %s, TTFT %s ms", c.id, tostring(c.labels.backend),
-      tostring(c.server and c.server.version or "unknown"), reach, C.fmt(f.ttft_ms))
+      tostring(c.server and c.server.version or "unknown"), reach, common.fmt(f.ttft_ms))
     notes.environment[c.id] = {status = c.status, version = c.server and c.server.version, reachable = reach == "reachable"}
   end
   return notes, lines

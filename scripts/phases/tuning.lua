@@ -4,7 +4,7 @@
 -- and restarts the server for every env configuration. This script marks the
 -- baseline of each group, and reports TPS / TTFT / memory deltas in % and
 -- stability (spread over the repeats, crashes or OOM).
-local C = require("phases.common")
+local common = require("phases.common")
 
 local phase = {phase = "tuning"}
 
@@ -29,7 +29,7 @@ end
 
 -- spread of per-repeat decode tps in a cell's records (stability)
 local function cv_of(ctx, cell)
-  local data = C.data(ctx)
+  local data = common.data(ctx)
   if not data then return nil end
   local per = {}
   for _, r in ipairs(data.records or {}) do
@@ -90,9 +90,9 @@ local function sysctl_sentences(ctx, say)
 end
 
 function phase.finish(ctx, cells)
-  local peaks = C.cell_peaks(ctx)
+  local peaks = common.cell_peaks(ctx)
   local notes = {deltas = {}, stability = {}}
-  local lines = {"", C.TPS_NOTE .. "; deltas vs the group's baseline; repeat CV = spread of the repeats' decode tok/s"}
+  local lines = {"", common.TPS_NOTE .. "; deltas vs the group's baseline; repeat CV = spread of the repeats' decode tok/s"}
   local groups, order = {}, {}
   for _, c in ipairs(cells) do
     local g = (c.labels.group or "tuning") .. "/" .. tostring(c.labels.variant or "")
@@ -103,19 +103,19 @@ function phase.finish(ctx, cells)
     local list = groups[g]
     local base
     for _, c in ipairs(list) do if c.baseline or c.labels.baseline then base = c break end end
-    local fb = base and C.figures(base, peaks) or {}
+    local fb = base and common.figures(base, peaks) or {}
     lines[#lines + 1] = string.format("%s (baseline: %s)", g, base and base.labels.config or "none")
     lines[#lines + 1] = string.format("  %-22s %12s %9s %11s %9s %10s %12s  %s", "config", "decode tok/s", "delta",
       "TTFT p50 ms", "delta", "repeat CV", "peak", "status")
     for _, c in ipairs(list) do
-      local f = C.figures(c, peaks)
+      local f = common.figures(c, peaks)
       local cv = cv_of(ctx, c)
       local d = {cell = c.id, group = g, config = c.labels.config, tps = f.decode_tps,
-                 tps_delta_pct = C.pct(f.decode_tps, fb.decode_tps), ttft_delta_pct = C.pct(f.ttft_ms, fb.ttft_ms),
-                 peak_delta_pct = C.pct(f.peak, fb.peak), cv_pct = cv, status = c.status}
+                 tps_delta_pct = common.pct(f.decode_tps, fb.decode_tps), ttft_delta_pct = common.pct(f.ttft_ms, fb.ttft_ms),
+                 peak_delta_pct = common.pct(f.peak, fb.peak), cv_pct = cv, status = c.status}
       notes.deltas[#notes.deltas + 1] = d
-      lines[#lines + 1] = string.format("  %-22s %12s %9s %11s %9s %10s %12s  %s", tostring(c.labels.config), C.fmt(f.decode_tps),
-        C.fmt_pct(d.tps_delta_pct), C.fmt(f.ttft_ms), C.fmt_pct(d.ttft_delta_pct), cv and string.format("%.1f%%", cv) or "n/a",
+      lines[#lines + 1] = string.format("  %-22s %12s %9s %11s %9s %10s %12s  %s", tostring(c.labels.config), common.fmt(f.decode_tps),
+        common.fmt_pct(d.tps_delta_pct), common.fmt(f.ttft_ms), common.fmt_pct(d.ttft_delta_pct), cv and string.format("%.1f%%", cv) or "n/a",
         f.peak and require("bench.units").format_size(f.peak) or "n/a", c.status)
     end
   end

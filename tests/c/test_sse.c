@@ -12,16 +12,16 @@ static int failures;
 
 /* Events are rendered as "type|id|data\n" lines into a buffer, so whole
  * streams compare as one string and a failure prints both. */
-typedef struct { br_sse_buf out; int stop_after; int seen; } sink;
+typedef struct { br_buf out; int stop_after; int seen; } sink;
 
 static int collect(void *ud, const br_sse_event *ev) {
   sink *s = ud;
-  br_sse_buf_append(&s->out, ev->type, ev->type_len);
-  br_sse_buf_append(&s->out, "|", 1);
-  br_sse_buf_append(&s->out, ev->id, ev->id_len);
-  br_sse_buf_append(&s->out, "|", 1);
-  br_sse_buf_append(&s->out, ev->data, ev->data_len);
-  br_sse_buf_append(&s->out, "\n", 1);
+  br_buf_add(&s->out, ev->type, ev->type_len);
+  br_buf_add(&s->out, "|", 1);
+  br_buf_add(&s->out, ev->id, ev->id_len);
+  br_buf_add(&s->out, "|", 1);
+  br_buf_add(&s->out, ev->data, ev->data_len);
+  br_buf_add(&s->out, "\n", 1);
   s->seen++;
   return s->stop_after && s->seen >= s->stop_after;
 }
@@ -46,7 +46,7 @@ static char *decode(int mode, const char *in, size_t n, size_t step, size_t max,
   if (*rc == BR_SSE_OK) dr = br_sse_finish(&d, collect, &s);
   if (dropped) *dropped = dr;
   br_sse_free(&d);
-  br_sse_buf_append(&s.out, "", 1);
+  br_buf_add(&s.out, "", 1);
   if (!s.out.p) { s.out.p = malloc(1); s.out.p[0] = 0; }
   s.out.p[s.out.len - 1 < s.out.cap ? s.out.len - 1 : 0] = 0;
   return s.out.p;
@@ -84,10 +84,10 @@ static void check_all_splits(int mode, const char *name, const char *in, size_t 
     free(b);
     br_sse_finish(&d, collect, &s);
     br_sse_free(&d);
-    br_sse_buf_append(&s.out, "", 1);
+    br_buf_add(&s.out, "", 1);
     snprintf(what, sizeof what, "%s (split at %zu)", name, cut);
     check_str(what, s.out.p ? s.out.p : "", want);
-    br_sse_buf_free(&s.out);
+    br_buf_free(&s.out);
   }
 }
 
@@ -185,7 +185,7 @@ int main(void) {
     br_sse_feed(&d, "retry: 1500\nretry: 15x\n\n", 25, collect, &s);
     if (d.retry_ms != 1500) { failures++; fprintf(stderr, "FAIL retry: expected 1500, got %lld\n", (long long)d.retry_ms); }
     br_sse_free(&d);
-    br_sse_buf_free(&s.out);
+    br_buf_free(&s.out);
   }
 
   /* max_event: an event or a line that grows past the limit */
@@ -214,7 +214,7 @@ int main(void) {
     int rc = br_sse_feed(&d, "data: 1\n\ndata: 2\n\n", 18, collect, &s);
     if (rc != BR_SSE_STOPPED || s.seen != 1) { failures++; fprintf(stderr, "FAIL stop: rc %d seen %d\n", rc, s.seen); }
     br_sse_free(&d);
-    br_sse_buf_free(&s.out);
+    br_buf_free(&s.out);
   }
 
   /* Dropped bytes of an unfinished event are reported */

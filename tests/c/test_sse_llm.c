@@ -193,7 +193,7 @@ static void test_fixture(void) {
 static void test_tool_calls(void) {
   br_llm s;
   br_llm_delta d;
-  br_sse_buf a = {0};
+  br_buf a = {0};
   br_llm_init(&s);
   ev(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,"
          "\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}", &d);
@@ -227,7 +227,7 @@ static void test_tool_calls(void) {
          "\"arguments\":{\"x\":1}}},{\"function\":{\"name\":\"b\",\"arguments\":{}}}]},\"done\":false}", &d);
   EXPECT_INT("ollama tool kind", d.kind, BR_LLM_TOOL);
   EXPECT_INT("ollama tools", s.ntools, 2);
-  a.len = 0;
+  br_buf_clear(&a);
   br_llm_tool_arguments(&s.tools[0], &a);
   EXPECT_STR("ollama args", a.p, a.len, "{\"x\":1}");
   EXPECT_INT("ollama args raw", s.tools[0].args_raw, 1);
@@ -253,7 +253,7 @@ static void test_tool_calls(void) {
   EXPECT_INT("tools kept", s.ntools, BR_LLM_MAX_TOOLS);
   EXPECT_INT("tools dropped", (int)s.tools_dropped, 3);
   br_llm_free(&s);
-  br_sse_buf_free(&a);
+  br_buf_free(&a);
 }
 
 /* A capture fed through SSE and extraction at once. */
@@ -274,7 +274,7 @@ static void feed_file(const char *name, fixture_ctx *c) {
   br_sse_free(&sse);
 }
 
-static size_t count_of(const br_sse_buf *b, const char *needle) {
+static size_t count_of(const br_buf *b, const char *needle) {
   size_t k = 0, nl = strlen(needle);
   for (const char *p = b->p; p && (p = memmem(p, b->len - (size_t)(p - b->p), needle, nl)); p += nl) k++;
   return k;

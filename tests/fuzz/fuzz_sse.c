@@ -19,16 +19,16 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 typedef struct {
-  br_sse_buf log;   /* every event, as type\0data\0 */
+  br_buf log;   /* every event, as type\0data\0 */
   br_llm llm;
 } sink;
 
 static int on_event(void *ud, const br_sse_event *ev) {
   sink *s = ud;
-  br_sse_buf_append(&s->log, ev->type, ev->type_len);
-  br_sse_buf_append(&s->log, "", 1);
-  br_sse_buf_append(&s->log, ev->data, ev->data_len);
-  br_sse_buf_append(&s->log, "", 1);
+  br_buf_add(&s->log, ev->type, ev->type_len);
+  br_buf_add(&s->log, "", 1);
+  br_buf_add(&s->log, ev->data, ev->data_len);
+  br_buf_add(&s->log, "", 1);
   br_llm_delta d;
   br_llm_event(&s->llm, ev->data, ev->data_len, &d);
   return 0;
@@ -56,16 +56,17 @@ static int run(int mode, size_t max, const uint8_t *p, size_t n, size_t step, si
  * read back (unescaped or raw) without harm. */
 static int same_tools(const br_llm *a, const br_llm *b) {
   if (a->ntools != b->ntools || a->tools_dropped != b->tools_dropped) return 0;
-  br_sse_buf x = {0}, y = {0};
+  br_buf x = {0}, y = {0};
   int same = 1;
   for (int i = 0; i < a->ntools && same; i++) {
-    x.len = y.len = 0;
+    br_buf_clear(&x);
+    br_buf_clear(&y);
     int rx = br_llm_tool_arguments(&a->tools[i], &x), ry = br_llm_tool_arguments(&b->tools[i], &y);
     same = rx == ry && x.len == y.len && (!x.len || memcmp(x.p, y.p, x.len) == 0) &&
            a->tools[i].name.len == b->tools[i].name.len && a->tools[i].split_utf8 == b->tools[i].split_utf8;
   }
-  br_sse_buf_free(&x);
-  br_sse_buf_free(&y);
+  br_buf_free(&x);
+  br_buf_free(&y);
   return same;
 }
 
@@ -92,8 +93,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fprintf(stderr, "fuzz_sse: decoding in reads of %zu differs from decoding whole\n", step);
     abort();
   }
-  br_sse_buf_free(&whole.log);
-  br_sse_buf_free(&pieces.log);
+  br_buf_free(&whole.log);
+  br_buf_free(&pieces.log);
   br_llm_free(&whole.llm);
   br_llm_free(&pieces.llm);
   return 0;

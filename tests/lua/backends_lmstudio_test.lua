@@ -91,24 +91,24 @@ T.case("lmstudio: org/repo:QUANT resolved through lms ls --json to its key; load
 end)
 
 T.case("lmstudio: key@quant, a repository path (MLX) and a plain key resolve to one model each", function()
-  local A = require("bench.backends.lmstudio")
+  local lmstudio = require("bench.backends.lmstudio")
   local models = {}
   for i, m in ipairs(MODELS) do models[i] = require("cjson").decode(m) end
-  T.eq(A.resolve(models, "unsloth/MiniMax-M2.1-GGUF:Q8_0"), "minimax-m2.1@q8_0", "org/repo:QUANT")
-  T.eq(A.resolve(models, "unsloth/minimax-m2.1-gguf@q8_0"), "minimax-m2.1@q8_0", "repo@quant, any case")
-  T.eq(A.resolve(models, "minimax-m2.1@q8_0"), "minimax-m2.1@q8_0", "an exact key")
-  T.eq(A.resolve(models, "mlx-community/MiniMax-M2.1-4bit"), "minimax-m2.1-mlx", "an MLX folder")
-  T.eq(A.resolve(models, "qwen3-8b"), "qwen3-8b", "a key")
+  T.eq(lmstudio.resolve(models, "unsloth/MiniMax-M2.1-GGUF:Q8_0"), "minimax-m2.1@q8_0", "org/repo:QUANT")
+  T.eq(lmstudio.resolve(models, "unsloth/minimax-m2.1-gguf@q8_0"), "minimax-m2.1@q8_0", "repo@quant, any case")
+  T.eq(lmstudio.resolve(models, "minimax-m2.1@q8_0"), "minimax-m2.1@q8_0", "an exact key")
+  T.eq(lmstudio.resolve(models, "mlx-community/MiniMax-M2.1-4bit"), "minimax-m2.1-mlx", "an MLX folder")
+  T.eq(lmstudio.resolve(models, "qwen3-8b"), "qwen3-8b", "a key")
   -- LM Studio's grouped models: one entry, its variants' keys
   local grouped = {{type = "llm", modelKey = "qwen/qwen3-8b", path = "lmstudio-community/Qwen3-8B-GGUF/Qwen3-8B-Q4_K_M.gguf",
                     quantization = {name = "Q4_K_M", bits = 4}, variants = {"qwen/qwen3-8b@q4_k_m", "qwen/qwen3-8b@q8_0"},
                     selectedVariant = "qwen/qwen3-8b@q4_k_m"}}
-  T.eq(A.resolve(grouped, "lmstudio-community/Qwen3-8B-GGUF:Q8_0"), "qwen/qwen3-8b@q8_0", "a variant's key")
-  T.eq(A.resolve(grouped, "qwen/qwen3-8b@q8_0"), "qwen/qwen3-8b@q8_0", "a variant by key@quant")
+  T.eq(lmstudio.resolve(grouped, "lmstudio-community/Qwen3-8B-GGUF:Q8_0"), "qwen/qwen3-8b@q8_0", "a variant's key")
+  T.eq(lmstudio.resolve(grouped, "qwen/qwen3-8b@q8_0"), "qwen/qwen3-8b@q8_0", "a variant by key@quant")
   -- a file without a quantization field: its name says it
   local bare = {{type = "llm", modelKey = "m", path = "org/M-GGUF/M-Q4_K_M.gguf"},
                 {type = "llm", modelKey = "m2", path = "org/M-GGUF/M-Q4_K.gguf"}}
-  T.eq(A.resolve(bare, "org/M-GGUF:Q4_K"), "m2", "Q4_K is not Q4_K_M")
+  T.eq(lmstudio.resolve(bare, "org/M-GGUF:Q4_K"), "m2", "Q4_K is not Q4_K_M")
 end)
 
 T.case("lmstudio: no match or several: the candidates are listed, nothing is loaded", function()
@@ -173,14 +173,14 @@ T.case("lmstudio: a failed or timed-out load is unloaded", function()
 end)
 
 T.case("lmstudio: every form of lms load's time", function()
-  local A = require("bench.backends.lmstudio")
-  T.eq(A.parse_load_time("Model loaded successfully in 0.30s. (5.03 GB)"), 0.3, "s")
-  T.eq(A.parse_load_time("Model loaded successfully in 300.00ms. (5.03 GB)"), 0.3, "ms")
-  T.near(A.parse_load_time("Model loaded successfully in 5m 12.34s. (138.00 GB)"), 312.34, 1e-9, "m s")
-  T.near(A.parse_load_time("Model loaded successfully in 1h 0m 1.00s. (457.00 GB)"), 3601, 1e-9, "h m s")
-  T.eq(A.parse_load_time("Model loaded successfully on Mac Studio in 2.50s. (5.03 GB)"), 2.5, "on DEVICE")
-  T.eq(A.parse_load_time("Model loaded successfully on lab in 2 in 1.25s. (5.03 GB)"), 1.25, "a device named 'in'")
-  T.eq(A.parse_load_time("Loading model..."), nil, "none")
+  local lmstudio = require("bench.backends.lmstudio")
+  T.eq(lmstudio.parse_load_time("Model loaded successfully in 0.30s. (5.03 GB)"), 0.3, "s")
+  T.eq(lmstudio.parse_load_time("Model loaded successfully in 300.00ms. (5.03 GB)"), 0.3, "ms")
+  T.near(lmstudio.parse_load_time("Model loaded successfully in 5m 12.34s. (138.00 GB)"), 312.34, 1e-9, "m s")
+  T.near(lmstudio.parse_load_time("Model loaded successfully in 1h 0m 1.00s. (457.00 GB)"), 3601, 1e-9, "h m s")
+  T.eq(lmstudio.parse_load_time("Model loaded successfully on Mac Studio in 2.50s. (5.03 GB)"), 2.5, "on DEVICE")
+  T.eq(lmstudio.parse_load_time("Model loaded successfully on lab in 2 in 1.25s. (5.03 GB)"), 1.25, "a device named 'in'")
+  T.eq(lmstudio.parse_load_time("Loading model..."), nil, "none")
   local dir = fake_dir()
   local srv = assert(lm().start{model = "qwen3-8b", port = proc.free_port(),
                                 binary = fake_lms(dir, {FAKE_LMS_LOAD_TIME = "0", FAKE_LMS_LOAD_TEXT = "5m 12.34s",

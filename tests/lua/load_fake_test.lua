@@ -145,7 +145,7 @@ T.case("errors by kind, exceptions recorded, summary line", function()
   local n = 0
   local c = {chat = function(_, args)
     n = n + 1
-    if n % 4 == 1 then return {ok = false, error = "timeout: first byte after 5 s", t_sent_ns = clock.now()} end
+    if n % 4 == 1 then return {ok = false, error = "timeout: first byte after 5 s", error_kind = "timeout", t_sent_ns = clock.now()} end
     if n % 4 == 2 then return {ok = false, error = "HTTP 503", status = 503, t_sent_ns = clock.now()} end
     if n % 4 == 3 then error("boom") end
     return {ok = true, t_sent_ns = clock.now(), ttft_ms = 1, e2el_ms = 2, output_tokens = 1}

@@ -4,7 +4,7 @@ local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 local G = dofile(os.getenv("BENCHRUN_TESTS") .. "/data/gen_results.lua")
 local results = require("bench.results")
 local report = require("bench.report")
-local S = require("bench.report.svg")
+local report_svg = require("bench.report.svg")
 local Q = require("bench.report.quality")
 local A = require("bench.report.analysis")
 local MD = require("bench.report.markdown")
@@ -107,7 +107,7 @@ end)
 T.case("every chart is well-formed XML with a title and no NaN", function()
   for _, f in ipairs({"tps_by_variant.svg", "memory.svg"}) do
     local svg = read(p3 .. "/charts/" .. f)
-    local ok, why = S.well_formed(svg)
+    local ok, why = report_svg.well_formed(svg)
     T.eq(ok, true, f .. ": " .. tostring(why))
     T.eq(svg:find("nan", 1, true), nil, f .. " has no nan")
     T.eq(svg:find("inf", 1, true), nil, f .. " has no inf")
@@ -119,13 +119,13 @@ T.case("every chart is well-formed XML with a title and no NaN", function()
 end)
 
 T.case("svg.well_formed catches broken markup", function()
-  T.eq(S.well_formed('<svg a="1"><g><text>x &amp; y</text></g></svg>'), true, "good")
-  T.eq(S.well_formed('<svg><g></svg>'), nil, "mismatch")
-  T.eq(S.well_formed('<svg a=1></svg>'), nil, "unquoted attribute")
-  T.eq(S.well_formed('<svg>a & b</svg>'), nil, "bare ampersand")
-  T.eq(S.well_formed('<svg>'), nil, "unclosed")
-  T.eq(S.well_formed('<svg>\226\128</svg>'), nil, "invalid UTF-8")
-  local cut = S.truncate(string.rep("a · ", 30), 10)
+  T.eq(report_svg.well_formed('<svg a="1"><g><text>x &amp; y</text></g></svg>'), true, "good")
+  T.eq(report_svg.well_formed('<svg><g></svg>'), nil, "mismatch")
+  T.eq(report_svg.well_formed('<svg a=1></svg>'), nil, "unquoted attribute")
+  T.eq(report_svg.well_formed('<svg>a & b</svg>'), nil, "bare ampersand")
+  T.eq(report_svg.well_formed('<svg>'), nil, "unclosed")
+  T.eq(report_svg.well_formed('<svg>\226\128</svg>'), nil, "invalid UTF-8")
+  local cut = report_svg.truncate(string.rep("a · ", 30), 10)
   T.eq(utf8.len(cut), 10, "truncate counts characters and keeps UTF-8 valid")
 end)
 
@@ -158,7 +158,7 @@ T.case("phase 4: scaling table, the four questions, fairness", function()
   has(md2, "1. Scaling: at 16 concurrent requests aggregate throughput is 4.40× the c=1 figure", "no reference")
   assert(not md2:find("M4 Max", 1, true) and not md2:find("reference", 1, true), "no reference named")
   for _, f in ipairs({"throughput_vs_concurrency.svg", "latency_vs_concurrency.svg"}) do
-    local ok, why = S.well_formed(read(p4 .. "/charts/" .. f))
+    local ok, why = report_svg.well_formed(read(p4 .. "/charts/" .. f))
     T.eq(ok, true, f .. ": " .. tostring(why))
   end
 end)
@@ -181,7 +181,7 @@ T.case("phase 5: tuning deltas vs baseline in %, noise verdicts, stability", fun
   for _, r in ipairs(rows) do if r.name == "cb-1" then cb1 = r end end
   T.near(cb1.delta_tps_pct, -20, 1e-6, "cb-1 delta")
   T.eq(cb1.beyond_noise, "yes", "cb-1 verdict")
-  local ok, why = S.well_formed(read(p5 .. "/charts/tuning_deltas.svg"))
+  local ok, why = report_svg.well_formed(read(p5 .. "/charts/tuning_deltas.svg"))
   T.eq(ok, true, "tuning chart: " .. tostring(why))
 end)
 
@@ -245,7 +245,7 @@ T.case("samples belong to cells by the cells' time windows; peaks come from them
   T.eq(an.by_key["concurrency=1"].metrics.peak_bytes, 10000000004, "c1 peak from its samples")
   T.eq(an.by_key["concurrency=2"].metrics.peak_bytes, 20000000009,
     "c2: its window's samples, not the peak the server reported for both cells")
-  local svg = S.timeline{title = "t", series = {{name = "x", points = {{0, 1}, {1, nil}, {2, 3}, {3, 4}}}}}
+  local svg = report_svg.timeline{title = "t", series = {{name = "x", points = {{0, 1}, {1, nil}, {2, 3}, {3, 4}}}}}
   T.eq(select(2, svg:gsub("<polyline", "")), 1, "a missing value breaks the line")
 end)
 

@@ -71,18 +71,21 @@ end)
 T.case("errors by kind, fairness of a mix, by_name", function()
   local rs = {
     rec(1, {name = "short", decode_tps = 100}), rec(2, {name = "long", decode_tps = 25}),
-    {ok = false, error = "timeout_first_byte", name = "long"},
+    {ok = false, error = "timeout_first_byte", error_kind = "timeout_first_byte", name = "long"},
     {ok = false, error = "server said no", status = 503, name = "short"},
     {ok = false, error = "whatever", error_kind = "exception"},
     {ok = false},
+    {ok = false, error = "refused: nobody listens"},
   }
   local s = summary.of(rs, {wall_s = 1})
-  T.eq(s.requests, 6, "requests")
-  T.eq(s.errors.total, 4, "errors")
+  T.eq(s.requests, 7, "requests")
+  T.eq(s.errors.total, 5, "errors")
   T.eq(s.errors.by_kind.timeout_first_byte, 1, "transport kind")
   T.eq(s.errors.by_kind.http_503, 1, "status")
   T.eq(s.errors.by_kind.exception, 1, "explicit kind")
-  T.eq(s.errors.by_kind.error, 1, "no error text")
+  -- no error, and a message string: no kind, and its words are not read
+  T.eq(s.errors.by_kind.error, 2, "no error text, and a message string")
+  T.eq(s.errors.by_kind.refused, nil, "a message's first word is not a kind")
   -- an error value is classified by its kind, never by its words
   local ev = summary.of({{ok = false, error = require("bench.errors").new("model_missing", "refused: no such model")},
                          {ok = false, error = {err = "timeout: slow", kind = "overloaded"}}}, {wall_s = 1})

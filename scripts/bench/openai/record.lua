@@ -40,7 +40,7 @@ local function decode_json(s)
   return nil
 end
 
-local num = util.finite
+local finite = util.finite
 
 -- A count a server reported: a finite integer >= 0, else nil and why.
 local function sane_count(v, what)
@@ -125,7 +125,7 @@ local function fill_counts(rec, usage, timings, stats, final, chunk_tokens, arri
   if p then rec.prompt_tokens = p
   elseif pwhy then rec.token_mismatch = (rec.token_mismatch and (rec.token_mismatch .. "; ") or "") .. pwhy end
   local details = usage and usage.completion_tokens_details
-  local rt = type(details) == "table" and num(details.reasoning_tokens) or (usage and num(usage.reasoning_tokens))
+  local rt = type(details) == "table" and finite(details.reasoning_tokens) or (usage and finite(usage.reasoning_tokens))
   if rt then rec.reasoning_tokens = math.tointeger(rt) or rt end
 end
 
@@ -388,6 +388,10 @@ function M.make(r, kind, request, dialect, stream_stats)
   end
   if r.events and r.llm then rec.events = r.events end
   rec.ok = rec.error == nil
+  -- this client's `error` is a kind already (http.md's reasons, bad_json,
+  -- server_error, empty_response): said as one, so bench.summary counts it
+  -- without reading the word
+  rec.error_kind = rec.error
   return rec
 end
 

@@ -7,23 +7,24 @@
 -- that must exist, relative to the plan's folder), scalar.
 local schema = {}
 
-local T = {}
-local function node(kind, o) o = o or {}; o.kind = kind; return o end
-function T.string(o) return node("string", o) end
-function T.int(o) return node("int", o) end
-function T.number(o) return node("number", o) end
-function T.bool(o) return node("bool", o) end
-function T.duration(o) return node("duration", o) end
-function T.size(o) return node("size", o) end
-function T.enum(values, o) o = o or {}; o.values = values; return node("enum", o) end
-function T.list(of, o) o = o or {}; o.of = of; return node("list", o) end
-function T.map(fields, o) o = o or {}; o.fields = fields; return node("map", o) end
-function T.dict(of, o) o = o or {}; o.of = of; return node("dict", o) end
-function T.any(o) return node("any", o) end
-function T.scalar(o) return node("scalar", o) end
-function T.file(o) return node("file", o) end
-function T.fraction(o) return node("fraction", o) end
-function T.oneof(nodes, o) o = o or {}; o.nodes = nodes; return node("oneof", o) end
+local node = {}   -- the node kinds: node.int{min = 1}, node.map{...}, ...
+
+local function make_node(kind, o) o = o or {}; o.kind = kind; return o end
+function node.string(o) return make_node("string", o) end
+function node.int(o) return make_node("int", o) end
+function node.number(o) return make_node("number", o) end
+function node.bool(o) return make_node("bool", o) end
+function node.duration(o) return make_node("duration", o) end
+function node.size(o) return make_node("size", o) end
+function node.enum(values, o) o = o or {}; o.values = values; return make_node("enum", o) end
+function node.list(of, o) o = o or {}; o.of = of; return make_node("list", o) end
+function node.map(fields, o) o = o or {}; o.fields = fields; return make_node("map", o) end
+function node.dict(of, o) o = o or {}; o.of = of; return make_node("dict", o) end
+function node.any(o) return make_node("any", o) end
+function node.scalar(o) return make_node("scalar", o) end
+function node.file(o) return make_node("file", o) end
+function node.fraction(o) return make_node("fraction", o) end
+function node.oneof(nodes, o) o = o or {}; o.nodes = nodes; return make_node("oneof", o) end
 
 -- Upper bounds of the load keys (plans/README.md): a value past them is a
 -- typo (1e9 users, a week-long cell) that would otherwise exhaust memory or
@@ -35,7 +36,7 @@ schema.LIMITS = {
   -- a plan's size once its YAML aliases are expanded (billion-laughs bound)
   plan_nodes = 200000, plan_bytes = 8 * 1024 * 1024,
 }
-local L = schema.LIMITS
+local limits = schema.LIMITS
 
 -- a count or length that may be "auto" (bench.steady decides it)
 local function AUTO(nd) nd.auto = true; return nd end
@@ -51,273 +52,273 @@ local ENV_NAME = {check = function(k) return k ~= "" and not k:find("=", 1, true
 schema.BACKENDS = {"llama-server", "lmstudio", "mlx-lm", "vllm", "vllm-mlx", "ollama", "sglang", "command", "external", "sim"}
 schema.DIALECTS = {"openai", "llama.cpp", "lmstudio", "lmstudio-v0", "vllm", "ollama", "ollama-native", "sglang", "mlx-lm"}
 
-local ENV = T.dict(T.scalar(), {what = "a mapping of environment variables to values", key = ENV_NAME})
+local ENV = node.dict(node.scalar(), {what = "a mapping of environment variables to values", key = ENV_NAME})
 
 -- Request limits (bench.openai's timeout, docs/openai.md): a plan's, a
 -- server's and a cell's, each field over the one before.
-local TIMEOUT = T.map({
-  connect = T.duration{positive = true},
-  first_byte = T.duration{positive = true},
-  idle = T.duration{positive = true},
-  total = T.duration{positive = true},
-  min_tps = T.number{min = 0.001},
+local TIMEOUT = node.map({
+  connect = node.duration{positive = true},
+  first_byte = node.duration{positive = true},
+  idle = node.duration{positive = true},
+  total = node.duration{positive = true},
+  min_tps = node.number{min = 0.001},
 })
-local ERROR_RATE = T.number{min = 0, max = 1}
+local ERROR_RATE = node.number{min = 0, max = 1}
 
 local SERVER_FIELDS = {
-  name = T.string(),
-  backend = T.enum(schema.BACKENDS),
-  model = T.string(),
-  args = T.list(T.scalar()),
+  name = node.string(),
+  backend = node.enum(schema.BACKENDS),
+  model = node.string(),
+  args = node.list(node.scalar()),
   env = ENV,
-  unset_env = T.list(T.string()),
-  port = T.int{min = 0, max = 65535},
-  ready_timeout = T.duration{positive = true},
+  unset_env = node.list(node.string()),
+  port = node.int{min = 0, max = 65535},
+  ready_timeout = node.duration{positive = true},
   timeout = TIMEOUT,
-  binary = T.string(),
-  base_url = T.string(),
-  dialect = T.enum(schema.DIALECTS),
-  api_key_env = T.string(),
-  log = T.string(),
-  extra = T.any(),
+  binary = node.string(),
+  base_url = node.string(),
+  dialect = node.enum(schema.DIALECTS),
+  api_key_env = node.string(),
+  log = node.string(),
+  extra = node.any(),
 }
-local SERVER = T.map(SERVER_FIELDS)
+local SERVER = node.map(SERVER_FIELDS)
 
-local MODEL = T.map({
-  name = T.string(),
-  model = T.string(),          -- file path or the server's model id
-  format = T.enum({"gguf", "mlx", "safetensors", "other"}),
-  quant = T.string(),          -- "4-bit", "Q4_K_M"
-  bits = T.number(),
-  size = T.size(),             -- file size, for TPS/GB
-  server = T.string(),         -- default server (name in servers:) for this model
-  args = T.list(T.scalar()),   -- extra server args for this model
+local MODEL = node.map({
+  name = node.string(),
+  model = node.string(),          -- file path or the server's model id
+  format = node.enum({"gguf", "mlx", "safetensors", "other"}),
+  quant = node.string(),          -- "4-bit", "Q4_K_M"
+  bits = node.number(),
+  size = node.size(),             -- file size, for TPS/GB
+  server = node.string(),         -- default server (name in servers:) for this model
+  args = node.list(node.scalar()),   -- extra server args for this model
   env = ENV,
-  expect = T.enum({"ok", "oom", "fail"}), -- what the seed expects (BF16: oom)
-  note = T.string(),
-  by_server = T.dict(T.string(), {what = "a mapping of server names to this model's id or path there"}),
+  expect = node.enum({"ok", "oom", "fail"}), -- what the seed expects (BF16: oom)
+  note = node.string(),
+  by_server = node.dict(node.string(), {what = "a mapping of server names to this model's id or path there"}),
 })
 
-local PROMPT = T.map({
-  name = T.string(),
-  prompt = T.string(),
-  messages = T.list(T.map({role = T.enum({"system", "user", "assistant"}), content = T.string()}, {required = {"role", "content"}})),
-  system = T.string(),
-  max_tokens = T.int{min = 1, max = L.max_tokens},
-  check = T.string(),          -- a Lua expression over `text` (quality check)
+local PROMPT = node.map({
+  name = node.string(),
+  prompt = node.string(),
+  messages = node.list(node.map({role = node.enum({"system", "user", "assistant"}), content = node.string()}, {required = {"role", "content"}})),
+  system = node.string(),
+  max_tokens = node.int{min = 1, max = limits.max_tokens},
+  check = node.string(),          -- a Lua expression over `text` (quality check)
 }, {required = {"name"}})
 
-local WORKLOAD = T.map({
-  prompts = T.oneof({T.enum({"seed"}), T.list(PROMPT, {nonempty = true})},
+local WORKLOAD = node.map({
+  prompts = node.oneof({node.enum({"seed"}), node.list(PROMPT, {nonempty = true})},
                     {what = "\"seed\" or a list of prompts ({name, prompt, max_tokens})"}),
-  file = T.file(),             -- a JSONL/JSON prompt file (bench.workload.file)
-  mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
-  max_tokens = T.int{min = 1, max = L.max_tokens},
-  synthetic = T.any(),         -- passed to bench.workload.synthetic
-  tools = T.oneof({T.bool(), T.map({mode = T.enum({"tools", "json_schema"}),
-                                     tool_choice = T.enum({"auto", "required", "none"})})},
+  file = node.file(),             -- a JSONL/JSON prompt file (bench.workload.file)
+  mix = node.dict(node.number{min = 0}, {what = "a mapping of prompt names to weights"}),
+  max_tokens = node.int{min = 1, max = limits.max_tokens},
+  synthetic = node.any(),         -- passed to bench.workload.synthetic
+  tools = node.oneof({node.bool(), node.map({mode = node.enum({"tools", "json_schema"}),
+                                     tool_choice = node.enum({"auto", "required", "none"})})},
                   {what = "true or {mode: tools | json_schema, tool_choice}"}),   -- bench.workload.tools
-  sharegpt = T.file(),         -- a ShareGPT JSON file (bench.workload.sharegpt)
-  limit = T.int{min = 1},      -- sharegpt: a seeded sample of this many
-  multiturn = T.map({          -- growing conversations (bench.workload.multiturn)
-    conversations = T.int{min = 1, max = 100000}, turns = T.int{min = 1, max = 1000},
-    system_tokens = T.int{min = 0}, user_tokens = T.int{min = 1}, reply_tokens = T.int{min = 1},
-    max_tokens = T.int{min = 1, max = L.max_tokens}, seed = T.int(), system = T.string(),
+  sharegpt = node.file(),         -- a ShareGPT JSON file (bench.workload.sharegpt)
+  limit = node.int{min = 1},      -- sharegpt: a seeded sample of this many
+  multiturn = node.map({          -- growing conversations (bench.workload.multiturn)
+    conversations = node.int{min = 1, max = 100000}, turns = node.int{min = 1, max = 1000},
+    system_tokens = node.int{min = 0}, user_tokens = node.int{min = 1}, reply_tokens = node.int{min = 1},
+    max_tokens = node.int{min = 1, max = limits.max_tokens}, seed = node.int(), system = node.string(),
   }),
-  temperature = T.number{min = 0},
-  seed = T.int(),
+  temperature = node.number{min = 0},
+  seed = node.int(),
 })
 
 -- prefix caching: reset the server's cache before the cell (bench.cache)
-local CACHE = T.map({reset = T.bool()})
+local CACHE = node.map({reset = node.bool()})
 
-local SYSCTL = T.dict(T.oneof({T.int(), T.string()}, {what = "an integer or \"default\""}),
+local SYSCTL = node.dict(node.oneof({node.int(), node.string()}, {what = "an integer or \"default\""}),
                       {what = "a mapping of sysctl names to values", key = SYSCTL_NAME})
 
 -- What a cell can set: the base settings, an axis value or an explicit cell.
 local CELL_FIELDS = {
-  name = T.string(),
-  server = T.oneof({T.string(), SERVER}, {what = "a server name (from servers:) or a server mapping"}),
-  model = T.oneof({T.string(), MODEL}, {what = "a model name (from models:) or a model mapping"}),
-  backend = T.enum(schema.BACKENDS),
-  args = T.list(T.scalar()),
+  name = node.string(),
+  server = node.oneof({node.string(), SERVER}, {what = "a server name (from servers:) or a server mapping"}),
+  model = node.oneof({node.string(), MODEL}, {what = "a model name (from models:) or a model mapping"}),
+  backend = node.enum(schema.BACKENDS),
+  args = node.list(node.scalar()),
   env = ENV,
-  unset_env = T.list(T.string()),
+  unset_env = node.list(node.string()),
   sysctl = SYSCTL,
-  concurrency = T.int{min = 1, max = L.concurrency},
-  max_tokens = T.int{min = 1, max = L.max_tokens},
-  requests = AUTO(T.int{min = 1, max = L.requests}),
-  duration = AUTO(T.duration{positive = true, max = L.duration}),
-  rate = T.number{min = 0.001, max = L.rate},
-  arrival = T.enum({"poisson", "constant", "gamma"}),
-  burstiness = T.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
-  mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
-  prompt = T.string(),         -- one prompt of the workload, by name
-  ["repeat"] = T.int{min = 1, max = L["repeat"]},
-  warmup = AUTO(T.int{min = 0, max = L.warmup}),
-  restart = T.bool(),
-  tags = T.dict(T.scalar()),
+  concurrency = node.int{min = 1, max = limits.concurrency},
+  max_tokens = node.int{min = 1, max = limits.max_tokens},
+  requests = AUTO(node.int{min = 1, max = limits.requests}),
+  duration = AUTO(node.duration{positive = true, max = limits.duration}),
+  rate = node.number{min = 0.001, max = limits.rate},
+  arrival = node.enum({"poisson", "constant", "gamma"}),
+  burstiness = node.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
+  mix = node.dict(node.number{min = 0}, {what = "a mapping of prompt names to weights"}),
+  prompt = node.string(),         -- one prompt of the workload, by name
+  ["repeat"] = node.int{min = 1, max = limits["repeat"]},
+  warmup = AUTO(node.int{min = 0, max = limits.warmup}),
+  restart = node.bool(),
+  tags = node.dict(node.scalar()),
   timeout = TIMEOUT,
   max_error_rate = ERROR_RATE,
-  depth = T.int{min = 0, max = L.depth},   -- a depth measurement (bench.depth) instead of the workload
+  depth = node.int{min = 0, max = limits.depth},   -- a depth measurement (bench.depth) instead of the workload
   cache = CACHE,
 }
 
-local function cell_map(o) return T.map(CELL_FIELDS, o) end
+local function cell_map(o) return node.map(CELL_FIELDS, o) end
 
 -- a scenario of load: (phase 4) list-valued concurrency / max_tokens expand
 local function int_or_list(max)
-  return T.oneof({T.int{min = 1, max = max}, T.list(T.int{min = 1, max = max}, {nonempty = true})},
+  return node.oneof({node.int{min = 1, max = max}, node.list(node.int{min = 1, max = max}, {nonempty = true})},
                  {what = string.format("a positive integer (at most %d) or a list of them", max)})
 end
-local SCENARIO = T.map({
-  name = T.string(),
-  concurrency = int_or_list(L.concurrency),
-  max_tokens = int_or_list(L.max_tokens),
-  requests = AUTO(T.int{min = 1, max = L.requests}),
-  duration = AUTO(T.duration{positive = true, max = L.duration}),
-  rate = T.number{min = 0.001, max = L.rate},
-  arrival = T.enum({"poisson", "constant", "gamma"}),
-  burstiness = T.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
-  mix = T.dict(T.number{min = 0}, {what = "a mapping of prompt names to weights"}),
-  prompt = T.string(),         -- a prompt name of the workload
-  warmup = AUTO(T.int{min = 0, max = L.warmup}),
-  ["repeat"] = T.int{min = 1, max = L["repeat"]},
-  note = T.string(),
+local SCENARIO = node.map({
+  name = node.string(),
+  concurrency = int_or_list(limits.concurrency),
+  max_tokens = int_or_list(limits.max_tokens),
+  requests = AUTO(node.int{min = 1, max = limits.requests}),
+  duration = AUTO(node.duration{positive = true, max = limits.duration}),
+  rate = node.number{min = 0.001, max = limits.rate},
+  arrival = node.enum({"poisson", "constant", "gamma"}),
+  burstiness = node.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
+  mix = node.dict(node.number{min = 0}, {what = "a mapping of prompt names to weights"}),
+  prompt = node.string(),         -- a prompt name of the workload
+  warmup = AUTO(node.int{min = 0, max = limits.warmup}),
+  ["repeat"] = node.int{min = 1, max = limits["repeat"]},
+  note = node.string(),
   timeout = TIMEOUT,
   max_error_rate = ERROR_RATE,
 }, {required = {"name"}})
 
-local DRY_MODEL = T.map({
-  decode_tps = T.number{min = 0.001},
-  prefill_tps = T.number{min = 0.001},
-  load_time = T.duration{max = 86400},   -- the simulator waits this long
-  model_memory = T.size(),
-  logprob_noise = T.number{min = 0, max = 100},   -- the sim's quantization-like noise
+local DRY_MODEL = node.map({
+  decode_tps = node.number{min = 0.001},
+  prefill_tps = node.number{min = 0.001},
+  load_time = node.duration{max = 86400},   -- the simulator waits this long
+  model_memory = node.size(),
+  logprob_noise = node.number{min = 0, max = 100},   -- the sim's quantization-like noise
 })
 
 -- service level objectives: a plan's slo: and a search's (bench.summary reads the keys)
-schema.SLO = T.map({
-  ttft_p50 = T.duration{positive = true}, ttft_p95 = T.duration{positive = true}, ttft_p99 = T.duration{positive = true},
-  tpot_p50 = T.duration{positive = true}, tpot_p95 = T.duration{positive = true}, tpot_p99 = T.duration{positive = true},
-  itl_p95 = T.duration{positive = true}, itl_p99 = T.duration{positive = true},
-  e2el_p50 = T.duration{positive = true}, e2el_p95 = T.duration{positive = true}, e2el_p99 = T.duration{positive = true},
-  min_decode_tps = T.number{min = 0},
+schema.SLO = node.map({
+  ttft_p50 = node.duration{positive = true}, ttft_p95 = node.duration{positive = true}, ttft_p99 = node.duration{positive = true},
+  tpot_p50 = node.duration{positive = true}, tpot_p95 = node.duration{positive = true}, tpot_p99 = node.duration{positive = true},
+  itl_p95 = node.duration{positive = true}, itl_p99 = node.duration{positive = true},
+  e2el_p50 = node.duration{positive = true}, e2el_p95 = node.duration{positive = true}, e2el_p99 = node.duration{positive = true},
+  min_decode_tps = node.number{min = 0},
   -- per-request decode rates: the share of requests at least this fast (p95: 95% of them), their mean
-  decode_tps_p50 = T.number{min = 0}, decode_tps_p90 = T.number{min = 0}, decode_tps_p95 = T.number{min = 0},
-  decode_tps_p99 = T.number{min = 0}, decode_tps_mean = T.number{min = 0},
+  decode_tps_p50 = node.number{min = 0}, decode_tps_p90 = node.number{min = 0}, decode_tps_p95 = node.number{min = 0},
+  decode_tps_p99 = node.number{min = 0}, decode_tps_mean = node.number{min = 0},
 })
 
 -- the whole document
-schema.root = T.map({
-  name = T.string(),
-  description = T.string(),
-  script = T.string(),
+schema.root = node.map({
+  name = node.string(),
+  description = node.string(),
+  script = node.string(),
   server = SERVER,
-  servers = T.dict(SERVER, {what = "a mapping of server names to servers"}),
-  models = T.dict(MODEL, {what = "a mapping of model names to models"}),
+  servers = node.dict(SERVER, {what = "a mapping of server names to servers"}),
+  models = node.dict(MODEL, {what = "a mapping of model names to models"}),
   workload = WORKLOAD,
-  ["repeat"] = T.int{min = 1, max = L["repeat"]},
-  warmup = AUTO(T.int{min = 0, max = L.warmup}),
-  concurrency = T.int{min = 1, max = L.concurrency},
-  max_tokens = T.int{min = 1, max = L.max_tokens},
-  requests = AUTO(T.int{min = 1, max = L.requests}),
-  depth = T.int{min = 0, max = L.depth},
+  ["repeat"] = node.int{min = 1, max = limits["repeat"]},
+  warmup = AUTO(node.int{min = 0, max = limits.warmup}),
+  concurrency = node.int{min = 1, max = limits.concurrency},
+  max_tokens = node.int{min = 1, max = limits.max_tokens},
+  requests = AUTO(node.int{min = 1, max = limits.requests}),
+  depth = node.int{min = 0, max = limits.depth},
   env = ENV,
   sysctl = SYSCTL,
-  matrix = T.oneof({T.dict(T.any()), T.list(T.dict(T.any()), {nonempty = true})},
+  matrix = node.oneof({node.dict(node.any()), node.list(node.dict(node.any()), {nonempty = true})},
                    {what = "a mapping of axis names to lists of values, or a list of such mappings"}),
-  cells = T.list(cell_map(), {nonempty = true}),
-  exclude = T.list(T.dict(T.any())),
-  load = T.list(SCENARIO, {nonempty = true}),
+  cells = node.list(cell_map(), {nonempty = true}),
+  exclude = node.list(node.dict(node.any())),
+  load = node.list(SCENARIO, {nonempty = true}),
   cache = CACHE,
   -- quality by logprobs: each variant answers the workload's prompts once
   -- more at temperature 0 with this many top logprobs (bench.logprobs)
-  quality = T.map({logprobs = T.int{min = 1, max = 20}}),
-  sampling = T.map({
+  quality = node.map({logprobs = node.int{min = 1, max = 20}}),
+  sampling = node.map({
     -- a sampler ticks every interval: 0 would spin, so at least 1 ms
-    memory = T.duration{min = 0.001, max = 3600},
-    gpu = T.bool(),
-    metrics = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a scrape interval of 1ms to 1h"}),
-    power = T.oneof({T.bool(), T.duration{min = 0.001, max = 3600}}, {what = "true, false or a sampling interval of 1ms to 1h"}),
+    memory = node.duration{min = 0.001, max = 3600},
+    gpu = node.bool(),
+    metrics = node.oneof({node.bool(), node.duration{min = 0.001, max = 3600}}, {what = "true, false or a scrape interval of 1ms to 1h"}),
+    power = node.oneof({node.bool(), node.duration{min = 0.001, max = 3600}}, {what = "true, false or a sampling interval of 1ms to 1h"}),
   }),
   -- issue 15 (bench.powerwatch): energy per cell and the wait between cells
-  energy = T.oneof({T.bool(), T.map({idle = T.duration{min = 0, max = 600}})},
+  energy = node.oneof({node.bool(), node.map({idle = node.duration{min = 0, max = 600}})},
                    {what = "true, false or a mapping with idle: (a duration of 0 to 10m)"}),
-  cooldown = T.oneof({T.bool(), T.map({
-    ["until"] = T.enum({"nominal"}),
-    idle_power_within = T.fraction{zero = true, max = 10},   -- up to 1000%
-    max = T.duration{positive = true, max = 86400},
+  cooldown = node.oneof({node.bool(), node.map({
+    ["until"] = node.enum({"nominal"}),
+    idle_power_within = node.fraction{zero = true, max = 10},   -- up to 1000%
+    max = node.duration{positive = true, max = 86400},
   })}, {what = "true, false or a mapping of until, idle_power_within, max"}),
   slo = schema.SLO,
-  steady = T.map({
-    ci = T.fraction(),                      -- the 95% interval's half-width, relative to the mean
-    min = T.int{min = 2, max = L.requests},
-    max = T.int{min = 2, max = L.requests},
-    warmup_max = T.int{min = 2, max = L.warmup},
-    tolerance = T.fraction(),               -- a warm-up TTFT within this of the one before: not falling
+  steady = node.map({
+    ci = node.fraction(),                      -- the 95% interval's half-width, relative to the mean
+    min = node.int{min = 2, max = limits.requests},
+    max = node.int{min = 2, max = limits.requests},
+    warmup_max = node.int{min = 2, max = limits.warmup},
+    tolerance = node.fraction(),               -- a warm-up TTFT within this of the one before: not falling
   }),
-  search = T.map({
-    over = T.enum({"concurrency", "rate"}),
+  search = node.map({
+    over = node.enum({"concurrency", "rate"}),
     slo = schema.SLO,
-    method = T.enum({"bisect"}),
-    precision = T.fraction(),
-    max_steps = T.int{min = 1, max = 100},
-    min = T.number{min = 0.001, max = L.rate},
-    max = T.number{min = 0.001, max = L.rate},
-    requests = T.int{min = 1, max = L.requests},
-    duration = T.duration{positive = true, max = L.duration},
-    noise = T.fraction(),
-    repeat_near = T.int{min = 0, max = 10},
+    method = node.enum({"bisect"}),
+    precision = node.fraction(),
+    max_steps = node.int{min = 1, max = 100},
+    min = node.number{min = 0.001, max = limits.rate},
+    max = node.number{min = 0.001, max = limits.rate},
+    requests = node.int{min = 1, max = limits.requests},
+    duration = node.duration{positive = true, max = limits.duration},
+    noise = node.fraction(),
+    repeat_near = node.int{min = 0, max = 10},
   }, {required = {"over", "slo"}}),
-  output = T.string(),
+  output = node.string(),
   timeout = TIMEOUT,
   max_error_rate = ERROR_RATE,
-  safety = T.map({
-    memory_ceiling = T.size(),
+  safety = node.map({
+    memory_ceiling = node.size(),
     max_sysctl = SYSCTL,
-    stop_on_oom = T.bool(),
+    stop_on_oom = node.bool(),
   }),
-  criteria = T.map({
-    all_prompts_complete = T.bool(),
-    memory_limit = T.size(),
-    no_oom = T.bool(),
-    comparable_to = T.string(),
+  criteria = node.map({
+    all_prompts_complete = node.bool(),
+    memory_limit = node.size(),
+    no_oom = node.bool(),
+    comparable_to = node.string(),
   }),
-  compare = T.list(T.map({name = T.string(), a = T.string(), b = T.string(), note = T.string()},
+  compare = node.list(node.map({name = node.string(), a = node.string(), b = node.string(), note = node.string()},
                          {required = {"name", "a", "b"}})),
-  questions = T.list(T.string()),
-  expected = T.dict(T.any()),
-  notes = T.list(T.string()),
-  estimate = T.map({
-    load_time = T.duration(),
-    decode_tps = T.number{min = 0.001},
-    prefill_tps = T.number{min = 0.001},
-    prompt_tokens = T.int{min = 0},
+  questions = node.list(node.string()),
+  expected = node.dict(node.any()),
+  notes = node.list(node.string()),
+  estimate = node.map({
+    load_time = node.duration(),
+    decode_tps = node.number{min = 0.001},
+    prefill_tps = node.number{min = 0.001},
+    prompt_tokens = node.int{min = 0},
   }),
-  dry_run = T.map({
-    decode_tps = T.number{min = 0.001},
-    prefill_tps = T.number{min = 0.001},
-    load_time = T.duration{max = 86400},
-    model_memory = T.size(),
-    memory_scale = T.number{min = 0},
-    oom_at_memory = T.size(),
-    max_tokens = T.int{min = 1, max = L.max_tokens},
-    slots = T.int{min = 1, max = L.concurrency},
-    batch_slowdown = T.number{min = 0},
-    jitter = T.number{min = 0, max = 1},   -- each token interval times 1 ± jitter (a noisy server)
-    speedup_env = T.dict(T.number{min = 0.001}, {what = "a mapping of NAME or NAME=VALUE to a speed factor"}),
-    models = T.dict(DRY_MODEL, {what = "a mapping of model names to simulator figures"}),
-    reasoning = T.bool(),
-    prefix_cache = T.int{min = 0, max = 100000000},
-    logprob_noise = T.number{min = 0, max = 100},
-    dialect = T.enum({"openai", "llama.cpp", "lmstudio", "ollama"}),
-    args = T.list(T.scalar()),
+  dry_run = node.map({
+    decode_tps = node.number{min = 0.001},
+    prefill_tps = node.number{min = 0.001},
+    load_time = node.duration{max = 86400},
+    model_memory = node.size(),
+    memory_scale = node.number{min = 0},
+    oom_at_memory = node.size(),
+    max_tokens = node.int{min = 1, max = limits.max_tokens},
+    slots = node.int{min = 1, max = limits.concurrency},
+    batch_slowdown = node.number{min = 0},
+    jitter = node.number{min = 0, max = 1},   -- each token interval times 1 ± jitter (a noisy server)
+    speedup_env = node.dict(node.number{min = 0.001}, {what = "a mapping of NAME or NAME=VALUE to a speed factor"}),
+    models = node.dict(DRY_MODEL, {what = "a mapping of model names to simulator figures"}),
+    reasoning = node.bool(),
+    prefix_cache = node.int{min = 0, max = 100000000},
+    logprob_noise = node.number{min = 0, max = 100},
+    dialect = node.enum({"openai", "llama.cpp", "lmstudio", "ollama"}),
+    args = node.list(node.scalar()),
   }),
-  params = T.any(),            -- free-form, for the phase script
+  params = node.any(),            -- free-form, for the phase script
 }, {required = {"name"}})
 
 schema.CELL_FIELDS = CELL_FIELDS
 schema.cell_map = cell_map
-schema.T = T
+schema.node = node
 return schema

@@ -2,6 +2,7 @@
 -- every report section, chart and comparison uses. Pure functions of the data:
 -- no files, no clocks, so the same folder always gives the same analysis.
 local labels = require("bench.labels")
+local error_kind = require("bench.summary").error_kind   -- one place classifies a record's error
 
 local analysis = {}
 
@@ -52,8 +53,7 @@ end
 analysis.dist = dist
 
 -- A number out of a figure that may be a distribution table or a number.
-local num = require("bench.util").figure
-analysis.num = num
+local figure = require("bench.util").figure
 
 -- ------------------------------------------------------------ records
 local function rec_ok(r)
@@ -109,7 +109,7 @@ function analysis.summarize_records(recs)
       if d then dtps[#dtps + 1] = d end
       tokens = tokens + (tonumber(r.output_tokens) or 0)
     else
-      local kind = type(r.error) == "table" and (r.error.kind or "error") or tostring(r.error_kind or r.error or "error")
+      local kind = error_kind(r)
       errors[kind] = (errors[kind] or 0) + 1
     end
   end
@@ -155,8 +155,8 @@ analysis.label_text = label_text
 -- system's in use) alone.
 local function peak_bytes(server)
   if type(server) ~= "table" then return nil end
-  return num(server.peak_memory_bytes) or num(server.peak_rss_bytes) or num(server.peak_gpu_bytes)
-    or num(server.sys_used_peak_bytes)
+  return figure(server.peak_memory_bytes) or figure(server.peak_rss_bytes) or figure(server.peak_gpu_bytes)
+    or figure(server.sys_used_peak_bytes)
 end
 
 -- Flat metrics of one summary + server table.
@@ -164,29 +164,29 @@ local function metrics_of(summary, server)
   summary = summary or {}
   server = server or {}
   local m = {
-    requests = num(summary.requests), ok = num(summary.ok),
-    ttft_p50 = num(summary.ttft_ms, "p50"), ttft_p90 = num(summary.ttft_ms, "p90"),
-    ttft_p95 = num(summary.ttft_ms, "p95"), ttft_p99 = num(summary.ttft_ms, "p99"),
-    ttft_mean = num(summary.ttft_ms, "mean"),
-    tpot_p50 = num(summary.tpot_ms, "p50"), tpot_p95 = num(summary.tpot_ms, "p95"),
-    itl_p50 = num(summary.itl_ms, "p50"), itl_p99 = num(summary.itl_ms, "p99"),
-    e2el_p50 = num(summary.e2el_ms, "p50"), e2el_p90 = num(summary.e2el_ms, "p90"),
-    e2el_p95 = num(summary.e2el_ms, "p95"), e2el_p99 = num(summary.e2el_ms, "p99"),
-    e2el_mean = num(summary.e2el_ms, "mean"),
-    queue_p50 = num(summary.queue_ms, "p50"), queue_p95 = num(summary.queue_ms, "p95"),
-    decode_tps = num(summary.decode_tps, "mean"), decode_tps_p50 = num(summary.decode_tps, "p50"),
-    output_tps = num(summary.output_tps), request_throughput = num(summary.request_throughput),
-    goodput = num(summary.goodput),
-    jain = type(summary.fairness) == "table" and num(summary.fairness.jain) or nil,
-    p99_p50 = type(summary.fairness) == "table" and num(summary.fairness.p99_p50) or nil,
-    tokens_total = num(summary.output_tokens_total),
-    load_s = num(server.load_time_s),
+    requests = figure(summary.requests), ok = figure(summary.ok),
+    ttft_p50 = figure(summary.ttft_ms, "p50"), ttft_p90 = figure(summary.ttft_ms, "p90"),
+    ttft_p95 = figure(summary.ttft_ms, "p95"), ttft_p99 = figure(summary.ttft_ms, "p99"),
+    ttft_mean = figure(summary.ttft_ms, "mean"),
+    tpot_p50 = figure(summary.tpot_ms, "p50"), tpot_p95 = figure(summary.tpot_ms, "p95"),
+    itl_p50 = figure(summary.itl_ms, "p50"), itl_p99 = figure(summary.itl_ms, "p99"),
+    e2el_p50 = figure(summary.e2el_ms, "p50"), e2el_p90 = figure(summary.e2el_ms, "p90"),
+    e2el_p95 = figure(summary.e2el_ms, "p95"), e2el_p99 = figure(summary.e2el_ms, "p99"),
+    e2el_mean = figure(summary.e2el_ms, "mean"),
+    queue_p50 = figure(summary.queue_ms, "p50"), queue_p95 = figure(summary.queue_ms, "p95"),
+    decode_tps = figure(summary.decode_tps, "mean"), decode_tps_p50 = figure(summary.decode_tps, "p50"),
+    output_tps = figure(summary.output_tps), request_throughput = figure(summary.request_throughput),
+    goodput = figure(summary.goodput),
+    jain = type(summary.fairness) == "table" and figure(summary.fairness.jain) or nil,
+    p99_p50 = type(summary.fairness) == "table" and figure(summary.fairness.p99_p50) or nil,
+    tokens_total = figure(summary.output_tokens_total),
+    load_s = figure(server.load_time_s),
     peak_bytes = peak_bytes(server),
-    host_peak_bytes = num(server.peak_rss_bytes),
-    gpu_peak_bytes = num(server.peak_gpu_bytes),
+    host_peak_bytes = figure(server.peak_rss_bytes),
+    gpu_peak_bytes = figure(server.peak_gpu_bytes),
     gpu_source = type(server.gpu_memory_source) == "string" and server.gpu_memory_source or nil,
-    sys_peak_bytes = num(server.sys_used_peak_bytes),
-    model_bytes = num(server.model_bytes),
+    sys_peak_bytes = figure(server.sys_used_peak_bytes),
+    model_bytes = figure(server.model_bytes),
   }
   local errs = 0
   if type(summary.errors) == "table" and type(summary.errors.by_kind) == "table" then
@@ -333,7 +333,7 @@ local function cell_memory(cell, m, peaks, scales)
   local scale = analysis.memory_scale(cell)
   local srv = type(cell.server) == "table" and cell.server or {}
   -- the host's memory in use (the fallback peak) is real, never scaled
-  local measured = sp or num(srv.peak_memory_bytes) or num(srv.peak_rss_bytes) or num(srv.peak_gpu_bytes)
+  local measured = sp or figure(srv.peak_memory_bytes) or figure(srv.peak_rss_bytes) or figure(srv.peak_gpu_bytes)
   if scale and measured then
     scales[scale] = true
     if m.peak_bytes then m.peak_bytes_measured = m.peak_bytes m.peak_bytes = m.peak_bytes / scale end

@@ -68,7 +68,7 @@ local function pair(a, b) return (a or b) and (rate(a) .. " / " .. rate(b)) or "
 
 -- depth_report.section(out, data, table_fn): appends "## Context depth" to
 -- the markdown lines `out` when the run has depth cells; table_fn is
--- markdown's MD.table (passed in: this file does not require markdown.lua)
+-- markdown.table (bench.report.format's table writer, passed in by markdown.lua)
 function depth_report.section(out, data, table_fn)
   local rows = depth_report.rows(data)
   if #rows == 0 then return end

@@ -1,25 +1,26 @@
 -- bench.report.energy: the report's energy, power and heat parts (issue
 -- 15), from each cell's `energy` and `cooldown` (bench.powerwatch) and the
--- power samples of samples.jsonl. Hooked into the report in five places:
---   report.build   E.annotate(an): each configuration's figures into its metrics
---   report.csv     E.CSV_FIELDS, E.cell_fields(cell)
---   findings       E.finding(an): "Most energy-efficient" beside "Fastest"
---   markdown       E.columns (results table), E.mark (throttled cells in
---                  every table: markdown's, html's, and the depth, cache,
+-- power samples of samples.jsonl. Hooked into the report in five places
+-- (energy_report. below, as the report's modules name this one):
+--   report.build   annotate(an): each configuration's figures into its metrics
+--   report.csv     CSV_FIELDS, cell_fields(cell)
+--   findings       finding(an): "Most energy-efficient" beside "Fastest"
+--   markdown       columns (results table), mark (throttled cells in every
+--                  table: markdown's, html's, and the depth, cache,
 --                  logprobs, tool-call, capacity and SLO sections'),
---                  E.section (energy notes, cooldown waits)
---   report.render  E.chart(an): power over time with cell boundaries
+--                  section (energy notes, cooldown waits)
+--   report.render  chart(an): power over time with cell boundaries
 -- A figure that cannot be known is absent, never 0: "no power source".
 local svg = require("bench.report.svg")
 
-local E = {}
+local energy_report = {}
 
 -- summary.csv's energy columns (empty where unknown)
-E.CSV_FIELDS = {"energy_j", "j_per_token", "tok_per_w", "avg_w", "peak_w", "idle_w", "above_idle_j", "throttled_pct",
+energy_report.CSV_FIELDS = {"energy_j", "j_per_token", "tok_per_w", "avg_w", "peak_w", "idle_w", "above_idle_j", "throttled_pct",
                 "max_temp_c", "throttled", "cooldown_s", "energy_note"}
 
--- E.cell_fields(cell) -> {field = value} of one cell (E.CSV_FIELDS)
-function E.cell_fields(cell)
+-- energy_report.cell_fields(cell) -> {field = value} of one cell (energy_report.CSV_FIELDS)
+function energy_report.cell_fields(cell)
   local e, f = cell.energy, {}
   if type(e) == "table" then
     for _, k in ipairs({"energy_j", "j_per_token", "tok_per_w", "avg_w", "peak_w", "idle_w", "above_idle_j",
@@ -68,9 +69,9 @@ local function of_cells(cells)
   return m
 end
 
--- E.annotate(an): each configuration's energy figures into c.metrics (so
+-- energy_report.annotate(an): each configuration's energy figures into c.metrics (so
 -- summary.json's analysis has them, absent where unknown)
-function E.annotate(an)
+function energy_report.annotate(an)
   an.has_energy = false
   for _, c in ipairs(an.configs or {}) do
     local m = of_cells(c.cells or {})
@@ -82,42 +83,43 @@ function E.annotate(an)
   end
 end
 
-local function fmt(v, p) return v and string.format(p, v) or "–" end
+-- v in the format p, or a dash
+local function or_dash(v, p) return v and string.format(p, v) or "–" end
 
--- E.columns(an) -> the results table's extra headings and a function
+-- energy_report.columns(an) -> the results table's extra headings and a function
 -- c -> their values; nil when no cell measured power
-function E.columns(an)
+function energy_report.columns(an)
   if not an.has_power then return nil end
   return {"J/tok", "tok/s/W", "W avg", "°C max", "throttled %"}, function(c)
     local m = c.metrics
     if not m.j_per_token and m.energy_note == "no power source" then return {"no power source", "", "", "", ""} end
-    return {fmt(m.j_per_token, "%.3g"), fmt(m.tok_per_w, "%.3g"), fmt(m.avg_w, "%.0f"), fmt(m.max_temp_c, "%.0f"),
-            fmt(m.throttled_pct, "%.0f")}
+    return {or_dash(m.j_per_token, "%.3g"), or_dash(m.tok_per_w, "%.3g"), or_dash(m.avg_w, "%.0f"),
+            or_dash(m.max_temp_c, "%.0f"), or_dash(m.throttled_pct, "%.0f")}
   end
 end
 
--- E.throttled(x) -> whether x ran throttled: a configuration (its metrics,
--- E.annotate), a cell (its energy, bench.powerwatch), or a list of either
+-- energy_report.throttled(x) -> whether x ran throttled: a configuration (its metrics,
+-- energy_report.annotate), a cell (its energy, bench.powerwatch), or a list of either
 -- (any of them)
-function E.throttled(x)
+function energy_report.throttled(x)
   if type(x) ~= "table" then return false end
   if type(x.metrics) == "table" and x.metrics.throttled then return true end
   if type(x.energy) == "table" and x.energy.throttled == true then return true end
-  for _, y in ipairs(x) do if E.throttled(y) then return true end end
+  for _, y in ipairs(x) do if energy_report.throttled(y) then return true end end
   return false
 end
 
--- E.mark(x, text) -> text with a mark when x (as E.throttled) ran
+-- energy_report.mark(x, text) -> text with a mark when x (as energy_report.throttled) ran
 -- throttled: every table that names a configuration or a cell marks it so
-E.MARK = " 🔥 throttled"
-function E.mark(x, text)
-  if E.throttled(x) then return tostring(text) .. E.MARK end
+energy_report.MARK = " 🔥 throttled"
+function energy_report.mark(x, text)
+  if energy_report.throttled(x) then return tostring(text) .. energy_report.MARK end
   return text
 end
 
--- E.finding(an) -> "Most energy-efficient: ..." or nil (two ok
+-- energy_report.finding(an) -> "Most energy-efficient: ..." or nil (two ok
 -- configurations with an energy figure at least)
-function E.finding(an)
+function energy_report.finding(an)
   local list = {}
   for _, c in ipairs(an.configs or {}) do
     if c.status == "ok" and c.metrics.j_per_token then list[#list + 1] = c end
@@ -130,13 +132,13 @@ function E.finding(an)
     b.name, b.metrics.j_per_token)
 end
 
--- E.section(out, an): notes on energy and cooldown, cell by cell, where any
-function E.section(out, an)
+-- energy_report.section(out, an): notes on energy and cooldown, cell by cell, where any
+function energy_report.section(out, an)
   local lines = {}
   for _, cell in ipairs(an.data.cells or {}) do
     local e, cd = type(cell.energy) == "table" and cell.energy or {}, type(cell.cooldown) == "table" and cell.cooldown
     local parts = {}
-    if e.throttled then parts[#parts + 1] = string.format("ran throttled (%s%% of the time)", fmt(e.throttled_pct, "%.0f")) end
+    if e.throttled then parts[#parts + 1] = string.format("ran throttled (%s%% of the time)", or_dash(e.throttled_pct, "%.0f")) end
     if e.note and e.note ~= "no power source" then parts[#parts + 1] = e.note end
     if cd then
       parts[#parts + 1] = cd.ready and (string.format("cooled down in %.1f s", cd.waited_s or 0)
@@ -155,8 +157,8 @@ function E.section(out, an)
   out[#out + 1] = ""
 end
 
--- E.chart(an) -> the power-over-time SVG, or nil without power samples
-function E.chart(an)
+-- energy_report.chart(an) -> the power-over-time SVG, or nil without power samples
+function energy_report.chart(an)
   local pts, first = {}, math.huge
   local samples = {}
   for _, s in ipairs(an.data.samples or {}) do
@@ -183,4 +185,4 @@ function E.chart(an)
                       points = pts, color = svg.PALETTE[1]}}, bands = {}, markers = markers}
 end
 
-return E
+return energy_report

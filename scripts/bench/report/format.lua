@@ -37,7 +37,6 @@ local function gb(x)
   end)
 end
 -- A size with a unit that suits it: 5.8 KB, 51.2 MB, 135 GB (powers of 10, as the tables' GB).
--- A size with a unit that suits it: 5.8 KB, 51.2 MB, 135 GB (powers of 10, as the tables' GB).
 local function size(x)
   return dash(x, function(v) return units.format_size(v, {significant = true}) end)
 end

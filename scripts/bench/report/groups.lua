@@ -1,22 +1,23 @@
 -- bench.report.groups: configurations of an analysis (bench.report.analysis)
 -- read against each other: scaling groups (the same configuration at several
 -- concurrencies, against its lowest level), tuning groups (settings against
--- their baseline, with the noise rule) and MLX-vs-GGUF pairs of one bit width.
+-- their baseline, with the noise rule). A phase's own groupings (phase 3's
+-- MLX-vs-GGUF pairs) are its script's (docs/phases.md).
 local analysis = require("bench.report.analysis")
 
-local G = {}
+local groups = {}
 
 -- ------------------------------------------------------------ scaling
 -- Groups of configurations that differ only in concurrency (and scenario),
 -- each sorted by concurrency; the single-request cell is the baseline.
-function G.scaling(an)
-  local groups, order = {}, {}
+function groups.scaling(an)
+  local by_key, order = {}, {}
   for _, c in ipairs(an.configs) do
     local conc = tonumber(c.labels.concurrency)
     if conc and not (c.labels.mix or c.labels.scenario == "mixed") then
       local key = analysis.config_key(c.labels, {concurrency = true, scenario = true})
-      local g = groups[key]
-      if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
+      local g = by_key[key]
+      if not g then g = {key = key, rows = {}} by_key[key] = g order[#order + 1] = g end
       g.rows[#g.rows + 1] = {conc = conc, config = c}
     end
   end
@@ -73,7 +74,7 @@ local function is_default_config(c)
     or l.sysctl == "default"
   return env_empty and sys_default
 end
-G.is_default_config = is_default_config
+groups.is_default_config = is_default_config
 
 -- Settings that change nothing measurable are said so, not ranked: every
 -- other row within noise of the baseline in decode TPS, and none beyond it
@@ -103,13 +104,13 @@ end
 -- Each group differs only in env / sysctl / config; rows carry % change vs the
 -- group's baseline (cell.baseline, config "default"/"baseline", or no env and
 -- no sysctl).
-function G.tuning(an)
+function groups.tuning(an)
   local drop = {env = true, sysctl = true, config = true, baseline = true}
-  local groups, order = {}, {}
+  local by_key, order = {}, {}
   for _, c in ipairs(an.configs) do
     local key = analysis.config_key(c.labels, drop)
-    local g = groups[key]
-    if not g then g = {key = key, rows = {}} groups[key] = g order[#order + 1] = g end
+    local g = by_key[key]
+    if not g then g = {key = key, rows = {}} by_key[key] = g order[#order + 1] = g end
     g.rows[#g.rows + 1] = {config = c}
   end
   local out = {}
@@ -168,42 +169,4 @@ function G.tuning(an)
   return out
 end
 
--- ------------------------------------------------------------ phase 3 pairs
--- MLX vs GGUF configurations of the same bit width, at single concurrency.
-function G.pairs(an)
-  local by_bits = {}
-  for _, c in ipairs(an.configs) do
-    local conc = tonumber(c.labels.concurrency) or 1
-    if c.bits and c.format and conc == 1 and is_default_config(c) then
-      local b = by_bits[c.bits]
-      if not b then b = {} by_bits[c.bits] = b end
-      b[c.format] = b[c.format] or {}
-      table.insert(b[c.format], c)
-    end
-  end
-  local out = {}
-  local bits = {}
-  for b in pairs(by_bits) do bits[#bits + 1] = b end
-  table.sort(bits)
-  for _, b in ipairs(bits) do
-    local g = by_bits[b]
-    if g.mlx and g.gguf then
-      -- prefer the seed's named pairs: Q4_K_M for 4-bit, Q8_0 for 8-bit
-      -- prefer the seed's named pairs (Q4_K_M for 4-bit, Q8_0 for 8-bit), then
-      -- the same server as the MLX side (LM Studio for both, in the seed)
-      local mlx = g.mlx[1]
-      local best, best_score = nil, -1
-      for _, c in ipairs(g.gguf) do
-        local q = tostring(c.labels.quant or c.labels.variant or c.labels.model or ""):upper()
-        local score = 0
-        if (b == 4 and q:find("Q4_K_M")) or (b == 8 and q:find("Q8_0")) then score = score + 2 end
-        if c.labels.backend ~= nil and c.labels.backend == mlx.labels.backend then score = score + 1 end
-        if score > best_score then best, best_score = c, score end
-      end
-      out[#out + 1] = {bits = b, mlx = mlx, gguf = best}
-    end
-  end
-  return out
-end
-
-return G
+return groups

@@ -8,7 +8,6 @@
 -- (<html data-js-error="...">), so a headless browser can check both.
 local analysis = require("bench.report.analysis")
 local energy_report = require("bench.report.energy")
-local markdown = require("bench.report.markdown")
 local capacity = require("bench.report.capacity")
 local slo = require("bench.report.slo")
 local steady = require("bench.report.steady")
@@ -23,7 +22,7 @@ html.MAX_REQUESTS = 5000
 html.MAX_TIMELINE = 2000
 
 local esc = svg.esc
-local fmt = markdown.fmt
+local format = require("bench.report.format")
 
 -- findings are markdown: **bold** and `code` become tags, the rest is text
 local function inline_md(s)
@@ -67,7 +66,7 @@ local function table_html(id, head, rows, note)
   return table.concat(out, "\n")
 end
 
-local function num(v, f) return {(f or fmt.tps)(util.finite(v)), v = v} end
+local function num_cell(v, f) return {(f or format.tps)(util.finite(v)), v = v} end
 
 local LABEL_HEAD = {model = "Model", variant = "Variant", quant = "Quant", format = "Format", backend = "Backend",
                     config = "Config", env = "Env", sysctl = "Sysctl", scenario = "Scenario", concurrency = "Conc.",
@@ -94,11 +93,11 @@ local function results_table(an)
   for _, c in ipairs(an.configs) do
     local m = c.metrics
     local r = names(c)
-    for _, v in ipairs({num(m.load_s, fmt.secs), num(m.ttft_p50, fmt.ms), num(m.ttft_p95, fmt.ms), num(m.decode_tps),
-                        num(m.output_tps), num(m.peak_bytes, fmt.gb),
-                        num(m.tps_per_gb, function(x) return x and string.format("%.2f", x) or "–" end),
-                        num(m.ok, function(x) return x and string.format("%d", x) or "–" end),
-                        num(m.requests, function(x) return x and string.format("%d", x) or "–" end),
+    for _, v in ipairs({num_cell(m.load_s, format.secs), num_cell(m.ttft_p50, format.ms), num_cell(m.ttft_p95, format.ms), num_cell(m.decode_tps),
+                        num_cell(m.output_tps), num_cell(m.peak_bytes, format.gb),
+                        num_cell(m.tps_per_gb, function(x) return x and string.format("%.2f", x) or "–" end),
+                        num_cell(m.ok, function(x) return x and string.format("%d", x) or "–" end),
+                        num_cell(m.requests, function(x) return x and string.format("%d", x) or "–" end),
                         c.status .. (c.error and (": " .. tostring(c.error):sub(1, 80)) or "")}) do
       r[#r + 1] = v
     end
@@ -119,7 +118,7 @@ local function latency_table(an)
   for _, c in ipairs(an.configs) do
     if c.metrics.ttft_p50 or c.metrics.e2el_p50 then
       local r = names(c)
-      for _, k in ipairs(keys) do r[#r + 1] = num(c.metrics[k], fmt.ms) end
+      for _, k in ipairs(keys) do r[#r + 1] = num_cell(c.metrics[k], format.ms) end
       rows[#rows + 1] = r
     end
   end
@@ -178,8 +177,8 @@ local function timeline_svg(an, list)
     end
     reqs[#reqs + 1] = {series = idx, send = x.send, first = x.first, last = x.last, failed = r.ok == false,
       label = string.format("%s · %s · sent %.3f s · TTFT %s ms · E2E %s ms%s", tostring(r.cell),
-        tostring(analysis.rec_prompt(r) or "#" .. tostring(r.index)), x.send, fmt.ms(util.finite(r.ttft_ms)),
-        fmt.ms(util.finite(r.e2el_ms)), r.ok == false and (" · failed: " .. tostring(r.error)) or "")}
+        tostring(analysis.rec_prompt(r) or "#" .. tostring(r.index)), x.send, format.ms(util.finite(r.ttft_ms)),
+        format.ms(util.finite(r.e2el_ms)), r.ok == false and (" · failed: " .. tostring(r.error)) or "")}
   end
   return svg.requests{title = "Requests over time", series = series, requests = reqs,
     caption = step > 1 and string.format("every %d%s request of %d is drawn", step, step == 2 and "nd" or "th", #list) or nil}
@@ -191,12 +190,12 @@ local function requests_table(list)
   for i = 1, math.min(#list, html.MAX_REQUESTS) do
     local x = list[i]
     local r = x.rec
-    rows[#rows + 1] = {num(i, function(v) return string.format("%d", v) end), tostring(r.cell),
+    rows[#rows + 1] = {num_cell(i, function(v) return string.format("%d", v) end), tostring(r.cell),
       tostring(analysis.rec_prompt(r) or ""), r["repeat"] ~= nil and tostring(r["repeat"]) or "–",
-      num(x.send, function(v) return v and string.format("%.3f", v) or "–" end),
-      num(r.ttft_ms, fmt.ms), num(r.tpot_ms, fmt.ms), num(r.e2el_ms, fmt.ms),
-      num(r.output_tokens, function(v) return v and string.format("%d", v) or "–" end),
-      num(analysis.rec_decode_tps(r), fmt.tps),
+      num_cell(x.send, function(v) return v and string.format("%.3f", v) or "–" end),
+      num_cell(r.ttft_ms, format.ms), num_cell(r.tpot_ms, format.ms), num_cell(r.e2el_ms, format.ms),
+      num_cell(r.output_tokens, function(v) return v and string.format("%d", v) or "–" end),
+      num_cell(analysis.rec_decode_tps(r), format.tps),
       r.ok == false and ("failed: " .. tostring(r.error or "error")) or "ok"}
   end
   return table_html("t-requests", {"#", "Cell", "Prompt", "Repeat", "Sent (s)", "TTFT (ms)", "TPOT (ms)", "E2E (ms)",
@@ -269,7 +268,7 @@ local function environment(an)
   else
     add("CPU", cpu)
   end
-  local ram = markdown.host_ram(h)
+  local ram = format.host_ram(h)
   add("Memory", ram and units.format_size(ram, {significant = true}))
   if type(h.gpus) == "table" then
     for i, g in ipairs(h.gpus) do
@@ -393,11 +392,11 @@ function html.render(an, ctx)
     if not body then return end
     sections[#sections + 1] = {id = id, head = head, body = body}
   end
-  local findings = ctx.findings or markdown.recommendations(an, ctx)
+  local findings = ctx.findings or require("bench.report.findings").recommendations(an, ctx)
   if #findings > 0 then
     local li = {}
     for _, f in ipairs(findings) do li[#li + 1] = "<li>" .. inline_md(f) .. "</li>" end
-    section("findings", ctx.phase == "analysis" and "Recommendations" or "Findings",
+    section("findings", ctx.combined and "Recommendations" or "Findings",
             '<ul class="findings">' .. table.concat(li, "\n") .. "</ul>")
   end
   if #an.configs > 0 then

@@ -4,7 +4,7 @@
 local analysis = require("bench.report.analysis")
 local summary = require("bench.summary")
 
-local MD = {}
+local markdown = {}
 
 local format = require("bench.report.format")
 local findings = require("bench.report.findings")
@@ -21,7 +21,7 @@ local tokenizer = require("bench.tokenizer")
 -- the formats under their short names (bench.report.format)
 local ms, tps, gb, secs, pct, ratio, num2, size = format.ms, format.tps, format.gb, format.secs, format.pct, format.ratio, format.num2, format.size
 local peak_gb, gpu_note, host_ram, STATUS_TEXT = format.peak_gb, format.gpu_note, format.host_ram, format.STATUS_TEXT
-MD.table, MD.fmt, MD.host_ram = format.table, format.fmt, format.host_ram
+markdown.table, markdown.fmt, markdown.host_ram = format.table, format.fmt, format.host_ram
 
 local function label_cols(an)
   local cols = {}
@@ -197,7 +197,7 @@ local function section_variants(out, an)
   local align = {}
   for i = 1, #h do align[i] = i <= nlab and "l" or "r" end
   align[#h] = "l"
-  out[#out + 1] = MD.table(h, rows, align)
+  out[#out + 1] = format.table(h, rows, align)
   out[#out + 1] = ""
   out[#out + 1] = "TPS (decode) is the mean per-request decode rate, (output tokens − 1) / (e2e − TTFT); "
     .. "TPS (output) is all output tokens over the cell's wall time. Peak memory is the server's process tree: "
@@ -258,7 +258,7 @@ local function section_errors(out, an)
   out[#out + 1] = "Failed measured requests per cell, by kind (docs/openai.md lists the kinds), answers whose figures " ..
                   "were set aside, and cells whose prompt token counts are estimates."
   out[#out + 1] = ""
-  out[#out + 1] = MD.table({"Cell", "Status", "Failed", "Error kinds", "First error", "Flags"}, rows,
+  out[#out + 1] = format.table({"Cell", "Status", "Failed", "Error kinds", "First error", "Flags"}, rows,
                            {"l", "l", "r", "l", "l", "l"})
   out[#out + 1] = ""
   if #estimated > 0 then
@@ -289,7 +289,7 @@ local function section_latency(out, an)
   local align = {}
   for i = 1, #cols do align[i] = "l" end
   if an.names_are_ids then table.insert(align, 1, "l") end
-  out[#out + 1] = MD.table(name_heads(an, cols, {"TTFT p50", "TTFT p90", "TTFT p95", "TTFT p99", "TPOT p50", "TPOT p95",
+  out[#out + 1] = format.table(name_heads(an, cols, {"TTFT p50", "TTFT p90", "TTFT p95", "TTFT p99", "TPOT p50", "TPOT p95",
     "ITL p50", "ITL p99", "E2E p50", "E2E p95", "E2E p99"}), rows, align)
   out[#out + 1] = ""
 end
@@ -320,7 +320,7 @@ local function section_scaling(out, an, groups)
     local align = {}
     for i = 1, #head do align[i] = "r" end
     align[#head] = "l"
-    out[#out + 1] = MD.table(head, rows, align)
+    out[#out + 1] = format.table(head, rows, align)
     out[#out + 1] = ""
     if g.mem_per_request then
       out[#out + 1] = string.format("Memory per additional concurrent request (least-squares slope of peak memory): %s.",
@@ -351,7 +351,7 @@ local function section_fairness(out, an)
   if #rows == 0 then return end
   out[#out + 1] = "## Fairness under mixed load"
   out[#out + 1] = ""
-  out[#out + 1] = MD.table({"Configuration", "Conc.", "Jain index", "p99/p50", "TTFT p50", "TTFT p99",
+  out[#out + 1] = format.table({"Configuration", "Conc.", "Jain index", "p99/p50", "TTFT p50", "TTFT p99",
     "E2E p50", "E2E p99", "Aggregate TPS"}, rows)
   out[#out + 1] = ""
   out[#out + 1] = "Jain's index of per-request decode rates (1 = every request served at the same rate); "
@@ -420,7 +420,7 @@ local function section_tuning(out, an, groups)
       "Peak mem (GB)", "Δ mem", "Load (s)", "Status"}) do head[#head + 1] = h end
     local align = {"l"}
     if g.has_sysctl then align[2] = "l" end
-    out[#out + 1] = MD.table(head, rows, align)
+    out[#out + 1] = format.table(head, rows, align)
     out[#out + 1] = ""
     if g.no_effect then
       out[#out + 1] = findings.no_effect(g)
@@ -458,7 +458,7 @@ local function section_tuning(out, an, groups)
   end
   out[#out + 1] = "### Stability over repeats"
   out[#out + 1] = ""
-  out[#out + 1] = MD.table({"Configuration", "Repeats", "TPS CV", "Last vs first repeat", "Cells without crash/OOM"}, rows)
+  out[#out + 1] = format.table({"Configuration", "Repeats", "TPS CV", "Last vs first repeat", "Cells without crash/OOM"}, rows)
   out[#out + 1] = ""
 end
 
@@ -495,7 +495,7 @@ local function section_quality(out, an, qc)
     -- the answer's tokens as the server counted them, not the similarity's words
     local head = {"Configuration", "Similarity", "Jaccard", "Output tokens"}
     if any_check then head[5] = "Check" end
-    out[#out + 1] = MD.table(head, rows, {"l", "r", "r", "r", "l"})
+    out[#out + 1] = format.table(head, rows, {"l", "r", "r", "r", "l"})
     out[#out + 1] = ""
     for _, r in ipairs(p.rows) do
       out[#out + 1] = "<details><summary>" .. r.config.name:gsub("[<>&]", "") .. "</summary>"
@@ -521,18 +521,19 @@ local function phase_sections(out, ctx, after)
   end
 end
 
--- MD.render(an, ctx) -> markdown text. ctx: {charts = {{file, title}}, pairs,
--- scaling, tuning, quality, title, phase, phase_parts = {findings, sections,
--- answered}}. A phase script's sections follow the section their `after`
+-- markdown.render(an, ctx) -> markdown text. ctx: {charts = {{file, title}},
+-- scaling, tuning, quality, title, phase, combined (a combined analysis of
+-- several runs), phase_parts = {findings, sections, answered, analysis}}.
+-- A phase script's sections follow the section their `after`
 -- names: "results", "errors", "scaling", "fairness", "tuning", "latency",
 -- "toolcalls", "slo", "steady", "quality", "logprobs", "cache", "depth",
 -- "energy" (docs/phases.md).
-function MD.render(an, ctx)
+function markdown.render(an, ctx)
   local out = {}
   section_header(out, an, ctx)
   local recs = findings.recommendations(an, ctx)
   if #recs > 0 then
-    out[#out + 1] = ctx.phase == "analysis" and "## Framework recommendations" or "## Findings"
+    out[#out + 1] = ctx.combined and "## Framework recommendations" or "## Findings"
     out[#out + 1] = ""
     for _, r in ipairs(recs) do out[#out + 1] = "- " .. r end
     out[#out + 1] = ""
@@ -547,13 +548,13 @@ function MD.render(an, ctx)
     {"capacity", function() capacity.section(out, an.data.cells) end},
     {"fairness", section_fairness}, {"tuning", function() section_tuning(out, an, ctx.tuning) end},
     {"latency", section_latency},
-    {"toolcalls", function() toolcalls.section(out, an, MD.table) end},   -- tool calls, structured output, reasoning budget
+    {"toolcalls", function() toolcalls.section(out, an, format.table) end},   -- tool calls, structured output, reasoning budget
     {"slo", function() slo.section(out, an.data.cells) end},
     {"steady", function() steady.section(out, an.data.cells) end},
     {"quality", function() section_quality(out, an, ctx.quality) end},
-    {"logprobs", function() logprobs.section(out, an, MD.table) end},   -- quality by logprobs
-    {"cache", function() cache.section(out, an, MD.table) end},         -- prefix cache
-    {"depth", function() depth.section(out, an.data, MD.table) end},   -- speed over context depth
+    {"logprobs", function() logprobs.section(out, an, format.table) end},   -- quality by logprobs
+    {"cache", function() cache.section(out, an, format.table) end},         -- prefix cache
+    {"depth", function() depth.section(out, an.data, format.table) end},   -- speed over context depth
     {"energy", energy_report.section},   -- energy and heat (bench.report.energy)
   }
   for _, s in ipairs(sections) do
@@ -600,4 +601,4 @@ function MD.render(an, ctx)
   return table.concat(out, "\n")
 end
 
-return MD
+return markdown

@@ -48,7 +48,7 @@ function svg.fmt(x)
   if ax >= 10 then return string.format("%.1f", x) end
   return string.format("%.2f", x)
 end
-local fmt = svg.fmt
+local short_number = svg.fmt
 
 local function open_svg(w, h, title)
   return {
@@ -111,7 +111,7 @@ function svg.bars(o)
   local bottom = top + #items * (bar_h + gap)
   for _, t in ipairs(ticks) do
     line(out, X(t), top - 4, X(t), bottom, 'stroke="#e5e5e5" stroke-width="1"')
-    text(out, X(t), bottom + 16, fmt(t), 'text-anchor="middle" fill="#666"')
+    text(out, X(t), bottom + 16, short_number(t), 'text-anchor="middle" fill="#666"')
   end
   for i, it in ipairs(items) do
     local y = top + (i - 1) * (bar_h + gap)
@@ -119,7 +119,7 @@ function svg.bars(o)
     if it.value then
       out[#out + 1] = string.format('<rect x="%s" y="%s" width="%s" height="%d" fill="%s" rx="2"/>',
         f(left), f(y), f(math.max(X(it.value) - left, 1)), bar_h, it.color or PALETTE[1])
-      text(out, X(it.value) + 6, y + bar_h / 2 + 4, fmt(it.value) .. (it.note and ("  " .. it.note) or ""), 'fill="#222"')
+      text(out, X(it.value) + 6, y + bar_h / 2 + 4, short_number(it.value) .. (it.note and ("  " .. it.note) or ""), 'fill="#222"')
     else
       text(out, left + 6, y + bar_h / 2 + 4, it.note or "no data", 'fill="#c0392b"')
     end
@@ -146,7 +146,7 @@ function svg.deltas(o)
   local bottom = top + #items * (bar_h + gap)
   for _, t in ipairs(ticks) do
     line(out, X(t), top - 4, X(t), bottom, 'stroke="#e5e5e5" stroke-width="1"')
-    text(out, X(t), bottom + 16, fmt(t) .. (o.unit or "%"), 'text-anchor="middle" fill="#666"')
+    text(out, X(t), bottom + 16, short_number(t) .. (o.unit or "%"), 'text-anchor="middle" fill="#666"')
   end
   line(out, X(0), top - 4, X(0), bottom, 'stroke="#555" stroke-width="1.5"')
   local hib = o.higher_is_better ~= false
@@ -223,11 +223,11 @@ function svg.lines(o)
   local function Y(y) return top + plot_h - y / ytop * plot_h end
   for _, t in ipairs(yt) do
     line(out, left, Y(t), left + plot_w, Y(t), 'stroke="#e5e5e5" stroke-width="1"')
-    text(out, left - 6, Y(t) + 4, fmt(t), 'text-anchor="end" fill="#666"')
+    text(out, left - 6, Y(t) + 4, short_number(t), 'text-anchor="end" fill="#666"')
   end
   for _, x in ipairs(xs) do
     line(out, X(x), top + plot_h, X(x), top + plot_h + 4, 'stroke="#888"')
-    text(out, X(x), top + plot_h + 18, fmt(x), 'text-anchor="middle" fill="#666"')
+    text(out, X(x), top + plot_h + 18, short_number(x), 'text-anchor="middle" fill="#666"')
   end
   line(out, left, top, left, top + plot_h, 'stroke="#888"')
   line(out, left, top + plot_h, left + plot_w, top + plot_h, 'stroke="#888"')
@@ -244,7 +244,7 @@ function svg.lines(o)
     for _, p in ipairs(s.points) do
       if p[2] then
         out[#out + 1] = string.format('<circle cx="%s" cy="%s" r="3.5" fill="%s"><title>%s: %s</title></circle>',
-          f(X(p[1])), f(Y(p[2])), color, esc(s.name), esc(fmt(p[2])))
+          f(X(p[1])), f(Y(p[2])), color, esc(s.name), esc(short_number(p[2])))
       end
     end
   end
@@ -314,11 +314,11 @@ function svg.timeline(o)
   end
   for _, t in ipairs(yt) do
     line(out, left, Y(t), left + plot_w, Y(t), 'stroke="#e5e5e5" stroke-width="1"')
-    text(out, left - 6, Y(t) + 4, fmt(t), 'text-anchor="end" fill="#666"')
+    text(out, left - 6, Y(t) + 4, short_number(t), 'text-anchor="end" fill="#666"')
   end
   for _, t in ipairs(xt) do
     line(out, X(t), top + plot_h, X(t), top + plot_h + 4, 'stroke="#888"')
-    text(out, X(t), top + plot_h + 18, fmt(t), 'text-anchor="middle" fill="#666"')
+    text(out, X(t), top + plot_h + 18, short_number(t), 'text-anchor="middle" fill="#666"')
   end
   for _, m in ipairs(o.markers or {}) do
     line(out, X(m.x), top, X(m.x), top + plot_h, 'stroke="#999" stroke-width="1" stroke-dasharray="3,3"')
@@ -375,7 +375,7 @@ function svg.requests(o)
   local function X(t) return left + (t - xlo) / (xhi - xlo) * plot_w end
   for _, t in ipairs(xt) do
     line(out, X(t), top, X(t), top + plot_h, 'stroke="#eeeeee" stroke-width="1"')
-    text(out, X(t), top + plot_h + 18, fmt(t), 'text-anchor="middle" fill="#666"')
+    text(out, X(t), top + plot_h + 18, short_number(t), 'text-anchor="middle" fill="#666"')
   end
   line(out, left, top + plot_h, left + plot_w, top + plot_h, 'stroke="#888"')
   line(out, left, top, left, top + plot_h, 'stroke="#888"')

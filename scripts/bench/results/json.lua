@@ -44,16 +44,8 @@ local function encode_number(x)
   return string.format("%.17g", x)
 end
 
-local function is_array(t)
-  local n = #t
-  if n == 0 then return false end
-  local count = 0
-  for k in pairs(t) do
-    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
-    count = count + 1
-  end
-  return count == n
-end
+-- an empty table is written as {} (util.is_array's rule)
+local is_array = require("bench.util").is_array
 
 local function encode_value(v, out, seen)
   local tv = type(v)
