@@ -6,7 +6,7 @@
 -- carries bench.report.energy's mark; none names the cool one with it.
 local T = dofile(os.getenv("BENCHRUN_TESTS") .. "/lua/testlib.lua")
 local report = require("bench.report")
-local E = require("bench.report.energy")
+local energy_report = require("bench.report.energy")
 
 local function cell(id, throttled)
   return {
@@ -29,14 +29,14 @@ local function cell(id, throttled)
   }
 end
 
-T.case("E.throttled: a configuration, a cell, a list of them", function()
-  T.eq(E.throttled({metrics = {throttled = true}}), true, "configuration")
-  T.eq(E.throttled({energy = {throttled = true}}), true, "cell")
-  T.eq(E.throttled({energy = {throttled = false}}), false, "cool cell")
-  T.eq(E.throttled({{energy = {}}, {energy = {throttled = true}}}), true, "any of a list")
-  T.eq(E.throttled(nil), false, "nothing")
-  T.eq(E.mark({energy = {throttled = true}}, "x"), "x" .. E.MARK, "marked")
-  T.eq(E.mark({energy = {note = "no power source"}}, "x"), "x", "unknown: no mark")
+T.case("energy_report.throttled: a configuration, a cell, a list of them", function()
+  T.eq(energy_report.throttled({metrics = {throttled = true}}), true, "configuration")
+  T.eq(energy_report.throttled({energy = {throttled = true}}), true, "cell")
+  T.eq(energy_report.throttled({energy = {throttled = false}}), false, "cool cell")
+  T.eq(energy_report.throttled({{energy = {}}, {energy = {throttled = true}}}), true, "any of a list")
+  T.eq(energy_report.throttled(nil), false, "nothing")
+  T.eq(energy_report.mark({energy = {throttled = true}}, "x"), "x" .. energy_report.MARK, "marked")
+  T.eq(energy_report.mark({energy = {note = "no power source"}}, "x"), "x", "unknown: no mark")
 end)
 
 T.case("report.md: every table row and cell heading naming the throttled cell carries the mark", function()
@@ -51,10 +51,10 @@ T.case("report.md: every table row and cell heading naming the throttled cell ca
     if h2 then section = h2 sections[h2] = true end
     local names_hot = line:find("hot", 1, true) and not line:find("^%- ") and (line:find("^|") or line:find("^###"))
     if names_hot then
-      assert(line:find(E.MARK, 1, true), "no throttle mark in " .. tostring(section) .. ": " .. line)
+      assert(line:find(energy_report.MARK, 1, true), "no throttle mark in " .. tostring(section) .. ": " .. line)
       marked[section] = (marked[section] or 0) + 1
     end
-    if line:find("cool" .. E.MARK, 1, true) then
+    if line:find("cool" .. energy_report.MARK, 1, true) then
       error("the cool cell marked: " .. line)
     end
   end
@@ -67,7 +67,7 @@ T.case("report.md: every table row and cell heading naming the throttled cell ca
   end
   T.eq(marked["Context depth"], 2, "the depth table: its pp and tg rows")
   local html = T.read_file(dir .. "/report.html")
-  assert(html:find("hot" .. E.MARK, 1, true), "report.html's tables mark it too")
+  assert(html:find("hot" .. energy_report.MARK, 1, true), "report.html's tables mark it too")
 end)
 
 T.done()
