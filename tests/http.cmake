@@ -101,12 +101,13 @@ endforeach()
 
 # A scripted raw TCP server for the native transport's tests: they control
 # every byte the client reads (framing split across writes, resets, stalls,
-# garbage). lua/http_native_test and lua/http_agree_test (both transports
-# against the same bytes) find it through BENCHRUN_RAWSERVER.
+# garbage). lua/http_native_test, lua/http_agree_test (both transports
+# against the same bytes) and lua/client_wire_test (a full accept queue)
+# find it through BENCHRUN_RAWSERVER.
 add_executable(rawserver ${CMAKE_CURRENT_SOURCE_DIR}/helpers/rawserver.c)
 target_compile_definitions(rawserver PRIVATE _GNU_SOURCE)
 target_compile_options(rawserver PRIVATE ${BENCHRUN_WARNINGS})
-foreach(name http_native_test http_agree_test)
+foreach(name http_native_test http_agree_test client_wire_test)
   if(TEST lua/${name})
     set_tests_properties(lua/${name} PROPERTIES
       ENVIRONMENT "BENCHRUN_TESTS=${CMAKE_CURRENT_SOURCE_DIR};BENCHRUN_RAWSERVER=$<TARGET_FILE:rawserver>"

@@ -185,6 +185,9 @@ progress.WARNINGS = {
                      "lower the concurrency or raise the plan's timeout: if the server is overloaded."},
   noisy = {remedy = "Consider warm-ups or more repeats (warmup:, repeat:) on a quiet machine."},
   client_delay = {remedy = "Lower the concurrency, or run benchrun on a less loaded machine."},
+  slow_connect = {remedy = "The server's accept queue overflowed (llama-server listens with a backlog of 5): " ..
+                           "warm-ups open connections before the measured requests; or give the server more " ..
+                           "HTTP threads (llama-server --threads-http)."},
   flagged = {remedy = "report.md's \"Errors and warnings\" says which; a whole answer at once has no decode rate: " ..
                       "check that the server streams."},
 }
@@ -214,10 +217,7 @@ function progress.warnings(cell)
     add("noisy", string.format("decode tok/s varies by %.0f%% (standard deviation / median) between requests.",
                                d.stddev / mid * 100))
   end
-  local delay = type(s.client_send_delay_ms) == "table" and finite(s.client_send_delay_ms.p99)
-  if delay and delay > summary.CLIENT_DELAY_WARN_MS then
-    add("client_delay", string.format("the client, not the server, delayed requests (send delay p99 %.1f ms).", delay))
-  end
+  for _, w in ipairs(summary.delay_warnings(s)) do add(w.kind, w.text .. ".") end
   local flagged = {}
   for _, f in ipairs(summary.RECORD_FLAGS) do
     local n = type(s.flags) == "table" and s.flags[f]

@@ -92,6 +92,7 @@ local function new_histograms()
   hs.decode_tps = stats.histogram()
   hs.queue_ms = stats.histogram()
   hs.client_send_delay_ms = stats.histogram()
+  hs.connect_ms = stats.histogram()
   for _, k in ipairs(M.ANSWER) do hs[k] = stats.histogram() end
   return hs
 end
@@ -114,6 +115,7 @@ local function add_to_histograms(hs, r)
   if finite(r.client_send_delay_ms) and r.client_send_delay_ms >= 0 then
     hs.client_send_delay_ms:add(r.client_send_delay_ms)
   end
+  if finite(r.connect_ms) and r.connect_ms >= 0 then hs.connect_ms:add(r.connect_ms) end
   for _, k in ipairs(M.ANSWER) do
     if finite(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
   end
@@ -146,6 +148,30 @@ M.RECORD_FLAGS = {"burst", "token_mismatch", "invalid_utf8", "prompt_truncated",
 -- A cell whose client_send_delay_ms p99 is above this is flagged: its
 -- requests waited in the client before the wire (docs/stats.md).
 M.CLIENT_DELAY_WARN_MS = 1
+
+-- A cell whose new connections' connect_ms p99 is above this is flagged:
+-- the server was slow to accept them (a SYN its full accept queue dropped
+-- is retried after 1 s; the latencies, which start on the wire, do not
+-- show that wait).
+M.SLOW_CONNECT_WARN_MS = 200
+
+-- summary.delay_warnings(s) -> {{kind, text}...}: the waits before the wire
+-- a cell's summary shows (the console's and report.md's words, one place)
+function M.delay_warnings(s)
+  local out = {}
+  local delay = type(s.client_send_delay_ms) == "table" and finite(s.client_send_delay_ms.p99)
+  if delay and delay > M.CLIENT_DELAY_WARN_MS then
+    out[#out + 1] = {kind = "client_delay",
+                     text = string.format("the client, not the server, delayed requests (send delay p99 %.1f ms)", delay)}
+  end
+  local connect = type(s.connect_ms) == "table" and finite(s.connect_ms.p99)
+  if connect and connect > M.SLOW_CONNECT_WARN_MS then
+    out[#out + 1] = {kind = "slow_connect", text = string.format("the server was slow to accept connections " ..
+      "(connect p99 %.1f ms, max %.1f ms; not in TTFT, which starts on the wire)", connect,
+      finite(s.connect_ms.max) or connect)}
+  end
+  return out
+end
 
 -- summary.verdict(s, {max_error_rate = 0}) -> status, reason: what a cell
 -- whose measured requests summarise to `s` is.

@@ -6,6 +6,8 @@
  *   rawserver --blackhole PORTFILE    listen with a full accept queue and
  *                                     never accept: a further connect hangs
  *   rawserver --bind-check ADDR       exit 0 if a TCP socket can bind ADDR
+ *   rawserver --slow-accept PORTFILE MS  a full accept queue for MS ms, then
+ *                                     a short chat completion to every request
  *
  * SCRIPT: one step a line; empty lines and lines starting with # are skipped.
  * Connections are served one at a time, in order: a step that needs a
@@ -189,6 +191,38 @@ _Noreturn static void blackhole(const char *portfile) {
   for (;;) pause();
 }
 
+/* Keep the accept queue full for ms milliseconds (backlog 0, one connection
+ * of its own queued), as a server's is when more clients connect at once
+ * than its listen backlog holds (llama-server's is 5): a connect in that
+ * time has its SYN dropped and the kernel sends it again a second later.
+ * Then answer every request with a short chat completion, one connection
+ * at a time. */
+_Noreturn static void slow_accept(const char *portfile, long ms) {
+  lfd = listen_on(0);
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  if (getsockname(lfd, (struct sockaddr *)&a, &len) != 0) die("getsockname");
+  int filler = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (filler < 0) die("socket");
+  if (connect(filler, (struct sockaddr *)&a, len) != 0 && errno != EINPROGRESS) die("connect");
+  sleep_ms(50);   /* its handshake settles: the queue is full */
+  write_port(portfile, lfd);
+  sleep_ms(ms);
+  close(filler);   /* accepted first below: it reads as a client gone */
+  static const char body[] =
+    "{\"id\":\"c1\",\"object\":\"chat.completion\",\"model\":\"m\",\"choices\":[{\"index\":0,"
+    "\"message\":{\"role\":\"assistant\",\"content\":\"hello there\"},\"finish_reason\":\"stop\"}],"
+    "\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2,\"total_tokens\":3}}";
+  char resp[1024];
+  int n = snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", sizeof body - 1, body);
+  for (;;) {
+    expect_request();
+    send_all(resp, (size_t)n);
+    conn_close(0);
+  }
+}
+
 static int bind_check(const char *addr) {
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
@@ -208,8 +242,10 @@ static int bind_check(const char *addr) {
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "--blackhole") == 0) blackhole(argv[2]);
   if (argc == 3 && strcmp(argv[1], "--bind-check") == 0) return bind_check(argv[2]);
+  if (argc == 4 && strcmp(argv[1], "--slow-accept") == 0) slow_accept(argv[2], atol(argv[3]));
   if (argc < 3 || argc > 4) {
-    fprintf(stderr, "usage: rawserver PORTFILE SCRIPT [LOG] | --blackhole PORTFILE | --bind-check ADDR\n");
+    fprintf(stderr, "usage: rawserver PORTFILE SCRIPT [LOG] | --blackhole PORTFILE | --bind-check ADDR | "
+                    "--slow-accept PORTFILE MS\n");
     return 2;
   }
   FILE *script = fopen(argv[2], "r");

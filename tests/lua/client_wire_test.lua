@@ -17,10 +17,44 @@ T.case("a record's latencies count from the wire", function()
   T.eq(type(r.t_wire_sent_ns), "number", "the wire time")
   T.eq(r.t_latency_start_ns, r.t_wire_sent_ns, "latencies start there")
   T.eq(r.t_wire_sent_ns >= r.t_sent_ns, true, "after the call")
-  T.near(r.client_send_delay_ms, (r.t_wire_sent_ns - r.t_sent_ns) / 1e6, 1e-9, "send delay")
+  T.eq(type(r.connect_ms), "number", "a new connection's handshake")
+  T.near(r.client_send_delay_ms, (r.t_wire_sent_ns - r.t_sent_ns) / 1e6 - r.connect_ms, 1e-9,
+         "send delay: from the call to the wire, less the handshake")
   T.near(r.ttfb_ms, (r.t_first_byte_ns - r.t_wire_sent_ns) / 1e6, 1e-9, "ttfb from the wire")
   T.near(r.e2el_ms, (r.t_end_ns - r.t_wire_sent_ns) / 1e6, 1e-9, "e2e from the wire")
 end)
+
+-- A server whose accept queue is full drops a connect's SYN; the kernel
+-- sends it again a second later (llama-server listens with a backlog of 5:
+-- 16 users starting at once on a CUDA llama-server waited 1,011 ms). That
+-- wait is the server's: connect_ms, not the client's send delay, and the
+-- cell says so.
+for _, transport in ipairs{"native", "curl"} do
+  T.case("a connect the server's full accept queue held: connect_ms, not the client's delay (" .. transport .. ")",
+         function()
+    local proc = require("bench.proc")
+    local summary = require("bench.summary")
+    local portfile = T.tmpdir() .. "/port"
+    local p <close> = assert(proc.spawn{argv = {T.RAWSERVER, "--slow-accept", portfile, "300"},
+                                        stdout = "capture", stderr = "capture"})
+    local port
+    for _ = 1, 500 do
+      port = tonumber(T.read_file(portfile) or "")
+      if port then break end
+      clock.sleep(0.01)
+    end
+    assert(port, "rawserver did not start: " .. tostring(p:tail(20)))
+    local c = openai.client{base_url = "http://127.0.0.1:" .. port, model = "m", transport = transport}
+    local r = c:chat{prompt = "hi", max_tokens = 2, stream = false}
+    T.eq(r.ok, true, "answered: " .. tostring(r.error_detail or r.error))
+    assert(r.connect_ms and r.connect_ms > 500, "the handshake waited for the SYN's retry: " .. tostring(r.connect_ms))
+    assert(r.client_send_delay_ms < 100, "not the client's delay: " .. tostring(r.client_send_delay_ms))
+    local s = summary.of({r})
+    local kinds = {}
+    for _, w in ipairs(summary.delay_warnings(s)) do kinds[#kinds + 1] = w.kind end
+    T.eq(table.concat(kinds, ","), "slow_connect", "the cell's warning names the server's accept")
+  end)
+end
 
 -- busy(ms): hold the only thread, as a slow on_record of another request would
 local function busy(ms)

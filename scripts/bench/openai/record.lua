@@ -368,11 +368,20 @@ function M.make(r, kind, request, dialect, stream_stats)
   -- own delay (its queue, other requests' callbacks), reported apart as
   -- client_send_delay_ms and never charged to the server. A request that
   -- never went out (refused) or was answered before it was all sent (413)
-  -- counts from the call.
+  -- counts from the call. A new connection's handshake (from the connect
+  -- to the connection, TLS included) is the server's and the network's,
+  -- not the client's: a SYN that a server's full accept queue dropped
+  -- waits a second for its retry (llama-server listens with a backlog
+  -- of 5). It is connect_ms, taken out of the send delay.
   if t.sent then rec.t_wire_sent_ns = t.sent end
   local wire = t.sent and (not t.first_byte or t.sent <= t.first_byte) and t.sent or nil
   rec.t_latency_start_ns = wire or t.start
-  if wire then rec.client_send_delay_ms = ms(wire, t.start) end
+  if wire then
+    local connected = t.tls or t.connect
+    local handshake = connected and t.dns and connected >= t.dns and connected <= wire and connected - t.dns or nil
+    if handshake then rec.connect_ms = handshake / 1e6 end
+    rec.client_send_delay_ms = (wire - t.start - (handshake or 0)) / 1e6
+  end
   rec.transport = r.transport
   rec.ttfb_ms = ms(t.first_byte, rec.t_latency_start_ns)
   rec.e2el_ms = ms(t["end"], rec.t_latency_start_ns)

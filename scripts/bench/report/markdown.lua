@@ -237,12 +237,9 @@ local function section_errors(out, an)
       local n = type(s.flags) == "table" and s.flags[f]
       if n and n > 0 then flags[#flags + 1] = string.format("%s ×%d", FLAG_TEXT[f] or f, n) end
     end
-    -- the time between a request's call and the wire is the client's own:
-    -- past 1 ms at p99 the client, not the server, held requests back
-    local delay = type(s.client_send_delay_ms) == "table" and s.client_send_delay_ms.p99
-    if type(delay) == "number" and delay > summary.CLIENT_DELAY_WARN_MS then
-      flags[#flags + 1] = string.format("the client, not the server, delayed requests (send delay p99 %.1f ms)", delay)
-    end
+    -- the waits before the wire: the client's own (past 1 ms at p99 the
+    -- client, not the server, held requests back) and the server's accept
+    for _, w in ipairs(summary.delay_warnings(s)) do flags[#flags + 1] = w.text end
     if (errs.total or 0) > 0 or #flags > 0 or (cell.status ~= "ok" and cell.status ~= "skipped") then
       local st = analysis.cell_status(cell)
       rows[#rows + 1] = {energy_report.mark(cell, tostring(cell.id)), STATUS_TEXT[st] or st,
