@@ -186,8 +186,8 @@ progress.WARNINGS = {
   noisy = {remedy = "Consider warm-ups or more repeats (warmup:, repeat:) on a quiet machine."},
   client_delay = {remedy = "Lower the concurrency, or run benchrun on a less loaded machine."},
   slow_connect = {remedy = "The server's accept queue overflowed (llama-server listens with a backlog of 5): " ..
-                           "warm-ups open connections before the measured requests; or give the server more " ..
-                           "HTTP threads (llama-server --threads-http)."},
+                           "requests on connections kept from warm-ups do not connect again; or give the " ..
+                           "server more HTTP threads (llama-server --threads-http)."},
   flagged = {remedy = "report.md's \"Errors and warnings\" says which; a whole answer at once has no decode rate: " ..
                       "check that the server streams."},
 }
