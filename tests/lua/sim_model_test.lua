@@ -174,16 +174,26 @@ T.case("--decode-steps: streams started apart share one grid of decode steps", f
     bench.sleep((i - 1) * 0.007)
     return curl(s.url .. "/v1/chat/completions", chat(10))
   end)
+  local function median(list)
+    table.sort(list)
+    return list[(#list + 1) // 2]
+  end
   for i = 1, 3 do
     T.eq(res[i][1], 200, "status")
     local ts = stamps(res[i][2])
     T.eq(#ts, 10, "tokens")
+    -- a step's tokens leave at its time plus the timer's lateness, which a
+    -- loaded machine makes a few ms now and then: the median says where the
+    -- request's tokens sit (on their own clocks, 7 and 14 ms for the second
+    -- and third request)
+    local offs, gaps = {}, {}
     for k, t in ipairs(ts) do
-      -- a step's tokens leave at its time, plus the timer's lateness
-      local off = t % iv
-      assert(off < 3e6, string.format("request %d token %d: %.2f ms after its step", i, k, off / 1e6))
-      if k > 1 then T.near(t - ts[k - 1], iv, 3e6, "one step apart") end
+      offs[k] = t % iv
+      if k > 1 then gaps[#gaps + 1] = t - ts[k - 1] end
     end
+    local off = median(offs)
+    assert(off < iv / 4, string.format("request %d: its tokens sit %.2f ms after the steps (median)", i, off / 1e6))
+    T.near(median(gaps), iv, 3e6, "one step apart (median)")
   end
 end)
 
