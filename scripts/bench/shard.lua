@@ -85,21 +85,25 @@ function M.assign(loaded, count)
   return of, groups, totals
 end
 
--- shard.select(loaded, index, count) -> cells of that shard (plan order), info
+-- shard.select(loaded, index, count) -> cells of that shard (group by group), info
 -- info = {index, count, cells = {ids}, order = {{id, shard}... all cells in
 -- plan order}, groups = groups in this shard, total_groups, estimate}:
 -- the run's env.json keeps it, so merge knows every shard's cells.
 function M.select(loaded, index, count)
   local of, groups = M.assign(loaded, count)
-  local cells, ids, order = {}, {}, {}
-  for _, c in ipairs(loaded.cells) do
-    order[#order + 1] = {id = c.id, shard = of[c.id]}
-    if of[c.id] == index then cells[#cells + 1] = c ids[#ids + 1] = c.id end
+  local order = {}
+  for _, c in ipairs(loaded.cells) do order[#order + 1] = {id = c.id, shard = of[c.id]} end
+  -- the shard runs its groups one after the other (each group's cells in
+  -- plan order, the groups in the order of their first cell), so a group
+  -- whose cells the plan interleaved with others' starts its server once,
+  -- as the split assumed; merge puts the cells back in plan order
+  local cells, ids, mine = {}, {}, 0
+  for _, g in ipairs(groups) do
+    if g.shard == index then
+      mine = mine + 1
+      for _, c in ipairs(g.cells) do cells[#cells + 1] = c ids[#ids + 1] = c.id end
+    end
   end
-  local mine = 0
-  for _, g in ipairs(groups) do if g.shard == index then mine = mine + 1 end end
-  -- the shard's own estimate: its cells in the order it runs them (a group
-  -- whose cells the plan interleaved with others starts its server once here)
   local estimate = estimate_of(loaded, cells)
   return cells, {index = index, count = count, cells = ids, order = order, groups = mine,
                  total_groups = #groups, estimate = estimate}

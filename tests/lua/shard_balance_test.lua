@@ -47,6 +47,15 @@ local function optimum(estimates, n)
   return best
 end
 
+T.case("a shard runs its groups one after the other: an interleaved group starts once", function()
+  local cells, info = shard.select(loaded(CELLS), 1, 1)
+  local ids = {}
+  for i, c in ipairs(cells) do ids[i] = c.id end
+  T.eq(table.concat(ids, " "), "1/G 2/A 5/A 3/F 4/B 6/E 7/C 8/D", "A's two cells together, groups in plan order")
+  T.eq(info.estimate, 870, "one start per group: the groups' estimates add up")
+  T.eq(info.order[5].id, "5/A", "the plan's order kept for merge")
+end)
+
 T.case("groups by server key, each estimated as one start and its cells", function()
   local l = loaded(CELLS)
   local groups = shard.groups(l)
