@@ -377,8 +377,10 @@ function M.make(r, kind, request, dialect, stream_stats)
   local wire = t.sent and (not t.first_byte or t.sent <= t.first_byte) and t.sent or nil
   rec.t_latency_start_ns = wire or t.start
   if wire then
-    local connected = t.tls or t.connect
-    local handshake = connected and t.dns and connected >= t.dns and connected <= wire and connected - t.dns or nil
+    -- from the name's resolution (curl gives none for an address it did
+    -- not have to resolve: then from the call)
+    local connected, from = t.tls or t.connect, t.dns or t.start
+    local handshake = connected and connected >= from and connected <= wire and connected - from or nil
     if handshake then rec.connect_ms = handshake / 1e6 end
     rec.client_send_delay_ms = (wire - t.start - (handshake or 0)) / 1e6
   end
