@@ -205,6 +205,8 @@ matrix:
   depth: [0, 1024, 8192]
 ]])
   T.eq(#data.cells, 6, "six cells")
+  -- --check's count: a depth cell sends a cold and a warm request, not the workload
+  T.eq(require("bench.plan").cell_requests({}, {depth = 1024, max_tokens = 8}), 2, "two requests per repeat")
   local ids = {}
   for _, c in ipairs(data.cells) do ids[c.id] = c end
   assert(ids["a/d1024"], "ids carry d<depth>")

@@ -36,7 +36,10 @@ function estimate.cell_requests(plan, cell)
   local rep = cell["repeat"] or 1
   if cell.duration then return nil, nil end
   local n, toks
-  if cell.requests then
+  if cell.depth then   -- bench.depth: a cold and a warm request per repeat
+    n = 2 * rep
+    toks = n * (cell.max_tokens or require("bench.depth").DEFAULT_TG)
+  elseif cell.requests then
     n = cell.requests * rep
     toks = n * (cell.max_tokens or mean_budget(prompts))
   elseif cell.concurrency and cell.concurrency > 1 then
