@@ -84,16 +84,21 @@ end
 -- rate, the first tool-call token.
 M.ANSWER = {"ttft_any_ms", "answer_decode_tps", "ttftc_ms"}
 
+-- Other figures of one request, each summarised as a distribution: its
+-- decode rate, its wait in the server's queue, the client's own delay
+-- before the wire and a new connection's handshake.
+M.PER_REQUEST = {"decode_tps", "queue_ms", "client_send_delay_ms", "connect_ms"}
+
+-- the one-value-per-record figures: each a histogram of its finite values >= 0
+local SCALARS = {M.SCHEDULED, M.PER_REQUEST, M.ANSWER}
+
 -- The histograms of a summary, empty.
 local function new_histograms()
   local hs = {}
   for _, k in ipairs(M.LATENCIES) do hs[k] = stats.histogram() end
-  for _, k in ipairs(M.SCHEDULED) do hs[k] = stats.histogram() end
-  hs.decode_tps = stats.histogram()
-  hs.queue_ms = stats.histogram()
-  hs.client_send_delay_ms = stats.histogram()
-  hs.connect_ms = stats.histogram()
-  for _, k in ipairs(M.ANSWER) do hs[k] = stats.histogram() end
+  for _, list in ipairs(SCALARS) do
+    for _, k in ipairs(list) do hs[k] = stats.histogram() end
+  end
   return hs
 end
 
@@ -107,17 +112,10 @@ local function add_to_histograms(hs, r)
       hs[k]:add(v)
     end
   end
-  for _, k in ipairs(M.SCHEDULED) do
-    if finite(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
-  end
-  if finite(r.decode_tps) and r.decode_tps >= 0 then hs.decode_tps:add(r.decode_tps) end
-  if finite(r.queue_ms) and r.queue_ms >= 0 then hs.queue_ms:add(r.queue_ms) end
-  if finite(r.client_send_delay_ms) and r.client_send_delay_ms >= 0 then
-    hs.client_send_delay_ms:add(r.client_send_delay_ms)
-  end
-  if finite(r.connect_ms) and r.connect_ms >= 0 then hs.connect_ms:add(r.connect_ms) end
-  for _, k in ipairs(M.ANSWER) do
-    if finite(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
+  for _, list in ipairs(SCALARS) do
+    for _, k in ipairs(list) do
+      if finite(r[k]) and r[k] >= 0 then hs[k]:add(r[k]) end
+    end
   end
 end
 

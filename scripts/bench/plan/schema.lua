@@ -5,6 +5,8 @@
 -- Node kinds: string, int, number, bool, duration, size, fraction, enum, list, map
 -- (known fields), dict (free keys, typed values), any, oneof, file (a path
 -- that must exist, relative to the plan's folder), scalar.
+local util = require("bench.util")
+
 local schema = {}
 
 local node = {}   -- the node kinds: node.int{min = 1}, node.map{...}, ...
@@ -135,6 +137,22 @@ local CACHE = node.map({reset = node.bool()})
 local SYSCTL = node.dict(node.oneof({node.int(), node.string()}, {what = "an integer or \"default\""}),
                       {what = "a mapping of sysctl names to values", key = SYSCTL_NAME})
 
+-- How a cell's requests are sent: what a cell and a load: scenario share
+-- (node kinds hold no state, so both maps use the same ones).
+local LOAD_FIELDS = {
+  requests = AUTO(node.int{min = 1, max = limits.requests}),
+  duration = AUTO(node.duration{positive = true, max = limits.duration}),
+  rate = node.number{min = 0.001, max = limits.rate},
+  arrival = node.enum({"poisson", "constant", "gamma"}),
+  burstiness = node.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
+  mix = node.dict(node.number{min = 0}, {what = "a mapping of prompt names to weights"}),
+  prompt = node.string(),         -- one prompt of the workload, by name
+  ["repeat"] = node.int{min = 1, max = limits["repeat"]},
+  warmup = AUTO(node.int{min = 0, max = limits.warmup}),
+  timeout = TIMEOUT,
+  max_error_rate = ERROR_RATE,
+}
+
 -- What a cell can set: the base settings, an axis value or an explicit cell.
 local CELL_FIELDS = {
   name = node.string(),
@@ -147,22 +165,12 @@ local CELL_FIELDS = {
   sysctl = SYSCTL,
   concurrency = node.int{min = 1, max = limits.concurrency},
   max_tokens = node.int{min = 1, max = limits.max_tokens},
-  requests = AUTO(node.int{min = 1, max = limits.requests}),
-  duration = AUTO(node.duration{positive = true, max = limits.duration}),
-  rate = node.number{min = 0.001, max = limits.rate},
-  arrival = node.enum({"poisson", "constant", "gamma"}),
-  burstiness = node.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
-  mix = node.dict(node.number{min = 0}, {what = "a mapping of prompt names to weights"}),
-  prompt = node.string(),         -- one prompt of the workload, by name
-  ["repeat"] = node.int{min = 1, max = limits["repeat"]},
-  warmup = AUTO(node.int{min = 0, max = limits.warmup}),
   restart = node.bool(),
   tags = node.dict(node.scalar()),
-  timeout = TIMEOUT,
-  max_error_rate = ERROR_RATE,
   depth = node.int{min = 0, max = limits.depth},   -- a depth measurement (bench.depth) instead of the workload
   cache = CACHE,
 }
+util.merge(CELL_FIELDS, LOAD_FIELDS)
 
 local function cell_map(o) return node.map(CELL_FIELDS, o) end
 
@@ -171,23 +179,12 @@ local function int_or_list(max)
   return node.oneof({node.int{min = 1, max = max}, node.list(node.int{min = 1, max = max}, {nonempty = true})},
                  {what = string.format("a positive integer (at most %d) or a list of them", max)})
 end
-local SCENARIO = node.map({
+local SCENARIO = node.map(util.merge({
   name = node.string(),
   concurrency = int_or_list(limits.concurrency),
   max_tokens = int_or_list(limits.max_tokens),
-  requests = AUTO(node.int{min = 1, max = limits.requests}),
-  duration = AUTO(node.duration{positive = true, max = limits.duration}),
-  rate = node.number{min = 0.001, max = limits.rate},
-  arrival = node.enum({"poisson", "constant", "gamma"}),
-  burstiness = node.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
-  mix = node.dict(node.number{min = 0}, {what = "a mapping of prompt names to weights"}),
-  prompt = node.string(),         -- a prompt name of the workload
-  warmup = AUTO(node.int{min = 0, max = limits.warmup}),
-  ["repeat"] = node.int{min = 1, max = limits["repeat"]},
   note = node.string(),
-  timeout = TIMEOUT,
-  max_error_rate = ERROR_RATE,
-}, {required = {"name"}})
+}, LOAD_FIELDS), {required = {"name"}})
 
 local DRY_MODEL = node.map({
   decode_tps = node.number{min = 0.001},
