@@ -9,7 +9,12 @@
  *
  *   bench_client_reader PORT STREAMS TOKENS [ROUNDS]
  * (each stream sends ROUNDS requests, one after another, on its connection)
- * prints one JSON line with the same fields as tests/bench/client_bench.lua. */
+ * prints one JSON line with the same fields as tests/bench/client_bench.lua.
+ * START_GAP_US=G (an experiment, not part of tools/bench-client.sh): send
+ * each first request as soon as its connection is up and wait G µs before
+ * the next, so the streams start spread as a client that does work per
+ * request starts them (docs/http.md, "Why the paced ratio depends on the
+ * load"); by default all connect first and all send in one loop pass. */
 #include "benchrun/loop.h"
 #include "platform.h"
 
@@ -18,6 +23,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +153,7 @@ int main(int argc, char **argv) {
   int blen = snprintf(body, sizeof body,
                       "{\"model\":\"m\",\"stream\":true,\"max_tokens\":%d,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
                       tokens);
+  int gap_us = getenv("START_GAP_US") ? atoi(getenv("START_GAP_US")) : 0;
   struct rusage r0, r1;
   getrusage(RUSAGE_SELF, &r0);
   int64_t t0 = br_now();
@@ -166,7 +173,15 @@ int main(int argc, char **argv) {
     a.sin_port = htons((uint16_t)port);
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     if (connect(s->fd, (struct sockaddr *)&a, sizeof a) != 0 && errno != EINPROGRESS) { perror("connect"); return 1; }
-    br_io_start(loop, &s->io, s->fd, BR_WRITE, on_io, s);
+    if (gap_us > 0) {   /* busy-wait: a sleep would add a wake-up of its own */
+      struct pollfd pf = {s->fd, POLLOUT, 0};
+      if (poll(&pf, 1, -1) != 1 || send(s->fd, s->req, s->reqlen, 0) != (ssize_t)s->reqlen) { perror("send"); return 1; }
+      s->sent = 1;
+      br_io_start(loop, &s->io, s->fd, BR_READ, on_io, s);
+      for (int64_t until = br_now() + (int64_t)gap_us * 1000; br_now() < until;) {}
+    } else {
+      br_io_start(loop, &s->io, s->fd, BR_WRITE, on_io, s);
+    }
   }
   remaining = n;
   while (remaining > 0) br_loop_run_once(loop, -1);
