@@ -214,18 +214,55 @@ static int h_add(lua_State *L) {
 /* h:add_list(list) -> h: adds each finite number >= 0 of the list (a
  * record's itl_ms) and skips anything else; one call per record instead of
  * one per token, which in Lua cost more than reading the tokens did. */
+/* each finite number >= 0 of the list at idx into h; -> 0, or -1 out of memory */
+static int add_list_at(lua_State *L, hist *h, int idx) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    int isnum = lua_rawgeti(L, idx, i) == LUA_TNUMBER;   /* a number, not a numeric string */
+    double v = isnum ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
+    if (isnum && v >= 0 && isfinite(v) && hist_add(h, v, 1) != 0) return -1;
+  }
+  return 0;
+}
+
 static int h_add_list(lua_State *L) {
   hist *h = check_hist(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
-  for (lua_Integer i = 1; i <= n; i++) {
-    int isnum = lua_rawgeti(L, 2, i) == LUA_TNUMBER;   /* a number, not a numeric string */
-    double v = isnum ? lua_tonumber(L, -1) : 0;
-    lua_pop(L, 1);
-    if (isnum && v >= 0 && isfinite(v) && hist_add(h, v, 1) != 0) return luaL_error(L, "stats: out of memory");
-  }
+  if (add_list_at(L, h, 2) != 0) return luaL_error(L, "stats: out of memory");
   lua_settop(L, 1);
   return 1;
+}
+
+/* stats.add_fields(hs, names, rec): for each name of the list `names`,
+ * rec[name] into the histogram hs[name]: a finite number >= 0 is added, a
+ * list (a record's itl_ms) as add_list does, anything else is skipped. A
+ * summary adds some twenty figures of every record; one call per figure,
+ * with its method lookup, cost about 0.5 µs each, a third of the client's
+ * work per request. */
+static int l_add_fields(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 2, i) != LUA_TSTRING) return luaL_error(L, "stats.add_fields: names[%d]: expected a string", (int)i);
+    lua_pushvalue(L, -1);
+    int t = lua_rawget(L, 3);   /* name, rec[name] */
+    if (t == LUA_TNUMBER || t == LUA_TTABLE) {
+      lua_pushvalue(L, -2);
+      lua_rawget(L, 1);         /* name, rec[name], hs[name] */
+      hist *h = luaL_testudata(L, -1, HIST_MT);
+      if (!h) return luaL_error(L, "stats.add_fields: hs.%s: expected a histogram", lua_tostring(L, -3));
+      double v = t == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
+      int failed = t == LUA_TNUMBER ? v >= 0 && isfinite(v) && hist_add(h, v, 1) != 0
+                                    : add_list_at(L, h, lua_gettop(L) - 1) != 0;
+      if (failed) return luaL_error(L, "stats: out of memory");
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+  }
+  return 0;
 }
 
 /* h:merge(other) -> h. Both must have the same lowest and digits. */
@@ -419,7 +456,8 @@ int luaopen_bench_stats(lua_State *L) {
     {"mean", h_mean}, {"stddev", h_stddev}, {"percentile", h_percentile},
     {"summary", h_summary}, {"reset", h_reset}, {"encode", h_encode}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
-    {"histogram", l_histogram}, {"decode", l_decode}, {"jain", l_jain}, {NULL, NULL}};
+    {"histogram", l_histogram}, {"decode", l_decode}, {"jain", l_jain}, {"add_fields", l_add_fields},
+    {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
   br_class(L, HIST_MT, meta, methods);
   lua_pop(L, 1);

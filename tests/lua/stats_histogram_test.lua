@@ -141,6 +141,21 @@ T.case("add_list adds a list's finite numbers >= 0 and skips the rest", function
   T.checkerr("table expected", a.add_list, a, 5)
 end)
 
+T.case("add_fields adds a record's fields to their histograms, one call", function()
+  local hs = {a = stats.histogram(), b = stats.histogram(), l = stats.histogram(), z = stats.histogram()}
+  local want = {a = stats.histogram(), b = stats.histogram(), l = stats.histogram(), z = stats.histogram()}
+  local rec = {a = 1.5, b = -2, l = {3, -1, 0 / 0, 4}, z = "5", other = 9}
+  stats.add_fields(hs, {"a", "b", "l", "z", "missing"}, rec)
+  stats.add_fields(hs, {"a"}, {a = 0 / 0})
+  stats.add_fields(hs, {"a"}, {a = math.huge})
+  want.a:add(1.5)
+  want.l:add_list{3, 4}
+  for k, h in pairs(hs) do T.eq(h:encode(), want[k]:encode(), k .. ": finite numbers >= 0 (lists too), nothing else") end
+  T.checkerr("names[1]: expected a string", stats.add_fields, hs, {1}, rec)
+  T.checkerr("hs.other: expected a histogram", stats.add_fields, hs, {"other"}, rec)
+  T.checkerr("table expected", stats.add_fields, hs, "a", rec)
+end)
+
 T.case("caller mistakes raise", function()
   T.checkerr("lowest: expected a number > 0", stats.histogram, {lowest = 0})
   T.checkerr("digits: expected an integer from 1 to 5", stats.histogram, {digits = 9})
