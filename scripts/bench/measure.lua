@@ -207,7 +207,7 @@ function measure.cell(ctx, cell, srv, out, acc)
       if cell.concurrency_set then args.max_concurrency = conc end
       return load.open(args)
     end
-    args.concurrency = conc
+    args.concurrency, args.ramp = conc, cell.ramp
     return load.closed(args)
   end
 

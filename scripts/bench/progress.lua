@@ -185,9 +185,9 @@ progress.WARNINGS = {
                      "lower the concurrency or raise the plan's timeout: if the server is overloaded."},
   noisy = {remedy = "Consider warm-ups or more repeats (warmup:, repeat:) on a quiet machine."},
   client_delay = {remedy = "Lower the concurrency, or run benchrun on a less loaded machine."},
-  slow_connect = {remedy = "The server's accept queue overflowed (llama-server listens with a backlog of 5): " ..
-                           "requests on connections kept from warm-ups do not connect again; or give the " ..
-                           "server more HTTP threads (llama-server --threads-http)."},
+  slow_connect = {remedy = "The server's accept queue overflowed (llama-server listens with a backlog of 5, " ..
+                           "and closes the connection after each streamed answer, so warm-ups do not help): " ..
+                           "spread the users' starts with the plan's ramp: (e.g. ramp: 1s)."},
   flagged = {remedy = "report.md's \"Errors and warnings\" says which; a whole answer at once has no decode rate: " ..
                       "check that the server streams."},
 }

@@ -56,7 +56,7 @@ end)
 
 T.case("unknown key with did you mean", function()
   one_error(BASE .. "repeet: 3\n", "3:1",
-    "repeet: unknown key, did you mean 'repeat'? (expected one of: cache, cells, compare, concurrency, cooldown, criteria, depth, description, dry_run, energy, env, estimate, exclude, expected, load, matrix, max_error_rate, max_tokens, models, name, notes, output, params, quality, questions, repeat, requests, safety, sampling, script, search, server, servers, slo, steady, sysctl, timeout, warmup, workload)")
+    "repeet: unknown key, did you mean 'repeat'? (expected one of: cache, cells, compare, concurrency, cooldown, criteria, depth, description, dry_run, energy, env, estimate, exclude, expected, load, matrix, max_error_rate, max_tokens, models, name, notes, output, params, quality, questions, ramp, repeat, requests, safety, sampling, script, search, server, servers, slo, steady, sysctl, timeout, warmup, workload)")
 end)
 
 T.case("nested unknown key", function()

@@ -94,7 +94,7 @@ local function cell_seconds(plan, c, sim, est, d)
     local conc = c.concurrency or 1
     -- batching: aggregate rate grows sublinearly with concurrency
     local agg = tps * (conc == 1 and 1 or conc ^ 0.55)
-    t = t + toks / agg + (c.warmup or 0) * (toks / math.max(1, n)) / tps
+    t = t + toks / agg + (c.warmup or 0) * (toks / math.max(1, n)) / tps + (c.ramp or 0) * (c["repeat"] or 1)
   end
   return t
 end

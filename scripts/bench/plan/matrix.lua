@@ -144,7 +144,7 @@ local function axis(v, name, values, path)
 end
 
 -- The scenario list (load:) as axis values {label, settings}.
-local SCENARIO_KEYS = {"requests", "duration", "rate", "arrival", "burstiness", "mix", "prompt", "warmup", "repeat", "note",
+local SCENARIO_KEYS = {"requests", "duration", "rate", "arrival", "burstiness", "ramp", "mix", "prompt", "warmup", "repeat", "note",
                        "timeout", "max_error_rate"}
 local function load_axis(scenarios)
   local out = {}
@@ -315,7 +315,7 @@ end
 -- the cell of combination cb (the i-th), before its checks
 local function build_cell(plan, cb, i, constant)
   local cell = {}
-  for _, k in ipairs({"repeat", "warmup", "concurrency", "max_tokens", "requests", "depth"}) do cell[k] = plan[k] end
+  for _, k in ipairs({"repeat", "warmup", "concurrency", "max_tokens", "requests", "depth", "ramp"}) do cell[k] = plan[k] end
   for _, s in ipairs(cb.settings) do
     for k, x in pairs(s) do set_field(cell, k, util.deep_copy(x)) end
   end
@@ -355,6 +355,10 @@ local function check_workload(v, plan, cell, path)
   if cell.mix then v:check_mix(cell.mix, path, "cell " .. cell.id .. ": mix: ") end
   if cell.arrival and not cell.rate then
     v:err(path, "cell %s: arrival '%s' needs a rate (requests per second) in the same cell", cell.id, cell.arrival)
+  end
+  if cell.ramp and cell.ramp > 0 and cell.rate then
+    v:err(path, "cell %s: ramp %gs is for a closed loop of users; with a rate the arrivals decide when requests start",
+          cell.id, cell.ramp)
   end
   if cell.burstiness and cell.arrival ~= "gamma" then
     v:err(path, "cell %s: burstiness %s needs arrival: gamma in the same cell (it is the gamma arrivals' shape)",

@@ -145,6 +145,7 @@ local LOAD_FIELDS = {
   rate = node.number{min = 0.001, max = limits.rate},
   arrival = node.enum({"poisson", "constant", "gamma"}),
   burstiness = node.number{min = 0.001, max = 1000},   -- gamma arrivals' shape
+  ramp = node.duration{max = limits.duration},   -- closed loop: the users' starts spread over this long
   mix = node.dict(node.number{min = 0}, {what = "a mapping of prompt names to weights"}),
   prompt = node.string(),         -- one prompt of the workload, by name
   ["repeat"] = node.int{min = 1, max = limits["repeat"]},
@@ -220,6 +221,7 @@ schema.root = node.map({
   concurrency = node.int{min = 1, max = limits.concurrency},
   max_tokens = node.int{min = 1, max = limits.max_tokens},
   requests = AUTO(node.int{min = 1, max = limits.requests}),
+  ramp = LOAD_FIELDS.ramp,
   depth = node.int{min = 0, max = limits.depth},
   env = ENV,
   sysctl = SYSCTL,
