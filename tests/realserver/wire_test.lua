@@ -53,6 +53,25 @@ T.case("chat, streamed: usage and timings ride in the finish chunk, then [DONE]"
   T.eq(rec.prompt_tokens, finish.usage.prompt_tokens, "prompt tokens")
 end)
 
+-- This llama-server closes the connection after a streamed answer and keeps
+-- it after a whole one (docs/servers.md): the next request's connect_ms
+-- (a new connection's handshake, absent on a kept one) says which, on both
+-- transports. Why warm-ups cannot keep connections for its streams.
+T.case("a streamed answer's connection is closed by the server, a whole answer's kept", function()
+  for _, transport in ipairs{"native", "curl"} do
+    local tc = openai.client{base_url = srv.base_url, dialect = srv.dialect, model = srv.model, transport = transport}
+    local function chat(stream)
+      local rec = tc:chat{prompt = "Hi", max_tokens = 2, stream = stream, extra = GEN}
+      assert(rec.ok, transport .. ": " .. tostring(rec.error))
+      return rec
+    end
+    chat(false)
+    T.eq(chat(false).connect_ms, nil, transport .. ": a whole answer's connection is kept")
+    chat(true)
+    assert(chat(true).connect_ms, transport .. ": after a streamed answer the next request connects again")
+  end
+end)
+
 T.case("chat, whole answer", function()
   local rec = c:chat{prompt = "Hello", max_tokens = 8, stream = false, extra = GEN}
   assert(rec.ok, tostring(rec.error))
