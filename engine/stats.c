@@ -211,9 +211,6 @@ static int h_add(lua_State *L) {
   return 1;
 }
 
-/* h:add_list(list) -> h: adds each finite number >= 0 of the list (a
- * record's itl_ms) and skips anything else; one call per record instead of
- * one per token, which in Lua cost more than reading the tokens did. */
 /* each finite number >= 0 of the list at idx into h; -> 0, or -1 out of memory */
 static int add_list_at(lua_State *L, hist *h, int idx) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
@@ -226,6 +223,9 @@ static int add_list_at(lua_State *L, hist *h, int idx) {
   return 0;
 }
 
+/* h:add_list(list) -> h: adds each finite number >= 0 of the list (a
+ * record's itl_ms) and skips anything else; one call per record instead of
+ * one per token, which in Lua cost more than reading the tokens did. */
 static int h_add_list(lua_State *L) {
   hist *h = check_hist(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -237,9 +237,8 @@ static int h_add_list(lua_State *L) {
 /* stats.add_fields(hs, names, rec): for each name of the list `names`,
  * rec[name] into the histogram hs[name]: a finite number >= 0 is added, a
  * list (a record's itl_ms) as add_list does, anything else is skipped. A
- * summary adds some twenty figures of every record; one call per figure,
- * with its method lookup, cost about 0.5 µs each, a third of the client's
- * work per request. */
+ * summary adds some twenty figures of every record: one Lua call per
+ * figure, with its checks, cost half of the summary's 6.9 µs per record. */
 static int l_add_fields(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
