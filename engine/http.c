@@ -403,6 +403,58 @@ static int l_request(lua_State *L) {
   return br_await(L, &x->wait, (lua_KContext)u, request_k);
 }
 
+/* http.start{...same options as http.request} -> req: the request is sent
+ * (written at once where it can be) and goes on in the loop; req:wait()
+ * waits for its end without building the response, req:result() builds
+ * it (once), req:close() (or dropping req) aborts it. A closed loop
+ * writes its next request between wait and result, so a response's table
+ * and record never stand before that write (bench.load). */
+static int l_start(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  hctx *c = get_ctx(L);
+  if (c->busy) return luaL_error(L, "http.start: cannot start a request from inside on_event");
+  http_opts o;
+  read_opts(L, c, &o);
+  const http_transport *tr = pick_transport(L, &o);
+  xfer *x = new_request(L, c, tr, &o);
+  const char *err = http_xfer_start(x, &o, L);
+  if (err) return luaL_error(L, "http.start: %s", err);
+  return 1;   /* the request's userdata, pushed by new_request */
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext kctx) {
+  (void)status;
+  http_req *u = (http_req *)kctx;
+  xfer *x = u->x;
+  if (!x) return br_wait_raise(L, NULL);
+  if (br_wait_cancelled(&x->wait)) {
+    br_wait w = x->wait;
+    u->x = NULL;
+    http_xfer_release(x);
+    return br_wait_raise(L, &w);
+  }
+  return 0;
+}
+
+static int req_wait(lua_State *L) {
+  http_req *u = luaL_checkudata(L, 1, REQ_MT);
+  if (!u->x) return luaL_error(L, "request:wait: the request's result was taken or it was closed");
+  if (u->x->finished) return 0;
+  return br_await(L, &u->x->wait, (lua_KContext)u, wait_k);
+}
+
+static int req_result(lua_State *L) {
+  http_req *u = luaL_checkudata(L, 1, REQ_MT);
+  xfer *x = u->x;
+  if (!x) return luaL_error(L, "request:result: the request's result was taken or it was closed");
+  if (!x->finished) return luaL_error(L, "request:result: the request has not ended (request:wait() first)");
+  http_push_response(L, x);
+  u->x = NULL;
+  http_xfer_release(x);
+  return 1;
+}
+
 static int req_gc(lua_State *L) {
   http_req *u = luaL_checkudata(L, 1, REQ_MT);
   xfer *x = u->x;
@@ -481,7 +533,7 @@ static int l_active(lua_State *L) {
 
 int luaopen_bench_http(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"request", l_request}, {"max_fds", l_max_fds}, {"active", l_active}, {"version", http_curl_version},
+    {"request", l_request}, {"start", l_start}, {"max_fds", l_max_fds}, {"active", l_active}, {"version", http_curl_version},
     {"rusage", l_rusage},
     {NULL, NULL}};
   static const luaL_Reg ctx_meta[] = {
@@ -489,7 +541,8 @@ int luaopen_bench_http(lua_State *L) {
   static const luaL_Reg req_meta[] = {
     {"__gc", req_gc}, {"__close", req_gc}, {"__tostring", req_tostring}, {NULL, NULL}};
   br_class(L, CTX_MT, ctx_meta, NULL);
-  br_class(L, REQ_MT, req_meta, NULL);
+  static const luaL_Reg req_methods[] = {{"wait", req_wait}, {"result", req_result}, {"close", req_gc}, {NULL, NULL}};
+  br_class(L, REQ_MT, req_meta, req_methods);
   lua_pop(L, 2);
   luaL_newlib(L, funcs);
   return 1;

@@ -138,16 +138,96 @@ local function stopped(opts)
   return false
 end
 
+-- One request of a closed loop's user in steps (client:prepare): built
+-- by prepare_one and sent by send_prepared as soon as the user's last
+-- request ends, its record made by end_one after that. -> {prepared, i, item, args} (or .raised: the error the client
+-- raised, made into an exception record by end_one)
+local function prepare_one(opts, item, i)
+  local args = make_args(opts, item, i)
+  local s = {i = i, item = item, args = args}
+  local kind = (opts.api == "complete" or opts.api == "completions") and "complete" or "chat"
+  local ok, p = pcall(opts.client.prepare, opts.client, kind, args)
+  if ok then s.prepared = p
+  elseif is_cancel(p) then error(p, 0)
+  else s.raised = p end
+  return s
+end
+
+local function send_prepared(s)
+  s.t = clock.now()   -- when the user decided to send (t_scheduled_ns)
+  if not s.prepared then return end
+  local ok, p = pcall(s.prepared.start, s.prepared)
+  if ok then s.pending = p
+  elseif is_cancel(p) then error(p, 0)
+  else s.raised = p end
+end
+
+local function end_one(s)
+  local ok, rec = true, nil
+  if s.pending then ok, rec = pcall(s.pending.record, s.pending) else ok, rec = false, s.raised end
+  if not ok then
+    if is_cancel(rec) then error(rec, 0) end
+    rec = {ok = false, error = "exception: " .. tostring(rec), error_kind = "exception"}
+  end
+  rec.t_sent_ns = rec.t_sent_ns or s.t
+  rec.name = rec.name or s.item.name
+  rec.max_tokens = rec.max_tokens or s.args.max_tokens
+  if rec.ok == nil then rec.ok = rec.error == nil end
+  return rec
+end
+
 -- N users in a closed loop over indices 1..total (or until deadline_ns).
 local function closed_phase(opts, w, users, total, deadline_ns, warm, sink, ramp_s)
   local next_i = 0
   local t0 = clock.now()
   local tasks = {}
   local guard <close> = cancel_on_error(tasks)
+  -- the next index to send, or nil: the run is over
+  local function claim()
+    if deadline_ns and clock.now() >= deadline_ns then return nil end
+    if stopped(opts) then return nil end
+    next_i = next_i + 1
+    if total and next_i > total then return nil end
+    return next_i
+  end
+  -- the next request before the last one's record (client:start), unless
+  -- a custom send, or a stop() that decides from the records (steady state)
+  local two_step = not opts.send and not opts.stop_reads_records and type(opts.client) == "table"
+    and opts.client.prepare ~= nil
   for u = 1, users do
     tasks[u] = spawn(function()
       if ramp_s and ramp_s > 0 and u > 1 then
         clock.sleep_until(t0 + math.floor(ramp_s * 1e9 * (u - 1) / users))
+      end
+      if two_step then
+        -- claim the next index, build its request and send it
+        local function next_request()
+          local ni = claim()
+          if not ni then return nil end
+          local s = prepare_one(opts, w:next(ni), ni)
+          send_prepared(s)
+          return s
+        end
+        local cur = next_request()
+        while cur do
+          local nxt
+          local ok, err = pcall(function()
+            if cur.pending then cur.pending:wait() end
+            nxt = next_request()
+            -- the other users whose answers ended with this one write
+            -- their next requests before this one's record is made
+            coroutine.yield()
+            local rec = end_one(cur)
+            rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = cur.i, warm, u, cur.t
+            finish(opts, rec, sink)
+          end)
+          if not ok then   -- cancelled, or on_record raised: the next request goes too
+            if nxt and nxt.pending then nxt.pending:close() end
+            error(err, 0)
+          end
+          cur = nxt
+        end
+        return
       end
       while true do
         if deadline_ns and clock.now() >= deadline_ns then return end

@@ -200,7 +200,7 @@ function measure.cell(ctx, cell, srv, out, acc)
     local args = {client = client, requests = requests, duration = cell.duration, workload = w,
                   on_record = function(r) on_record(r, rep, false) end, stop = server_gone}
     watch = sw and sw.new()
-    if watch then args.stop = watch:guard(server_gone) end
+    if watch then args.stop, args.stop_reads_records = watch:guard(server_gone), true end
     if cell.rate then
       args.rate, args.arrival, args.burstiness = cell.rate, cell.arrival or "poisson", cell.burstiness
       args.seed = rep

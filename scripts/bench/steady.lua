@@ -130,7 +130,7 @@ function steady.warm_up(cell, o, args)
     local record, gone = args.on_record, args.stop
     load.closed{client = args.client, concurrency = 1, requests = warm.o.warmup_max, workload = args.workload,
                 on_record = function(r) warm:add(r) record(r) end,
-                stop = function() return gone() or warm:stop() end}
+                stop = function() return gone() or warm:stop() end, stop_reads_records = true}
     return warm:result()
   elseif (cell.warmup or 0) > 0 then
     load.closed{client = args.client, concurrency = 1, requests = cell.warmup, workload = args.workload,

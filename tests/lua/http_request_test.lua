@@ -231,4 +231,31 @@ T.case("fd limit", function()
   end
 end)
 
+T.case("http.start: sent at once, waited for and read in two steps; close aborts", function()
+  bench.run(function()
+    local req = {url = sim.url .. "/v1/chat/completions", body = chat_body(8), headers = JSON,
+                 stream = "sse", decode = "openai", timeout = 10}
+    local a, b = http.start(req), http.start(req)
+    T.checkerr("has not ended", a.result, a)
+    b:wait()
+    a:wait()
+    a:wait()   -- again: it has ended, at once
+    local ra, rb = a:result(), b:result()
+    for _, r in ipairs{ra, rb} do
+      T.eq(r.error, nil, "error")
+      T.eq(r.llm.content_events, 8, "tokens")
+      assert(r.timings.sent and r.timings.sent <= r.timings.first_byte, "written before its answer began")
+    end
+    T.checkerr("result was taken", a.result, a)
+    T.checkerr("result was taken", a.wait, a)
+    -- a request dropped before its end is aborted: the server sees it go
+    local c = http.start{url = sim.url .. "/v1/chat/completions", body = chat_body(2000), headers = JSON,
+                         stream = "sse", decode = "openai", timeout = 10}
+    local before = http.active()
+    c:close()
+    T.eq(http.active(), before - 1, "closed: no longer in flight")
+    T.checkerr("result was taken or it was closed", c.wait, c)
+  end)
+end)
+
 T.done()

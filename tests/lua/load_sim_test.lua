@@ -7,6 +7,7 @@ local openai = require("bench.openai")
 local load = require("bench.load")
 local workload = require("bench.workload")
 local summary = require("bench.summary")
+local clock = require("bench.clock")
 
 T.case("closed: 4 users on 4 slots get ~4x the aggregate tokens/s of one", function()
   local sim <close> = T.sim{"--decode-tps", "200", "--slots", "4", "--batch-slowdown", "0",
@@ -128,6 +129,24 @@ T.case("cancelling a load stops its users and its scheduled requests", function(
     T.eq(http.active(), 0, "no request left in flight")
     T.eq(bench.tasks(), 0, "no task left")
   end
+end)
+
+T.case("closed: a user's next request leaves before the last one's record is made", function()
+  -- the summary, on_record and the record itself come after the next
+  -- write, so none of them delays it (docs/load.md)
+  local sim <close> = T.sim{"--decode-tps", "1000", "--prefill-tps", "100000"}
+  local c = openai.client{base_url = sim.url, model = "m"}
+  local seen = {}
+  local res = load.closed{client = c, concurrency = 1, requests = 4, max_tokens = 4,
+                          workload = {prompts = {{name = "a", prompt = "hi"}}},
+                          on_record = function(r) seen[r.index] = clock.now() end, keep_records = true}
+  T.eq(#res.records, 4, "records")
+  for i = 1, 3 do
+    local nxt = res.records[i + 1]
+    assert(nxt.t_wire_sent_ns and nxt.t_wire_sent_ns < seen[i],
+           string.format("request %d was written before request %d's on_record", i + 1, i))
+  end
+  T.eq(res.summary.ok, 4, "all ok")
 end)
 
 T.done()

@@ -122,4 +122,35 @@ T.case("a caller's mistakes raise", function()
              openai.client{base_url = "http://x", dialect = "ollama-native"}, {prompt = "x"})
 end)
 
+T.case("client:start: a call in two steps gives the record client:chat gives", function()
+  local s <close> = T.sim{"--decode-tps", "1000"}
+  local c = openai.client{base_url = s.url, model = "sim-model"}
+  bench.run(function()
+    local p = c:start("chat", {prompt = "Say something.", max_tokens = 6})
+    local q = c:start("complete", {prompt = "Say something.", max_tokens = 4})
+    p:wait()
+    q:wait()
+    local rec, whole = p:record(), c:chat{prompt = "Say something.", max_tokens = 6}
+    for _, k in ipairs{"ok", "output_tokens", "token_source", "finish_reason", "api", "dialect"} do
+      T.eq(rec[k], whole[k], "chat: " .. k)
+    end
+    assert(rec.ttft_ms > 0 and rec.t_wire_sent_ns, "latencies from the wire")
+    local crec = q:record()
+    T.eq(crec.api, "complete", "complete")
+    T.eq(crec.output_tokens, 4, "complete: tokens")
+    -- prepared ahead, sent later: the same record
+    local prep = c:prepare("chat", {prompt = "Say something.", max_tokens = 6})
+    local sent = prep:start()
+    sent:wait()
+    T.eq(sent:record().output_tokens, 6, "prepared, then sent")
+    -- closed before its end: aborted, no record
+    local gone = c:start("chat", {prompt = "Say something.", max_tokens = 500})
+    gone:close()
+    T.checkerr("closed", gone.record, gone)
+  end)
+  T.checkerr("openai.prepare: expected messages", c.prepare, c, "chat", {})
+  T.checkerr("openai.start: kind: expected \"chat\" or \"complete\"", c.start, c, "embed", {prompt = "x"})
+  T.checkerr("openai.start: expected messages", c.start, c, "chat", {})
+end)
+
 T.done()

@@ -154,8 +154,8 @@ local function request_headers(self, extra)
   return h
 end
 
-local function send(self, method, path, body, stream, opts)
-  return http.request{
+local function request_opts(self, method, path, body, stream, opts)
+  return {
     url = self.base_url .. path, method = method, body = body,
     headers = request_headers(self, opts and opts.headers),
     stream = stream or false,
@@ -166,6 +166,10 @@ local function send(self, method, path, body, stream, opts)
     max_event_bytes = opts and opts.max_event_bytes,
     insecure = self.insecure, http2 = self.http2, transport = self.transport,
   }
+end
+
+local function send(self, method, path, body, stream, opts)
+  return http.request(request_opts(self, method, path, body, stream, opts))
 end
 
 -- client:models() -> list of model ids, or nil, error
@@ -262,7 +266,9 @@ local function build_body(self, kind, args, who)
   return json.encode(body)
 end
 
-local function call(self, kind, args, who)
+-- The request of a call: its path, body and stream kind (raises for a
+-- caller's mistake). -> path, body, stream, dialect
+local function prepare(self, kind, args, who)
   if type(args) ~= "table" then error(who .. ": expected a table of arguments", 3) end
   if args.on_event ~= nil and type(args.on_event) ~= "function" then error(who .. ": on_event: expected a function", 3) end
   if args.expect_prompt_tokens ~= nil and (math.type(args.expect_prompt_tokens) ~= "integer" or args.expect_prompt_tokens < 0) then
@@ -277,7 +283,11 @@ local function call(self, kind, args, who)
   end
   local body = build_body(self, kind, args, who)
   local stream = args.stream ~= false and (d.ndjson and "ndjson" or "sse") or nil
-  local r = send(self, "POST", path, body, stream, args)
+  return path, body, stream, d
+end
+
+-- The record of a call's response r.
+local function finish(self, kind, args, r, d)
   -- what the call offered (tools, response_format): the schemas its answer is checked against
   local rec = record.make(r, kind, merge(copy(self.extra), args.extra), self.dialect, d.stream_stats)
   local bytes = record.prompt_bytes(args)
@@ -287,17 +297,62 @@ local function call(self, kind, args, who)
   return rec
 end
 
+
+-- A call in steps: client:prepare("chat"|"complete", args) builds the
+-- request (body, headers, limits; a caller's mistake raises here);
+-- prepared:start() sends it and returns at once (client:start does both);
+-- pending:wait() waits for its end; pending:record() -> the record, as
+-- client:chat would return it. A closed loop prepares a user's next request
+-- while the last one streams and sends it between wait and record
+-- (bench.load), so nothing but the write stands after a response's end.
+local Prepared = {}
+Prepared.__index = Prepared
+local Pending = {}
+Pending.__index = Pending
+function Pending:wait() self.req:wait() end
+function Pending:close() self.req:close() end
+function Pending:record()
+  return finish(self.client, self.kind, self.args, self.req:result(), self.dialect)
+end
+
+function Prepared:start()
+  local req = http.start(self.opts)
+  return setmetatable({client = self.client, kind = self.kind, args = self.args, req = req, dialect = self.dialect},
+                      Pending)
+end
+
+function Client:prepare(kind, args)
+  if kind ~= "chat" and kind ~= "complete" then
+    error("openai.prepare: kind: expected \"chat\" or \"complete\", got " .. tostring(kind), 2)
+  end
+  -- (prepare's errors name the line that called this: prepare, this, caller)
+  local path, body, stream, d = prepare(self, kind, args, "openai.prepare")
+  return setmetatable({client = self, kind = kind, args = args, dialect = d,
+                       opts = request_opts(self, "POST", path, body, stream, args)}, Prepared)
+end
+
+function Client:start(kind, args)
+  if kind ~= "chat" and kind ~= "complete" then
+    error("openai.start: kind: expected \"chat\" or \"complete\", got " .. tostring(kind), 2)
+  end
+  local path, body, stream, d = prepare(self, kind, args, "openai.start")
+  return Prepared.start({client = self, kind = kind, args = args, dialect = d,
+                         opts = request_opts(self, "POST", path, body, stream, args)})
+end
+
 -- client:chat{messages = {...} | prompt = "text", system?, model?, max_tokens?,
 --   stream? (default true), extra?, headers?, timeout?, on_event?, raw?,
 --   expect_prompt_tokens? (the prompt's own count: a server count below 3/4
 --   of it flags prompt_truncated)} -> record
 function Client:chat(args)
-  return call(self, "chat", args, "openai.chat")
+  local path, body, stream, d = prepare(self, "chat", args, "openai.chat")
+  return finish(self, "chat", args, send(self, "POST", path, body, stream, args), d)
 end
 
 -- client:complete{prompt, model?, max_tokens?, stream?, extra?, native? (llama.cpp /completion), ...} -> record
 function Client:complete(args)
-  return call(self, "complete", args, "openai.complete")
+  local path, body, stream, d = prepare(self, "complete", args, "openai.complete")
+  return finish(self, "complete", args, send(self, "POST", path, body, stream, args), d)
 end
 
 return M
