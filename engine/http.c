@@ -382,6 +382,21 @@ static int request_k(lua_State *L, int status, lua_KContext kctx) {
   return 1;
 }
 
+/* the request of the options at index 1, started; its userdata pushed */
+static xfer *start_request(lua_State *L, const char *who) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  hctx *c = get_ctx(L);
+  if (c->busy) luaL_error(L, "%s: cannot start a request from inside on_event", who);
+  http_opts o;
+  read_opts(L, c, &o);
+  const http_transport *tr = pick_transport(L, &o);
+  xfer *x = new_request(L, c, tr, &o);
+  const char *err = http_xfer_start(x, &o, L);
+  if (err) luaL_error(L, "%s: %s", who, err);
+  return x;
+}
+
 /* http.request{url, method?, headers?, body?, stream?, decode?, raw?,
  *   timeout?, on_event?, max_event_bytes?, max_body_bytes?,
  *   error_body_bytes?, insecure?, ca_file?, http2?, check_content_type?,
@@ -389,18 +404,8 @@ static int request_k(lua_State *L, int status, lua_KContext kctx) {
  *   outside world; see docs/http.md). Yields inside a task; runs the loop
  *   on the main thread. */
 static int l_request(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  hctx *c = get_ctx(L);
-  if (c->busy) return luaL_error(L, "http.request: cannot start a request from inside on_event");
-  http_opts o;
-  read_opts(L, c, &o);
-  const http_transport *tr = pick_transport(L, &o);
-  xfer *x = new_request(L, c, tr, &o);
-  http_req *u = x->owner;
-  const char *err = http_xfer_start(x, &o, L);
-  if (err) return luaL_error(L, "http.request: %s", err);
-  return br_await(L, &x->wait, (lua_KContext)u, request_k);
+  xfer *x = start_request(L, "http.request");
+  return br_await(L, &x->wait, (lua_KContext)x->owner, request_k);
 }
 
 /* http.start{...same options as http.request} -> req: the request is sent
@@ -410,17 +415,8 @@ static int l_request(lua_State *L) {
  * writes its next request between wait and result, so a response's table
  * and record never stand before that write (bench.load). */
 static int l_start(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
-  hctx *c = get_ctx(L);
-  if (c->busy) return luaL_error(L, "http.start: cannot start a request from inside on_event");
-  http_opts o;
-  read_opts(L, c, &o);
-  const http_transport *tr = pick_transport(L, &o);
-  xfer *x = new_request(L, c, tr, &o);
-  const char *err = http_xfer_start(x, &o, L);
-  if (err) return luaL_error(L, "http.start: %s", err);
-  return 1;   /* the request's userdata, pushed by new_request */
+  start_request(L, "http.start");
+  return 1;   /* the request's userdata */
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext kctx) {

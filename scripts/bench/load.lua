@@ -140,8 +140,9 @@ end
 
 -- One request of a closed loop's user in steps (client:prepare): built
 -- by prepare_one and sent by send_prepared as soon as the user's last
--- request ends, its record made by end_one after that. -> {prepared, i, item, args} (or .raised: the error the client
--- raised, made into an exception record by end_one)
+-- request ends, its record made by end_one after that. The steps share
+-- {i, item, args, prepared, t, pending} (or .raised: the error the client
+-- raised, made into an exception record by end_one).
 local function prepare_one(opts, item, i)
   local args = make_args(opts, item, i)
   local s = {i = i, item = item, args = args}
