@@ -430,13 +430,15 @@ static int wait_k(lua_State *L, int status, lua_KContext kctx) {
     http_xfer_release(x);
     return br_wait_raise(L, &w);
   }
-  return 0;
+  lua_pushboolean(L, x->error == 0);
+  return 1;
 }
 
+/* req:wait() -> true if it ended without an error of the transfer (a
+ * refused or reset connection, a timeout...), false otherwise */
 static int req_wait(lua_State *L) {
   http_req *u = luaL_checkudata(L, 1, REQ_MT);
   if (!u->x) return luaL_error(L, "request:wait: the request's result was taken or it was closed");
-  if (u->x->finished) return 0;
   return br_await(L, &u->x->wait, (lua_KContext)u, wait_k);
 }
 

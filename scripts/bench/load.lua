@@ -213,14 +213,19 @@ local function closed_phase(opts, w, users, total, deadline_ns, warm, sink, ramp
         while cur do
           local nxt
           local ok, err = pcall(function()
-            if cur.pending then cur.pending:wait() end
-            nxt = next_request()
-            -- the other users whose answers ended with this one write
-            -- their next requests before this one's record is made
-            coroutine.yield()
+            -- a failed transfer (refused, reset: the server may be gone)
+            -- is recorded before the next claim, so stop() sees it first
+            local clean = cur.pending and cur.pending:wait()
+            if clean then
+              nxt = next_request()
+              -- the other users whose answers ended with this one write
+              -- their next requests before this one's record is made
+              coroutine.yield()
+            end
             local rec = end_one(cur)
             rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = cur.i, warm, u, cur.t
             finish(opts, rec, sink)
+            if not clean then nxt = next_request() end
           end)
           if not ok then   -- cancelled, or on_record raised: the next request goes too
             if nxt and nxt.pending then nxt.pending:close() end

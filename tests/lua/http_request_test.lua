@@ -237,9 +237,12 @@ T.case("http.start: sent at once, waited for and read in two steps; close aborts
                  stream = "sse", decode = "openai", timeout = 10}
     local a, b = http.start(req), http.start(req)
     T.checkerr("has not ended", a.result, a)
-    b:wait()
+    T.eq(b:wait(), true, "ended without a transfer error")
     a:wait()
-    a:wait()   -- again: it has ended, at once
+    T.eq(a:wait(), true, "again: it has ended, at once")
+    local refused = http.start{url = "http://127.0.0.1:1/", timeout = 5}
+    T.eq(refused:wait(), false, "a refused connection: false")
+    T.eq(refused:result().error, "refused", "its kind")
     local ra, rb = a:result(), b:result()
     for _, r in ipairs{ra, rb} do
       T.eq(r.error, nil, "error")

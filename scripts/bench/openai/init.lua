@@ -297,47 +297,47 @@ local function finish(self, kind, args, r, d)
   return rec
 end
 
-
 -- A call in steps: client:prepare("chat"|"complete", args) builds the
 -- request (body, headers, limits; a caller's mistake raises here);
 -- prepared:start() sends it and returns at once (client:start does both);
--- pending:wait() waits for its end; pending:record() -> the record, as
--- client:chat would return it. A closed loop prepares a user's next request
--- while the last one streams and sends it between wait and record
--- (bench.load), so nothing but the write stands after a response's end.
+-- pending:wait() waits for its end (-> false if the transfer failed:
+-- refused, reset, timed out); pending:record() -> the record, as
+-- client:chat would return it; pending:close() aborts it. bench.load's
+-- closed loop sends a user's next request between wait and record, so a
+-- response's table and record never stand before that write.
 local Prepared = {}
 Prepared.__index = Prepared
 local Pending = {}
 Pending.__index = Pending
-function Pending:wait() self.req:wait() end
+function Pending:wait() return self.req:wait() end
 function Pending:close() self.req:close() end
 function Pending:record()
-  return finish(self.client, self.kind, self.args, self.req:result(), self.dialect)
+  local p = self.prepared
+  return finish(p.client, p.kind, p.args, self.req:result(), p.dialect)
 end
 
 function Prepared:start()
-  local req = http.start(self.opts)
-  return setmetatable({client = self.client, kind = self.kind, args = self.args, req = req, dialect = self.dialect},
-                      Pending)
+  return setmetatable({prepared = self, req = http.start(self.opts)}, Pending)
 end
 
-function Client:prepare(kind, args)
+-- the prepared request of client:prepare and client:start (who: the name
+-- their errors carry)
+local function prepared(self, kind, args, who)
   if kind ~= "chat" and kind ~= "complete" then
-    error("openai.prepare: kind: expected \"chat\" or \"complete\", got " .. tostring(kind), 2)
+    error(who .. ": kind: expected \"chat\" or \"complete\", got " .. tostring(kind), 3)
   end
-  -- (prepare's errors name the line that called this: prepare, this, caller)
-  local path, body, stream, d = prepare(self, kind, args, "openai.prepare")
+  local path, body, stream, d = prepare(self, kind, args, who)
   return setmetatable({client = self, kind = kind, args = args, dialect = d,
                        opts = request_opts(self, "POST", path, body, stream, args)}, Prepared)
 end
 
+function Client:prepare(kind, args)
+  local p = prepared(self, kind, args, "openai.prepare")
+  return p
+end
+
 function Client:start(kind, args)
-  if kind ~= "chat" and kind ~= "complete" then
-    error("openai.start: kind: expected \"chat\" or \"complete\", got " .. tostring(kind), 2)
-  end
-  local path, body, stream, d = prepare(self, kind, args, "openai.start")
-  return Prepared.start({client = self, kind = kind, args = args, dialect = d,
-                         opts = request_opts(self, "POST", path, body, stream, args)})
+  return prepared(self, kind, args, "openai.start"):start()
 end
 
 -- client:chat{messages = {...} | prompt = "text", system?, model?, max_tokens?,
