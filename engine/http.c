@@ -382,18 +382,38 @@ static int request_k(lua_State *L, int status, lua_KContext kctx) {
   return 1;
 }
 
-/* the request of the options at index 1, started; its userdata pushed */
-static xfer *start_request(lua_State *L, const char *who) {
+/* the request of the options at index 1, built and not sent; its userdata
+ * pushed */
+static xfer *prepare_request(lua_State *L, const char *who) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   hctx *c = get_ctx(L);
-  if (c->busy) luaL_error(L, "%s: cannot start a request from inside on_event", who);
   http_opts o;
   read_opts(L, c, &o);
   const http_transport *tr = pick_transport(L, &o);
   xfer *x = new_request(L, c, tr, &o);
-  const char *err = http_xfer_start(x, &o, L);
+  const char *err = http_xfer_prepare(x, &o);
   if (err) luaL_error(L, "%s: %s", who, err);
+  return x;
+}
+
+/* send a prepared request (its userdata u); raises for what cannot start */
+static void send_request(lua_State *L, http_req *u, const char *who) {
+  xfer *x = u->x;
+  if (x->ctx->busy) luaL_error(L, "%s: cannot start a request from inside on_event", who);
+  const char *err = http_xfer_send(x, L);
+  if (err) {
+    lua_pushstring(L, err);   /* the message may live in the transfer */
+    u->x = NULL;
+    http_xfer_release(x);
+    luaL_error(L, "%s: %s", who, lua_tostring(L, -1));
+  }
+}
+
+/* the request of the options at index 1, started; its userdata pushed */
+static xfer *start_request(lua_State *L, const char *who) {
+  xfer *x = prepare_request(L, who);
+  send_request(L, x->owner, who);
   return x;
 }
 
@@ -419,6 +439,39 @@ static int l_start(lua_State *L) {
   return 1;   /* the request's userdata */
 }
 
+/* http.prepare{...same options as http.request} -> req, not sent: the
+ * options are read and checked and the request built now; req:connect()
+ * opens its connection ahead (the native transport; curl connects when
+ * it sends), req:send() sends it, and from then on it is what http.start
+ * returns. The clock starts at the send. A closed loop builds and
+ * connects its first wave this way, then writes every request in one pass
+ * (bench.load). */
+static int l_prepare(lua_State *L) {
+  prepare_request(L, "http.prepare");
+  return 1;
+}
+
+/* the request userdata at index 1 that has not been sent */
+static http_req *unsent(lua_State *L, const char *who) {
+  http_req *u = luaL_checkudata(L, 1, REQ_MT);
+  if (!u->x) luaL_error(L, "%s: the request was closed", who);
+  if (u->x->in_flight || u->x->finished) luaL_error(L, "%s: the request was sent already", who);
+  return u;
+}
+
+static int req_connect(lua_State *L) {
+  http_req *u = unsent(L, "request:connect");
+  if (u->x->tr->connect_ahead) u->x->tr->connect_ahead(u->x);
+  return 0;
+}
+
+static int req_send(lua_State *L) {
+  http_req *u = unsent(L, "request:send");
+  send_request(L, u, "request:send");
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int wait_k(lua_State *L, int status, lua_KContext kctx) {
   (void)status;
   http_req *u = (http_req *)kctx;
@@ -439,6 +492,7 @@ static int wait_k(lua_State *L, int status, lua_KContext kctx) {
 static int req_wait(lua_State *L) {
   http_req *u = luaL_checkudata(L, 1, REQ_MT);
   if (!u->x) return luaL_error(L, "request:wait: the request's result was taken or it was closed");
+  if (!u->x->in_flight && !u->x->finished) return luaL_error(L, "request:wait: the request was not sent (request:send())");
   return br_await(L, &u->x->wait, (lua_KContext)u, wait_k);
 }
 
@@ -463,7 +517,9 @@ static int req_gc(lua_State *L) {
 
 static int req_tostring(lua_State *L) {
   http_req *u = luaL_checkudata(L, 1, REQ_MT);
-  lua_pushfstring(L, "bench.http.Request (%s)", u->x ? (u->x->finished ? "finished" : "in flight") : "closed");
+  const xfer *x = u->x;
+  lua_pushfstring(L, "bench.http.Request (%s)",
+                  !x ? "closed" : x->finished ? "finished" : x->in_flight ? "in flight" : "not sent");
   return 1;
 }
 
@@ -531,7 +587,7 @@ static int l_active(lua_State *L) {
 
 int luaopen_bench_http(lua_State *L) {
   static const luaL_Reg funcs[] = {
-    {"request", l_request}, {"start", l_start}, {"max_fds", l_max_fds}, {"active", l_active}, {"version", http_curl_version},
+    {"request", l_request}, {"start", l_start}, {"prepare", l_prepare}, {"max_fds", l_max_fds}, {"active", l_active}, {"version", http_curl_version},
     {"rusage", l_rusage},
     {NULL, NULL}};
   static const luaL_Reg ctx_meta[] = {
@@ -539,7 +595,8 @@ int luaopen_bench_http(lua_State *L) {
   static const luaL_Reg req_meta[] = {
     {"__gc", req_gc}, {"__close", req_gc}, {"__tostring", req_tostring}, {NULL, NULL}};
   br_class(L, CTX_MT, ctx_meta, NULL);
-  static const luaL_Reg req_methods[] = {{"wait", req_wait}, {"result", req_result}, {"close", req_gc}, {NULL, NULL}};
+  static const luaL_Reg req_methods[] = {{"wait", req_wait}, {"result", req_result}, {"close", req_gc},
+                                               {"connect", req_connect}, {"send", req_send}, {NULL, NULL}};
   br_class(L, REQ_MT, req_meta, req_methods);
   lua_pop(L, 2);
   luaL_newlib(L, funcs);

@@ -8,6 +8,7 @@
  *   http_result.c  a finished transfer as the response table
  *   http_curl.c    the curl transport (libcurl's multi-socket interface)
  *   http_native.c  the native HTTP/1.1 transport (h1.c parses)
+ *   http_target.c  the URLs it takes and the addresses they name
  *
  * A transport fills in an http_transport table; the core calls it only
  * through that table and never asks which one it holds. Transports report
@@ -187,6 +188,10 @@ struct http_transport {
    * message for a Lua error (nothing was sent). It may finish the
    * transfer at once (a refused connect). */
   const char *(*start)(xfer *x);
+  /* Optional (req:connect): open the connection before the request is
+   * sent, the clock not started. What fails here is forgotten: the send
+   * connects again and reports its own outcome. */
+  void (*connect_ahead)(xfer *x);
   /* The transfer is over (done, failed, past a deadline, cancelled): take
    * the last figures and reasons, keep or close the connection. */
   void (*detach)(xfer *x);
@@ -244,9 +249,12 @@ void http_abort(xfer *x, http_err why);
  * checked, the waiter wakes. Never called with curl on the stack. */
 void http_finish(xfer *x, http_err forced);
 
-/* Start a transfer the API layer has made (prepare, the clock, send, the
- * deadline): NULL, or a message for a Lua error. */
-const char *http_xfer_start(xfer *x, const http_opts *o, lua_State *L);
+/* A transfer the API layer has made: the transport builds what it needs
+ * from the options (http_xfer_prepare), then it is sent (the clock, the
+ * send, the deadline: http_xfer_send). NULL, or a message for a Lua
+ * error. */
+const char *http_xfer_prepare(xfer *x, const http_opts *o);
+const char *http_xfer_send(xfer *x, lua_State *L);
 void http_xfer_release(xfer *x);   /* the Lua side lets go */
 void http_xfer_free(xfer *x);
 void http_push_response(lua_State *L, const xfer *x);

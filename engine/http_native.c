@@ -15,7 +15,6 @@
 #include "http_internal.h"
 #include "sock.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -63,9 +62,11 @@ struct nxfer {
   br_buf reqhead;        /* the request line and headers */
   size_t sent_off;       /* bytes of head + body written */
   int retried, conn_keep, send_failed;
+  int ahead;             /* its new connection was opened before the send (req:connect) */
 };
 
 static void conn_io(br_loop *loop, br_io *io, int events);
+static int native_connect(nxfer *n);
 static void native_send(nxfer *n, hconn *k);
 static void native_read(nxfer *n, hconn *k);
 
@@ -98,14 +99,28 @@ static void conn_park(hconn *k) {
   hctx *c = k->ctx;
   struct http_native_state *s = c->native;
   k->x = NULL;
-  if (c->closed || s->nidle >= IDLE_MAX || br_io_start(c->loop, &k->io, k->fd, BR_READ, idle_cb, k) != 0) {
+  int watched = k->io.events == BR_READ;   /* as after its answer: no system call to keep watching */
+  if (c->closed || s->nidle >= IDLE_MAX || (!watched && br_io_start(c->loop, &k->io, k->fd, BR_READ, idle_cb, k) != 0)) {
     conn_close(k);
     return;
   }
+  k->io.cb = idle_cb;
   k->next = s->idle;
   if (s->idle) s->idle->prev = k;
   s->idle = k;
   s->nidle++;
+}
+
+/* Watch the connection for events: no system call when that is already
+ * its watch (a kept connection is watched for reading while idle, and
+ * after its request is written). */
+static int conn_watch(hconn *k, int events) {
+  if (k->io.events == events) {
+    k->io.cb = conn_io;
+    k->io.data = k;
+    return 0;
+  }
+  return br_io_start(k->ctx->loop, &k->io, k->fd, events, conn_io, k);
 }
 
 static hconn *idle_take(hctx *c, const struct sockaddr_storage *a, socklen_t len) {
@@ -165,7 +180,7 @@ static hconn *conn_new(nxfer *n, int i) {
   k->io.weak = 1;   /* the transfer keeps the loop alive, not its socket */
   memcpy(&k->addr, a, n->addrlens[i]);
   k->addrlen = n->addrlens[i];
-  k->fd = socket(a->ss_family, SOCK_STREAM, 0);
+  k->fd = br_socket_stream(a->ss_family);
   if (k->fd < 0) {
     int err = errno;
     free(k);
@@ -173,7 +188,6 @@ static hconn *conn_new(nxfer *n, int i) {
     return NULL;
   }
   int one = 1;
-  br_fd_nonblock(k->fd);
   setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   br_sock_stamp_arrivals(k->fd);   /* arrival times from the kernel (native_read) */
 #ifdef SO_NOSIGPIPE
@@ -183,10 +197,11 @@ static hconn *conn_new(nxfer *n, int i) {
 }
 
 /* Open a connection to the next address; 0, or the error (the caller ends
- * the transfer). Connecting goes on in the loop. */
+ * the transfer). Connecting goes on in the loop. A transfer in flight is
+ * written at once if the connect completed in the call; one opened ahead
+ * of its send (req:connect) waits for it. */
 static int native_connect(nxfer *n) {
   xfer *x = &n->x;
-  hctx *c = x->ctx;
   int err = 0;
   for (; n->addr_i < n->naddr; n->addr_i++) {
     hconn *k = conn_new(n, n->addr_i);
@@ -200,13 +215,13 @@ static int native_connect(nxfer *n) {
       br_h1_init(&k->h1, x->head_request);
       k->connected = now == 1;
       if (k->connected) x->t_connect = br_now();
-      if (br_io_start(c->loop, &k->io, k->fd, BR_WRITE, conn_io, k) != 0) {
+      if (conn_watch(k, k->connected ? BR_READ : BR_WRITE) != 0) {
         err = errno ? errno : EIO;
         conn_close(k);
         return err;
       }
       n->conn = k;
-      if (k->connected) native_send(n, k);
+      if (k->connected && x->in_flight) native_send(n, k);
       return 0;
     }
     conn_close(k);
@@ -220,14 +235,17 @@ static void native_open(nxfer *n) {
   if (err) native_os_error(n, err, "connect");
 }
 
-/* A reused connection failed before any byte of the answer: the server
- * closed it while it sat idle. Send again on a new one, once. */
+/* A reused connection (or one opened ahead of the send) failed before any
+ * byte of the answer: the server closed it while it sat idle. Send again
+ * on a new one, once. */
 static void native_retry(nxfer *n) {
   hconn *k = n->conn;
   n->conn = NULL;
   conn_close(k);
   n->retried = 1;
   n->x.reused = 0;
+  n->ahead = 0;
+  n->x.t_dns = n->x.t_connect = 0;   /* the new connection's handshake, not the dropped one's */
   n->sent_off = 0;
   br_buf_clear(&n->x.headers);
   n->addr_i = 0;
@@ -238,12 +256,12 @@ static void native_retry(nxfer *n) {
 
 /* The write failed with err. */
 static void write_failed(nxfer *n, hconn *k, int err) {
-  if (n->x.reused && !n->retried && (err == EPIPE || err == ECONNRESET)) {
+  if ((n->x.reused || n->ahead) && !n->retried && (err == EPIPE || err == ECONNRESET)) {
     native_retry(n);
   } else if (err == EPIPE || err == ECONNRESET) {
     /* the server stopped reading: what it said before closing, if anything, is the answer */
     n->send_failed = 1;
-    if (br_io_start(n->x.ctx->loop, &k->io, k->fd, BR_READ, conn_io, k) != 0) native_os_error(n, err, "sending the request");
+    if (conn_watch(k, BR_READ) != 0) native_os_error(n, err, "sending the request");
     else native_read(n, k);
   } else {
     native_os_error(n, err, "sending the request");
@@ -279,12 +297,11 @@ static void native_send(nxfer *n, hconn *k) {
   }
   n->sent_off += (size_t)w;
   if (n->sent_off < total) {   /* the rest when the socket has room */
-    if (k->io.events != (BR_READ | BR_WRITE) && br_io_start(x->ctx->loop, &k->io, k->fd, BR_READ | BR_WRITE, conn_io, k) != 0)
-      native_os_error(n, errno, "epoll");
+    if (conn_watch(k, BR_READ | BR_WRITE) != 0) native_os_error(n, errno, "epoll");
     return;
   }
   x->t_sent = t_write;
-  if (br_io_start(x->ctx->loop, &k->io, k->fd, BR_READ, conn_io, k) != 0) native_os_error(n, errno, "epoll");
+  if (conn_watch(k, BR_READ) != 0) native_os_error(n, errno, "epoll");
 }
 
 /* ---- receiving ---- */
@@ -329,7 +346,7 @@ static const br_h1_callbacks h1_cbs = {h1_line, h1_head_done, h1_body};
 /* The connection closed (err 0) or failed while waiting for the answer. */
 static void native_closed(nxfer *n, hconn *k, int err) {
   xfer *x = &n->x;
-  if (!br_h1_started(&k->h1) && x->reused && !n->retried) {
+  if (!br_h1_started(&k->h1) && (x->reused || n->ahead) && !n->retried) {
     native_retry(n);
     return;
   }
@@ -403,10 +420,78 @@ static void connect_done(nxfer *n, hconn *k) {
   }
 }
 
+/* ---- connections opened ahead of their request (req:connect) ---- */
+
+/* A kept connection taken for transfer n. */
+static void conn_take(nxfer *n, hconn *k) {
+  k->x = n;
+  n->conn = k;
+  n->x.reused = 1;
+  br_h1_init(&k->h1, n->x.head_request);
+}
+
+/* Forget a connection opened ahead: its send connects anew, and what
+ * happens then is the transfer's to report. */
+static void ahead_drop(nxfer *n) {
+  if (n->conn) conn_close(n->conn);
+  n->conn = NULL;
+  n->addr_i = 0;
+  n->x.reused = 0;
+  n->ahead = 0;
+  n->x.t_dns = n->x.t_connect = 0;
+}
+
+/* An event on a connection whose request is not sent yet: its connect
+ * ended, or the server closed it (or sent what nobody asked for). */
+static void ahead_io(nxfer *n, hconn *k) {
+  if (k->connected) {
+    ahead_drop(n);
+    return;
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err == ECONNREFUSED && n->addr_i + 1 < n->naddr) {   /* localhost: ::1 next */
+    conn_close(k);
+    n->conn = NULL;
+    n->addr_i++;
+    if (native_connect(n) != 0) ahead_drop(n);
+  } else if (err || conn_watch(k, BR_READ) != 0) {
+    ahead_drop(n);
+  } else {
+    k->connected = 1;
+    n->x.t_connect = br_now();
+  }
+}
+
+/* req:connect: the connection is made now, before the clock starts, so
+ * that sending is only the write (a closed loop's first wave connects
+ * every user, then writes every request in one pass, as the C reader of
+ * the client benchmark does). A kept connection to the address is
+ * reserved, else a new one is opened. */
+static void native_connect_ahead(xfer *x) {
+  nxfer *n = (nxfer *)x;
+  if (n->conn || x->in_flight || x->finished) return;
+  hconn *k = NULL;
+  for (int i = 0; i < n->naddr && !k; i++) k = idle_take(x->ctx, &n->addrs[i], n->addrlens[i]);
+  if (k) {
+    conn_take(n, k);
+    if (conn_watch(k, BR_READ) != 0) ahead_drop(n);
+  } else if (native_connect(n) != 0) {
+    ahead_drop(n);
+  } else {
+    n->ahead = 1;
+  }
+}
+
 static void conn_io(br_loop *loop, br_io *io, int events) {
   hconn *k = io->data;
   nxfer *n = k->x;
   if (!n) return;
+  if (!n->x.in_flight) {
+    ahead_io(n, k);
+    return;
+  }
   hctx *c = k->ctx;
   http_busy_enter(c);   /* aborts asked for from on_event wait until this returns */
   if (!k->connected) connect_done(n, k);
@@ -417,95 +502,6 @@ static void conn_io(br_loop *loop, br_io *io, int events) {
 }
 
 /* ---- the request ---- */
-
-/* The address(es) of host (an IP literal, or localhost) on port into tg:
- * 1 for a loopback address, 0 for another, -1 for a name to resolve. */
-static int target_address(http_target *tg, const char *host, int bracketed, long p) {
-  memset(tg->addrs, 0, sizeof tg->addrs);
-  struct sockaddr_in *v4 = (struct sockaddr_in *)&tg->addrs[0];
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&tg->addrs[0];
-  if (!bracketed && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)p);
-    tg->addrlens[0] = sizeof *v4;
-    tg->naddr = 1;
-    return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
-  } else if (bracketed && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons((uint16_t)p);
-    tg->addrlens[0] = sizeof *v6;
-    tg->naddr = 1;
-    return IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
-  } else if (!bracketed && strcasecmp(host, "localhost") == 0) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)p);
-    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    tg->addrlens[0] = sizeof *v4;
-    struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)&tg->addrs[1];
-    l6->sin6_family = AF_INET6;
-    l6->sin6_port = htons((uint16_t)p);
-    l6->sin6_addr = in6addr_loopback;
-    tg->addrlens[1] = sizeof *l6;
-    tg->naddr = 2;
-    return 1;
-  }
-  return -1;   /* a name to resolve: curl has an asynchronous resolver */
-}
-
-int http_native_target(const char *url, size_t len, http_target *tg) {
-  if (len < 8 || strncasecmp(url, "http://", 7) != 0) return 0;
-  const char *a = url + 7, *end = url + len;
-  const char *ae = a;
-  while (ae < end && *ae != '/' && *ae != '?' && *ae != '#') ae++;
-  if (ae == a || memchr(a, '@', (size_t)(ae - a))) return 0;
-  const char *h = a, *he, *port = NULL;
-  if (*h == '[') {
-    he = memchr(h, ']', (size_t)(ae - h));
-    if (!he) return 0;
-    h++;
-    if (he + 1 < ae) {
-      if (he[1] != ':') return 0;
-      port = he + 2;
-    }
-  } else {
-    he = memchr(h, ':', (size_t)(ae - h));
-    if (he) port = he + 1;
-    else he = ae;
-  }
-  long p = 80;
-  if (port) {
-    if (port == ae || ae - port > 5) return 0;
-    p = 0;
-    for (const char *q = port; q < ae; q++) {
-      if (*q < '0' || *q > '9') return 0;
-      p = p * 10 + (*q - '0');
-    }
-    if (p < 1 || p > 65535) return 0;
-  }
-  char host[64];
-  size_t hl = (size_t)(he - h);
-  if (hl == 0 || hl >= sizeof host) return 0;
-  memcpy(host, h, hl);
-  host[hl] = 0;
-  int loopback = target_address(tg, host, a[0] == '[', p);
-  if (loopback < 0) return 0;
-  if (!loopback) {   /* a proxy may be meant for it: curl knows the rules */
-    static const char *const vars[] = {"http_proxy", "all_proxy", "ALL_PROXY"};
-    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
-      const char *v = getenv(vars[i]);
-      if (v && *v) return 0;
-    }
-  }
-  const char *t = ae, *te = memchr(ae, '#', (size_t)(end - ae));
-  if (!te) te = end;
-  for (const char *q = t; q < te; q++)
-    if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f) return 0;   /* curl's rules for odd URLs */
-  tg->authority = a;
-  tg->alen = (size_t)(ae - a);
-  tg->path = t;
-  tg->plen = (size_t)(te - t);
-  return 1;
-}
 
 /* The request head, as curl would write it: the caller's headers, a header
  * given with an empty value removes ours of that name. */
@@ -551,19 +547,18 @@ static const char *native_prepare(xfer *x, const http_opts *o) {
 
 static const char *native_start(xfer *x) {
   nxfer *n = (nxfer *)x;
-  hctx *c = x->ctx;
-  hconn *k = NULL;
-  for (int i = 0; i < n->naddr && !k; i++) k = idle_take(c, &n->addrs[i], n->addrlens[i]);
+  hconn *k = n->conn;   /* opened ahead (req:connect) */
+  for (int i = 0; i < n->naddr && !k; i++) {
+    k = idle_take(x->ctx, &n->addrs[i], n->addrlens[i]);
+    if (k) conn_take(n, k);
+  }
   if (!k) {
     native_open(n);
     return NULL;
   }
-  /* a kept connection: write now, in the call */
-  k->x = n;
-  n->conn = k;
-  x->reused = 1;
-  br_h1_init(&k->h1, x->head_request);
-  if (br_io_start(c->loop, &k->io, k->fd, BR_WRITE, conn_io, k) != 0) native_os_error(n, errno, "epoll");
+  /* write now, in the call (a connection still connecting: when it is up) */
+  if (!k->connected) return NULL;
+  if (conn_watch(k, BR_READ) != 0) native_os_error(n, errno, "epoll");
   else native_send(n, k);
   return NULL;
 }
@@ -585,7 +580,16 @@ static void native_drop(xfer *x) {
   n->conn = NULL;
 }
 
-static void native_release(xfer *x) { br_buf_free(&((nxfer *)x)->reqhead); }
+/* Free what prepare made; a connection opened ahead of a request that
+ * was never sent goes back to the idle list. */
+static void native_release(xfer *x) {
+  nxfer *n = (nxfer *)x;
+  br_buf_free(&n->reqhead);
+  hconn *k = n->conn;
+  n->conn = NULL;
+  if (k && k->connected) conn_park(k);
+  else if (k) conn_close(k);
+}
 
 static void native_shutdown(hctx *c) {
   struct http_native_state *s = c->native;
@@ -604,6 +608,7 @@ const http_transport http_native = {
   .xfer_size = sizeof(nxfer),
   .prepare = native_prepare,
   .start = native_start,
+  .connect_ahead = native_connect_ahead,
   .detach = native_detach,
   .drop = native_drop,
   .release = native_release,

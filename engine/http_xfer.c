@@ -516,10 +516,10 @@ static void xfer_cancel(br_wait *w) {
   http_abort(x, HERR_CANCELLED);
 }
 
-const char *http_xfer_start(xfer *x, const http_opts *o, lua_State *L) {
+const char *http_xfer_prepare(xfer *x, const http_opts *o) { return x->tr->prepare(x, o); }
+
+const char *http_xfer_send(xfer *x, lua_State *L) {
   hctx *c = x->ctx;
-  const char *err = x->tr->prepare(x, o);
-  if (err) return err;
   x->t_start = br_now();
   br_wait_init(&x->wait, L);
   x->wait.cancel = xfer_cancel;
@@ -527,7 +527,7 @@ const char *http_xfer_start(xfer *x, const http_opts *o, lua_State *L) {
   c->active++;
   br_loop_ref(c->loop);
   http_busy_enter(c);   /* an error while sending ends the transfer after this call */
-  err = x->tr->start(x);
+  const char *err = x->tr->start(x);
   http_busy_leave(c);
   if (err) {
     x->in_flight = 0;

@@ -6,6 +6,7 @@
 #include "benchrun/loop.h"
 #include "platform.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,6 +17,21 @@ int br_fd_nonblock(int fd) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return -1;
   return fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+int br_socket_stream(int family) {
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+  return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+#else
+  int fd = socket(family, SOCK_STREAM, 0);
+  if (fd >= 0 && br_fd_nonblock(fd) != 0) {
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+#endif
 }
 
 void br_fd_reserve(int n) {

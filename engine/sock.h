@@ -11,6 +11,11 @@
  * polls). 0, or -1 with errno. */
 int br_fd_nonblock(int fd);
 
+/* A new stream socket of that family, non-blocking and close-on-exec: in
+ * the socket() call where the platform can (Linux), saving three fcntl
+ * calls per connection. The descriptor, or -1 with errno. */
+int br_socket_stream(int family);
+
 /* Make room for n open files in this process's file table now, so that
  * opening the n-th socket later costs what opening the first did. Linux
  * grows the table on demand (64, 256, 512, ... slots), and when the

@@ -177,6 +177,74 @@ local function end_one(s)
   return rec
 end
 
+-- A closed loop's user in steps (client:prepare): its next request is
+-- written as soon as its last answer ends, before that one's record.
+-- claim() -> the next index, or nil: the run is over. together: the user
+-- starts with the others (no ramp).
+local function two_step_user(opts, w, claim, u, warm, sink, together)
+  -- claim the next index, build its request and send it
+  local function next_request()
+    local ni = claim()
+    if not ni then return nil end
+    local s = prepare_one(opts, w:next(ni), ni)
+    send_prepared(s)
+    return s
+  end
+  local cur
+  if together then
+    -- the first wave: every user builds its request and opens its
+    -- connection, then all write theirs in one pass, as the C reader of
+    -- the client benchmark does: requests meant to start together do (a
+    -- wave started one request at a time spreads over ~25 µs per user,
+    -- and paced streams that start apart cost a wake-up per token)
+    local ni = claim()
+    if ni then
+      cur = prepare_one(opts, w:next(ni), ni)
+      if cur.prepared and cur.prepared.connect then cur.prepared:connect() end
+      coroutine.yield()
+      send_prepared(cur)
+    end
+  else
+    cur = next_request()
+  end
+  while cur do
+    local nxt
+    local ok, err = pcall(function()
+      -- a failed transfer (refused, reset: the server may be gone) is
+      -- recorded before the next claim, so stop() sees it first
+      local clean = cur.pending and cur.pending:wait()
+      if clean then
+        nxt = next_request()
+        -- the other users whose answers ended with this one write their
+        -- next requests before this one's record is made
+        coroutine.yield()
+      end
+      local rec = end_one(cur)
+      rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = cur.i, warm, u, cur.t
+      finish(opts, rec, sink)
+      if not clean then nxt = next_request() end
+    end)
+    if not ok then   -- cancelled, or on_record raised: the next request goes too
+      if nxt and nxt.pending then nxt.pending:close() end
+      error(err, 0)
+    end
+    cur = nxt
+  end
+end
+
+-- A closed loop's user in one step: each record before the next request
+-- (a custom send, or a stop() that decides from the records).
+local function one_step_user(opts, w, claim, u, warm, sink)
+  while true do
+    local i = claim()
+    if not i then return end
+    local t_sched = clock.now()
+    local rec = send_one(opts, w:next(i), i)
+    rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = i, warm, u, t_sched
+    finish(opts, rec, sink)
+  end
+end
+
 -- N users in a closed loop over indices 1..total (or until deadline_ns).
 local function closed_phase(opts, w, users, total, deadline_ns, warm, sink, ramp_s)
   local next_i = 0
@@ -195,57 +263,12 @@ local function closed_phase(opts, w, users, total, deadline_ns, warm, sink, ramp
   -- a custom send, or a stop() that decides from the records (steady state)
   local two_step = not opts.send and not opts.stop_reads_records and type(opts.client) == "table"
     and opts.client.prepare ~= nil
+  local ramped = ramp_s and ramp_s > 0
   for u = 1, users do
     tasks[u] = spawn(function()
-      if ramp_s and ramp_s > 0 and u > 1 then
-        clock.sleep_until(t0 + math.floor(ramp_s * 1e9 * (u - 1) / users))
-      end
-      if two_step then
-        -- claim the next index, build its request and send it
-        local function next_request()
-          local ni = claim()
-          if not ni then return nil end
-          local s = prepare_one(opts, w:next(ni), ni)
-          send_prepared(s)
-          return s
-        end
-        local cur = next_request()
-        while cur do
-          local nxt
-          local ok, err = pcall(function()
-            -- a failed transfer (refused, reset: the server may be gone)
-            -- is recorded before the next claim, so stop() sees it first
-            local clean = cur.pending and cur.pending:wait()
-            if clean then
-              nxt = next_request()
-              -- the other users whose answers ended with this one write
-              -- their next requests before this one's record is made
-              coroutine.yield()
-            end
-            local rec = end_one(cur)
-            rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = cur.i, warm, u, cur.t
-            finish(opts, rec, sink)
-            if not clean then nxt = next_request() end
-          end)
-          if not ok then   -- cancelled, or on_record raised: the next request goes too
-            if nxt and nxt.pending then nxt.pending:close() end
-            error(err, 0)
-          end
-          cur = nxt
-        end
-        return
-      end
-      while true do
-        if deadline_ns and clock.now() >= deadline_ns then return end
-        if stopped(opts) then return end
-        next_i = next_i + 1
-        local i = next_i
-        if total and i > total then return end
-        local t_sched = clock.now()
-        local rec = send_one(opts, w:next(i), i)
-        rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = i, warm, u, t_sched
-        finish(opts, rec, sink)
-      end
+      if ramped and u > 1 then clock.sleep_until(t0 + math.floor(ramp_s * 1e9 * (u - 1) / users)) end
+      if two_step then two_step_user(opts, w, claim, u, warm, sink, not ramped)
+      else one_step_user(opts, w, claim, u, warm, sink) end
     end)
   end
   wait_all(tasks, warm and "load warm-up" or "load.closed")

@@ -21,6 +21,9 @@
  *   close            close the connection (FIN)
  *   reset            close it with SO_LINGER 0 (RST)
  *   next-connection  close the connection if still open
+ *   accept           take the next connection now (if none is open),
+ *                    reading nothing: e.g. to close one a client opened
+ *                    ahead of its request
  *   log TEXT         append TEXT and a newline to LOG (a marker to wait for)
  * When the script ends the connection is closed and the server waits for
  * SIGTERM (its default action ends it). Mistakes in the script: exit 2. */
@@ -266,6 +269,7 @@ int main(int argc, char **argv) {
     else if (strcmp(line, "sleep") == 0 && arg) sleep_ms(atol(arg));
     else if (strcmp(line, "close") == 0 || strcmp(line, "next-connection") == 0) conn_close(0);
     else if (strcmp(line, "reset") == 0) conn_close(1);
+    else if (strcmp(line, "accept") == 0) conn_need();
     else if (strcmp(line, "log") == 0) {
       append_log(arg ? arg : "", arg ? strlen(arg) : 0);
       append_log("\n", 1);

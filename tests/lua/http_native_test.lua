@@ -272,6 +272,48 @@ T.case("an answer that comes before the request body is sent is the result", fun
   end
 end)
 
+T.case("a connection opened ahead (req:connect) that the server closes before the send: sent on a new one", function()
+  for _, how in ipairs{"close", "reset"} do
+    for _, noticed in ipairs{true, false} do
+      local what = how .. (noticed and ", noticed by the loop" or ", not noticed")
+      local s <close> = raw{"accept", how, "log closed", "expect-request", send(ok("two"))}
+      local p = http.prepare{url = s.url .. "/2", timeout = 5}
+      p:connect()
+      if noticed then   -- the loop runs: the idle connection's close is seen and it is dropped
+        for _ = 1, 500 do
+          if s.log():find("closed\n", 1, true) then break end
+          clock.sleep(0.01)
+        end
+        clock.sleep(0.05)
+      else
+        spin_until(function() return s.log():find("closed\n", 1, true) end, 5, "the server's close")
+      end
+      p:send()
+      p:wait()
+      local r = p:result()
+      T.eq(r.error, nil, what .. ": error")
+      T.eq(r.body, "two", what .. ": the answer")
+      T.eq(r.reused, false, what .. ": a new connection")
+      T.eq(select(2, s.log():gsub("GET /2 ", "")), 1, what .. ": the server got the request once")
+    end
+  end
+end)
+
+T.case("a connection opened ahead to a full accept queue: the connect timeout counts from the send", function()
+  local portfile = os.tmpname()
+  local b <close> = assert(proc.spawn{argv = {RAW, "--blackhole", portfile}, stdout = "capture", stderr = "capture"})
+  local port = await_port(b, portfile)
+  local p = http.prepare{url = "http://127.0.0.1:" .. port .. "/", timeout = {connect = 0.3}}
+  p:connect()
+  clock.sleep(0.5)   -- longer than the timeout: no clock runs before the send
+  local t0 = clock.now()
+  p:send()
+  T.eq(p:wait(), false, "a connect that never completes")
+  local took = (clock.now() - t0) / 1e9
+  T.eq(p:result().error, "timeout_connect", "its kind")
+  assert(took >= 0.29 and took < 2, "ended at the connect timeout after the send: " .. took .. " s")
+end)
+
 T.case("timeouts: first_byte, idle, connect", function()
   do
     local s <close> = raw{"expect-request", "sleep 10000"}
@@ -311,6 +353,20 @@ T.case("localhost falls back to ::1", function()
   T.eq(r.status, 200, "status through ::1")
   local r2 = http.request{url = "http://localhost:" .. s6.port .. "/v1/models", timeout = 5}
   T.eq(r2.reused, true, "the ::1 connection is reused for localhost")
+  -- opened ahead: the kept connection is reserved by the first, the
+  -- second opens a new one, through ::1 after 127.0.0.1 refuses
+  local q = http.prepare{url = "http://localhost:" .. s6.port .. "/v1/models", timeout = 5}
+  local p = http.prepare{url = "http://localhost:" .. s6.port .. "/v1/models", timeout = 5}
+  q:connect()
+  p:connect()
+  clock.sleep(0.05)
+  p:send()
+  q:send()
+  T.eq(p:wait() and q:wait(), true, "both ended")
+  local rp, rq = p:result(), q:result()
+  T.eq(rq.reused, true, "the first reserved the kept connection")
+  T.eq(rp.reused, false, "the second opened its own")
+  T.eq(rp.status, 200, "connected ahead through ::1")
   local r3 = http.request{url = "http://[::1]:" .. s6.port .. "/v1/models", timeout = 5}
   T.eq(r3.status, 200, "an IPv6 literal")
   T.eq(r3.transport, "native", "transport of the literal")

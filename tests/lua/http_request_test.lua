@@ -261,4 +261,58 @@ T.case("http.start: sent at once, waited for and read in two steps; close aborts
   end)
 end)
 
+T.case("http.prepare: built, connected ahead, sent once; the clock starts at the send", function()
+  local curl = os.getenv("BENCHRUN_HTTP_TRANSPORT") == "curl"
+  -- a server of its own: no kept connection from the other cases
+  local own <close> = T.sim{"--decode-tps", "0", "--prefill-tps", "1000000"}
+  bench.run(function()
+    local req = {url = own.url .. "/v1/chat/completions", body = chat_body(4), headers = JSON,
+                 stream = "sse", decode = "openai", timeout = 10}
+    local p = http.prepare(req)
+    T.eq(tostring(p), "bench.http.Request (not sent)", "tostring")
+    T.checkerr("was not sent", p.wait, p)
+    T.checkerr("has not ended", p.result, p)
+    p:connect()
+    p:connect()   -- again: nothing more
+    clock.sleep(0.05)
+    local called = clock.now()
+    T.eq(p:send(), p, "send returns the request")
+    T.checkerr("sent already", p.send, p)
+    T.checkerr("sent already", p.connect, p)
+    T.eq(p:wait(), true, "ended without a transfer error")
+    local r = p:result()
+    T.eq(r.error, nil, "error")
+    T.eq(r.llm.content_events, 4, "tokens")
+    T.eq(r.reused, false, "a new connection")
+    assert(r.timings.start >= called, "the clock starts at the send, not at prepare")
+    if curl then
+      assert(not r.timings.connect or r.timings.connect >= r.timings.start, "curl connects when it sends")
+    else
+      assert(r.timings.connect and r.timings.connect < called, "native: connected ahead, before the send")
+      assert(r.timings.dns <= r.timings.connect, "its handshake began at connect()")
+    end
+    -- a prepared request closed unsent: its connection opened ahead is kept for the next request
+    local q = http.prepare(req)
+    q:connect()
+    clock.sleep(0.05)
+    q:close()
+    T.checkerr("was closed", q.send, q)
+    local r2 = http.request(req)
+    T.eq(r2.error, nil, "error")
+    T.eq(r2.reused, true, "the next request reuses a kept connection")
+    -- a kept connection is reserved by connect: the send writes on it
+    local k = http.prepare(req)
+    k:connect()
+    local r3 = k:send():wait() and k:result()
+    T.eq(r3.reused, true, "reserved kept connection")
+    -- nothing listens: the send reports it, as http.start would
+    local refused = http.prepare{url = "http://127.0.0.1:1/", timeout = 5}
+    refused:connect()
+    refused:send()
+    T.eq(refused:wait(), false, "a refused connection: false")
+    T.eq(refused:result().error, "refused", "its kind")
+  end)
+  T.checkerr("table expected", http.prepare, "http://127.0.0.1:1/")
+end)
+
 T.done()

@@ -149,4 +149,32 @@ T.case("closed: a user's next request leaves before the last one's record is mad
   T.eq(res.summary.ok, 4, "all ok")
 end)
 
+T.case("closed: the first wave is built and connected, then written in one pass", function()
+  -- users that start together write together: no user's request is built
+  -- or connected between two others' writes (docs/load.md)
+  local sim <close> = T.sim{"--decode-tps", "1000", "--prefill-tps", "100000"}
+  local c = openai.client{base_url = sim.url, model = "m"}
+  local steps = {}
+  -- the real client, its steps noted in order
+  local spy = setmetatable({prepare = function(self, kind, args)
+    local p = c:prepare(kind, args)
+    steps[#steps + 1] = "prepare"
+    return {connect = function() steps[#steps + 1] = "connect" p:connect() end,
+            start = function() steps[#steps + 1] = "start" return p:start() end}
+  end}, {__index = c})
+  local res = load.closed{client = spy, concurrency = 8, requests = 12, max_tokens = 4,
+                          workload = {prompts = {{name = "a", prompt = "hi"}}}, keep_records = true}
+  T.eq(res.summary.ok, 12, "all ok")
+  local first = table.concat(steps, " ", 1, 24)
+  T.eq(first, string.rep("prepare connect ", 8) .. string.rep("start", 8, " "), "the first wave")
+  -- each first-wave record keeps its handshake, made before the call, out of the client's send delay
+  for _, r in ipairs(res.records) do
+    if r.index <= 8 then
+      assert(r.connect_ms, "request " .. r.index .. ": connect_ms")
+      assert(r.client_send_delay_ms >= 0 and r.t_wire_sent_ns >= r.t_sent_ns,
+             "request " .. r.index .. ": the send delay counts from the call")
+    end
+  end
+end)
+
 T.done()

@@ -140,9 +140,17 @@ T.case("client:start: a call in two steps gives the record client:chat gives", f
     T.eq(crec.output_tokens, 4, "complete: tokens")
     -- prepared ahead, sent later: the same record
     local prep = c:prepare("chat", {prompt = "Say something.", max_tokens = 6})
+    prep:connect()   -- its connection opened ahead: the send only writes
     local sent = prep:start()
+    T.checkerr("sent already", prep.start, prep)
     sent:wait()
-    T.eq(sent:record().output_tokens, 6, "prepared, then sent")
+    local srec = sent:record()
+    T.eq(srec.output_tokens, 6, "prepared, then sent")
+    assert(srec.client_send_delay_ms >= 0, "the send delay counts from the start, not from the connect")
+    -- prepared and dropped unsent
+    local unsent = c:prepare("chat", {prompt = "Say something.", max_tokens = 6})
+    unsent:close()
+    T.checkerr("closed", unsent.start, unsent)
     -- closed before its end: aborted, no record
     local gone = c:start("chat", {prompt = "Say something.", max_tokens = 500})
     gone:close()

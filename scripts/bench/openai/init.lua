@@ -299,7 +299,9 @@ end
 
 -- A call in steps: client:prepare("chat"|"complete", args) builds the
 -- request (body, headers, limits; a caller's mistake raises here);
--- prepared:start() sends it and returns at once (client:start does both);
+-- prepared:connect() opens its connection ahead (http.prepare's
+-- req:connect); prepared:start() sends it, once, and returns at once
+-- (client:start does both);
 -- pending:wait() waits for its end (-> false if the transfer failed:
 -- refused, reset, timed out); pending:record() -> the record, as
 -- client:chat would return it; pending:close() aborts it. bench.load's
@@ -316,9 +318,11 @@ function Pending:record()
   return finish(p.client, p.kind, p.args, self.req:result(), p.dialect)
 end
 
+function Prepared:connect() self.req:connect() end
 function Prepared:start()
-  return setmetatable({prepared = self, req = http.start(self.opts)}, Pending)
+  return setmetatable({prepared = self, req = self.req:send()}, Pending)
 end
+function Prepared:close() self.req:close() end
 
 -- the prepared request of client:prepare and client:start (who: the name
 -- their errors carry)
@@ -328,7 +332,7 @@ local function prepared(self, kind, args, who)
   end
   local path, body, stream, d = prepare(self, kind, args, who)
   return setmetatable({client = self, kind = kind, args = args, dialect = d,
-                       opts = request_opts(self, "POST", path, body, stream, args)}, Prepared)
+                       req = http.prepare(request_opts(self, "POST", path, body, stream, args))}, Prepared)
 end
 
 function Client:prepare(kind, args)

@@ -372,7 +372,10 @@ function M.make(r, kind, request, dialect, stream_stats)
   -- to the connection, TLS included) is the server's and the network's,
   -- not the client's: a SYN that a server's full accept queue dropped
   -- waits a second for its retry (llama-server listens with a backlog
-  -- of 5). It is connect_ms, taken out of the send delay.
+  -- of 5). It is connect_ms, taken out of the send delay. A connection
+  -- opened ahead of the call (http.prepare's req:connect: a closed loop's
+  -- first wave) began before it: only the part of its handshake after the
+  -- call is taken out.
   if t.sent then rec.t_wire_sent_ns = t.sent end
   local wire = t.sent and (not t.first_byte or t.sent <= t.first_byte) and t.sent or nil
   rec.t_latency_start_ns = wire or t.start
@@ -382,7 +385,8 @@ function M.make(r, kind, request, dialect, stream_stats)
     local connected, from = t.tls or t.connect, t.dns or t.start
     local handshake = connected and connected >= from and connected <= wire and connected - from or nil
     if handshake then rec.connect_ms = handshake / 1e6 end
-    rec.client_send_delay_ms = (wire - t.start - (handshake or 0)) / 1e6
+    local after_call = handshake and math.max(0, connected - math.max(from, t.start)) or 0
+    rec.client_send_delay_ms = (wire - t.start - after_call) / 1e6
   end
   rec.transport = r.transport
   rec.ttfb_ms = ms(t.first_byte, rec.t_latency_start_ns)
