@@ -245,7 +245,7 @@ static void native_retry(nxfer *n) {
   n->retried = 1;
   n->x.reused = 0;
   n->ahead = 0;
-  n->x.t_dns = n->x.t_connect = 0;   /* the new connection's handshake, not the dropped one's */
+  n->x.t_connect = 0;   /* connect_ms: from the first connect to the new connection (a server slow to accept made both wait) */
   n->sent_off = 0;
   br_buf_clear(&n->x.headers);
   n->addr_i = 0;

@@ -56,6 +56,68 @@ for _, transport in ipairs{"native", "curl"} do
   end)
 end
 
+-- A closed loop's first wave connects every user ahead of its write
+-- (http.prepare's req:connect): a connect the full accept queue held is
+-- still the server's wait, connect_ms, and none of it the client's.
+T.case("a closed loop's first wave against a full accept queue: connected ahead, the wait is connect_ms", function()
+  local proc = require("bench.proc")
+  local summary = require("bench.summary")
+  local load = require("bench.load")
+  local portfile = T.tmpdir() .. "/port"
+  local p <close> = assert(proc.spawn{argv = {T.RAWSERVER, "--slow-accept", portfile, "300"},
+                                      stdout = "capture", stderr = "capture"})
+  local port
+  for _ = 1, 500 do
+    port = tonumber(T.read_file(portfile) or "")
+    if port then break end
+    clock.sleep(0.01)
+  end
+  assert(port, "rawserver did not start: " .. tostring(p:tail(20)))
+  local c = openai.client{base_url = "http://127.0.0.1:" .. port, model = "m"}
+  -- two users: the queue holds one connection, so the second's SYN is
+  -- dropped again until the first is served (a retry 1 s, then 2 s later)
+  local res = load.closed{client = c, concurrency = 2, requests = 2, max_tokens = 2, keep_records = true,
+                          workload = {prompts = {{name = "hi", prompt = "hi"}}},
+                          request = function(args) args.stream = false return args end}
+  T.eq(res.summary.ok, 2, "all answered")
+  local held = 0
+  for _, r in ipairs(res.records) do
+    if r.connect_ms and r.connect_ms > 500 then held = held + 1 end
+    assert(r.client_send_delay_ms < 100, "not the client's delay: " .. tostring(r.client_send_delay_ms))
+  end
+  assert(held > 0, "some connects waited for their SYN's retry")
+  local kinds = {}
+  for _, w in ipairs(summary.delay_warnings(res.summary)) do kinds[#kinds + 1] = w.kind end
+  T.eq(table.concat(kinds, ","), "slow_connect", "the cell's warning names the server's accept")
+end)
+
+-- Requests that start together with no model named ask /v1/models once:
+-- the others wait for that listing (the first wave of a closed loop).
+T.case("the first wave asks /v1/models once", function()
+  local send = T.send_step
+  local models = '{"object":"list","data":[{"id":"only-model"}]}'
+  local answer = '{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"x"},' ..
+                 '"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
+  local function whole(body)
+    return send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " ..
+                #body .. "\r\n\r\n" .. body)
+  end
+  local steps = {"expect-request", whole(models), "close"}
+  for _ = 1, 4 do
+    for _, st in ipairs{"expect-request", whole(answer), "close"} do steps[#steps + 1] = st end
+  end
+  local s <close> = T.raw(steps)
+  local load = require("bench.load")
+  local c = openai.client{base_url = s.url}
+  local res = load.closed{client = c, concurrency = 4, requests = 4, max_tokens = 1, keep_records = true,
+                          workload = {prompts = {{name = "hi", prompt = "hi"}}},
+                          request = function(args) args.stream = false return args end}
+  T.eq(res.summary.ok, 4, "all answered")
+  local log = s.log()
+  T.eq(select(2, log:gsub("GET /v1/models", "")), 1, "one listing")
+  T.eq(select(2, log:gsub('"model":"only%-model"', "")), 4, "every request names the listed model")
+end)
+
 -- busy(ms): hold the only thread, as a slow on_record of another request would
 local function busy(ms)
   local t = clock.now() + ms * 1e6

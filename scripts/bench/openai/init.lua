@@ -215,7 +215,15 @@ local function model_of(self, args, who)
       error(who .. ": model: this dialect needs a model name (client{model = ...} or the call's model)", 3)
     end
     if self.listed_model == nil then
-      local ids = self:models()
+      -- one listing at a time: the requests that start together (a closed
+      -- loop's first wave) wait for the one in flight instead of each
+      -- asking /v1/models
+      if not self.listing then
+        self.listing = bench.spawn(function() return self:models() end)
+      end
+      local listing = self.listing
+      local ids = listing:join()
+      if self.listing == listing then self.listing = nil end
       -- a failed listing is asked again at the next request
       if ids then self.listed_model = #ids == 1 and ids[1] or false end
     end
