@@ -472,6 +472,32 @@ static int req_send(lua_State *L) {
   return 1;
 }
 
+/* req:send_after(prev[, not_after_ns]): send req (not sent yet) the
+ * moment prev ends without a transfer error, from the loop, with no Lua in
+ * between (at once if prev already has); if prev fails, or the clock has
+ * reached not_after_ns by then, req stays unsent (req:sent() says which).
+ * A closed loop chains each user's next request to its last one, so the
+ * write leaves as the answer ends, as a client with no work per request
+ * would send it. */
+static int req_send_after(lua_State *L) {
+  http_req *u = unsent(L, "request:send_after");
+  http_req *p = luaL_checkudata(L, 2, REQ_MT);
+  lua_Integer not_after = luaL_optinteger(L, 3, 0);
+  if (!p->x) return luaL_error(L, "request:send_after: the request to wait for was closed");
+  if (!p->x->in_flight && !p->x->finished) return luaL_error(L, "request:send_after: the request to wait for was not sent");
+  if (u->x->ctx->busy) return luaL_error(L, "request:send_after: cannot start a request from inside on_event");
+  http_xfer_send_after(u->x, p->x, not_after > 0 ? (int64_t)not_after : 0);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* req:sent() -> whether it was sent (in flight or finished) */
+static int req_sent(lua_State *L) {
+  http_req *u = luaL_checkudata(L, 1, REQ_MT);
+  lua_pushboolean(L, u->x && (u->x->in_flight || u->x->finished));
+  return 1;
+}
+
 static int wait_k(lua_State *L, int status, lua_KContext kctx) {
   (void)status;
   http_req *u = (http_req *)kctx;
@@ -596,7 +622,8 @@ int luaopen_bench_http(lua_State *L) {
     {"__gc", req_gc}, {"__close", req_gc}, {"__tostring", req_tostring}, {NULL, NULL}};
   br_class(L, CTX_MT, ctx_meta, NULL);
   static const luaL_Reg req_methods[] = {{"wait", req_wait}, {"result", req_result}, {"close", req_gc},
-                                               {"connect", req_connect}, {"send", req_send}, {NULL, NULL}};
+                                               {"connect", req_connect}, {"send", req_send},
+                                               {"send_after", req_send_after}, {"sent", req_sent}, {NULL, NULL}};
   br_class(L, REQ_MT, req_meta, req_methods);
   lua_pop(L, 2);
   luaL_newlib(L, funcs);

@@ -128,6 +128,11 @@ struct xfer {
   xfer *prev, *next;
   http_req *owner;       /* NULL once the Lua side has let go */
   int in_flight, finished, abort_pending, orphan;
+  /* req:send_after: the request sent from here when this one ends without
+   * a transfer error (chained), and the one this request waits for
+   * (after); chain_not_after: ns, 0: no limit */
+  xfer *chained, *after;
+  int64_t chain_not_after;
   http_err pending_error;
   /* options */
   int stream, decode, raw, check_type, head_request;
@@ -255,6 +260,10 @@ void http_finish(xfer *x, http_err forced);
  * error. */
 const char *http_xfer_prepare(xfer *x, const http_opts *o);
 const char *http_xfer_send(xfer *x, lua_State *L);
+/* Send y (prepared) when x ends without a transfer error, from the loop,
+ * with no Lua in between; at once if x already has. Not after not_after
+ * (ns; 0: no limit). */
+void http_xfer_send_after(xfer *y, xfer *x, int64_t not_after);
 void http_xfer_release(xfer *x);   /* the Lua side lets go */
 void http_xfer_free(xfer *x);
 void http_push_response(lua_State *L, const xfer *x);

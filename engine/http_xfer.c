@@ -494,6 +494,33 @@ static void check_stream_end(xfer *x) {
   }
 }
 
+/* The request chained to x goes now if x ended cleanly (its connection,
+ * parked by detach, is the one it takes); else it stays unsent, for the
+ * Lua side to send or drop. */
+static void send_chained(xfer *x) {
+  xfer *y = x->chained;
+  if (!y) return;
+  x->chained = NULL;
+  y->after = NULL;
+  if (y->in_flight || y->finished || x->error || x->ctx->closed || (y->chain_not_after && br_now() >= y->chain_not_after)) return;
+  http_xfer_send(y, x->ctx->main);   /* a failure to start leaves it unsent: req:send reports it */
+}
+
+void http_xfer_send_after(xfer *y, xfer *x, int64_t not_after) {
+  if (y->after) {   /* chained to another before: this one wins */
+    y->after->chained = NULL;
+    y->after = NULL;
+  }
+  if (x->in_flight) {
+    if (x->chained) x->chained->after = NULL;   /* one chained request a transfer */
+    x->chained = y;
+    y->after = x;
+    y->chain_not_after = not_after;
+  } else if (x->finished && !x->error && !x->ctx->closed && (!not_after || br_now() < not_after)) {
+    http_xfer_send(y, x->ctx->main);
+  }
+}
+
 void http_finish(xfer *x, http_err forced) {
   hctx *c = x->ctx;
   if (!x->in_flight) return;
@@ -507,6 +534,7 @@ void http_finish(xfer *x, http_err forced) {
   br_loop_unref(c->loop);
   check_stream_end(x);
   x->finished = 1;
+  send_chained(x);
   if (x->orphan) http_xfer_free(x);
   else br_wait_done(&x->wait);
 }
@@ -520,6 +548,10 @@ const char *http_xfer_prepare(xfer *x, const http_opts *o) { return x->tr->prepa
 
 const char *http_xfer_send(xfer *x, lua_State *L) {
   hctx *c = x->ctx;
+  if (x->after) {   /* sent by hand before the request it was chained to ended */
+    x->after->chained = NULL;
+    x->after = NULL;
+  }
   x->t_start = br_now();
   br_wait_init(&x->wait, L);
   x->wait.cancel = xfer_cancel;
@@ -544,6 +576,8 @@ const char *http_xfer_send(xfer *x, lua_State *L) {
 
 void http_xfer_free(xfer *x) {
   hctx *c = x->ctx;
+  if (x->chained) x->chained->after = NULL;
+  if (x->after) x->after->chained = NULL;
   if (x->prev) x->prev->next = x->next; else if (c->xfers == x) c->xfers = x->next;
   if (x->next) x->next->prev = x->prev;
   x->tr->release(x);

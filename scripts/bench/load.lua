@@ -177,18 +177,51 @@ local function end_one(s)
   return rec
 end
 
--- A closed loop's user in steps (client:prepare): its next request is
--- written as soon as its last answer ends, before that one's record.
--- claim() -> the next index, or nil: the run is over. together: the user
--- starts with the others (no ramp).
-local function two_step_user(opts, w, claim, u, warm, sink, together)
-  -- claim the next index, build its request and send it
-  local function next_request()
+-- A closed loop's user in steps (client:prepare). Each request is built
+-- (claimed, prepared) right after the one before it was sent, and chained
+-- to it (prepared:start_after): the loop writes it the moment that answer
+-- ends cleanly, with no Lua in between, as a client that did no work per
+-- request would; the answer's record, summary and on_record come after.
+-- After a failed transfer nothing goes until the failure is recorded, so
+-- a stop() that looks for a dead server sees it first. claim() -> the
+-- next index, or nil: the run is over; may_send() -> false once the
+-- deadline passed or stop() said so; together: the user starts with the
+-- others (no ramp); all_started() -> whether every user has claimed its
+-- first index (a user that built ahead before then would take the indices
+-- of the users a ramp has not started yet).
+local function two_step_user(opts, w, claim, may_send, deadline_ns, u, warm, sink, together, all_started)
+  local function build()
     local ni = claim()
-    if not ni then return nil end
-    local s = prepare_one(opts, w:next(ni), ni)
-    send_prepared(s)
+    return ni and prepare_one(opts, w:next(ni), ni) or nil
+  end
+  local function next_request()
+    local s = build()
+    if s then send_prepared(s) end
     return s
+  end
+  local ahead   -- the request after the current one: built, chained to it
+  local function chain(s, after)
+    if not (s.prepared and s.prepared.start_after and after.pending) then return end
+    local ok, p = pcall(s.prepared.start_after, s.prepared, after.pending, deadline_ns)
+    if ok then s.pending = p
+    elseif is_cancel(p) then error(p, 0)
+    else s.raised = p end
+  end
+  -- the next request, in flight: the one the loop sent when the last
+  -- answer ended, else the one built ahead sent now (or dropped: the run
+  -- is over), else one built now
+  local function take_next()
+    local s = ahead
+    ahead = nil
+    if not s then return next_request() end
+    if s.raised or (s.pending and s.pending:sent()) then return s end
+    s.pending = nil
+    if may_send() then
+      send_prepared(s)
+      return s
+    end
+    if s.prepared then s.prepared:close() end
+    return nil
   end
   local cur
   if together then
@@ -197,12 +230,12 @@ local function two_step_user(opts, w, claim, u, warm, sink, together)
     -- the client benchmark does: requests meant to start together do (a
     -- wave started one request at a time spreads over ~25 µs per user,
     -- and paced streams that start apart cost a wake-up per token)
-    local ni = claim()
-    if ni then
-      cur = prepare_one(opts, w:next(ni), ni)
+    cur = build()
+    if cur then
       if cur.prepared and cur.prepared.connect then cur.prepared:connect() end
       coroutine.yield()
       send_prepared(cur)
+      coroutine.yield()   -- every first request written before any is built ahead
     end
   else
     cur = next_request()
@@ -210,22 +243,25 @@ local function two_step_user(opts, w, claim, u, warm, sink, together)
   while cur do
     local nxt
     local ok, err = pcall(function()
-      -- a failed transfer (refused, reset: the server may be gone) is
-      -- recorded before the next claim, so stop() sees it first
+      if cur.pending and all_started() then   -- the next one, ready to leave as this one ends
+        ahead = build()
+        if ahead then chain(ahead, cur) end
+      end
       local clean = cur.pending and cur.pending:wait()
       if clean then
-        nxt = next_request()
+        nxt = take_next()
         -- the other users whose answers ended with this one write their
         -- next requests before this one's record is made
         coroutine.yield()
       end
       local rec = end_one(cur)
-      rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = cur.i, warm, u, cur.t
+      rec.index, rec.warmup, rec.user, rec.t_scheduled_ns = cur.i, warm, u, cur.t or rec.t_sent_ns
       finish(opts, rec, sink)
-      if not clean then nxt = next_request() end
+      if not clean then nxt = take_next() end
     end)
     if not ok then   -- cancelled, or on_record raised: the next request goes too
       if nxt and nxt.pending then nxt.pending:close() end
+      if ahead and ahead.prepared then ahead.prepared:close() end
       error(err, 0)
     end
     cur = nxt
@@ -251,10 +287,12 @@ local function closed_phase(opts, w, users, total, deadline_ns, warm, sink, ramp
   local t0 = clock.now()
   local tasks = {}
   local guard <close> = cancel_on_error(tasks)
+  local function may_send()
+    return not (deadline_ns and clock.now() >= deadline_ns) and not stopped(opts)
+  end
   -- the next index to send, or nil: the run is over
   local function claim()
-    if deadline_ns and clock.now() >= deadline_ns then return nil end
-    if stopped(opts) then return nil end
+    if not may_send() then return nil end
     next_i = next_i + 1
     if total and next_i > total then return nil end
     return next_i
@@ -264,10 +302,13 @@ local function closed_phase(opts, w, users, total, deadline_ns, warm, sink, ramp
   local two_step = not opts.send and not opts.stop_reads_records and type(opts.client) == "table"
     and opts.client.prepare ~= nil
   local ramped = ramp_s and ramp_s > 0
+  local started = 0   -- users past their ramp wait
+  local function all_started() return started == users end
   for u = 1, users do
     tasks[u] = spawn(function()
       if ramped and u > 1 then clock.sleep_until(t0 + math.floor(ramp_s * 1e9 * (u - 1) / users)) end
-      if two_step then two_step_user(opts, w, claim, u, warm, sink, not ramped)
+      started = started + 1
+      if two_step then two_step_user(opts, w, claim, may_send, deadline_ns, u, warm, sink, not ramped, all_started)
       else one_step_user(opts, w, claim, u, warm, sink) end
     end)
   end

@@ -315,4 +315,69 @@ T.case("http.prepare: built, connected ahead, sent once; the clock starts at the
   T.checkerr("table expected", http.prepare, "http://127.0.0.1:1/")
 end)
 
+T.case("req:send_after: sent from the loop when the request before ends cleanly, else left unsent", function()
+  local curl = os.getenv("BENCHRUN_HTTP_TRANSPORT") == "curl"
+  bench.run(function()
+    local req = {url = sim.url .. "/v1/chat/completions", body = chat_body(6), headers = JSON,
+                 stream = "sse", decode = "openai", timeout = 10}
+    -- chained to a request in flight: it goes as that one ends
+    local a = http.start(req)
+    local b = http.prepare(req)
+    T.eq(b:send_after(a), b, "returns the request")
+    T.eq(b:sent(), false, "not before a ends")
+    T.checkerr("was not sent", b.wait, b)
+    T.eq(a:wait(), true, "a ended")
+    T.eq(b:sent(), true, "sent when a ended, before this task ran again")
+    T.eq(b:wait(), true, "b ended")
+    -- chained to one that already ended cleanly: at once
+    local c = http.prepare(req)
+    c:send_after(b)
+    T.eq(c:sent(), true, "b had ended: sent at once")
+    local ra, rb = a:result(), b:result()
+    T.eq(rb.llm.content_events, 6, "b's tokens")
+    assert(rb.timings.start >= ra.timings["end"], "b's clock starts at a's end")
+    if not curl then T.eq(rb.reused, true, "on a's connection") end
+    T.eq(c:wait(), true, "c ended")
+    c:result()
+    -- the request before fails: nothing goes; it can still be sent by hand
+    local refused = http.start{url = "http://127.0.0.1:1/", timeout = 5}
+    local d = http.prepare(req)
+    d:send_after(refused)
+    refused:wait()
+    T.eq(d:sent(), false, "not after a failed transfer")
+    d:send()
+    T.eq(d:wait(), true, "sent by hand")
+    d:result()
+    -- past its not_after: not sent
+    local e1, e2 = http.start(req), http.prepare(req)
+    e2:send_after(e1, clock.now() - 1)
+    e1:wait()
+    T.eq(e2:sent(), false, "not after not_after")
+    e2:close()
+    -- sent by hand before the one it waits for ends: once, not again at its end
+    local f1, f2 = http.start(req), http.prepare(req)
+    f2:send_after(f1)
+    f2:send()
+    T.eq(f2:sent(), true, "sent by hand")
+    f1:wait()
+    T.eq(f2:wait(), true, "f2 ended")
+    T.checkerr("sent already", f2.send_after, f2, f1)
+    T.eq(f2:result().llm.content_events, 6, "f2 once")
+    -- the chained one closed first: the one before ends as it will
+    local g1, g2 = http.start(req), http.prepare(req)
+    g2:send_after(g1)
+    g2:close()
+    collectgarbage()
+    T.eq(g1:wait(), true, "g1 ended")
+    -- the one before closed (aborted): the chained one does not go
+    local h1, h2 = http.start(req), http.prepare(req)
+    h2:send_after(h1)
+    h1:close()
+    T.eq(h2:sent(), false, "not after an aborted request")
+    h2:close()
+    local i1 = http.prepare(req)
+    T.checkerr("was not sent", i1.send_after, http.prepare(req), i1)
+  end)
+end)
+
 T.done()

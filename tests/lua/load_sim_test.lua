@@ -177,4 +177,52 @@ T.case("closed: the first wave is built and connected, then written in one pass"
   end
 end)
 
+T.case("closed: each next request leaves from the loop as the last answer ends; duration and totals hold", function()
+  -- built ahead and chained (prepared:start_after): its clock starts at
+  -- the last answer's end, on that answer's connection, and no request
+  -- starts after the duration (the chain is not sent past it)
+  local sim <close> = T.sim{"--decode-tps", "400", "--prefill-tps", "100000"}
+  local c = openai.client{base_url = sim.url, model = "m"}
+  local res = load.closed{client = c, concurrency = 2, requests = 9, max_tokens = 8,
+                          workload = {prompts = {{name = "a", prompt = "hi"}}}, keep_records = true}
+  T.eq(#res.records, 9, "exactly the requests asked for")
+  T.eq(res.summary.ok, 9, "all ok")
+  local by_user = {}
+  for _, r in ipairs(res.records) do
+    by_user[r.user] = by_user[r.user] or {}
+    table.insert(by_user[r.user], r)
+  end
+  for u, list in pairs(by_user) do
+    table.sort(list, function(a, b) return a.t_sent_ns < b.t_sent_ns end)
+    for i = 2, #list do
+      assert(list[i].t_sent_ns >= list[i - 1].t_end_ns, "user " .. u .. ": sent after the last answer ended")
+      T.eq(list[i].t_scheduled_ns, list[i].t_sent_ns, "user " .. u .. ": scheduled when it was sent")
+    end
+  end
+  local t0 = clock.now()
+  local timed = load.closed{client = c, concurrency = 2, duration = 0.25, max_tokens = 8,
+                            workload = {prompts = {{name = "a", prompt = "hi"}}}, keep_records = true}
+  assert(#timed.records >= 4, "several rounds in the duration: " .. #timed.records)
+  for _, r in ipairs(timed.records) do
+    assert(r.t_sent_ns < t0 + 0.25e9, "request " .. r.index .. " started after the duration")
+  end
+end)
+
+T.case("closed: a dead server stops the chain: the failure is recorded before anything else is sent", function()
+  local sim = T.sim{"--decode-tps", "200", "--prefill-tps", "100000"}
+  local c = openai.client{base_url = sim.url, model = "m", timeout = {connect = 2}}
+  local failures, sent_after_stop = 0, 0
+  local res = load.closed{client = c, concurrency = 2, requests = 40, max_tokens = 16,
+                          workload = {prompts = {{name = "a", prompt = "hi"}}},
+                          on_record = function(r)
+                            if r.index == 3 then sim.proc:stop(1) end
+                            if not r.ok then failures = failures + 1 end
+                          end,
+                          stop = function() if failures > 0 then return "server gone" end end}
+
+  T.eq(res.stopped, "server gone", "stopped")
+  assert(res.summary.requests < 40, "stopped early: " .. res.summary.requests)
+  assert(res.summary.requests <= 3 + 2 * 3, "at most a few requests after the server died: " .. res.summary.requests)
+end)
+
 T.done()

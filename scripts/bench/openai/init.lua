@@ -309,7 +309,8 @@ end
 -- request (body, headers, limits; a caller's mistake raises here);
 -- prepared:connect() opens its connection ahead (http.prepare's
 -- req:connect); prepared:start() sends it, once, and returns at once
--- (client:start does both);
+-- (client:start does both); prepared:start_after(pending) has the loop
+-- send it when that one ends cleanly (pending:sent() says if it went);
 -- pending:wait() waits for its end (-> false if the transfer failed:
 -- refused, reset, timed out); pending:record() -> the record, as
 -- client:chat would return it; pending:close() aborts it. bench.load's
@@ -330,6 +331,13 @@ function Prepared:connect() self.req:connect() end
 function Prepared:start()
   return setmetatable({prepared = self, req = self.req:send()}, Pending)
 end
+-- sent from the loop when `pending` ends without a transfer error (and
+-- before not_after_ns): http's req:send_after; the result's sent() says
+-- whether it went
+function Prepared:start_after(pending, not_after_ns)
+  return setmetatable({prepared = self, req = self.req:send_after(pending.req, not_after_ns)}, Pending)
+end
+function Pending:sent() return self.req:sent() end
 function Prepared:close() self.req:close() end
 
 -- the prepared request of client:prepare and client:start (who: the name
