@@ -175,6 +175,7 @@ struct xfer {
   int64_t first_content_t, first_reasoning_t, first_tool_t;
   int has_sim;
   int reused;            /* the answer came on a kept connection */
+  int resent;            /* sent again on a new connection: the one it had was found closed */
   /* when name resolution, connecting, TLS and sending the request ended
    * (ns; 0: did not happen, e.g. on a reused connection) */
   int64_t t_dns, t_connect, t_tls, t_sent;

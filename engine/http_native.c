@@ -28,8 +28,9 @@
 #include <unistd.h>
 
 /* One read buffer for every connection (one thread reads one socket at a
- * time), and how many idle connections are kept. */
-enum { READ_BUF = 64 << 10, IDLE_MAX = 4096 };
+ * time), how many idle connections are kept, and how many addresses are
+ * remembered as closing connections after a streamed answer. */
+enum { READ_BUF = 64 << 10, IDLE_MAX = 4096, CLOSERS_MAX = 16 };
 
 typedef struct nxfer nxfer;
 
@@ -43,6 +44,8 @@ typedef struct hconn {
   struct sockaddr_storage addr; /* the peer, the key for reuse */
   socklen_t addrlen;
   int connected;
+  int streamed;                 /* its last answer was a stream */
+  int64_t parked_at;            /* when it went idle */
   br_h1 h1;                     /* its response parser (keeps its line buffer) */
 } hconn;
 
@@ -50,6 +53,14 @@ typedef struct hconn {
 struct http_native_state {
   hconn *idle;          /* idle connections, most recent first */
   int nidle;
+  /* Servers that close a connection after a streamed answer without
+   * saying so (llama-server): a request sent the moment such an answer
+   * ends (a closed loop's chained restart) would race that close, write
+   * into a dying connection and be sent again, the time lost read as the
+   * client's. Their connections are closed after a stream instead. */
+  struct sockaddr_storage closers[CLOSERS_MAX];
+  socklen_t closers_len[CLOSERS_MAX];
+  int nclosers;
   char rbuf[READ_BUF];  /* the shared read buffer */
 };
 
@@ -105,6 +116,7 @@ static void conn_park(hconn *k) {
     return;
   }
   k->io.cb = idle_cb;
+  k->parked_at = br_now();
   k->next = s->idle;
   if (s->idle) s->idle->prev = k;
   s->idle = k;
@@ -121,6 +133,19 @@ static int conn_watch(hconn *k, int events) {
     return 0;
   }
   return br_io_start(k->ctx->loop, &k->io, k->fd, events, conn_io, k);
+}
+
+static int is_closer(const struct http_native_state *s, const hconn *k) {
+  for (int i = 0; i < s->nclosers; i++)
+    if (s->closers_len[i] == k->addrlen && memcmp(&s->closers[i], &k->addr, k->addrlen) == 0) return 1;
+  return 0;
+}
+
+static void note_closer(struct http_native_state *s, const hconn *k) {
+  if (is_closer(s, k)) return;
+  int i = s->nclosers < CLOSERS_MAX ? s->nclosers++ : CLOSERS_MAX - 1;   /* full: the last slot turns over */
+  memcpy(&s->closers[i], &k->addr, k->addrlen);
+  s->closers_len[i] = k->addrlen;
 }
 
 static hconn *idle_take(hctx *c, const struct sockaddr_storage *a, socklen_t len) {
@@ -240,12 +265,20 @@ static void native_open(nxfer *n) {
  * on a new one, once. */
 static void native_retry(nxfer *n) {
   hconn *k = n->conn;
+  /* closed within a second of a stream's end: the server closes after
+   * streams (an idle timeout takes seconds: uvicorn's and httplib's are 5) */
+  if (n->x.reused && k->streamed && br_now() - k->parked_at < 1000000000) note_closer(n->x.ctx->native, k);
   n->conn = NULL;
   conn_close(k);
   n->retried = 1;
+  n->x.resent = 1;
   n->x.reused = 0;
   n->ahead = 0;
-  n->x.t_connect = 0;   /* connect_ms: from the first connect to the new connection (a server slow to accept made both wait) */
+  /* connect_ms: from the first connect (or, for a kept connection, from
+   * the send) to the new connection: the time lost to the server's
+   * closing or slow accept is the server's, not the client's send delay */
+  n->x.t_connect = 0;
+  if (!n->x.t_dns) n->x.t_dns = n->x.t_start;
   n->sent_off = 0;
   br_buf_clear(&n->x.headers);
   n->addr_i = 0;
@@ -570,7 +603,8 @@ static void native_detach(xfer *x) {
   hconn *k = n->conn;
   n->conn = NULL;
   if (!k) return;
-  if (n->conn_keep) conn_park(k);
+  k->streamed = x->stream != STREAM_NONE;
+  if (n->conn_keep && !(k->streamed && is_closer(x->ctx->native, k))) conn_park(k);
   else conn_close(k);
 }
 

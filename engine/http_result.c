@@ -249,6 +249,10 @@ void http_push_response(lua_State *L, const xfer *x) {
   if (x->content_type[0]) set_str(L, "content_type", x->content_type, strlen(x->content_type));
   lua_pushboolean(L, x->reused);
   lua_setfield(L, -2, "reused");
+  if (x->resent) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "resent");
+  }
   lua_pushstring(L, x->tr->name);
   lua_setfield(L, -2, "transport");
 }

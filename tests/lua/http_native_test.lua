@@ -196,6 +196,27 @@ T.case("an idle connection closed by the server: the next request retries on a n
   end
 end)
 
+T.case("a server that closes connections after a stream (llama-server): found once, then not reused after streams", function()
+  -- each answer is a whole stream on a keep-alive connection that the
+  -- server then closes unread, 100 ms later: the request sent at once
+  -- after an answer races that close
+  local stream = send(SSE_HEAD .. "Content-Length: " .. #SSE .. "\r\n\r\n" .. SSE)
+  local s <close> = raw{"expect-request", stream, "sleep 100", "close",
+                        "expect-request", stream, "sleep 100", "close",
+                        "expect-request", stream}
+  local r1 = chat(s.url)
+  check_answer(r1, "first")
+  T.eq(r1.resent, nil, "first: sent once")
+  local r2 = chat(s.url)
+  check_answer(r2, "second")
+  T.eq(r2.resent, true, "second: written to the kept connection the server closed, sent again")
+  local r3 = chat(s.url)
+  check_answer(r3, "third")
+  T.eq(r3.resent, nil, "third: a new connection at once, the address known to close after streams")
+  T.eq(r3.reused, false, "third: not reused")
+  T.eq(select(2, s.log():gsub("POST /v1/chat/completions ", "")), 3, "the server read three requests")
+end)
+
 T.case("broken answers: reset, bad_response, truncated, http_500", function()
   do   -- closed after reading the request, no reply
     local s <close> = raw{"expect-request", "close"}
