@@ -389,6 +389,7 @@ function M.make(r, kind, request, dialect, stream_stats)
     rec.client_send_delay_ms = (wire - t.start - after_call) / 1e6
   end
   rec.transport = r.transport
+  rec.resent = r.resent   -- sent again: its kept connection was found closed
   rec.ttfb_ms = ms(t.first_byte, rec.t_latency_start_ns)
   rec.e2el_ms = ms(t["end"], rec.t_latency_start_ns)
   -- an error status (the transport's kind http_<status>): the body says why
