@@ -37,14 +37,19 @@ search:
   table.sort(levels)
   T.eq(table.concat(levels, ","), "1,2,4,8", "the doubling levels")
   -- one thread serves every slot, 4 of them: the wait for the first token
-  -- grows (or holds, within the 25% noise of a shared 2-core machine) as
-  -- users are added, and 8 users (half of them queued) wait clearly longer
-  -- than one; each request decodes slower at 8 users than alone
+  -- grows (or holds, within the noise of a shared 2-core machine) as users
+  -- are added, and 4 and 8 users (half of them queued) wait clearly longer
+  -- than one; each request decodes slower at 8 users than alone. A p95 of
+  -- 8 requests is their slowest: one request slowed by a test running on
+  -- the other core (CI runs two at once) moved 2 users' to 74 ms against
+  -- 30-42 ms in ten runs, above 4 users' 50 ms, so neighbouring levels are
+  -- held to half, the ends of the curve to more.
   for i = 2, #levels do
     local a, b = by[levels[i - 1]].slo.ttft_p95.value, by[levels[i]].slo.ttft_p95.value
-    assert(b >= a * 0.75, string.format("TTFT p95 at %d users (%.3f s) below %d users' (%.3f s)", levels[i], b,
-                                        levels[i - 1], a))
+    assert(b >= a * 0.5, string.format("TTFT p95 at %d users (%.3f s) below half of %d users' (%.3f s)", levels[i], b,
+                                       levels[i - 1], a))
   end
+  assert(by[4].slo.ttft_p95.value > 1.5 * by[1].slo.ttft_p95.value, "TTFT p95 at 4 users above 1 user's")
   assert(by[8].slo.ttft_p95.value > 1.5 * by[1].slo.ttft_p95.value, "TTFT p95 grows with the queue")
   assert(by[8].slo.decode_tps_p50.value < by[1].slo.decode_tps_p50.value, "slower per request at 8 users")
   -- the curve of each objective is drawn
