@@ -451,11 +451,13 @@ static int l_prepare(lua_State *L) {
   return 1;
 }
 
+static int was_sent(const xfer *x) { return x->in_flight || x->finished; }
+
 /* the request userdata at index 1 that has not been sent */
 static http_req *unsent(lua_State *L, const char *who) {
   http_req *u = luaL_checkudata(L, 1, REQ_MT);
   if (!u->x) luaL_error(L, "%s: the request was closed", who);
-  if (u->x->in_flight || u->x->finished) luaL_error(L, "%s: the request was sent already", who);
+  if (was_sent(u->x)) luaL_error(L, "%s: the request was sent already", who);
   return u;
 }
 
@@ -484,7 +486,7 @@ static int req_send_after(lua_State *L) {
   http_req *p = luaL_checkudata(L, 2, REQ_MT);
   lua_Integer not_after = luaL_optinteger(L, 3, 0);
   if (!p->x) return luaL_error(L, "request:send_after: the request to wait for was closed");
-  if (!p->x->in_flight && !p->x->finished) return luaL_error(L, "request:send_after: the request to wait for was not sent");
+  if (!was_sent(p->x)) return luaL_error(L, "request:send_after: the request to wait for was not sent");
   if (u->x->ctx->busy) return luaL_error(L, "request:send_after: cannot start a request from inside on_event");
   http_xfer_send_after(u->x, p->x, not_after > 0 ? (int64_t)not_after : 0);
   lua_settop(L, 1);
@@ -494,7 +496,7 @@ static int req_send_after(lua_State *L) {
 /* req:sent() -> whether it was sent (in flight or finished) */
 static int req_sent(lua_State *L) {
   http_req *u = luaL_checkudata(L, 1, REQ_MT);
-  lua_pushboolean(L, u->x && (u->x->in_flight || u->x->finished));
+  lua_pushboolean(L, u->x && was_sent(u->x));
   return 1;
 }
 
@@ -518,7 +520,7 @@ static int wait_k(lua_State *L, int status, lua_KContext kctx) {
 static int req_wait(lua_State *L) {
   http_req *u = luaL_checkudata(L, 1, REQ_MT);
   if (!u->x) return luaL_error(L, "request:wait: the request's result was taken or it was closed");
-  if (!u->x->in_flight && !u->x->finished) return luaL_error(L, "request:wait: the request was not sent (request:send())");
+  if (!was_sent(u->x)) return luaL_error(L, "request:wait: the request was not sent (request:send())");
   return br_await(L, &u->x->wait, (lua_KContext)u, wait_k);
 }
 

@@ -185,12 +185,17 @@ static void native_os_error(nxfer *n, int err, const char *during) {
  * charged to the server's TTFT).
  * 1: connected; 0: still connecting; else the connect's errno (reading
  * SO_ERROR clears it, so the caller must act on it here). */
+/* The outcome of a connect that ended: 0 or its errno. */
+static int connect_error(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  return getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 ? errno : err;
+}
+
 static int connected_now(int fd) {
   struct pollfd p = {fd, POLLOUT, 0};
   if (poll(&p, 1, 0) != 1 || !(p.revents & (POLLOUT | POLLERR | POLLHUP))) return 0;
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;
+  int err = connect_error(fd);
   return err == 0 ? 1 : err;
 }
 
@@ -253,6 +258,16 @@ static int native_connect(nxfer *n) {
     if (err != ECONNREFUSED) return err;   /* refused: try the next address (localhost's ::1) */
   }
   return err ? err : ECONNREFUSED;
+}
+
+/* k's connect was refused: whether the target has another address to try
+ * (localhost's ::1); if so k is dropped for it, and the caller connects. */
+static int next_address(nxfer *n, hconn *k) {
+  if (n->addr_i + 1 >= n->naddr) return 0;
+  n->conn = NULL;
+  conn_close(k);
+  n->addr_i++;
+  return 1;
 }
 
 static void native_open(nxfer *n) {
@@ -436,13 +451,8 @@ static void native_read(nxfer *n, hconn *k) {
 
 /* The connect finished, one way or the other. */
 static void connect_done(nxfer *n, hconn *k) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  if (err == ECONNREFUSED && n->addr_i + 1 < n->naddr) {
-    n->conn = NULL;
-    conn_close(k);
-    n->addr_i++;
+  int err = connect_error(k->fd);
+  if (err == ECONNREFUSED && next_address(n, k)) {
     native_open(n);
   } else if (err) {
     native_os_error(n, err, "connect");
@@ -481,13 +491,8 @@ static void ahead_io(nxfer *n, hconn *k) {
     ahead_drop(n);
     return;
   }
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  if (err == ECONNREFUSED && n->addr_i + 1 < n->naddr) {   /* localhost: ::1 next */
-    conn_close(k);
-    n->conn = NULL;
-    n->addr_i++;
+  int err = connect_error(k->fd);
+  if (err == ECONNREFUSED && next_address(n, k)) {
     if (native_connect(n) != 0) ahead_drop(n);
   } else if (err || conn_watch(k, BR_READ) != 0) {
     ahead_drop(n);

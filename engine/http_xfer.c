@@ -494,25 +494,28 @@ static void check_stream_end(xfer *x) {
   }
 }
 
+/* y no longer waits for the transfer it was chained to (if any). */
+static void unchain(xfer *y) {
+  if (!y->after) return;
+  y->after->chained = NULL;
+  y->after = NULL;
+}
+
 /* The request chained to x goes now if x ended cleanly (its connection,
  * parked by detach, is the one it takes); else it stays unsent, for the
  * Lua side to send or drop. */
 static void send_chained(xfer *x) {
   xfer *y = x->chained;
   if (!y) return;
-  x->chained = NULL;
-  y->after = NULL;
+  unchain(y);
   if (y->in_flight || y->finished || x->error || x->ctx->closed || (y->chain_not_after && br_now() >= y->chain_not_after)) return;
   http_xfer_send(y, x->ctx->main);   /* a failure to start leaves it unsent: req:send reports it */
 }
 
 void http_xfer_send_after(xfer *y, xfer *x, int64_t not_after) {
-  if (y->after) {   /* chained to another before: this one wins */
-    y->after->chained = NULL;
-    y->after = NULL;
-  }
+  unchain(y);   /* chained to another before: this one wins */
   if (x->in_flight) {
-    if (x->chained) x->chained->after = NULL;   /* one chained request a transfer */
+    if (x->chained) unchain(x->chained);   /* one chained request a transfer */
     x->chained = y;
     y->after = x;
     y->chain_not_after = not_after;
@@ -548,10 +551,7 @@ const char *http_xfer_prepare(xfer *x, const http_opts *o) { return x->tr->prepa
 
 const char *http_xfer_send(xfer *x, lua_State *L) {
   hctx *c = x->ctx;
-  if (x->after) {   /* sent by hand before the request it was chained to ended */
-    x->after->chained = NULL;
-    x->after = NULL;
-  }
+  unchain(x);   /* sent by hand before the request it was chained to ended */
   x->t_start = br_now();
   br_wait_init(&x->wait, L);
   x->wait.cancel = xfer_cancel;
@@ -576,8 +576,8 @@ const char *http_xfer_send(xfer *x, lua_State *L) {
 
 void http_xfer_free(xfer *x) {
   hctx *c = x->ctx;
-  if (x->chained) x->chained->after = NULL;
-  if (x->after) x->after->chained = NULL;
+  if (x->chained) unchain(x->chained);
+  unchain(x);
   if (x->prev) x->prev->next = x->next; else if (c->xfers == x) c->xfers = x->next;
   if (x->next) x->next->prev = x->prev;
   x->tr->release(x);

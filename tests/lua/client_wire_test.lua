@@ -24,6 +24,29 @@ T.case("a record's latencies count from the wire", function()
   T.near(r.e2el_ms, (r.t_end_ns - r.t_wire_sent_ns) / 1e6, 1e-9, "e2e from the wire")
 end)
 
+-- rawserver --slow-accept: its accept queue full for 300 ms, then a short
+-- chat completion to every request -> the process (to close), its port
+local function slow_accept_server()
+  local proc = require("bench.proc")
+  local portfile = T.tmpdir() .. "/port"
+  local p = assert(proc.spawn{argv = {T.RAWSERVER, "--slow-accept", portfile, "300"}, stdout = "capture", stderr = "capture"})
+  for _ = 1, 500 do
+    local port = tonumber(T.read_file(portfile) or "")
+    if port then return p, port end
+    clock.sleep(0.01)
+  end
+  local tail = p:tail(20)
+  p:stop(1)
+  error("rawserver did not start: " .. tostring(tail), 2)
+end
+
+-- the kinds of a summary's delay warnings, "a,b"
+local function warning_kinds(s)
+  local kinds = {}
+  for _, w in ipairs(require("bench.summary").delay_warnings(s)) do kinds[#kinds + 1] = w.kind end
+  return table.concat(kinds, ",")
+end
+
 -- A server whose accept queue is full drops a connect's SYN; the kernel
 -- sends it again a second later (llama-server listens with a backlog of 5:
 -- 16 users starting at once on a CUDA llama-server waited 1,011 ms). That
@@ -32,27 +55,14 @@ end)
 for _, transport in ipairs{"native", "curl"} do
   T.case("a connect the server's full accept queue held: connect_ms, not the client's delay (" .. transport .. ")",
          function()
-    local proc = require("bench.proc")
     local summary = require("bench.summary")
-    local portfile = T.tmpdir() .. "/port"
-    local p <close> = assert(proc.spawn{argv = {T.RAWSERVER, "--slow-accept", portfile, "300"},
-                                        stdout = "capture", stderr = "capture"})
-    local port
-    for _ = 1, 500 do
-      port = tonumber(T.read_file(portfile) or "")
-      if port then break end
-      clock.sleep(0.01)
-    end
-    assert(port, "rawserver did not start: " .. tostring(p:tail(20)))
+    local p <close>, port = slow_accept_server()
     local c = openai.client{base_url = "http://127.0.0.1:" .. port, model = "m", transport = transport}
     local r = c:chat{prompt = "hi", max_tokens = 2, stream = false}
     T.eq(r.ok, true, "answered: " .. tostring(r.error_detail or r.error))
     assert(r.connect_ms and r.connect_ms > 500, "the handshake waited for the SYN's retry: " .. tostring(r.connect_ms))
     assert(r.client_send_delay_ms < 100, "not the client's delay: " .. tostring(r.client_send_delay_ms))
-    local s = summary.of({r})
-    local kinds = {}
-    for _, w in ipairs(summary.delay_warnings(s)) do kinds[#kinds + 1] = w.kind end
-    T.eq(table.concat(kinds, ","), "slow_connect", "the cell's warning names the server's accept")
+    T.eq(warning_kinds(summary.of({r})), "slow_connect", "the cell's warning names the server's accept")
   end)
 end
 
@@ -60,19 +70,8 @@ end
 -- (http.prepare's req:connect): a connect the full accept queue held is
 -- still the server's wait, connect_ms, and none of it the client's.
 T.case("a closed loop's first wave against a full accept queue: connected ahead, the wait is connect_ms", function()
-  local proc = require("bench.proc")
-  local summary = require("bench.summary")
   local load = require("bench.load")
-  local portfile = T.tmpdir() .. "/port"
-  local p <close> = assert(proc.spawn{argv = {T.RAWSERVER, "--slow-accept", portfile, "300"},
-                                      stdout = "capture", stderr = "capture"})
-  local port
-  for _ = 1, 500 do
-    port = tonumber(T.read_file(portfile) or "")
-    if port then break end
-    clock.sleep(0.01)
-  end
-  assert(port, "rawserver did not start: " .. tostring(p:tail(20)))
+  local p <close>, port = slow_accept_server()
   local c = openai.client{base_url = "http://127.0.0.1:" .. port, model = "m"}
   -- two users: the queue holds one connection, so the second's SYN is
   -- dropped again until the first is served (a retry 1 s, then 2 s later)
@@ -86,9 +85,7 @@ T.case("a closed loop's first wave against a full accept queue: connected ahead,
     assert(r.client_send_delay_ms < 100, "not the client's delay: " .. tostring(r.client_send_delay_ms))
   end
   assert(held > 0, "some connects waited for their SYN's retry")
-  local kinds = {}
-  for _, w in ipairs(summary.delay_warnings(res.summary)) do kinds[#kinds + 1] = w.kind end
-  T.eq(table.concat(kinds, ","), "slow_connect", "the cell's warning names the server's accept")
+  T.eq(warning_kinds(res.summary), "slow_connect", "the cell's warning names the server's accept")
 end)
 
 -- Requests that start together with no model named ask /v1/models once:
