@@ -66,6 +66,11 @@ type_line 'return "task-" .. t1:status()'
 expect "Ctrl-C cancels a waiting task" "task-cancelled"
 
 tmux_ send-keys -l -- 'this line is discarded'
+# the line editor echoes what it reads: once the text is on the screen the
+# REPL is reading the line, and the Ctrl-C meets it there (sent earlier, on
+# a loaded machine it could reach the REPL still finishing the last line,
+# where a late Ctrl-C is dropped so as not to leak into the next one)
+wait_for 'this line is discarded' || true
 tmux_ send-keys C-c
 type_line 'return "after-" .. "discard"'
 expect "Ctrl-C discards a half-typed line" "after-discard"
